@@ -1,0 +1,70 @@
+//! The command line: clap arguments, one file per subcommand, diagnostics rendering and
+//! exit codes. Uses everything; nothing uses it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::pool::Registry;
+
+mod check;
+mod kinds;
+mod plan;
+mod run;
+mod schema;
+
+/// Exit code: every task ok.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a task failed (error, timeout, crashed).
+pub const EXIT_TASK_FAILED: u8 = 1;
+/// Exit code: an invalid job file or a usage error.
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code: the job's `timeout` passed.
+pub const EXIT_DEADLINE: u8 = 3;
+/// Exit code: interrupted (Ctrl-C, SIGTERM).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Run declarative job files on a pool of worker processes.
+#[derive(Debug, Parser)]
+#[command(name = "jobpool", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+    Check(check::CheckArgs),
+    Plan(plan::PlanArgs),
+    Schema(schema::SchemaArgs),
+    Kinds(kinds::KindsArgs),
+}
+
+/// The stock `jobpool` binary: the built-in task kinds only.
+pub fn main() -> ExitCode {
+    main_with(Registry::with_builtins())
+}
+
+/// The whole `jobpool` command line for a program that registers its own task kinds.
+///
+/// Call it as the only thing in `main`; it also turns the process into a pool worker when
+/// it was started as one.
+pub fn main_with(registry: Registry) -> ExitCode {
+    crate::pool::worker::run_if_worker(&registry);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { EXIT_OK });
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => run::run(args, &registry),
+        Command::Check(args) => check::run(args, &registry),
+        Command::Plan(args) => plan::run(args, &registry),
+        Command::Schema(args) => schema::run(args),
+        Command::Kinds(args) => kinds::run(args, &registry),
+    };
+    ExitCode::from(code)
+}

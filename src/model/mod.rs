@@ -1,0 +1,357 @@
+//! The checked domain model of a job file.
+//!
+//! Owns: the types every later stage works from (`Job`, `TaskTemplate`, `ArgSpace`,
+//! `SinkConfig`, `Limits`). These values are produced only by `validate`, so code that
+//! holds a `Job` may assume it is consistent: templates name existing arguments, ranges
+//! are non-empty, zip lengths agree, and so on.
+//! Must not: read files, spawn anything, or print. Pure data with small helpers.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A validated job: everything `jobpool run` needs, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The job's name (`name` key, default: the file's stem).
+    pub name: String,
+    /// Free text from `description`.
+    pub description: Option<String>,
+    /// The job file as given on the command line.
+    pub path: PathBuf,
+    /// The folder relative paths in the file are resolved against.
+    pub dir: PathBuf,
+    /// Worker count; `None` means the machine's available parallelism.
+    pub workers: Option<NonZeroUsize>,
+    /// Time limits and retries.
+    pub limits: Limits,
+    /// Order in which records reach the sinks.
+    pub order: Order,
+    /// What to do after the first failure.
+    pub on_failure: OnFailure,
+    /// Submissions sent to a worker at once.
+    pub chunk_size: ChunkSize,
+    /// Recycle a worker after this many tasks; 0 = never.
+    pub max_tasks_per_worker: u64,
+    /// Where tasks run.
+    pub backend: Backend,
+    /// Extra glob patterns (relative to `dir`) whose change reruns the job in watch mode.
+    pub watch: Vec<String>,
+    /// What each submission runs.
+    pub task: TaskTemplate,
+    /// How submissions are made.
+    pub args: ArgSpace,
+    /// Where records go; never empty (the default stdout text sink is filled in).
+    pub sinks: Vec<SinkConfig>,
+    /// `[slurm]` settings, when present.
+    pub slurm: Option<SlurmConfig>,
+}
+
+/// Time limits of a job. `None` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deadline for the whole job (`timeout`).
+    pub timeout: Option<Duration>,
+    /// Limit for one task (`task-timeout`).
+    pub task_timeout: Option<Duration>,
+    /// Time between TERM and KILL when a task is stopped (`grace-period`).
+    pub grace_period: Duration,
+    /// Re-runs of a failed (error, timeout, crashed) task.
+    pub retries: u32,
+}
+
+/// Default `grace-period` when the file leaves it out.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(1);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: None, task_timeout: None, grace_period: DEFAULT_GRACE_PERIOD, retries: 0 }
+    }
+}
+
+/// The order records reach sinks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Submission order, whatever order tasks finish in.
+    #[default]
+    Submission,
+    /// Each record as soon as it finishes.
+    Completion,
+}
+
+/// What happens after the first failed task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Keep going.
+    #[default]
+    Continue,
+    /// Submit nothing new; what never started is `skipped`.
+    Stop,
+}
+
+/// Submissions per message to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChunkSize {
+    /// Chosen by the pool.
+    #[default]
+    Auto,
+    /// Exactly this many.
+    Fixed(NonZeroUsize),
+}
+
+/// Where tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Worker processes over ipc-channel.
+    #[default]
+    Processes,
+    /// A rayon thread pool in this process.
+    Threads,
+    /// A Slurm job array.
+    Slurm,
+}
+
+/// A string with `{placeholder}`s, parsed once. `{{` and `}}` are literal braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The text as written in the job file.
+    pub source: String,
+    /// The parsed pieces.
+    pub parts: Vec<TemplatePart>,
+}
+
+/// One piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text copied as is (braces already unescaped).
+    Literal(String),
+    /// The text between `{` and `}`: an argument name, a position (`0`), or for sink
+    /// templates a record field (`value`, `args.x`, ...).
+    Placeholder(String),
+}
+
+/// What each submission runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskTemplate {
+    /// `kind = "command"`.
+    Command(CommandTask),
+    /// `kind = "script"`.
+    Script(ScriptTask),
+    /// Any other kind: a function registered by a program that embeds the library.
+    Registered {
+        /// The kind's name.
+        kind: String,
+    },
+}
+
+impl TaskTemplate {
+    /// The `kind` as written in the job file.
+    pub fn kind(&self) -> &str {
+        match self {
+            TaskTemplate::Command(_) => "command",
+            TaskTemplate::Script(_) => "script",
+            TaskTemplate::Registered { kind } => kind,
+        }
+    }
+}
+
+/// A `command` task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandTask {
+    /// The program and its arguments, or a shell line.
+    pub invocation: Invocation,
+    /// Working folder (already resolved against the job file's folder when relative).
+    pub cwd: Option<Template>,
+    /// Extra environment variables, in declared order.
+    pub env: Vec<(String, Template)>,
+    /// Text fed to the command's standard input.
+    pub stdin: Option<Template>,
+    /// How stdout becomes the result value.
+    pub output: OutputMode,
+    /// Exit codes that count as success (default `[0]`).
+    pub success_codes: Vec<i32>,
+}
+
+/// How a command is started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    /// `program = [...]`: argv, no shell.
+    Program(Vec<Template>),
+    /// `shell = "..."`: `/bin/sh -c`, every substituted value shell-quoted.
+    Shell(Template),
+}
+
+/// How a command's stdout becomes the record's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// The text, trimmed.
+    #[default]
+    Text,
+    /// Parsed as JSON.
+    Json,
+    /// A list of the non-empty lines.
+    Lines,
+    /// `null`.
+    None,
+}
+
+/// A `script` task (Rhai).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptTask {
+    /// The script's text (read from `file` when given).
+    pub source: String,
+    /// The file it came from, when `file` was used (resolved against the job's folder).
+    pub file: Option<PathBuf>,
+}
+
+/// How submissions are made from `[args]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgSpace {
+    /// Every argument name in declared order; a submission's values are in this order.
+    pub names: Vec<String>,
+    /// How the varying parameters combine.
+    pub form: ArgForm,
+    /// Constants that join every submission: (position in `names`, value).
+    pub constants: Vec<(usize, Value)>,
+}
+
+/// How varying parameters combine into submissions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgForm {
+    /// Exactly one submission (no `[args]`, or constants only).
+    Single,
+    /// Every combination, first parameter varying slowest.
+    Product(Vec<Param>),
+    /// Element-wise; all parameters have the same length.
+    Zip(Vec<Param>),
+    /// Explicit tuples, each as wide as `positions`.
+    Tuples {
+        /// Position in `ArgSpace::names` of each tuple element.
+        positions: Vec<usize>,
+        /// The tuples.
+        tuples: Vec<Vec<Value>>,
+    },
+}
+
+/// One varying parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// Position in `ArgSpace::names`.
+    pub position: usize,
+    /// Its values.
+    pub values: ParamValues,
+}
+
+/// The values of one parameter. Ranges stay lazy; everything else is materialised at
+/// validation time (globs and `lines` are bounded by what is on disk).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValues {
+    /// A list of values (also the result of `glob` and `lines`).
+    List(Vec<Value>),
+    /// `start + i*step` for `i` in `0..len`.
+    IntRange {
+        /// First value.
+        start: i64,
+        /// Step, never zero.
+        step: i64,
+        /// Number of values, never zero.
+        len: u64,
+    },
+    /// `start + i*step` for `i` in `0..len`, computed without drift.
+    FloatRange {
+        /// First value.
+        start: f64,
+        /// Step, never zero.
+        step: f64,
+        /// Number of values, never zero.
+        len: u64,
+    },
+}
+
+impl ParamValues {
+    /// Number of values.
+    pub fn len(&self) -> u64 {
+        match self {
+            ParamValues::List(v) => v.len() as u64,
+            ParamValues::IntRange { len, .. } | ParamValues::FloatRange { len, .. } => *len,
+        }
+    }
+
+    /// Whether there are no values (never true in a validated job).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th value. Panics when `i >= len()`, which the planner never asks for.
+    pub fn get(&self, i: u64) -> Value {
+        match self {
+            ParamValues::List(v) => v[i as usize].clone(),
+            ParamValues::IntRange { start, step, .. } => Value::from(start + (i as i64) * step),
+            ParamValues::FloatRange { start, step, .. } => {
+                let x = start + (i as f64) * step;
+                serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+            }
+        }
+    }
+}
+
+/// One `[[sink]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkConfig {
+    /// Where it writes.
+    pub to: SinkTarget,
+    /// What it writes.
+    pub format: SinkFormat,
+}
+
+/// Where a sink writes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkTarget {
+    /// Standard output.
+    Stdout,
+    /// A path template (`{name}`, `{run}`), relative to the job file's folder.
+    Path(Template),
+}
+
+/// A sink's format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkFormat {
+    /// One line per record from the template (default `{value}`).
+    Text(Template),
+    /// One JSON object per line.
+    Jsonl,
+    /// One JSON array.
+    Json,
+    /// One column per argument, then `status`, `value`, `error`, `duration_ms`.
+    Csv,
+}
+
+/// `[slurm]` settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlurmConfig {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// The `%L` of `--array=0-K%L`.
+    pub array_limit: Option<u32>,
+    /// Submissions per array element; `None` = enough for at most 1000 elements.
+    pub per_element: Option<u64>,
+    /// `--time`.
+    pub time_limit: Option<Duration>,
+    /// Extra `sbatch` arguments.
+    pub sbatch_args: Vec<String>,
+    /// Folder visible to every node (relative to the job file's folder).
+    pub shared_dir: Option<PathBuf>,
+}
+
+/// One expanded submission: what the planner yields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// Position in the plan, from 0.
+    pub index: u64,
+    /// Content key: a stable hash of the task definition and the arguments.
+    pub key: String,
+    /// Argument values, aligned with `ArgSpace::names`.
+    pub args: Vec<Value>,
+}

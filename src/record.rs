@@ -1,0 +1,96 @@
+//! `TaskRecord`: the one result row that sinks, the run journal and reports read.
+//!
+//! Owns: the record's fields and their JSON form (documented field by field in the
+//! book's "Sinks and records" chapter). Must not: know how records are produced.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How a submission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Finished and succeeded; `value` holds the result.
+    Ok,
+    /// The task reported an error (a non-success exit code, a script error, `Err`).
+    Error,
+    /// Stopped after `task-timeout`.
+    Timeout,
+    /// The worker died while running it (signal, abort, exit).
+    Crashed,
+    /// Stopped because the job's deadline passed or the run was interrupted.
+    Cancelled,
+    /// Never started (`on-failure = "stop"` after an earlier failure).
+    Skipped,
+}
+
+impl Status {
+    /// Every status, in the order summaries list them.
+    pub const ALL: [Status; 6] =
+        [Status::Ok, Status::Error, Status::Timeout, Status::Crashed, Status::Cancelled, Status::Skipped];
+
+    /// The lowercase name used in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Timeout => "timeout",
+            Status::Crashed => "crashed",
+            Status::Cancelled => "cancelled",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    /// Whether this status counts as a task failure (exit code 1).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Error | Status::Timeout | Status::Crashed)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One submission's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Position in the plan, from 0.
+    pub index: u64,
+    /// Content key (hash of the task definition and the arguments).
+    pub key: String,
+    /// Arguments by name, in declared order.
+    pub args: Map<String, Value>,
+    /// How it ended.
+    pub status: Status,
+    /// The result, on `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The error message, on any other status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How many times it was started (0 for skipped).
+    pub attempts: u32,
+    /// The worker that ran the last attempt (0-based slot), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
+    /// RFC 3339 UTC time the last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Wall time of the last attempt in milliseconds.
+    #[serde(default)]
+    pub duration_ms: f64,
+    /// Commands: the exit code, when the process exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Commands: the signal that ended the process, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Commands: the tail of standard error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// True when the record was taken from an earlier run by `--resume`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+}
