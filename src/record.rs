@@ -26,8 +26,14 @@ pub enum Status {
 
 impl Status {
     /// Every status, in the order summaries list them.
-    pub const ALL: [Status; 6] =
-        [Status::Ok, Status::Error, Status::Timeout, Status::Crashed, Status::Cancelled, Status::Skipped];
+    pub const ALL: [Status; 6] = [
+        Status::Ok,
+        Status::Error,
+        Status::Timeout,
+        Status::Crashed,
+        Status::Cancelled,
+        Status::Skipped,
+    ];
 
     /// The lowercase name used in records.
     pub fn as_str(self) -> &'static str {

@@ -355,3 +355,55 @@ pub struct Submission {
     /// Argument values, aligned with `ArgSpace::names`.
     pub args: Vec<Value>,
 }
+
+impl Template {
+    /// A template that is all literal text.
+    pub fn literal(text: &str) -> Self {
+        Template { source: text.to_string(), parts: vec![TemplatePart::Literal(text.to_string())] }
+    }
+
+    /// The placeholders it names, in order of appearance.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            TemplatePart::Placeholder(name) => Some(name.as_str()),
+            TemplatePart::Literal(_) => None,
+        })
+    }
+
+    /// Fill in the placeholders: `lookup` gives each one's text (validation guarantees it
+    /// exists; a `None` renders as nothing). `quote` post-processes substituted values
+    /// (shell quoting), never literal text.
+    pub fn render_with(
+        &self,
+        mut lookup: impl FnMut(&str) -> Option<String>,
+        quote: impl Fn(&str) -> String,
+    ) -> String {
+        let mut out = String::with_capacity(self.source.len() + 16);
+        for part in &self.parts {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Placeholder(name) => {
+                    if let Some(v) = lookup(name) {
+                        out.push_str(&quote(&v));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Fill in the placeholders without quoting.
+    pub fn render(&self, lookup: impl FnMut(&str) -> Option<String>) -> String {
+        self.render_with(lookup, |s| s.to_string())
+    }
+}
+
+/// How a JSON value reads when substituted into a template: strings without quotes,
+/// `null` as the empty string, everything else as compact JSON.
+pub fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
