@@ -1,0 +1,633 @@
+//! End-to-end tests of `jobpool run`, driving the real binary on job files written into
+//! temporary folders. Every test asserts behaviour (statuses, order, files, exit codes),
+//! never speed, and checks that no process it started survives.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jobpool");
+/// Upper bound for any one `jobpool run` in these tests: far above what they need, so a
+/// hang fails the test instead of the suite.
+const HANG: Duration = Duration::from_secs(90);
+
+/// A job file in its own temporary folder.
+struct Job {
+    dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn new(toml: &str) -> Job {
+        let dir = tempfile::Builder::new().prefix("jp-run-").tempdir().unwrap();
+        fs::write(dir.path().join("job.toml"), toml).unwrap();
+        Job { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("run").args(extra).arg(self.path("job.toml")).current_dir(self.dir.path());
+        c.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    }
+
+    fn spawn(&self, extra: &[&str]) -> Child {
+        self.command(extra).spawn().unwrap()
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        wait_output(self.spawn(extra))
+    }
+
+    /// Records of a jsonl file the job wrote.
+    fn jsonl(&self, rel: &str) -> Vec<Value> {
+        let text = fs::read_to_string(self.path(rel))
+            .unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Every record journaled under `.jobpool/runs/` (all runs), in file order.
+    fn journal(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let runs = self.path(".jobpool/runs");
+        let mut files = Vec::new();
+        walk(&runs, &mut files);
+        files.sort();
+        for f in files.iter().filter(|f| f.ends_with("records.jsonl")) {
+            for line in fs::read_to_string(f).unwrap().lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+}
+
+/// Wait for a child with the hang guard; kill it and fail if it does not finish.
+fn wait_output(mut child: Child) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "jobpool run hung for {HANG:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or_else(|| panic!("killed by a signal: {:?}\n{}", o.status, stderr(o)))
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes; /proc/PID/stat's third field is the state.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+fn read_pids(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(t) = fs::read_to_string(e.path()) {
+            pids.extend(t.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+        }
+    }
+    pids
+}
+
+/// Wait (generously) for every pid to be gone; return those still alive.
+fn survivors(pids: &[i32]) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+        if alive.is_empty() || Instant::now() > deadline {
+            for &p in &alive {
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn statuses(records: &[Value]) -> Vec<String> {
+    records.iter().map(|r| r["status"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn ok_records_reach_stdout_in_submission_order() {
+    let job = Job::new(
+        r#"
+workers = 3
+[task]
+kind = "script"
+script = "sleep(random() * 0.05); x * x"
+[args]
+x = { range = [0, 30] }
+[[sink]]
+to = "stdout"
+format = "text"
+template = "{x}:{value}"
+"#,
+    );
+    let out = job.run(&["--progress", "never"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let want: Vec<String> = (0..30).map(|x| format!("{x}:{}", x * x)).collect();
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn every_sink_keeps_submission_order_and_completion_order_keeps_everything() {
+    let toml = |order: &str| {
+        format!(
+            r#"
+workers = 4
+order = "{order}"
+[task]
+kind = "script"
+script = "sleep(random() * 0.04); i"
+[args]
+i = {{ range = [0, 40] }}
+[[sink]]
+to = "out/r.jsonl"
+format = "jsonl"
+[[sink]]
+to = "out/r.json"
+format = "json"
+[[sink]]
+to = "out/r.csv"
+format = "csv"
+[[sink]]
+to = "out/r.txt"
+format = "text"
+template = "{{index}} {{value}}"
+"#
+        )
+    };
+    let job = Job::new(&toml("submission"));
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let idx: Vec<u64> = job.jsonl("out/r.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, (0..40).collect::<Vec<_>>());
+    let arr: Value = serde_json::from_str(&fs::read_to_string(job.path("out/r.json")).unwrap()).unwrap();
+    let idx: Vec<u64> = arr.as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(idx, (0..40).collect::<Vec<_>>());
+    let csv = fs::read_to_string(job.path("out/r.csv")).unwrap();
+    let first_col: Vec<String> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().into()).collect();
+    assert_eq!(first_col, (0..40).map(|i| i.to_string()).collect::<Vec<_>>());
+    let txt = fs::read_to_string(job.path("out/r.txt")).unwrap();
+    assert_eq!(txt.lines().collect::<Vec<_>>(), (0..40).map(|i| format!("{i} {i}")).collect::<Vec<_>>());
+
+    let job = Job::new(&toml("completion"));
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut idx: Vec<u64> = job.jsonl("out/r.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    idx.sort();
+    assert_eq!(idx, (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failing_command_is_an_error_record_with_exit_code_and_stderr() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+shell = "if [ {n} = 2 ]; then echo broken >&2; exit 3; fi; echo {n}"
+[args]
+n = [1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "error", "ok"]);
+    assert_eq!(recs[0]["value"], "1");
+    assert_eq!(recs[1]["exit_code"], 3);
+    assert!(recs[1]["stderr"].as_str().unwrap().contains("broken"));
+    // The first failure is shown as a diagnostic naming its index and arguments.
+    let err = stderr(&out);
+    assert!(err.contains("broken") || err.contains("exit code 3"), "{err}");
+    assert!(err.contains("n"), "{err}");
+}
+
+#[test]
+fn a_timed_out_command_loses_its_whole_process_group() {
+    let job = Job::new(
+        r#"
+workers = 2
+task-timeout = "500ms"
+grace-period = "200ms"
+[task]
+kind = "command"
+shell = "sleep 300 & echo $! > pids/{i}; sleep 300"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["timeout", "timeout"]);
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(pids.len(), 2, "each task recorded its grandchild");
+    assert_eq!(survivors(&pids), Vec::<i32>::new(), "grandchildren survived the timeout");
+}
+
+#[test]
+fn a_worker_killed_mid_run_costs_exactly_its_task() {
+    // The shell's parent is the worker process running the task: killing it is a worker
+    // crash in the middle of a task, and must cost only that task.
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+shell = "if [ {i} = 3 ]; then kill -9 $PPID; sleep 5; fi; echo {i}"
+[args]
+i = { range = [0, 8] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    let st = statuses(&recs);
+    assert_eq!(st.len(), 8);
+    for (i, s) in st.iter().enumerate() {
+        let want = if i == 3 { "crashed" } else { "ok" };
+        assert_eq!(s, want, "record {i}: {:?}", recs[i]);
+    }
+}
+
+#[test]
+fn retries_rerun_a_failed_task_and_count_attempts() {
+    let job = Job::new(
+        r#"
+workers = 1
+retries = 2
+[task]
+kind = "command"
+shell = "echo x >> tries; [ $(wc -l < tries) -ge 2 ]"
+output = "none"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok"]);
+    assert_eq!(recs[0]["attempts"], 2);
+}
+
+#[test]
+fn the_deadline_cancels_what_has_not_finished_and_exits_3() {
+    let job = Job::new(
+        r#"
+workers = 2
+timeout = "1s"
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "if [ {i} -lt 2 ]; then echo fast; else echo $$ > pids/{i}; exec sleep 300; fi"
+[args]
+i = { range = [0, 6] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let st = statuses(&job.jsonl("out.jsonl"));
+    assert_eq!(&st[..2], ["ok", "ok"]);
+    assert!(st[2..].iter().all(|s| s == "cancelled"), "{st:?}");
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+#[test]
+fn on_failure_stop_skips_what_never_started() {
+    let job = Job::new(
+        r#"
+workers = 1
+chunk-size = 1
+on-failure = "stop"
+[task]
+kind = "script"
+script = "if i == 2 { throw \"boom\" } i"
+[args]
+i = { range = [0, 10] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    let st = statuses(&recs);
+    assert_eq!(st.len(), 10, "every submission has a record");
+    assert_eq!(&st[..3], ["ok", "ok", "error"]);
+    assert!(recs[2]["error"].as_str().unwrap().contains("boom"));
+    // A task already handed to the worker may finish before the failure is seen; after
+    // that, nothing new starts.
+    let first_skipped = st.iter().position(|s| s == "skipped").expect("some skipped");
+    assert!(first_skipped <= 5, "{st:?}");
+    assert!(st[3..first_skipped].iter().all(|s| s == "ok"), "{st:?}");
+    assert!(st[first_skipped..].iter().all(|s| s == "skipped"), "{st:?}");
+}
+
+#[test]
+fn shell_values_are_quoted() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "echo {v}"
+[args]
+v = ["\"; touch pwned #", "$(touch pwned2)", "a'b", "x && touch pwned3"]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(!job.path(f).exists(), "{f} was created: injection");
+    }
+    let vals: Vec<String> =
+        job.jsonl("out.jsonl").iter().map(|r| r["value"].as_str().unwrap().to_string()).collect();
+    assert_eq!(vals, ["\"; touch pwned #", "$(touch pwned2)", "a'b", "x && touch pwned3"]);
+}
+
+#[test]
+fn file_sinks_appear_whole_at_the_end() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = "sleep(0.05); i"
+[args]
+i = { range = [0, 20] }
+[[sink]]
+to = "out/{name}.jsonl"
+format = "jsonl"
+"#,
+    );
+    let child = job.spawn(&[]);
+    let target = job.path("out/job.jsonl");
+    let start = Instant::now();
+    let mut saw_partial = false;
+    while start.elapsed() < Duration::from_millis(400) {
+        if let Ok(t) = fs::read_to_string(&target) {
+            if t.lines().count() != 20 {
+                saw_partial = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = wait_output(child);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!saw_partial, "a reader saw a partial sink file");
+    assert_eq!(job.jsonl("out/job.jsonl").len(), 20);
+    let leftovers: Vec<_> = fs::read_dir(job.path("out")).unwrap().flatten().collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left beside the sink: {leftovers:?}");
+}
+
+#[test]
+fn resume_after_adding_values_runs_only_the_new_ones() {
+    let toml = |end: u32| {
+        format!(
+            r#"
+workers = 2
+[task]
+kind = "command"
+shell = "echo {{x}} >> ran.log; echo $(( {{x}} * 10 ))"
+[args]
+x = {{ range = [0, {end}] }}
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#
+        )
+    };
+    let job = Job::new(&toml(3));
+    assert_eq!(code(&job.run(&[])), 0);
+    job.write("job.toml", &toml(5));
+    let out = job.run(&["--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut ran: Vec<u32> =
+        fs::read_to_string(job.path("ran.log")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    ran.sort();
+    assert_eq!(ran, [0, 1, 2, 3, 4], "each value ran exactly once over both runs");
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 5);
+    let resumed: Vec<bool> = recs.iter().map(|r| r["resumed"].as_bool().unwrap_or(false)).collect();
+    assert_eq!(resumed, [true, true, true, false, false]);
+    let vals: Vec<&str> = recs.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(vals, ["0", "10", "20", "30", "40"]);
+}
+
+#[test]
+fn resume_after_sigkill_of_jobpool_loses_nothing_and_redoes_nothing() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+shell = "sleep 0.1; echo {x} >> ran.log; echo {x}"
+[args]
+x = { range = [0, 30] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let mut child = job.spawn(&[]);
+    // Wait until some records are journaled, then kill jobpool itself.
+    let start = Instant::now();
+    while job.journal().len() < 6 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    // Workers notice the parent's death and exit; give them a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let done_before: Vec<u64> = job
+        .journal()
+        .iter()
+        .filter(|r| r["status"] == "ok")
+        .map(|r| r["args"]["x"].as_u64().unwrap())
+        .collect();
+    assert!(done_before.len() >= 6);
+
+    let out = job.run(&["--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 30);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["status"], "ok");
+        assert_eq!(r["value"], i.to_string());
+        let x = i as u64;
+        assert_eq!(r["resumed"].as_bool().unwrap_or(false), done_before.contains(&x), "record {i}");
+    }
+    let log = fs::read_to_string(job.path("ran.log")).unwrap();
+    for x in done_before {
+        let n = log.lines().filter(|l| *l == x.to_string()).count();
+        assert_eq!(n, 1, "x={x} finished before the kill and ran again");
+    }
+}
+
+#[test]
+fn interrupt_stops_everything_and_exits_130() {
+    let job = Job::new(
+        r#"
+workers = 2
+grace-period = "200ms"
+[task]
+kind = "command"
+shell = "if [ {i} -lt 2 ]; then echo done; else echo $$ > pids/{i}; sleep 300 & echo $! >> pids/{i}; wait; fi"
+[args]
+i = { range = [0, 6] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let child = job.spawn(&[]);
+    let start = Instant::now();
+    while read_pids(&job.path("pids")).len() < 4 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_output(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 6, "every submission has a record after an interrupt");
+    assert_eq!(&statuses(&recs)[..2], ["ok", "ok"]);
+    assert!(statuses(&recs)[2..].iter().all(|s| s == "cancelled"));
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+#[test]
+fn invalid_job_exits_2_and_names_the_file() {
+    let job = Job::new("workers = 0\n[task]\nkind = \"script\"\nscript = \"1\"\n");
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("job.toml"), "{}", stderr(&out));
+}
+
+#[test]
+fn dry_run_runs_nothing() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "touch ran"
+[args]
+i = [1, 2]
+"#,
+    );
+    let out = job.run(&["--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!job.path("ran").exists());
+    assert!(!job.path(".jobpool").exists());
+}
+
+#[test]
+fn set_and_workers_override_the_file() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "script"
+script = "x + 1"
+[args]
+x = [1]
+"#,
+    );
+    let out = job.run(&["--set", "args.x=[10, 20]", "--workers", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "11\n21\n");
+}
+
+#[test]
+fn the_summary_counts_statuses_on_stderr() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "script"
+script = "if i == 1 { throw \"no\" } i"
+[args]
+i = [0, 1, 2]
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("2 ok"), "{err}");
+    assert!(err.contains("1 error"), "{err}");
+    assert_eq!(stdout(&out).lines().count(), 3, "failed records still print a line");
+}
