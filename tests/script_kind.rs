@@ -13,7 +13,11 @@ fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn eval(source: &str, arg_names: &[&str], args: &[Value]) -> Result<Value, jobpool::task::script::ScriptError> {
+fn eval(
+    source: &str,
+    arg_names: &[&str],
+    args: &[Value],
+) -> Result<Value, jobpool::task::script::ScriptError> {
     ScriptEngine::compile(source, &names(arg_names))?.eval(args, &never, None)
 }
 
@@ -47,7 +51,8 @@ fn json_values_round_trip_through_the_script() {
 
 #[test]
 fn statements_functions_and_spec_example() {
-    let src = "fn sq(v) { v * v }\nlet value = random();\nsleep(value / 100.0);\narg1 + sq(arg2) + value";
+    let src =
+        "fn sq(v) { v * v }\nlet value = random();\nsleep(value / 100.0);\narg1 + sq(arg2) + value";
     let engine = ScriptEngine::compile(src, &names(&["arg1", "arg2"])).unwrap();
     let r = engine.eval(&[json!(1), json!(3)], &never, None).unwrap().as_f64().unwrap();
     assert!((10.0..11.0).contains(&r), "{r}");
@@ -56,7 +61,8 @@ fn statements_functions_and_spec_example() {
 #[test]
 fn random_is_in_unit_interval() {
     let engine = ScriptEngine::compile("random()", &[]).unwrap();
-    let values: Vec<f64> = (0..1000).map(|_| engine.eval(&[], &never, None).unwrap().as_f64().unwrap()).collect();
+    let values: Vec<f64> =
+        (0..1000).map(|_| engine.eval(&[], &never, None).unwrap().as_f64().unwrap()).collect();
     assert!(values.iter().all(|r| (0.0..1.0).contains(r)));
     assert!(values.windows(2).any(|w| w[0] != w[1]), "random() is not constant");
 }
@@ -89,13 +95,19 @@ fn sandbox_refuses_import_eval_and_system_access() {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("secret.rhai");
     std::fs::write(&module, "export const secret = 42;").unwrap();
-    let src = format!("import {:?} as m; m::secret", module.to_str().unwrap().trim_end_matches(".rhai"));
+    let src =
+        format!("import {:?} as m; m::secret", module.to_str().unwrap().trim_end_matches(".rhai"));
     assert!(ScriptEngine::compile(&src, &[]).is_err(), "import must not compile");
 
     let err = eval("eval(\"40 + 2\")", &[], &[]).unwrap_err();
     assert!(err.to_string().contains("eval"), "{err}");
 
-    for call in ["open_file(\"/etc/passwd\")", "system(\"touch x\")", "read_file(\"/etc/passwd\")", "exec(\"ls\")"] {
+    for call in [
+        "open_file(\"/etc/passwd\")",
+        "system(\"touch x\")",
+        "read_file(\"/etc/passwd\")",
+        "exec(\"ls\")",
+    ] {
         let err = eval(call, &[], &[]).unwrap_err();
         assert_eq!(err.kind, ScriptErrorKind::Runtime, "{call}");
         assert!(err.message.starts_with("Function not found"), "{call}: {err}");
@@ -159,7 +171,8 @@ fn should_stop_stops_a_busy_loop_and_sleep() {
 
 #[test]
 fn sleep_sleeps_and_ignores_nonsense_durations() {
-    let engine = ScriptEngine::compile("sleep(0.2); sleep(0); sleep(-3); sleep(0.0 / 0.0); 1", &[]).unwrap();
+    let engine =
+        ScriptEngine::compile("sleep(0.2); sleep(0); sleep(-3); sleep(0.0 / 0.0); 1", &[]).unwrap();
     let start = Instant::now();
     assert_eq!(engine.eval(&[], &never, None).unwrap(), json!(1));
     assert!(start.elapsed() >= Duration::from_millis(200));
@@ -182,4 +195,15 @@ fn engine_is_shareable_between_threads() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+#[test]
+fn errors_inside_functions_point_into_the_function() {
+    let src = "fn inner(a) {\n  a + q\n}\nfn outer(b) { inner(b) }\nouter(1)";
+    let err = eval(src, &[], &[]).unwrap_err();
+    assert_eq!((err.line, err.column), (Some(2), Some(7)), "{err}");
+    assert_eq!(
+        err.message,
+        "Variable not found: q (in function 'inner' called at line 4, column 15) (in function 'outer' called at line 5, column 1)"
+    );
 }

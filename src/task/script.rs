@@ -117,10 +117,24 @@ impl ScriptError {
                 column: None,
             };
         }
+        // Report where the error really is (inside a function), naming the calls that led
+        // there, instead of Rhai's nested "in call to function" text at the call site.
+        let mut calls = Vec::new();
+        while let EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) = err {
+            calls.push((name, pos));
+            err = *inner;
+        }
         let pos = err.take_position();
         let mut message = err.to_string();
-        if matches!(err.unwrap_inner(), EvalAltResult::ErrorTooManyOperations(_)) {
+        if matches!(err, EvalAltResult::ErrorTooManyOperations(_)) {
             message = format!("{message} (the limit is {} per task)", limits.max_operations);
+        }
+        for (name, at) in calls.iter().rev() {
+            message.push_str(&format!(" (in function '{name}'"));
+            if let (Some(line), Some(column)) = (at.line(), at.position()) {
+                message.push_str(&format!(" called at line {line}, column {column}"));
+            }
+            message.push(')');
         }
         ScriptError::new(ScriptErrorKind::Runtime, message, pos)
     }
