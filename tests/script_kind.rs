@@ -42,8 +42,8 @@ fn args_map_reaches_names_that_are_not_identifiers() {
 #[test]
 fn json_values_round_trip_through_the_script() {
     let value = json!({"list": [1, -2.5, "s", false, null], "nested": {"k": [true]}});
-    assert_eq!(eval("v", &["v"], &[value.clone()]).unwrap(), value);
-    assert_eq!(eval("v.list[1]", &["v"], &[value.clone()]).unwrap(), json!(-2.5));
+    assert_eq!(eval("v", &["v"], std::slice::from_ref(&value)).unwrap(), value);
+    assert_eq!(eval("v.list[1]", &["v"], std::slice::from_ref(&value)).unwrap(), json!(-2.5));
     assert_eq!(eval("#{a: 1, b: [2, ()]}", &[], &[]).unwrap(), json!({"a": 1, "b": [2, null]}));
     assert_eq!(eval("()", &[], &[]).unwrap(), Value::Null);
     assert_eq!(eval("let a = 1;", &[], &[]).unwrap(), Value::Null);

@@ -206,13 +206,13 @@ pub fn run_command(req: CommandRequest<'_>) -> CommandOutcome {
 }
 
 fn spawn_error(program: &str, rendered: &RenderedCommand, err: &io::Error) -> String {
-    if let Some(dir) = &rendered.cwd {
-        if !dir.is_dir() {
-            return format!(
-                "cannot start {program:?}: working folder {:?} is not a folder",
-                dir.display().to_string()
-            );
-        }
+    if let Some(dir) = &rendered.cwd
+        && !dir.is_dir()
+    {
+        return format!(
+            "cannot start {program:?}: working folder {:?} is not a folder",
+            dir.display().to_string()
+        );
     }
     format!("cannot start {program:?}: {}", os_message(err))
 }
@@ -354,22 +354,22 @@ impl ChildIo {
             }
 
             let ready = |i: usize| n > 0 && fds[i].revents != 0;
-            if ready(0) {
-                if let Some(f) = &mut self.stdout {
-                    match read_once(f, &mut buf) {
-                        ReadResult::Data(k) => self.out.extend_from_slice(&buf[..k]),
-                        ReadResult::Nothing => {}
-                        ReadResult::Closed => self.stdout = None,
-                    }
+            if ready(0)
+                && let Some(f) = &mut self.stdout
+            {
+                match read_once(f, &mut buf) {
+                    ReadResult::Data(k) => self.out.extend_from_slice(&buf[..k]),
+                    ReadResult::Nothing => {}
+                    ReadResult::Closed => self.stdout = None,
                 }
             }
-            if ready(1) {
-                if let Some(f) = &mut self.stderr {
-                    match read_once(f, &mut buf) {
-                        ReadResult::Data(k) => self.err.push(&buf[..k]),
-                        ReadResult::Nothing => {}
-                        ReadResult::Closed => self.stderr = None,
-                    }
+            if ready(1)
+                && let Some(f) = &mut self.stderr
+            {
+                match read_once(f, &mut buf) {
+                    ReadResult::Data(k) => self.err.push(&buf[..k]),
+                    ReadResult::Nothing => {}
+                    ReadResult::Closed => self.stderr = None,
                 }
             }
             if ready(2) {
