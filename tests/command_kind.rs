@@ -457,3 +457,33 @@ fn on_spawn_reports_the_process_group() {
     let pgid = pgid.expect("on_spawn called");
     assert_eq!(out.value, Some(json!(pgid.to_string())));
 }
+
+#[test]
+fn a_stop_before_start_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Opts::new(dir.path());
+    o.stop_after = Some(Duration::ZERO);
+    let (out, pgid) = run_with(&shell("touch started"), o);
+    assert_eq!(out.status, CommandStatus::Cancelled);
+    assert_eq!(pgid, None);
+    assert!(!dir.path().join("started").exists());
+}
+
+#[test]
+fn structured_values_are_substituted_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = program(&["printf", "%s %s %s", "{0}", "{1}", "{2}"]);
+    let mut o = Opts::new(dir.path());
+    o.names = &["a", "b", "c"];
+    o.args = vec![json!([1, "x"]), json!({"k": true}), json!(false)];
+    assert_eq!(run(&t, o).value, Some(json!("[1,\"x\"] {\"k\":true} false")));
+}
+
+#[test]
+fn invalid_utf8_output_is_replaced_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&shell("printf 'a\\377b'; printf 'e\\377rr' >&2"), Opts::new(dir.path()));
+    assert_eq!(out.status, CommandStatus::Ok);
+    assert_eq!(out.value, Some(json!("a\u{FFFD}b")));
+    assert_eq!(out.stderr.as_deref(), Some("e\u{FFFD}rr"));
+}

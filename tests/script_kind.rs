@@ -134,6 +134,16 @@ fn limits_stop_runaway_scripts() {
     let err = eval("let a = [1]; loop { a += a; }", &[], &[]).unwrap_err();
     assert!(err.message.contains("Size of array"), "{err}");
 
+    let small = ScriptLimits { max_map_size: 100, ..ScriptLimits::default() };
+    let engine = ScriptEngine::compile_with_limits(
+        "let m = #{}; for i in 0..1000 { m[`k${i}`] = i; } m",
+        &[],
+        small,
+    )
+    .unwrap();
+    let err = engine.eval(&[], &never, None).unwrap_err();
+    assert!(err.message.contains("Size of object map"), "{err}");
+
     let err = eval("fn f(x) { f(x + 1) } f(0)", &[], &[]).unwrap_err();
     assert!(err.to_string().contains("Stack overflow"), "{err}");
 }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::model::{CommandTask, Invocation, OutputMode, Template, value_text};
+use crate::record::Status;
 use crate::task::quote::shell_quote;
 
 /// How often a running command asks `should_stop`.
@@ -100,6 +101,18 @@ pub struct CommandOutcome {
     pub stderr: Option<String>,
 }
 
+impl CommandStatus {
+    /// The record status this maps to.
+    pub fn record_status(self) -> Status {
+        match self {
+            CommandStatus::Ok => Status::Ok,
+            CommandStatus::Error => Status::Error,
+            CommandStatus::Timeout => Status::Timeout,
+            CommandStatus::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
 impl CommandOutcome {
     fn failed(status: CommandStatus, error: String) -> Self {
         CommandOutcome {
@@ -170,6 +183,9 @@ fn lookup_arg(names: &[String], args: &[Value], name: &str) -> Option<String> {
 /// Never panics on a misbehaving child and never leaves a process of the command's group
 /// running: see the module docs.
 pub fn run_command(req: CommandRequest<'_>) -> CommandOutcome {
+    if (req.should_stop)() {
+        return CommandOutcome::failed(CommandStatus::Cancelled, "cancelled".to_string());
+    }
     let rendered = render(req.task, req.job_dir, req.names, req.args);
     let Some(program) = rendered.argv.first().filter(|p| !p.is_empty()) else {
         return CommandOutcome::failed(CommandStatus::Error, "the program is empty".to_string());

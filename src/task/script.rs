@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use rhai::{AST, Dynamic, Engine, EvalAltResult, NativeCallContext, Position, Scope};
 use serde_json::{Map, Number, Value};
 
+use crate::model::ScriptTask;
+use crate::record::Status;
+
 /// The limits a script runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScriptLimits {
@@ -99,6 +102,15 @@ impl fmt::Display for ScriptError {
 impl std::error::Error for ScriptError {}
 
 impl ScriptError {
+    /// The record status a task that failed this way gets.
+    pub fn record_status(&self) -> Status {
+        match self.kind {
+            ScriptErrorKind::Syntax | ScriptErrorKind::Runtime => Status::Error,
+            ScriptErrorKind::Timeout => Status::Timeout,
+            ScriptErrorKind::Stopped => Status::Cancelled,
+        }
+    }
+
     fn new(kind: ScriptErrorKind, message: String, pos: Position) -> Self {
         ScriptError { kind, message, line: pos.line(), column: pos.position() }
     }
@@ -258,6 +270,11 @@ impl ScriptEngine {
     /// in the order `eval` receives their values.
     pub fn compile(source: &str, names: &[String]) -> Result<Self, ScriptError> {
         Self::compile_with_limits(source, names, ScriptLimits::default())
+    }
+
+    /// Compile a job's script task with the default limits.
+    pub fn from_task(task: &ScriptTask, names: &[String]) -> Result<Self, ScriptError> {
+        Self::compile(&task.source, names)
     }
 
     /// Compile `source` with explicit limits.
