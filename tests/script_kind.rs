@@ -136,7 +136,7 @@ fn limits_stop_runaway_scripts() {
 
     let small = ScriptLimits { max_map_size: 100, ..ScriptLimits::default() };
     let engine = ScriptEngine::compile_with_limits(
-        "let m = #{}; for i in 0..1000 { m[`k${i}`] = i; } m",
+        "let m = #{}; for i in 0..1000 { m.set(`k${i}`, i); } m",
         &[],
         small,
     )
