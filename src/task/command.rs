@@ -183,6 +183,11 @@ fn lookup_arg(names: &[String], args: &[Value], name: &str) -> Option<String> {
 /// Never panics on a misbehaving child and never leaves a process of the command's group
 /// running: see the module docs.
 pub fn run_command(req: CommandRequest<'_>) -> CommandOutcome {
+    run_command_with(req, true)
+}
+
+/// [`run_command`], optionally without pidfd (to exercise the fallback in tests).
+fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome {
     if (req.should_stop)() {
         return CommandOutcome::failed(CommandStatus::Cancelled, "cancelled".to_string());
     }
@@ -215,7 +220,7 @@ pub fn run_command(req: CommandRequest<'_>) -> CommandOutcome {
 
     let started = Instant::now();
     let deadline = req.timeout.and_then(|t| started.checked_add(t));
-    let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes));
+    let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes), use_pidfd);
     let stop = io.run(pgid, deadline, req.grace, req.should_stop);
     let status = reap(&mut child);
     finish(req.task, req.timeout, stop, status, io)
@@ -263,7 +268,7 @@ struct ChildIo {
 }
 
 impl ChildIo {
-    fn new(child: &mut Child, stdin_data: Option<Vec<u8>>) -> Self {
+    fn new(child: &mut Child, stdin_data: Option<Vec<u8>>, use_pidfd: bool) -> Self {
         let pid = child.id() as i32;
         let mut io = ChildIo {
             stdout: child.stdout.take(),
@@ -271,7 +276,7 @@ impl ChildIo {
             stdin: child.stdin.take(),
             stdin_data: stdin_data.unwrap_or_default(),
             stdin_pos: 0,
-            pidfd: pidfd_open(pid),
+            pidfd: if use_pidfd { pidfd_open(pid) } else { None },
             pid,
             out: Vec::new(),
             err: TailBuffer::default(),
@@ -731,6 +736,54 @@ mod tests {
         assert!(err.ends_with("stdout starts with: not json at all"), "{err}");
         let err = parse_output(OutputMode::Json, Vec::new()).unwrap_err();
         assert!(err.ends_with("stdout is empty"), "{err}");
+    }
+
+    /// The fallback without pidfd: normal exit, leftovers killed, timeout.
+    #[test]
+    fn works_without_pidfd() {
+        use crate::model::{Invocation, Template};
+        let task = |line: &str| CommandTask {
+            invocation: Invocation::Shell(Template::literal(line)),
+            cwd: None,
+            env: Vec::new(),
+            stdin: Some(Template::literal("in")),
+            output: OutputMode::Text,
+            success_codes: vec![0],
+        };
+        let run = |t: &CommandTask, timeout: Option<Duration>| {
+            run_command_with(
+                CommandRequest {
+                    task: t,
+                    job_dir: Path::new(""),
+                    names: &[],
+                    args: &[],
+                    timeout,
+                    grace: Duration::from_millis(200),
+                    should_stop: &|| false,
+                    on_spawn: &mut |_| {},
+                },
+                false,
+            )
+        };
+        let out = run(&task("cat; echo out; exit 4"), None);
+        assert_eq!((out.status, out.exit_code), (CommandStatus::Error, Some(4)));
+        let out = run(&task("cat >/dev/null; sleep 30 & echo $!"), None);
+        assert_eq!(out.status, CommandStatus::Ok, "{out:?}");
+        let pid: i32 = out.value.unwrap().as_str().unwrap().parse().unwrap();
+        // The leftover was SIGKILLed before the leader was reaped; it is gone or a zombie.
+        let start = Instant::now();
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z"))
+        );
+        let out = run(&task("sleep 30"), Some(Duration::from_millis(200)));
+        assert_eq!(out.status, CommandStatus::Timeout);
+        assert_eq!(out.error.as_deref(), Some("timed out after 200ms"));
     }
 
     #[test]

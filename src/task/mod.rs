@@ -1,5 +1,5 @@
 //! Task kinds: `command`, `script`, and the hook that registers them in a pool
-//! [`Registry`](crate::pool::Registry).
+//! [`Registry`].
 //!
 //! Owns: executing ONE task of each built-in kind as a plain function with no knowledge
 //! of the pool: [`command::run_command`] and [`script::ScriptEngine`]. The pool wraps

@@ -12,7 +12,7 @@
 //! call depth and string/array/map sizes are limited ([`ScriptLimits`]).
 //!
 //! Cancellation: `sleep` and Rhai's progress callback consult the current evaluation's
-//! `should_stop` and deadline through a scoped thread-local ([`EvalCtx`]), because the
+//! `should_stop` and deadline through a scoped thread-local (`EvalCtx`), because the
 //! engine's functions are registered once but the stop condition is per evaluation.
 
 use std::cell::Cell;
@@ -169,7 +169,7 @@ const SLEEP_SLICE: Duration = Duration::from_millis(10);
 const PROGRESS_CHECK_EVERY: u64 = 1024;
 
 /// The per-evaluation stop condition seen by `sleep` and the progress callback.
-pub struct EvalCtx<'a> {
+struct EvalCtx<'a> {
     should_stop: &'a dyn Fn() -> bool,
     deadline: Option<Instant>,
 }
