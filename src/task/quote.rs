@@ -80,4 +80,16 @@ mod tests {
             assert_eq!(String::from_utf8(out.stdout).unwrap(), value, "line: {line}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any value (NUL cannot be in an argument at all) survives `sh -c` unchanged and
+        /// stays one word.
+        #[test]
+        fn any_value_round_trips_through_sh(value in "[^\\x00]{0,40}") {
+            let line = format!("set -- {}; printf '%s|%s' \"$1\" \"$#\"", shell_quote(&value));
+            let out = std::process::Command::new("/bin/sh").arg("-c").arg(&line).output().unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{value}|1"));
+        }
+    }
 }
