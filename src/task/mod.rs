@@ -1,5 +1,14 @@
 //! Task kinds: `command`, `script`, and the hook that registers them in a pool
-//! [`Registry`](crate::pool::Registry) (skeleton; the run issue fills it in).
+//! [`Registry`].
+//!
+//! Owns: executing ONE task of each built-in kind as a plain function with no knowledge
+//! of the pool: [`command::run_command`] and [`script::ScriptEngine`]. The pool wraps
+//! them as task functions ([`register_builtins`]).
+//! Must not: talk to workers, sinks or records.
+
+pub mod command;
+pub mod quote;
+pub mod script;
 
 use crate::pool::Registry;
 

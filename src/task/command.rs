@@ -1,0 +1,811 @@
+//! The `command` task kind: run one program (or one `/bin/sh -c` line) for one submission.
+//!
+//! Owns: rendering a [`CommandTask`] for one submission ([`render`]), starting it in its
+//! own process group, feeding stdin, collecting stdout and the stderr tail, enforcing the
+//! timeout and cooperative stop (TERM, grace period, KILL to the whole group), and turning
+//! the result into a [`CommandOutcome`]. Main entry point: [`run_command`].
+//! Must not: know about the pool, records or sinks; print anything.
+//!
+//! Design: one thread does everything with `poll(2)` over the child's stdout, stderr,
+//! (non-blocking) stdin and a pidfd (`pidfd_open(2)`, Linux 5.3+), so no helper threads
+//! are started and the wait returns the moment the child exits. The poll wakes at least
+//! every [`STOP_CHECK_INTERVAL`] to ask `should_stop`. Without pidfd support the loop
+//! falls back to checking `waitid(WNOWAIT)` every few milliseconds.
+//!
+//! Process groups: the child is started with `process_group(0)`, so its pid is its group
+//! id. The group is signalled, never only the child, so grandchildren go too. When the
+//! child exits on its own, any process it left behind in its group is killed (SIGKILL)
+//! before the child is reaped, so nothing outlives its task and the group id cannot be
+//! reused in between. A process that leaves the group (`setsid`) is out of reach.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::model::{CommandTask, Invocation, OutputMode, Template, value_text};
+use crate::record::Status;
+use crate::task::quote::shell_quote;
+
+/// How often a running command asks `should_stop`.
+pub const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long pipes are still drained after the command exited and its group was killed
+/// (only a process that left the group can keep them open that long).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// Most bytes of stderr kept for the record.
+pub const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Most lines of stderr kept for the record.
+pub const STDERR_TAIL_LINES: usize = 20;
+
+/// Bytes of stdout quoted in the message when `output = "json"` does not parse.
+const JSON_ERROR_PREVIEW: usize = 80;
+
+/// Everything needed to run one command task for one submission.
+pub struct CommandRequest<'a> {
+    /// The task definition.
+    pub task: &'a CommandTask,
+    /// The job file's folder: the default working folder, and what a relative `cwd` is
+    /// resolved against. An empty path means the current folder.
+    pub job_dir: &'a Path,
+    /// Argument names, aligned with `args`.
+    pub names: &'a [String],
+    /// Argument values of this submission.
+    pub args: &'a [Value],
+    /// Per-task limit; `None` = no limit.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when the command is stopped.
+    pub grace: Duration,
+    /// Polled about every [`STOP_CHECK_INTERVAL`]; `true` stops the command (TERM, grace,
+    /// KILL) and the outcome is [`CommandStatus::Cancelled`].
+    pub should_stop: &'a dyn Fn() -> bool,
+    /// Called with the process group id right after the command started.
+    pub on_spawn: &'a mut dyn FnMut(i32),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandStatus {
+    /// Exited with a success code; `value` is set.
+    Ok,
+    /// Could not start, exited with another code, was killed by a signal, or its output
+    /// did not parse.
+    Error,
+    /// Ran longer than the timeout and was stopped.
+    Timeout,
+    /// Stopped because `should_stop` returned `true`.
+    Cancelled,
+}
+
+/// The result of [`run_command`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandOutcome {
+    /// How it ended.
+    pub status: CommandStatus,
+    /// The value from stdout (only on [`CommandStatus::Ok`]).
+    pub value: Option<Value>,
+    /// What went wrong (on every other status).
+    pub error: Option<String>,
+    /// The exit code, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// The last [`STDERR_TAIL_LINES`] lines / [`STDERR_TAIL_BYTES`] bytes of stderr, when
+    /// it wrote any.
+    pub stderr: Option<String>,
+}
+
+impl CommandStatus {
+    /// The record status this maps to.
+    pub fn record_status(self) -> Status {
+        match self {
+            CommandStatus::Ok => Status::Ok,
+            CommandStatus::Error => Status::Error,
+            CommandStatus::Timeout => Status::Timeout,
+            CommandStatus::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+impl CommandOutcome {
+    fn failed(status: CommandStatus, error: String) -> Self {
+        CommandOutcome {
+            status,
+            value: None,
+            error: Some(error),
+            exit_code: None,
+            signal: None,
+            stderr: None,
+        }
+    }
+}
+
+/// A command rendered for one submission, before it is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedCommand {
+    /// The argv (for `shell`: `["/bin/sh", "-c", LINE]`).
+    pub argv: Vec<String>,
+    /// The working folder, resolved against the job's folder.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Bytes for stdin, when `stdin` is set.
+    pub stdin: Option<String>,
+}
+
+/// Render `task` for one submission: substitute `{name}` and `{0}` placeholders (shell
+/// lines quote every substituted value with [`shell_quote`]), resolve `cwd`.
+pub fn render(
+    task: &CommandTask,
+    job_dir: &Path,
+    names: &[String],
+    args: &[Value],
+) -> RenderedCommand {
+    let lookup = |name: &str| lookup_arg(names, args, name);
+    let plain = |t: &Template| t.render(lookup);
+    let argv = match &task.invocation {
+        Invocation::Program(parts) => parts.iter().map(plain).collect(),
+        Invocation::Shell(line) => {
+            vec!["/bin/sh".to_string(), "-c".to_string(), line.render_with(lookup, shell_quote)]
+        }
+    };
+    let cwd = match &task.cwd {
+        Some(t) => Some(join_dir(job_dir, Path::new(&plain(t)))),
+        None if job_dir.as_os_str().is_empty() => None,
+        None => Some(job_dir.to_path_buf()),
+    };
+    let env = task.env.iter().map(|(k, t)| (k.clone(), plain(t))).collect();
+    let stdin = task.stdin.as_ref().map(plain);
+    RenderedCommand { argv, cwd, env, stdin }
+}
+
+fn join_dir(job_dir: &Path, dir: &Path) -> PathBuf {
+    if job_dir.as_os_str().is_empty() { dir.to_path_buf() } else { job_dir.join(dir) }
+}
+
+/// A placeholder's text: an argument by name, or by position (`{0}`).
+fn lookup_arg(names: &[String], args: &[Value], name: &str) -> Option<String> {
+    let index = match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => name.parse::<usize>().ok()?,
+    };
+    args.get(index).map(value_text)
+}
+
+/// Run one command to completion (or timeout, or stop) and describe how it ended.
+///
+/// Never panics on a misbehaving child and never leaves a process of the command's group
+/// running: see the module docs.
+pub fn run_command(req: CommandRequest<'_>) -> CommandOutcome {
+    run_command_with(req, true)
+}
+
+/// [`run_command`], optionally without pidfd (to exercise the fallback in tests).
+fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome {
+    if (req.should_stop)() {
+        return CommandOutcome::failed(CommandStatus::Cancelled, "cancelled".to_string());
+    }
+    let rendered = render(req.task, req.job_dir, req.names, req.args);
+    let Some(program) = rendered.argv.first().filter(|p| !p.is_empty()) else {
+        return CommandOutcome::failed(CommandStatus::Error, "the program is empty".to_string());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(&rendered.argv[1..]).process_group(0).stderr(Stdio::piped());
+    if let Some(dir) = &rendered.cwd {
+        cmd.current_dir(dir);
+    }
+    for (k, v) in &rendered.env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(if req.task.output == OutputMode::None { Stdio::null() } else { Stdio::piped() });
+
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return CommandOutcome::failed(
+                CommandStatus::Error,
+                spawn_error(program, &rendered, &err),
+            );
+        }
+    };
+    let pgid = child.id() as i32;
+    (req.on_spawn)(pgid);
+
+    let started = Instant::now();
+    let deadline = req.timeout.and_then(|t| started.checked_add(t));
+    let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes), use_pidfd);
+    let stop = io.run(pgid, deadline, req.grace, req.should_stop);
+    let status = reap(&mut child);
+    finish(req.task, req.timeout, stop, status, io)
+}
+
+fn spawn_error(program: &str, rendered: &RenderedCommand, err: &io::Error) -> String {
+    if let Some(dir) = &rendered.cwd
+        && !dir.is_dir()
+    {
+        return format!(
+            "cannot start {program:?}: working folder {:?} is not a folder",
+            dir.display().to_string()
+        );
+    }
+    format!("cannot start {program:?}: {}", os_message(err))
+}
+
+/// An io::Error's text without the ` (os error N)` suffix std adds.
+fn os_message(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    }
+}
+
+/// Why the command was stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Timeout,
+    Cancelled,
+}
+
+/// The child's pipes and exit notification, driven by one poll loop.
+struct ChildIo {
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    stdin: Option<ChildStdin>,
+    stdin_data: Vec<u8>,
+    stdin_pos: usize,
+    pidfd: Option<OwnedFd>,
+    pid: i32,
+    out: Vec<u8>,
+    err: TailBuffer,
+}
+
+impl ChildIo {
+    fn new(child: &mut Child, stdin_data: Option<Vec<u8>>, use_pidfd: bool) -> Self {
+        let pid = child.id() as i32;
+        let mut io = ChildIo {
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            stdin: child.stdin.take(),
+            stdin_data: stdin_data.unwrap_or_default(),
+            stdin_pos: 0,
+            pidfd: if use_pidfd { pidfd_open(pid) } else { None },
+            pid,
+            out: Vec::new(),
+            err: TailBuffer::default(),
+        };
+        if let Some(stdin) = &io.stdin {
+            // Non-blocking, so a child that does not read cannot block this thread; the
+            // flag is on our end of the pipe only.
+            set_nonblocking(stdin.as_raw_fd());
+            io.write_stdin();
+        }
+        io
+    }
+
+    /// Write as much pending stdin as the pipe takes; close it when done or when the
+    /// child stopped reading (EPIPE and other errors are not ours to report).
+    fn write_stdin(&mut self) {
+        let Some(stdin) = &mut self.stdin else { return };
+        while self.stdin_pos < self.stdin_data.len() {
+            match stdin.write(&self.stdin_data[self.stdin_pos..]) {
+                Ok(0) => break,
+                Ok(n) => self.stdin_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => break,
+            }
+        }
+        self.stdin = None;
+    }
+
+    /// Pump the pipes until the child has exited and its output is read (or can no longer
+    /// be). Handles the deadline and `should_stop`. Returns why it stopped the child, if
+    /// it did.
+    fn run(
+        &mut self,
+        pgid: i32,
+        deadline: Option<Instant>,
+        grace: Duration,
+        should_stop: &dyn Fn() -> bool,
+    ) -> Option<StopReason> {
+        let mut stop: Option<StopReason> = None;
+        let mut kill_at: Option<Instant> = None;
+        let mut exited = false;
+        let mut drain_until: Option<Instant> = None;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if exited && self.stdout.is_none() && self.stderr.is_none() {
+                return stop;
+            }
+            let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 4];
+            // Slots: 0 stdout, 1 stderr, 2 stdin, 3 pidfd; fd -1 entries are ignored by poll.
+            if let Some(f) = &self.stdout {
+                fds[0] = pollfd(f.as_raw_fd(), libc::POLLIN);
+            }
+            if let Some(f) = &self.stderr {
+                fds[1] = pollfd(f.as_raw_fd(), libc::POLLIN);
+            }
+            if let Some(f) = &self.stdin {
+                fds[2] = pollfd(f.as_raw_fd(), libc::POLLOUT);
+            }
+            if let (false, Some(f)) = (exited, &self.pidfd) {
+                fds[3] = pollfd(f.as_raw_fd(), libc::POLLIN);
+            }
+
+            let now = Instant::now();
+            let mut wake: Option<Instant> = None;
+            let mut wake_at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+            if !exited {
+                if stop.is_none() {
+                    wake_at(now + STOP_CHECK_INTERVAL);
+                    if let Some(d) = deadline {
+                        wake_at(d);
+                    }
+                }
+                if let Some(k) = kill_at {
+                    wake_at(k);
+                }
+                if self.pidfd.is_none() {
+                    wake_at(now + Duration::from_millis(5));
+                }
+            }
+            if let Some(d) = drain_until {
+                wake_at(d);
+            }
+            let timeout_ms = match wake {
+                None => -1,
+                Some(w) => {
+                    let ms = w.saturating_duration_since(now).as_micros().div_ceil(1000);
+                    ms.min(i32::MAX as u128) as i32
+                }
+            };
+            // SAFETY: `fds` is a valid array of 4 pollfd for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 4, timeout_ms) };
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                // Should not happen; avoid spinning if it does.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+
+            let ready = |i: usize| n > 0 && fds[i].revents != 0;
+            if ready(0)
+                && let Some(f) = &mut self.stdout
+            {
+                match read_once(f, &mut buf) {
+                    ReadResult::Data(k) => self.out.extend_from_slice(&buf[..k]),
+                    ReadResult::Nothing => {}
+                    ReadResult::Closed => self.stdout = None,
+                }
+            }
+            if ready(1)
+                && let Some(f) = &mut self.stderr
+            {
+                match read_once(f, &mut buf) {
+                    ReadResult::Data(k) => self.err.push(&buf[..k]),
+                    ReadResult::Nothing => {}
+                    ReadResult::Closed => self.stderr = None,
+                }
+            }
+            if ready(2) {
+                self.write_stdin();
+            }
+            if !exited && (ready(3) || (self.pidfd.is_none() && has_exited(self.pid))) {
+                exited = true;
+                // Leftovers of the group go now, while the zombie leader still holds the
+                // group id (it is reaped only after this loop).
+                kill_group(pgid, libc::SIGKILL);
+                self.stdin = None;
+                drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
+            }
+
+            let now = Instant::now();
+            if !exited {
+                if stop.is_none() {
+                    let reason = if deadline.is_some_and(|d| now >= d) {
+                        Some(StopReason::Timeout)
+                    } else if should_stop() {
+                        Some(StopReason::Cancelled)
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        stop = Some(reason);
+                        kill_group(pgid, libc::SIGTERM);
+                        kill_at = Some(now + grace);
+                    }
+                }
+                if kill_at.is_some_and(|k| now >= k) {
+                    kill_group(pgid, libc::SIGKILL);
+                    kill_at = None;
+                }
+            }
+            if drain_until.is_some_and(|d| now >= d) {
+                // Something outside the group holds the pipes open; stop waiting for it.
+                self.stdout = None;
+                self.stderr = None;
+            }
+        }
+    }
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd { fd, events, revents: 0 }
+}
+
+/// What one read from a pipe gave.
+enum ReadResult {
+    Data(usize),
+    Nothing,
+    Closed,
+}
+
+/// One read. EOF and errors other than EINTR/EAGAIN close the pipe.
+fn read_once(f: &mut impl Read, buf: &mut [u8]) -> ReadResult {
+    loop {
+        match f.read(buf) {
+            Ok(0) => return ReadResult::Closed,
+            Ok(n) => return ReadResult::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::Nothing,
+            Err(_) => return ReadResult::Closed,
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a file descriptor we own; failure leaves it blocking, which only
+    // matters for a child that never reads stdin.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; on success it returns a new fd that we then own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a freshly opened descriptor owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether `pid` has exited, without reaping it (fallback when pidfd is unavailable).
+fn has_exited(pid: i32) -> bool {
+    // SAFETY: waitid with a zeroed siginfo_t out-parameter; WNOWAIT leaves the child
+    // waitable so `reap` gets its status.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+fn kill_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions. ESRCH (group already gone) is
+    // fine. pgid is the still-unreaped child's pid, so it cannot name another group.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+fn reap(child: &mut Child) -> Option<ExitStatus> {
+    loop {
+        match child.wait() {
+            Ok(status) => return Some(status),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Turn what happened into an outcome.
+fn finish(
+    task: &CommandTask,
+    timeout: Option<Duration>,
+    stop: Option<StopReason>,
+    status: Option<ExitStatus>,
+    io: ChildIo,
+) -> CommandOutcome {
+    let stderr = io.err.into_text();
+    let exit_code = status.and_then(|s| s.code());
+    let signal = status.and_then(|s| s.signal());
+    let mut outcome = CommandOutcome {
+        status: CommandStatus::Error,
+        value: None,
+        error: None,
+        exit_code,
+        signal,
+        stderr,
+    };
+    match stop {
+        Some(StopReason::Timeout) => {
+            outcome.status = CommandStatus::Timeout;
+            let after =
+                timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+            outcome.error = Some(format!("timed out after {after}"));
+        }
+        Some(StopReason::Cancelled) => {
+            outcome.status = CommandStatus::Cancelled;
+            outcome.error = Some("cancelled".to_string());
+        }
+        None => match (exit_code, signal) {
+            (Some(code), _) if task.success_codes.contains(&code) => {
+                match parse_output(task.output, io.out) {
+                    Ok(value) => {
+                        outcome.status = CommandStatus::Ok;
+                        outcome.value = Some(value);
+                    }
+                    Err(message) => outcome.error = Some(message),
+                }
+            }
+            (Some(code), _) => {
+                outcome.error = Some(with_stderr_hint(format!("exit code {code}"), &outcome.stderr))
+            }
+            (None, Some(sig)) => {
+                let text = format!(
+                    "killed by signal {sig}{}",
+                    signal_name(sig).map(|n| format!(" ({n})")).unwrap_or_default()
+                );
+                outcome.error = Some(with_stderr_hint(text, &outcome.stderr));
+            }
+            (None, None) => {
+                outcome.error = Some("the command's exit status is unknown".to_string())
+            }
+        },
+    }
+    outcome
+}
+
+/// `exit code 3` -> `exit code 3: <last non-empty stderr line>`.
+fn with_stderr_hint(message: String, stderr: &Option<String>) -> String {
+    match stderr.as_deref().and_then(|s| s.lines().rev().map(str::trim).find(|l| !l.is_empty())) {
+        Some(line) => format!("{message}: {line}"),
+        None => message,
+    }
+}
+
+/// Make the record's value from stdout.
+pub fn parse_output(mode: OutputMode, stdout: Vec<u8>) -> Result<Value, String> {
+    match mode {
+        OutputMode::None => Ok(Value::Null),
+        OutputMode::Text => Ok(Value::String(into_text(stdout).trim().to_string())),
+        OutputMode::Lines => {
+            let text = into_text(stdout);
+            Ok(Value::Array(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| Value::String(l.to_string()))
+                    .collect(),
+            ))
+        }
+        OutputMode::Json => serde_json::from_slice(&stdout).map_err(|e| {
+            let text = String::from_utf8_lossy(&stdout);
+            let text = text.trim();
+            let preview: String = text.chars().take(JSON_ERROR_PREVIEW).collect();
+            let more = if preview.len() < text.len() { "..." } else { "" };
+            if text.is_empty() {
+                format!("output is not valid JSON ({e}): stdout is empty")
+            } else {
+                format!("output is not valid JSON ({e}); stdout starts with: {preview}{more}")
+            }
+        }),
+    }
+}
+
+fn into_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// The conventional name of a signal number.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+/// Keeps the last bytes written to it, trimming in batches so pushes stay cheap.
+#[derive(Default)]
+struct TailBuffer {
+    bytes: Vec<u8>,
+    cut: bool,
+}
+
+impl TailBuffer {
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() > 2 * STDERR_TAIL_BYTES {
+            let drop = self.bytes.len() - STDERR_TAIL_BYTES;
+            self.bytes.drain(..drop);
+            self.cut = true;
+        }
+    }
+
+    /// The tail as valid UTF-8: at most [`STDERR_TAIL_BYTES`] bytes and
+    /// [`STDERR_TAIL_LINES`] lines, never starting inside a character; `None` if empty.
+    fn into_text(self) -> Option<String> {
+        let mut bytes = &self.bytes[..];
+        let mut cut = self.cut;
+        if bytes.len() > STDERR_TAIL_BYTES {
+            bytes = &bytes[bytes.len() - STDERR_TAIL_BYTES..];
+            cut = true;
+        }
+        if cut {
+            // Skip UTF-8 continuation bytes of a character split by the cut.
+            let skip = bytes.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80).count();
+            bytes = &bytes[skip..];
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
+        // Keep the last STDERR_TAIL_LINES lines.
+        let start = text
+            .char_indices()
+            .rev()
+            .filter(|(_, c)| *c == '\n')
+            .nth(STDERR_TAIL_LINES - 1)
+            .map_or(0, |(i, _)| i + 1);
+        let text = &text[start..];
+        if text.trim().is_empty() { None } else { Some(text.to_string()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_last_lines_and_bytes() {
+        let mut t = TailBuffer::default();
+        for i in 0..100 {
+            t.push(format!("line {i}\n").as_bytes());
+        }
+        let text = t.into_text().unwrap();
+        assert_eq!(text.lines().count(), STDERR_TAIL_LINES);
+        assert!(text.starts_with("line 80\n"));
+        assert!(text.ends_with("line 99"));
+
+        let mut t = TailBuffer::default();
+        let long = "é".repeat(5000); // 10 000 bytes, no newline
+        t.push(long.as_bytes());
+        let text = t.into_text().unwrap();
+        assert!(text.len() <= STDERR_TAIL_BYTES);
+        assert!(text.chars().all(|c| c == 'é'), "no broken character at the cut");
+    }
+
+    #[test]
+    fn tail_of_nothing_is_none() {
+        assert_eq!(TailBuffer::default().into_text(), None);
+        let mut t = TailBuffer::default();
+        t.push(b"\n\n");
+        assert_eq!(t.into_text(), None);
+    }
+
+    #[test]
+    fn output_modes() {
+        assert_eq!(
+            parse_output(OutputMode::Text, b"  hi there \n".to_vec()),
+            Ok(Value::from("hi there"))
+        );
+        assert_eq!(parse_output(OutputMode::None, b"ignored".to_vec()), Ok(Value::Null));
+        assert_eq!(
+            parse_output(OutputMode::Lines, b"a\n\nb\r\n  \nc".to_vec()),
+            Ok(serde_json::json!(["a", "b", "c"]))
+        );
+        assert_eq!(
+            parse_output(OutputMode::Json, b"{\"a\": [1, 2.5]}\n".to_vec()),
+            Ok(serde_json::json!({"a": [1, 2.5]}))
+        );
+        let err = parse_output(OutputMode::Json, b"not json at all".to_vec()).unwrap_err();
+        assert!(err.starts_with("output is not valid JSON ("), "{err}");
+        assert!(err.ends_with("stdout starts with: not json at all"), "{err}");
+        let err = parse_output(OutputMode::Json, Vec::new()).unwrap_err();
+        assert!(err.ends_with("stdout is empty"), "{err}");
+    }
+
+    /// The fallback without pidfd: normal exit, leftovers killed, timeout.
+    #[test]
+    fn works_without_pidfd() {
+        use crate::model::{Invocation, Template};
+        let task = |line: &str| CommandTask {
+            invocation: Invocation::Shell(Template::literal(line)),
+            cwd: None,
+            env: Vec::new(),
+            stdin: Some(Template::literal("in")),
+            output: OutputMode::Text,
+            success_codes: vec![0],
+        };
+        let run = |t: &CommandTask, timeout: Option<Duration>| {
+            run_command_with(
+                CommandRequest {
+                    task: t,
+                    job_dir: Path::new(""),
+                    names: &[],
+                    args: &[],
+                    timeout,
+                    grace: Duration::from_millis(200),
+                    should_stop: &|| false,
+                    on_spawn: &mut |_| {},
+                },
+                false,
+            )
+        };
+        let out = run(&task("cat; echo out; exit 4"), None);
+        assert_eq!((out.status, out.exit_code), (CommandStatus::Error, Some(4)));
+        let out = run(&task("cat >/dev/null; sleep 30 & echo $!"), None);
+        assert_eq!(out.status, CommandStatus::Ok, "{out:?}");
+        let pid: i32 = out.value.unwrap().as_str().unwrap().parse().unwrap();
+        // The leftover was SIGKILLed before the leader was reaped; it is gone or a zombie.
+        let start = Instant::now();
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z"))
+        );
+        let out = run(&task("sleep 30"), Some(Duration::from_millis(200)));
+        assert_eq!(out.status, CommandStatus::Timeout);
+        assert_eq!(out.error.as_deref(), Some("timed out after 200ms"));
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), Some("SIGKILL"));
+        assert_eq!(signal_name(15), Some("SIGTERM"));
+        assert_eq!(signal_name(1000), None);
+    }
+
+    #[test]
+    fn os_message_strips_the_code() {
+        let e = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(os_message(&e), "No such file or directory");
+    }
+
+    #[test]
+    fn placeholders_by_name_and_position() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let args = vec![Value::from("x y"), Value::from(3)];
+        assert_eq!(lookup_arg(&names, &args, "a").as_deref(), Some("x y"));
+        assert_eq!(lookup_arg(&names, &args, "1").as_deref(), Some("3"));
+        assert_eq!(lookup_arg(&names, &args, "c"), None);
+        assert_eq!(lookup_arg(&names, &args, "7"), None);
+    }
+}
