@@ -100,3 +100,56 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
 }
+
+impl TaskRecord {
+    /// The same record taken over by `--resume` into a new plan: `resumed` set and `index`
+    /// replaced by the submission's position in the current plan.
+    pub fn resumed_at(mut self, index: u64) -> TaskRecord {
+        self.index = index;
+        self.resumed = true;
+        self
+    }
+
+    /// A record field by its name in templates (`value`, `status`, `error`, `index`, `key`,
+    /// `duration_ms`, `attempts`, `worker`, `exit_code`, `signal`, `started_at`, `stderr`,
+    /// `resumed`), as template text (see [`crate::model::value_text`]). Absent fields are
+    /// the empty string; `None` means the name is not a record field.
+    pub fn field_text(&self, name: &str) -> Option<String> {
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map(ToString::to_string).unwrap_or_default()
+        }
+        Some(match name {
+            "value" => self.value.as_ref().map(crate::model::value_text).unwrap_or_default(),
+            "status" => self.status.as_str().to_string(),
+            "error" => opt(&self.error),
+            "index" => self.index.to_string(),
+            "key" => self.key.clone(),
+            "duration_ms" => self.duration_ms.to_string(),
+            "attempts" => self.attempts.to_string(),
+            "worker" => opt(&self.worker),
+            "exit_code" => opt(&self.exit_code),
+            "signal" => opt(&self.signal),
+            "started_at" => opt(&self.started_at),
+            "stderr" => opt(&self.stderr),
+            "resumed" => self.resumed.to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// The record field names a sink template may use besides arguments.
+pub const FIELD_NAMES: [&str; 13] = [
+    "value",
+    "status",
+    "error",
+    "index",
+    "key",
+    "duration_ms",
+    "attempts",
+    "worker",
+    "exit_code",
+    "signal",
+    "started_at",
+    "stderr",
+    "resumed",
+];
