@@ -1,19 +1,18 @@
 //! Sinks: formats, order under any completion order, atomic files.
 
-#[path = "common_job.rs"]
-mod common_job;
+mod record_support;
 
 use std::fs;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use common_job::{file_sink, job, ok, record, template};
 use jobpool::model::{Order, SinkFormat};
 use jobpool::record::{Status, TaskRecord};
 use jobpool::sink::{
     Destination, OrderedSinks, ReorderBuffer, Sink, SinkError, SinkManager, with_destination,
 };
 use proptest::prelude::*;
+use record_support::{file_sink, job, ok, record, template};
 use serde_json::{Value, json};
 
 /// A writer whose bytes the test can read while the sink still owns it.

@@ -1,4 +1,4 @@
-// Shared by tests/sinks.rs and tests/store.rs (included with `#[path]`): a minimal
+// Shared by tests/sinks.rs and tests/store.rs (`mod record_support;`): a minimal
 // validated `Job` and records, built by hand.
 
 #![allow(dead_code)]
