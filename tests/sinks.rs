@@ -396,3 +396,52 @@ fn a_closed_pipe_is_an_error_the_caller_can_recognise() {
     assert!(err.is_broken_pipe(), "{err:?}");
     ordered.abort();
 }
+
+/// Throughput, for humans: `cargo test --release --test sinks -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn throughput_jsonl_file_and_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000u64;
+    let j = job(
+        dir.path(),
+        "bench",
+        &["x", "name"],
+        vec![file_sink("out.jsonl", SinkFormat::Jsonl), file_sink("out.csv", SinkFormat::Csv)],
+    );
+    // Completion order: blocks of 64 reversed, as 64 workers finishing out of order.
+    let arrivals: Vec<TaskRecord> =
+        (0..n).map(|i| ok((i / 64) * 64 + 63 - i % 64)).filter(|r| r.index < n).collect();
+    let start = std::time::Instant::now();
+    let mut ordered = OrderedSinks::open(&j, "R").unwrap();
+    for r in arrivals.iter().cloned() {
+        ordered.accept(r).unwrap();
+    }
+    ordered.finish().unwrap();
+    let sinks = start.elapsed();
+
+    let start = std::time::Instant::now();
+    let mut run = jobpool::store::RunStore::create(&j, Default::default()).unwrap();
+    for r in &arrivals {
+        run.append(r).unwrap();
+    }
+    run.finish(Default::default()).unwrap();
+    let journal = start.elapsed();
+
+    let start = std::time::Instant::now();
+    let mut index = jobpool::store::resume_index(&j).unwrap();
+    let resume = start.elapsed();
+    assert_eq!(index.len() as u64, n - n % 64);
+    let start = std::time::Instant::now();
+    let taken = arrivals.iter().filter(|r| index.take(&r.key).is_some()).count();
+    let take = start.elapsed();
+    assert_eq!(taken as u64, n - n % 64);
+    let rate = |d: std::time::Duration| (n as f64 / d.as_secs_f64()) as u64;
+    println!(
+        "{n} records: jsonl+csv file sinks {sinks:?} ({}/s), journal {journal:?} ({}/s), resume index {resume:?} ({}/s), taking every record back {take:?} ({}/s)",
+        rate(sinks),
+        rate(journal),
+        rate(resume),
+        rate(take)
+    );
+}

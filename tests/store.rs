@@ -236,3 +236,31 @@ fn resume_index_keeps_the_latest_ok_record_per_key() {
     assert_eq!(map.len(), 2);
     assert_eq!(map["a"].status, Status::Ok);
 }
+
+#[test]
+fn resume_index_reads_records_back_across_odd_lines_and_removed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let mut first = RunStore::create(&j, RunMeta::default()).unwrap();
+    first.append(&keyed(0, "gone", Status::Ok, 1)).unwrap();
+    let first_dir = first.dir().to_path_buf();
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    let path = run.dir().join("records.jsonl");
+    run.append(&keyed(0, "a", Status::Ok, 1)).unwrap();
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"\n{broken\n  \n").unwrap();
+    drop(f);
+    run.append(&keyed(1, "é\"b", Status::Ok, 2)).unwrap();
+
+    let index = resume_index(&j).unwrap();
+    assert_eq!(index.len(), 3);
+    assert_eq!(index.get("a").unwrap().value, Some(json!(1)));
+    assert_eq!(index.get("é\"b").unwrap().value, Some(json!(2)));
+    assert!(index.get("zzz").is_none());
+    // A run folder removed after the index was built: its records are simply not there.
+    fs::remove_dir_all(&first_dir).unwrap();
+    assert!(index.contains_key("gone"));
+    assert!(index.get("gone").is_none());
+}

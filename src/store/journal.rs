@@ -20,18 +20,22 @@ pub(crate) struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
     torn: bool,
+    /// Byte offset of the next line.
+    pos: u64,
 }
 
 impl<R: BufRead> Lines<R> {
     pub(crate) fn new(reader: R) -> Self {
-        Lines { reader, buf: Vec::with_capacity(512), torn: false }
+        Lines { reader, buf: Vec::with_capacity(512), torn: false, pos: 0 }
     }
 
-    /// The next complete line, or `None` at the end.
-    pub(crate) fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+    /// The next complete line and its byte offset in the file, or `None` at the end.
+    pub(crate) fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
         loop {
+            let start = self.pos;
             self.buf.clear();
             let n = self.reader.read_until(b'\n', &mut self.buf)?;
+            self.pos += n as u64;
             if n == 0 {
                 return Ok(None);
             }
@@ -43,7 +47,7 @@ impl<R: BufRead> Lines<R> {
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Ok(Some(&self.buf));
+            return Ok(Some((start, &self.buf)));
         }
     }
 
@@ -87,7 +91,7 @@ impl Iterator for Records {
             match self.lines.next_line() {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => return None,
-                Ok(Some(line)) => match serde_json::from_slice(line) {
+                Ok(Some((_, line))) => match serde_json::from_slice(line) {
                     Ok(r) => return Some(Ok(r)),
                     Err(_) => self.skipped += 1,
                 },
