@@ -245,7 +245,7 @@ fn reorder_buffer_drains_over_gaps_and_drops_duplicates() {
 #[test]
 fn ready_records_not_taken_stay_in_the_buffer() {
     let mut buffer = ReorderBuffer::new(Order::Completion);
-    drop(buffer.push(ok(4)));
+    let _ = buffer.push(ok(4));
     let ready: Vec<u64> = buffer.push(ok(2)).map(|r| r.index).collect();
     assert_eq!(ready, vec![4, 2]);
 }
@@ -325,12 +325,17 @@ fn a_reader_never_sees_a_partial_file() {
         std::thread::spawn(move || {
             let mut reads = 0;
             let mut lengths = std::collections::BTreeSet::new();
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            loop {
+                // One more read after the writer finished: it must see the new file.
+                let last = stop.load(std::sync::atomic::Ordering::SeqCst);
                 let text = fs::read_to_string(&target).expect("the target always exists");
                 let records: Vec<TaskRecord> =
                     serde_json::from_str(&text).expect("the target is always whole JSON");
                 lengths.insert(records.len());
                 reads += 1;
+                if last {
+                    break;
+                }
             }
             (reads, lengths)
         })
@@ -340,7 +345,6 @@ fn a_reader_never_sees_a_partial_file() {
         sinks.write(&ok(i)).unwrap();
     }
     sinks.finish().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(20));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (reads, lengths) = reader.join().unwrap();
     assert!(reads > 0);
@@ -444,4 +448,110 @@ fn throughput_jsonl_file_and_journal() {
         rate(resume),
         rate(take)
     );
+}
+
+#[test]
+fn two_sinks_on_one_stream_interleave_only_between_records() {
+    let shared = Shared::default();
+    let j = job(&std::env::temp_dir(), "j", &["x", "name"], vec![]);
+    let mut sinks = Vec::new();
+    for format in [SinkFormat::Jsonl, SinkFormat::Text(template("T{index}")), SinkFormat::Csv] {
+        let sink = with_destination(&j, &format, Destination::writer(shared.clone())).unwrap();
+        sinks.push(("shared".to_string(), sink));
+    }
+    let mut manager = SinkManager::from_sinks(sinks);
+    for i in 0..200u64 {
+        // Some records larger than a sink's buffer.
+        let big = "v".repeat(if i % 7 == 0 { 100_000 } else { 10 + i as usize });
+        let r = record(i, Status::Ok, &[("x", json!(i)), ("name", json!("n"))], Some(json!(big)));
+        manager.write(&r).unwrap();
+        if i % 13 == 0 {
+            manager.flush().unwrap();
+        }
+    }
+    manager.finish().unwrap();
+    let text = shared.text();
+    let (mut jsonl, mut lines, mut rows) = (0, 0, 0);
+    for line in text.lines() {
+        if line.starts_with('{') {
+            serde_json::from_str::<TaskRecord>(line).unwrap();
+            jsonl += 1;
+        } else if line.starts_with('T') {
+            line[1..].parse::<u64>().unwrap();
+            lines += 1;
+        } else {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 6, "a csv row cut in two: {:.80}", line);
+            rows += 1;
+        }
+    }
+    assert_eq!((jsonl, lines, rows), (200, 200, 201));
+}
+
+/// Run by `a_closed_stdout_is_a_quiet_broken_pipe_error` in a child process whose stdout
+/// is a pipe that the parent closes.
+#[test]
+#[ignore = "run as a child process by another test"]
+fn child_writes_to_stdout_until_the_pipe_closes() {
+    if std::env::var_os("JOBPOOL_TEST_STDOUT_CHILD").is_none() {
+        return;
+    }
+    let j = job(
+        &std::env::temp_dir(),
+        "j",
+        &["x", "name"],
+        vec![jobpool::model::SinkConfig {
+            to: jobpool::model::SinkTarget::Stdout,
+            format: SinkFormat::Text(template("record {index}")),
+        }],
+    );
+    let mut ordered = OrderedSinks::open(&j, "R").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for i in 0.. {
+        if let Err(e) = ordered.accept(ok(i)) {
+            eprintln!("SINK-ERROR broken_pipe={} {e}", e.is_broken_pipe());
+            ordered.abort();
+            eprintln!("CHILD-DONE");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    eprintln!("CHILD-NEVER-SAW-AN-ERROR");
+}
+
+#[test]
+fn a_closed_stdout_is_a_quiet_broken_pipe_error() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_writes_to_stdout_until_the_pipe_closes",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("JOBPOOL_TEST_STDOUT_CHILD", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child's stdout ended early");
+        // libtest may print "test NAME ... " on the same line first.
+        if line.contains("record ") {
+            break;
+        }
+    }
+    assert!(line.ends_with("record 0\n"), "{line:?}");
+    drop(stdout); // `jobpool run job.toml | head -1`
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SINK-ERROR broken_pipe=true"), "{stderr}");
+    let before_done = stderr.split("CHILD-DONE").next().unwrap();
+    assert!(!before_done.contains("panicked"), "{stderr}");
 }

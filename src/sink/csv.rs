@@ -4,7 +4,7 @@
 //! `duration_ms`. Cells are template text (strings raw, `null` empty, other values
 //! compact JSON), quoted by the `csv` crate when needed (RFC 4180).
 
-use std::io;
+use std::io::{self, Write};
 
 use crate::model::value_text;
 use crate::record::TaskRecord;
@@ -13,14 +13,20 @@ use super::{Destination, Sink};
 
 /// Writes records as CSV rows.
 pub struct CsvSink {
-    out: csv::Writer<Destination>,
+    out: Destination,
+    /// Formats one row at a time into memory, so each row reaches `out` in one write (two
+    /// sinks on stdout then interleave only between rows).
+    rows: csv::Writer<RowBuffer>,
     args: Vec<String>,
     row: Vec<String>,
 }
 
 impl std::fmt::Debug for CsvSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvSink").field("args", &self.args).finish_non_exhaustive()
+        f.debug_struct("CsvSink")
+            .field("out", &self.out)
+            .field("args", &self.args)
+            .finish_non_exhaustive()
     }
 }
 
@@ -30,10 +36,36 @@ pub const CSV_FIELDS: [&str; 4] = ["status", "value", "error", "duration_ms"];
 impl CsvSink {
     /// A csv sink with one column per name in `args`; writes the header at once.
     pub fn new(out: Destination, args: &[String]) -> io::Result<Self> {
-        let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(out);
-        let header = args.iter().map(String::as_str).chain(CSV_FIELDS);
-        out.write_record(header).map_err(csv_error)?;
-        Ok(CsvSink { out, args: args.to_vec(), row: Vec::with_capacity(args.len() + 4) })
+        let rows = csv::WriterBuilder::new().has_headers(false).from_writer(RowBuffer::default());
+        let mut sink =
+            CsvSink { out, rows, args: args.to_vec(), row: Vec::with_capacity(args.len() + 4) };
+        sink.row.extend(args.iter().cloned().chain(CSV_FIELDS.iter().map(|s| s.to_string())));
+        sink.emit_row()?;
+        Ok(sink)
+    }
+
+    fn emit_row(&mut self) -> io::Result<()> {
+        self.rows.write_record(&self.row).map_err(csv_error)?;
+        self.rows.flush()?;
+        let mut bytes = self.rows.get_ref().0.borrow_mut();
+        let result = self.out.write_all(&bytes);
+        bytes.clear();
+        result
+    }
+}
+
+/// The bytes of one formatted row (`csv::Writer` has no `get_mut`, hence the cell).
+#[derive(Debug, Default)]
+struct RowBuffer(std::cell::RefCell<Vec<u8>>);
+
+impl Write for RowBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.get_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -54,26 +86,18 @@ impl Sink for CsvSink {
         self.row.push(r.value.as_ref().map(value_text).unwrap_or_default());
         self.row.push(r.error.clone().unwrap_or_default());
         self.row.push(r.duration_ms.to_string());
-        self.out.write_record(&self.row).map_err(csv_error)
+        self.emit_row()
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        // csv's own buffer first, then the destination's; files need neither (nobody
-        // reads a temporary file).
-        if self.out.get_ref().is_stream() { self.out.flush() } else { Ok(()) }
+        self.out.flush_stream()
     }
 
     fn finish(self: Box<Self>) -> io::Result<()> {
-        let out = self
-            .out
-            .into_inner()
-            .map_err(|e| io::Error::new(e.error().kind(), e.error().to_string()))?;
-        out.commit()
+        self.out.commit()
     }
 
     fn abort(self: Box<Self>) {
-        if let Ok(out) = self.out.into_inner() {
-            out.abort();
-        }
+        self.out.abort()
     }
 }

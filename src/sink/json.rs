@@ -15,19 +15,23 @@ use super::{Destination, Sink};
 pub struct JsonSink {
     out: Destination,
     written: u64,
+    line: Vec<u8>,
 }
 
 impl JsonSink {
     /// A json sink writing to `out`.
     pub fn new(out: Destination) -> Self {
-        JsonSink { out, written: 0 }
+        JsonSink { out, written: 0, line: Vec::with_capacity(256) }
     }
 }
 
 impl Sink for JsonSink {
     fn write_record(&mut self, r: &TaskRecord) -> io::Result<()> {
-        self.out.write_all(if self.written == 0 { b"[\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut self.out, r).map_err(io::Error::from)?;
+        // One write per record: two sinks on stdout interleave only between records.
+        self.line.clear();
+        self.line.extend_from_slice(if self.written == 0 { b"[\n" } else { b",\n" });
+        serde_json::to_writer(&mut self.line, r).map_err(io::Error::from)?;
+        self.out.write_all(&self.line)?;
         self.written += 1;
         Ok(())
     }

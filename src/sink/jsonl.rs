@@ -11,19 +11,23 @@ use super::{Destination, Sink};
 #[derive(Debug)]
 pub struct JsonlSink {
     out: Destination,
+    line: Vec<u8>,
 }
 
 impl JsonlSink {
     /// A jsonl sink writing to `out`.
     pub fn new(out: Destination) -> Self {
-        JsonlSink { out }
+        JsonlSink { out, line: Vec::with_capacity(256) }
     }
 }
 
 impl Sink for JsonlSink {
     fn write_record(&mut self, r: &TaskRecord) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, r).map_err(io::Error::from)?;
-        self.out.write_all(b"\n")
+        // One write per record: two sinks on stdout interleave only between records.
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, r).map_err(io::Error::from)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     fn flush(&mut self) -> io::Result<()> {

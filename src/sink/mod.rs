@@ -248,15 +248,28 @@ impl OrderedSinks {
         OrderedSinks { buffer, sinks, written: 0 }
     }
 
-    /// Accept one record (completion order); write every record now ready.
+    /// Accept one record (completion order); write every record now ready and flush
+    /// stdout if any was. Same as [`OrderedSinks::push`] then [`OrderedSinks::flush`].
     pub fn accept(&mut self, record: TaskRecord) -> Result<(), SinkError> {
-        let mut any = false;
+        if self.push(record)? > 0 { self.sinks.flush() } else { Ok(()) }
+    }
+
+    /// Accept one record and write every record now ready, without flushing stdout:
+    /// for a runner that drains every record already waiting in its channel, then calls
+    /// [`OrderedSinks::flush`] once. Returns how many records were written.
+    pub fn push(&mut self, record: TaskRecord) -> Result<usize, SinkError> {
+        let mut n = 0;
         for r in self.buffer.push(record) {
             self.sinks.write(&r)?;
-            self.written += 1;
-            any = true;
+            n += 1;
         }
-        if any { self.sinks.flush() } else { Ok(()) }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// Make what was written visible on stdout.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.sinks.flush()
     }
 
     /// Records written to the sinks so far.
