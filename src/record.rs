@@ -153,3 +153,57 @@ pub const FIELD_NAMES: [&str; 13] = [
     "stderr",
     "resumed",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record() -> TaskRecord {
+        TaskRecord {
+            index: 7,
+            key: "k".into(),
+            args: Map::new(),
+            status: Status::Ok,
+            value: Some(json!({"a": "b"})),
+            error: None,
+            attempts: 2,
+            worker: None,
+            started_at: None,
+            duration_ms: 12.0,
+            exit_code: Some(0),
+            signal: None,
+            stderr: None,
+            resumed: false,
+        }
+    }
+
+    #[test]
+    fn every_field_name_is_a_field() {
+        let r = record();
+        for name in FIELD_NAMES {
+            assert!(r.field_text(name).is_some(), "{name}");
+        }
+        assert_eq!(r.field_text("x"), None);
+    }
+
+    #[test]
+    fn field_text_is_template_text() {
+        let r = record();
+        let text = |n| r.field_text(n).unwrap();
+        assert_eq!(text("value"), r#"{"a":"b"}"#);
+        assert_eq!(text("duration_ms"), "12");
+        assert_eq!(text("worker"), "");
+        assert_eq!(text("exit_code"), "0");
+        assert_eq!(text("status"), "ok");
+    }
+
+    #[test]
+    fn resumed_records_take_the_new_index() {
+        let r = record().resumed_at(3);
+        assert_eq!((r.index, r.resumed), (3, true));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["resumed"], json!(true));
+        assert!(serde_json::to_value(record()).unwrap().get("resumed").is_none());
+    }
+}

@@ -239,6 +239,8 @@ pub struct RunStore {
     journal: File,
     line: Vec<u8>,
     started: Instant,
+    /// A write failed part-way: the journal may end with a partial line.
+    torn: bool,
 }
 
 impl RunStore {
@@ -286,7 +288,14 @@ impl RunStore {
         write_json_atomic(&dir.join(RUN_FILE), &info)?;
         let journal =
             OpenOptions::new().create_new(true).append(true).open(dir.join(RECORDS_FILE))?;
-        Ok(RunStore { dir, info, journal, line: Vec::with_capacity(512), started: Instant::now() })
+        Ok(RunStore {
+            dir,
+            info,
+            journal,
+            line: Vec::with_capacity(512),
+            started: Instant::now(),
+            torn: false,
+        })
     }
 
     /// The run's id.
@@ -307,12 +316,21 @@ impl RunStore {
     /// Append one record to the journal: one `write` of the whole line, so the operating
     /// system has it when this returns (a crash of jobpool loses nothing appended; no fsync
     /// per record).
+    ///
+    /// After a failed append (a full disk), the next one starts with a newline, so the
+    /// partial line stays a line of its own that readers skip, and later records are whole.
     pub fn append(&mut self, r: &TaskRecord) -> io::Result<()> {
         self.line.clear();
+        if self.torn {
+            self.line.push(b'\n');
+        }
         serde_json::to_writer(&mut self.line, r).map_err(io::Error::from)?;
         self.line.push(b'\n');
-        self.journal.write_all(&self.line)?;
-        self.journal.flush()?;
+        if let Err(e) = self.journal.write_all(&self.line) {
+            self.torn = true;
+            return Err(e);
+        }
+        self.torn = false;
         self.info.counts.add(r.status);
         if r.resumed {
             self.info.resumed += 1;
@@ -440,4 +458,42 @@ pub fn list_runs(job_dir: &Path, job_name: &str) -> io::Result<Vec<RunDir>> {
 /// The latest run of the job `job_name` beside `job_dir`, if any.
 pub fn latest_run(job_dir: &Path, job_name: &str) -> io::Result<Option<RunDir>> {
     Ok(list_runs(job_dir, job_name)?.pop())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_carry_the_utc_second() {
+        let t = humantime::parse_rfc3339("2026-11-26T14:04:55Z").unwrap();
+        let id = run_id_at(t);
+        assert!(id.starts_with("20261126T140455Z-"), "{id}");
+        assert_eq!(id_time(&id), "2026-11-26T14:04:55.000000Z");
+        assert_eq!(id_time("by-hand"), "by-hand");
+    }
+
+    #[test]
+    fn folder_names_are_single_safe_components() {
+        for (name, folder) in [
+            ("sweep", "sweep"),
+            ("a/b", "a_b"),
+            ("..", "_.."),
+            ("", "_"),
+            ("é x", "__x"),
+            ("v1.2-rc_3", "v1.2-rc_3"),
+        ] {
+            assert_eq!(folder_name(name), folder, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn status_counts_add_up() {
+        let mut c = StatusCounts::default();
+        for s in Status::ALL {
+            c.add(s);
+        }
+        c.add(Status::Ok);
+        assert_eq!((c.get(Status::Ok), c.total(), c.failures()), (2, 7, 3));
+    }
 }
