@@ -476,8 +476,8 @@ fn two_sinks_on_one_stream_interleave_only_between_records() {
         if line.starts_with('{') {
             serde_json::from_str::<TaskRecord>(line).unwrap();
             jsonl += 1;
-        } else if line.starts_with('T') {
-            line[1..].parse::<u64>().unwrap();
+        } else if let Some(index) = line.strip_prefix('T') {
+            index.parse::<u64>().unwrap();
             lines += 1;
         } else {
             let fields: Vec<&str> = line.split(',').collect();
