@@ -100,3 +100,110 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
 }
+
+impl TaskRecord {
+    /// The same record taken over by `--resume` into a new plan: `resumed` set and `index`
+    /// replaced by the submission's position in the current plan.
+    pub fn resumed_at(mut self, index: u64) -> TaskRecord {
+        self.index = index;
+        self.resumed = true;
+        self
+    }
+
+    /// A record field by its name in templates (`value`, `status`, `error`, `index`, `key`,
+    /// `duration_ms`, `attempts`, `worker`, `exit_code`, `signal`, `started_at`, `stderr`,
+    /// `resumed`), as template text (see [`crate::model::value_text`]). Absent fields are
+    /// the empty string; `None` means the name is not a record field.
+    pub fn field_text(&self, name: &str) -> Option<String> {
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map(ToString::to_string).unwrap_or_default()
+        }
+        Some(match name {
+            "value" => self.value.as_ref().map(crate::model::value_text).unwrap_or_default(),
+            "status" => self.status.as_str().to_string(),
+            "error" => opt(&self.error),
+            "index" => self.index.to_string(),
+            "key" => self.key.clone(),
+            "duration_ms" => self.duration_ms.to_string(),
+            "attempts" => self.attempts.to_string(),
+            "worker" => opt(&self.worker),
+            "exit_code" => opt(&self.exit_code),
+            "signal" => opt(&self.signal),
+            "started_at" => opt(&self.started_at),
+            "stderr" => opt(&self.stderr),
+            "resumed" => self.resumed.to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// The record field names a sink template may use besides arguments.
+pub const FIELD_NAMES: [&str; 13] = [
+    "value",
+    "status",
+    "error",
+    "index",
+    "key",
+    "duration_ms",
+    "attempts",
+    "worker",
+    "exit_code",
+    "signal",
+    "started_at",
+    "stderr",
+    "resumed",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record() -> TaskRecord {
+        TaskRecord {
+            index: 7,
+            key: "k".into(),
+            args: Map::new(),
+            status: Status::Ok,
+            value: Some(json!({"a": "b"})),
+            error: None,
+            attempts: 2,
+            worker: None,
+            started_at: None,
+            duration_ms: 12.0,
+            exit_code: Some(0),
+            signal: None,
+            stderr: None,
+            resumed: false,
+        }
+    }
+
+    #[test]
+    fn every_field_name_is_a_field() {
+        let r = record();
+        for name in FIELD_NAMES {
+            assert!(r.field_text(name).is_some(), "{name}");
+        }
+        assert_eq!(r.field_text("x"), None);
+    }
+
+    #[test]
+    fn field_text_is_template_text() {
+        let r = record();
+        let text = |n| r.field_text(n).unwrap();
+        assert_eq!(text("value"), r#"{"a":"b"}"#);
+        assert_eq!(text("duration_ms"), "12");
+        assert_eq!(text("worker"), "");
+        assert_eq!(text("exit_code"), "0");
+        assert_eq!(text("status"), "ok");
+    }
+
+    #[test]
+    fn resumed_records_take_the_new_index() {
+        let r = record().resumed_at(3);
+        assert_eq!((r.index, r.resumed), (3, true));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["resumed"], json!(true));
+        assert!(serde_json::to_value(record()).unwrap().get("resumed").is_none());
+    }
+}

@@ -1,1 +1,301 @@
-//! TODO: sink
+//! Sinks: where records go, one file per format, behind a small streaming trait.
+//!
+//! Owns: the [`Sink`] trait and its formats (`text`, `jsonl`, `json`, `csv`), their
+//! destinations (stdout, atomic files, any writer), the [`SinkManager`] that opens every
+//! `[[sink]]` of a job, and the [`ReorderBuffer`] that restores submission order.
+//! [`OrderedSinks`] puts the two together for the runner.
+//! Must not: run tasks, print diagnostics, or decide exit codes. Order is the
+//! `ReorderBuffer`'s job, not the sinks': a sink writes what it gets, in the order it
+//! gets it.
+//!
+//! ```text
+//! runner ──records in completion order──▶ ReorderBuffer ──ready, in order──▶ SinkManager
+//!                                                                   ├─▶ TextSink  ─▶ stdout
+//!                                                                   └─▶ CsvSink   ─▶ .x.csv.tmp-… ─rename─▶ x.csv
+//! ```
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::model::{Job, SinkConfig, SinkFormat, SinkTarget};
+use crate::record::TaskRecord;
+
+mod csv;
+mod dest;
+mod json;
+mod jsonl;
+mod reorder;
+mod text;
+
+pub use self::csv::{CSV_FIELDS, CsvSink};
+pub use self::dest::{AtomicFile, Destination};
+pub use self::json::JsonSink;
+pub use self::jsonl::JsonlSink;
+pub use self::reorder::{Ready, ReorderBuffer};
+pub use self::text::TextSink;
+
+/// One output of a job, in one format.
+///
+/// A sink is fed records in the order they must appear, then either finished (the output
+/// is complete; a file is renamed into place) or aborted (a file's temporary file is
+/// removed). Writes are buffered; [`Sink::flush`] pushes them to a stream reader.
+pub trait Sink: Send {
+    /// Write one record.
+    fn write_record(&mut self, r: &TaskRecord) -> io::Result<()>;
+
+    /// Make what was written visible to a reader of a stream (stdout); files ignore it.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Complete the output: close it (a json array's `]`), flush, and for a file rename
+    /// the temporary file over the target.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+
+    /// Give up on the output: a file's temporary file is removed and its target left as
+    /// it was.
+    fn abort(self: Box<Self>);
+}
+
+/// A sink that could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Creating a file sink's folder or temporary file failed.
+    #[error("cannot create sink file {}", path.display())]
+    Create {
+        /// The target path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Two sinks of the job write to the same file.
+    #[error("two sinks write to {}", path.display())]
+    SamePath {
+        /// The target path.
+        path: PathBuf,
+    },
+    /// Writing, flushing or finishing a sink failed.
+    #[error("cannot write to {target}")]
+    Write {
+        /// `stdout` or the target path.
+        target: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SinkError {
+    /// Whether this is a closed pipe on a stream (`jobpool run job.toml | head`), which the
+    /// command line treats as a quiet exit, not an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            SinkError::Write { source, .. } | SinkError::Create { source, .. } => {
+                source.kind() == io::ErrorKind::BrokenPipe
+            }
+            SinkError::SamePath { .. } => false,
+        }
+    }
+}
+
+/// The file a path sink writes: its template rendered with `{name}` (the job's name) and
+/// `{run}` (the run id), relative to the job file's folder.
+pub fn sink_path(job: &Job, template: &crate::model::Template, run_id: &str) -> PathBuf {
+    let rendered = template.render(|name| match name {
+        "name" => Some(job.name.clone()),
+        "run" => Some(run_id.to_string()),
+        _ => None,
+    });
+    job.dir.join(rendered)
+}
+
+/// Open one sink of `job`: its destination and its format.
+pub fn open_sink(job: &Job, config: &SinkConfig, run_id: &str) -> Result<Box<dyn Sink>, SinkError> {
+    let out = match &config.to {
+        SinkTarget::Stdout => Destination::stdout(),
+        SinkTarget::Path(template) => {
+            let path = sink_path(job, template, run_id);
+            Destination::file(&path).map_err(|source| SinkError::Create { path, source })?
+        }
+    };
+    with_destination(job, &config.format, out)
+}
+
+/// A sink of `format` for `job`, writing to `out`.
+pub fn with_destination(
+    job: &Job,
+    format: &SinkFormat,
+    out: Destination,
+) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match format {
+        SinkFormat::Text(template) => Box::new(TextSink::new(out, template)),
+        SinkFormat::Jsonl => Box::new(JsonlSink::new(out)),
+        SinkFormat::Json => Box::new(JsonSink::new(out)),
+        SinkFormat::Csv => {
+            let target = out.describe();
+            Box::new(
+                CsvSink::new(out, &job.args.names)
+                    .map_err(|source| SinkError::Write { target, source })?,
+            )
+        }
+    })
+}
+
+/// Every sink of one job run.
+pub struct SinkManager {
+    sinks: Vec<(String, Box<dyn Sink>)>,
+}
+
+impl std::fmt::Debug for SinkManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.sinks.iter().map(|(name, _)| name)).finish()
+    }
+}
+
+impl SinkManager {
+    /// Open every `[[sink]]` of `job` for the run `run_id`. If one fails, those already
+    /// opened are aborted (no temporary file stays behind).
+    pub fn open(job: &Job, run_id: &str) -> Result<SinkManager, SinkError> {
+        let mut paths = Vec::new();
+        for config in &job.sinks {
+            if let SinkTarget::Path(template) = &config.to {
+                let path = sink_path(job, template, run_id);
+                if paths.contains(&path) {
+                    return Err(SinkError::SamePath { path });
+                }
+                paths.push(path);
+            }
+        }
+        let mut manager = SinkManager { sinks: Vec::with_capacity(job.sinks.len()) };
+        for config in &job.sinks {
+            let target = match &config.to {
+                SinkTarget::Stdout => "stdout".to_string(),
+                SinkTarget::Path(t) => sink_path(job, t, run_id).display().to_string(),
+            };
+            match open_sink(job, config, run_id) {
+                Ok(sink) => manager.sinks.push((target, sink)),
+                Err(e) => {
+                    manager.abort();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(manager)
+    }
+
+    /// A manager over sinks built by the caller; `target` names each in error messages.
+    pub fn from_sinks(sinks: Vec<(String, Box<dyn Sink>)>) -> SinkManager {
+        SinkManager { sinks }
+    }
+
+    /// Write one record to every sink (buffered: call [`SinkManager::flush`] after a batch).
+    pub fn write(&mut self, r: &TaskRecord) -> Result<(), SinkError> {
+        for (target, sink) in &mut self.sinks {
+            sink.write_record(r)
+                .map_err(|source| SinkError::Write { target: target.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Make what was written visible on stdout. Cheap to call once per batch of ready
+    /// records; a no-op for file sinks.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        for (target, sink) in &mut self.sinks {
+            sink.flush().map_err(|source| SinkError::Write { target: target.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Complete every sink (files are renamed into place). Every sink is finished even if
+    /// one fails; the first error is returned.
+    pub fn finish(self) -> Result<(), SinkError> {
+        let mut first = None;
+        for (target, sink) in self.sinks {
+            if let Err(source) = sink.finish() {
+                first.get_or_insert(SinkError::Write { target, source });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Abort every sink: temporary files are removed, targets untouched.
+    pub fn abort(self) {
+        for (_, sink) in self.sinks {
+            sink.abort();
+        }
+    }
+}
+
+/// A [`ReorderBuffer`] in front of a [`SinkManager`]: give it records as they complete;
+/// it writes them in the job's order and flushes stdout once per batch of ready records,
+/// so a reader sees each record as soon as its turn comes without a flush per record.
+#[derive(Debug)]
+pub struct OrderedSinks {
+    buffer: ReorderBuffer,
+    sinks: SinkManager,
+    written: u64,
+}
+
+impl OrderedSinks {
+    /// Open `job`'s sinks for `run_id`, in the job's `order`.
+    pub fn open(job: &Job, run_id: &str) -> Result<OrderedSinks, SinkError> {
+        Ok(OrderedSinks::new(ReorderBuffer::new(job.order), SinkManager::open(job, run_id)?))
+    }
+
+    /// Put `buffer` in front of `sinks`.
+    pub fn new(buffer: ReorderBuffer, sinks: SinkManager) -> OrderedSinks {
+        OrderedSinks { buffer, sinks, written: 0 }
+    }
+
+    /// Accept one record (completion order); write every record now ready and flush
+    /// stdout if any was. Same as [`OrderedSinks::push`] then [`OrderedSinks::flush`].
+    pub fn accept(&mut self, record: TaskRecord) -> Result<(), SinkError> {
+        if self.push(record)? > 0 { self.sinks.flush() } else { Ok(()) }
+    }
+
+    /// Accept one record and write every record now ready, without flushing stdout:
+    /// for a runner that drains every record already waiting in its channel, then calls
+    /// [`OrderedSinks::flush`] once. Returns how many records were written.
+    pub fn push(&mut self, record: TaskRecord) -> Result<usize, SinkError> {
+        let mut n = 0;
+        for r in self.buffer.push(record) {
+            self.sinks.write(&r)?;
+            n += 1;
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// Make what was written visible on stdout.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.sinks.flush()
+    }
+
+    /// Records written to the sinks so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The reorder buffer (for its statistics).
+    pub fn buffer(&self) -> &ReorderBuffer {
+        &self.buffer
+    }
+
+    /// Write whatever is still held (in index order, over gaps), then finish every sink.
+    pub fn finish(mut self) -> Result<(), SinkError> {
+        let rest: Vec<TaskRecord> = self.buffer.drain().collect();
+        for r in &rest {
+            if let Err(e) = self.sinks.write(r) {
+                self.sinks.abort();
+                return Err(e);
+            }
+        }
+        self.sinks.finish()
+    }
+
+    /// Abort every sink.
+    pub fn abort(self) {
+        self.sinks.abort()
+    }
+}

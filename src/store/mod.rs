@@ -1,1 +1,499 @@
-//! TODO: store
+//! The run store: one folder per run with its metadata and a journal of its records, and
+//! the lookups `--resume` and `jobpool report` need.
+//!
+//! Owns: the layout of `.jobpool/` beside a job file, run ids, `run.json`, the
+//! `records.jsonl` journal (one flushed line per record, in completion order), reading
+//! journals back (tolerating a torn last line), and the resume index.
+//! Must not: run tasks, order records for sinks, or print.
+//!
+//! ```text
+//! <job dir>/.jobpool/
+//!   .gitignore                  "*": nothing under .jobpool/ is committed by accident
+//!   runs/<job name>/<run id>/
+//!     run.json                  metadata; rewritten (atomically) when the run ends
+//!     records.jsonl             one TaskRecord per line, flushed as each completes
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Job;
+use crate::record::{Status, TaskRecord};
+
+mod journal;
+mod resume;
+
+pub use self::journal::{Records, read_records, records};
+pub use self::resume::{ResumeIndex, resume_index};
+
+/// The folder under a job file's folder that holds jobpool's state.
+pub const STATE_DIR: &str = ".jobpool";
+/// A run's metadata file.
+pub const RUN_FILE: &str = "run.json";
+/// A run's journal of records.
+pub const RECORDS_FILE: &str = "records.jsonl";
+/// Version of the `run.json` layout.
+pub const RUN_FORMAT: u32 = 1;
+
+/// `<job dir>/.jobpool/runs`: the folder of every job's runs.
+pub fn runs_root(job_dir: &Path) -> PathBuf {
+    job_dir.join(STATE_DIR).join("runs")
+}
+
+/// `<job dir>/.jobpool/runs/<job name>`: the folder of one job's runs. The name is made
+/// safe as a single folder name: characters other than ASCII letters, digits, `-`, `_`
+/// and `.` become `_`, and a name of only dots gets a leading `_`.
+pub fn job_runs_dir(job_dir: &Path, job_name: &str) -> PathBuf {
+    runs_root(job_dir).join(folder_name(job_name))
+}
+
+fn folder_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        s.insert(0, '_');
+    }
+    s
+}
+
+/// A new run id: the UTC start time to the second and four random hex digits,
+/// `20261126T140455Z-3f9a`. Ids sort by time to the second; within a second the order
+/// of runs comes from `started_at` in `run.json` (see [`list_runs`]).
+pub fn new_run_id() -> String {
+    run_id_at(SystemTime::now())
+}
+
+fn run_id_at(time: SystemTime) -> String {
+    // "2026-11-26T14:04:55Z" -> "20261126T140455Z"
+    let stamp: String = humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    format!("{stamp}-{:04x}", fastrand::u16(..))
+}
+
+/// The current UTC time as RFC 3339 with microseconds (`2026-11-26T14:04:55.123456Z`):
+/// fixed width, so these strings sort as times.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+/// Records of one run by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusCounts {
+    /// `ok` records.
+    pub ok: u64,
+    /// `error` records.
+    pub error: u64,
+    /// `timeout` records.
+    pub timeout: u64,
+    /// `crashed` records.
+    pub crashed: u64,
+    /// `cancelled` records.
+    pub cancelled: u64,
+    /// `skipped` records.
+    pub skipped: u64,
+}
+
+impl StatusCounts {
+    /// Count one more record of `status`.
+    pub fn add(&mut self, status: Status) {
+        *self.slot(status) += 1;
+    }
+
+    /// Records of `status`.
+    pub fn get(&self, status: Status) -> u64 {
+        let mut copy = *self;
+        *copy.slot(status)
+    }
+
+    /// Every record.
+    pub fn total(&self) -> u64 {
+        Status::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+
+    /// Failures (`error`, `timeout`, `crashed`).
+    pub fn failures(&self) -> u64 {
+        self.error + self.timeout + self.crashed
+    }
+
+    fn slot(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Ok => &mut self.ok,
+            Status::Error => &mut self.error,
+            Status::Timeout => &mut self.timeout,
+            Status::Crashed => &mut self.crashed,
+            Status::Cancelled => &mut self.cancelled,
+            Status::Skipped => &mut self.skipped,
+        }
+    }
+}
+
+/// Whether a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Still running, or the process died before finishing it.
+    Running,
+    /// Finished (successfully or not; see `exit_code`).
+    Finished,
+}
+
+/// The content of `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Layout version ([`RUN_FORMAT`]).
+    pub format: u32,
+    /// The run id (also the folder's name).
+    pub run_id: String,
+    /// The job's name.
+    pub job: String,
+    /// The job's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The job file as given on the command line.
+    pub job_file: PathBuf,
+    /// The version of jobpool that ran it.
+    pub jobpool_version: String,
+    /// The command line.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// `running` until the run ends, then `finished`.
+    pub state: RunState,
+    /// RFC 3339 UTC start time, microseconds.
+    pub started_at: String,
+    /// RFC 3339 UTC end time.
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    /// The task's kind.
+    pub task_kind: String,
+    /// `processes`, `threads` or `slurm`.
+    pub backend: String,
+    /// `submission` or `completion`.
+    pub order: String,
+    /// Argument names in declared order.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Submissions in the plan, when known.
+    #[serde(default)]
+    pub submissions: Option<u64>,
+    /// Worker count.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// Whether the run was started with `--resume`.
+    #[serde(default)]
+    pub resume: bool,
+    /// Records by status (filled in when the run ends).
+    #[serde(default)]
+    pub counts: StatusCounts,
+    /// Records taken from earlier runs by `--resume`.
+    #[serde(default)]
+    pub resumed: u64,
+    /// Wall time of the run in milliseconds (filled in when the run ends).
+    #[serde(default)]
+    pub wall_ms: Option<f64>,
+    /// The exit code of the run (filled in when the run ends).
+    #[serde(default)]
+    pub exit_code: Option<u8>,
+}
+
+/// What the caller knows about a run when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct RunMeta {
+    /// The run id; `None`: a new one ([`new_run_id`]).
+    pub run_id: Option<String>,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Submissions in the plan, when known.
+    pub submissions: Option<u64>,
+    /// Worker count.
+    pub workers: Option<usize>,
+    /// Whether the run was started with `--resume`.
+    pub resume: bool,
+}
+
+/// What the caller knows about a run when it ends. Counts and wall time are the store's
+/// own (it saw every record).
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// The run's exit code.
+    pub exit_code: u8,
+}
+
+/// One run being recorded: its folder, `run.json`, and its journal.
+///
+/// Dropped without [`RunStore::finish`], the run stays `running` in `run.json` and its
+/// journal holds every record appended so far: exactly what a crash leaves.
+#[derive(Debug)]
+pub struct RunStore {
+    dir: PathBuf,
+    info: RunInfo,
+    journal: File,
+    line: Vec<u8>,
+    started: Instant,
+    /// A write failed part-way: the journal may end with a partial line.
+    torn: bool,
+}
+
+impl RunStore {
+    /// Create the run's folder (and `.jobpool/.gitignore`), write `run.json` and open an
+    /// empty journal.
+    pub fn create(job: &Job, meta: RunMeta) -> io::Result<RunStore> {
+        ensure_state_dir(&job.dir)?;
+        let parent = job_runs_dir(&job.dir, &job.name);
+        fs::create_dir_all(&parent)?;
+        let fixed_id = meta.run_id.is_some();
+        let mut run_id = meta.run_id.unwrap_or_else(new_run_id);
+        let dir = loop {
+            let dir = parent.join(&run_id);
+            match fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !fixed_id => {
+                    run_id = new_run_id();
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let info = RunInfo {
+            format: RUN_FORMAT,
+            run_id,
+            job: job.name.clone(),
+            description: job.description.clone(),
+            job_file: job.path.clone(),
+            jobpool_version: env!("CARGO_PKG_VERSION").to_string(),
+            argv: meta.argv,
+            state: RunState::Running,
+            started_at: now_rfc3339(),
+            ended_at: None,
+            task_kind: job.task.kind().to_string(),
+            backend: format!("{:?}", job.backend).to_lowercase(),
+            order: format!("{:?}", job.order).to_lowercase(),
+            args: job.args.names.clone(),
+            submissions: meta.submissions,
+            workers: meta.workers.or(job.workers.map(|w| w.get())),
+            resume: meta.resume,
+            counts: StatusCounts::default(),
+            resumed: 0,
+            wall_ms: None,
+            exit_code: None,
+        };
+        write_json_atomic(&dir.join(RUN_FILE), &info)?;
+        let journal =
+            OpenOptions::new().create_new(true).append(true).open(dir.join(RECORDS_FILE))?;
+        Ok(RunStore {
+            dir,
+            info,
+            journal,
+            line: Vec::with_capacity(512),
+            started: Instant::now(),
+            torn: false,
+        })
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.info.run_id
+    }
+
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The metadata as it stands.
+    pub fn info(&self) -> &RunInfo {
+        &self.info
+    }
+
+    /// Append one record to the journal: one `write` of the whole line, so the operating
+    /// system has it when this returns (a crash of jobpool loses nothing appended; no fsync
+    /// per record).
+    ///
+    /// After a failed append (a full disk), the next one starts with a newline, so the
+    /// partial line stays a line of its own that readers skip, and later records are whole.
+    pub fn append(&mut self, r: &TaskRecord) -> io::Result<()> {
+        self.line.clear();
+        if self.torn {
+            self.line.push(b'\n');
+        }
+        serde_json::to_writer(&mut self.line, r).map_err(io::Error::from)?;
+        self.line.push(b'\n');
+        if let Err(e) = self.journal.write_all(&self.line) {
+            self.torn = true;
+            return Err(e);
+        }
+        self.torn = false;
+        self.info.counts.add(r.status);
+        if r.resumed {
+            self.info.resumed += 1;
+        }
+        Ok(())
+    }
+
+    /// End the run: fsync the journal once and rewrite `run.json` with the end time, the
+    /// counts by status, the wall time and the exit code.
+    pub fn finish(mut self, summary: RunSummary) -> io::Result<RunInfo> {
+        self.journal.sync_all()?;
+        self.info.state = RunState::Finished;
+        self.info.ended_at = Some(now_rfc3339());
+        self.info.wall_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+        self.info.exit_code = Some(summary.exit_code);
+        write_json_atomic(&self.dir.join(RUN_FILE), &self.info)?;
+        Ok(self.info)
+    }
+}
+
+/// Create `<job dir>/.jobpool/` with a `.gitignore` of `*`, if missing.
+pub fn ensure_state_dir(job_dir: &Path) -> io::Result<PathBuf> {
+    let state = job_dir.join(STATE_DIR);
+    fs::create_dir_all(&state)?;
+    let ignore = state.join(".gitignore");
+    if !ignore.exists() {
+        fs::write(
+            &ignore,
+            "# Created by jobpool: run records are not meant to be committed.\n*\n",
+        )?;
+    }
+    Ok(state)
+}
+
+fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::from)?;
+    text.push(b'\n');
+    let temp = path.with_extension(format!("json.tmp-{:04x}", fastrand::u16(..)));
+    let result = (|| {
+        let mut f = File::create(&temp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A run's folder, as listed by [`list_runs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDir {
+    /// The run id (the folder's name).
+    pub id: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Its `run.json`, when readable.
+    pub info: Option<RunInfo>,
+}
+
+impl RunDir {
+    /// The run's journal.
+    pub fn records_path(&self) -> PathBuf {
+        self.path.join(RECORDS_FILE)
+    }
+
+    /// When the run started: `run.json`'s `started_at`, or the time in the id.
+    fn sort_key(&self) -> String {
+        match &self.info {
+            Some(info) => info.started_at.clone(),
+            None => id_time(&self.id),
+        }
+    }
+}
+
+/// `20261126T140455Z-3f9a` -> `2026-11-26T14:04:55.000000Z`, to sort against `started_at`.
+fn id_time(id: &str) -> String {
+    let b = id.as_bytes();
+    if b.len() >= 16 && b[8] == b'T' && b[15] == b'Z' && id.is_char_boundary(16) {
+        format!(
+            "{}-{}-{}T{}:{}:{}.000000Z",
+            &id[0..4],
+            &id[4..6],
+            &id[6..8],
+            &id[9..11],
+            &id[11..13],
+            &id[13..15]
+        )
+    } else {
+        id.to_string()
+    }
+}
+
+/// Read a run's `run.json`.
+pub fn read_run_info(run_dir: &Path) -> io::Result<RunInfo> {
+    let text = fs::read(run_dir.join(RUN_FILE))?;
+    serde_json::from_slice(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Every run of the job `job_name` beside `job_dir`, oldest first (by `started_at`, then
+/// id). Folders without a journal are left out. No runs (or no `.jobpool/`): empty.
+pub fn list_runs(job_dir: &Path, job_name: &str) -> io::Result<Vec<RunDir>> {
+    let parent = job_runs_dir(job_dir, job_name);
+    let entries = match fs::read_dir(&parent) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut runs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if !entry.file_type()?.is_dir() || !path.join(RECORDS_FILE).is_file() {
+            continue;
+        }
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let info = read_run_info(&path).ok();
+        runs.push(RunDir { id, path, info });
+    }
+    runs.sort_by_cached_key(|r| (r.sort_key(), r.id.clone()));
+    Ok(runs)
+}
+
+/// The latest run of the job `job_name` beside `job_dir`, if any.
+pub fn latest_run(job_dir: &Path, job_name: &str) -> io::Result<Option<RunDir>> {
+    Ok(list_runs(job_dir, job_name)?.pop())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_carry_the_utc_second() {
+        let t = humantime::parse_rfc3339("2026-11-26T14:04:55Z").unwrap();
+        let id = run_id_at(t);
+        assert!(id.starts_with("20261126T140455Z-"), "{id}");
+        assert_eq!(id_time(&id), "2026-11-26T14:04:55.000000Z");
+        assert_eq!(id_time("by-hand"), "by-hand");
+    }
+
+    #[test]
+    fn folder_names_are_single_safe_components() {
+        for (name, folder) in [
+            ("sweep", "sweep"),
+            ("a/b", "a_b"),
+            ("..", "_.."),
+            ("", "_"),
+            ("é x", "__x"),
+            ("v1.2-rc_3", "v1.2-rc_3"),
+        ] {
+            assert_eq!(folder_name(name), folder, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn status_counts_add_up() {
+        let mut c = StatusCounts::default();
+        for s in Status::ALL {
+            c.add(s);
+        }
+        c.add(Status::Ok);
+        assert_eq!((c.get(Status::Ok), c.total(), c.failures()), (2, 7, 3));
+    }
+}

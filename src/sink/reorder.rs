@@ -1,0 +1,125 @@
+//! `ReorderBuffer`: turns records arriving in completion order into submission order.
+//!
+//! Owns: holding early records until every earlier index has arrived. Must not: write
+//! anything.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::model::Order;
+use crate::record::TaskRecord;
+
+/// Puts records back in submission order (or passes them through for
+/// `order = "completion"`).
+///
+/// The runner produces exactly one record per plan index, skipped and cancelled ones
+/// included, so every index eventually arrives. A record whose index is the next one due
+/// is emitted at once together with every held record that follows it without a gap.
+///
+/// Memory: only records that finished before an earlier one are held, so the buffer holds
+/// at most the records that completed while the oldest unfinished task was running — the
+/// "spread" of in-flight work. One slow task among fast ones makes it grow by the
+/// throughput times that task's duration; records are held in a `BTreeMap` so memory is
+/// proportional to what is held, not to the size of the gap.
+#[derive(Debug)]
+pub struct ReorderBuffer {
+    order: Order,
+    next: u64,
+    held: BTreeMap<u64, TaskRecord>,
+    ready: VecDeque<TaskRecord>,
+    stale: u64,
+    peak: usize,
+}
+
+impl ReorderBuffer {
+    /// A buffer for `order`, starting at index 0.
+    pub fn new(order: Order) -> Self {
+        ReorderBuffer::starting_at(order, 0)
+    }
+
+    /// A buffer whose first expected index is `first`.
+    pub fn starting_at(order: Order, first: u64) -> Self {
+        ReorderBuffer {
+            order,
+            next: first,
+            held: BTreeMap::new(),
+            ready: VecDeque::new(),
+            stale: 0,
+            peak: 0,
+        }
+    }
+
+    /// Accept one record; returns the records now ready, in order.
+    ///
+    /// In submission order, a record whose index was already emitted (a duplicate, which
+    /// the runner never produces) is dropped and counted in [`ReorderBuffer::stale`]; a
+    /// second record for an index still held replaces the first.
+    pub fn push(&mut self, record: TaskRecord) -> Ready<'_> {
+        match self.order {
+            Order::Completion => self.ready.push_back(record),
+            Order::Submission => {
+                if record.index < self.next {
+                    self.stale += 1;
+                } else if record.index == self.next {
+                    self.ready.push_back(record);
+                    self.next += 1;
+                    while let Some(entry) = self.held.first_entry() {
+                        if *entry.key() != self.next {
+                            break;
+                        }
+                        self.ready.push_back(entry.remove());
+                        self.next += 1;
+                    }
+                } else {
+                    self.held.insert(record.index, record);
+                    self.peak = self.peak.max(self.held.len());
+                }
+            }
+        }
+        Ready { buffer: self }
+    }
+
+    /// Everything still held, in index order, skipping indexes that never came: for the
+    /// end of a run that stopped before every record was produced.
+    pub fn drain(&mut self) -> impl Iterator<Item = TaskRecord> + use<> {
+        let held = std::mem::take(&mut self.held);
+        if let Some((&last, _)) = held.last_key_value() {
+            self.next = last + 1;
+        }
+        std::mem::take(&mut self.ready).into_iter().chain(held.into_values())
+    }
+
+    /// The next index due in submission order.
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// Records held, waiting for an earlier one.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The largest number of records held at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Records dropped because their index had already been emitted.
+    pub fn stale(&self) -> u64 {
+        self.stale
+    }
+}
+
+/// The records a [`ReorderBuffer::push`] made ready, in order. Records not taken from it
+/// stay in the buffer and come out of the next `push` (or `drain`).
+#[derive(Debug)]
+pub struct Ready<'a> {
+    buffer: &'a mut ReorderBuffer,
+}
+
+impl Iterator for Ready<'_> {
+    type Item = TaskRecord;
+
+    fn next(&mut self) -> Option<TaskRecord> {
+        self.buffer.ready.pop_front()
+    }
+}

@@ -1,0 +1,97 @@
+// Shared by tests/sinks.rs and tests/store.rs (`mod record_support;`): a minimal
+// validated `Job` and records, built by hand.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use jobpool::model::{
+    ArgForm, ArgSpace, Backend, ChunkSize, Job, Limits, OnFailure, Order, SinkConfig, SinkFormat,
+    SinkTarget, TaskTemplate, Template, TemplatePart,
+};
+use jobpool::record::{Status, TaskRecord};
+use serde_json::{Map, Value, json};
+
+pub fn job(dir: &Path, name: &str, args: &[&str], sinks: Vec<SinkConfig>) -> Job {
+    Job {
+        name: name.to_string(),
+        description: None,
+        path: dir.join(format!("{name}.toml")),
+        dir: dir.to_path_buf(),
+        workers: None,
+        limits: Limits::default(),
+        order: Order::Submission,
+        on_failure: OnFailure::Continue,
+        chunk_size: ChunkSize::Auto,
+        max_tasks_per_worker: 0,
+        backend: Backend::Processes,
+        watch: vec![],
+        task: TaskTemplate::Registered { kind: "test".into() },
+        args: ArgSpace {
+            names: args.iter().map(|s| s.to_string()).collect(),
+            form: ArgForm::Single,
+            constants: vec![],
+        },
+        sinks,
+        slurm: None,
+    }
+}
+
+/// Parse `{name}` placeholders (no escapes needed in these tests).
+pub fn template(text: &str) -> Template {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Literal(rest[..open].to_string()));
+        }
+        let close = rest[open..].find('}').expect("closed placeholder") + open;
+        parts.push(TemplatePart::Placeholder(rest[open + 1..close].to_string()));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_string()));
+    }
+    Template { source: text.to_string(), parts }
+}
+
+pub fn file_sink(path: &str, format: SinkFormat) -> SinkConfig {
+    SinkConfig { to: SinkTarget::Path(template(path)), format }
+}
+
+pub fn record(
+    index: u64,
+    status: Status,
+    args: &[(&str, Value)],
+    value: Option<Value>,
+) -> TaskRecord {
+    let mut map = Map::new();
+    for (k, v) in args {
+        map.insert(k.to_string(), v.clone());
+    }
+    TaskRecord {
+        index,
+        key: format!("key-{index}"),
+        args: map,
+        status,
+        value: if status == Status::Ok { value } else { None },
+        error: if status == Status::Ok { None } else { Some(format!("failed #{index}")) },
+        attempts: 1,
+        worker: Some((index % 4) as u32),
+        started_at: Some("2026-11-26T14:04:55.000001Z".into()),
+        duration_ms: 1.5 + index as f64,
+        exit_code: None,
+        signal: None,
+        stderr: None,
+        resumed: false,
+    }
+}
+
+pub fn ok(index: u64) -> TaskRecord {
+    record(
+        index,
+        Status::Ok,
+        &[("x", json!(index)), ("name", json!(format!("n{index}")))],
+        Some(json!(index * 10)),
+    )
+}

@@ -1,0 +1,266 @@
+//! The run store: run folders, the journal, torn lines, run listing, the resume index.
+
+mod record_support;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+
+use jobpool::record::{Status, TaskRecord};
+use jobpool::store::{
+    self, RunMeta, RunState, RunStore, RunSummary, latest_run, list_runs, read_records, records,
+    resume_index,
+};
+use record_support::{job, ok, record};
+use serde_json::json;
+
+fn keyed(index: u64, key: &str, status: Status, value: i64) -> TaskRecord {
+    let mut r = record(index, status, &[("x", json!(index))], Some(json!(value)));
+    r.key = key.to_string();
+    r
+}
+
+#[test]
+fn create_writes_run_json_gitignore_and_an_empty_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "sweep", &["x"], vec![]);
+    let meta = RunMeta {
+        argv: vec!["jobpool".into(), "run".into()],
+        submissions: Some(5),
+        workers: Some(2),
+        ..RunMeta::default()
+    };
+    let run = RunStore::create(&j, meta).unwrap();
+    let id = run.run_id().to_string();
+    assert_eq!(run.dir(), dir.path().join(".jobpool/runs/sweep").join(&id));
+    assert_eq!(
+        fs::read_to_string(dir.path().join(".jobpool/.gitignore")).unwrap().lines().last(),
+        Some("*")
+    );
+    let info = store::read_run_info(run.dir()).unwrap();
+    assert_eq!(info.run_id, id);
+    assert_eq!(info.job, "sweep");
+    assert_eq!(info.state, RunState::Running);
+    assert_eq!(info.submissions, Some(5));
+    assert_eq!(info.workers, Some(2));
+    assert_eq!(info.task_kind, "test");
+    assert_eq!(info.args, vec!["x".to_string()]);
+    assert_eq!(info.jobpool_version, env!("CARGO_PKG_VERSION"));
+    assert!(info.ended_at.is_none() && info.exit_code.is_none());
+    assert_eq!(read_records(run.dir()).unwrap(), vec![]);
+}
+
+#[test]
+fn run_ids_are_sortable_utc_times_with_a_suffix() {
+    let id = store::new_run_id();
+    // 20261126T140455Z-3f9a
+    assert_eq!(id.len(), 21, "{id}");
+    let b = id.as_bytes();
+    assert!(b[..8].iter().all(u8::is_ascii_digit), "{id}");
+    assert_eq!((b[8], b[15], b[16]), (b'T', b'Z', b'-'), "{id}");
+    assert!(b[9..15].iter().all(u8::is_ascii_digit), "{id}");
+    assert!(b[17..].iter().all(u8::is_ascii_hexdigit), "{id}");
+}
+
+#[test]
+fn the_journal_is_readable_record_by_record_while_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    let mut written = Vec::new();
+    for i in [2, 0, 1] {
+        let r = ok(i);
+        run.append(&r).unwrap();
+        written.push(r);
+        // Another reader, while `run` is still open and nothing was fsynced.
+        assert_eq!(read_records(run.dir()).unwrap(), written);
+    }
+    let dir_of_run = run.dir().to_path_buf();
+    drop(run); // a crash: no finish
+    assert_eq!(read_records(&dir_of_run).unwrap(), written);
+    assert_eq!(store::read_run_info(&dir_of_run).unwrap().state, RunState::Running);
+}
+
+#[test]
+fn finish_records_counts_wall_time_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    let mut resumed = ok(1);
+    resumed.resumed = true;
+    for r in
+        [ok(0), resumed, record(2, Status::Error, &[], None), record(3, Status::Skipped, &[], None)]
+    {
+        run.append(&r).unwrap();
+    }
+    let run_dir = run.dir().to_path_buf();
+    let info = run.finish(RunSummary { exit_code: 1 }).unwrap();
+    let on_disk = store::read_run_info(&run_dir).unwrap();
+    assert_eq!(on_disk, info);
+    assert_eq!(on_disk.state, RunState::Finished);
+    assert_eq!((on_disk.counts.ok, on_disk.counts.error, on_disk.counts.skipped), (2, 1, 1));
+    assert_eq!(on_disk.counts.total(), 4);
+    assert_eq!(on_disk.counts.failures(), 1);
+    assert_eq!(on_disk.resumed, 1);
+    assert_eq!(on_disk.exit_code, Some(1));
+    assert!(on_disk.wall_ms.unwrap() >= 0.0);
+    assert!(on_disk.ended_at.unwrap() >= on_disk.started_at);
+    let leftovers: Vec<_> =
+        fs::read_dir(&run_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "only run.json and records.jsonl: {leftovers:?}");
+}
+
+#[test]
+fn a_torn_last_line_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    run.append(&ok(0)).unwrap();
+    run.append(&ok(1)).unwrap();
+    let run_dir = run.dir().to_path_buf();
+    drop(run);
+    // jobpool killed in the middle of writing the third line.
+    let line = serde_json::to_string(&ok(2)).unwrap();
+    let mut f = OpenOptions::new().append(true).open(run_dir.join("records.jsonl")).unwrap();
+    f.write_all(&line.as_bytes()[..line.len() / 2]).unwrap();
+    drop(f);
+
+    let mut reader = records(&run_dir).unwrap();
+    let got: Vec<TaskRecord> = reader.by_ref().map(Result::unwrap).collect();
+    assert_eq!(got, vec![ok(0), ok(1)]);
+    assert!(reader.torn());
+    assert_eq!(reader.skipped(), 0);
+}
+
+#[test]
+fn a_corrupt_complete_line_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    run.append(&ok(0)).unwrap();
+    let run_dir = run.dir().to_path_buf();
+    let mut f = OpenOptions::new().append(true).open(run_dir.join("records.jsonl")).unwrap();
+    f.write_all(b"{not json\n").unwrap();
+    drop(f);
+    run.append(&ok(1)).unwrap();
+    let mut reader = records(&run_dir).unwrap();
+    let got: Vec<TaskRecord> = reader.by_ref().map(Result::unwrap).collect();
+    assert_eq!(got, vec![ok(0), ok(1)]);
+    assert_eq!(reader.skipped(), 1);
+    assert!(!reader.torn());
+}
+
+#[test]
+fn runs_are_listed_oldest_first_even_within_one_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &[], vec![]);
+    assert!(list_runs(dir.path(), "j").unwrap().is_empty());
+    assert!(latest_run(dir.path(), "j").unwrap().is_none());
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let run = RunStore::create(&j, RunMeta::default()).unwrap();
+        ids.push(run.run_id().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Another job's runs are not listed.
+    RunStore::create(&job(dir.path(), "other", &[], vec![]), RunMeta::default()).unwrap();
+    let listed: Vec<String> =
+        list_runs(dir.path(), "j").unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(listed, ids);
+    assert_eq!(latest_run(dir.path(), "j").unwrap().unwrap().id, ids[4]);
+}
+
+#[test]
+fn a_fixed_run_id_is_used_and_must_be_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &[], vec![]);
+    let meta = RunMeta { run_id: Some("R1".into()), ..RunMeta::default() };
+    let run = RunStore::create(&j, meta.clone()).unwrap();
+    assert_eq!(run.run_id(), "R1");
+    assert!(RunStore::create(&j, meta).is_err());
+}
+
+#[test]
+fn job_names_become_safe_folder_names() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(store::job_runs_dir(dir.path(), "a/b c"), dir.path().join(".jobpool/runs/a_b_c"));
+    assert_eq!(store::job_runs_dir(dir.path(), ".."), dir.path().join(".jobpool/runs/_.."));
+    assert_eq!(store::job_runs_dir(dir.path(), "ok-1.x"), dir.path().join(".jobpool/runs/ok-1.x"));
+}
+
+#[test]
+fn resume_index_keeps_the_latest_ok_record_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let run_with = |records: &[TaskRecord]| {
+        let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+        for r in records {
+            run.append(r).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        run.dir().to_path_buf()
+    };
+    assert!(resume_index(&j).unwrap().is_empty());
+    run_with(&[
+        keyed(0, "a", Status::Ok, 1),
+        keyed(1, "b", Status::Error, 0),
+        keyed(2, "d", Status::Ok, 7),
+    ]);
+    run_with(&[keyed(0, "a", Status::Ok, 2), keyed(1, "c", Status::Ok, 3)]);
+    let last = run_with(&[keyed(5, "b", Status::Timeout, 0), keyed(6, "a", Status::Crashed, 0)]);
+    // The last run was killed while writing an ok record for b.
+    let torn = serde_json::to_string(&keyed(7, "b", Status::Ok, 9)).unwrap();
+    let mut f = OpenOptions::new().append(true).open(last.join("records.jsonl")).unwrap();
+    f.write_all(&torn.as_bytes()[..torn.len() - 3]).unwrap();
+    drop(f);
+    // Another job beside it is not read.
+    let mut other =
+        RunStore::create(&job(dir.path(), "other", &["x"], vec![]), RunMeta::default()).unwrap();
+    other.append(&keyed(0, "b", Status::Ok, 5)).unwrap();
+
+    let mut index = resume_index(&j).unwrap();
+    assert_eq!(index.runs(), 3);
+    assert_eq!(index.len(), 3);
+    assert!(!index.contains_key("b"));
+    assert_eq!(
+        index.get("a").unwrap().value,
+        Some(json!(2)),
+        "the latest ok wins over a later failure"
+    );
+    assert_eq!(index.get("c").unwrap().value, Some(json!(3)));
+    assert_eq!(index.get("d").unwrap().value, Some(json!(7)));
+
+    let taken = index.take("c").unwrap().resumed_at(42);
+    assert_eq!((taken.index, taken.resumed, taken.key.as_str()), (42, true, "c"));
+    assert!(!index.contains_key("c"));
+    let map = index.into_map();
+    assert_eq!(map.len(), 2);
+    assert_eq!(map["a"].status, Status::Ok);
+}
+
+#[test]
+fn resume_index_reads_records_back_across_odd_lines_and_removed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let mut first = RunStore::create(&j, RunMeta::default()).unwrap();
+    first.append(&keyed(0, "gone", Status::Ok, 1)).unwrap();
+    let first_dir = first.dir().to_path_buf();
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    let path = run.dir().join("records.jsonl");
+    run.append(&keyed(0, "a", Status::Ok, 1)).unwrap();
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"\n{broken\n  \n").unwrap();
+    drop(f);
+    run.append(&keyed(1, "é\"b", Status::Ok, 2)).unwrap();
+
+    let index = resume_index(&j).unwrap();
+    assert_eq!(index.len(), 3);
+    assert_eq!(index.get("a").unwrap().value, Some(json!(1)));
+    assert_eq!(index.get("é\"b").unwrap().value, Some(json!(2)));
+    assert!(index.get("zzz").is_none());
+    // A run folder removed after the index was built: its records are simply not there.
+    fs::remove_dir_all(&first_dir).unwrap();
+    assert!(index.contains_key("gone"));
+    assert!(index.get("gone").is_none());
+}
