@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A validated job: everything `jobpool run` needs, with defaults applied.
@@ -114,7 +115,7 @@ pub enum Backend {
 }
 
 /// A string with `{placeholder}`s, parsed once. `{{` and `}}` are literal braces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Template {
     /// The text as written in the job file.
     pub source: String,
@@ -123,7 +124,7 @@ pub struct Template {
 }
 
 /// One piece of a [`Template`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TemplatePart {
     /// Text copied as is (braces already unescaped).
     Literal(String),
@@ -133,7 +134,7 @@ pub enum TemplatePart {
 }
 
 /// What each submission runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TaskTemplate {
     /// `kind = "command"`.
     Command(CommandTask),
@@ -158,7 +159,7 @@ impl TaskTemplate {
 }
 
 /// A `command` task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandTask {
     /// The program and its arguments, or a shell line.
     pub invocation: Invocation,
@@ -175,7 +176,7 @@ pub struct CommandTask {
 }
 
 /// How a command is started.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Invocation {
     /// `program = [...]`: argv, no shell.
     Program(Vec<Template>),
@@ -184,7 +185,7 @@ pub enum Invocation {
 }
 
 /// How a command's stdout becomes the record's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum OutputMode {
     /// The text, trimmed.
     #[default]
@@ -198,7 +199,7 @@ pub enum OutputMode {
 }
 
 /// A `script` task (Rhai).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScriptTask {
     /// The script's text (read from `file` when given).
     pub source: String,

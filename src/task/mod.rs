@@ -2,15 +2,197 @@
 //! [`Registry`].
 //!
 //! Owns: executing ONE task of each built-in kind as a plain function with no knowledge
-//! of the pool: [`command::run_command`] and [`script::ScriptEngine`]. The pool wraps
-//! them as task functions ([`register_builtins`]).
-//! Must not: talk to workers, sinks or records.
+//! of the pool: [`command::run_command`] and [`script::ScriptEngine`], and
+//! [`register_builtins`], which wraps them as pool task functions.
+//! Must not: talk to workers, sinks or records directly.
+//!
+//! How `jobpool run` reaches them: the pool's context string is a [`BuiltinContext`]
+//! (the job's task definition, folder, argument names and limits) as JSON, parsed once
+//! per worker; each submission's argument is the JSON array of its values, aligned with
+//! the names. A command's value travels as a [`CommandValue`] (value, exit code, stderr
+//! tail); a failure's details as [`ErrorData`].
 
 pub mod command;
 pub mod quote;
 pub mod script;
 
-use crate::pool::Registry;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{Job, TaskTemplate};
+use crate::pool::{Registry, TaskContext, TaskError};
+
+use self::command::{CommandRequest, CommandStatus};
+use self::script::{ScriptEngine, ScriptErrorKind};
+
+/// What every worker of a job needs to run its built-in task: sent once, as the pool's
+/// context.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuiltinContext {
+    /// The task definition.
+    pub task: TaskTemplate,
+    /// The job file's folder (commands run there; `cwd` is relative to it).
+    pub dir: PathBuf,
+    /// Argument names, in declared order.
+    pub names: Vec<String>,
+    /// `task-timeout`.
+    pub task_timeout: Option<Duration>,
+    /// `grace-period`.
+    pub grace_period: Duration,
+}
+
+impl BuiltinContext {
+    /// The context of `job`.
+    pub fn new(job: &Job) -> Self {
+        BuiltinContext {
+            task: job.task.clone(),
+            dir: job.dir.clone(),
+            names: job.args.names.clone(),
+            task_timeout: job.limits.task_timeout,
+            grace_period: job.limits.grace_period,
+        }
+    }
+}
+
+/// A successful command's value as it travels back from the worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommandValue {
+    /// The value made from stdout (per `output`).
+    pub value: Value,
+    /// The exit code.
+    pub exit_code: Option<i32>,
+    /// The tail of stderr, when there was any.
+    pub stderr: Option<String>,
+}
+
+/// Details of a failed built-in task, as the error's data (JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ErrorData {
+    /// `timeout` or `cancelled` when the task stopped itself for that reason; the pool
+    /// reports any task error as `error`, so the record's status is corrected from this.
+    pub status: Option<String>,
+    /// A command's exit code.
+    pub exit_code: Option<i32>,
+    /// The signal that ended a command.
+    pub signal: Option<i32>,
+    /// The tail of a command's stderr.
+    pub stderr: Option<String>,
+}
+
+/// What a worker prepares once per job: the parsed context and, for scripts, the
+/// compiled engine.
+struct Prepared {
+    ctx: BuiltinContext,
+    script: Option<Result<ScriptEngine, String>>,
+}
+
+fn prepared(tc: &TaskContext) -> Result<Arc<Prepared>, TaskError> {
+    let p = tc.cached::<Result<Arc<Prepared>, String>>(|text| {
+        let ctx: BuiltinContext = serde_json::from_str(text)
+            .map_err(|e| format!("this worker got no valid task definition: {e}"))?;
+        let script = match &ctx.task {
+            TaskTemplate::Script(s) => {
+                Some(ScriptEngine::from_task(s, &ctx.names).map_err(|e| e.to_string()))
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Prepared { ctx, script }))
+    });
+    p.as_ref().clone().map_err(TaskError::new)
+}
+
+fn values(args: &str) -> Result<Vec<Value>, TaskError> {
+    serde_json::from_str(args).map_err(|e| TaskError::new(format!("bad task arguments: {e}")))
+}
+
+fn with_data(message: String, data: &ErrorData) -> TaskError {
+    let e = TaskError::new(message);
+    match serde_json::to_string(data) {
+        Ok(d) => e.with_data(d),
+        Err(_) => e,
+    }
+}
 
 /// Register the built-in kinds (`command`, `script`) in `registry`.
-pub fn register_builtins(_registry: &mut Registry) {}
+pub fn register_builtins(registry: &mut Registry) {
+    registry.register_json("command", run_command_task);
+    registry.register_json("script", run_script_task);
+}
+
+fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
+    let p = prepared(tc)?;
+    let TaskTemplate::Command(task) = &p.ctx.task else {
+        return Err(TaskError::new("this job's task is not a command"));
+    };
+    let values = values(args)?;
+    let should_stop = || tc.should_stop();
+    let mut on_spawn = |pgid: i32| tc.track_child_group(pgid);
+    let out = command::run_command(CommandRequest {
+        task,
+        job_dir: &p.ctx.dir,
+        names: &p.ctx.names,
+        args: &values,
+        timeout: p.ctx.task_timeout,
+        grace: p.ctx.grace_period,
+        should_stop: &should_stop,
+        on_spawn: &mut on_spawn,
+    });
+    tc.untrack_child_group();
+    let stderr = out.stderr.filter(|s| !s.is_empty());
+    match out.status {
+        CommandStatus::Ok => {
+            let v = CommandValue {
+                value: out.value.unwrap_or(Value::Null),
+                exit_code: out.exit_code,
+                stderr,
+            };
+            serde_json::to_string(&v).map_err(|e| TaskError::new(e.to_string()))
+        }
+        status => {
+            let data = ErrorData {
+                status: match status {
+                    CommandStatus::Timeout => Some("timeout".into()),
+                    CommandStatus::Cancelled => Some("cancelled".into()),
+                    _ => None,
+                },
+                exit_code: out.exit_code,
+                signal: out.signal,
+                stderr,
+            };
+            Err(with_data(out.error.unwrap_or_else(|| "command failed".into()), &data))
+        }
+    }
+}
+
+fn run_script_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
+    let p = prepared(tc)?;
+    let engine = match &p.script {
+        Some(Ok(engine)) => engine,
+        Some(Err(e)) => return Err(TaskError::new(e.clone())),
+        None => return Err(TaskError::new("this job's task is not a script")),
+    };
+    let values = values(args)?;
+    let should_stop = || tc.should_stop();
+    let deadline = p.ctx.task_timeout.map(|t| Instant::now() + t);
+    match engine.eval(&values, &should_stop, deadline) {
+        Ok(v) => serde_json::to_string(&v).map_err(|e| TaskError::new(e.to_string())),
+        Err(e) => {
+            let (status, message) = match e.kind {
+                ScriptErrorKind::Timeout => (
+                    Some("timeout".to_string()),
+                    match p.ctx.task_timeout {
+                        Some(t) => format!("timed out after {}", humantime::format_duration(t)),
+                        None => e.to_string(),
+                    },
+                ),
+                ScriptErrorKind::Stopped => (Some("cancelled".to_string()), e.to_string()),
+                _ => (None, e.to_string()),
+            };
+            Err(with_data(message, &ErrorData { status, ..ErrorData::default() }))
+        }
+    }
+}
