@@ -418,7 +418,7 @@ fn number(ctx: &mut Ctx, what: &str, node: &Node) -> Option<Num> {
             None
         }
         _ => {
-            let _ = ctx.int(what, node, "range = [0, 10], step = 2");
+            ctx.wrong_type(what, node, "a number", "range = [0, 10], step = 2");
             None
         }
     }
@@ -441,7 +441,7 @@ fn range(ctx: &mut Ctx, name: &str, node: &Node, step: Option<&Node>) -> Option<
             "jobpool::bad-range",
             format!("`range` of `{name}` must have 2 numbers [start, end], not {}", items.len()),
             &node.loc,
-            format!("{} items", items.len()),
+            count(items.len() as u64, "item"),
             Some(format!("{help}; the step goes in `step`")),
         );
         return None;

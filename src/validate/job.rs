@@ -229,7 +229,7 @@ impl<'a> Ctx<'a> {
             Err(e) => {
                 self.error(
                     "jobpool::template",
-                    format!("{} `{key}`", e.message),
+                    format!("in `{key}`: {}", e.message),
                     &node.loc,
                     "here",
                     Some(e.help),

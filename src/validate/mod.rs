@@ -48,8 +48,16 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
     let mut doc = match source::parse_document(text, 0) {
         Ok(doc) => doc,
         Err(errors) => {
+            // toml recovers after an error, which often cascades on the same line: keep
+            // the first error of each line.
+            let line_of = |e: &source::SyntaxError| {
+                let at = e.span.as_ref().map_or(0, |s| s.start.min(text.len()));
+                text[..at].matches('\n').count()
+            };
+            let mut seen = std::collections::HashSet::new();
             let problems = errors
                 .into_iter()
+                .filter(|e| seen.insert(line_of(e)))
                 .map(|e| {
                     let span = e.span.unwrap_or(0..0);
                     let mut p = Problem::at(

@@ -60,10 +60,16 @@ pub fn parse(text: &str) -> Result<Template, TemplateError> {
                         help: format!("name an argument, e.g. `{{x}}`; {brace_help}"),
                     });
                 }
-                if name.trim() != name || name.chars().any(char::is_whitespace) {
+                if name.chars().any(char::is_whitespace) {
+                    let trimmed = name.trim();
+                    let help = if !trimmed.is_empty() && !trimmed.contains(char::is_whitespace) {
+                        format!("write `{{{trimmed}}}` without spaces; {brace_help}")
+                    } else {
+                        format!("to write literal braces, double them: `{{{{{name}}}}}`")
+                    };
                     return Err(TemplateError {
                         message: format!("placeholder `{{{name}}}` contains spaces"),
-                        help: format!("write `{{{}}}`; {brace_help}", name.trim()),
+                        help,
                     });
                 }
                 if !lit.is_empty() {
