@@ -60,7 +60,11 @@ fn check_with(text: &str, opts: &LoadOptions) {
                 if let Some(src) = &p.source {
                     let len = src.inner().len();
                     for l in &p.labels {
-                        assert!(l.offset() + l.len() <= len, "label {l:?} outside {len} bytes: {}", p.message);
+                        assert!(
+                            l.offset() + l.len() <= len,
+                            "label {l:?} outside {len} bytes: {}",
+                            p.message
+                        );
                     }
                 }
             }
@@ -73,20 +77,48 @@ fn check_with(text: &str, opts: &LoadOptions) {
 fn scalar() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<i64>().prop_map(|i| i.to_string()),
-        prop_oneof![Just(0i64), Just(-1), Just(1), Just(2), Just(5), Just(i64::MAX), Just(i64::MIN)]
-            .prop_map(|i| i.to_string()),
+        prop_oneof![
+            Just(0i64),
+            Just(-1),
+            Just(1),
+            Just(2),
+            Just(5),
+            Just(i64::MAX),
+            Just(i64::MIN)
+        ]
+        .prop_map(|i| i.to_string()),
         Just("99999999999999999999".to_string()),
         any::<f64>().prop_map(|f| if f.is_finite() { format!("{f:?}") } else { "nan".into() }),
-        prop_oneof![Just("inf"), Just("-inf"), Just("nan"), Just("0.1"), Just("-0.5"), Just("1e300")]
-            .prop_map(String::from),
+        prop_oneof![
+            Just("inf"),
+            Just("-inf"),
+            Just("nan"),
+            Just("0.1"),
+            Just("-0.5"),
+            Just("1e300")
+        ]
+        .prop_map(String::from),
         Just("true".to_string()),
         Just("1979-05-27T07:32:00Z".to_string()),
         "[a-z{} 0-9._*/\\\\-]{0,12}".prop_map(|s| format!("{s:?}")),
         prop_oneof![
-            Just("\"30s\""), Just("\"0s\""), Just("\"1h 5m\""), Just("\"auto\""), Just("\"stdout\""),
-            Just("\"{x}\""), Just("\"{ 0 }\""), Just("\"{0}\""), Just("\"{{\""), Just("\"}\""),
-            Just("\"zip\""), Just("\"product\""), Just("\"csv\""), Just("\"text\""),
-            Just("\"data/*.csv\""), Just("\"data/names.txt\""), Just("\"{value} {args.x}\""),
+            Just("\"30s\""),
+            Just("\"0s\""),
+            Just("\"1h 5m\""),
+            Just("\"auto\""),
+            Just("\"stdout\""),
+            Just("\"{x}\""),
+            Just("\"{ 0 }\""),
+            Just("\"{0}\""),
+            Just("\"{{\""),
+            Just("\"}\""),
+            Just("\"zip\""),
+            Just("\"product\""),
+            Just("\"csv\""),
+            Just("\"text\""),
+            Just("\"data/*.csv\""),
+            Just("\"data/names.txt\""),
+            Just("\"{value} {args.x}\""),
         ]
         .prop_map(String::from),
     ]
@@ -107,12 +139,48 @@ fn value() -> impl Strategy<Value = String> {
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "name", "description", "workers", "timeout", "task-timeout", "grace-period",
-            "retries", "on-failure", "order", "chunk-size", "max-tasks-per-worker", "backend",
-            "watch", "kind", "program", "shell", "cwd", "env", "stdin", "output",
-            "success-codes", "script", "file", "to", "format", "template", "combine", "names",
-            "tuples", "range", "step", "glob", "lines", "value", "x", "y", "partition",
-            "array-limit", "per-element", "time-limit", "sbatch-args", "shared-dir",
+            "name",
+            "description",
+            "workers",
+            "timeout",
+            "task-timeout",
+            "grace-period",
+            "retries",
+            "on-failure",
+            "order",
+            "chunk-size",
+            "max-tasks-per-worker",
+            "backend",
+            "watch",
+            "kind",
+            "program",
+            "shell",
+            "cwd",
+            "env",
+            "stdin",
+            "output",
+            "success-codes",
+            "script",
+            "file",
+            "to",
+            "format",
+            "template",
+            "combine",
+            "names",
+            "tuples",
+            "range",
+            "step",
+            "glob",
+            "lines",
+            "value",
+            "x",
+            "y",
+            "partition",
+            "array-limit",
+            "per-element",
+            "time-limit",
+            "sbatch-args",
+            "shared-dir",
         ])
         .prop_map(String::from),
         "[a-z][a-z_-]{0,6}",
@@ -129,7 +197,8 @@ fn param() -> impl Strategy<Value = String> {
     ];
     prop_oneof![
         (num.clone(), num.clone()).prop_map(|(a, b)| format!("{{ range = [{a}, {b}] }}")),
-        (num.clone(), num.clone(), num).prop_map(|(a, b, s)| format!("{{ range = [{a}, {b}], step = {s} }}")),
+        (num.clone(), num.clone(), num)
+            .prop_map(|(a, b, s)| format!("{{ range = [{a}, {b}], step = {s} }}")),
         prop::collection::vec(scalar(), 0..5).prop_map(|v| format!("[{}]", v.join(", "))),
         Just("{ glob = \"data/*.csv\" }".to_string()),
         Just("{ glob = \"nothing/*\" }".to_string()),
@@ -141,13 +210,17 @@ fn param() -> impl Strategy<Value = String> {
 }
 
 fn task() -> impl Strategy<Value = String> {
-    let tpl = prop::sample::select(vec!["{a}", "{b}", "{0}", "{1}", "{5}", "x", "{{lit}}", "{ a }", "{", "{c}"]);
+    let tpl = prop::sample::select(vec![
+        "{a}", "{b}", "{0}", "{1}", "{5}", "x", "{{lit}}", "{ a }", "{", "{c}",
+    ]);
     prop_oneof![
         prop::collection::vec(tpl.clone(), 1..4).prop_map(|v| {
             let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
             format!("[task]\nkind = \"command\"\nprogram = [\"echo\", {}]\n", items.join(", "))
         }),
-        tpl.clone().prop_map(|t| format!("[task]\nkind = \"command\"\nshell = \"echo {t}\"\nenv = {{ A = \"{t}\" }}\n")),
+        tpl.clone().prop_map(|t| format!(
+            "[task]\nkind = \"command\"\nshell = \"echo {t}\"\nenv = {{ A = \"{t}\" }}\n"
+        )),
         Just("[task]\nkind = \"script\"\nscript = \"a + b\"\n".to_string()),
         Just("[task]\nkind = \"custom\"\n".to_string()),
         (key(), value()).prop_map(|(k, v)| format!("[task]\nkind = \"command\"\n{k} = {v}\n")),
@@ -155,38 +228,114 @@ fn task() -> impl Strategy<Value = String> {
     ]
 }
 
+fn valid_top() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "workers = 4",
+        "workers = \"auto\"",
+        "timeout = \"30s\"",
+        "task-timeout = \"1h 5m\"",
+        "grace-period = \"250ms\"",
+        "retries = 2",
+        "order = \"completion\"",
+        "chunk-size = 8",
+        "chunk-size = \"auto\"",
+        "backend = \"threads\"",
+        "name = \"fuzz\"",
+        "max-tasks-per-worker = 0",
+        "watch = [\"data/*.csv\"]",
+        "on-failure = \"stop\"",
+        "description = \"d\"",
+    ])
+    .prop_map(String::from)
+}
+
+fn valid_param() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (-50i64..50, 1i64..40).prop_map(|(a, n)| format!("{{ range = [{a}, {}] }}", a + n)),
+        (-50i64..50, 1i64..40, 1i64..5)
+            .prop_map(|(a, n, s)| format!("{{ range = [{a}, {}], step = {s} }}", a + n)),
+        (-50i64..50, 1i64..40, 1i64..5)
+            .prop_map(|(a, n, s)| format!("{{ range = [{}, {a}], step = -{s} }}", a + n)),
+        (-5.0f64..5.0, 0.1f64..3.0, 0.05f64..1.0)
+            .prop_map(|(a, n, s)| format!("{{ range = [{a:?}, {:?}], step = {s:?} }}", a + n)),
+        prop::collection::vec(scalar(), 1..5).prop_map(|v| format!("[{}]", v.join(", "))),
+        Just("{ glob = \"data/*.csv\" }".to_string()),
+        Just("{ lines = \"data/names.txt\" }".to_string()),
+        value().prop_map(|v| format!("{{ value = {v} }}")),
+    ]
+}
+
+fn valid_task() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("[task]\nkind = \"script\"\nscript = \"1\"\n".to_string()),
+        Just(
+            "[task]\nkind = \"command\"\nprogram = [\"echo\", \"{{x}}\"]\noutput = \"json\"\n"
+                .to_string()
+        ),
+        Just(
+            "[task]\nkind = \"command\"\nshell = \"echo hi\"\nsuccess-codes = [0, 1]\n".to_string()
+        ),
+        Just("[task]\nkind = \"script\"\nfile = \"tasks/power.rhai\"\n".to_string()),
+    ]
+}
+
 fn document() -> impl Strategy<Value = String> {
+    let top = prop_oneof![9 => valid_top(), 1 => (key(), value()).prop_map(|(k, v)| format!("{k} = {v}"))];
+    let task = prop_oneof![3 => valid_task(), 1 => task()];
+    let param = prop_oneof![4 => valid_param(), 1 => param()];
+    let sink = prop_oneof![
+        4 => prop::sample::select(vec![
+            "[[sink]]\nto = \"stdout\"\n",
+            "[[sink]]\nto = \"out/{name}-{run}.csv\"\nformat = \"csv\"\n",
+            "[[sink]]\nto = \"stdout\"\ntemplate = \"{index}: {value} {status}\"\n",
+            "[[sink]]\nto = \"x.jsonl\"\nformat = \"jsonl\"\n",
+        ]).prop_map(String::from),
+        1 => (prop::sample::select(vec!["\"stdout\"", "\"out/{name}.csv\"", "\"{nope}\""]), prop::option::of(prop::sample::select(vec!["text", "csv", "jsonl", "xml"])), prop::option::of(prop::sample::select(vec!["{value}", "{a} {status}", "{args.b}", "{zzz}"])))
+            .prop_map(|(to, format, template)| {
+                let mut s = format!("[[sink]]\nto = {to}\n");
+                if let Some(f) = format {
+                    s.push_str(&format!("format = \"{f}\"\n"));
+                }
+                if let Some(t) = template {
+                    s.push_str(&format!("template = \"{t}\"\n"));
+                }
+                s
+            }),
+    ];
     (
-        prop::collection::vec((key(), value()), 0..4),
-        task(),
-        prop::option::of(prop::sample::select(vec!["product", "zip", "cartesian"])),
-        prop::collection::vec((prop::sample::select(vec!["a", "b", "c", "value", "names", "tuples"]), param()), 0..4),
-        prop::collection::vec((prop::sample::select(vec!["\"stdout\"", "\"out/{name}.csv\"", "\"{nope}\""]), prop::option::of(prop::sample::select(vec!["text", "csv", "jsonl", "xml"])), prop::option::of(prop::sample::select(vec!["{value}", "{a} {status}", "{args.b}", "{zzz}"]))), 0..3),
-        any::<bool>(),
+        prop::collection::vec(top, 0..4),
+        task,
+        prop::option::of(
+            prop_oneof![3 => Just("product"), 3 => Just("zip"), 1 => Just("cartesian")],
+        ),
+        prop::sample::subsequence(vec!["a", "b", "c", "d"], 0..=4),
+        prop::collection::vec(param, 4),
+        prop::collection::vec(sink, 0..3),
+        prop_oneof![9 => Just(false), 1 => Just(true)],
     )
-        .prop_map(|(top, task, combine, params, sinks, array_args)| {
+        .prop_map(|(top, task, combine, names, params, sinks, array_args)| {
             let mut doc = String::new();
-            for (k, v) in top {
-                doc.push_str(&format!("{k} = {v}\n"));
+            let mut seen = std::collections::HashSet::new();
+            for line in top {
+                // A key twice is a syntax error; keep most documents past the parser.
+                let k = line.split('=').next().unwrap_or("").trim().to_string();
+                if seen.insert(k) {
+                    doc.push_str(&line);
+                    doc.push('\n');
+                }
             }
             doc.push_str(&task);
-            if !params.is_empty() || combine.is_some() {
+            if !names.is_empty() || combine.is_some() {
                 doc.push_str(if array_args { "[[args]]\n" } else { "[args]\n" });
                 if let Some(c) = combine {
                     doc.push_str(&format!("combine = \"{c}\"\n"));
                 }
-                for (k, v) in params {
+                for (k, v) in names.iter().zip(params) {
                     doc.push_str(&format!("{k} = {v}\n"));
                 }
             }
-            for (to, format, template) in sinks {
-                doc.push_str(&format!("[[sink]]\nto = {to}\n"));
-                if let Some(f) = format {
-                    doc.push_str(&format!("format = \"{f}\"\n"));
-                }
-                if let Some(t) = template {
-                    doc.push_str(&format!("template = \"{t}\"\n"));
-                }
+            for s in sinks {
+                doc.push_str(&s);
             }
             doc
         })
@@ -219,7 +368,23 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let piece = prop_oneof![
         "[\\[\\]{}=\",.#\\n a-z0-9_-]{1,6}",
-        prop::sample::select(vec!["[[args]]\n", "[args]\n", "[sink]\n", "\"", "{", "}", "=", "\n", "-1", "0", "nan", "\"{x}\"", "1e400", "\u{00e9}"]).prop_map(String::from),
+        prop::sample::select(vec![
+            "[[args]]\n",
+            "[args]\n",
+            "[sink]\n",
+            "\"",
+            "{",
+            "}",
+            "=",
+            "\n",
+            "-1",
+            "0",
+            "nan",
+            "\"{x}\"",
+            "1e400",
+            "\u{00e9}"
+        ])
+        .prop_map(String::from),
     ];
     prop_oneof![
         (any::<usize>(), 1usize..8).prop_map(|(a, n)| Mutation::Delete(a, n)),
@@ -251,7 +416,9 @@ fn mutate(text: &str, muts: &[Mutation]) -> String {
                 let a = floor_char(&s, at % (s.len() + 1));
                 s.insert_str(a, piece);
             }
-            Mutation::DupLine(i) | Mutation::SwapLines(i, _) | Mutation::Truncate(i) if s.is_empty() => {
+            Mutation::DupLine(i) | Mutation::SwapLines(i, _) | Mutation::Truncate(i)
+                if s.is_empty() =>
+            {
                 let _ = i;
             }
             Mutation::DupLine(i) => {
@@ -311,4 +478,27 @@ fn arbitrary_bytes_never_panic() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn generated_documents_reach_the_planner() {
+    // The generator must not only produce rejects: count how many are accepted.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ok = AtomicUsize::new(0);
+    let total = 300;
+    let mut runner = proptest::test_runner::TestRunner::new(Config {
+        cases: total,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        ..Config::default()
+    });
+    runner
+        .run(&document(), |doc| {
+            if load_str(&job_path(), &doc, &LoadOptions::default()).is_ok() {
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let ok = ok.into_inner();
+    assert!(ok >= total as usize / 10, "only {ok} of {total} generated documents were valid");
 }
