@@ -35,6 +35,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run job files on a pool of workers.
     Run(run::RunArgs),
     /// Validate job files: every problem of every file, then exit 2 if any.
     Check(check::CheckArgs),
