@@ -107,6 +107,7 @@ pub fn args(
     let mut tuples_node: Option<&Node> = None;
     let mut ok = true;
     let mut name_locs: Vec<Loc> = Vec::new();
+    let mut skip_tuples = false;
 
     let mut add_name = |ctx: &mut Ctx,
                         name: &str,
@@ -188,8 +189,16 @@ pub fn args(
                     );
                     ok = false;
                 }
-                tuple_names = Some((positions, value.loc.clone()));
+                if positions.len() == items.len() && !items.is_empty() {
+                    tuple_names = Some((positions, value.loc.clone()));
+                } else {
+                    // Some names were rejected: a tuple width check would only repeat that.
+                    ok = false;
+                    tuples_node = None;
+                    skip_tuples = true;
+                }
             }
+            "tuples" if skip_tuples => {}
             "tuples" => tuples_node = Some(value),
             name => {
                 let Some(position) = add_name(ctx, name, &key.loc, names) else {
@@ -247,6 +256,7 @@ pub fn args(
             );
             return None;
         }
+        (None, _) if skip_tuples => return None,
         (None, Some(tn)) => {
             ctx.error(
                 "jobpool::bad-tuples",

@@ -223,7 +223,12 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn template(&mut self, key: &str, node: &Node) -> Option<Template> {
-        let text = self.string(key, node, &format!("{key} = \"{{x}}\""))?;
+        let example = match key {
+            "to" => "to = \"stdout\", or a path such as to = \"results/{name}.csv\"".to_string(),
+            "template" => "template = \"Got: {value}\"".to_string(),
+            _ => format!("{key} = \"{{x}}\""),
+        };
+        let text = self.string(key, node, &example)?;
         match template::parse(&text) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -530,7 +535,7 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     ctx,
                     "program",
                     p,
-                    "program = [\"python3\", \"sim.py\", \"{seed}\"]",
+                    "program = [\"python3\", \"sim.py\", \"{seed}\"]; for a shell line use shell = \"...\"",
                 )?;
                 if items.is_empty() {
                     ctx.error(

@@ -31,7 +31,7 @@ pub fn parse(text: &str) -> Result<Template, TemplateError> {
             }
             '}' => {
                 return Err(TemplateError {
-                    message: "unmatched `}` in template".into(),
+                    message: "unmatched `}`".into(),
                     help: brace_help.into(),
                 });
             }
@@ -50,13 +50,13 @@ pub fn parse(text: &str) -> Result<Template, TemplateError> {
                 }
                 if !closed {
                     return Err(TemplateError {
-                        message: "unmatched `{` in template".into(),
+                        message: "unmatched `{`".into(),
                         help: brace_help.into(),
                     });
                 }
                 if name.is_empty() {
                     return Err(TemplateError {
-                        message: "empty placeholder `{}` in template".into(),
+                        message: "empty placeholder `{}`".into(),
                         help: format!("name an argument, e.g. `{{x}}`; {brace_help}"),
                     });
                 }
