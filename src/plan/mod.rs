@@ -27,6 +27,9 @@ use crate::model::{
 /// Ranges up to this many values get their key encodings computed once.
 const CACHE_RANGE_VALUES: u64 = 4096;
 
+/// One argument's part of the key input: position, `name\0`, cached value encodings.
+type KeyPart = (usize, Vec<u8>, Option<Vec<Vec<u8>>>);
+
 /// A lazy plan: `Iterator<Item = Submission>`, numbered from 0.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -36,7 +39,7 @@ pub struct Plan {
     prefix: [u8; 32],
     /// The key's input, in argument-name order: position, `name\0`, and the values'
     /// encodings when they can be computed once (lists, constants).
-    key_order: Vec<(usize, Vec<u8>, Option<Vec<Vec<u8>>>)>,
+    key_order: Vec<KeyPart>,
     /// Per position, the index of the value used by the current submission.
     picked: Vec<usize>,
     len: u64,
@@ -96,7 +99,7 @@ impl Plan {
                     Some((0..p.values.len()).map(|i| encode(&p.values.get(i))).collect());
             }
         }
-        let mut key_order: Vec<(usize, Vec<u8>, Option<Vec<Vec<u8>>>)> = space
+        let mut key_order: Vec<KeyPart> = space
             .names
             .iter()
             .zip(cached)

@@ -383,17 +383,17 @@ fn param(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Parsed> {
                 return None;
             }
             let step = node.get("step");
-            if present[0] != "range" {
-                if let Some(s) = step {
-                    ctx.error(
-                        "jobpool::bad-param",
-                        "`step` is only for `range`",
-                        &s.loc,
-                        "not used",
-                        Some("remove `step`".into()),
-                    );
-                    return None;
-                }
+            if present[0] != "range"
+                && let Some(s) = step
+            {
+                ctx.error(
+                    "jobpool::bad-param",
+                    "`step` is only for `range`",
+                    &s.loc,
+                    "not used",
+                    Some("remove `step`".into()),
+                );
+                return None;
             }
             let v = node.get(present[0])?;
             match present[0] {
@@ -513,7 +513,7 @@ fn range(ctx: &mut Ctx, name: &str, node: &Node, step: Option<&Node>) -> Option<
                 return None;
             }
             let n = ((e - s) / st).ceil();
-            if !(n >= 1.0) {
+            if n.is_nan() || n < 1.0 {
                 empty(ctx, s.to_string(), e.to_string(), st.to_string());
                 return None;
             }

@@ -191,7 +191,7 @@ impl<'a> Ctx<'a> {
                     format!("`{key}` is not a valid duration: {e}"),
                     &node.loc,
                     "not a duration",
-                    Some(format!("write e.g. \"250ms\", \"30s\", \"1h 5m\"")),
+                    Some("write e.g. \"250ms\", \"30s\", \"1h 5m\"".to_string()),
                 );
                 None
             }
@@ -336,19 +336,19 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
         slurm: None,
     };
     let get = |k: &str| doc.get(k);
-    if let Some(n) = get("name") {
-        if let Some(s) = ctx.string("name", n, "name = \"sweep\"") {
-            if s.trim().is_empty() || s.contains(['/', '\\']) || s == "." || s == ".." {
-                ctx.error(
-                    "jobpool::bad-value",
-                    "`name` must be non-empty and contain no `/`",
-                    &n.loc,
-                    "not a usable name",
-                    Some("the name names the run folder; e.g. name = \"sweep\"".into()),
-                );
-            } else {
-                job.name = s;
-            }
+    if let Some(n) = get("name")
+        && let Some(s) = ctx.string("name", n, "name = \"sweep\"")
+    {
+        if s.trim().is_empty() || s.contains(['/', '\\']) || s == "." || s == ".." {
+            ctx.error(
+                "jobpool::bad-value",
+                "`name` must be non-empty and contain no `/`",
+                &n.loc,
+                "not a usable name",
+                Some("the name names the run folder; e.g. name = \"sweep\"".into()),
+            );
+        } else {
+            job.name = s;
         }
     }
     if let Some(n) = get("description") {
@@ -375,10 +375,10 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
             }
         }
     }
-    if let Some(n) = get("retries") {
-        if let Some(r) = ctx.bounded("retries", n, 0, u32::MAX as i64, "retries = 2") {
-            job.limits.retries = r as u32;
-        }
+    if let Some(n) = get("retries")
+        && let Some(r) = ctx.bounded("retries", n, 0, u32::MAX as i64, "retries = 2")
+    {
+        job.limits.retries = r as u32;
     }
     if let Some(n) = get("on-failure") {
         job.on_failure = match ctx.choice("on-failure", n, &["continue", "stop"]) {
@@ -414,16 +414,16 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
             ctx.wrong_type("chunk-size", n, "\"auto\" or a positive integer", "chunk-size = 64");
         }
     }
-    if let Some(n) = get("max-tasks-per-worker") {
-        if let Some(m) = ctx.bounded(
+    if let Some(n) = get("max-tasks-per-worker")
+        && let Some(m) = ctx.bounded(
             "max-tasks-per-worker",
             n,
             0,
             i64::MAX,
             "max-tasks-per-worker = 100 (0 = never)",
-        ) {
-            job.max_tasks_per_worker = m as u64;
-        }
+        )
+    {
+        job.max_tasks_per_worker = m as u64;
     }
     if let Some(n) = get("backend") {
         job.backend = match ctx.choice("backend", n, &["processes", "threads", "slurm"]) {
@@ -441,10 +441,10 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
     // [args] before [task] and [[sink]]: templates are checked against argument names.
     let mut names = Vec::new();
     let mut args_ok = true;
-    if let Some(n) = get("args") {
-        if let Some(space) = super::args::args(ctx, n, &mut names, &mut args_ok) {
-            job.args = space;
-        }
+    if let Some(n) = get("args")
+        && let Some(space) = super::args::args(ctx, n, &mut names, &mut args_ok)
+    {
+        job.args = space;
     }
     job.args.names = names.clone();
     let task = match get("task") {
@@ -601,22 +601,21 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                 success_codes: vec![0],
             };
             for key in ["cwd", "stdin"] {
-                if let Some(n) = node.get(key) {
-                    if let Some(tpl) = ctx.template(key, n) {
-                        check_args(ctx, key, &tpl, n);
-                        if key == "cwd" { cmd.cwd = Some(tpl) } else { cmd.stdin = Some(tpl) }
-                    }
+                if let Some(n) = node.get(key)
+                    && let Some(tpl) = ctx.template(key, n)
+                {
+                    check_args(ctx, key, &tpl, n);
+                    if key == "cwd" { cmd.cwd = Some(tpl) } else { cmd.stdin = Some(tpl) }
                 }
             }
-            if let Some(n) = node.get("env") {
-                if let Some(entries) = table_or_error(ctx, "env", n, "env = { SEED = \"{seed}\" }")
-                {
-                    for (k, v) in entries {
-                        let key = format!("env.{}", k.name);
-                        if let Some(tpl) = ctx.template(&key, v) {
-                            check_args(ctx, &key, &tpl, v);
-                            cmd.env.push((k.name.clone(), tpl));
-                        }
+            if let Some(n) = node.get("env")
+                && let Some(entries) = table_or_error(ctx, "env", n, "env = { SEED = \"{seed}\" }")
+            {
+                for (k, v) in entries {
+                    let key = format!("env.{}", k.name);
+                    if let Some(tpl) = ctx.template(&key, v) {
+                        check_args(ctx, &key, &tpl, v);
+                        cmd.env.push((k.name.clone(), tpl));
                     }
                 }
             }
@@ -819,20 +818,19 @@ fn sinks(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Vec<Sin
             }
             Some(n) => {
                 let tpl = ctx.template("template", n);
-                if let Some(tpl) = &tpl {
-                    if args_ok {
-                        let mut choices: Vec<String> =
-                            RECORD_FIELDS.iter().map(|s| s.to_string()).collect();
-                        choices.extend(names.iter().cloned());
-                        choices.extend(names.iter().map(|n| format!("args.{n}")));
-                        let allowed = |p: &str| {
-                            RECORD_FIELDS.contains(&p)
-                                || names.iter().any(|n| n == p)
-                                || p.strip_prefix("args.")
-                                    .is_some_and(|a| names.iter().any(|n| n == a))
-                        };
-                        ctx.placeholders("template", tpl, n, &allowed, &choices);
-                    }
+                if let Some(tpl) = &tpl
+                    && args_ok
+                {
+                    let mut choices: Vec<String> =
+                        RECORD_FIELDS.iter().map(|s| s.to_string()).collect();
+                    choices.extend(names.iter().cloned());
+                    choices.extend(names.iter().map(|n| format!("args.{n}")));
+                    let allowed = |p: &str| {
+                        RECORD_FIELDS.contains(&p)
+                            || names.iter().any(|n| n == p)
+                            || p.strip_prefix("args.").is_some_and(|a| names.iter().any(|n| n == a))
+                    };
+                    ctx.placeholders("template", tpl, n, &allowed, &choices);
                 }
                 tpl
             }

@@ -102,6 +102,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
 /// Apply one `--set KEY=VALUE` to the document. The value is parsed as TOML, and taken
 /// as a plain string when it does not parse. Its nodes point into a source named
 /// `--set KEY=VALUE`, so later diagnostics say where the value came from.
+#[allow(clippy::result_large_err)] // one per --set, not a hot path
 fn apply_override(doc: &mut Node, sources: &mut Sources, raw: &str) -> Result<(), Problem> {
     let name = format!("--set {raw}");
     let origin = sources.push(&name, raw);
