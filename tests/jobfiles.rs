@@ -278,3 +278,42 @@ fn the_library_reports_every_problem() {
     sorted.sort();
     assert_eq!(lines, sorted, "problems come in file order");
 }
+
+#[test]
+fn globs_and_lines_are_relative_to_the_job_file() {
+    let args = |run: &Run, name: &str| -> Vec<String> {
+        plan_lines(run).iter().map(|l| l["args"][name].as_str().unwrap().to_string()).collect()
+    };
+    let from_root = Jobpool::new().args(["plan", "jobs/wordcount.toml"]).run();
+    assert_eq!(from_root.code, 0, "{}", from_root.stderr);
+    assert_eq!(
+        args(&from_root, "file"),
+        ["jobs/data/france.csv", "jobs/data/norway.csv", "jobs/data/portugal.csv"]
+    );
+    let from_jobs = Jobpool::new().dir(root().join("jobs")).args(["plan", "wordcount.toml"]).run();
+    assert_eq!(
+        args(&from_jobs, "file"),
+        ["data/france.csv", "data/norway.csv", "data/portugal.csv"]
+    );
+    let lines = Jobpool::new().args(["plan", "jobs/greet.toml"]).run();
+    assert_eq!(args(&lines, "who"), ["Ada", "Grace", "Linus"]);
+}
+
+#[test]
+fn a_glob_skips_hidden_files_and_sorts() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["b.txt", "a.txt", ".hidden.txt", "c.dat"] {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "[task]\nkind = \"script\"\nscript = \"f\"\n[args]\nf = { glob = \"*.txt\" }\n",
+    )
+    .unwrap();
+    let run = Jobpool::new().dir(dir.path()).args(["plan", "job.toml"]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let files: Vec<String> =
+        plan_lines(&run).iter().map(|l| l["args"]["f"].as_str().unwrap().to_string()).collect();
+    assert_eq!(files, ["a.txt", "b.txt"]);
+}

@@ -561,12 +561,16 @@ fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
         return None;
     }
     let base = ctx.dir.clone();
-    let full = base.join(&pattern);
     let escaped = glob::Pattern::escape(&base.to_string_lossy());
     let full_pattern =
         if base == Path::new(".") { pattern.clone() } else { format!("{escaped}/{pattern}") };
-    let _ = full;
-    let paths = match glob::glob(&full_pattern) {
+    // Like a shell: `*` does not match a leading dot.
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let paths = match glob::glob_with(&full_pattern, options) {
         Ok(p) => p,
         Err(e) => {
             ctx.error(
@@ -579,11 +583,8 @@ fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
             return None;
         }
     };
-    let mut values: Vec<String> = paths
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    let mut values: Vec<String> =
+        paths.filter_map(Result::ok).map(|p| p.to_string_lossy().into_owned()).collect();
     values.sort();
     if values.is_empty() {
         ctx.error(

@@ -275,6 +275,24 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// A `cwd` that starts with relative literal text is resolved against the job file's
+/// folder (the model's contract); one that starts with a placeholder is left as written.
+fn resolve_cwd(tpl: Template, dir: &Path) -> Template {
+    use crate::model::TemplatePart;
+    let relative = match tpl.parts.first() {
+        Some(TemplatePart::Literal(text)) => !Path::new(text).is_absolute(),
+        _ => false,
+    };
+    if !relative || dir == Path::new(".") {
+        return tpl;
+    }
+    let mut parts = tpl.parts;
+    if let Some(TemplatePart::Literal(text)) = parts.first_mut() {
+        *text = dir.join(text.as_str()).to_string_lossy().into_owned();
+    }
+    Template { source: tpl.source, parts }
+}
+
 fn value_template() -> Template {
     Template {
         source: "{value}".into(),
@@ -605,7 +623,11 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     && let Some(tpl) = ctx.template(key, n)
                 {
                     check_args(ctx, key, &tpl, n);
-                    if key == "cwd" { cmd.cwd = Some(tpl) } else { cmd.stdin = Some(tpl) }
+                    if key == "cwd" {
+                        cmd.cwd = Some(resolve_cwd(tpl, &ctx.dir));
+                    } else {
+                        cmd.stdin = Some(tpl);
+                    }
                 }
             }
             if let Some(n) = node.get("env")

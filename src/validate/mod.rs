@@ -211,3 +211,126 @@ pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Invocation, TaskTemplate, TemplatePart};
+
+    fn load_text(path: &str, text: &str, overrides: &[&str]) -> Result<model::Job, JobFileError> {
+        let opts = LoadOptions {
+            kinds: vec!["custom".into()],
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        };
+        load_str(Path::new(path), text, &opts)
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let job = load_text("jobs/sim.toml", "[task]\nkind = \"custom\"\n", &[]).unwrap();
+        assert_eq!(job.name, "sim");
+        assert_eq!(job.dir, Path::new("jobs"));
+        assert_eq!(job.workers, None);
+        assert_eq!(job.limits, model::Limits::default());
+        assert_eq!(job.sinks.len(), 1);
+        assert_eq!(job.sinks[0].to, model::SinkTarget::Stdout);
+        assert_eq!(job.args.form, model::ArgForm::Single);
+        assert_eq!(job.task, TaskTemplate::Registered { kind: "custom".into() });
+    }
+
+    #[test]
+    fn every_key_reaches_the_model() {
+        let text = r#"
+name = "n"
+description = "d"
+workers = 3
+timeout = "1h 5m"
+task-timeout = "250ms"
+grace-period = "2s"
+retries = 4
+on-failure = "stop"
+order = "completion"
+chunk-size = 16
+max-tasks-per-worker = 9
+backend = "slurm"
+watch = ["a/*.csv"]
+[task]
+kind = "command"
+shell = "run {x} {0}"
+cwd = "work/{x}"
+env = { A = "{x}", B = "b" }
+stdin = "{x}"
+output = "lines"
+success-codes = [0, 3]
+[args]
+x = [1]
+[[sink]]
+to = "out/{name}-{run}.csv"
+format = "csv"
+[slurm]
+partition = "p"
+array-limit = 5
+per-element = 100
+time-limit = "2h"
+sbatch-args = ["--mem=1G"]
+shared-dir = "/scratch"
+"#;
+        let job = load_text("jobs/x.toml", text, &[]).unwrap();
+        assert_eq!(job.name, "n");
+        assert_eq!(job.workers.map(|w| w.get()), Some(3));
+        assert_eq!(job.limits.timeout, Some(std::time::Duration::from_secs(3900)));
+        assert_eq!(job.limits.task_timeout, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(job.limits.grace_period, std::time::Duration::from_secs(2));
+        assert_eq!(job.limits.retries, 4);
+        assert_eq!(job.on_failure, model::OnFailure::Stop);
+        assert_eq!(job.order, model::Order::Completion);
+        assert_eq!(job.chunk_size, model::ChunkSize::Fixed(16.try_into().unwrap()));
+        assert_eq!(job.max_tasks_per_worker, 9);
+        assert_eq!(job.backend, model::Backend::Slurm);
+        assert_eq!(job.watch, ["a/*.csv"]);
+        let TaskTemplate::Command(c) = &job.task else { panic!("{:?}", job.task) };
+        assert!(matches!(&c.invocation, Invocation::Shell(t) if t.source == "run {x} {0}"));
+        let cwd = c.cwd.as_ref().unwrap();
+        assert_eq!(cwd.parts[0], TemplatePart::Literal("jobs/work/".into()));
+        assert_eq!(c.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(c.output, model::OutputMode::Lines);
+        assert_eq!(c.success_codes, [0, 3]);
+        assert_eq!(job.sinks[0].format, model::SinkFormat::Csv);
+        let slurm = job.slurm.unwrap();
+        assert_eq!(slurm.array_limit, Some(5));
+        assert_eq!(slurm.per_element, Some(100));
+        assert_eq!(slurm.time_limit, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(slurm.sbatch_args, ["--mem=1G"]);
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let text = "[task]\nkind = \"script\"\nscript = \"x\"\n";
+        let job = load_text("a.toml", text, &["workers=2", "args.x=[1, 2]", "task.script=x * 2"])
+            .unwrap();
+        assert_eq!(job.workers.map(|w| w.get()), Some(2));
+        assert_eq!(job.args.names, ["x"]);
+        assert!(matches!(&job.task, TaskTemplate::Script(s) if s.source == "x * 2"));
+        let job = load_text("a.toml", text, &["timeout=30s", "workers=auto"]).unwrap();
+        assert_eq!(job.limits.timeout, Some(std::time::Duration::from_secs(30)));
+        let err = load_text("a.toml", text, &["workers=0", "retries=x"]).unwrap_err();
+        assert_eq!(err.problems.len(), 2);
+        assert!(
+            err.problems.iter().all(|p| p.source.as_ref().unwrap().name().starts_with("--set "))
+        );
+    }
+
+    #[test]
+    fn collect_jobs_expands_folders_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b.toml", "a.toml", "notes.txt"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let got = collect_jobs(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(got, [dir.path().join("a.toml"), dir.path().join("b.toml")]);
+        assert!(matches!(
+            collect_jobs(&[dir.path().join("none.toml")]),
+            Err(CollectError::NotFound(_))
+        ));
+    }
+}
