@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::pool::Registry;
 
 mod check;
+pub mod diag;
 mod kinds;
 mod plan;
 mod run;
@@ -34,10 +35,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run job files on a pool of workers.
     Run(run::RunArgs),
+    /// Validate job files: every problem of every file, then exit 2 if any.
     Check(check::CheckArgs),
+    /// Print a job's submissions as JSON lines (index, key, args).
     Plan(plan::PlanArgs),
+    /// Print the job file's JSON Schema.
     Schema(schema::SchemaArgs),
+    /// List the task kinds this binary knows.
     Kinds(kinds::KindsArgs),
 }
 

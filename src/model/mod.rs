@@ -289,7 +289,11 @@ impl ParamValues {
     pub fn get(&self, i: u64) -> Value {
         match self {
             ParamValues::List(v) => v[i as usize].clone(),
-            ParamValues::IntRange { start, step, .. } => Value::from(start + (i as i64) * step),
+            ParamValues::IntRange { start, step, .. } => {
+                // Wrapping is exact here: the true value lies between start and end, so it
+                // fits in an i64 even when `i * step` alone does not.
+                Value::from(start.wrapping_add((i as i64).wrapping_mul(*step)))
+            }
             ParamValues::FloatRange { start, step, .. } => {
                 let x = start + (i as f64) * step;
                 serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)

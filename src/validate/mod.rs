@@ -1,1 +1,336 @@
-//! TODO: validate
+//! Job file → [`model::Job`], collecting ALL problems of a file at once.
+//!
+//! Owns: [`load`] (read, apply `--set` overrides, check, build the model), [`collect_jobs`]
+//! (files and folders of `*.toml`), and the diagnostics ([`JobFileError`], [`Problem`]).
+//! The walk is over a spanned document tree ([`crate::source::Node`]) rather than serde,
+//! so that one run reports every mistake with a label on the exact value. The accepted
+//! keys are exactly those of the serde types in [`crate::spec`] (a test keeps them equal).
+//! Must not: run tasks, print, or exit.
+
+mod args;
+mod error;
+mod job;
+pub mod template;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{JobFileError, Problem};
+
+use crate::model;
+use crate::source::{self, Key, Loc, Node, NodeKind, Sources};
+
+/// How to load a job file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Task kinds the program registered beyond `command` and `script`
+    /// (`Registry::kinds()`; the built-ins may be included or not).
+    pub kinds: Vec<String>,
+    /// Raw `KEY=VALUE` overrides from `--set`, applied before validation.
+    pub overrides: Vec<String>,
+}
+
+/// Read, override, validate: the job of `path`, or every problem of the file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<model::Job, JobFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| JobFileError {
+        path: path.to_path_buf(),
+        problems: vec![
+            Problem::bare("jobpool::io", format!("cannot read {}: {e}", path.display()))
+                .help("check the path; `jobpool check` takes files and folders of *.toml"),
+        ],
+    })?;
+    load_str(path, &text, opts)
+}
+
+/// [`load`] for a text already in memory (`path` names it and anchors relative paths).
+pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Job, JobFileError> {
+    let mut sources = Sources::new(&path.display().to_string(), text);
+    let fail = |problems| JobFileError { path: path.to_path_buf(), problems };
+    let mut doc = match source::parse_document(text, 0) {
+        Ok(doc) => doc,
+        Err(errors) => {
+            // toml recovers after an error, which often cascades on the same line: keep
+            // the first error of each line.
+            let line_of = |e: &source::SyntaxError| {
+                let at = e.span.as_ref().map_or(0, |s| s.start.min(text.len()));
+                text[..at].matches('\n').count()
+            };
+            let mut seen = std::collections::HashSet::new();
+            let problems = errors
+                .into_iter()
+                .filter(|e| seen.insert(line_of(e)))
+                .map(|e| {
+                    let span = e.span.unwrap_or(0..0);
+                    let mut p = Problem::at(
+                        &sources,
+                        "jobpool::syntax",
+                        format!("invalid TOML: {}", e.message.trim_end()),
+                        &Loc { origin: 0, span },
+                        "here",
+                    );
+                    if e.message.contains("duplicate key") {
+                        p = p.help("each key may appear only once in a table");
+                    }
+                    p
+                })
+                .collect();
+            return Err(fail(problems));
+        }
+    };
+    let mut problems = Vec::new();
+    for raw in &opts.overrides {
+        if let Err(p) = apply_override(&mut doc, &mut sources, raw) {
+            problems.push(p);
+        }
+    }
+    let mut ctx = job::Ctx::new(&sources, path, &opts.kinds);
+    ctx.problems = problems;
+    let job = job::job(&mut ctx, &doc);
+    match job {
+        Some(job) if ctx.problems.is_empty() => Ok(job),
+        _ => {
+            let mut problems = ctx.problems;
+            // In the order of the sources (file, then each --set), then of the text.
+            problems.sort_by_key(|p| p.sort_key());
+            if problems.is_empty() {
+                problems.push(Problem::bare("jobpool::invalid-job", "the job file is invalid"));
+            }
+            Err(fail(problems))
+        }
+    }
+}
+
+/// Apply one `--set KEY=VALUE` to the document. The value is parsed as TOML, and taken
+/// as a plain string when it does not parse. Its nodes point into a source named
+/// `--set KEY=VALUE`, so later diagnostics say where the value came from.
+#[allow(clippy::result_large_err)] // one per --set, not a hot path
+fn apply_override(doc: &mut Node, sources: &mut Sources, raw: &str) -> Result<(), Problem> {
+    let name = format!("--set {raw}");
+    let origin = sources.push(&name, raw);
+    let Some((key, value)) = raw.split_once('=') else {
+        return Err(Problem::at(
+            sources,
+            "jobpool::override",
+            format!("`--set {raw}` is not of the form KEY=VALUE"),
+            &Loc { origin, span: 0..raw.len() },
+            "no `=`",
+        )
+        .help("write e.g. `--set workers=4` or `--set args.seed=[1,2,3]`"));
+    };
+    let key_loc = Loc { origin, span: 0..key.len() };
+    let path: Vec<&str> = key.split('.').map(str::trim).collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(Problem::at(
+            sources,
+            "jobpool::override",
+            format!("`--set {raw}` has an empty key"),
+            &key_loc,
+            "this key",
+        )
+        .help("a key is a dotted path: `workers`, `task.script`, `args.seed`"));
+    }
+    let offset = key.len() + 1;
+    let value_loc = Loc { origin, span: offset..raw.len() };
+    let node = source::parse_value(
+        value.trim(),
+        offset + (value.len() - value.trim_start().len()),
+        origin,
+    )
+    .unwrap_or(Node { kind: NodeKind::Str(value.to_string()), loc: value_loc });
+    let mut table = doc;
+    for (i, part) in path.iter().enumerate() {
+        let NodeKind::Table(entries) = &mut table.kind else {
+            return Err(Problem::at(
+                sources,
+                "jobpool::override",
+                format!("cannot set `{key}`: `{}` is not a table", path[..i].join(".")),
+                &key_loc,
+                "this key",
+            )
+            .help("only keys inside tables can be set (not inside `[[sink]]` arrays)"));
+        };
+        let last = i + 1 == path.len();
+        let pos = entries.iter().position(|(k, _)| k.name == *part);
+        let pos = match pos {
+            Some(pos) => pos,
+            None => {
+                let fresh = Node { kind: NodeKind::Table(Vec::new()), loc: key_loc.clone() };
+                entries.push((Key { name: part.to_string(), loc: key_loc.clone() }, fresh));
+                entries.len() - 1
+            }
+        };
+        if last {
+            entries[pos].0.loc = key_loc.clone();
+            entries[pos].1 = node.clone();
+            break;
+        }
+        table = &mut entries[pos].1;
+    }
+    Ok(())
+}
+
+/// Error of [`collect_jobs`].
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CollectError {
+    /// A path given on the command line does not exist.
+    #[error("{} does not exist", .0.display())]
+    #[diagnostic(code(jobpool::io), help("give job files or folders of *.toml files"))]
+    NotFound(PathBuf),
+    /// A folder could not be listed.
+    #[error("cannot read folder {}", .0.display())]
+    #[diagnostic(code(jobpool::io))]
+    ReadDir(PathBuf, #[source] std::io::Error),
+    /// A folder holds no `*.toml` file.
+    #[error("folder {} holds no *.toml file", .0.display())]
+    #[diagnostic(code(jobpool::io), help("job files end in .toml"))]
+    EmptyDir(PathBuf),
+}
+
+/// Expand the command line's `JOB...`: a file stays as is; a folder gives every `*.toml`
+/// directly in it, sorted. Order is kept otherwise.
+pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries =
+                std::fs::read_dir(path).map_err(|e| CollectError::ReadDir(path.clone(), e))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+                .collect();
+            if found.is_empty() {
+                return Err(CollectError::EmptyDir(path.clone()));
+            }
+            found.sort();
+            out.extend(found);
+        } else if path.exists() {
+            out.push(path.clone());
+        } else {
+            return Err(CollectError::NotFound(path.clone()));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Invocation, TaskTemplate, TemplatePart};
+
+    fn load_text(path: &str, text: &str, overrides: &[&str]) -> Result<model::Job, JobFileError> {
+        let opts = LoadOptions {
+            kinds: vec!["custom".into()],
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        };
+        load_str(Path::new(path), text, &opts)
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let job = load_text("jobs/sim.toml", "[task]\nkind = \"custom\"\n", &[]).unwrap();
+        assert_eq!(job.name, "sim");
+        assert_eq!(job.dir, Path::new("jobs"));
+        assert_eq!(job.workers, None);
+        assert_eq!(job.limits, model::Limits::default());
+        assert_eq!(job.sinks.len(), 1);
+        assert_eq!(job.sinks[0].to, model::SinkTarget::Stdout);
+        assert_eq!(job.args.form, model::ArgForm::Single);
+        assert_eq!(job.task, TaskTemplate::Registered { kind: "custom".into() });
+    }
+
+    #[test]
+    fn every_key_reaches_the_model() {
+        let text = r#"
+name = "n"
+description = "d"
+workers = 3
+timeout = "1h 5m"
+task-timeout = "250ms"
+grace-period = "2s"
+retries = 4
+on-failure = "stop"
+order = "completion"
+chunk-size = 16
+max-tasks-per-worker = 9
+backend = "slurm"
+watch = ["a/*.csv"]
+[task]
+kind = "command"
+shell = "run {x} {0}"
+cwd = "work/{x}"
+env = { A = "{x}", B = "b" }
+stdin = "{x}"
+output = "lines"
+success-codes = [0, 3]
+[args]
+x = [1]
+[[sink]]
+to = "out/{name}-{run}.csv"
+format = "csv"
+[slurm]
+partition = "p"
+array-limit = 5
+per-element = 100
+time-limit = "2h"
+sbatch-args = ["--mem=1G"]
+shared-dir = "/scratch"
+"#;
+        let job = load_text("jobs/x.toml", text, &[]).unwrap();
+        assert_eq!(job.name, "n");
+        assert_eq!(job.workers.map(|w| w.get()), Some(3));
+        assert_eq!(job.limits.timeout, Some(std::time::Duration::from_secs(3900)));
+        assert_eq!(job.limits.task_timeout, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(job.limits.grace_period, std::time::Duration::from_secs(2));
+        assert_eq!(job.limits.retries, 4);
+        assert_eq!(job.on_failure, model::OnFailure::Stop);
+        assert_eq!(job.order, model::Order::Completion);
+        assert_eq!(job.chunk_size, model::ChunkSize::Fixed(16.try_into().unwrap()));
+        assert_eq!(job.max_tasks_per_worker, 9);
+        assert_eq!(job.backend, model::Backend::Slurm);
+        assert_eq!(job.watch, ["a/*.csv"]);
+        let TaskTemplate::Command(c) = &job.task else { panic!("{:?}", job.task) };
+        assert!(matches!(&c.invocation, Invocation::Shell(t) if t.source == "run {x} {0}"));
+        let cwd = c.cwd.as_ref().unwrap();
+        assert_eq!(cwd.parts[0], TemplatePart::Literal("jobs/work/".into()));
+        assert_eq!(c.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(c.output, model::OutputMode::Lines);
+        assert_eq!(c.success_codes, [0, 3]);
+        assert_eq!(job.sinks[0].format, model::SinkFormat::Csv);
+        let slurm = job.slurm.unwrap();
+        assert_eq!(slurm.array_limit, Some(5));
+        assert_eq!(slurm.per_element, Some(100));
+        assert_eq!(slurm.time_limit, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(slurm.sbatch_args, ["--mem=1G"]);
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let text = "[task]\nkind = \"script\"\nscript = \"x\"\n";
+        let job = load_text("a.toml", text, &["workers=2", "args.x=[1, 2]", "task.script=x * 2"])
+            .unwrap();
+        assert_eq!(job.workers.map(|w| w.get()), Some(2));
+        assert_eq!(job.args.names, ["x"]);
+        assert!(matches!(&job.task, TaskTemplate::Script(s) if s.source == "x * 2"));
+        let job = load_text("a.toml", text, &["timeout=30s", "workers=auto"]).unwrap();
+        assert_eq!(job.limits.timeout, Some(std::time::Duration::from_secs(30)));
+        let err = load_text("a.toml", text, &["workers=0", "retries=x"]).unwrap_err();
+        assert_eq!(err.problems.len(), 2);
+        assert!(
+            err.problems.iter().all(|p| p.source.as_ref().unwrap().name().starts_with("--set "))
+        );
+    }
+
+    #[test]
+    fn collect_jobs_expands_folders_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b.toml", "a.toml", "notes.txt"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let got = collect_jobs(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(got, [dir.path().join("a.toml"), dir.path().join("b.toml")]);
+        assert!(matches!(
+            collect_jobs(&[dir.path().join("none.toml")]),
+            Err(CollectError::NotFound(_))
+        ));
+    }
+}

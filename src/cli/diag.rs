@@ -1,0 +1,64 @@
+//! Rendering diagnostics for people: miette's graphical report, coloured when the stream
+//! is a terminal and `NO_COLOR` is unset; otherwise plain, at a fixed width of 100
+//! columns, so that output in files, pipes and tests is stable.
+
+use std::io::IsTerminal;
+
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+
+/// Fixed width of plain (non-terminal) output.
+pub const PLAIN_WIDTH: usize = 100;
+
+/// How to draw a diagnostic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Unicode, colour, the terminal's width.
+    Terminal {
+        /// Columns.
+        width: usize,
+    },
+    /// Unicode, no colour, [`PLAIN_WIDTH`] columns.
+    Plain,
+}
+
+impl Style {
+    /// The style for stderr: `Terminal` when stderr is a terminal and `NO_COLOR` is unset
+    /// or empty, `Plain` otherwise.
+    pub fn for_stderr() -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        if std::io::stderr().is_terminal() && !no_color {
+            let width = terminal_width().unwrap_or(PLAIN_WIDTH);
+            Style::Terminal { width }
+        } else {
+            Style::Plain
+        }
+    }
+}
+
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ only writes into the winsize struct we pass.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0)
+            .then_some(ws.ws_col as usize)
+    }
+}
+
+/// Render `diag` (with its related diagnostics) in `style`.
+pub fn render_with(diag: &dyn Diagnostic, style: Style) -> String {
+    let (theme, width) = match style {
+        Style::Terminal { width } => (GraphicalTheme::unicode(), width),
+        Style::Plain => (GraphicalTheme::unicode_nocolor(), PLAIN_WIDTH),
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+    let mut out = String::new();
+    if handler.render_report(&mut out, diag).is_err() {
+        out = format!("error: {diag}\n");
+    }
+    out
+}
+
+/// Render `diag` for stderr ([`Style::for_stderr`]).
+pub fn render(diag: &dyn Diagnostic) -> String {
+    render_with(diag, Style::for_stderr())
+}

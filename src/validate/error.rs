@@ -1,0 +1,166 @@
+//! The diagnostics of job files: one [`Problem`] per mistake, gathered in a
+//! [`JobFileError`] so that a user sees every problem of a file at once.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+
+use crate::source::{Loc, Sources};
+
+/// One mistake in a job file, pointing at the exact value.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The diagnostic code, e.g. `jobpool::unknown-key` (one book section per code).
+    pub code: &'static str,
+    /// A lowercase fragment saying what is wrong.
+    pub message: String,
+    /// What to do about it (valid choices, "did you mean").
+    pub help: Option<String>,
+    /// The source the labels point into (the file, or a `--set` override).
+    pub source: Option<NamedSource<Arc<str>>>,
+    /// Labels, the first one primary.
+    pub labels: Vec<LabeledSpan>,
+    /// Which source the labels are in (0: the job file; 1..: `--set` overrides).
+    pub origin: usize,
+}
+
+impl Problem {
+    /// A problem with no place (e.g. the file cannot be read).
+    pub fn bare(code: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            code,
+            message: message.into(),
+            help: None,
+            source: None,
+            labels: Vec::new(),
+            origin: 0,
+        }
+    }
+
+    /// A problem with a primary label at `loc`.
+    pub fn at(
+        sources: &Sources,
+        code: &'static str,
+        message: impl Into<String>,
+        loc: &Loc,
+        label: impl Into<String>,
+    ) -> Self {
+        let mut p = Problem::bare(code, message);
+        p.source = Some(sources.get(loc.origin));
+        p.origin = loc.origin;
+        p.labels.push(LabeledSpan::new_primary_with_span(Some(label.into()), loc.span.clone()));
+        p
+    }
+
+    /// Where the problem is, for ordering: unplaced first, then by source, then offset.
+    pub fn sort_key(&self) -> (bool, usize, usize) {
+        let offset = self.labels.first().map_or(0, |l| l.offset());
+        (self.source.is_some(), self.origin, offset)
+    }
+
+    /// Add a help line.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Add a secondary label (ignored when `loc` is in another source than the primary).
+    pub fn label(mut self, sources: &Sources, loc: &Loc, label: impl Into<String>) -> Self {
+        if self.source.is_none() {
+            self.source = Some(sources.get(loc.origin));
+            self.origin = loc.origin;
+        }
+        if self.origin == loc.origin {
+            self.labels.push(LabeledSpan::new_with_span(Some(label.into()), loc.span.clone()));
+        }
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl Diagnostic for Problem {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() { None } else { Some(Box::new(self.labels.iter().cloned())) }
+    }
+}
+
+/// Every problem of one job file.
+#[derive(Debug, Clone)]
+pub struct JobFileError {
+    /// The job file as given.
+    pub path: PathBuf,
+    /// The problems, in the order of the file (never empty).
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for JobFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid job file {}: {} problem{}",
+            self.path.display(),
+            n,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for JobFileError {}
+
+impl Diagnostic for JobFileError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("jobpool::invalid-job"))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
+    }
+}
+
+/// "did you mean" for `word` among `choices`, when one is close.
+pub fn suggest<'a>(word: &str, choices: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    choices
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// "1 value", "2 values".
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 { format!("{n} {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// "`a`, `b` or `c`".
+pub fn one_of(choices: &[&str]) -> String {
+    let quoted: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+    match quoted.len() {
+        0 => String::new(),
+        1 => quoted[0].clone(),
+        n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}

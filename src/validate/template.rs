@@ -1,0 +1,111 @@
+//! `{placeholder}` templates: parsing and brace rules.
+
+use crate::model::{Template, TemplatePart};
+
+/// Why a template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+}
+
+/// Parse `text`: `{name}` is a placeholder, `{{` and `}}` are literal braces. A lone
+/// brace, an empty `{}` and a placeholder with spaces (`{ x }`) are errors, because they
+/// are almost always a literal brace that was meant (`awk '{ print $1 }'`).
+pub fn parse(text: &str) -> Result<Template, TemplateError> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut chars = text.char_indices().peekable();
+    let brace_help = "to write a literal brace, double it: `{{` or `}}`";
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '}' => {
+                return Err(TemplateError {
+                    message: "unmatched `}`".into(),
+                    help: brace_help.into(),
+                });
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for (_, d) in chars.by_ref() {
+                    if d == '}' {
+                        closed = true;
+                        break;
+                    }
+                    if d == '{' {
+                        break;
+                    }
+                    name.push(d);
+                }
+                if !closed {
+                    return Err(TemplateError {
+                        message: "unmatched `{`".into(),
+                        help: brace_help.into(),
+                    });
+                }
+                if name.is_empty() {
+                    return Err(TemplateError {
+                        message: "empty placeholder `{}`".into(),
+                        help: format!("name an argument, e.g. `{{x}}`; {brace_help}"),
+                    });
+                }
+                if name.chars().any(char::is_whitespace) {
+                    let trimmed = name.trim();
+                    let help = if !trimmed.is_empty() && !trimmed.contains(char::is_whitespace) {
+                        format!("write `{{{trimmed}}}` without spaces; {brace_help}")
+                    } else {
+                        format!("to write literal braces, double them: `{{{{{name}}}}}`")
+                    };
+                    return Err(TemplateError {
+                        message: format!("placeholder `{{{name}}}` contains spaces"),
+                        help,
+                    });
+                }
+                if !lit.is_empty() {
+                    parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+                }
+                parts.push(TemplatePart::Placeholder(name));
+            }
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() || parts.is_empty() {
+        parts.push(TemplatePart::Literal(lit));
+    }
+    Ok(Template { source: text.to_string(), parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(t: &str) -> Vec<String> {
+        parse(t).unwrap().placeholders().map(String::from).collect()
+    }
+
+    #[test]
+    fn placeholders_and_escapes() {
+        assert_eq!(names("a {x} b {0} {{c}}"), ["x", "0"]);
+        let t = parse("{{x}}").unwrap();
+        assert_eq!(t.render(|_| None), "{x}");
+        assert_eq!(parse("").unwrap().render(|_| None), "");
+    }
+
+    #[test]
+    fn bad_braces() {
+        for bad in ["{", "}", "a{b", "a}b", "{}", "{ 0 }", "{a b}", "{a{b}"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
