@@ -10,16 +10,16 @@
 use std::collections::{HashSet, VecDeque};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
-    Slot, ToWorker, WORKER_ARG, WireResult, WireTask, now_ns, ns_to_time,
+    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION, Slot,
+    ToWorker, WORKER_ARG, WireResult, WireTask, now_ns, ns_to_time,
 };
 use super::registry::TaskContext;
 use super::result::{Collector, Outcome, Payload};
@@ -58,7 +58,15 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(func: Arc<str>, json: bool, payload: Vec<u8>, chunk: usize, run: u64, user_id: u64, reply: Reply) -> Self {
+    pub(crate) fn new(
+        func: Arc<str>,
+        json: bool,
+        payload: Vec<u8>,
+        chunk: usize,
+        run: u64,
+        user_id: u64,
+        reply: Reply,
+    ) -> Self {
         Job { func, json, payload, chunk, run, user_id, reply, attempts: 0, seq: 0 }
     }
 }
@@ -130,7 +138,9 @@ pub(crate) struct Dispatcher {
 
 /// Start the dispatcher thread and its workers; returns once every worker finished its
 /// handshake (or with the first start error, after cleaning up).
-pub(crate) fn start(cfg: Arc<Config>) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
+pub(crate) fn start(
+    cfg: Arc<Config>,
+) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
     let (tx, rx) = mpsc::channel();
     let (stx, srx) = mpsc::sync_channel(1);
     let mut d = Dispatcher {
@@ -300,21 +310,28 @@ impl Dispatcher {
                 (slot, Phase::Ready, Handle::Thread { tx: ttx, stop })
             }
             Backend::Processes => {
-                let (server, name) = IpcOneShotServer::<FromWorker>::new()
-                    .map_err(|e| PoolError::Start(format!("cannot create the handshake socket: {e}")))?;
+                let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(|e| {
+                    PoolError::Start(format!("cannot create the handshake socket: {e}"))
+                })?;
                 let child = Command::new(&cfg.program)
                     .arg(WORKER_ARG)
                     .arg(&name)
                     .stdin(Stdio::null())
                     .process_group(0)
                     .spawn()
-                    .map_err(|e| PoolError::Start(format!("cannot run {}: {e}", cfg.program.display())))?;
+                    .map_err(|e| {
+                        PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
+                    })?;
                 let ev = self.tx.clone();
                 std::thread::Builder::new()
                     .name(format!("jobpool-reader-{index}"))
                     .spawn(move || reader(server, ev, wid))
                     .map_err(|e| PoolError::Start(e.to_string()))?;
-                (Slot::shared(), Phase::Starting(Instant::now()), Handle::Process { child, server: name, tx: None })
+                (
+                    Slot::shared(),
+                    Phase::Starting(Instant::now()),
+                    Handle::Process { child, server: name, tx: None },
+                )
             }
         };
         self.workers.push(Worker {
@@ -411,7 +428,8 @@ impl Dispatcher {
                     _ => (Status::Crashed, b"protocol error: unknown result code".to_vec()),
                 };
                 job.attempts += 1;
-                let stopped = self.stopped_runs.contains(&job.run) || self.cancelled_runs.contains(&job.run);
+                let stopped =
+                    self.stopped_runs.contains(&job.run) || self.cancelled_runs.contains(&job.run);
                 if job.attempts <= retries && !stopped {
                     requeue.push(job);
                     continue;
@@ -506,7 +524,10 @@ impl Dispatcher {
             let (status, msg) = match why {
                 Some(Why::Timeout(_)) => (
                     Status::Timeout,
-                    format!("task stopped after its task timeout of {}", humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())),
+                    format!(
+                        "task stopped after its task timeout of {}",
+                        humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())
+                    ),
                 ),
                 _ => (Status::Crashed, format!("worker crashed: {status_text}")),
             };
@@ -554,7 +575,11 @@ impl Dispatcher {
             Handle::Process { .. } => {
                 let sig = if why == Why::Terminate { libc::SIGKILL } else { libc::SIGTERM };
                 signal(w, sig);
-                w.phase = Phase::Stopping { why, kill_at: Instant::now() + grace, killed: sig == libc::SIGKILL };
+                w.phase = Phase::Stopping {
+                    why,
+                    kill_at: Instant::now() + grace,
+                    killed: sig == libc::SIGKILL,
+                };
             }
             Handle::Thread { stop, .. } => {
                 stop.store(true, Ordering::SeqCst);
@@ -576,12 +601,15 @@ impl Dispatcher {
                             let _ = child.kill();
                             // Unblock the reader's accept().
                             let _ = IpcSender::<FromWorker>::connect(server.clone());
-                            w.phase = Phase::Stopping { why: Why::Terminate, kill_at: now, killed: true };
+                            w.phase =
+                                Phase::Stopping { why: Why::Terminate, kill_at: now, killed: true };
                         }
                     }
                 }
                 Phase::Ready | Phase::Retiring => {
-                    if let (Some(limit), Some((seq, started))) = (self.cfg.task_timeout, w.slot.running()) {
+                    if let (Some(limit), Some((seq, started))) =
+                        (self.cfg.task_timeout, w.slot.running())
+                    {
                         if now_ns().saturating_sub(started) > limit.as_nanos() as u64
                             && w.inflight.iter().any(|j| j.seq == seq)
                         {
@@ -596,7 +624,9 @@ impl Dispatcher {
                     }
                 }
             }
-            if matches!(w.handle, Handle::Thread { .. }) && matches!(w.phase, Phase::Stopping { .. }) {
+            if matches!(w.handle, Handle::Thread { .. })
+                && matches!(w.phase, Phase::Stopping { .. })
+            {
                 abandoned.push(w.wid);
             }
         }
@@ -637,7 +667,9 @@ impl Dispatcher {
                 .workers
                 .iter_mut()
                 .enumerate()
-                .filter(|(_, w)| w.phase == Phase::Ready && w.batch_ends.len() < WINDOW && w.assigned < max_tasks)
+                .filter(|(_, w)| {
+                    w.phase == Phase::Ready && w.batch_ends.len() < WINDOW && w.assigned < max_tasks
+                })
                 .min_by_key(|(_, w)| w.inflight.len())
                 .map(|(i, _)| i);
             let Some(wi) = pick else { return };
@@ -675,7 +707,8 @@ impl Dispatcher {
             w.batch_ends.push_back(last);
             if !ok {
                 // The worker is dying; its Gone event requeues these. Stop using it.
-                w.phase = Phase::Stopping { why: Why::Cancel, kill_at: Instant::now(), killed: true };
+                w.phase =
+                    Phase::Stopping { why: Why::Cancel, kill_at: Instant::now(), killed: true };
                 let jobs: Vec<Job> = w.inflight.drain(..).collect();
                 for job in jobs.into_iter().rev() {
                     self.pending.push_front(job);
@@ -686,7 +719,8 @@ impl Dispatcher {
 
     fn cancel_run(&mut self, run: u64) {
         self.cancelled_runs.insert(run);
-        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) = self.pending.drain(..).partition(|j| j.run == run);
+        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+            self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
         for job in mine {
             let a = job.attempts;
@@ -702,7 +736,8 @@ impl Dispatcher {
 
     fn stop_run(&mut self, run: u64) {
         self.stopped_runs.insert(run);
-        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) = self.pending.drain(..).partition(|j| j.run == run);
+        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+            self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
         for job in mine {
             let a = job.attempts;
@@ -841,7 +876,10 @@ fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64) {
     let (rx, first) = match server.accept() {
         Ok(x) => x,
         Err(e) => {
-            let _ = ev.send(Event::StartFailed { wid, error: format!("the worker died during the handshake ({e:?})") });
+            let _ = ev.send(Event::StartFailed {
+                wid,
+                error: format!("the worker died during the handshake ({e:?})"),
+            });
             return;
         }
     };
@@ -852,7 +890,9 @@ fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64) {
         FromWorker::Hello { version, .. } => {
             let _ = ev.send(Event::StartFailed {
                 wid,
-                error: format!("protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"),
+                error: format!(
+                    "protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"
+                ),
             });
             return;
         }
@@ -887,7 +927,8 @@ fn thread_worker(
     wid: u64,
 ) {
     let ev2 = ev.clone();
-    let mut send = move |results: Vec<WireResult>| ev2.send(Event::Results { wid, results }).is_ok();
+    let mut send =
+        move |results: Vec<WireResult>| ev2.send(Event::Results { wid, results }).is_ok();
     while let Ok(ThreadMsg::Batch(batch)) = rx.recv() {
         if !super::worker::run_batch(&cfg.registry, &ctx, &slot, &stop, batch, &mut send) {
             break;
@@ -895,4 +936,3 @@ fn thread_worker(
     }
     let _ = ev.send(Event::Gone { wid });
 }
-

@@ -259,14 +259,24 @@ impl Pool {
 
     /// Run `func(args)` on a worker (Python's `apply_async`). Several arguments go as a
     /// tuple, none as `()`.
-    pub fn apply_async<A: Serialize, T: DeserializeOwned>(&self, func: &str, args: A) -> Result<AsyncResult<T>, PoolError> {
+    pub fn apply_async<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: A,
+    ) -> Result<AsyncResult<T>, PoolError> {
         self.apply_inner(func, Payload::encode(&args)?, None)
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and
     /// `error_callback`: one of them is called in the parent (on the pool's dispatcher
     /// thread, so keep them short and never wait on the pool from them).
-    pub fn apply_async_with<A, T, F, E>(&self, func: &str, args: A, callback: F, error_callback: E) -> Result<AsyncResult<T>, PoolError>
+    pub fn apply_async_with<A, T, F, E>(
+        &self,
+        func: &str,
+        args: A,
+        callback: F,
+        error_callback: E,
+    ) -> Result<AsyncResult<T>, PoolError>
     where
         A: Serialize,
         T: DeserializeOwned + 'static,
@@ -274,7 +284,9 @@ impl Pool {
         E: FnOnce(PoolError) + Send + 'static,
     {
         let done = Box::new(move |c: &Collector| {
-            match c.with_outcomes(|o| o[0].as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))) {
+            match c.with_outcomes(|o| {
+                o[0].as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))
+            }) {
                 Ok(v) => callback(v),
                 Err(e) => error_callback(e),
             }
@@ -284,12 +296,20 @@ impl Pool {
 
     /// Run `func` with its argument as JSON text (what job files use); the value comes
     /// back as JSON and decodes into `T` (use `serde_json::Value` for any).
-    pub fn apply_json<T: DeserializeOwned>(&self, func: &str, args_json: &str) -> Result<AsyncResult<T>, PoolError> {
+    pub fn apply_json<T: DeserializeOwned>(
+        &self,
+        func: &str,
+        args_json: &str,
+    ) -> Result<AsyncResult<T>, PoolError> {
         self.apply_inner(func, Payload::Json(args_json.to_string()), None)
     }
 
     /// `apply_async(..).get(None)`: Python's `apply`.
-    pub fn apply<A: Serialize, T: DeserializeOwned>(&self, func: &str, args: A) -> Result<T, PoolError> {
+    pub fn apply<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: A,
+    ) -> Result<T, PoolError> {
         self.apply_async(func, args)?.get(None)
     }
 
@@ -301,7 +321,8 @@ impl Pool {
         stream: Option<Sender<Outcome>>,
     ) -> Result<(Arc<Collector>, usize), PoolError> {
         self.check_open()?;
-        let payloads = items.into_iter().map(|a| postcard::to_allocvec(&a)).collect::<Result<Vec<_>, _>>();
+        let payloads =
+            items.into_iter().map(|a| postcard::to_allocvec(&a)).collect::<Result<Vec<_>, _>>();
         let payloads = payloads.map_err(|e| PoolError::Encode(e.to_string()))?;
         let n = payloads.len();
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
@@ -329,14 +350,24 @@ impl Pool {
     }
 
     /// Run `func` on every item (Python's `map_async`); results keep the items' order.
-    pub fn map_async<A: Serialize, T: DeserializeOwned>(&self, func: &str, items: impl IntoIterator<Item = A>) -> Result<MapResult<T>, PoolError> {
+    pub fn map_async<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MapResult<T>, PoolError> {
         let (c, _) = self.map_inner::<A, T>(func, items, None, None)?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
     /// [`map_async`](Self::map_async) with Python's `callback` (every value, in order)
     /// and `error_callback` (the first failing item's error), run in the parent.
-    pub fn map_async_with<A, T, F, E>(&self, func: &str, items: impl IntoIterator<Item = A>, callback: F, error_callback: E) -> Result<MapResult<T>, PoolError>
+    pub fn map_async_with<A, T, F, E>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+        callback: F,
+        error_callback: E,
+    ) -> Result<MapResult<T>, PoolError>
     where
         A: Serialize,
         T: DeserializeOwned + 'static,
@@ -345,7 +376,9 @@ impl Pool {
     {
         let done = Box::new(move |c: &Collector| {
             let r: Result<Vec<T>, PoolError> = c.with_outcomes(|o| {
-                o.iter().map(|x| x.as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))).collect()
+                o.iter()
+                    .map(|x| x.as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled)))
+                    .collect()
             });
             match r {
                 Ok(v) => callback(v),
@@ -357,19 +390,33 @@ impl Pool {
     }
 
     /// `map_async(..).get(None)`: Python's `map`.
-    pub fn map<A: Serialize, T: DeserializeOwned>(&self, func: &str, items: impl IntoIterator<Item = A>) -> Result<Vec<T>, PoolError> {
+    pub fn map<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<T>, PoolError> {
         self.map_async(func, items)?.get(None)
     }
 
     /// Python's `starmap_async`: each item is a tuple of arguments, and `func` is
     /// registered with that tuple as its parameter. (In Rust this is `map_async` over
     /// tuples; it exists so that Python code maps one to one.)
-    pub fn starmap_async<A: Serialize, T: DeserializeOwned>(&self, func: &str, items: impl IntoIterator<Item = A>) -> Result<MapResult<T>, PoolError> {
+    pub fn starmap_async<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MapResult<T>, PoolError> {
         self.map_async(func, items)
     }
 
     /// [`starmap_async`](Self::starmap_async) with callbacks.
-    pub fn starmap_async_with<A, T, F, E>(&self, func: &str, items: impl IntoIterator<Item = A>, callback: F, error_callback: E) -> Result<MapResult<T>, PoolError>
+    pub fn starmap_async_with<A, T, F, E>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+        callback: F,
+        error_callback: E,
+    ) -> Result<MapResult<T>, PoolError>
     where
         A: Serialize,
         T: DeserializeOwned + 'static,
@@ -380,20 +427,32 @@ impl Pool {
     }
 
     /// `starmap_async(..).get(None)`: Python's `starmap`.
-    pub fn starmap<A: Serialize, T: DeserializeOwned>(&self, func: &str, items: impl IntoIterator<Item = A>) -> Result<Vec<T>, PoolError> {
+    pub fn starmap<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<T>, PoolError> {
         self.map(func, items)
     }
 
     /// Python's `imap`: an iterator of results in item order, each yielded as soon as it
     /// and every earlier one are done.
-    pub fn imap<A: Serialize, T: DeserializeOwned>(&self, func: &str, items: impl IntoIterator<Item = A>) -> Result<Imap<T>, PoolError> {
+    pub fn imap<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Imap<T>, PoolError> {
         let (c, n) = self.map_inner::<A, T>(func, items, None, None)?;
         Ok(Imap { c, next: 0, len: n, _t: PhantomData })
     }
 
     /// Python's `imap_unordered`: `(item index, result)` in completion order; every
     /// item exactly once.
-    pub fn imap_unordered<A: Serialize, T: DeserializeOwned>(&self, func: &str, items: impl IntoIterator<Item = A>) -> Result<ImapUnordered<T>, PoolError> {
+    pub fn imap_unordered<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<ImapUnordered<T>, PoolError> {
         let (tx, rx) = mpsc::channel();
         self.map_inner::<A, T>(func, items, None, Some(tx))?;
         Ok(ImapUnordered { rx, _t: PhantomData })
@@ -407,7 +466,13 @@ impl Pool {
     {
         self.check_open()?;
         let run = self.next_run.fetch_add(1, Ordering::SeqCst);
-        Ok(stream::start(self.tx.clone(), run, self.cfg.stream_capacity, self.cfg.chunk_size.unwrap_or(0), items.into_iter()))
+        Ok(stream::start(
+            self.tx.clone(),
+            run,
+            self.cfg.stream_capacity,
+            self.cfg.chunk_size.unwrap_or(0),
+            items.into_iter(),
+        ))
     }
 
     /// Take no more tasks (Python's `close`); submitted ones go on.

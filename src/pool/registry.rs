@@ -222,14 +222,16 @@ impl Registry {
             let a: A = postcard::from_bytes(bytes)
                 .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
             let r = f(ctx, a).map_err(Into::into)?;
-            postcard::to_allocvec(&r).map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
+            postcard::to_allocvec(&r)
+                .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
         };
         let fname = name.to_string();
         let json = move |ctx: &TaskContext, text: &str| -> Result<String, TaskError> {
             let a: A = decode_json_args(text)
                 .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
             let r = g(ctx, a).map_err(Into::into)?;
-            serde_json::to_string(&r).map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
+            serde_json::to_string(&r)
+                .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
         };
         self.entries
             .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
@@ -246,8 +248,7 @@ impl Registry {
         let typed = move |_: &TaskContext, _: &[u8]| -> Result<Vec<u8>, TaskError> {
             Err(TaskError::new(format!("`{fname}` takes JSON arguments only")))
         };
-        self.entries
-            .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(f) });
+        self.entries.insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(f) });
         self
     }
 
@@ -259,7 +260,12 @@ impl Registry {
     ///
     /// A JSON object given to a function whose argument is a tuple or a sequence is
     /// passed as the array of the object's values, in order.
-    pub fn call_json(&self, ctx: &TaskContext, name: &str, args: &str) -> Result<String, TaskError> {
+    pub fn call_json(
+        &self,
+        ctx: &TaskContext,
+        name: &str,
+        args: &str,
+    ) -> Result<String, TaskError> {
         match self.entries.get(name) {
             Some(e) => (e.json)(ctx, args),
             None => Err(unknown_function(name)),

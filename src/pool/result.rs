@@ -34,8 +34,12 @@ impl Payload {
     /// Decode into `T` (from JSON text or postcard bytes).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
         match self {
-            Payload::Json(s) => serde_json::from_str(s).map_err(|e| PoolError::Decode(e.to_string())),
-            Payload::Bytes(b) => postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string())),
+            Payload::Json(s) => {
+                serde_json::from_str(s).map_err(|e| PoolError::Decode(e.to_string()))
+            }
+            Payload::Bytes(b) => {
+                postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
+            }
         }
     }
 
@@ -233,7 +237,9 @@ impl<T: DeserializeOwned> AsyncResult<T> {
         if !self.c.wait_all(timeout) {
             return Err(PoolError::WaitTimeout);
         }
-        self.c.with_outcomes(|o| o[0].as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled)))
+        self.c.with_outcomes(|o| {
+            o[0].as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))
+        })
     }
 
     /// Wait until the result is ready or `timeout` passes; true if ready.
@@ -282,7 +288,9 @@ impl<T: DeserializeOwned> MapResult<T> {
             return Err(PoolError::WaitTimeout);
         }
         Ok(self.c.with_outcomes(|o| {
-            o.iter().map(|x| x.as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))).collect()
+            o.iter()
+                .map(|x| x.as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled)))
+                .collect()
         }))
     }
 
@@ -304,7 +312,9 @@ impl<T: DeserializeOwned> MapResult<T> {
     /// Whether every item succeeded; `None` while not ready.
     pub fn successful(&self) -> Option<bool> {
         self.c.ready().then(|| {
-            self.c.with_outcomes(|o| o.iter().all(|x| x.as_ref().is_some_and(|x| x.status == Status::Ok)))
+            self.c.with_outcomes(|o| {
+                o.iter().all(|x| x.as_ref().is_some_and(|x| x.status == Status::Ok))
+            })
         })
     }
 }

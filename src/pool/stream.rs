@@ -126,11 +126,21 @@ impl Drop for RunStream {
 /// Most submissions handed to the dispatcher in one message.
 const FEED_BATCH: usize = 256;
 
-pub(crate) fn start<I>(tx: Sender<Event>, run: u64, capacity: usize, chunk: usize, mut items: I) -> RunStream
+pub(crate) fn start<I>(
+    tx: Sender<Event>,
+    run: u64,
+    capacity: usize,
+    chunk: usize,
+    mut items: I,
+) -> RunStream
 where
     I: Iterator<Item = Submission> + Send + 'static,
 {
-    let shared = Arc::new(RunShared { credits: Mutex::new(capacity), cv: Condvar::new(), stop: AtomicBool::new(false) });
+    let shared = Arc::new(RunShared {
+        credits: Mutex::new(capacity),
+        cv: Condvar::new(),
+        stop: AtomicBool::new(false),
+    });
     let (otx, orx) = mpsc::channel();
     let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
     let feeder_shared = shared.clone();
@@ -141,7 +151,11 @@ where
             let take = {
                 let mut c = shared.credits.lock().unwrap_or_else(|e| e.into_inner());
                 while *c == 0 && !shared.stop.load(Ordering::SeqCst) {
-                    c = shared.cv.wait_timeout(c, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+                    c = shared
+                        .cv
+                        .wait_timeout(c, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
                 if shared.stop.load(Ordering::SeqCst) {
                     break;
@@ -169,7 +183,15 @@ where
                     Payload::Json(t) => (true, t.into_bytes()),
                     Payload::Bytes(b) => (false, b),
                 };
-                jobs.push(Job::new(func, json, bytes, chunk, run, s.id, Reply::Stream(otx.clone())));
+                jobs.push(Job::new(
+                    func,
+                    json,
+                    bytes,
+                    chunk,
+                    run,
+                    s.id,
+                    Reply::Stream(otx.clone()),
+                ));
             }
             let unused = take - jobs.len();
             if unused > 0 {

@@ -53,7 +53,8 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
     let to_parent: IpcSender<FromWorker> =
         IpcSender::connect(name).map_err(|e| format!("cannot connect to the pool: {e}"))?;
-    let (tx, rx) = ipc::channel::<ToWorker>().map_err(|e| format!("cannot create a channel: {e}"))?;
+    let (tx, rx) =
+        ipc::channel::<ToWorker>().map_err(|e| format!("cannot create a channel: {e}"))?;
     to_parent
         .send(FromWorker::Hello { version: PROTOCOL_VERSION, pid: std::process::id(), tasks: tx })
         .map_err(|e| format!("cannot send hello: {e:?}"))?;
