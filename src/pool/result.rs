@@ -5,6 +5,7 @@
 //! to workers.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -156,6 +157,9 @@ struct CState {
 pub(crate) struct Collector {
     state: Mutex<CState>,
     cv: Condvar,
+    /// The item an `imap` reader waits for (`usize::MAX`: none). Waiters are woken only
+    /// for it and for the last item, not for every item.
+    watch: AtomicUsize,
 }
 
 impl Collector {
@@ -163,6 +167,7 @@ impl Collector {
         Arc::new(Collector {
             state: Mutex::new(CState { outcomes: vec![None; n], remaining: n, done }),
             cv: Condvar::new(),
+            watch: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -174,7 +179,9 @@ impl Collector {
             }
             s.outcomes[index] = Some(outcome);
             s.remaining -= 1;
-            self.cv.notify_all();
+            if s.remaining == 0 || self.watch.load(Ordering::Relaxed) == index {
+                self.cv.notify_all();
+            }
             if s.remaining == 0 { s.done.take() } else { None }
         };
         if let Some(done) = done {
@@ -335,6 +342,7 @@ impl<T: DeserializeOwned> Iterator for Imap<T> {
             return None;
         }
         let i = self.next;
+        self.c.watch.store(i, Ordering::Relaxed);
         self.c.wait_until(None, |s| s.outcomes[i].is_some());
         self.next += 1;
         Some(self.c.take(i).map(|o| o.result()).unwrap_or(Err(PoolError::Cancelled)))
