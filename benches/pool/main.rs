@@ -21,7 +21,8 @@ fn main() {
     let mut registry = Registry::new();
     registry.register("noop", |x: i64| Ok::<_, TaskError>(x + 1));
     worker::run_if_worker(&registry);
-    let runs: usize = std::env::var("POOL_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let runs: usize =
+        std::env::var("POOL_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
 
     let pool = Pool::builder().workers(2).registry(registry.clone()).build().expect("pool starts");
     // warm-up

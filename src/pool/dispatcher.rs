@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION, Slot,
-    ToWorker, WORKER_ARG, WireResult, WireTask, now_ns, ns_to_time,
+    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
+    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
 };
 use super::registry::TaskContext;
 use super::result::{Collector, Outcome, Payload};
@@ -42,11 +42,35 @@ pub(crate) enum Reply {
     Stream(Sender<Outcome>),
 }
 
+/// A task's argument bytes: a range of a buffer shared by all the items of one call
+/// (encoded once, never copied per item).
+#[derive(Clone)]
+pub(crate) struct Bytes {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Bytes {
+    pub fn owned(v: Vec<u8>) -> Self {
+        let end = v.len();
+        Bytes { buf: Arc::new(v), start: 0, end }
+    }
+
+    pub fn shared(buf: &Arc<Vec<u8>>, start: usize, end: usize) -> Self {
+        Bytes { buf: buf.clone(), start, end }
+    }
+
+    fn slice(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
 /// One submitted task.
 pub(crate) struct Job {
     pub func: Arc<str>,
     pub json: bool,
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
     /// Batch size for this call; 0 = decide from the queue.
     pub chunk: usize,
     pub run: u64,
@@ -61,7 +85,7 @@ impl Job {
     pub(crate) fn new(
         func: Arc<str>,
         json: bool,
-        payload: Vec<u8>,
+        payload: Bytes,
         chunk: usize,
         run: u64,
         user_id: u64,
@@ -75,7 +99,7 @@ pub(crate) enum Event {
     Submit(Vec<Job>),
     Ready { wid: u64, sender: IpcSender<ToWorker> },
     StartFailed { wid: u64, error: String },
-    Results { wid: u64, results: Vec<WireResult> },
+    Results { wid: u64, results: ResultBatch },
     Gone { wid: u64 },
     Cancel { run: u64 },
     StopSubmitting { run: u64 },
@@ -376,33 +400,50 @@ impl Dispatcher {
         self.check_startup();
     }
 
-    fn on_results(&mut self, wid: u64, results: Vec<WireResult>) {
+    fn on_results(&mut self, wid: u64, results: ResultBatch) {
         let retries = self.cfg.retries;
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
+        let mut out = Deliveries::default();
         {
             let w = &mut self.workers[wi];
-            for r in results {
+            let mut start = 0usize;
+            let mut data = results.data.into_iter().peekable();
+            for m in results.metas {
+                let text = &results.blob.0[start..m.end as usize];
+                start = m.end as usize;
+                let mut err_data = None;
+                while data.peek().is_some_and(|d| d.0 <= m.id) {
+                    let (id, d) = data.next().expect("peeked");
+                    if id == m.id {
+                        err_data = Some(d);
+                    }
+                }
                 if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase {
-                    if t == r.id {
+                    if t == m.id {
                         continue;
                     }
                 }
-                let Some(pos) = w.inflight.iter().position(|j| j.seq == r.id) else { continue };
+                let pos = if w.inflight.front().is_some_and(|j| j.seq == m.id) {
+                    0
+                } else {
+                    let Some(pos) = w.inflight.iter().position(|j| j.seq == m.id) else { continue };
+                    pos
+                };
                 let Some(mut job) = w.inflight.remove(pos) else { continue };
-                while w.batch_ends.front().is_some_and(|&e| e <= r.id) {
+                while w.batch_ends.front().is_some_and(|&e| e <= m.id) {
                     w.batch_ends.pop_front();
                 }
                 let worker = Some(w.index);
-                let started_at = Some(ns_to_time(r.started_ns));
-                let duration = Duration::from_nanos(r.duration_ns);
-                let (status, text) = match r.code {
+                let started_at = Some(ns_to_time(m.started_ns));
+                let duration = Duration::from_nanos(m.duration_ns);
+                let status = match m.code {
                     CODE_OK => {
                         job.attempts += 1;
                         let value = if job.json {
-                            Payload::Json(String::from_utf8_lossy(&r.payload).into_owned())
+                            Payload::Json(String::from_utf8_lossy(text).into_owned())
                         } else {
-                            Payload::Bytes(r.payload)
+                            Payload::Bytes(text.to_vec())
                         };
                         let o = Outcome {
                             id: job.user_id,
@@ -415,17 +456,22 @@ impl Dispatcher {
                             started_at,
                             duration,
                         };
-                        deliver(job, o);
+                        out.push(job, o);
                         continue;
                     }
                     CODE_SKIPPED => {
-                        let a = job.attempts;
-                        finish_failed(job, Status::Skipped, "submitting stopped", a);
+                        let o = Outcome::failed(
+                            job.user_id,
+                            Status::Skipped,
+                            "submitting stopped",
+                            job.attempts,
+                        );
+                        out.push(job, o);
                         continue;
                     }
-                    CODE_ERROR => (Status::Error, r.payload),
-                    CODE_PANIC => (Status::Crashed, r.payload),
-                    _ => (Status::Crashed, b"protocol error: unknown result code".to_vec()),
+                    CODE_ERROR => Status::Error,
+                    CODE_PANIC => Status::Crashed,
+                    _ => Status::Crashed, // unknown code: a protocol error
                 };
                 job.attempts += 1;
                 let stopped =
@@ -438,16 +484,17 @@ impl Dispatcher {
                     id: job.user_id,
                     status,
                     value: None,
-                    error: Some(String::from_utf8_lossy(&text).into_owned()),
-                    error_data: r.data,
+                    error: Some(String::from_utf8_lossy(text).into_owned()),
+                    error_data: err_data,
                     attempts: job.attempts,
                     worker,
                     started_at,
                     duration,
                 };
-                deliver(job, o);
+                out.push(job, o);
             }
         }
+        out.flush();
         self.pending.extend(requeue);
         self.maybe_retire(wi);
     }
@@ -683,8 +730,9 @@ impl Dispatcher {
             let limit = chunk.min(max_tasks - w.assigned).max(1);
             let func = front.func.clone();
             let json = front.json;
-            let mut tasks = Vec::with_capacity(limit.min(self.pending.len()));
-            while tasks.len() < limit {
+            let mut batch =
+                Batch { func: func.to_string(), json, base: self.next_seq, ..Batch::default() };
+            while batch.ends.len() < limit {
                 match self.pending.front() {
                     Some(j) if j.json == json && j.func == func => {}
                     _ => break,
@@ -692,12 +740,12 @@ impl Dispatcher {
                 let mut job = self.pending.pop_front().expect("checked");
                 job.seq = self.next_seq;
                 self.next_seq += 1;
-                tasks.push(WireTask { id: job.seq, payload: job.payload.clone() });
+                batch.blob.0.extend_from_slice(job.payload.slice());
+                batch.ends.push(batch.blob.0.len() as u32);
                 w.inflight.push_back(job);
             }
-            let n = tasks.len();
-            let last = tasks.last().map(|t| t.id).unwrap_or(0);
-            let batch = Batch { func: func.to_string(), json, tasks };
+            let n = batch.ends.len();
+            let last = self.next_seq - 1;
             let ok = match &w.handle {
                 Handle::Process { tx: Some(tx), .. } => tx.send(ToWorker::Batch(batch)).is_ok(),
                 Handle::Process { tx: None, .. } => false,
@@ -786,6 +834,36 @@ impl Dispatcher {
                     send_shutdown(w);
                 }
             }
+        }
+    }
+}
+
+/// Outcomes for the same collector, delivered under one lock.
+#[derive(Default)]
+struct Deliveries {
+    current: Option<Arc<Collector>>,
+    items: Vec<(usize, Outcome)>,
+}
+
+impl Deliveries {
+    fn push(&mut self, job: Job, o: Outcome) {
+        match job.reply {
+            Reply::Collect(c, i) => {
+                if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, &c)) {
+                    self.flush();
+                    self.current = Some(c);
+                }
+                self.items.push((i, o));
+            }
+            Reply::Stream(tx) => {
+                let _ = tx.send(o);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(c) = self.current.take() {
+            c.deliver_many(self.items.drain(..));
         }
     }
 }
@@ -927,8 +1005,7 @@ fn thread_worker(
     wid: u64,
 ) {
     let ev2 = ev.clone();
-    let mut send =
-        move |results: Vec<WireResult>| ev2.send(Event::Results { wid, results }).is_ok();
+    let mut send = move |results: ResultBatch| ev2.send(Event::Results { wid, results }).is_ok();
     while let Ok(ThreadMsg::Batch(batch)) = rx.recv() {
         if !super::worker::run_batch(&cfg.registry, &ctx, &slot, &stop, batch, &mut send) {
             break;

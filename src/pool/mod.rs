@@ -32,7 +32,7 @@ pub mod result;
 pub mod stream;
 pub mod worker;
 
-use dispatcher::{Event, Job, MAX_AUTO_CHUNK, Reply};
+use dispatcher::{Bytes, Event, Job, MAX_AUTO_CHUNK, Reply};
 pub use registry::{Registry, TaskContext, TaskError};
 use result::Collector;
 pub use result::{AsyncResult, Imap, ImapUnordered, MapResult, Outcome, Payload, PoolError};
@@ -252,7 +252,15 @@ impl Pool {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
         };
-        let job = Job::new(Arc::from(func), json, bytes, 0, 0, 0, Reply::Collect(c.clone(), 0));
+        let job = Job::new(
+            Arc::from(func),
+            json,
+            Bytes::owned(bytes),
+            0,
+            0,
+            0,
+            Reply::Collect(c.clone(), 0),
+        );
         self.submit(vec![job])?;
         Ok(AsyncResult { c, _t: PhantomData })
     }
@@ -321,21 +329,29 @@ impl Pool {
         stream: Option<Sender<Outcome>>,
     ) -> Result<(Arc<Collector>, usize), PoolError> {
         self.check_open()?;
-        let payloads =
-            items.into_iter().map(|a| postcard::to_allocvec(&a)).collect::<Result<Vec<_>, _>>();
-        let payloads = payloads.map_err(|e| PoolError::Encode(e.to_string()))?;
-        let n = payloads.len();
+        // Every item is encoded into one buffer; each task refers to its range.
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for a in items {
+            buf = postcard::to_extend(&a, buf).map_err(|e| PoolError::Encode(e.to_string()))?;
+            ends.push(buf.len());
+        }
+        let buf = Arc::new(buf);
+        let n = ends.len();
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
         let c = Collector::new(if stream.is_some() { 0 } else { n }, done);
         let f: Arc<str> = Arc::from(func);
-        let jobs = payloads
+        let mut start = 0;
+        let jobs = ends
             .into_iter()
             .enumerate()
-            .map(|(i, p)| {
+            .map(|(i, end)| {
                 let reply = match &stream {
                     Some(tx) => Reply::Stream(tx.clone()),
                     None => Reply::Collect(c.clone(), i),
                 };
+                let p = Bytes::shared(&buf, start, end);
+                start = end;
                 Job::new(f.clone(), false, p, chunk, 0, i as u64, reply)
             })
             .collect();

@@ -40,24 +40,68 @@ pub(crate) struct Init {
     pub slot: IpcSharedMemory,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
+/// Tasks `base`, `base + 1`, ...: task k's argument is `blob[ends[k-1]..ends[k]]`.
+#[derive(Serialize, Deserialize, Clone, Default)]
 pub(crate) struct Batch {
     pub func: String,
     pub json: bool,
-    pub tasks: Vec<WireTask>,
+    pub base: u64,
+    pub blob: Blob,
+    pub ends: Vec<u32>,
 }
 
-#[derive(Serialize, Deserialize, Clone)]
-pub(crate) struct WireTask {
-    pub id: u64,
-    pub payload: Vec<u8>,
+impl Batch {
+    pub fn tasks(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0usize;
+        self.ends.iter().enumerate().map(move |(k, &end)| {
+            let s = &self.blob.0[start..end as usize];
+            start = end as usize;
+            (self.base + k as u64, s)
+        })
+    }
+}
+
+/// Bytes that travel as one postcard byte string (one copy, not a byte at a time).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Blob(pub Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Blob, A::Error> {
+                let mut v = Vec::new();
+                while let Some(b) = a.next_element()? {
+                    v.push(b);
+                }
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 /// Worker -> parent.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum FromWorker {
     Hello { version: u32, pid: u32, tasks: IpcSender<ToWorker> },
-    Results(Vec<WireResult>),
+    Results(ResultBatch),
 }
 
 /// How a task ended on the worker.
@@ -66,15 +110,45 @@ pub(crate) const CODE_ERROR: u8 = 1;
 pub(crate) const CODE_SKIPPED: u8 = 2;
 pub(crate) const CODE_PANIC: u8 = 3;
 
-#[derive(Serialize, Deserialize, Debug)]
-pub(crate) struct WireResult {
+/// Results of several tasks: result k's payload (the value, postcard or JSON text, on
+/// ok; the message otherwise) is `blob[metas[k-1].end..metas[k].end]`.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub(crate) struct ResultBatch {
+    pub metas: Vec<Meta>,
+    pub blob: Blob,
+    /// Error data (JSON text) by task id, for the errors that have some.
+    pub data: Vec<(u64, String)>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(crate) struct Meta {
     pub id: u64,
     pub code: u8,
-    /// The value (postcard or JSON text bytes) on ok, the message otherwise.
-    pub payload: Vec<u8>,
-    pub data: Option<String>,
+    pub end: u32,
     pub started_ns: u64,
     pub duration_ns: u64,
+}
+
+impl ResultBatch {
+    pub fn push(
+        &mut self,
+        id: u64,
+        code: u8,
+        payload: &[u8],
+        data: Option<String>,
+        started_ns: u64,
+        duration_ns: u64,
+    ) {
+        self.blob.0.extend_from_slice(payload);
+        self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });
+        if let Some(d) = data {
+            self.data.push((id, d));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
 }
 
 const WORDS: usize = 4;
@@ -132,8 +206,8 @@ impl Slot {
         }
     }
 
-    pub fn set_running(&self, id: u64) {
-        self.word(W_STARTED).store(now_ns(), Ordering::SeqCst);
+    pub fn set_running(&self, id: u64, started_ns: u64) {
+        self.word(W_STARTED).store(started_ns, Ordering::SeqCst);
         self.word(W_RUNNING).store(id + 1, Ordering::SeqCst);
     }
 
@@ -182,7 +256,7 @@ mod tests {
     fn slot_words_are_shared_between_mappings() {
         let a = Slot::shared();
         let b = Slot::from_shm(a.shm_for_worker().unwrap());
-        b.set_running(41);
+        b.set_running(41, now_ns());
         b.set_pgid(1234);
         assert_eq!(a.running().map(|r| r.0), Some(41));
         assert_eq!(a.pgid(), 1234);

@@ -172,14 +172,23 @@ impl Collector {
     }
 
     pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
+        self.deliver_many(std::iter::once((index, outcome)));
+    }
+
+    pub(crate) fn deliver_many(&self, items: impl Iterator<Item = (usize, Outcome)>) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if index >= s.outcomes.len() || s.outcomes[index].is_some() {
-                return;
+            let watch = self.watch.load(Ordering::Relaxed);
+            let mut wake = false;
+            for (index, outcome) in items {
+                if index >= s.outcomes.len() || s.outcomes[index].is_some() {
+                    continue;
+                }
+                s.outcomes[index] = Some(outcome);
+                s.remaining -= 1;
+                wake |= index == watch;
             }
-            s.outcomes[index] = Some(outcome);
-            s.remaining -= 1;
-            if s.remaining == 0 || self.watch.load(Ordering::Relaxed) == index {
+            if s.remaining == 0 || wake {
                 self.cv.notify_all();
             }
             if s.remaining == 0 { s.done.take() } else { None }

@@ -25,7 +25,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::dispatcher::{Event, Job, Reply};
+use super::dispatcher::{Bytes, Event, Job, Reply};
 use super::result::{Outcome, Payload};
 
 /// One submission of a streaming run.
@@ -186,7 +186,7 @@ where
                 jobs.push(Job::new(
                     func,
                     json,
-                    bytes,
+                    Bytes::owned(bytes),
                     chunk,
                     run,
                     s.id,

@@ -15,8 +15,8 @@ use ipc_channel::ipc::{self, IpcSender};
 
 use super::Registry;
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, PROTOCOL_VERSION, Slot,
-    ToWorker, WORKER_ARG, WireResult, now_ns,
+    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, PROTOCOL_VERSION,
+    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
 
@@ -78,7 +78,7 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         stop.clone(),
         slot.clone(),
     );
-    let mut send = |results: Vec<WireResult>| to_parent.send(FromWorker::Results(results)).is_ok();
+    let mut send = |results: ResultBatch| to_parent.send(FromWorker::Results(results)).is_ok();
     loop {
         match rx.recv() {
             Ok(ToWorker::Batch(batch)) => {
@@ -104,41 +104,36 @@ pub(crate) fn run_batch(
     slot: &Slot,
     stop: &AtomicBool,
     batch: Batch,
-    send: &mut dyn FnMut(Vec<WireResult>) -> bool,
+    send: &mut dyn FnMut(ResultBatch) -> bool,
 ) -> bool {
     let entry = registry.entry(&batch.func);
-    let mut out: Vec<WireResult> = Vec::new();
-    let mut last_flush = Instant::now();
-    for task in batch.tasks {
+    let mut out = ResultBatch::default();
+    let base_instant = Instant::now();
+    let base_ns = now_ns();
+    let mut last_flush = base_instant;
+    for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Relaxed) {
             if !out.is_empty() {
                 send(out);
             }
             return false;
         }
-        if slot.should_skip(task.id) {
-            out.push(WireResult {
-                id: task.id,
-                code: CODE_SKIPPED,
-                payload: Vec::new(),
-                data: None,
-                started_ns: 0,
-                duration_ns: 0,
-            });
+        if slot.should_skip(id) {
+            out.push(id, CODE_SKIPPED, &[], None, 0, 0);
             continue;
         }
-        slot.set_running(task.id);
-        let started_ns = now_ns();
         let t0 = Instant::now();
+        let started_ns = base_ns + t0.duration_since(base_instant).as_nanos() as u64;
+        slot.set_running(id, started_ns);
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
             None => Err(unknown_function(&batch.func)),
-            Some(e) if batch.json => match std::str::from_utf8(&task.payload) {
+            Some(e) if batch.json => match std::str::from_utf8(payload) {
                 Ok(text) => (e.json)(ctx, text).map(String::into_bytes),
                 Err(_) => Err(super::TaskError::new("arguments are not UTF-8 JSON text")),
             },
-            Some(e) => (e.typed)(ctx, &task.payload),
+            Some(e) => (e.typed)(ctx, payload),
         }));
-        let took = t0.elapsed();
+        let t1 = Instant::now();
         if stop.load(Ordering::Relaxed) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
             slot.clear_running();
@@ -148,24 +143,31 @@ pub(crate) fn run_batch(
             return false;
         }
         slot.clear_running();
-        let (code, payload, data) = match r {
-            Ok(Ok(v)) => (CODE_OK, v, None),
-            Ok(Err(e)) => (CODE_ERROR, e.message.into_bytes(), e.data),
-            Err(panic) => (CODE_PANIC, panic_message(&*panic).into_bytes(), None),
-        };
-        out.push(WireResult {
-            id: task.id,
-            code,
-            payload,
-            data,
-            started_ns,
-            duration_ns: took.as_nanos() as u64,
-        });
-        if took >= FLUSH_AFTER || last_flush.elapsed() >= FLUSH_AFTER {
+        let took = t1.duration_since(t0);
+        match r {
+            Ok(Ok(v)) => out.push(id, CODE_OK, &v, None, started_ns, took.as_nanos() as u64),
+            Ok(Err(e)) => out.push(
+                id,
+                CODE_ERROR,
+                e.message.as_bytes(),
+                e.data,
+                started_ns,
+                took.as_nanos() as u64,
+            ),
+            Err(p) => out.push(
+                id,
+                CODE_PANIC,
+                panic_message(&*p).as_bytes(),
+                None,
+                started_ns,
+                took.as_nanos() as u64,
+            ),
+        }
+        if took >= FLUSH_AFTER || t1.duration_since(last_flush) >= FLUSH_AFTER {
             if !send(std::mem::take(&mut out)) {
                 return false;
             }
-            last_flush = Instant::now();
+            last_flush = t1;
         }
     }
     out.is_empty() || send(out)
