@@ -36,62 +36,91 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a task's outcome goes.
 pub(crate) enum Reply {
-    /// Slot `usize` of a collector (`apply`, `map`, `imap`).
-    Collect(Arc<Collector>, usize),
-    /// A channel (`imap_unordered`, streaming runs); the outcome's id is the job's `user_id`.
+    /// A collector (`apply`, `map`, `imap`); the item's `user_id` is its index there.
+    Collect(Arc<Collector>),
+    /// A channel (`imap_unordered`, streaming runs); the outcome's id is the item's `user_id`.
     Stream(Sender<Outcome>),
 }
 
-/// A task's argument bytes: a range of a buffer shared by all the items of one call
-/// (encoded once, never copied per item).
-#[derive(Clone)]
-pub(crate) struct Bytes {
-    buf: Arc<Vec<u8>>,
-    start: usize,
-    end: usize,
-}
-
-impl Bytes {
-    pub fn owned(v: Vec<u8>) -> Self {
-        let end = v.len();
-        Bytes { buf: Arc::new(v), start: 0, end }
-    }
-
-    pub fn shared(buf: &Arc<Vec<u8>>, start: usize, end: usize) -> Self {
-        Bytes { buf: buf.clone(), start, end }
-    }
-
-    fn slice(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+impl Clone for Reply {
+    fn clone(&self) -> Self {
+        match self {
+            Reply::Collect(c) => Reply::Collect(c.clone()),
+            Reply::Stream(t) => Reply::Stream(t.clone()),
+        }
     }
 }
 
-/// One submitted task.
+/// One task of a [`Job`]: its id for the caller, its argument's range in the job's
+/// buffer, and how often it was started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Item {
+    pub user_id: u64,
+    pub start: usize,
+    pub end: usize,
+    pub attempts: u32,
+}
+
+/// Tasks of one call that travel together: same function, same reply, arguments in one
+/// shared buffer (encoded once, never copied per task). A job is split when only part
+/// of it fits a batch, or when some of its tasks must run again.
 pub(crate) struct Job {
     pub func: Arc<str>,
     pub json: bool,
-    pub payload: Bytes,
     /// Batch size for this call; 0 = decide from the queue.
     pub chunk: usize,
     pub run: u64,
-    pub user_id: u64,
     pub reply: Reply,
-    pub attempts: u32,
-    /// Assigned when sent to a worker; unique per send.
+    pub buf: Arc<Vec<u8>>,
+    pub items: Vec<Item>,
+    /// Sequence number of `items[0]` once sent (item k has `seq + k`).
     seq: u64,
+    /// Items whose result arrived (a prefix: results come in order).
+    done: usize,
 }
 
 impl Job {
     pub(crate) fn new(
         func: Arc<str>,
         json: bool,
-        payload: Bytes,
         chunk: usize,
+        run: u64,
+        reply: Reply,
+        buf: Arc<Vec<u8>>,
+        items: Vec<Item>,
+    ) -> Self {
+        Job { func, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
+    }
+
+    /// A job of one item with its own buffer.
+    pub(crate) fn single(
+        func: Arc<str>,
+        json: bool,
         run: u64,
         user_id: u64,
         reply: Reply,
+        payload: Vec<u8>,
     ) -> Self {
-        Job { func, json, payload, chunk, run, user_id, reply, attempts: 0, seq: 0 }
+        let end = payload.len();
+        let item = Item { user_id, start: 0, end, attempts: 0 };
+        Job::new(func, json, 0, run, reply, Arc::new(payload), vec![item])
+    }
+
+    /// The same call with other items.
+    fn with_items(&self, items: Vec<Item>) -> Job {
+        Job::new(
+            self.func.clone(),
+            self.json,
+            self.chunk,
+            self.run,
+            self.reply.clone(),
+            self.buf.clone(),
+            items,
+        )
+    }
+
+    fn arg(&self, item: &Item) -> &[u8] {
+        &self.buf[item.start..item.end]
     }
 }
 
@@ -277,11 +306,11 @@ impl Dispatcher {
             Event::Submit(jobs) => {
                 for job in jobs {
                     if self.terminating {
-                        finish_failed(job, Status::Cancelled, "the pool was terminated", 0);
+                        fail_job(job, Status::Cancelled, "the pool was terminated");
                     } else if self.cancelled_runs.contains(&job.run) {
-                        finish_failed(job, Status::Cancelled, "the run was cancelled", 0);
+                        fail_job(job, Status::Cancelled, "the run was cancelled");
                     } else if self.stopped_runs.contains(&job.run) {
-                        finish_failed(job, Status::Skipped, "submitting stopped", 0);
+                        fail_job(job, Status::Skipped, "submitting stopped");
                     } else {
                         self.pending.push_back(job);
                     }
@@ -424,74 +453,85 @@ impl Dispatcher {
                         continue;
                     }
                 }
-                let pos = if w.inflight.front().is_some_and(|j| j.seq == m.id) {
+                let contains = |j: &Job| m.id >= j.seq && m.id < j.seq + j.items.len() as u64;
+                let ji = if w.inflight.front().is_some_and(contains) {
                     0
                 } else {
-                    let Some(pos) = w.inflight.iter().position(|j| j.seq == m.id) else { continue };
-                    pos
+                    let Some(ji) = w.inflight.iter().position(contains) else { continue };
+                    ji
                 };
-                let Some(mut job) = w.inflight.remove(pos) else { continue };
-                while w.batch_ends.front().is_some_and(|&e| e <= m.id) {
-                    w.batch_ends.pop_front();
+                let job = &mut w.inflight[ji];
+                let k = (m.id - job.seq) as usize;
+                if k < job.done {
+                    continue; // already resolved
                 }
+                job.done = k + 1;
+                let mut item = job.items[k];
                 let worker = Some(w.index);
                 let started_at = Some(ns_to_time(m.started_ns));
                 let duration = Duration::from_nanos(m.duration_ns);
                 let status = match m.code {
                     CODE_OK => {
-                        job.attempts += 1;
                         let value = if job.json {
                             Payload::Json(String::from_utf8_lossy(text).into_owned())
                         } else {
                             Payload::Bytes(text.to_vec())
                         };
                         let o = Outcome {
-                            id: job.user_id,
+                            id: item.user_id,
                             status: Status::Ok,
                             value: Some(value),
                             error: None,
                             error_data: None,
-                            attempts: job.attempts,
+                            attempts: item.attempts + 1,
                             worker,
                             started_at,
                             duration,
                         };
-                        out.push(job, o);
-                        continue;
+                        out.push(&job.reply, o);
+                        None
                     }
                     CODE_SKIPPED => {
                         let o = Outcome::failed(
-                            job.user_id,
+                            item.user_id,
                             Status::Skipped,
                             "submitting stopped",
-                            job.attempts,
+                            item.attempts,
                         );
-                        out.push(job, o);
-                        continue;
+                        out.push(&job.reply, o);
+                        None
                     }
-                    CODE_ERROR => Status::Error,
-                    CODE_PANIC => Status::Crashed,
-                    _ => Status::Crashed, // unknown code: a protocol error
+                    CODE_ERROR => Some(Status::Error),
+                    CODE_PANIC => Some(Status::Crashed),
+                    _ => Some(Status::Crashed), // unknown code: a protocol error
                 };
-                job.attempts += 1;
-                let stopped =
-                    self.stopped_runs.contains(&job.run) || self.cancelled_runs.contains(&job.run);
-                if job.attempts <= retries && !stopped {
-                    requeue.push(job);
-                    continue;
+                if let Some(status) = status {
+                    item.attempts += 1;
+                    let stopped = self.stopped_runs.contains(&job.run)
+                        || self.cancelled_runs.contains(&job.run);
+                    if item.attempts <= retries && !stopped {
+                        requeue.push(job.with_items(vec![item]));
+                    } else {
+                        let o = Outcome {
+                            id: item.user_id,
+                            status,
+                            value: None,
+                            error: Some(String::from_utf8_lossy(text).into_owned()),
+                            error_data: err_data,
+                            attempts: item.attempts,
+                            worker,
+                            started_at,
+                            duration,
+                        };
+                        out.push(&job.reply, o);
+                    }
                 }
-                let o = Outcome {
-                    id: job.user_id,
-                    status,
-                    value: None,
-                    error: Some(String::from_utf8_lossy(text).into_owned()),
-                    error_data: err_data,
-                    attempts: job.attempts,
-                    worker,
-                    started_at,
-                    duration,
-                };
-                out.push(job, o);
+                if job.done == job.items.len() {
+                    w.inflight.remove(ji);
+                }
+                while w.batch_ends.front().is_some_and(|&e| e <= m.id) {
+                    w.batch_ends.pop_front();
+                }
             }
         }
         out.flush();
@@ -545,53 +585,72 @@ impl Dispatcher {
         };
         let retries = self.cfg.retries;
         let mut back = Vec::new();
-        for mut job in w.inflight.drain(..) {
+        let mut out = Deliveries::default();
+        for job in w.inflight.drain(..) {
             let cancelled = self.cancelled_runs.contains(&job.run) || self.terminating;
-            let is_running = Some(job.seq) == running;
-            let attributed = match why {
-                Some(Why::Timeout(t)) => job.seq == t,
-                Some(Why::Cancel) | Some(Why::Terminate) => false,
-                None => is_running,
-            };
-            if cancelled || why == Some(Why::Terminate) {
-                let attempts = job.attempts + u32::from(is_running);
-                finish_failed(job, Status::Cancelled, "cancelled", attempts);
-                continue;
-            }
-            if !attributed {
-                if self.stopped_runs.contains(&job.run) {
-                    let attempts = job.attempts;
-                    finish_failed(job, Status::Skipped, "submitting stopped", attempts);
-                } else {
-                    back.push(job);
+            let stopped = self.stopped_runs.contains(&job.run);
+            let mut again = Vec::new();
+            for (k, item) in job.items.iter().enumerate().skip(job.done) {
+                let mut item = *item;
+                let seq = job.seq + k as u64;
+                let is_running = Some(seq) == running;
+                let attributed = match why {
+                    Some(Why::Timeout(t)) => seq == t,
+                    Some(Why::Cancel) | Some(Why::Terminate) => false,
+                    None => is_running,
+                };
+                if cancelled || why == Some(Why::Terminate) {
+                    let attempts = item.attempts + u32::from(is_running);
+                    out.push(
+                        &job.reply,
+                        Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts),
+                    );
+                    continue;
                 }
-                continue;
-            }
-            job.attempts += 1;
-            let (status, msg) = match why {
-                Some(Why::Timeout(_)) => (
-                    Status::Timeout,
-                    format!(
-                        "task stopped after its task timeout of {}",
-                        humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())
+                if !attributed {
+                    if stopped {
+                        out.push(
+                            &job.reply,
+                            Outcome::failed(
+                                item.user_id,
+                                Status::Skipped,
+                                "submitting stopped",
+                                item.attempts,
+                            ),
+                        );
+                    } else {
+                        again.push(item);
+                    }
+                    continue;
+                }
+                item.attempts += 1;
+                if item.attempts <= retries && !stopped {
+                    again.push(item);
+                    continue;
+                }
+                let (status, msg) = match why {
+                    Some(Why::Timeout(_)) => (
+                        Status::Timeout,
+                        format!(
+                            "task stopped after its task timeout of {}",
+                            humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())
+                        ),
                     ),
-                ),
-                _ => (Status::Crashed, format!("worker crashed: {status_text}")),
-            };
-            if job.attempts <= retries && !self.stopped_runs.contains(&job.run) {
-                back.push(job);
-            } else {
-                let attempts = job.attempts;
-                let started = w.slot.running().map(|r| r.1);
-                let mut o = Outcome::failed(job.user_id, status, msg, attempts);
+                    _ => (Status::Crashed, format!("worker crashed: {status_text}")),
+                };
+                let mut o = Outcome::failed(item.user_id, status, msg, item.attempts);
                 o.worker = Some(w.index);
-                if let Some(s) = started {
+                if let Some(s) = w.slot.running().map(|r| r.1) {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                 }
-                deliver(job, o);
+                out.push(&job.reply, o);
+            }
+            if !again.is_empty() {
+                back.push(job.with_items(again));
             }
         }
+        out.flush();
         for job in back.into_iter().rev() {
             self.pending.push_front(job);
         }
@@ -658,7 +717,9 @@ impl Dispatcher {
                         (self.cfg.task_timeout, w.slot.running())
                     {
                         if now_ns().saturating_sub(started) > limit.as_nanos() as u64
-                            && w.inflight.iter().any(|j| j.seq == seq)
+                            && w.inflight
+                                .iter()
+                                .any(|j| seq >= j.seq && seq < j.seq + j.items.len() as u64)
                         {
                             Self::stop_worker(w, Why::Timeout(seq), grace);
                         }
@@ -684,8 +745,7 @@ impl Dispatcher {
         if self.start_failures >= 3 && !self.workers.iter().any(|w| w.phase == Phase::Ready) {
             let msg = format!("cannot start a worker: {}", self.last_start_error);
             for job in self.pending.drain(..) {
-                let a = job.attempts;
-                finish_failed(job, Status::Crashed, msg.clone(), a);
+                fail_job(job, Status::Crashed, &msg);
             }
         }
     }
@@ -728,20 +788,31 @@ impl Dispatcher {
             };
             let w = &mut self.workers[wi];
             let limit = chunk.min(max_tasks - w.assigned).max(1);
+            let mut taken = 0usize;
             let func = front.func.clone();
             let json = front.json;
             let mut batch =
                 Batch { func: func.to_string(), json, base: self.next_seq, ..Batch::default() };
-            while batch.ends.len() < limit {
-                match self.pending.front() {
-                    Some(j) if j.json == json && j.func == func => {}
-                    _ => break,
+            while taken < limit {
+                let Some(j) = self.pending.front_mut() else { break };
+                if j.json != json || j.func != func {
+                    break;
                 }
-                let mut job = self.pending.pop_front().expect("checked");
+                let mut job = if j.items.len() > limit - taken {
+                    let rest = j.items.split_off(limit - taken);
+                    let head = std::mem::replace(&mut j.items, rest);
+                    j.with_items(head)
+                } else {
+                    self.pending.pop_front().expect("checked")
+                };
                 job.seq = self.next_seq;
-                self.next_seq += 1;
-                batch.blob.0.extend_from_slice(job.payload.slice());
-                batch.ends.push(batch.blob.0.len() as u32);
+                job.done = 0;
+                self.next_seq += job.items.len() as u64;
+                taken += job.items.len();
+                for item in &job.items {
+                    batch.blob.0.extend_from_slice(job.arg(item));
+                    batch.ends.push(batch.blob.0.len() as u32);
+                }
                 w.inflight.push_back(job);
             }
             let n = batch.ends.len();
@@ -771,8 +842,7 @@ impl Dispatcher {
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
         for job in mine {
-            let a = job.attempts;
-            finish_failed(job, Status::Cancelled, "the run was cancelled", a);
+            fail_job(job, Status::Cancelled, "the run was cancelled");
         }
         let grace = self.cfg.grace_period;
         for w in &mut self.workers {
@@ -788,8 +858,7 @@ impl Dispatcher {
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
         for job in mine {
-            let a = job.attempts;
-            finish_failed(job, Status::Skipped, "submitting stopped", a);
+            fail_job(job, Status::Skipped, "submitting stopped");
         }
         // Tasks already sent but not started are skipped by their worker.
         for w in &self.workers {
@@ -805,8 +874,7 @@ impl Dispatcher {
         }
         self.terminating = true;
         for job in self.pending.drain(..) {
-            let a = job.attempts;
-            finish_failed(job, Status::Cancelled, "the pool was terminated", a);
+            fail_job(job, Status::Cancelled, "the pool was terminated");
         }
         self.terminate_all();
     }
@@ -846,14 +914,14 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn push(&mut self, job: Job, o: Outcome) {
-        match job.reply {
-            Reply::Collect(c, i) => {
-                if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, &c)) {
+    fn push(&mut self, reply: &Reply, o: Outcome) {
+        match reply {
+            Reply::Collect(c) => {
+                if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
                     self.flush();
-                    self.current = Some(c);
+                    self.current = Some(c.clone());
                 }
-                self.items.push((i, o));
+                self.items.push((o.id as usize, o));
             }
             Reply::Stream(tx) => {
                 let _ = tx.send(o);
@@ -868,18 +936,13 @@ impl Deliveries {
     }
 }
 
-fn finish_failed(job: Job, status: Status, msg: impl Into<String>, attempts: u32) {
-    let o = Outcome::failed(job.user_id, status, msg, attempts);
-    deliver(job, o);
-}
-
-fn deliver(job: Job, o: Outcome) {
-    match job.reply {
-        Reply::Collect(c, i) => c.deliver(i, o),
-        Reply::Stream(tx) => {
-            let _ = tx.send(o);
-        }
+/// Finish every item of a job that never ran (again) with `status`.
+fn fail_job(job: Job, status: Status, msg: &str) {
+    let mut out = Deliveries::default();
+    for item in &job.items[job.done..] {
+        out.push(&job.reply, Outcome::failed(item.user_id, status, msg, item.attempts));
     }
+    out.flush();
 }
 
 fn send_shutdown(w: &mut Worker) {

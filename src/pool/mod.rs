@@ -32,7 +32,7 @@ pub mod result;
 pub mod stream;
 pub mod worker;
 
-use dispatcher::{Bytes, Event, Job, MAX_AUTO_CHUNK, Reply};
+use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
 pub use registry::{Registry, TaskContext, TaskError};
 use result::Collector;
 pub use result::{AsyncResult, Imap, ImapUnordered, MapResult, Outcome, Payload, PoolError};
@@ -252,15 +252,7 @@ impl Pool {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
         };
-        let job = Job::new(
-            Arc::from(func),
-            json,
-            Bytes::owned(bytes),
-            0,
-            0,
-            0,
-            Reply::Collect(c.clone(), 0),
-        );
+        let job = Job::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
         self.submit(vec![job])?;
         Ok(AsyncResult { c, _t: PhantomData })
     }
@@ -341,20 +333,26 @@ impl Pool {
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
         let c = Collector::new(if stream.is_some() { 0 } else { n }, done);
         let f: Arc<str> = Arc::from(func);
+        let reply = match &stream {
+            Some(tx) => Reply::Stream(tx.clone()),
+            None => Reply::Collect(c.clone()),
+        };
         let mut start = 0;
-        let jobs = ends
+        let mut items: Vec<Item> = ends
             .into_iter()
             .enumerate()
             .map(|(i, end)| {
-                let reply = match &stream {
-                    Some(tx) => Reply::Stream(tx.clone()),
-                    None => Reply::Collect(c.clone(), i),
-                };
-                let p = Bytes::shared(&buf, start, end);
+                let item = Item { user_id: i as u64, start, end, attempts: 0 };
                 start = end;
-                Job::new(f.clone(), false, p, chunk, 0, i as u64, reply)
+                item
             })
             .collect();
+        let mut jobs = Vec::with_capacity(n.div_ceil(chunk));
+        while !items.is_empty() {
+            let rest = items.split_off(chunk.min(items.len()));
+            jobs.push(Job::new(f.clone(), false, chunk, 0, reply.clone(), buf.clone(), items));
+            items = rest;
+        }
         if n == 0 {
             if let Some(done) = c.take_done() {
                 done(&c);

@@ -171,10 +171,6 @@ impl Collector {
         })
     }
 
-    pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
-        self.deliver_many(std::iter::once((index, outcome)));
-    }
-
     pub(crate) fn deliver_many(&self, items: impl Iterator<Item = (usize, Outcome)>) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -25,7 +25,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::dispatcher::{Bytes, Event, Job, Reply};
+use super::dispatcher::{Event, Item, Job, Reply};
 use super::result::{Outcome, Payload};
 
 /// One submission of a streaming run.
@@ -164,36 +164,47 @@ where
                 *c -= take;
                 take
             };
-            let mut jobs = Vec::with_capacity(take);
+            // Consecutive submissions of the same function share one job and buffer.
+            let mut jobs: Vec<Job> = Vec::new();
+            let mut taken = 0;
             let mut done = false;
             for _ in 0..take {
                 let Some(s) = items.next() else {
                     done = true;
                     break;
                 };
-                let func = match &last_func {
-                    Some(f) if **f == *s.func => f.clone(),
-                    _ => {
-                        let f: Arc<str> = Arc::from(s.func.as_str());
-                        last_func = Some(f.clone());
-                        f
-                    }
-                };
+                taken += 1;
                 let (json, bytes) = match s.args {
                     Payload::Json(t) => (true, t.into_bytes()),
                     Payload::Bytes(b) => (false, b),
                 };
-                jobs.push(Job::new(
-                    func,
-                    json,
-                    Bytes::owned(bytes),
-                    chunk,
-                    run,
-                    s.id,
-                    Reply::Stream(otx.clone()),
-                ));
+                let same = jobs.last().is_some_and(|j| j.json == json && *j.func == *s.func);
+                if !same {
+                    let func = match &last_func {
+                        Some(f) if **f == *s.func => f.clone(),
+                        _ => {
+                            let f: Arc<str> = Arc::from(s.func.as_str());
+                            last_func = Some(f.clone());
+                            f
+                        }
+                    };
+                    jobs.push(Job::new(
+                        func,
+                        json,
+                        chunk,
+                        run,
+                        Reply::Stream(otx.clone()),
+                        Arc::new(Vec::new()),
+                        Vec::new(),
+                    ));
+                }
+                let j = jobs.last_mut().expect("pushed");
+                let buf = Arc::get_mut(&mut j.buf).expect("not shared yet");
+                let start = buf.len();
+                buf.extend_from_slice(&bytes);
+                j.items.push(Item { user_id: s.id, start, end: buf.len(), attempts: 0 });
             }
-            let unused = take - jobs.len();
+            let unused = take - taken;
             if unused > 0 {
                 *shared.credits.lock().unwrap_or_else(|e| e.into_inner()) += unused;
             }
