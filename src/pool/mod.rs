@@ -338,7 +338,7 @@ impl Pool {
             None => Reply::Collect(c.clone()),
         };
         let mut start = 0;
-        let mut items: Vec<Item> = ends
+        let items: Vec<Item> = ends
             .into_iter()
             .enumerate()
             .map(|(i, end)| {
@@ -347,12 +347,10 @@ impl Pool {
                 item
             })
             .collect();
-        let mut jobs = Vec::with_capacity(n.div_ceil(chunk));
-        while !items.is_empty() {
-            let rest = items.split_off(chunk.min(items.len()));
-            jobs.push(Job::new(f.clone(), false, chunk, 0, reply.clone(), buf.clone(), items));
-            items = rest;
-        }
+        let jobs: Vec<Job> = items
+            .chunks(chunk)
+            .map(|part| Job::new(f.clone(), false, chunk, 0, reply.clone(), buf.clone(), part.to_vec()))
+            .collect();
         if n == 0 {
             if let Some(done) = c.take_done() {
                 done(&c);
