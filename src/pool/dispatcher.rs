@@ -22,7 +22,7 @@ use super::protocol::{
     ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
 };
 use super::registry::TaskContext;
-use super::result::{Collector, Outcome, Payload};
+use super::result::{Collector, Outcome, Stored};
 use super::{Backend, Config, PoolError};
 use crate::record::Status;
 
@@ -437,9 +437,11 @@ impl Dispatcher {
         {
             let w = &mut self.workers[wi];
             let mut start = 0usize;
+            let blob = Arc::new(results.blob.0);
             let mut data = results.data.into_iter().peekable();
             for m in results.metas {
-                let text = &results.blob.0[start..m.end as usize];
+                let text = &blob[start..m.end as usize];
+                let text_start = start as u32;
                 start = m.end as usize;
                 let mut err_data = None;
                 while data.peek().is_some_and(|d| d.0 <= m.id) {
@@ -472,23 +474,17 @@ impl Dispatcher {
                 let duration = Duration::from_nanos(m.duration_ns);
                 let status = match m.code {
                     CODE_OK => {
-                        let value = if job.json {
-                            Payload::Json(String::from_utf8_lossy(text).into_owned())
-                        } else {
-                            Payload::Bytes(text.to_vec())
-                        };
-                        let o = Outcome {
-                            id: item.user_id,
-                            status: Status::Ok,
-                            value: Some(value),
-                            error: None,
-                            error_data: None,
+                        let s = Stored::Ok {
+                            blob: blob.clone(),
+                            start: text_start,
+                            end: m.end,
+                            json: job.json,
                             attempts: item.attempts + 1,
-                            worker,
-                            started_at,
-                            duration,
+                            worker: w.index,
+                            started_ns: m.started_ns,
+                            duration_ns: m.duration_ns,
                         };
-                        out.push(&job.reply, o);
+                        out.push_stored(&job.reply, item.user_id, s);
                         None
                     }
                     CODE_SKIPPED => {
@@ -910,21 +906,25 @@ impl Dispatcher {
 #[derive(Default)]
 struct Deliveries {
     current: Option<Arc<Collector>>,
-    items: Vec<(usize, Outcome)>,
+    items: Vec<(usize, Stored)>,
 }
 
 impl Deliveries {
     fn push(&mut self, reply: &Reply, o: Outcome) {
+        self.push_stored(reply, o.id, Stored::Other(Box::new(o)));
+    }
+
+    fn push_stored(&mut self, reply: &Reply, id: u64, s: Stored) {
         match reply {
             Reply::Collect(c) => {
                 if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
                     self.flush();
                     self.current = Some(c.clone());
                 }
-                self.items.push((o.id as usize, o));
+                self.items.push((id as usize, s));
             }
             Reply::Stream(tx) => {
-                let _ = tx.send(o);
+                let _ = tx.send(s.to_outcome(id));
             }
         }
     }

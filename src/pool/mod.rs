@@ -284,9 +284,7 @@ impl Pool {
         E: FnOnce(PoolError) + Send + 'static,
     {
         let done = Box::new(move |c: &Collector| {
-            match c.with_outcomes(|o| {
-                o[0].as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))
-            }) {
+            match c.with_outcomes(|o| result::stored_result(&o[0])) {
                 Ok(v) => callback(v),
                 Err(e) => error_callback(e),
             }
@@ -349,7 +347,9 @@ impl Pool {
             .collect();
         let jobs: Vec<Job> = items
             .chunks(chunk)
-            .map(|part| Job::new(f.clone(), false, chunk, 0, reply.clone(), buf.clone(), part.to_vec()))
+            .map(|part| {
+                Job::new(f.clone(), false, chunk, 0, reply.clone(), buf.clone(), part.to_vec())
+            })
             .collect();
         if n == 0 {
             if let Some(done) = c.take_done() {
@@ -387,11 +387,8 @@ impl Pool {
         E: FnOnce(PoolError) + Send + 'static,
     {
         let done = Box::new(move |c: &Collector| {
-            let r: Result<Vec<T>, PoolError> = c.with_outcomes(|o| {
-                o.iter()
-                    .map(|x| x.as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled)))
-                    .collect()
-            });
+            let r: Result<Vec<T>, PoolError> =
+                c.with_outcomes(|o| o.iter().map(result::stored_result).collect());
             match r {
                 Ok(v) => callback(v),
                 Err(e) => error_callback(e),

@@ -105,6 +105,74 @@ impl Outcome {
     }
 }
 
+/// How a collector keeps an outcome: successes compactly (a range of the result
+/// message they came in, no allocation per item), the rest in full.
+pub(crate) enum Stored {
+    Ok {
+        blob: Arc<Vec<u8>>,
+        start: u32,
+        end: u32,
+        json: bool,
+        attempts: u32,
+        worker: u32,
+        started_ns: u64,
+        duration_ns: u64,
+    },
+    Other(Box<Outcome>),
+}
+
+impl Stored {
+    pub(crate) fn is_ok(&self) -> bool {
+        match self {
+            Stored::Ok { .. } => true,
+            Stored::Other(o) => o.status == Status::Ok,
+        }
+    }
+
+    pub(crate) fn result<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
+        match self {
+            Stored::Ok { blob, start, end, json, .. } => {
+                let b = &blob[*start as usize..*end as usize];
+                if *json {
+                    serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
+                } else {
+                    postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
+                }
+            }
+            Stored::Other(o) => o.result(),
+        }
+    }
+
+    pub(crate) fn to_outcome(&self, id: u64) -> Outcome {
+        match self {
+            Stored::Ok { blob, start, end, json, attempts, worker, started_ns, duration_ns } => {
+                let b = &blob[*start as usize..*end as usize];
+                let value = if *json {
+                    Payload::Json(String::from_utf8_lossy(b).into_owned())
+                } else {
+                    Payload::Bytes(b.to_vec())
+                };
+                Outcome {
+                    id,
+                    status: Status::Ok,
+                    value: Some(value),
+                    error: None,
+                    error_data: None,
+                    attempts: *attempts,
+                    worker: Some(*worker),
+                    started_at: Some(super::protocol::ns_to_time(*started_ns)),
+                    duration: Duration::from_nanos(*duration_ns),
+                }
+            }
+            Stored::Other(o) => (**o).clone(),
+        }
+    }
+}
+
+pub(crate) fn stored_result<T: DeserializeOwned>(x: &Option<Stored>) -> Result<T, PoolError> {
+    x.as_ref().map(Stored::result).unwrap_or(Err(PoolError::Cancelled))
+}
+
 /// Why a result is not available.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
@@ -148,7 +216,7 @@ pub enum PoolError {
 type Done = Box<dyn FnOnce(&Collector) + Send>;
 
 struct CState {
-    outcomes: Vec<Option<Outcome>>,
+    outcomes: Vec<Option<Stored>>,
     remaining: usize,
     done: Option<Done>,
 }
@@ -165,13 +233,17 @@ pub(crate) struct Collector {
 impl Collector {
     pub(crate) fn new(n: usize, done: Option<Done>) -> Arc<Self> {
         Arc::new(Collector {
-            state: Mutex::new(CState { outcomes: vec![None; n], remaining: n, done }),
+            state: Mutex::new(CState {
+                outcomes: (0..n).map(|_| None).collect(),
+                remaining: n,
+                done,
+            }),
             cv: Condvar::new(),
             watch: AtomicUsize::new(usize::MAX),
         })
     }
 
-    pub(crate) fn deliver_many(&self, items: impl Iterator<Item = (usize, Outcome)>) {
+    pub(crate) fn deliver_many(&self, items: impl Iterator<Item = (usize, Stored)>) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let watch = self.watch.load(Ordering::Relaxed);
@@ -223,7 +295,7 @@ impl Collector {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).remaining == 0
     }
 
-    pub(crate) fn with_outcomes<R>(&self, f: impl FnOnce(&[Option<Outcome>]) -> R) -> R {
+    pub(crate) fn with_outcomes<R>(&self, f: impl FnOnce(&[Option<Stored>]) -> R) -> R {
         f(&self.state.lock().unwrap_or_else(|e| e.into_inner()).outcomes)
     }
 
@@ -231,7 +303,7 @@ impl Collector {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).done.take()
     }
 
-    fn take(&self, index: usize) -> Option<Outcome> {
+    fn take(&self, index: usize) -> Option<Stored> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).outcomes.get_mut(index)?.take()
     }
 }
@@ -249,9 +321,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
         if !self.c.wait_all(timeout) {
             return Err(PoolError::WaitTimeout);
         }
-        self.c.with_outcomes(|o| {
-            o[0].as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled))
-        })
+        self.c.with_outcomes(|o| stored_result(&o[0]))
     }
 
     /// Wait until the result is ready or `timeout` passes; true if ready.
@@ -267,14 +337,12 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// Whether the task finished and succeeded; `None` while it is not ready (Python
     /// raises `ValueError` there).
     pub fn successful(&self) -> Option<bool> {
-        self.c.ready().then(|| {
-            self.c.with_outcomes(|o| o[0].as_ref().is_some_and(|x| x.status == Status::Ok))
-        })
+        self.c.ready().then(|| self.c.with_outcomes(|o| o[0].as_ref().is_some_and(Stored::is_ok)))
     }
 
     /// The full outcome (status, attempts, worker, timing), once ready.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.c.with_outcomes(|o| o[0].clone())
+        self.c.with_outcomes(|o| o[0].as_ref().map(|x| x.to_outcome(0)))
     }
 }
 
@@ -299,16 +367,19 @@ impl<T: DeserializeOwned> MapResult<T> {
         if !self.c.wait_all(timeout) {
             return Err(PoolError::WaitTimeout);
         }
-        Ok(self.c.with_outcomes(|o| {
-            o.iter()
-                .map(|x| x.as_ref().map(Outcome::result).unwrap_or(Err(PoolError::Cancelled)))
-                .collect()
-        }))
+        Ok(self.c.with_outcomes(|o| o.iter().map(stored_result).collect()))
     }
 
     /// Every item's full outcome, in item order (`None` while not ready).
     pub fn outcomes(&self) -> Option<Vec<Outcome>> {
-        self.c.ready().then(|| self.c.with_outcomes(|o| o.iter().flatten().cloned().collect()))
+        self.c.ready().then(|| {
+            self.c.with_outcomes(|o| {
+                o.iter()
+                    .enumerate()
+                    .filter_map(|(i, x)| x.as_ref().map(|x| x.to_outcome(i as u64)))
+                    .collect()
+            })
+        })
     }
 
     /// Wait until every item finished or `timeout` passes; true if all did.
@@ -324,9 +395,7 @@ impl<T: DeserializeOwned> MapResult<T> {
     /// Whether every item succeeded; `None` while not ready.
     pub fn successful(&self) -> Option<bool> {
         self.c.ready().then(|| {
-            self.c.with_outcomes(|o| {
-                o.iter().all(|x| x.as_ref().is_some_and(|x| x.status == Status::Ok))
-            })
+            self.c.with_outcomes(|o| o.iter().all(|x| x.as_ref().is_some_and(Stored::is_ok)))
         })
     }
 }
@@ -350,7 +419,7 @@ impl<T: DeserializeOwned> Iterator for Imap<T> {
         self.c.watch.store(i, Ordering::Relaxed);
         self.c.wait_until(None, |s| s.outcomes[i].is_some());
         self.next += 1;
-        Some(self.c.take(i).map(|o| o.result()).unwrap_or(Err(PoolError::Cancelled)))
+        Some(stored_result(&self.c.take(i)))
     }
 }
 
