@@ -466,6 +466,50 @@ fn drop_leaves_no_process() {
     drop(p);
 }
 
+fn stock_binary_is_a_worker() {
+    // `jobpool` itself (cli::main_with calls run_if_worker) serves as a worker program.
+    let p =
+        Pool::builder().workers(1).worker_program(env!("CARGO_BIN_EXE_jobpool")).build().unwrap();
+    let e = p
+        .apply_json::<serde_json::Value>("no-such-kind", "{}")
+        .unwrap()
+        .get(Some(Duration::from_secs(10)))
+        .unwrap_err();
+    assert!(
+        matches!(&e, PoolError::Task { message, .. } if message.contains("unknown task function")),
+        "{e:?}"
+    );
+    p.join();
+}
+
+fn stream_mixed_functions_and_errors() {
+    let p = pool(2).retries(2).build().unwrap();
+    let items = (0..200u64).map(|i| match i % 3 {
+        0 => Submission { id: i, func: "square".into(), args: Payload::Json(i.to_string()) },
+        1 => Submission { id: i, func: "fail".into(), args: Payload::Json(format!("\"no {i}\"")) },
+        _ => Submission {
+            id: i,
+            func: "add".into(),
+            args: Payload::Json(format!("{{\"a\": {i}, \"b\": 1}}")),
+        },
+    });
+    let mut n = 0;
+    for o in p.run_stream(items).unwrap() {
+        n += 1;
+        match o.id % 3 {
+            0 => assert_eq!(o.value.unwrap().json().unwrap(), (o.id * o.id).to_string()),
+            1 => {
+                assert_eq!(o.status, Status::Error);
+                assert_eq!(o.error.as_deref(), Some(format!("no {}", o.id).as_str()));
+                assert_eq!(o.error_data.as_deref(), Some(r#"{"code":7}"#));
+                assert_eq!(o.attempts, 3, "retried twice");
+            }
+            _ => assert_eq!(o.value.unwrap().json().unwrap(), (o.id + 1).to_string()),
+        }
+    }
+    assert_eq!(n, 200);
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -491,6 +535,8 @@ fn main() {
         ("dead_worker_program_is_an_error", dead_worker_program_is_an_error),
         ("terminate_and_close", terminate_and_close),
         ("drop_leaves_no_process", drop_leaves_no_process),
+        ("stock_binary_is_a_worker", stock_binary_is_a_worker),
+        ("stream_mixed_functions_and_errors", stream_mixed_functions_and_errors),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -936,6 +936,11 @@ impl Deliveries {
     }
 }
 
+/// Finish every item of a job that could not be submitted as `cancelled`.
+pub(crate) fn cancel_job(job: Job) {
+    fail_job(job, Status::Cancelled, "the pool was terminated");
+}
+
 /// Finish every item of a job that never ran (again) with `status`.
 fn fail_job(job: Job, status: Status, msg: &str) {
     let mut out = Deliveries::default();

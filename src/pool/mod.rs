@@ -319,45 +319,59 @@ impl Pool {
         stream: Option<Sender<Outcome>>,
     ) -> Result<(Arc<Collector>, usize), PoolError> {
         self.check_open()?;
-        // Every item is encoded into one buffer; each task refers to its range.
-        let mut buf = Vec::new();
-        let mut ends = Vec::new();
-        for a in items {
-            buf = postcard::to_extend(&a, buf).map_err(|e| PoolError::Encode(e.to_string()))?;
-            ends.push(buf.len());
-        }
-        let buf = Arc::new(buf);
-        let n = ends.len();
+        let items: Vec<A> = items.into_iter().collect();
+        let n = items.len();
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
         let c = Collector::new(if stream.is_some() { 0 } else { n }, done);
-        let f: Arc<str> = Arc::from(func);
-        let reply = match &stream {
-            Some(tx) => Reply::Stream(tx.clone()),
-            None => Reply::Collect(c.clone()),
-        };
-        let mut start = 0;
-        let items: Vec<Item> = ends
-            .into_iter()
-            .enumerate()
-            .map(|(i, end)| {
-                let item = Item { user_id: i as u64, start, end, attempts: 0 };
-                start = end;
-                item
-            })
-            .collect();
-        let jobs: Vec<Job> = items
-            .chunks(chunk)
-            .map(|part| {
-                Job::new(f.clone(), false, chunk, 0, reply.clone(), buf.clone(), part.to_vec())
-            })
-            .collect();
         if n == 0 {
             if let Some(done) = c.take_done() {
                 done(&c);
             }
             return Ok((c, 0));
         }
-        self.submit(jobs)?;
+        let f: Arc<str> = Arc::from(func);
+        let reply = match &stream {
+            Some(tx) => Reply::Stream(tx.clone()),
+            None => Reply::Collect(c.clone()),
+        };
+        // One job per chunk, its items encoded into one buffer, each sent as soon as it
+        // is encoded (the workers start while the rest is being encoded).
+        for (ci, part) in items.chunks(chunk).enumerate() {
+            let mut buf = Vec::with_capacity(part.len() * 4);
+            let mut its = Vec::with_capacity(part.len());
+            for (k, a) in part.iter().enumerate() {
+                let start = buf.len();
+                buf = postcard::to_extend(a, buf).map_err(|e| PoolError::Encode(e.to_string()))?;
+                its.push(Item {
+                    user_id: (ci * chunk + k) as u64,
+                    start,
+                    end: buf.len(),
+                    attempts: 0,
+                });
+            }
+            let job = Job::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            // Not `submit`: a `close` racing with this call must not drop half a map.
+            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![job])) {
+                // The dispatcher is gone (terminated): nothing may wait for these items.
+                if let Event::Submit(jobs) = ev {
+                    jobs.into_iter().for_each(dispatcher::cancel_job);
+                }
+                let first_unsent = (ci + 1) * chunk;
+                let rest: Vec<Item> = (first_unsent..n)
+                    .map(|i| Item { user_id: i as u64, start: 0, end: 0, attempts: 0 })
+                    .collect();
+                dispatcher::cancel_job(Job::new(
+                    f.clone(),
+                    false,
+                    chunk,
+                    0,
+                    reply.clone(),
+                    Arc::new(Vec::new()),
+                    rest,
+                ));
+                return Err(PoolError::Closed);
+            }
+        }
         Ok((c, n))
     }
 
