@@ -450,10 +450,10 @@ impl Dispatcher {
                         err_data = Some(d);
                     }
                 }
-                if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase {
-                    if t == m.id {
-                        continue;
-                    }
+                if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase
+                    && t == m.id
+                {
+                    continue;
                 }
                 let contains = |j: &Job| m.id >= j.seq && m.id < j.seq + j.items.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
@@ -543,11 +543,12 @@ impl Dispatcher {
             w.phase = Phase::Retiring;
             send_shutdown(w);
             let index = w.index;
-            if !self.joining && !self.terminating {
-                if let Err(e) = self.spawn(index) {
-                    self.last_start_error = e.to_string();
-                    self.start_failures += 1;
-                }
+            if !self.joining
+                && !self.terminating
+                && let Err(e) = self.spawn(index)
+            {
+                self.last_start_error = e.to_string();
+                self.start_failures += 1;
             }
         }
     }
@@ -651,14 +652,12 @@ impl Dispatcher {
             self.pending.push_front(job);
         }
         let replace = !self.terminating
-            && !(self.joining && self.pending.is_empty())
+            && (!self.joining || !self.pending.is_empty())
             && w.phase != Phase::Retiring
             && !self.workers.iter().any(|x| x.index == w.index);
-        if replace {
-            if let Err(e) = self.spawn(w.index) {
-                self.last_start_error = e.to_string();
-                self.start_failures += 1;
-            }
+        if replace && let Err(e) = self.spawn(w.index) {
+            self.last_start_error = e.to_string();
+            self.start_failures += 1;
         }
     }
 
@@ -711,14 +710,12 @@ impl Dispatcher {
                 Phase::Ready | Phase::Retiring => {
                     if let (Some(limit), Some((seq, started))) =
                         (self.cfg.task_timeout, w.slot.running())
+                        && now_ns().saturating_sub(started) > limit.as_nanos() as u64
+                        && w.inflight
+                            .iter()
+                            .any(|j| seq >= j.seq && seq < j.seq + j.items.len() as u64)
                     {
-                        if now_ns().saturating_sub(started) > limit.as_nanos() as u64
-                            && w.inflight
-                                .iter()
-                                .any(|j| seq >= j.seq && seq < j.seq + j.items.len() as u64)
-                        {
-                            Self::stop_worker(w, Why::Timeout(seq), grace);
-                        }
+                        Self::stop_worker(w, Why::Timeout(seq), grace);
                     }
                 }
                 Phase::Stopping { why, kill_at, killed } => {

@@ -35,6 +35,9 @@ pub mod worker;
 use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
 pub use registry::{Registry, TaskContext, TaskError};
 use result::Collector;
+
+/// What runs in the parent when a call's last outcome is in.
+type Done = Box<dyn FnOnce(&Collector) + Send>;
 pub use result::{AsyncResult, Imap, ImapUnordered, MapResult, Outcome, Payload, PoolError};
 pub use stream::{RunControl, RunStream, Submission};
 
@@ -244,7 +247,7 @@ impl Pool {
         &self,
         func: &str,
         payload: Payload,
-        done: Option<Box<dyn FnOnce(&Collector) + Send>>,
+        done: Option<Done>,
     ) -> Result<AsyncResult<T>, PoolError> {
         self.check_open()?;
         let c = Collector::new(1, done);
@@ -311,11 +314,11 @@ impl Pool {
         self.apply_async(func, args)?.get(None)
     }
 
-    fn map_inner<A: Serialize, T>(
+    fn map_inner<A: Serialize>(
         &self,
         func: &str,
         items: impl IntoIterator<Item = A>,
-        done: Option<Box<dyn FnOnce(&Collector) + Send>>,
+        done: Option<Done>,
         stream: Option<Sender<Outcome>>,
     ) -> Result<(Arc<Collector>, usize), PoolError> {
         self.check_open()?;
@@ -381,7 +384,7 @@ impl Pool {
         func: &str,
         items: impl IntoIterator<Item = A>,
     ) -> Result<MapResult<T>, PoolError> {
-        let (c, _) = self.map_inner::<A, T>(func, items, None, None)?;
+        let (c, _) = self.map_inner::<A>(func, items, None, None)?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
@@ -408,7 +411,7 @@ impl Pool {
                 Err(e) => error_callback(e),
             }
         });
-        let (c, _) = self.map_inner::<A, T>(func, items, Some(done), None)?;
+        let (c, _) = self.map_inner::<A>(func, items, Some(done), None)?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
@@ -465,7 +468,7 @@ impl Pool {
         func: &str,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Imap<T>, PoolError> {
-        let (c, n) = self.map_inner::<A, T>(func, items, None, None)?;
+        let (c, n) = self.map_inner::<A>(func, items, None, None)?;
         Ok(Imap { c, next: 0, len: n, _t: PhantomData })
     }
 
@@ -477,7 +480,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<ImapUnordered<T>, PoolError> {
         let (tx, rx) = mpsc::channel();
-        self.map_inner::<A, T>(func, items, None, Some(tx))?;
+        self.map_inner::<A>(func, items, None, Some(tx))?;
         Ok(ImapUnordered { rx, _t: PhantomData })
     }
 
