@@ -146,6 +146,11 @@ impl ResultBatch {
         }
     }
 
+    /// Record a result whose payload was already appended to `blob`.
+    pub fn push_written(&mut self, id: u64, code: u8, started_ns: u64, duration_ns: u64) {
+        self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });
+    }
+
     pub fn is_empty(&self) -> bool {
         self.metas.is_empty()
     }
@@ -207,18 +212,18 @@ impl Slot {
     }
 
     pub fn set_running(&self, id: u64, started_ns: u64) {
-        self.word(W_STARTED).store(started_ns, Ordering::SeqCst);
-        self.word(W_RUNNING).store(id + 1, Ordering::SeqCst);
+        self.word(W_STARTED).store(started_ns, Ordering::Relaxed);
+        self.word(W_RUNNING).store(id + 1, Ordering::Release);
     }
 
     pub fn clear_running(&self) {
-        self.word(W_RUNNING).store(0, Ordering::SeqCst);
+        self.word(W_RUNNING).store(0, Ordering::Release);
     }
 
     /// The running task and when it started (unix ns).
     pub fn running(&self) -> Option<(u64, u64)> {
-        let r = self.word(W_RUNNING).load(Ordering::SeqCst);
-        let s = self.word(W_STARTED).load(Ordering::SeqCst);
+        let r = self.word(W_RUNNING).load(Ordering::Acquire);
+        let s = self.word(W_STARTED).load(Ordering::Relaxed);
         (r != 0).then(|| (r - 1, s))
     }
 
@@ -236,7 +241,7 @@ impl Slot {
     }
 
     pub fn should_skip(&self, id: u64) -> bool {
-        id < self.word(W_SKIP).load(Ordering::SeqCst)
+        id < self.word(W_SKIP).load(Ordering::Relaxed)
     }
 }
 

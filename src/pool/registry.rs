@@ -148,8 +148,10 @@ impl TaskContext {
     }
 }
 
-type TypedFn = dyn Fn(&TaskContext, &[u8]) -> Result<Vec<u8>, TaskError> + Send + Sync;
-type JsonFn = dyn Fn(&TaskContext, &str) -> Result<String, TaskError> + Send + Sync;
+/// Decode the argument, run, append the encoded value to the output buffer.
+type TypedFn = dyn Fn(&TaskContext, &[u8], &mut Vec<u8>) -> Result<(), TaskError> + Send + Sync;
+/// The same with JSON text in and out.
+type JsonFn = dyn Fn(&TaskContext, &str, &mut Vec<u8>) -> Result<(), TaskError> + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) struct Entry {
@@ -218,21 +220,25 @@ impl Registry {
         let f = Arc::new(f);
         let g = f.clone();
         let fname = name.to_string();
-        let typed = move |ctx: &TaskContext, bytes: &[u8]| -> Result<Vec<u8>, TaskError> {
-            let a: A = postcard::from_bytes(bytes)
-                .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
-            let r = f(ctx, a).map_err(Into::into)?;
-            postcard::to_allocvec(&r)
-                .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
-        };
+        let typed =
+            move |ctx: &TaskContext, bytes: &[u8], out: &mut Vec<u8>| -> Result<(), TaskError> {
+                let a: A = postcard::from_bytes(bytes)
+                    .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
+                let r = f(ctx, a).map_err(Into::into)?;
+                let buf = std::mem::take(out);
+                *out = postcard::to_extend(&r, buf)
+                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))?;
+                Ok(())
+            };
         let fname = name.to_string();
-        let json = move |ctx: &TaskContext, text: &str| -> Result<String, TaskError> {
-            let a: A = decode_json_args(text)
-                .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
-            let r = g(ctx, a).map_err(Into::into)?;
-            serde_json::to_string(&r)
-                .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
-        };
+        let json =
+            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
+                let a: A = decode_json_args(text)
+                    .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
+                let r = g(ctx, a).map_err(Into::into)?;
+                serde_json::to_writer(out, &r)
+                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
+            };
         self.entries
             .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
         self
@@ -245,10 +251,16 @@ impl Registry {
         F: Fn(&TaskContext, &str) -> Result<String, TaskError> + Send + Sync + 'static,
     {
         let fname = name.to_string();
-        let typed = move |_: &TaskContext, _: &[u8]| -> Result<Vec<u8>, TaskError> {
+        let typed = move |_: &TaskContext, _: &[u8], _: &mut Vec<u8>| -> Result<(), TaskError> {
             Err(TaskError::new(format!("`{fname}` takes JSON arguments only")))
         };
-        self.entries.insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(f) });
+        let json =
+            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
+                out.extend_from_slice(f(ctx, text)?.as_bytes());
+                Ok(())
+            };
+        self.entries
+            .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
         self
     }
 
@@ -266,10 +278,10 @@ impl Registry {
         name: &str,
         args: &str,
     ) -> Result<String, TaskError> {
-        match self.entries.get(name) {
-            Some(e) => (e.json)(ctx, args),
-            None => Err(unknown_function(name)),
-        }
+        let Some(e) = self.entries.get(name) else { return Err(unknown_function(name)) };
+        let mut out = Vec::new();
+        (e.json)(ctx, args, &mut out)?;
+        String::from_utf8(out).map_err(|e| TaskError::new(format!("the result is not UTF-8: {e}")))
     }
 }
 

@@ -111,6 +111,8 @@ pub(crate) fn run_batch(
     let base_instant = Instant::now();
     let base_ns = now_ns();
     let mut last_flush = base_instant;
+    // One clock reading per task: a task starts when the previous one ended.
+    let mut t0 = base_instant;
     for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Relaxed) {
             if !out.is_empty() {
@@ -122,53 +124,47 @@ pub(crate) fn run_batch(
             out.push(id, CODE_SKIPPED, &[], None, 0, 0);
             continue;
         }
-        let t0 = Instant::now();
         let started_ns = base_ns + t0.duration_since(base_instant).as_nanos() as u64;
         slot.set_running(id, started_ns);
+        let mark = out.blob.0.len();
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
             None => Err(unknown_function(&batch.func)),
             Some(e) if batch.json => match std::str::from_utf8(payload) {
-                Ok(text) => (e.json)(ctx, text).map(String::into_bytes),
+                Ok(text) => (e.json)(ctx, text, &mut out.blob.0),
                 Err(_) => Err(super::TaskError::new("arguments are not UTF-8 JSON text")),
             },
-            Some(e) => (e.typed)(ctx, payload),
+            Some(e) => (e.typed)(ctx, payload, &mut out.blob.0),
         }));
         let t1 = Instant::now();
         if stop.load(Ordering::Relaxed) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
             slot.clear_running();
+            out.blob.0.truncate(mark);
             if !out.is_empty() {
                 send(out);
             }
             return false;
         }
         slot.clear_running();
-        let took = t1.duration_since(t0);
+        let took = t1.duration_since(t0).as_nanos() as u64;
         match r {
-            Ok(Ok(v)) => out.push(id, CODE_OK, &v, None, started_ns, took.as_nanos() as u64),
-            Ok(Err(e)) => out.push(
-                id,
-                CODE_ERROR,
-                e.message.as_bytes(),
-                e.data,
-                started_ns,
-                took.as_nanos() as u64,
-            ),
-            Err(p) => out.push(
-                id,
-                CODE_PANIC,
-                panic_message(&*p).as_bytes(),
-                None,
-                started_ns,
-                took.as_nanos() as u64,
-            ),
+            Ok(Ok(())) => out.push_written(id, CODE_OK, started_ns, took),
+            Ok(Err(e)) => {
+                out.blob.0.truncate(mark);
+                out.push(id, CODE_ERROR, e.message.as_bytes(), e.data, started_ns, took)
+            }
+            Err(p) => {
+                out.blob.0.truncate(mark);
+                out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None, started_ns, took)
+            }
         }
-        if took >= FLUSH_AFTER || t1.duration_since(last_flush) >= FLUSH_AFTER {
+        if t1.duration_since(t0) >= FLUSH_AFTER || t1.duration_since(last_flush) >= FLUSH_AFTER {
             if !send(std::mem::take(&mut out)) {
                 return false;
             }
             last_flush = t1;
         }
+        t0 = t1;
     }
     out.is_empty() || send(out)
 }
