@@ -29,6 +29,20 @@ fn main() {
     let _ = pool.map::<_, i64>("noop", 0..10_000i64).unwrap();
 
     let n = 100_000i64;
+    if std::env::var_os("POOL_BENCH_PHASES").is_some() {
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let r = pool.map_async::<_, i64>("noop", 0..n).unwrap();
+            let t1 = t0.elapsed();
+            r.wait(None);
+            let t2 = t0.elapsed();
+            let v = r.get(None).unwrap();
+            let t3 = t0.elapsed();
+            drop(r);
+            let t4 = t0.elapsed();
+            eprintln!("submit {t1:?} done {t2:?} get {t3:?} drop {t4:?} ({})", v.len());
+        }
+    }
     let mut rates = Vec::new();
     for _ in 0..runs {
         let t0 = Instant::now();

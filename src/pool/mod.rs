@@ -535,3 +535,72 @@ impl Drop for Pool {
         self.terminate();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The threads backend runs inside the test binary; the processes backend is tested
+    //! in `tests/pool.rs`, whose `main` can serve as a worker.
+    use super::*;
+    use crate::record::Status;
+
+    fn pool() -> Pool {
+        let mut r = Registry::new();
+        r.register("double", |x: i64| Ok::<_, TaskError>(2 * x));
+        r.register(
+            "odd_fails",
+            |x: i64| if x % 2 == 1 { Err(format!("{x} is odd")) } else { Ok(x) },
+        );
+        r.register("sleep_ms", |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok::<_, TaskError>(ms)
+        });
+        Pool::builder()
+            .workers(2)
+            .backend(Backend::Threads)
+            .task_timeout(Duration::from_millis(200))
+            .registry(r)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn auto_chunk_is_bounded() {
+        assert_eq!(auto_chunk(5, 2), 1);
+        assert_eq!(auto_chunk(100, 2), 13);
+        assert_eq!(auto_chunk(10_000_000, 2), MAX_AUTO_CHUNK);
+        assert_eq!(auto_chunk(0, 2), 1);
+    }
+
+    #[test]
+    fn threads_map_keeps_order_and_every_outcome() {
+        let p = pool();
+        assert_eq!(
+            p.map::<_, i64>("double", 0..1000i64).unwrap(),
+            (0..1000).map(|x| 2 * x).collect::<Vec<_>>()
+        );
+        let r = p.map_async::<_, i64>("odd_fails", 0..10i64).unwrap();
+        let outs = {
+            r.wait(None);
+            r.outcomes().unwrap()
+        };
+        assert_eq!(outs.iter().filter(|o| o.status == Status::Error).count(), 5);
+        assert_eq!(r.get(None), Err(PoolError::Task { message: "1 is odd".into(), data: None }));
+        p.join();
+    }
+
+    #[test]
+    fn threads_timeout_is_reported_and_pool_goes_on() {
+        let p = pool();
+        let r = p.apply_async::<_, u64>("sleep_ms", 5_000u64).unwrap();
+        assert!(matches!(r.get(Some(Duration::from_secs(5))), Err(PoolError::TaskTimeout(_))));
+        assert_eq!(p.apply::<_, u64>("sleep_ms", 1u64).unwrap(), 1);
+    }
+
+    #[test]
+    fn closed_pool_refuses_work() {
+        let p = pool();
+        p.close();
+        assert!(matches!(p.apply_async::<_, i64>("double", 1i64), Err(PoolError::Closed)));
+        p.join();
+    }
+}
