@@ -1,7 +1,7 @@
 //! The wire between the dispatcher and its workers, and the per-worker shared slot.
 //!
 //! Owns: the message types (postcard over `ipc-channel`: plain structs and externally
-//! tagged enums only), the protocol version, and [`Slot`], a few atomic words shared
+//! tagged enums only), the protocol version, and `Slot`, a few atomic words shared
 //! with the worker (a memfd mapped `MAP_SHARED` in both processes) that say which task
 //! it is running, since when, and which process group it must take down with it.
 //! Must not: decide anything.
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever a message changes; both sides check it in the handshake.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The argv[1] that turns a program into a pool worker.
+/// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
 
 /// Parent -> worker.

@@ -24,7 +24,7 @@ use super::registry::{TaskContext, unknown_function};
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
 /// Turn this process into a worker and never return, when it was started as one
-/// (argv[1] is `__jobpool-worker`); otherwise return at once.
+/// (`argv[1]` is `__jobpool-worker`); otherwise return at once.
 ///
 /// Call it first thing in `main` of every program that creates a process pool, with the
 /// registry holding the functions the pool will call (`jobpool::cli::main_with` does).
