@@ -74,7 +74,11 @@ fn main() {
     for _ in 0..(runs * 3) {
         let t0 = Instant::now();
         let p = Pool::builder().workers(2).registry(registry.clone()).build().unwrap();
+        let built = t0.elapsed();
         p.join();
+        if std::env::var_os("POOL_BENCH_PHASES").is_some() {
+            eprintln!("start {built:?} start+join {:?}", t0.elapsed());
+        }
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         std::thread::sleep(Duration::from_millis(5));
     }

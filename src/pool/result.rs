@@ -359,7 +359,10 @@ pub struct MapResult<T> {
 impl<T: DeserializeOwned> MapResult<T> {
     /// Every value in item order, or the first failing item's error.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<T>, PoolError> {
-        self.items(timeout)?.into_iter().collect()
+        if !self.c.wait_all(timeout) {
+            return Err(PoolError::WaitTimeout);
+        }
+        self.c.with_outcomes(|o| o.iter().map(stored_result).collect())
     }
 
     /// Every item's result, in item order.
