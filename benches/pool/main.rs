@@ -30,6 +30,17 @@ fn main() {
 
     let n = 100_000i64;
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {
+        let tp = Pool::builder()
+            .workers(2)
+            .backend(jobpool::pool::Backend::Threads)
+            .registry(registry.clone())
+            .build()
+            .unwrap();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
+            eprintln!("threads backend map: {:?} ({})", t0.elapsed(), v.len());
+        }
         for _ in 0..runs {
             let t0 = Instant::now();
             let r = pool.map_async::<_, i64>("noop", 0..n).unwrap();

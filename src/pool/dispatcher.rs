@@ -433,7 +433,7 @@ impl Dispatcher {
         let retries = self.cfg.retries;
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
-        let mut out = Deliveries::default();
+        let mut out = Deliveries { current: None, items: Vec::with_capacity(results.metas.len()) };
         {
             let w = &mut self.workers[wi];
             let mut start = 0usize;

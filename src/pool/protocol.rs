@@ -146,6 +146,14 @@ impl ResultBatch {
         }
     }
 
+    pub fn with_capacity(n: usize) -> Self {
+        ResultBatch {
+            metas: Vec::with_capacity(n),
+            blob: Blob(Vec::with_capacity(n * 8)),
+            data: Vec::new(),
+        }
+    }
+
     /// Record a result whose payload was already appended to `blob`.
     pub fn push_written(&mut self, id: u64, code: u8, started_ns: u64, duration_ns: u64) {
         self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });

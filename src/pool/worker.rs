@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_channel::ipc::{self, IpcSender};
 
@@ -107,12 +107,13 @@ pub(crate) fn run_batch(
     send: &mut dyn FnMut(ResultBatch) -> bool,
 ) -> bool {
     let entry = registry.entry(&batch.func);
-    let mut out = ResultBatch::default();
-    let base_instant = Instant::now();
+    let mut out = ResultBatch::with_capacity(batch.ends.len());
+    let base_mono = mono_ns();
     let base_ns = now_ns();
-    let mut last_flush = base_instant;
+    let flush_ns = FLUSH_AFTER.as_nanos() as u64;
+    let mut last_flush = base_mono;
     // One clock reading per task: a task starts when the previous one ended.
-    let mut t0 = base_instant;
+    let mut t0 = base_mono;
     for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Relaxed) {
             if !out.is_empty() {
@@ -124,7 +125,7 @@ pub(crate) fn run_batch(
             out.push(id, CODE_SKIPPED, &[], None, 0, 0);
             continue;
         }
-        let started_ns = base_ns + t0.duration_since(base_instant).as_nanos() as u64;
+        let started_ns = base_ns + (t0 - base_mono);
         slot.set_running(id, started_ns);
         let mark = out.blob.0.len();
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
@@ -135,7 +136,7 @@ pub(crate) fn run_batch(
             },
             Some(e) => (e.typed)(ctx, payload, &mut out.blob.0),
         }));
-        let t1 = Instant::now();
+        let t1 = mono_ns();
         if stop.load(Ordering::Relaxed) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
             slot.clear_running();
@@ -146,7 +147,7 @@ pub(crate) fn run_batch(
             return false;
         }
         slot.clear_running();
-        let took = t1.duration_since(t0).as_nanos() as u64;
+        let took = t1.saturating_sub(t0);
         match r {
             Ok(Ok(())) => out.push_written(id, CODE_OK, started_ns, took),
             Ok(Err(e)) => {
@@ -158,8 +159,9 @@ pub(crate) fn run_batch(
                 out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None, started_ns, took)
             }
         }
-        if t1.duration_since(t0) >= FLUSH_AFTER || t1.duration_since(last_flush) >= FLUSH_AFTER {
-            if !send(std::mem::take(&mut out)) {
+        if took >= flush_ns || t1.saturating_sub(last_flush) >= flush_ns {
+            let left = batch.ends.len() - (id - batch.base) as usize - 1;
+            if !send(std::mem::replace(&mut out, ResultBatch::with_capacity(left))) {
                 return false;
             }
             last_flush = t1;
@@ -167,6 +169,14 @@ pub(crate) fn run_batch(
         t0 = t1;
     }
     out.is_empty() || send(out)
+}
+
+/// Monotonic time in ns (one vDSO call, no `Instant` arithmetic).
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
