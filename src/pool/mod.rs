@@ -1,28 +1,606 @@
-//! The process pool (skeleton; the pool issue fills it in).
+//! The process pool: Python's `multiprocessing.Pool`, without its hangs.
+//!
+//! - [`registry`]: named task functions ([`Registry`]), typed (postcard) and JSON paths,
+//!   [`TaskContext`], [`TaskError`].
+//! - [`protocol`]: the ipc wire (versioned handshake, batches, results) and the shared
+//!   per-worker slot that says which task a worker is running.
+//! - [`worker`]: [`run_if_worker`](worker::run_if_worker), the worker's batch loop.
+//! - `dispatcher`: the one thread that owns the queue, in-flight tasks, timeouts,
+//!   retries, crash attribution and respawning.
+//! - [`result`]: [`AsyncResult`], [`MapResult`], [`Imap`], [`ImapUnordered`],
+//!   [`Outcome`], [`PoolError`].
+//! - [`stream`]: the streaming run API `jobpool run` uses ([`Pool::run_stream`]).
+//!
+//! Everything here is documented for users in the book's "Coming from Python's Pool"
+//! chapter and for maintainers in "Internals: the pool".
 
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+mod dispatcher;
+pub mod protocol;
+pub mod registry;
+pub mod result;
+pub mod stream;
 pub mod worker;
 
-/// Named task functions a worker can run.
-#[derive(Default)]
-pub struct Registry {
-    names: Vec<String>,
+use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
+pub use registry::{Registry, TaskContext, TaskError};
+use result::Collector;
+
+/// What runs in the parent when a call's last outcome is in.
+type Done = Box<dyn FnOnce(&Collector) + Send>;
+pub use result::{AsyncResult, Imap, ImapUnordered, MapResult, Outcome, Payload, PoolError};
+pub use stream::{RunControl, RunStream, Submission};
+
+/// Where tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Worker processes (re-executions of this program) over `ipc-channel` (default).
+    #[default]
+    Processes,
+    /// Threads of this process, like `multiprocessing.pool.ThreadPool`. Same API and
+    /// statuses, but a timed-out task cannot be killed: it is reported `timeout`, its
+    /// thread is abandoned (it finishes on its own, its result is dropped) and replaced.
+    Threads,
 }
 
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Registry::default()
+pub(crate) struct Config {
+    pub workers: usize,
+    pub chunk_size: Option<usize>,
+    pub max_tasks_per_worker: Option<usize>,
+    pub task_timeout: Option<Duration>,
+    pub grace_period: Duration,
+    pub retries: u32,
+    pub backend: Backend,
+    pub context: Arc<str>,
+    pub registry: Arc<Registry>,
+    pub program: PathBuf,
+    pub stream_capacity: usize,
+}
+
+/// Configures a [`Pool`]; from [`Pool::builder`].
+#[derive(Clone)]
+pub struct PoolBuilder {
+    workers: Option<usize>,
+    chunk_size: Option<usize>,
+    max_tasks_per_worker: Option<usize>,
+    task_timeout: Option<Duration>,
+    grace_period: Duration,
+    retries: u32,
+    backend: Backend,
+    context: String,
+    registry: Option<Registry>,
+    program: Option<PathBuf>,
+    stream_capacity: usize,
+}
+
+impl PoolBuilder {
+    /// Number of workers (default: the available parallelism).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n.max(1));
+        self
     }
 
-    /// A registry with the built-in kinds (`command`, `script`).
-    pub fn with_builtins() -> Self {
-        Registry { names: vec!["command".into(), "script".into()] }
+    /// Tasks sent to a worker at once (Python's `chunksize`). 0 or unset = automatic:
+    /// `ceil(n / (4 * workers))` capped at 1024 for `map`, and for one-by-one calls as
+    /// many as are waiting, shared between workers.
+    pub fn chunk_size(mut self, n: usize) -> Self {
+        self.chunk_size = (n > 0).then_some(n);
+        self
     }
 
-    /// The registered kinds' names, sorted.
-    pub fn kinds(&self) -> Vec<String> {
-        let mut v = self.names.clone();
-        v.sort();
-        v
+    /// Replace a worker after it ran this many tasks (Python's `maxtasksperchild`);
+    /// 0 = never (default).
+    pub fn max_tasks_per_worker(mut self, n: usize) -> Self {
+        self.max_tasks_per_worker = (n > 0).then_some(n);
+        self
+    }
+
+    /// Stop a task that runs longer (TERM, then KILL after the grace period); its status
+    /// is `timeout`. Default: no limit.
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.task_timeout = Some(d);
+        self
+    }
+
+    /// Time between TERM and KILL when a task is stopped (default 1 s).
+    pub fn grace_period(mut self, d: Duration) -> Self {
+        self.grace_period = d;
+        self
+    }
+
+    /// Re-run a task that failed (error, timeout, crashed) up to `n` more times.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Processes (default) or threads.
+    pub fn backend(mut self, b: Backend) -> Self {
+        self.backend = b;
+        self
+    }
+
+    /// An opaque string every worker receives once at start
+    /// ([`TaskContext::context`]); `jobpool run` passes the job's task definition.
+    pub fn context(mut self, c: impl Into<String>) -> Self {
+        self.context = c.into();
+        self
+    }
+
+    /// The functions the pool calls. Needed by the threads backend (the processes
+    /// backend runs the registry the worker program passed to
+    /// [`run_if_worker`](worker::run_if_worker)). Default: [`Registry::with_builtins`].
+    pub fn registry(mut self, r: Registry) -> Self {
+        self.registry = Some(r);
+        self
+    }
+
+    /// The program started as a worker (default: this program, `current_exe`). It must
+    /// call [`run_if_worker`](worker::run_if_worker) first thing in `main`.
+    pub fn worker_program(mut self, p: impl Into<PathBuf>) -> Self {
+        self.program = Some(p.into());
+        self
+    }
+
+    /// For [`Pool::run_stream`]: how many submissions may be taken from the iterator
+    /// and not yet handed back (default 4096). Bounds memory.
+    pub fn stream_capacity(mut self, n: usize) -> Self {
+        self.stream_capacity = n.max(1);
+        self
+    }
+
+    /// Start the workers; returns when all finished their handshake. A worker that
+    /// dies or fails before is an error, never a hang.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let program = match self.program {
+            Some(p) => p,
+            None => std::env::current_exe().map_err(|e| PoolError::Start(e.to_string()))?,
+        };
+        let cfg = Arc::new(Config {
+            workers,
+            chunk_size: self.chunk_size,
+            max_tasks_per_worker: self.max_tasks_per_worker,
+            task_timeout: self.task_timeout,
+            grace_period: self.grace_period,
+            retries: self.retries,
+            backend: self.backend,
+            context: Arc::from(self.context),
+            registry: Arc::new(self.registry.unwrap_or_else(Registry::with_builtins)),
+            program,
+            stream_capacity: self.stream_capacity,
+        });
+        let (tx, thread) = dispatcher::start(cfg.clone())?;
+        Ok(Pool {
+            tx,
+            thread: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+            cfg,
+            next_run: AtomicU64::new(1),
+        })
+    }
+}
+
+/// A pool of workers: Python's `multiprocessing.Pool`.
+///
+/// Every method takes `&self`; a pool can be shared between threads. Dropping it
+/// terminates it: no worker process is left behind.
+pub struct Pool {
+    tx: Sender<Event>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    cfg: Arc<Config>,
+    next_run: AtomicU64,
+}
+
+fn auto_chunk(n: usize, workers: usize) -> usize {
+    n.div_ceil(4 * workers.max(1)).clamp(1, MAX_AUTO_CHUNK)
+}
+
+impl Pool {
+    /// A builder with the defaults.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            workers: None,
+            chunk_size: None,
+            max_tasks_per_worker: None,
+            task_timeout: None,
+            grace_period: Duration::from_secs(1),
+            retries: 0,
+            backend: Backend::Processes,
+            context: String::new(),
+            registry: None,
+            program: None,
+            stream_capacity: 4096,
+        }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.cfg.workers
+    }
+
+    fn submit(&self, jobs: Vec<Job>) -> Result<(), PoolError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PoolError::Closed);
+        }
+        self.tx.send(Event::Submit(jobs)).map_err(|_| PoolError::Closed)
+    }
+
+    fn check_open(&self) -> Result<(), PoolError> {
+        if self.closed.load(Ordering::SeqCst) { Err(PoolError::Closed) } else { Ok(()) }
+    }
+
+    fn apply_inner<T: DeserializeOwned>(
+        &self,
+        func: &str,
+        payload: Payload,
+        done: Option<Done>,
+    ) -> Result<AsyncResult<T>, PoolError> {
+        self.check_open()?;
+        let c = Collector::new(1, done);
+        let (json, bytes) = match payload {
+            Payload::Json(s) => (true, s.into_bytes()),
+            Payload::Bytes(b) => (false, b),
+        };
+        let job = Job::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
+        self.submit(vec![job])?;
+        Ok(AsyncResult { c, _t: PhantomData })
+    }
+
+    /// Run `func(args)` on a worker (Python's `apply_async`). Several arguments go as a
+    /// tuple, none as `()`.
+    pub fn apply_async<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: A,
+    ) -> Result<AsyncResult<T>, PoolError> {
+        self.apply_inner(func, Payload::encode(&args)?, None)
+    }
+
+    /// [`apply_async`](Self::apply_async) with Python's `callback` and
+    /// `error_callback`: one of them is called in the parent (on the pool's dispatcher
+    /// thread, so keep them short and never wait on the pool from them).
+    pub fn apply_async_with<A, T, F, E>(
+        &self,
+        func: &str,
+        args: A,
+        callback: F,
+        error_callback: E,
+    ) -> Result<AsyncResult<T>, PoolError>
+    where
+        A: Serialize,
+        T: DeserializeOwned + 'static,
+        F: FnOnce(T) + Send + 'static,
+        E: FnOnce(PoolError) + Send + 'static,
+    {
+        let done = Box::new(move |c: &Collector| {
+            match c.with_outcomes(|o| result::stored_result(&o[0])) {
+                Ok(v) => callback(v),
+                Err(e) => error_callback(e),
+            }
+        });
+        self.apply_inner(func, Payload::encode(&args)?, Some(done))
+    }
+
+    /// Run `func` with its argument as JSON text (what job files use); the value comes
+    /// back as JSON and decodes into `T` (use `serde_json::Value` for any).
+    pub fn apply_json<T: DeserializeOwned>(
+        &self,
+        func: &str,
+        args_json: &str,
+    ) -> Result<AsyncResult<T>, PoolError> {
+        self.apply_inner(func, Payload::Json(args_json.to_string()), None)
+    }
+
+    /// `apply_async(..).get(None)`: Python's `apply`.
+    pub fn apply<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        args: A,
+    ) -> Result<T, PoolError> {
+        self.apply_async(func, args)?.get(None)
+    }
+
+    fn map_inner<A: Serialize>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+        done: Option<Done>,
+        stream: Option<Sender<Outcome>>,
+    ) -> Result<(Arc<Collector>, usize), PoolError> {
+        self.check_open()?;
+        let items: Vec<A> = items.into_iter().collect();
+        let n = items.len();
+        let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
+        let c = Collector::new(if stream.is_some() { 0 } else { n }, done);
+        if n == 0 {
+            if let Some(done) = c.take_done() {
+                done(&c);
+            }
+            return Ok((c, 0));
+        }
+        let f: Arc<str> = Arc::from(func);
+        let reply = match &stream {
+            Some(tx) => Reply::Stream(tx.clone()),
+            None => Reply::Collect(c.clone()),
+        };
+        // One job per chunk, its items encoded into one buffer, each sent as soon as it
+        // is encoded (the workers start while the rest is being encoded).
+        for (ci, part) in items.chunks(chunk).enumerate() {
+            let mut buf = Vec::with_capacity(part.len() * 4);
+            let mut its = Vec::with_capacity(part.len());
+            for (k, a) in part.iter().enumerate() {
+                let start = buf.len();
+                buf = postcard::to_extend(a, buf).map_err(|e| PoolError::Encode(e.to_string()))?;
+                its.push(Item {
+                    user_id: (ci * chunk + k) as u64,
+                    start,
+                    end: buf.len(),
+                    attempts: 0,
+                });
+            }
+            let job = Job::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            // Not `submit`: a `close` racing with this call must not drop half a map.
+            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![job])) {
+                // The dispatcher is gone (terminated): nothing may wait for these items.
+                if let Event::Submit(jobs) = ev {
+                    jobs.into_iter().for_each(dispatcher::cancel_job);
+                }
+                let first_unsent = (ci + 1) * chunk;
+                let rest: Vec<Item> = (first_unsent..n)
+                    .map(|i| Item { user_id: i as u64, start: 0, end: 0, attempts: 0 })
+                    .collect();
+                dispatcher::cancel_job(Job::new(
+                    f.clone(),
+                    false,
+                    chunk,
+                    0,
+                    reply.clone(),
+                    Arc::new(Vec::new()),
+                    rest,
+                ));
+                return Err(PoolError::Closed);
+            }
+        }
+        Ok((c, n))
+    }
+
+    /// Run `func` on every item (Python's `map_async`); results keep the items' order.
+    pub fn map_async<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MapResult<T>, PoolError> {
+        let (c, _) = self.map_inner::<A>(func, items, None, None)?;
+        Ok(MapResult { c, _t: PhantomData })
+    }
+
+    /// [`map_async`](Self::map_async) with Python's `callback` (every value, in order)
+    /// and `error_callback` (the first failing item's error), run in the parent.
+    pub fn map_async_with<A, T, F, E>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+        callback: F,
+        error_callback: E,
+    ) -> Result<MapResult<T>, PoolError>
+    where
+        A: Serialize,
+        T: DeserializeOwned + 'static,
+        F: FnOnce(Vec<T>) + Send + 'static,
+        E: FnOnce(PoolError) + Send + 'static,
+    {
+        let done = Box::new(move |c: &Collector| {
+            let r: Result<Vec<T>, PoolError> =
+                c.with_outcomes(|o| o.iter().map(result::stored_result).collect());
+            match r {
+                Ok(v) => callback(v),
+                Err(e) => error_callback(e),
+            }
+        });
+        let (c, _) = self.map_inner::<A>(func, items, Some(done), None)?;
+        Ok(MapResult { c, _t: PhantomData })
+    }
+
+    /// `map_async(..).get(None)`: Python's `map`.
+    pub fn map<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<T>, PoolError> {
+        self.map_async(func, items)?.get(None)
+    }
+
+    /// Python's `starmap_async`: each item is a tuple of arguments, and `func` is
+    /// registered with that tuple as its parameter. (In Rust this is `map_async` over
+    /// tuples; it exists so that Python code maps one to one.)
+    pub fn starmap_async<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<MapResult<T>, PoolError> {
+        self.map_async(func, items)
+    }
+
+    /// [`starmap_async`](Self::starmap_async) with callbacks.
+    pub fn starmap_async_with<A, T, F, E>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+        callback: F,
+        error_callback: E,
+    ) -> Result<MapResult<T>, PoolError>
+    where
+        A: Serialize,
+        T: DeserializeOwned + 'static,
+        F: FnOnce(Vec<T>) + Send + 'static,
+        E: FnOnce(PoolError) + Send + 'static,
+    {
+        self.map_async_with(func, items, callback, error_callback)
+    }
+
+    /// `starmap_async(..).get(None)`: Python's `starmap`.
+    pub fn starmap<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<T>, PoolError> {
+        self.map(func, items)
+    }
+
+    /// Python's `imap`: an iterator of results in item order, each yielded as soon as it
+    /// and every earlier one are done.
+    pub fn imap<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Imap<T>, PoolError> {
+        let (c, n) = self.map_inner::<A>(func, items, None, None)?;
+        Ok(Imap { c, next: 0, len: n, _t: PhantomData })
+    }
+
+    /// Python's `imap_unordered`: `(item index, result)` in completion order; every
+    /// item exactly once.
+    pub fn imap_unordered<A: Serialize, T: DeserializeOwned>(
+        &self,
+        func: &str,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<ImapUnordered<T>, PoolError> {
+        let (tx, rx) = mpsc::channel();
+        self.map_inner::<A>(func, items, None, Some(tx))?;
+        Ok(ImapUnordered { rx, _t: PhantomData })
+    }
+
+    /// Stream submissions through the pool with bounded memory; see [`stream`].
+    pub fn run_stream<I>(&self, items: I) -> Result<RunStream, PoolError>
+    where
+        I: IntoIterator<Item = Submission>,
+        I::IntoIter: Send + 'static,
+    {
+        self.check_open()?;
+        let run = self.next_run.fetch_add(1, Ordering::SeqCst);
+        Ok(stream::start(
+            self.tx.clone(),
+            run,
+            self.cfg.stream_capacity,
+            self.cfg.chunk_size.unwrap_or(0),
+            items.into_iter(),
+        ))
+    }
+
+    /// Take no more tasks (Python's `close`); submitted ones go on.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Close, wait for every submitted task, and let the workers exit (Python's `join`,
+    /// which needs `close` first; here `join` closes).
+    pub fn join(&self) {
+        self.close();
+        let _ = self.tx.send(Event::Join);
+        self.wait_thread();
+    }
+
+    /// Stop now (Python's `terminate`): workers are killed; unfinished tasks end
+    /// `cancelled` (their results' `get` returns [`PoolError::Cancelled`], never hangs).
+    pub fn terminate(&self) {
+        self.close();
+        let _ = self.tx.send(Event::Terminate);
+        self.wait_thread();
+    }
+
+    fn wait_thread(&self) {
+        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The threads backend runs inside the test binary; the processes backend is tested
+    //! in `tests/pool.rs`, whose `main` can serve as a worker.
+    use super::*;
+    use crate::record::Status;
+
+    fn pool() -> Pool {
+        let mut r = Registry::new();
+        r.register("double", |x: i64| Ok::<_, TaskError>(2 * x));
+        r.register(
+            "odd_fails",
+            |x: i64| if x % 2 == 1 { Err(format!("{x} is odd")) } else { Ok(x) },
+        );
+        r.register("sleep_ms", |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok::<_, TaskError>(ms)
+        });
+        Pool::builder()
+            .workers(2)
+            .backend(Backend::Threads)
+            .task_timeout(Duration::from_millis(200))
+            .registry(r)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn auto_chunk_is_bounded() {
+        assert_eq!(auto_chunk(5, 2), 1);
+        assert_eq!(auto_chunk(100, 2), 13);
+        assert_eq!(auto_chunk(10_000_000, 2), MAX_AUTO_CHUNK);
+        assert_eq!(auto_chunk(0, 2), 1);
+    }
+
+    #[test]
+    fn threads_map_keeps_order_and_every_outcome() {
+        let p = pool();
+        assert_eq!(
+            p.map::<_, i64>("double", 0..1000i64).unwrap(),
+            (0..1000).map(|x| 2 * x).collect::<Vec<_>>()
+        );
+        let r = p.map_async::<_, i64>("odd_fails", 0..10i64).unwrap();
+        let outs = {
+            r.wait(None);
+            r.outcomes().unwrap()
+        };
+        assert_eq!(outs.iter().filter(|o| o.status == Status::Error).count(), 5);
+        assert_eq!(r.get(None), Err(PoolError::Task { message: "1 is odd".into(), data: None }));
+        p.join();
+    }
+
+    #[test]
+    fn threads_timeout_is_reported_and_pool_goes_on() {
+        let p = pool();
+        let r = p.apply_async::<_, u64>("sleep_ms", 5_000u64).unwrap();
+        assert!(matches!(r.get(Some(Duration::from_secs(5))), Err(PoolError::TaskTimeout(_))));
+        assert_eq!(p.apply::<_, u64>("sleep_ms", 1u64).unwrap(), 1);
+    }
+
+    #[test]
+    fn closed_pool_refuses_work() {
+        let p = pool();
+        p.close();
+        assert!(matches!(p.apply_async::<_, i64>("double", 1i64), Err(PoolError::Closed)));
+        p.join();
     }
 }

@@ -1,0 +1,97 @@
+//! Pool benchmarks, printed as `name value unit` lines (`benches/pool.sh` runs them
+//! next to the same measurements of Python's `multiprocessing.Pool` and prints ratios).
+//!
+//! - `map_async`: 100,000 trivial items, automatic chunk size, 2 workers (items/s);
+//! - `apply_async`: 20,000 one-by-one `apply_async` calls, then every `get` (tasks/s);
+//! - `start_shutdown`: build a 2-worker pool and `join` it (ms, median).
+//!
+//! Each figure is the median of several runs. `harness = false`: this binary is also
+//! the pool's worker program.
+
+use std::time::{Duration, Instant};
+
+use jobpool::pool::{Pool, Registry, TaskError, worker};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut registry = Registry::new();
+    registry.register("noop", |x: i64| Ok::<_, TaskError>(x + 1));
+    worker::run_if_worker(&registry);
+    let runs: usize =
+        std::env::var("POOL_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+
+    let pool = Pool::builder().workers(2).registry(registry.clone()).build().expect("pool starts");
+    // warm-up
+    let _ = pool.map::<_, i64>("noop", 0..10_000i64).unwrap();
+
+    let n = 100_000i64;
+    if std::env::var_os("POOL_BENCH_PHASES").is_some() {
+        let tp = Pool::builder()
+            .workers(2)
+            .backend(jobpool::pool::Backend::Threads)
+            .registry(registry.clone())
+            .build()
+            .unwrap();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
+            eprintln!("threads backend map: {:?} ({})", t0.elapsed(), v.len());
+        }
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let r = pool.map_async::<_, i64>("noop", 0..n).unwrap();
+            let t1 = t0.elapsed();
+            r.wait(None);
+            let t2 = t0.elapsed();
+            let v = r.get(None).unwrap();
+            let t3 = t0.elapsed();
+            drop(r);
+            let t4 = t0.elapsed();
+            eprintln!("submit {t1:?} done {t2:?} get {t3:?} drop {t4:?} ({})", v.len());
+        }
+    }
+    let mut rates = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let v: Vec<i64> = pool.map_async("noop", 0..n).unwrap().get(None).unwrap();
+        let dt = t0.elapsed().as_secs_f64();
+        assert_eq!(v.len(), n as usize);
+        assert_eq!(v[99_999], 100_000);
+        rates.push(n as f64 / dt);
+    }
+    println!("map_async {:.0} items/s", median(rates));
+
+    let n = 20_000i64;
+    let mut rates = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let rs: Vec<_> = (0..n).map(|i| pool.apply_async::<_, i64>("noop", i).unwrap()).collect();
+        let mut sum = 0i64;
+        for r in &rs {
+            sum += r.get(None).unwrap();
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        assert_eq!(sum, (1..=n).sum::<i64>());
+        rates.push(n as f64 / dt);
+    }
+    println!("apply_async {:.0} tasks/s", median(rates));
+    drop(pool);
+
+    let mut times = Vec::new();
+    for _ in 0..(runs * 3) {
+        let t0 = Instant::now();
+        let p = Pool::builder().workers(2).registry(registry.clone()).build().unwrap();
+        let built = t0.elapsed();
+        p.join();
+        if std::env::var_os("POOL_BENCH_PHASES").is_some() {
+            eprintln!("start {built:?} start+join {:?}", t0.elapsed());
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("start_shutdown {:.2} ms", median(times));
+}

@@ -1,0 +1,1080 @@
+//! The dispatcher: one thread, the single source of truth of a pool.
+//!
+//! Owns: the queue of waiting tasks, each worker's in-flight tasks (in the order the
+//! worker runs them), batching, the credit window, task timeouts (TERM, grace, KILL),
+//! crash attribution through the shared slot, retries, respawning, close / join /
+//! terminate. Workers and callers only talk to it through [`Event`]s.
+//! Must not: block on anything but its event channel (sends to workers are bounded by
+//! the credit window, so they never block for long).
+
+use std::collections::{HashSet, VecDeque};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+
+use super::protocol::{
+    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
+    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
+};
+use super::registry::TaskContext;
+use super::result::{Collector, Outcome, Stored};
+use super::{Backend, Config, PoolError};
+use crate::record::Status;
+
+/// Batches a worker may have outstanding at once (well under the ~278 messages a
+/// socket buffers, so a send never blocks).
+const WINDOW: usize = 2;
+/// Largest automatic batch.
+pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
+/// Give up on a worker that has not finished its handshake in this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a task's outcome goes.
+pub(crate) enum Reply {
+    /// A collector (`apply`, `map`, `imap`); the item's `user_id` is its index there.
+    Collect(Arc<Collector>),
+    /// A channel (`imap_unordered`, streaming runs); the outcome's id is the item's `user_id`.
+    Stream(Sender<Outcome>),
+}
+
+impl Clone for Reply {
+    fn clone(&self) -> Self {
+        match self {
+            Reply::Collect(c) => Reply::Collect(c.clone()),
+            Reply::Stream(t) => Reply::Stream(t.clone()),
+        }
+    }
+}
+
+/// One task of a [`Job`]: its id for the caller, its argument's range in the job's
+/// buffer, and how often it was started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Item {
+    pub user_id: u64,
+    pub start: usize,
+    pub end: usize,
+    pub attempts: u32,
+}
+
+/// Tasks of one call that travel together: same function, same reply, arguments in one
+/// shared buffer (encoded once, never copied per task). A job is split when only part
+/// of it fits a batch, or when some of its tasks must run again.
+pub(crate) struct Job {
+    pub func: Arc<str>,
+    pub json: bool,
+    /// Batch size for this call; 0 = decide from the queue.
+    pub chunk: usize,
+    pub run: u64,
+    pub reply: Reply,
+    pub buf: Arc<Vec<u8>>,
+    pub items: Vec<Item>,
+    /// Sequence number of `items[0]` once sent (item k has `seq + k`).
+    seq: u64,
+    /// Items whose result arrived (a prefix: results come in order).
+    done: usize,
+}
+
+impl Job {
+    pub(crate) fn new(
+        func: Arc<str>,
+        json: bool,
+        chunk: usize,
+        run: u64,
+        reply: Reply,
+        buf: Arc<Vec<u8>>,
+        items: Vec<Item>,
+    ) -> Self {
+        Job { func, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
+    }
+
+    /// A job of one item with its own buffer.
+    pub(crate) fn single(
+        func: Arc<str>,
+        json: bool,
+        run: u64,
+        user_id: u64,
+        reply: Reply,
+        payload: Vec<u8>,
+    ) -> Self {
+        let end = payload.len();
+        let item = Item { user_id, start: 0, end, attempts: 0 };
+        Job::new(func, json, 0, run, reply, Arc::new(payload), vec![item])
+    }
+
+    /// The same call with other items.
+    fn with_items(&self, items: Vec<Item>) -> Job {
+        Job::new(
+            self.func.clone(),
+            self.json,
+            self.chunk,
+            self.run,
+            self.reply.clone(),
+            self.buf.clone(),
+            items,
+        )
+    }
+
+    fn arg(&self, item: &Item) -> &[u8] {
+        &self.buf[item.start..item.end]
+    }
+}
+
+pub(crate) enum Event {
+    Submit(Vec<Job>),
+    Ready { wid: u64, sender: IpcSender<ToWorker> },
+    StartFailed { wid: u64, error: String },
+    Results { wid: u64, results: ResultBatch },
+    Gone { wid: u64 },
+    Cancel { run: u64 },
+    StopSubmitting { run: u64 },
+    Join,
+    Terminate,
+}
+
+enum ThreadMsg {
+    Batch(Batch),
+    Shutdown,
+}
+
+enum Handle {
+    Process { child: Child, server: String, tx: Option<IpcSender<ToWorker>> },
+    Thread { tx: Sender<ThreadMsg>, stop: Arc<AtomicBool> },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Why {
+    Timeout(u64),
+    Cancel,
+    Terminate,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Starting(Instant),
+    Ready,
+    Retiring,
+    Stopping { why: Why, kill_at: Instant, killed: bool },
+}
+
+struct Worker {
+    wid: u64,
+    index: u32,
+    phase: Phase,
+    inflight: VecDeque<Job>,
+    batch_ends: VecDeque<u64>,
+    assigned: usize,
+    slot: Slot,
+    handle: Handle,
+}
+
+pub(crate) struct Dispatcher {
+    cfg: Arc<Config>,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    pending: VecDeque<Job>,
+    workers: Vec<Worker>,
+    next_wid: u64,
+    next_seq: u64,
+    cancelled_runs: HashSet<u64>,
+    stopped_runs: HashSet<u64>,
+    startup: Option<mpsc::SyncSender<Result<(), PoolError>>>,
+    start_failures: u32,
+    last_start_error: String,
+    joining: bool,
+    terminating: bool,
+}
+
+/// Start the dispatcher thread and its workers; returns once every worker finished its
+/// handshake (or with the first start error, after cleaning up).
+pub(crate) fn start(
+    cfg: Arc<Config>,
+) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
+    let (tx, rx) = mpsc::channel();
+    let (stx, srx) = mpsc::sync_channel(1);
+    let mut d = Dispatcher {
+        cfg,
+        tx: tx.clone(),
+        rx,
+        pending: VecDeque::new(),
+        workers: Vec::new(),
+        next_wid: 0,
+        next_seq: 0,
+        cancelled_runs: HashSet::new(),
+        stopped_runs: HashSet::new(),
+        startup: Some(stx),
+        start_failures: 0,
+        last_start_error: String::new(),
+        joining: false,
+        terminating: false,
+    };
+    let handle = std::thread::Builder::new()
+        .name("jobpool-dispatcher".into())
+        .spawn(move || d.run())
+        .map_err(|e| PoolError::Start(e.to_string()))?;
+    match srx.recv() {
+        Ok(Ok(())) => Ok((tx, handle)),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(PoolError::Start("the dispatcher stopped".into()))
+        }
+    }
+}
+
+impl Dispatcher {
+    fn run(&mut self) {
+        for i in 0..self.cfg.workers {
+            if let Err(e) = self.spawn(i as u32) {
+                self.fail_startup(e);
+                self.terminate_all();
+                self.drain_until_empty();
+                return;
+            }
+        }
+        self.check_startup();
+        loop {
+            let wait = self.tick_interval();
+            match self.rx.recv_timeout(wait) {
+                Ok(ev) => self.handle(ev),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.begin_terminate(),
+            }
+            for _ in 0..100_000 {
+                match self.rx.try_recv() {
+                    Ok(ev) => self.handle(ev),
+                    Err(_) => break,
+                }
+            }
+            self.tick();
+            self.pump();
+            self.join_step();
+            if self.finished() {
+                break;
+            }
+        }
+        self.fail_startup(PoolError::Closed);
+    }
+
+    fn fail_startup(&mut self, e: PoolError) {
+        if let Some(s) = self.startup.take() {
+            let _ = s.send(Err(e));
+        }
+    }
+
+    fn check_startup(&mut self) {
+        if self.startup.is_some() && self.workers.iter().all(|w| w.phase == Phase::Ready) {
+            let _ = self.startup.take().map(|s| s.send(Ok(())));
+        }
+    }
+
+    /// After a startup failure: wait for every worker to be gone.
+    fn drain_until_empty(&mut self) {
+        while !self.workers.is_empty() {
+            match self.rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(Event::Gone { wid }) | Ok(Event::StartFailed { wid, .. }) => {
+                    self.remove_worker(wid);
+                }
+                Ok(Event::Ready { wid, .. }) => self.kill_worker(wid),
+                _ => {}
+            }
+            self.tick();
+        }
+    }
+
+    fn tick_interval(&self) -> Duration {
+        let busy = self.workers.iter().any(|w| {
+            matches!(w.phase, Phase::Starting(_) | Phase::Stopping { .. })
+                || (self.cfg.task_timeout.is_some() && !w.inflight.is_empty())
+        });
+        if busy { Duration::from_millis(5) } else { Duration::from_millis(100) }
+    }
+
+    fn finished(&self) -> bool {
+        (self.joining || self.terminating) && self.workers.is_empty() && self.pending.is_empty()
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Submit(jobs) => {
+                for job in jobs {
+                    if self.terminating {
+                        fail_job(job, Status::Cancelled, "the pool was terminated");
+                    } else if self.cancelled_runs.contains(&job.run) {
+                        fail_job(job, Status::Cancelled, "the run was cancelled");
+                    } else if self.stopped_runs.contains(&job.run) {
+                        fail_job(job, Status::Skipped, "submitting stopped");
+                    } else {
+                        self.pending.push_back(job);
+                    }
+                }
+            }
+            Event::Ready { wid, sender } => self.on_ready(wid, sender),
+            Event::StartFailed { wid, error } => {
+                self.last_start_error = error.clone();
+                if self.startup.is_some() {
+                    self.fail_startup(PoolError::Start(error));
+                    self.remove_worker(wid);
+                    self.begin_terminate();
+                    return;
+                }
+                self.start_failures += 1;
+                self.remove_worker(wid);
+            }
+            Event::Results { wid, results } => self.on_results(wid, results),
+            Event::Gone { wid } => self.on_gone(wid),
+            Event::Cancel { run } => self.cancel_run(run),
+            Event::StopSubmitting { run } => self.stop_run(run),
+            Event::Join => self.joining = true,
+            Event::Terminate => self.begin_terminate(),
+        }
+    }
+
+    fn spawn(&mut self, index: u32) -> Result<(), PoolError> {
+        let wid = self.next_wid;
+        self.next_wid += 1;
+        let cfg = self.cfg.clone();
+        let (slot, phase, handle) = match cfg.backend {
+            Backend::Threads => {
+                let slot = Slot::local();
+                let stop = Arc::new(AtomicBool::new(false));
+                let (ttx, trx) = mpsc::channel::<ThreadMsg>();
+                let ctx = TaskContext::new(
+                    cfg.context.clone(),
+                    cfg.task_timeout,
+                    cfg.grace_period,
+                    index,
+                    stop.clone(),
+                    slot.clone(),
+                );
+                let ev = self.tx.clone();
+                let (s2, st2) = (slot.clone(), stop.clone());
+                std::thread::Builder::new()
+                    .name(format!("jobpool-worker-{index}"))
+                    .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
+                    .map_err(|e| PoolError::Start(e.to_string()))?;
+                (slot, Phase::Ready, Handle::Thread { tx: ttx, stop })
+            }
+            Backend::Processes => {
+                let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(|e| {
+                    PoolError::Start(format!("cannot create the handshake socket: {e}"))
+                })?;
+                let child = Command::new(&cfg.program)
+                    .arg(WORKER_ARG)
+                    .arg(&name)
+                    .stdin(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .map_err(|e| {
+                        PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
+                    })?;
+                let ev = self.tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("jobpool-reader-{index}"))
+                    .spawn(move || reader(server, ev, wid))
+                    .map_err(|e| PoolError::Start(e.to_string()))?;
+                (
+                    Slot::shared(),
+                    Phase::Starting(Instant::now()),
+                    Handle::Process { child, server: name, tx: None },
+                )
+            }
+        };
+        self.workers.push(Worker {
+            wid,
+            index,
+            phase,
+            inflight: VecDeque::new(),
+            batch_ends: VecDeque::new(),
+            assigned: 0,
+            slot,
+            handle,
+        });
+        Ok(())
+    }
+
+    fn find(&mut self, wid: u64) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.wid == wid)
+    }
+
+    fn on_ready(&mut self, wid: u64, sender: IpcSender<ToWorker>) {
+        let cfg = self.cfg.clone();
+        let Some(w) = self.find(wid) else { return };
+        let init = Init {
+            version: PROTOCOL_VERSION,
+            worker: w.index,
+            context: cfg.context.to_string(),
+            task_timeout_ns: cfg.task_timeout.map(|d| d.as_nanos() as u64),
+            grace_ns: cfg.grace_period.as_nanos() as u64,
+            slot: w.slot.shm_for_worker().expect("process workers have shared slots"),
+        };
+        if sender.send(ToWorker::Init(init)).is_err() {
+            // It died; its reader reports Gone.
+            return;
+        }
+        if let Handle::Process { tx, .. } = &mut w.handle {
+            *tx = Some(sender);
+        }
+        if matches!(w.phase, Phase::Starting(_)) {
+            w.phase = Phase::Ready;
+        }
+        self.start_failures = 0;
+        self.check_startup();
+    }
+
+    fn on_results(&mut self, wid: u64, results: ResultBatch) {
+        let retries = self.cfg.retries;
+        let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
+        let mut requeue = Vec::new();
+        let mut out = Deliveries { current: None, items: Vec::with_capacity(results.metas.len()) };
+        {
+            let w = &mut self.workers[wi];
+            let mut start = 0usize;
+            let blob = Arc::new(results.blob.0);
+            let mut data = results.data.into_iter().peekable();
+            for m in results.metas {
+                let text = &blob[start..m.end as usize];
+                let text_start = start as u32;
+                start = m.end as usize;
+                let mut err_data = None;
+                while data.peek().is_some_and(|d| d.0 <= m.id) {
+                    let (id, d) = data.next().expect("peeked");
+                    if id == m.id {
+                        err_data = Some(d);
+                    }
+                }
+                if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase
+                    && t == m.id
+                {
+                    continue;
+                }
+                let contains = |j: &Job| m.id >= j.seq && m.id < j.seq + j.items.len() as u64;
+                let ji = if w.inflight.front().is_some_and(contains) {
+                    0
+                } else {
+                    let Some(ji) = w.inflight.iter().position(contains) else { continue };
+                    ji
+                };
+                let job = &mut w.inflight[ji];
+                let k = (m.id - job.seq) as usize;
+                if k < job.done {
+                    continue; // already resolved
+                }
+                job.done = k + 1;
+                let mut item = job.items[k];
+                let worker = Some(w.index);
+                let started_at = Some(ns_to_time(m.started_ns));
+                let duration = Duration::from_nanos(m.duration_ns);
+                let status = match m.code {
+                    CODE_OK => {
+                        let s = Stored::Ok {
+                            blob: blob.clone(),
+                            start: text_start,
+                            end: m.end,
+                            json: job.json,
+                            attempts: item.attempts + 1,
+                            worker: w.index,
+                            started_ns: m.started_ns,
+                            duration_ns: m.duration_ns,
+                        };
+                        out.push_stored(&job.reply, item.user_id, s);
+                        None
+                    }
+                    CODE_SKIPPED => {
+                        let o = Outcome::failed(
+                            item.user_id,
+                            Status::Skipped,
+                            "submitting stopped",
+                            item.attempts,
+                        );
+                        out.push(&job.reply, o);
+                        None
+                    }
+                    CODE_ERROR => Some(Status::Error),
+                    CODE_PANIC => Some(Status::Crashed),
+                    _ => Some(Status::Crashed), // unknown code: a protocol error
+                };
+                if let Some(status) = status {
+                    item.attempts += 1;
+                    let stopped = self.stopped_runs.contains(&job.run)
+                        || self.cancelled_runs.contains(&job.run);
+                    if item.attempts <= retries && !stopped {
+                        requeue.push(job.with_items(vec![item]));
+                    } else {
+                        let o = Outcome {
+                            id: item.user_id,
+                            status,
+                            value: None,
+                            error: Some(String::from_utf8_lossy(text).into_owned()),
+                            error_data: err_data,
+                            attempts: item.attempts,
+                            worker,
+                            started_at,
+                            duration,
+                        };
+                        out.push(&job.reply, o);
+                    }
+                }
+                if job.done == job.items.len() {
+                    w.inflight.remove(ji);
+                }
+                while w.batch_ends.front().is_some_and(|&e| e <= m.id) {
+                    w.batch_ends.pop_front();
+                }
+            }
+        }
+        out.flush();
+        self.pending.extend(requeue);
+        self.maybe_retire(wi);
+    }
+
+    /// Recycle a worker that reached `max_tasks_per_worker` once its tasks are done.
+    fn maybe_retire(&mut self, wi: usize) {
+        let Some(max) = self.cfg.max_tasks_per_worker else { return };
+        let w = &mut self.workers[wi];
+        if w.phase == Phase::Ready && w.assigned >= max && w.inflight.is_empty() {
+            w.phase = Phase::Retiring;
+            send_shutdown(w);
+            let index = w.index;
+            if !self.joining
+                && !self.terminating
+                && let Err(e) = self.spawn(index)
+            {
+                self.last_start_error = e.to_string();
+                self.start_failures += 1;
+            }
+        }
+    }
+
+    /// Take a gone worker out of the table, kill the process group it registered, and
+    /// reap it; returns it with a description of how it ended.
+    fn remove_worker(&mut self, wid: u64) -> Option<(Worker, String)> {
+        let i = self.workers.iter().position(|w| w.wid == wid)?;
+        let mut w = self.workers.swap_remove(i);
+        let pgid = w.slot.pgid();
+        if pgid > 0 && matches!(w.handle, Handle::Process { .. }) {
+            // SAFETY: plain kill(2) of a process group the worker registered.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        let how = reap(&mut w);
+        Some((w, how))
+    }
+
+    fn kill_worker(&mut self, wid: u64) {
+        if let Some(w) = self.find(wid) {
+            signal(w, libc::SIGKILL);
+        }
+    }
+
+    fn on_gone(&mut self, wid: u64) {
+        let Some((mut w, status_text)) = self.remove_worker(wid) else { return };
+        let running = w.slot.running().map(|r| r.0);
+        let why = match w.phase {
+            Phase::Stopping { why, .. } => Some(why),
+            _ => None,
+        };
+        let retries = self.cfg.retries;
+        let mut back = Vec::new();
+        let mut out = Deliveries::default();
+        for job in w.inflight.drain(..) {
+            let cancelled = self.cancelled_runs.contains(&job.run) || self.terminating;
+            let stopped = self.stopped_runs.contains(&job.run);
+            let mut again = Vec::new();
+            for (k, item) in job.items.iter().enumerate().skip(job.done) {
+                let mut item = *item;
+                let seq = job.seq + k as u64;
+                let is_running = Some(seq) == running;
+                let attributed = match why {
+                    Some(Why::Timeout(t)) => seq == t,
+                    Some(Why::Cancel) | Some(Why::Terminate) => false,
+                    None => is_running,
+                };
+                if cancelled || why == Some(Why::Terminate) {
+                    let attempts = item.attempts + u32::from(is_running);
+                    out.push(
+                        &job.reply,
+                        Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts),
+                    );
+                    continue;
+                }
+                if !attributed {
+                    if stopped {
+                        out.push(
+                            &job.reply,
+                            Outcome::failed(
+                                item.user_id,
+                                Status::Skipped,
+                                "submitting stopped",
+                                item.attempts,
+                            ),
+                        );
+                    } else {
+                        again.push(item);
+                    }
+                    continue;
+                }
+                item.attempts += 1;
+                if item.attempts <= retries && !stopped {
+                    again.push(item);
+                    continue;
+                }
+                let (status, msg) = match why {
+                    Some(Why::Timeout(_)) => (
+                        Status::Timeout,
+                        format!(
+                            "task stopped after its task timeout of {}",
+                            humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())
+                        ),
+                    ),
+                    _ => (Status::Crashed, format!("worker crashed: {status_text}")),
+                };
+                let mut o = Outcome::failed(item.user_id, status, msg, item.attempts);
+                o.worker = Some(w.index);
+                if let Some(s) = w.slot.running().map(|r| r.1) {
+                    o.started_at = Some(ns_to_time(s));
+                    o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
+                }
+                out.push(&job.reply, o);
+            }
+            if !again.is_empty() {
+                back.push(job.with_items(again));
+            }
+        }
+        out.flush();
+        for job in back.into_iter().rev() {
+            self.pending.push_front(job);
+        }
+        let replace = !self.terminating
+            && (!self.joining || !self.pending.is_empty())
+            && w.phase != Phase::Retiring
+            && !self.workers.iter().any(|x| x.index == w.index);
+        if replace && let Err(e) = self.spawn(w.index) {
+            self.last_start_error = e.to_string();
+            self.start_failures += 1;
+        }
+    }
+
+    fn stop_worker(w: &mut Worker, why: Why, grace: Duration) {
+        if matches!(w.phase, Phase::Stopping { .. }) {
+            return;
+        }
+        let starting = matches!(w.phase, Phase::Starting(_));
+        match &mut w.handle {
+            Handle::Process { child, server, .. } if starting => {
+                let _ = child.kill();
+                // Unblock the reader's accept(); it reports StartFailed.
+                let _ = IpcSender::<FromWorker>::connect(server.clone());
+                w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
+            }
+            Handle::Process { .. } => {
+                let sig = if why == Why::Terminate { libc::SIGKILL } else { libc::SIGTERM };
+                signal(w, sig);
+                w.phase = Phase::Stopping {
+                    why,
+                    kill_at: Instant::now() + grace,
+                    killed: sig == libc::SIGKILL,
+                };
+            }
+            Handle::Thread { stop, .. } => {
+                stop.store(true, Ordering::SeqCst);
+                w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let grace = self.cfg.grace_period;
+        let mut abandoned = Vec::new();
+        for w in &mut self.workers {
+            match w.phase {
+                Phase::Starting(since) => {
+                    if let Handle::Process { child, server, .. } = &mut w.handle {
+                        let dead = !matches!(child.try_wait(), Ok(None));
+                        if dead || now.duration_since(since) > HANDSHAKE_TIMEOUT {
+                            let _ = child.kill();
+                            // Unblock the reader's accept().
+                            let _ = IpcSender::<FromWorker>::connect(server.clone());
+                            w.phase =
+                                Phase::Stopping { why: Why::Terminate, kill_at: now, killed: true };
+                        }
+                    }
+                }
+                Phase::Ready | Phase::Retiring => {
+                    if let (Some(limit), Some((seq, started))) =
+                        (self.cfg.task_timeout, w.slot.running())
+                        && now_ns().saturating_sub(started) > limit.as_nanos() as u64
+                        && w.inflight
+                            .iter()
+                            .any(|j| seq >= j.seq && seq < j.seq + j.items.len() as u64)
+                    {
+                        Self::stop_worker(w, Why::Timeout(seq), grace);
+                    }
+                }
+                Phase::Stopping { why, kill_at, killed } => {
+                    if !killed && now >= kill_at {
+                        signal(w, libc::SIGKILL);
+                        w.phase = Phase::Stopping { why, kill_at, killed: true };
+                    }
+                }
+            }
+            if matches!(w.handle, Handle::Thread { .. })
+                && matches!(w.phase, Phase::Stopping { .. })
+            {
+                abandoned.push(w.wid);
+            }
+        }
+        // A thread cannot be killed: its worker is forgotten (it ends on its own) and replaced.
+        for wid in abandoned {
+            self.on_gone(wid);
+        }
+        if self.start_failures >= 3 && !self.workers.iter().any(|w| w.phase == Phase::Ready) {
+            let msg = format!("cannot start a worker: {}", self.last_start_error);
+            for job in self.pending.drain(..) {
+                fail_job(job, Status::Crashed, &msg);
+            }
+        }
+    }
+
+    /// Send batches to workers with room in their window.
+    fn pump(&mut self) {
+        if self.pending.is_empty() || self.terminating {
+            return;
+        }
+        // Refill missing workers (after failed respawns).
+        if self.start_failures > 0 && self.start_failures < 3 {
+            let have: HashSet<u32> = self.workers.iter().map(|w| w.index).collect();
+            for i in 0..self.cfg.workers as u32 {
+                if !have.contains(&i) && self.spawn(i).is_err() {
+                    self.start_failures += 1;
+                }
+            }
+        }
+        let max_tasks = self.cfg.max_tasks_per_worker.unwrap_or(usize::MAX);
+        loop {
+            if self.pending.is_empty() {
+                return;
+            }
+            let ready = self.workers.iter().filter(|w| w.phase == Phase::Ready).count().max(1);
+            let pick = self
+                .workers
+                .iter_mut()
+                .enumerate()
+                .filter(|(_, w)| {
+                    w.phase == Phase::Ready && w.batch_ends.len() < WINDOW && w.assigned < max_tasks
+                })
+                .min_by_key(|(_, w)| w.inflight.len())
+                .map(|(i, _)| i);
+            let Some(wi) = pick else { return };
+            let front = self.pending.front().expect("not empty");
+            let chunk = match (self.cfg.chunk_size, front.chunk) {
+                (Some(c), _) => c,
+                (None, 0) => (self.pending.len() / (2 * ready)).clamp(1, 256),
+                (None, c) => c,
+            };
+            let w = &mut self.workers[wi];
+            let limit = chunk.min(max_tasks - w.assigned).max(1);
+            let mut taken = 0usize;
+            let func = front.func.clone();
+            let json = front.json;
+            let mut batch =
+                Batch { func: func.to_string(), json, base: self.next_seq, ..Batch::default() };
+            while taken < limit {
+                let Some(j) = self.pending.front_mut() else { break };
+                if j.json != json || j.func != func {
+                    break;
+                }
+                let mut job = if j.items.len() > limit - taken {
+                    let rest = j.items.split_off(limit - taken);
+                    let head = std::mem::replace(&mut j.items, rest);
+                    j.with_items(head)
+                } else {
+                    self.pending.pop_front().expect("checked")
+                };
+                job.seq = self.next_seq;
+                job.done = 0;
+                self.next_seq += job.items.len() as u64;
+                taken += job.items.len();
+                for item in &job.items {
+                    batch.blob.0.extend_from_slice(job.arg(item));
+                    batch.ends.push(batch.blob.0.len() as u32);
+                }
+                w.inflight.push_back(job);
+            }
+            let n = batch.ends.len();
+            let last = self.next_seq - 1;
+            let ok = match &w.handle {
+                Handle::Process { tx: Some(tx), .. } => tx.send(ToWorker::Batch(batch)).is_ok(),
+                Handle::Process { tx: None, .. } => false,
+                Handle::Thread { tx, .. } => tx.send(ThreadMsg::Batch(batch)).is_ok(),
+            };
+            w.assigned += n;
+            w.batch_ends.push_back(last);
+            if !ok {
+                // The worker is dying; its Gone event requeues these. Stop using it.
+                w.phase =
+                    Phase::Stopping { why: Why::Cancel, kill_at: Instant::now(), killed: true };
+                let jobs: Vec<Job> = w.inflight.drain(..).collect();
+                for job in jobs.into_iter().rev() {
+                    self.pending.push_front(job);
+                }
+            }
+        }
+    }
+
+    fn cancel_run(&mut self, run: u64) {
+        self.cancelled_runs.insert(run);
+        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+            self.pending.drain(..).partition(|j| j.run == run);
+        self.pending = rest;
+        for job in mine {
+            fail_job(job, Status::Cancelled, "the run was cancelled");
+        }
+        let grace = self.cfg.grace_period;
+        for w in &mut self.workers {
+            if w.inflight.iter().any(|j| j.run == run) {
+                Self::stop_worker(w, Why::Cancel, grace);
+            }
+        }
+    }
+
+    fn stop_run(&mut self, run: u64) {
+        self.stopped_runs.insert(run);
+        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+            self.pending.drain(..).partition(|j| j.run == run);
+        self.pending = rest;
+        for job in mine {
+            fail_job(job, Status::Skipped, "submitting stopped");
+        }
+        // Tasks already sent but not started are skipped by their worker.
+        for w in &self.workers {
+            if w.inflight.iter().any(|j| j.run == run) {
+                w.slot.skip_below(self.next_seq);
+            }
+        }
+    }
+
+    fn begin_terminate(&mut self) {
+        if self.terminating {
+            return;
+        }
+        self.terminating = true;
+        for job in self.pending.drain(..) {
+            fail_job(job, Status::Cancelled, "the pool was terminated");
+        }
+        self.terminate_all();
+    }
+
+    fn terminate_all(&mut self) {
+        let grace = self.cfg.grace_period;
+        for w in &mut self.workers {
+            if w.inflight.is_empty() && w.phase == Phase::Ready {
+                w.phase = Phase::Retiring;
+                send_shutdown(w);
+            } else {
+                Self::stop_worker(w, Why::Terminate, grace);
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Called each loop: when joining and idle, shut the workers down.
+    fn join_step(&mut self) {
+        if self.joining && self.pending.is_empty() {
+            for w in &mut self.workers {
+                if w.phase == Phase::Ready && w.inflight.is_empty() {
+                    w.phase = Phase::Retiring;
+                    send_shutdown(w);
+                }
+            }
+        }
+    }
+}
+
+/// Outcomes for the same collector, delivered under one lock.
+#[derive(Default)]
+struct Deliveries {
+    current: Option<Arc<Collector>>,
+    items: Vec<(usize, Stored)>,
+}
+
+impl Deliveries {
+    fn push(&mut self, reply: &Reply, o: Outcome) {
+        self.push_stored(reply, o.id, Stored::Other(Box::new(o)));
+    }
+
+    fn push_stored(&mut self, reply: &Reply, id: u64, s: Stored) {
+        match reply {
+            Reply::Collect(c) => {
+                if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
+                    self.flush();
+                    self.current = Some(c.clone());
+                }
+                self.items.push((id as usize, s));
+            }
+            Reply::Stream(tx) => {
+                let _ = tx.send(s.to_outcome(id));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(c) = self.current.take() {
+            c.deliver_many(self.items.drain(..));
+        }
+    }
+}
+
+/// Finish every item of a job that could not be submitted as `cancelled`.
+pub(crate) fn cancel_job(job: Job) {
+    fail_job(job, Status::Cancelled, "the pool was terminated");
+}
+
+/// Finish every item of a job that never ran (again) with `status`.
+fn fail_job(job: Job, status: Status, msg: &str) {
+    let mut out = Deliveries::default();
+    for item in &job.items[job.done..] {
+        out.push(&job.reply, Outcome::failed(item.user_id, status, msg, item.attempts));
+    }
+    out.flush();
+}
+
+fn send_shutdown(w: &mut Worker) {
+    match &w.handle {
+        Handle::Process { tx: Some(tx), .. } => {
+            let _ = tx.send(ToWorker::Shutdown);
+        }
+        Handle::Process { tx: None, .. } => signal(w, libc::SIGKILL),
+        Handle::Thread { tx, .. } => {
+            let _ = tx.send(ThreadMsg::Shutdown);
+        }
+    }
+}
+
+/// Signal a process worker and the process group it registered.
+fn signal(w: &Worker, sig: i32) {
+    if let Handle::Process { child, .. } = &w.handle {
+        let pgid = w.slot.pgid();
+        // SAFETY: plain kill(2) calls on our own child and the group it registered.
+        unsafe {
+            if pgid > 0 {
+                libc::kill(-pgid, sig);
+            }
+            libc::kill(child.id() as i32, sig);
+        }
+    }
+}
+
+/// Wait for a gone worker process and describe how it ended.
+fn reap(w: &mut Worker) -> String {
+    let Handle::Process { child, .. } = &mut w.handle else {
+        return "the worker thread stopped".into();
+    };
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
+            Ok(None) => {
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Err(_) => break None,
+        }
+    };
+    match status {
+        Some(s) => match (s.signal(), s.code()) {
+            (Some(sig), _) => format!("killed by signal {sig} ({})", signal_name(sig)),
+            (None, Some(code)) => format!("exited with code {code}"),
+            _ => "ended".into(),
+        },
+        None => "ended (status unknown)".into(),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGINT => "SIGINT",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        _ => "signal",
+    }
+}
+
+/// A process worker's reader: finishes the handshake, then forwards results.
+fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64) {
+    let (rx, first) = match server.accept() {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ev.send(Event::StartFailed {
+                wid,
+                error: format!("the worker died during the handshake ({e:?})"),
+            });
+            return;
+        }
+    };
+    match first {
+        FromWorker::Hello { version, tasks, .. } if version == PROTOCOL_VERSION => {
+            let _ = ev.send(Event::Ready { wid, sender: tasks });
+        }
+        FromWorker::Hello { version, .. } => {
+            let _ = ev.send(Event::StartFailed {
+                wid,
+                error: format!(
+                    "protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"
+                ),
+            });
+            return;
+        }
+        FromWorker::Results(_) => {
+            let _ = ev.send(Event::StartFailed { wid, error: "protocol error: no hello".into() });
+            return;
+        }
+    }
+    loop {
+        match rx.recv() {
+            Ok(FromWorker::Results(results)) => {
+                if ev.send(Event::Results { wid, results }).is_err() {
+                    return;
+                }
+            }
+            Ok(FromWorker::Hello { .. }) => {}
+            Err(_) => {
+                let _ = ev.send(Event::Gone { wid });
+                return;
+            }
+        }
+    }
+}
+
+fn thread_worker(
+    cfg: Arc<Config>,
+    ctx: TaskContext,
+    slot: Slot,
+    stop: Arc<AtomicBool>,
+    rx: Receiver<ThreadMsg>,
+    ev: Sender<Event>,
+    wid: u64,
+) {
+    let ev2 = ev.clone();
+    let mut send = move |results: ResultBatch| ev2.send(Event::Results { wid, results }).is_ok();
+    while let Ok(ThreadMsg::Batch(batch)) = rx.recv() {
+        if !super::worker::run_batch(&cfg.registry, &ctx, &slot, &stop, batch, &mut send) {
+            break;
+        }
+    }
+    let _ = ev.send(Event::Gone { wid });
+}

@@ -1,0 +1,281 @@
+//! The wire between the dispatcher and its workers, and the per-worker shared slot.
+//!
+//! Owns: the message types (postcard over `ipc-channel`: plain structs and externally
+//! tagged enums only), the protocol version, and `Slot`, a few atomic words shared
+//! with the worker (a memfd mapped `MAP_SHARED` in both processes) that say which task
+//! it is running, since when, and which process group it must take down with it.
+//! Must not: decide anything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes; both sides check it in the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The `argv[1]` that turns a program into a pool worker.
+pub const WORKER_ARG: &str = "__jobpool-worker";
+
+/// Parent -> worker.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Sent once, right after the worker's `Hello`.
+    Init(Init),
+    /// Run these tasks in order.
+    Batch(Batch),
+    /// Finish and exit.
+    Shutdown,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Init {
+    pub version: u32,
+    pub worker: u32,
+    pub context: String,
+    pub task_timeout_ns: Option<u64>,
+    pub grace_ns: u64,
+    pub slot: IpcSharedMemory,
+}
+
+/// Tasks `base`, `base + 1`, ...: task k's argument is `blob[ends[k-1]..ends[k]]`.
+#[derive(Serialize, Deserialize, Clone, Default)]
+pub(crate) struct Batch {
+    pub func: String,
+    pub json: bool,
+    pub base: u64,
+    pub blob: Blob,
+    pub ends: Vec<u32>,
+}
+
+impl Batch {
+    pub fn tasks(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0usize;
+        self.ends.iter().enumerate().map(move |(k, &end)| {
+            let s = &self.blob.0[start..end as usize];
+            start = end as usize;
+            (self.base + k as u64, s)
+        })
+    }
+}
+
+/// Bytes that travel as one postcard byte string (one copy, not a byte at a time).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Blob(pub Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Blob, E> {
+                Ok(Blob(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Blob, A::Error> {
+                let mut v = Vec::new();
+                while let Some(b) = a.next_element()? {
+                    v.push(b);
+                }
+                Ok(Blob(v))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// Worker -> parent.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    Hello { version: u32, pid: u32, tasks: IpcSender<ToWorker> },
+    Results(ResultBatch),
+}
+
+/// How a task ended on the worker.
+pub(crate) const CODE_OK: u8 = 0;
+pub(crate) const CODE_ERROR: u8 = 1;
+pub(crate) const CODE_SKIPPED: u8 = 2;
+pub(crate) const CODE_PANIC: u8 = 3;
+
+/// Results of several tasks: result k's payload (the value, postcard or JSON text, on
+/// ok; the message otherwise) is `blob[metas[k-1].end..metas[k].end]`.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub(crate) struct ResultBatch {
+    pub metas: Vec<Meta>,
+    pub blob: Blob,
+    /// Error data (JSON text) by task id, for the errors that have some.
+    pub data: Vec<(u64, String)>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    pub id: u64,
+    pub code: u8,
+    pub end: u32,
+    pub started_ns: u64,
+    pub duration_ns: u64,
+}
+
+impl ResultBatch {
+    pub fn push(
+        &mut self,
+        id: u64,
+        code: u8,
+        payload: &[u8],
+        data: Option<String>,
+        started_ns: u64,
+        duration_ns: u64,
+    ) {
+        self.blob.0.extend_from_slice(payload);
+        self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });
+        if let Some(d) = data {
+            self.data.push((id, d));
+        }
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        ResultBatch {
+            metas: Vec::with_capacity(n),
+            blob: Blob(Vec::with_capacity(n * 8)),
+            data: Vec::new(),
+        }
+    }
+
+    /// Record a result whose payload was already appended to `blob`.
+    pub fn push_written(&mut self, id: u64, code: u8, started_ns: u64, duration_ns: u64) {
+        self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+}
+
+const WORDS: usize = 4;
+const W_RUNNING: usize = 0; // task id + 1, 0 = idle
+const W_STARTED: usize = 1; // unix time in ns
+const W_PGID: usize = 2; // a tracked process group, 0 = none
+const W_SKIP: usize = 3; // skip not-started tasks with id + 1 <= this
+
+enum Backing {
+    Shm(IpcSharedMemory),
+    Local(Arc<[AtomicU64; WORDS]>),
+}
+
+/// A worker's shared status words.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    backing: Arc<Backing>,
+}
+
+// SAFETY: the words are only accessed through atomics; the mapping lives as long as
+// `backing`.
+unsafe impl Send for Slot {}
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    /// A slot shared with another process.
+    pub fn shared() -> Self {
+        Slot::from_shm(IpcSharedMemory::from_byte(0, WORDS * 8))
+    }
+
+    pub fn from_shm(shm: IpcSharedMemory) -> Self {
+        assert!(shm.len() >= WORDS * 8, "slot too small");
+        Slot { backing: Arc::new(Backing::Shm(shm)) }
+    }
+
+    /// A slot inside this process (threads backend, tests).
+    pub fn local() -> Self {
+        Slot { backing: Arc::new(Backing::Local(Arc::new(Default::default()))) }
+    }
+
+    /// A second mapping of the same memory, to send to the worker.
+    pub fn shm_for_worker(&self) -> Option<IpcSharedMemory> {
+        match &*self.backing {
+            Backing::Shm(s) => Some(s.clone()),
+            Backing::Local(_) => None,
+        }
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        match &*self.backing {
+            // SAFETY: mmap'd memory is page aligned, at least WORDS * 8 bytes long, and
+            // shared (MAP_SHARED); it is only accessed atomically.
+            Backing::Shm(s) => unsafe { &*(s.as_ptr() as *const AtomicU64).add(i) },
+            Backing::Local(w) => &w[i],
+        }
+    }
+
+    pub fn set_running(&self, id: u64, started_ns: u64) {
+        self.word(W_STARTED).store(started_ns, Ordering::Relaxed);
+        self.word(W_RUNNING).store(id + 1, Ordering::Release);
+    }
+
+    pub fn clear_running(&self) {
+        self.word(W_RUNNING).store(0, Ordering::Release);
+    }
+
+    /// The running task and when it started (unix ns).
+    pub fn running(&self) -> Option<(u64, u64)> {
+        let r = self.word(W_RUNNING).load(Ordering::Acquire);
+        let s = self.word(W_STARTED).load(Ordering::Relaxed);
+        (r != 0).then(|| (r - 1, s))
+    }
+
+    pub fn set_pgid(&self, pgid: i32) {
+        self.word(W_PGID).store(pgid.max(0) as u64, Ordering::SeqCst);
+    }
+
+    pub fn pgid(&self) -> i32 {
+        self.word(W_PGID).load(Ordering::SeqCst) as i32
+    }
+
+    /// Ask the worker to skip every task with id < `below` that it has not started.
+    pub fn skip_below(&self, below: u64) {
+        self.word(W_SKIP).fetch_max(below, Ordering::SeqCst);
+    }
+
+    pub fn should_skip(&self, id: u64) -> bool {
+        id < self.word(W_SKIP).load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+pub(crate) fn ns_to_time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_words_are_shared_between_mappings() {
+        let a = Slot::shared();
+        let b = Slot::from_shm(a.shm_for_worker().unwrap());
+        b.set_running(41, now_ns());
+        b.set_pgid(1234);
+        assert_eq!(a.running().map(|r| r.0), Some(41));
+        assert_eq!(a.pgid(), 1234);
+        b.clear_running();
+        assert_eq!(a.running(), None);
+        a.skip_below(10);
+        assert!(b.should_skip(9) && !b.should_skip(10));
+    }
+}

@@ -1,0 +1,372 @@
+//! The registry of named task functions and what a task function sees while it runs.
+//!
+//! Owns: [`Registry`] (name -> function, with a compact postcard path for library calls
+//! and a JSON path for job files), [`TaskContext`], [`TaskError`].
+//! Must not: start processes or threads.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::protocol::Slot;
+
+/// The error a task function returns: a message, and optional data as JSON text
+/// (the command kind puts its exit code, signal and stderr tail there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    /// What went wrong; shown to the caller as it is.
+    pub message: String,
+    /// Optional machine-readable details, as JSON text.
+    pub data: Option<String>,
+}
+
+impl TaskError {
+    /// An error with a message and no data.
+    pub fn new(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), data: None }
+    }
+
+    /// The same error with `data` (JSON text) attached.
+    pub fn with_data(mut self, data: impl Into<String>) -> Self {
+        self.data = Some(data.into());
+        self
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for TaskError {
+    fn from(message: String) -> Self {
+        TaskError::new(message)
+    }
+}
+
+impl From<&str> for TaskError {
+    fn from(message: &str) -> Self {
+        TaskError::new(message)
+    }
+}
+
+impl From<std::io::Error> for TaskError {
+    fn from(e: std::io::Error) -> Self {
+        TaskError::new(e.to_string())
+    }
+}
+
+/// What a running task can see: the pool's context string, a per-worker cache, its
+/// limits, a cooperative stop flag, and the process group it must have killed with it.
+pub struct TaskContext {
+    pub(crate) context: Arc<str>,
+    pub(crate) cache: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) grace_period: Duration,
+    pub(crate) worker: u32,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) slot: Slot,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        context: Arc<str>,
+        task_timeout: Option<Duration>,
+        grace_period: Duration,
+        worker: u32,
+        stop: Arc<AtomicBool>,
+        slot: Slot,
+    ) -> Self {
+        TaskContext {
+            context,
+            cache: Mutex::new(HashMap::new()),
+            task_timeout,
+            grace_period,
+            worker,
+            stop,
+            slot,
+        }
+    }
+
+    /// The opaque string given to [`PoolBuilder::context`](super::PoolBuilder::context)
+    /// (empty when none was given).
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// A value built once per worker by `init` and shared by every later task of this
+    /// worker that asks for the same type `T` (a compiled script, a parsed template).
+    pub fn cached<T: Any + Send + Sync>(&self, init: impl FnOnce(&str) -> T) -> Arc<T> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cache
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(init(&self.context)) as Arc<dyn Any + Send + Sync>)
+            .clone();
+        drop(cache);
+        // The map is keyed by `TypeId::of::<T>()`, so the downcast cannot fail.
+        entry.downcast::<T>().unwrap_or_else(|_| unreachable!("cache keyed by type id"))
+    }
+
+    /// The pool's per-task timeout, if any.
+    pub fn task_timeout(&self) -> Option<Duration> {
+        self.task_timeout
+    }
+
+    /// The time between TERM and KILL when the pool stops a task.
+    pub fn grace_period(&self) -> Duration {
+        self.grace_period
+    }
+
+    /// The worker's slot number, from 0.
+    pub fn worker(&self) -> u32 {
+        self.worker
+    }
+
+    /// Whether the pool asked this worker to stop (it was sent SIGTERM, or, on the
+    /// threads backend, its task timed out or the run was cancelled). Long tasks should
+    /// check it and return early.
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Register the process group of a command this task started: whenever the pool
+    /// terminates or kills this worker it also signals that group, so no grandchild
+    /// survives the worker, even after a SIGKILL of the worker.
+    pub fn track_child_group(&self, pgid: i32) {
+        self.slot.set_pgid(pgid);
+    }
+
+    /// Forget the group registered with [`track_child_group`](Self::track_child_group).
+    pub fn untrack_child_group(&self) {
+        self.slot.set_pgid(0);
+    }
+}
+
+/// Decode the argument, run, append the encoded value to the output buffer.
+type TypedFn = dyn Fn(&TaskContext, &[u8], &mut Vec<u8>) -> Result<(), TaskError> + Send + Sync;
+/// The same with JSON text in and out.
+type JsonFn = dyn Fn(&TaskContext, &str, &mut Vec<u8>) -> Result<(), TaskError> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) typed: Arc<TypedFn>,
+    pub(crate) json: Arc<JsonFn>,
+}
+
+/// Named task functions a worker can run.
+///
+/// Each function is callable two ways: with its argument encoded compactly (postcard;
+/// what [`Pool::apply_async`](super::Pool::apply_async) and friends use) and with its
+/// argument as JSON text (what job files use; see [`Registry::call_json`]).
+#[derive(Default, Clone)]
+pub struct Registry {
+    entries: HashMap<String, Entry>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// A registry with the built-in kinds (`command`, `script`).
+    pub fn with_builtins() -> Self {
+        let mut r = Registry::new();
+        crate::task::register_builtins(&mut r);
+        r
+    }
+
+    /// The registered kinds' names, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.entries.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Whether a function called `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Register `f` under `name`; it replaces any function of that name.
+    ///
+    /// The argument deserializes into `A` (a tuple for several arguments, `()` for none),
+    /// the value serializes back; an `Err` travels to the caller with its message.
+    pub fn register<A, R, E, F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<TaskError> + 'static,
+        F: Fn(A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        self.register_with_context(name, move |_ctx: &TaskContext, a: A| f(a))
+    }
+
+    /// Like [`register`](Self::register), for a function that also takes the
+    /// [`TaskContext`].
+    pub fn register_with_context<A, R, E, F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<TaskError> + 'static,
+        F: Fn(&TaskContext, A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let g = f.clone();
+        let fname = name.to_string();
+        let typed =
+            move |ctx: &TaskContext, bytes: &[u8], out: &mut Vec<u8>| -> Result<(), TaskError> {
+                let a: A = postcard::from_bytes(bytes)
+                    .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
+                let r = f(ctx, a).map_err(Into::into)?;
+                let buf = std::mem::take(out);
+                *out = postcard::to_extend(&r, buf)
+                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))?;
+                Ok(())
+            };
+        let fname = name.to_string();
+        let json =
+            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
+                let a: A = decode_json_args(text)
+                    .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
+                let r = g(ctx, a).map_err(Into::into)?;
+                serde_json::to_writer(out, &r)
+                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
+            };
+        self.entries
+            .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
+        self
+    }
+
+    /// Register a function that takes its argument as JSON text and returns JSON text
+    /// (the built-in kinds do). Library calls with typed arguments fail with an error.
+    pub fn register_json<F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(&TaskContext, &str) -> Result<String, TaskError> + Send + Sync + 'static,
+    {
+        let fname = name.to_string();
+        let typed = move |_: &TaskContext, _: &[u8], _: &mut Vec<u8>| -> Result<(), TaskError> {
+            Err(TaskError::new(format!("`{fname}` takes JSON arguments only")))
+        };
+        let json =
+            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
+                out.extend_from_slice(f(ctx, text)?.as_bytes());
+                Ok(())
+            };
+        self.entries
+            .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
+        self
+    }
+
+    pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// Call `name` in this thread with its argument as JSON text; returns JSON text.
+    ///
+    /// A JSON object given to a function whose argument is a tuple or a sequence is
+    /// passed as the array of the object's values, in order.
+    pub fn call_json(
+        &self,
+        ctx: &TaskContext,
+        name: &str,
+        args: &str,
+    ) -> Result<String, TaskError> {
+        let Some(e) = self.entries.get(name) else { return Err(unknown_function(name)) };
+        let mut out = Vec::new();
+        (e.json)(ctx, args, &mut out)?;
+        String::from_utf8(out).map_err(|e| TaskError::new(format!("the result is not UTF-8: {e}")))
+    }
+}
+
+pub(crate) fn unknown_function(name: &str) -> TaskError {
+    TaskError::new(format!("unknown task function `{name}`"))
+}
+
+/// Decode JSON arguments into `A`; an object that does not fit is retried as the array
+/// of its values (so `{"a":1,"b":2}` feeds a `(i64, i64)`), and an empty object or
+/// array as `null` (so it feeds `()`).
+fn decode_json_args<A: DeserializeOwned>(text: &str) -> Result<A, serde_json::Error> {
+    let first = match serde_json::from_str::<A>(text) {
+        Ok(a) => return Ok(a),
+        Err(e) => e,
+    };
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let alt = match value {
+        serde_json::Value::Object(m) if m.is_empty() => serde_json::Value::Null,
+        serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
+        serde_json::Value::Object(m) => {
+            let vals: Vec<serde_json::Value> = m.into_iter().map(|(_, v)| v).collect();
+            if vals.len() == 1 {
+                // A one-parameter function may take the value itself.
+                if let Ok(a) = serde_json::from_value::<A>(vals[0].clone()) {
+                    return Ok(a);
+                }
+            }
+            serde_json::Value::Array(vals)
+        }
+        _ => return Err(first),
+    };
+    serde_json::from_value(alt).map_err(|_| first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> TaskContext {
+        TaskContext::new(
+            Arc::from("ctx"),
+            None,
+            Duration::from_secs(1),
+            0,
+            Arc::new(AtomicBool::new(false)),
+            Slot::local(),
+        )
+    }
+
+    #[test]
+    fn json_object_feeds_a_tuple_in_order() {
+        let mut r = Registry::new();
+        r.register("sub", |(a, b): (i64, i64)| Ok::<_, TaskError>(a - b));
+        assert_eq!(r.call_json(&ctx(), "sub", r#"{"x":5,"y":2}"#).unwrap(), "3");
+        assert_eq!(r.call_json(&ctx(), "sub", "[5,2]").unwrap(), "3");
+    }
+
+    #[test]
+    fn json_unit_and_single_values() {
+        let mut r = Registry::new();
+        r.register("one", |(): ()| Ok::<_, TaskError>(1));
+        r.register("sq", |x: i64| Ok::<_, TaskError>(x * x));
+        assert_eq!(r.call_json(&ctx(), "one", "{}").unwrap(), "1");
+        assert_eq!(r.call_json(&ctx(), "one", "null").unwrap(), "1");
+        assert_eq!(r.call_json(&ctx(), "sq", r#"{"x":4}"#).unwrap(), "16");
+    }
+
+    #[test]
+    fn errors_carry_message_and_data() {
+        let mut r = Registry::new();
+        r.register("bad", |(): ()| Err::<(), _>(TaskError::new("nope").with_data("{\"code\":3}")));
+        let e = r.call_json(&ctx(), "bad", "null").unwrap_err();
+        assert_eq!(e.message, "nope");
+        assert_eq!(e.data.as_deref(), Some("{\"code\":3}"));
+        let e = r.call_json(&ctx(), "missing", "null").unwrap_err();
+        assert!(e.message.contains("unknown task function"), "{e}");
+        let e = r.call_json(&ctx(), "bad", "[1,2,3]").unwrap_err();
+        assert!(e.message.contains("bad arguments"), "{e}");
+    }
+
+    #[test]
+    fn cache_builds_once_per_type() {
+        let c = ctx();
+        let a = c.cached(|s| s.len());
+        let b = c.cached::<usize>(|_| 99);
+        assert_eq!((*a, *b), (3, 3));
+    }
+}

@@ -1,0 +1,442 @@
+//! What the caller holds while tasks run: [`Outcome`], [`PoolError`], [`AsyncResult`],
+//! [`MapResult`], and the `imap` iterators.
+//!
+//! Owns: waiting (condvar), decoding values, the callbacks' invocation. Must not: talk
+//! to workers.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::de::DeserializeOwned;
+
+use crate::record::Status;
+
+/// A task's value or arguments as they travel: JSON text, or postcard bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// JSON text (job files, [`Registry::call_json`](super::Registry::call_json)).
+    Json(String),
+    /// Compact postcard bytes (typed library calls).
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    /// The JSON text, for a JSON payload.
+    pub fn json(&self) -> Option<&str> {
+        match self {
+            Payload::Json(s) => Some(s),
+            Payload::Bytes(_) => None,
+        }
+    }
+
+    /// Decode into `T` (from JSON text or postcard bytes).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
+        match self {
+            Payload::Json(s) => {
+                serde_json::from_str(s).map_err(|e| PoolError::Decode(e.to_string()))
+            }
+            Payload::Bytes(b) => {
+                postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
+            }
+        }
+    }
+
+    /// Encode `v` as postcard bytes.
+    pub fn encode<T: serde::Serialize>(v: &T) -> Result<Payload, PoolError> {
+        postcard::to_allocvec(v).map(Payload::Bytes).map_err(|e| PoolError::Encode(e.to_string()))
+    }
+}
+
+/// One task's outcome, as the pool reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The caller's id (streaming runs) or the item's index (map calls).
+    pub id: u64,
+    /// How it ended.
+    pub status: Status,
+    /// The value, on [`Status::Ok`].
+    pub value: Option<Payload>,
+    /// The error message, on any other status.
+    pub error: Option<String>,
+    /// The task's error data (JSON text), when it returned some.
+    pub error_data: Option<String>,
+    /// How many times it was started (0 when it never ran).
+    pub attempts: u32,
+    /// The worker slot (from 0) that ran its last attempt.
+    pub worker: Option<u32>,
+    /// When its last attempt started.
+    pub started_at: Option<SystemTime>,
+    /// How long its last attempt ran.
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub(crate) fn failed(id: u64, status: Status, error: impl Into<String>, attempts: u32) -> Self {
+        Outcome {
+            id,
+            status,
+            value: None,
+            error: Some(error.into()),
+            error_data: None,
+            attempts,
+            worker: None,
+            started_at: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// The outcome as a typed result, decoding the value into `T`.
+    pub fn result<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
+        let msg = || self.error.clone().unwrap_or_default();
+        match self.status {
+            Status::Ok => match &self.value {
+                Some(v) => v.decode(),
+                None => Err(PoolError::Decode("no value".into())),
+            },
+            Status::Error => Err(PoolError::Task { message: msg(), data: self.error_data.clone() }),
+            Status::Timeout => Err(PoolError::TaskTimeout(msg())),
+            Status::Crashed => Err(PoolError::Crashed(msg())),
+            Status::Cancelled => Err(PoolError::Cancelled),
+            Status::Skipped => Err(PoolError::Skipped),
+        }
+    }
+}
+
+/// How a collector keeps an outcome: successes compactly (a range of the result
+/// message they came in, no allocation per item), the rest in full.
+pub(crate) enum Stored {
+    Ok {
+        blob: Arc<Vec<u8>>,
+        start: u32,
+        end: u32,
+        json: bool,
+        attempts: u32,
+        worker: u32,
+        started_ns: u64,
+        duration_ns: u64,
+    },
+    Other(Box<Outcome>),
+}
+
+impl Stored {
+    pub(crate) fn is_ok(&self) -> bool {
+        match self {
+            Stored::Ok { .. } => true,
+            Stored::Other(o) => o.status == Status::Ok,
+        }
+    }
+
+    pub(crate) fn result<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
+        match self {
+            Stored::Ok { blob, start, end, json, .. } => {
+                let b = &blob[*start as usize..*end as usize];
+                if *json {
+                    serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
+                } else {
+                    postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
+                }
+            }
+            Stored::Other(o) => o.result(),
+        }
+    }
+
+    pub(crate) fn to_outcome(&self, id: u64) -> Outcome {
+        match self {
+            Stored::Ok { blob, start, end, json, attempts, worker, started_ns, duration_ns } => {
+                let b = &blob[*start as usize..*end as usize];
+                let value = if *json {
+                    Payload::Json(String::from_utf8_lossy(b).into_owned())
+                } else {
+                    Payload::Bytes(b.to_vec())
+                };
+                Outcome {
+                    id,
+                    status: Status::Ok,
+                    value: Some(value),
+                    error: None,
+                    error_data: None,
+                    attempts: *attempts,
+                    worker: Some(*worker),
+                    started_at: Some(super::protocol::ns_to_time(*started_ns)),
+                    duration: Duration::from_nanos(*duration_ns),
+                }
+            }
+            Stored::Other(o) => (**o).clone(),
+        }
+    }
+}
+
+pub(crate) fn stored_result<T: DeserializeOwned>(x: &Option<Stored>) -> Result<T, PoolError> {
+    x.as_ref().map(Stored::result).unwrap_or(Err(PoolError::Cancelled))
+}
+
+/// Why a result is not available.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The caller's wait timed out; the task goes on (as in Python).
+    #[error("timed out waiting for the result")]
+    WaitTimeout,
+    /// The task returned an error.
+    #[error("task failed: {message}")]
+    Task {
+        /// The task's message.
+        message: String,
+        /// The task's error data (JSON text), if any.
+        data: Option<String>,
+    },
+    /// The task ran past its task timeout and was stopped.
+    #[error("{0}")]
+    TaskTimeout(String),
+    /// The worker died while running the task (signal, exit, abort, panic).
+    #[error("{0}")]
+    Crashed(String),
+    /// The pool is closed (or terminated) and takes no more tasks.
+    #[error("the pool is closed")]
+    Closed,
+    /// The task was stopped or never started because the run was cancelled.
+    #[error("the task was cancelled")]
+    Cancelled,
+    /// The task was never started because submitting stopped.
+    #[error("the task was skipped")]
+    Skipped,
+    /// The value could not be decoded into the requested type.
+    #[error("cannot decode the result: {0}")]
+    Decode(String),
+    /// The arguments could not be encoded.
+    #[error("cannot encode the arguments: {0}")]
+    Encode(String),
+    /// A worker could not be started.
+    #[error("cannot start a worker: {0}")]
+    Start(String),
+}
+
+type Done = Box<dyn FnOnce(&Collector) + Send>;
+
+struct CState {
+    outcomes: Vec<Option<Stored>>,
+    remaining: usize,
+    done: Option<Done>,
+}
+
+/// Collects the outcomes of one call (one for `apply`, n for `map`).
+pub(crate) struct Collector {
+    state: Mutex<CState>,
+    cv: Condvar,
+    /// The item an `imap` reader waits for (`usize::MAX`: none). Waiters are woken only
+    /// for it and for the last item, not for every item.
+    watch: AtomicUsize,
+}
+
+impl Collector {
+    pub(crate) fn new(n: usize, done: Option<Done>) -> Arc<Self> {
+        Arc::new(Collector {
+            state: Mutex::new(CState {
+                outcomes: (0..n).map(|_| None).collect(),
+                remaining: n,
+                done,
+            }),
+            cv: Condvar::new(),
+            watch: AtomicUsize::new(usize::MAX),
+        })
+    }
+
+    pub(crate) fn deliver_many(&self, items: impl Iterator<Item = (usize, Stored)>) {
+        let done = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let watch = self.watch.load(Ordering::Relaxed);
+            let mut wake = false;
+            for (index, outcome) in items {
+                if index >= s.outcomes.len() || s.outcomes[index].is_some() {
+                    continue;
+                }
+                s.outcomes[index] = Some(outcome);
+                s.remaining -= 1;
+                wake |= index == watch;
+            }
+            if s.remaining == 0 || wake {
+                self.cv.notify_all();
+            }
+            if s.remaining == 0 { s.done.take() } else { None }
+        };
+        if let Some(done) = done {
+            done(self);
+        }
+    }
+
+    /// Wait until `pred` holds or the timeout passes; true if it holds.
+    fn wait_until(&self, timeout: Option<Duration>, pred: impl Fn(&CState) -> bool) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if pred(&s) {
+                return true;
+            }
+            match deadline {
+                None => s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    s = self.cv.wait_timeout(s, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    fn wait_all(&self, timeout: Option<Duration>) -> bool {
+        self.wait_until(timeout, |s| s.remaining == 0)
+    }
+
+    fn ready(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).remaining == 0
+    }
+
+    pub(crate) fn with_outcomes<R>(&self, f: impl FnOnce(&[Option<Stored>]) -> R) -> R {
+        f(&self.state.lock().unwrap_or_else(|e| e.into_inner()).outcomes)
+    }
+
+    pub(crate) fn take_done(&self) -> Option<Done> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).done.take()
+    }
+
+    fn take(&self, index: usize) -> Option<Stored> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).outcomes.get_mut(index)?.take()
+    }
+}
+
+/// The result of [`Pool::apply_async`](super::Pool::apply_async): Python's `AsyncResult`.
+pub struct AsyncResult<T> {
+    pub(crate) c: Arc<Collector>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> AsyncResult<T> {
+    /// Wait for the value (at most `timeout`; `None` waits forever).
+    /// `Err(PoolError::WaitTimeout)` leaves the task running; call again later.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
+        if !self.c.wait_all(timeout) {
+            return Err(PoolError::WaitTimeout);
+        }
+        self.c.with_outcomes(|o| stored_result(&o[0]))
+    }
+
+    /// Wait until the result is ready or `timeout` passes; true if ready.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.c.wait_all(timeout)
+    }
+
+    /// Whether the task has finished (in any way).
+    pub fn ready(&self) -> bool {
+        self.c.ready()
+    }
+
+    /// Whether the task finished and succeeded; `None` while it is not ready (Python
+    /// raises `ValueError` there).
+    pub fn successful(&self) -> Option<bool> {
+        self.c.ready().then(|| self.c.with_outcomes(|o| o[0].as_ref().is_some_and(Stored::is_ok)))
+    }
+
+    /// The full outcome (status, attempts, worker, timing), once ready.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.c.with_outcomes(|o| o[0].as_ref().map(|x| x.to_outcome(0)))
+    }
+}
+
+/// The result of [`Pool::map_async`](super::Pool::map_async) and
+/// [`Pool::starmap_async`](super::Pool::starmap_async).
+///
+/// [`get`](Self::get) is Python's view (every value, or the first error in item order);
+/// [`items`](Self::items) gives every item's own outcome, so one failure loses nothing.
+pub struct MapResult<T> {
+    pub(crate) c: Arc<Collector>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> MapResult<T> {
+    /// Every value in item order, or the first failing item's error.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<T>, PoolError> {
+        if !self.c.wait_all(timeout) {
+            return Err(PoolError::WaitTimeout);
+        }
+        self.c.with_outcomes(|o| o.iter().map(stored_result).collect())
+    }
+
+    /// Every item's result, in item order.
+    pub fn items(&self, timeout: Option<Duration>) -> Result<Vec<Result<T, PoolError>>, PoolError> {
+        if !self.c.wait_all(timeout) {
+            return Err(PoolError::WaitTimeout);
+        }
+        Ok(self.c.with_outcomes(|o| o.iter().map(stored_result).collect()))
+    }
+
+    /// Every item's full outcome, in item order (`None` while not ready).
+    pub fn outcomes(&self) -> Option<Vec<Outcome>> {
+        self.c.ready().then(|| {
+            self.c.with_outcomes(|o| {
+                o.iter()
+                    .enumerate()
+                    .filter_map(|(i, x)| x.as_ref().map(|x| x.to_outcome(i as u64)))
+                    .collect()
+            })
+        })
+    }
+
+    /// Wait until every item finished or `timeout` passes; true if all did.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.c.wait_all(timeout)
+    }
+
+    /// Whether every item has finished.
+    pub fn ready(&self) -> bool {
+        self.c.ready()
+    }
+
+    /// Whether every item succeeded; `None` while not ready.
+    pub fn successful(&self) -> Option<bool> {
+        self.c.ready().then(|| {
+            self.c.with_outcomes(|o| o.iter().all(|x| x.as_ref().is_some_and(Stored::is_ok)))
+        })
+    }
+}
+
+/// Python's `imap`: results in item order, each as soon as it and all before it are in.
+pub struct Imap<T> {
+    pub(crate) c: Arc<Collector>,
+    pub(crate) next: usize,
+    pub(crate) len: usize,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Iterator for Imap<T> {
+    type Item = Result<T, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.len {
+            return None;
+        }
+        let i = self.next;
+        self.c.watch.store(i, Ordering::Relaxed);
+        self.c.wait_until(None, |s| s.outcomes[i].is_some());
+        self.next += 1;
+        Some(stored_result(&self.c.take(i)))
+    }
+}
+
+/// Python's `imap_unordered`: `(item index, result)` in completion order.
+pub struct ImapUnordered<T> {
+    pub(crate) rx: mpsc::Receiver<Outcome>,
+    pub(crate) _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Iterator for ImapUnordered<T> {
+    type Item = (usize, Result<T, PoolError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let o = self.rx.recv().ok()?;
+        Some((o.id as usize, o.result()))
+    }
+}

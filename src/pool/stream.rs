@@ -1,0 +1,224 @@
+//! The streaming run API: what `jobpool run` drives.
+//!
+//! [`Pool::run_stream`](super::Pool::run_stream) takes a lazy iterator of
+//! [`Submission`]s (each with the caller's own `id`) and returns a [`RunStream`], an
+//! iterator of [`Outcome`]s in completion order. A feeder thread pulls from the
+//! submission iterator only while fewer than `stream_capacity` submissions are taken
+//! and not yet handed back to the caller, so millions of submissions stream in constant
+//! memory. Retries happen inside the pool (`Outcome::attempts`).
+//!
+//! From any thread, a [`RunControl`] can:
+//! - [`cancel`](RunControl::cancel): stop now. Running tasks are stopped (TERM, grace
+//!   period, KILL of their worker, and of the process group it registered) and come back
+//!   `cancelled`, as does every submission taken but not finished.
+//! - [`stop_submitting`](RunControl::stop_submitting): take nothing more from the
+//!   iterator; submissions taken but not started come back `skipped`; running ones
+//!   finish. Tasks already sent to a worker but not started there are skipped too; this
+//!   applies to every task of the pool sent before the call, so use one run at a time on
+//!   a pool when you use it.
+//!
+//! The stream ends (returns `None`) once every taken submission has its outcome and the
+//! feeder has stopped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::dispatcher::{Event, Item, Job, Reply};
+use super::result::{Outcome, Payload};
+
+/// One submission of a streaming run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// The caller's id; comes back in [`Outcome::id`].
+    pub id: u64,
+    /// The registered function (task kind) to call.
+    pub func: String,
+    /// Its argument: JSON text (the value comes back as JSON text) or postcard bytes.
+    pub args: Payload,
+}
+
+pub(crate) struct RunShared {
+    credits: Mutex<usize>,
+    cv: Condvar,
+    stop: AtomicBool,
+}
+
+/// Controls a streaming run from any thread; cheap to clone.
+#[derive(Clone)]
+pub struct RunControl {
+    shared: Arc<RunShared>,
+    tx: Sender<Event>,
+    run: u64,
+}
+
+impl RunControl {
+    /// Stop everything now; never hangs, leaves no process.
+    pub fn cancel(&self) {
+        self.halt();
+        let _ = self.tx.send(Event::Cancel { run: self.run });
+    }
+
+    /// Take no more submissions; not-started ones come back `skipped`.
+    pub fn stop_submitting(&self) {
+        self.halt();
+        let _ = self.tx.send(Event::StopSubmitting { run: self.run });
+    }
+
+    fn halt(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _g = self.shared.credits.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.cv.notify_all();
+    }
+}
+
+/// The outcomes of a streaming run, in completion order.
+pub struct RunStream {
+    rx: Receiver<Outcome>,
+    control: RunControl,
+}
+
+impl RunStream {
+    /// A handle to cancel or stop this run from another thread.
+    pub fn control(&self) -> RunControl {
+        self.control.clone()
+    }
+
+    /// The next outcome, waiting at most `timeout`; `Ok(None)` when the run is over,
+    /// `Err(())` on timeout.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>, ()> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(o) => {
+                self.release();
+                Ok(Some(o))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+
+    fn release(&self) {
+        let mut c = self.control.shared.credits.lock().unwrap_or_else(|e| e.into_inner());
+        *c += 1;
+        self.control.shared.cv.notify_all();
+    }
+}
+
+impl Iterator for RunStream {
+    type Item = Outcome;
+
+    fn next(&mut self) -> Option<Outcome> {
+        let o = self.rx.recv().ok()?;
+        self.release();
+        Some(o)
+    }
+}
+
+impl Drop for RunStream {
+    fn drop(&mut self) {
+        // Nobody reads the outcomes any more: stop feeding.
+        self.control.halt();
+    }
+}
+
+/// Most submissions handed to the dispatcher in one message.
+const FEED_BATCH: usize = 256;
+
+pub(crate) fn start<I>(
+    tx: Sender<Event>,
+    run: u64,
+    capacity: usize,
+    chunk: usize,
+    mut items: I,
+) -> RunStream
+where
+    I: Iterator<Item = Submission> + Send + 'static,
+{
+    let shared = Arc::new(RunShared {
+        credits: Mutex::new(capacity),
+        cv: Condvar::new(),
+        stop: AtomicBool::new(false),
+    });
+    let (otx, orx) = mpsc::channel();
+    let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
+    let feeder_shared = shared.clone();
+    let spawned = std::thread::Builder::new().name("jobpool-feeder".into()).spawn(move || {
+        let shared = feeder_shared;
+        let mut last_func: Option<Arc<str>> = None;
+        loop {
+            let take = {
+                let mut c = shared.credits.lock().unwrap_or_else(|e| e.into_inner());
+                while *c == 0 && !shared.stop.load(Ordering::SeqCst) {
+                    c = shared
+                        .cv
+                        .wait_timeout(c, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let take = (*c).min(FEED_BATCH);
+                *c -= take;
+                take
+            };
+            // Consecutive submissions of the same function share one job and buffer.
+            let mut jobs: Vec<Job> = Vec::new();
+            let mut taken = 0;
+            let mut done = false;
+            for _ in 0..take {
+                let Some(s) = items.next() else {
+                    done = true;
+                    break;
+                };
+                taken += 1;
+                let (json, bytes) = match s.args {
+                    Payload::Json(t) => (true, t.into_bytes()),
+                    Payload::Bytes(b) => (false, b),
+                };
+                let same = jobs.last().is_some_and(|j| j.json == json && *j.func == *s.func);
+                if !same {
+                    let func = match &last_func {
+                        Some(f) if **f == *s.func => f.clone(),
+                        _ => {
+                            let f: Arc<str> = Arc::from(s.func.as_str());
+                            last_func = Some(f.clone());
+                            f
+                        }
+                    };
+                    jobs.push(Job::new(
+                        func,
+                        json,
+                        chunk,
+                        run,
+                        Reply::Stream(otx.clone()),
+                        Arc::new(Vec::new()),
+                        Vec::new(),
+                    ));
+                }
+                let j = jobs.last_mut().expect("pushed");
+                let buf = Arc::get_mut(&mut j.buf).expect("not shared yet");
+                let start = buf.len();
+                buf.extend_from_slice(&bytes);
+                j.items.push(Item { user_id: s.id, start, end: buf.len(), attempts: 0 });
+            }
+            let unused = take - taken;
+            if unused > 0 {
+                *shared.credits.lock().unwrap_or_else(|e| e.into_inner()) += unused;
+            }
+            if !jobs.is_empty() && tx.send(Event::Submit(jobs)).is_err() {
+                break;
+            }
+            if done {
+                break;
+            }
+        }
+        drop(otx);
+    });
+    if spawned.is_err() {
+        // No feeder: the stream is empty (its sender was dropped with the closure).
+    }
+    RunStream { rx: orx, control }
+}

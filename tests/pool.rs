@@ -1,0 +1,580 @@
+//! Integration tests of the process pool. `harness = false`: this binary's `main` must
+//! call `run_if_worker` first, because the pool re-executes it as its workers.
+//!
+//! Run one test: `cargo test --test pool -- NAME`. After every test the binary checks
+//! that it has no child process left (`/proc/*/stat` whose parent is this process).
+
+use std::collections::{BTreeSet, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jobpool::pool::{
+    Backend, Payload, Pool, PoolError, Registry, Submission, TaskContext, TaskError, worker,
+};
+use jobpool::record::Status;
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register("square", |x: i64| Ok::<_, TaskError>(x * x));
+    r.register("add", |(a, b): (i64, i64)| Ok::<_, TaskError>(a + b));
+    r.register("sleep_ms", |(ms, tag): (u64, i64)| {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok::<_, TaskError>(tag)
+    });
+    r.register("fail", |msg: String| Err::<(), _>(TaskError::new(msg).with_data(r#"{"code":7}"#)));
+    r.register(
+        "fail_if",
+        |(x, bad): (i64, i64)| if x == bad { Err(format!("item {x} is bad")) } else { Ok(x) },
+    );
+    r.register("abort_if", |(x, bad): (i64, i64)| {
+        if x == bad {
+            std::process::abort();
+        }
+        Ok::<_, TaskError>(x)
+    });
+    r.register("exit_if", |(x, bad): (i64, i64)| {
+        if x == bad {
+            std::process::exit(3);
+        }
+        Ok::<_, TaskError>(x)
+    });
+    r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
+    r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
+    r.register_with_context("ctx", |ctx: &TaskContext, (): ()| {
+        let n = ctx.cached(|c| c.len());
+        Ok::<_, TaskError>((
+            ctx.context().to_string(),
+            *n,
+            ctx.worker(),
+            ctx.task_timeout().map(|d| d.as_millis() as u64),
+        ))
+    });
+    r.register_with_context("until_stopped", |ctx: &TaskContext, (): ()| {
+        while !ctx.should_stop() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok::<_, TaskError>("stopped")
+    });
+    r.register_with_context("grandchild", |ctx: &TaskContext, path: String| {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("sleep").arg("30").process_group(0).spawn()?;
+        ctx.track_child_group(child.id() as i32);
+        std::fs::write(&path, child.id().to_string())?;
+        std::thread::sleep(Duration::from_secs(30));
+        Ok::<_, TaskError>(())
+    });
+    r
+}
+
+fn pool(workers: usize) -> jobpool::pool::PoolBuilder {
+    Pool::builder().workers(workers).registry(registry())
+}
+
+fn children() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
+            out.push((pid, f[0].chars().next().unwrap_or('?')));
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit_once(')').map(|x| x.1.trim_start().starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+fn apply_and_error_message() {
+    let p = pool(2).build().unwrap();
+    assert_eq!(p.apply::<_, i64>("square", 7).unwrap(), 49);
+    assert_eq!(p.apply::<_, i64>("add", (2, 3)).unwrap(), 5);
+    let e = p.apply::<_, ()>("fail", "it broke".to_string()).unwrap_err();
+    assert_eq!(
+        e,
+        PoolError::Task { message: "it broke".into(), data: Some(r#"{"code":7}"#.into()) }
+    );
+    let e = p.apply::<_, ()>("nope", ()).unwrap_err();
+    assert!(
+        matches!(&e, PoolError::Task { message, .. } if message.contains("unknown task function")),
+        "{e:?}"
+    );
+    let r = p.apply_async::<_, i64>("square", 3).unwrap();
+    assert!(r.wait(Some(Duration::from_secs(10))));
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    p.join();
+}
+
+fn json_calls() {
+    let p = pool(1).build().unwrap();
+    let v: serde_json::Value =
+        p.apply_json("add", r#"{"a": 1, "b": 41}"#).unwrap().get(None).unwrap();
+    assert_eq!(v, serde_json::json!(42));
+    let r = p.apply_json::<serde_json::Value>("fail", r#"{"msg": "bad"}"#).unwrap();
+    assert!(matches!(r.get(None), Err(PoolError::Task { message, .. }) if message == "bad"));
+}
+
+fn sigkill_mid_task() {
+    let p = pool(2).build().unwrap();
+    let r = p.map_async::<_, i64>("sleep_ms", (0..4).map(|i| (600u64, i))).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let kids = children();
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    unsafe { libc::kill(kids[0].0 as i32, libc::SIGKILL) };
+    assert!(r.wait(Some(Duration::from_secs(10))), "hung after a SIGKILL");
+    let items = r.items(None).unwrap();
+    let crashed: Vec<_> =
+        items.iter().filter(|x| matches!(x, Err(PoolError::Crashed(_)))).collect();
+    assert_eq!(crashed.len(), 1, "{items:?}");
+    assert!(format!("{:?}", crashed[0]).contains("signal 9"), "{crashed:?}");
+    assert_eq!(items.iter().filter(|x| x.is_ok()).count(), 3, "{items:?}");
+    assert!(matches!(r.get(None), Err(PoolError::Crashed(_))));
+    // The worker was replaced.
+    assert_eq!(p.apply::<_, i64>("square", 5).unwrap(), 25);
+    assert_eq!(children().len(), 2);
+}
+
+fn sigkill_with_retries() {
+    let p = pool(1).retries(1).build().unwrap();
+    let r = p.apply_async::<_, i64>("sleep_ms", (400u64, 9)).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let kids = children();
+    unsafe { libc::kill(kids[0].0 as i32, libc::SIGKILL) };
+    assert_eq!(r.get(Some(Duration::from_secs(10))).unwrap(), 9);
+    assert_eq!(r.outcome().unwrap().attempts, 2);
+}
+
+fn abort_inside_a_chunk_costs_one_task() {
+    // One chunk of 10: the abort of item 4 must not lose the others.
+    let p = pool(1).chunk_size(10).build().unwrap();
+    let r = p.map_async::<_, i64>("abort_if", (0..10).map(|i| (i, 4))).unwrap();
+    let items = r.items(Some(Duration::from_secs(15))).unwrap();
+    for (i, x) in items.iter().enumerate() {
+        if i == 4 {
+            assert!(matches!(x, Err(PoolError::Crashed(m)) if m.contains("signal 6")), "{x:?}");
+        } else {
+            assert_eq!(x.as_ref().ok(), Some(&(i as i64)), "{items:?}");
+        }
+    }
+    let outs = r.outcomes().unwrap();
+    assert_eq!(outs[4].status, Status::Crashed);
+    assert_eq!(outs[4].attempts, 1);
+    assert!(outs.iter().enumerate().all(|(i, o)| i == 4 || o.attempts == 1), "{outs:?}");
+    // exit() is reported with its code.
+    let e = p.apply::<_, i64>("exit_if", (1, 1)).unwrap_err();
+    assert_eq!(e, PoolError::Crashed("worker crashed: exited with code 3".into()));
+}
+
+fn task_timeout_stops_only_that_task() {
+    let p = pool(2)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut items: Vec<(u64, i64)> = (0..6).map(|i| (10, i)).collect();
+    items[2] = (20_000, 2);
+    let r = p.map_async::<_, i64>("sleep_ms", items).unwrap();
+    let got = r.items(Some(Duration::from_secs(10))).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(
+        matches!(&got[2], Err(PoolError::TaskTimeout(m)) if m.contains("task timeout")),
+        "{got:?}"
+    );
+    for (i, x) in got.iter().enumerate().filter(|(i, _)| *i != 2) {
+        assert_eq!(x.as_ref().ok(), Some(&(i as i64)));
+    }
+    assert_eq!(r.outcomes().unwrap()[2].status, Status::Timeout);
+    // A cooperative task sees should_stop() after the TERM.
+    let e = p.apply::<_, String>("until_stopped", ()).unwrap_err();
+    assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
+    assert_eq!(p.apply::<_, i64>("square", 4).unwrap(), 16);
+}
+
+fn grandchild_killed_with_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pid");
+    let p = pool(1)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let e = p.apply::<_, ()>("grandchild", path.to_string_lossy().to_string()).unwrap_err();
+    assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
+    let gpid: u32 = std::fs::read_to_string(&path).unwrap().trim().parse().unwrap();
+    let t0 = Instant::now();
+    while alive(gpid) && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(gpid), "grandchild {gpid} survived");
+}
+
+fn ordering_under_random_durations() {
+    for backend in [Backend::Processes, Backend::Threads] {
+        let p = pool(3).backend(backend).build().unwrap();
+        let items: Vec<(u64, i64)> = (0..60).map(|i| (fastrand::u64(0..15), i)).collect();
+        let want: Vec<i64> = (0..60).collect();
+        assert_eq!(
+            p.map_async::<_, i64>("sleep_ms", items.clone()).unwrap().get(None).unwrap(),
+            want
+        );
+        let got: Vec<i64> =
+            p.imap::<_, i64>("sleep_ms", items.clone()).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(got, want);
+        let mut seen = BTreeSet::new();
+        for (i, r) in p.imap_unordered::<_, i64>("sleep_ms", items).unwrap() {
+            assert_eq!(r.unwrap(), i as i64);
+            assert!(seen.insert(i), "index {i} twice");
+        }
+        assert_eq!(seen.len(), 60);
+        // starmap with several arguments
+        let sums: Vec<i64> = p.starmap("add", (0..5).zip((0..10).step_by(2))).unwrap();
+        assert_eq!(sums, vec![0, 3, 6, 9, 12]);
+    }
+}
+
+fn map_failure_keeps_other_items() {
+    let p = pool(2).build().unwrap();
+    let r = p.map_async::<_, i64>("fail_if", (0..20).map(|i| (i, 13))).unwrap();
+    let items = r.items(None).unwrap();
+    assert_eq!(items.iter().filter(|x| x.is_ok()).count(), 19);
+    assert!(
+        matches!(r.get(None), Err(PoolError::Task { message, .. }) if message == "item 13 is bad")
+    );
+    assert_eq!(r.successful(), Some(false));
+}
+
+fn callbacks() {
+    let p = pool(2).build().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let (t1, t2, t3, t4) = (tx.clone(), tx.clone(), tx.clone(), tx.clone());
+    p.apply_async_with::<_, i64, _, _>(
+        "square",
+        6,
+        move |v| t1.send(format!("ok {v}")).unwrap(),
+        move |e| t2.send(format!("err {e}")).unwrap(),
+    )
+    .unwrap();
+    p.apply_async_with::<_, (), _, _>(
+        "fail",
+        "x".to_string(),
+        |_| panic!("not ok"),
+        move |e| t3.send(format!("err {e}")).unwrap(),
+    )
+    .unwrap();
+    let r = p
+        .map_async_with::<_, i64, _, _>(
+            "square",
+            0..4,
+            move |v| t4.send(format!("map {v:?}")).unwrap(),
+            |_| panic!("not err"),
+        )
+        .unwrap();
+    r.wait(None);
+    let mut got: Vec<String> =
+        (0..3).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, vec!["err task failed: x", "map [0, 1, 4, 9]", "ok 36"]);
+}
+
+fn get_timeout_on_long_task() {
+    let p = pool(1).build().unwrap();
+    let r = p.apply_async::<_, i64>("sleep_ms", (500u64, 1)).unwrap();
+    assert_eq!(r.get(Some(Duration::from_millis(50))), Err(PoolError::WaitTimeout));
+    assert!(!r.ready());
+    assert_eq!(r.successful(), None);
+    assert_eq!(r.get(Some(Duration::from_secs(10))), Ok(1));
+}
+
+fn recycling_after_max_tasks() {
+    let p = pool(1).max_tasks_per_worker(2).build().unwrap();
+    let pids: Vec<u32> = (0..6).map(|_| p.apply::<_, u32>("pid", ()).unwrap()).collect();
+    let distinct: HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "{pids:?}");
+    let pids: Vec<u32> = p.map("pid", vec![(); 10]).unwrap();
+    let distinct: HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(distinct.len(), 5, "{pids:?}");
+}
+
+fn threads_backend_parity() {
+    let p =
+        pool(2).backend(Backend::Threads).task_timeout(Duration::from_millis(300)).build().unwrap();
+    assert_eq!(p.apply::<_, i64>("square", 9).unwrap(), 81);
+    assert!(
+        matches!(p.apply::<_, ()>("fail", "m".to_string()), Err(PoolError::Task { message, .. }) if message == "m")
+    );
+    assert!(
+        matches!(p.apply::<_, ()>("panic", ()), Err(PoolError::Crashed(m)) if m.contains("boom"))
+    );
+    let e = p.apply::<_, i64>("sleep_ms", (2_000u64, 1)).unwrap_err();
+    assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
+    let r = p.map_async::<_, i64>("fail_if", (0..10).map(|i| (i, 3))).unwrap();
+    assert_eq!(r.items(None).unwrap().iter().filter(|x| x.is_ok()).count(), 9);
+    assert_eq!(
+        p.apply::<_, String>("until_stopped", ()).unwrap_err(),
+        PoolError::TaskTimeout("task stopped after its task timeout of 300ms".into())
+    );
+    // Process backend panics are crashes too, and the worker survives them.
+    let q = pool(1).build().unwrap();
+    assert!(
+        matches!(q.apply::<_, ()>("panic", ()), Err(PoolError::Crashed(m)) if m.contains("boom"))
+    );
+    assert_eq!(q.apply::<_, i64>("square", 2).unwrap(), 4);
+}
+
+fn context_and_cache() {
+    for backend in [Backend::Processes, Backend::Threads] {
+        let p = pool(2)
+            .backend(backend)
+            .context("hello")
+            .task_timeout(Duration::from_secs(9))
+            .build()
+            .unwrap();
+        let v: Vec<(String, usize, u32, Option<u64>)> = p.map("ctx", vec![(); 8]).unwrap();
+        for (c, n, w, t) in v {
+            assert_eq!((c.as_str(), n, t), ("hello", 5, Some(9000)));
+            assert!(w < 2);
+        }
+    }
+}
+
+fn stream_all_items_bounded() {
+    let p = pool(2).stream_capacity(64).build().unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let max_ahead = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(AtomicUsize::new(0));
+    let (pl, ma, rc) = (pulled.clone(), max_ahead.clone(), received.clone());
+    let items = (0..20_000u64).map(move |i| {
+        let n = pl.fetch_add(1, Ordering::SeqCst) + 1;
+        ma.fetch_max(n - rc.load(Ordering::SeqCst), Ordering::SeqCst);
+        let args = if i % 2 == 0 {
+            Payload::Json(format!("[{i}, 1]"))
+        } else {
+            Payload::Bytes(postcard::to_allocvec(&(i as i64, 1i64)).unwrap())
+        };
+        Submission { id: i, func: "add".into(), args }
+    });
+    let mut seen = vec![false; 20_000];
+    for o in p.run_stream(items).unwrap() {
+        received.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(o.status, Status::Ok);
+        let v = match o.value.as_ref().unwrap() {
+            Payload::Json(s) => s.parse::<i64>().unwrap(),
+            b @ Payload::Bytes(_) => b.decode::<i64>().unwrap(),
+        };
+        assert_eq!(v, o.id as i64 + 1);
+        assert!(o.worker.unwrap() < 2 && o.started_at.is_some() && o.attempts == 1);
+        assert!(!seen[o.id as usize]);
+        seen[o.id as usize] = true;
+    }
+    assert!(seen.iter().all(|x| *x));
+    assert!(max_ahead.load(Ordering::SeqCst) <= 64 + 1, "{}", max_ahead.load(Ordering::SeqCst));
+}
+
+fn stream_cancel() {
+    let p = pool(2).build().unwrap();
+    let items = (0..1000u64).map(|i| Submission {
+        id: i,
+        func: "sleep_ms".into(),
+        args: Payload::Json(format!("[5000, {i}]")),
+    });
+    let s = p.run_stream(items).unwrap();
+    let ctl = s.control();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        ctl.cancel();
+    });
+    let t0 = Instant::now();
+    let outs: Vec<_> = s.collect();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(!outs.is_empty());
+    assert!(
+        outs.iter().all(|o| o.status == Status::Cancelled),
+        "{:?}",
+        outs.iter().find(|o| o.status != Status::Cancelled)
+    );
+    let ids: HashSet<u64> = outs.iter().map(|o| o.id).collect();
+    assert_eq!(ids.len(), outs.len());
+    assert_eq!(outs.iter().filter(|o| o.attempts == 1).count(), 2, "two were running");
+}
+
+fn stream_stop_submitting() {
+    let p = pool(2).chunk_size(4).stream_capacity(32).build().unwrap();
+    let items = (0..1000u64).map(|i| Submission {
+        id: i,
+        func: "sleep_ms".into(),
+        args: Payload::Json(format!("[300, {i}]")),
+    });
+    let s = p.run_stream(items).unwrap();
+    let ctl = s.control();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        ctl.stop_submitting();
+    });
+    let outs: Vec<_> = s.collect();
+    let ok = outs.iter().filter(|o| o.status == Status::Ok).count();
+    let skipped = outs.iter().filter(|o| o.status == Status::Skipped).count();
+    assert_eq!(ok, 2, "the two running tasks finish");
+    assert_eq!(ok + skipped, outs.len());
+    assert!(outs.len() <= 64);
+    assert!(outs.iter().filter(|o| o.status == Status::Skipped).all(|o| o.attempts == 0));
+}
+
+fn dead_worker_program_is_an_error() {
+    let t0 = Instant::now();
+    let r = Pool::builder().workers(2).worker_program("/bin/true").build();
+    assert!(matches!(r, Err(PoolError::Start(_))), "{:?}", r.err());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+fn terminate_and_close() {
+    let p = pool(1).build().unwrap();
+    let a = p.apply_async::<_, i64>("sleep_ms", (5000u64, 1)).unwrap();
+    let b = p.apply_async::<_, i64>("sleep_ms", (5000u64, 2)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    p.terminate();
+    assert_eq!(a.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
+    assert_eq!(b.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
+    assert!(matches!(p.apply_async::<_, i64>("square", 1), Err(PoolError::Closed)));
+    let q = pool(2).build().unwrap();
+    let r = q.map_async::<_, i64>("square", 0..100).unwrap();
+    q.close();
+    assert!(matches!(q.apply_async::<_, i64>("square", 1), Err(PoolError::Closed)));
+    q.join();
+    assert_eq!(r.get(Some(Duration::from_secs(1))).unwrap().len(), 100);
+}
+
+fn drop_leaves_no_process() {
+    let p = pool(2).build().unwrap();
+    let _r = p.apply_async::<_, i64>("sleep_ms", (10_000u64, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(p);
+}
+
+fn stock_binary_is_a_worker() {
+    // `jobpool` itself (cli::main_with calls run_if_worker) serves as a worker program.
+    let p =
+        Pool::builder().workers(1).worker_program(env!("CARGO_BIN_EXE_jobpool")).build().unwrap();
+    let e = p
+        .apply_json::<serde_json::Value>("no-such-kind", "{}")
+        .unwrap()
+        .get(Some(Duration::from_secs(10)))
+        .unwrap_err();
+    assert!(
+        matches!(&e, PoolError::Task { message, .. } if message.contains("unknown task function")),
+        "{e:?}"
+    );
+    p.join();
+}
+
+fn stream_mixed_functions_and_errors() {
+    let p = pool(2).retries(2).build().unwrap();
+    let items = (0..200u64).map(|i| match i % 3 {
+        0 => Submission { id: i, func: "square".into(), args: Payload::Json(i.to_string()) },
+        1 => Submission { id: i, func: "fail".into(), args: Payload::Json(format!("\"no {i}\"")) },
+        _ => Submission {
+            id: i,
+            func: "add".into(),
+            args: Payload::Json(format!("{{\"a\": {i}, \"b\": 1}}")),
+        },
+    });
+    let mut n = 0;
+    for o in p.run_stream(items).unwrap() {
+        n += 1;
+        match o.id % 3 {
+            0 => assert_eq!(o.value.unwrap().json().unwrap(), (o.id * o.id).to_string()),
+            1 => {
+                assert_eq!(o.status, Status::Error);
+                assert_eq!(o.error.as_deref(), Some(format!("no {}", o.id).as_str()));
+                assert_eq!(o.error_data.as_deref(), Some(r#"{"code":7}"#));
+                assert_eq!(o.attempts, 3, "retried twice");
+            }
+            _ => assert_eq!(o.value.unwrap().json().unwrap(), (o.id + 1).to_string()),
+        }
+    }
+    assert_eq!(n, 200);
+}
+
+// ---------------------------------------------------------------- runner
+
+fn main() {
+    worker::run_if_worker(&registry());
+    let tests: &[(&str, fn())] = &[
+        ("apply_and_error_message", apply_and_error_message),
+        ("json_calls", json_calls),
+        ("sigkill_mid_task", sigkill_mid_task),
+        ("sigkill_with_retries", sigkill_with_retries),
+        ("abort_inside_a_chunk_costs_one_task", abort_inside_a_chunk_costs_one_task),
+        ("task_timeout_stops_only_that_task", task_timeout_stops_only_that_task),
+        ("grandchild_killed_with_worker", grandchild_killed_with_worker),
+        ("ordering_under_random_durations", ordering_under_random_durations),
+        ("map_failure_keeps_other_items", map_failure_keeps_other_items),
+        ("callbacks", callbacks),
+        ("get_timeout_on_long_task", get_timeout_on_long_task),
+        ("recycling_after_max_tasks", recycling_after_max_tasks),
+        ("threads_backend_parity", threads_backend_parity),
+        ("context_and_cache", context_and_cache),
+        ("stream_all_items_bounded", stream_all_items_bounded),
+        ("stream_cancel", stream_cancel),
+        ("stream_stop_submitting", stream_stop_submitting),
+        ("dead_worker_program_is_an_error", dead_worker_program_is_an_error),
+        ("terminate_and_close", terminate_and_close),
+        ("drop_leaves_no_process", drop_leaves_no_process),
+        ("stock_binary_is_a_worker", stock_binary_is_a_worker),
+        ("stream_mixed_functions_and_errors", stream_mixed_functions_and_errors),
+    ];
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let failures = Mutex::new(Vec::new());
+    let mut ran = 0;
+    for (name, f) in tests {
+        if !filters.is_empty() && !filters.iter().any(|x| name.contains(x.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let t0 = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(f));
+        let left = children();
+        let verdict = match (&r, left.is_empty()) {
+            (Ok(()), true) => "ok".to_string(),
+            (Ok(()), false) => format!("FAILED: child processes left: {left:?}"),
+            (Err(_), _) => "FAILED".to_string(),
+        };
+        println!("test {name} ... {verdict} ({:.2?})", t0.elapsed());
+        if verdict != "ok" {
+            failures.lock().unwrap().push(name.to_string());
+        }
+        // Reap anything left so that later tests start clean.
+        for (pid, _) in left {
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+                libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+    let failures = failures.into_inner().unwrap();
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failures.is_empty() { "ok" } else { "FAILED" },
+        ran - failures.len(),
+        failures.len()
+    );
+    if !failures.is_empty() {
+        println!("failures: {failures:?}");
+        std::process::exit(101);
+    }
+}
