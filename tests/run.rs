@@ -374,7 +374,7 @@ chunk-size = 1
 on-failure = "stop"
 [task]
 kind = "script"
-script = "if i == 2 { throw \"boom\" } i"
+script = "sleep(0.05); if i == 2 { throw \"boom\" } i"
 [args]
 i = { range = [0, 10] }
 [[sink]]
