@@ -53,8 +53,8 @@ impl Job {
 
     /// Records of a jsonl file the job wrote.
     fn jsonl(&self, rel: &str) -> Vec<Value> {
-        let text = fs::read_to_string(self.path(rel))
-            .unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+        let text =
+            fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
@@ -80,11 +80,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() {
-                walk(&p, out)
-            } else {
-                out.push(p)
-            }
+            if p.is_dir() { walk(&p, out) } else { out.push(p) }
         }
     }
 }
@@ -214,21 +210,29 @@ template = "{{index}} {{value}}"
     let job = Job::new(&toml("submission"));
     let out = job.run(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let idx: Vec<u64> = job.jsonl("out/r.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let idx: Vec<u64> =
+        job.jsonl("out/r.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, (0..40).collect::<Vec<_>>());
-    let arr: Value = serde_json::from_str(&fs::read_to_string(job.path("out/r.json")).unwrap()).unwrap();
-    let idx: Vec<u64> = arr.as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let arr: Value =
+        serde_json::from_str(&fs::read_to_string(job.path("out/r.json")).unwrap()).unwrap();
+    let idx: Vec<u64> =
+        arr.as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, (0..40).collect::<Vec<_>>());
     let csv = fs::read_to_string(job.path("out/r.csv")).unwrap();
-    let first_col: Vec<String> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().into()).collect();
+    let first_col: Vec<String> =
+        csv.lines().skip(1).map(|l| l.split(',').next().unwrap().into()).collect();
     assert_eq!(first_col, (0..40).map(|i| i.to_string()).collect::<Vec<_>>());
     let txt = fs::read_to_string(job.path("out/r.txt")).unwrap();
-    assert_eq!(txt.lines().collect::<Vec<_>>(), (0..40).map(|i| format!("{i} {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        txt.lines().collect::<Vec<_>>(),
+        (0..40).map(|i| format!("{i} {i}")).collect::<Vec<_>>()
+    );
 
     let job = Job::new(&toml("completion"));
     let out = job.run(&[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let mut idx: Vec<u64> = job.jsonl("out/r.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    let mut idx: Vec<u64> =
+        job.jsonl("out/r.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
     idx.sort();
     assert_eq!(idx, (0..40).collect::<Vec<_>>());
 }
@@ -478,8 +482,11 @@ format = "jsonl"
     job.write("job.toml", &toml(5));
     let out = job.run(&["--resume"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let mut ran: Vec<u32> =
-        fs::read_to_string(job.path("ran.log")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let mut ran: Vec<u32> = fs::read_to_string(job.path("ran.log"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
     ran.sort();
     assert_eq!(ran, [0, 1, 2, 3, 4], "each value ran exactly once over both runs");
     let recs = job.jsonl("out.jsonl");

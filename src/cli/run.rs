@@ -122,7 +122,8 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     };
     let mut worst = EXIT_OK;
     for job in &jobs {
-        let code = if args.dry_run { dry_run(job) } else { run_job(job, &args, registry, &signals) };
+        let code =
+            if args.dry_run { dry_run(job) } else { run_job(job, &args, registry, &signals) };
         worst = worse(worst, code);
         if code == EXIT_INTERRUPTED {
             break;
@@ -180,9 +181,10 @@ fn dry_run(job: &Job) -> u8 {
 }
 
 fn workers_for(job: &Job, total: u64) -> usize {
-    let want = job.workers.map(|n| n.get()).unwrap_or_else(|| {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    });
+    let want = job
+        .workers
+        .map(|n| n.get())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     // Never start workers that could get nothing to do.
     want.min(total.max(1).try_into().unwrap_or(usize::MAX))
 }
@@ -326,7 +328,10 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         Err(e) => {
             return fail(
                 format!("cannot create the run folder under {}: {e}", job.dir.display()),
-                Some("jobpool keeps runs in .jobpool/ beside the job file; it must be writable".into()),
+                Some(
+                    "jobpool keeps runs in .jobpool/ beside the job file; it must be writable"
+                        .into(),
+                ),
             );
         }
     };
@@ -377,8 +382,14 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     let resume = Arc::new(Mutex::new(resume));
     let (tx, rx) = mpsc::channel::<Event>();
     let feed = {
-        let (inflight, taken, resume, tx, names, func) =
-            (inflight.clone(), taken.clone(), resume.clone(), tx.clone(), names.clone(), func.clone());
+        let (inflight, taken, resume, tx, names, func) = (
+            inflight.clone(),
+            taken.clone(),
+            resume.clone(),
+            tx.clone(),
+            names.clone(),
+            func.clone(),
+        );
         plan.filter_map(move |sub| {
             taken.store(sub.index + 1, Ordering::SeqCst);
             if let Some(ix) = resume.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -392,15 +403,23 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
             } else {
                 Value::Object(args_map(&names, &sub.args)).to_string()
             };
-            inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(sub.index, (sub.key, sub.args));
-            Some(pool::Submission { id: sub.index, func: func.to_string(), args: Payload::Json(payload) })
+            inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(sub.index, (sub.key, sub.args));
+            Some(pool::Submission {
+                id: sub.index,
+                func: func.to_string(),
+                args: Payload::Json(payload),
+            })
         })
     };
     let stream = match pool.run_stream(feed) {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot start the run: {e}"), None),
     };
-    let state = Arc::new(RunState { control: Mutex::new(Some(stream.control())), stop: Mutex::new(None) });
+    let state =
+        Arc::new(RunState { control: Mutex::new(Some(stream.control())), stop: Mutex::new(None) });
     *signals.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
     *signals.pools.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
 
@@ -515,7 +534,9 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                 status,
                 value: None,
                 error: Some(match status {
-                    Status::Skipped => "not started: an earlier task failed (on-failure = \"stop\")".into(),
+                    Status::Skipped => {
+                        "not started: an earlier task failed (on-failure = \"stop\")".into()
+                    }
                     _ => "not started: the run was stopped".into(),
                 }),
                 attempts: 0,
