@@ -575,7 +575,7 @@ format = "jsonl"
     let recs = job.jsonl("out.jsonl");
     assert_eq!(recs.len(), 6, "every submission has a record after an interrupt");
     assert_eq!(&statuses(&recs)[..2], ["ok", "ok"]);
-    assert!(statuses(&recs)[2..].iter().all(|s| s == "cancelled"));
+    assert!(statuses(&recs)[2..].iter().all(|s| s == "cancelled"), "{recs:?}");
     assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
 }
 
