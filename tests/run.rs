@@ -638,3 +638,121 @@ i = [0, 1, 2]
     assert!(err.contains("1 error"), "{err}");
     assert_eq!(stdout(&out).lines().count(), 3, "failed records still print a line");
 }
+
+#[test]
+fn the_threads_backend_gives_the_same_records() {
+    let toml = |backend: &str| {
+        format!(
+            r#"
+workers = 3
+backend = "{backend}"
+task-timeout = "300ms"
+[task]
+kind = "script"
+script = "if i == 4 {{ sleep(10) }} if i == 6 {{ throw \"six\" }} i * 2"
+[args]
+i = {{ range = [0, 8] }}
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#
+        )
+    };
+    let mut results = Vec::new();
+    for backend in ["processes", "threads"] {
+        let job = Job::new(&toml(backend));
+        let out = job.run(&[]);
+        assert_eq!(code(&out), 1, "{backend}: {}", stderr(&out));
+        let recs = job.jsonl("out.jsonl");
+        let view: Vec<(String, Value)> = recs
+            .iter()
+            .map(|r| (r["status"].as_str().unwrap().to_string(), r["value"].clone()))
+            .collect();
+        results.push(view);
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0][4].0, "timeout");
+    assert_eq!(results[0][6].0, "error");
+    assert_eq!(results[0][7], ("ok".to_string(), Value::from(14)));
+}
+
+#[test]
+fn sigterm_is_an_interrupt_too() {
+    let job = Job::new(
+        r#"
+workers = 1
+[task]
+kind = "command"
+shell = "echo $$ > pids/{i}; exec sleep 300"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let child = job.spawn(&[]);
+    let start = Instant::now();
+    while read_pids(&job.path("pids")).is_empty() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_output(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["cancelled", "cancelled"]);
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+#[test]
+fn a_second_interrupt_kills_at_once() {
+    // The command ignores TERM and the grace period is long: only the second Ctrl-C can
+    // end this quickly, and it must still leave nothing behind.
+    let job = Job::new(
+        r#"
+workers = 1
+grace-period = "60s"
+[task]
+kind = "command"
+shell = "trap '' TERM; echo $$ > pids/0; sleep 300 & echo $! >> pids/0; wait; wait"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let child = job.spawn(&[]);
+    let start = Instant::now();
+    while read_pids(&job.path("pids")).len() < 2 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = Instant::now();
+    let out = wait_output(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(30),
+        "the second interrupt waited for the grace period"
+    );
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+#[test]
+fn progress_always_prints_plain_lines_when_stderr_is_not_a_terminal() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = "sleep(0.25); i"
+[args]
+i = { range = [0, 12] }
+"#,
+    );
+    let out = job.run(&["--progress", "always"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.lines().any(|l| l.contains("/12 done, 0 failed")), "{err}");
+    // `auto` stays quiet when stderr is not a terminal: only the summary.
+    let out = job.run(&[]);
+    assert!(!stderr(&out).contains(" done, "), "{}", stderr(&out));
+}

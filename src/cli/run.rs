@@ -445,7 +445,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         })
     });
 
-    let progress = progress_bar(args, total);
+    let mut progress = Progress::new(args, total);
     let mut counts = StatusCounts::default();
     let mut first_failure: Option<TaskRecord> = None;
     let mut sink_error = None;
@@ -463,10 +463,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         if failed && first_failure.is_none() {
             first_failure = Some(rec.clone());
         }
-        progress.inc(1);
-        if failed {
-            progress.set_message(format!("{} failed", counts.failures()));
-        }
+        progress.record(failed, counts.failures());
         if let Err(e) = sinks.accept(rec) {
             if !e.is_broken_pipe() {
                 sink_error.get_or_insert_with(|| e.to_string());
@@ -553,7 +550,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
             }
         }
     }
-    progress.finish_and_clear();
+    progress.finish();
     // The pool is done: every worker and task group is gone before we report.
     pool.join();
 
@@ -582,24 +579,82 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     code
 }
 
-fn progress_bar(args: &RunArgs, total: u64) -> ProgressBar {
-    let show = !args.quiet
-        && match args.progress {
-            ProgressWhen::Always => true,
-            ProgressWhen::Never => false,
-            ProgressWhen::Auto => std::io::stderr().is_terminal(),
-        };
-    if !show {
-        return ProgressBar::hidden();
+/// Progress on stderr: indicatif's bar on a terminal; with `--progress always` and a
+/// stderr that is not a terminal (a CI log), a plain line at most once a second.
+enum Progress {
+    Hidden,
+    Bar(ProgressBar),
+    Lines { total: u64, done: u64, failed: u64, started: Instant, last: Instant },
+}
+
+impl Progress {
+    fn new(args: &RunArgs, total: u64) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        let show = !args.quiet
+            && match args.progress {
+                ProgressWhen::Always => true,
+                ProgressWhen::Never => false,
+                ProgressWhen::Auto => terminal,
+            };
+        if !show {
+            return Progress::Hidden;
+        }
+        if !terminal {
+            let now = Instant::now();
+            return Progress::Lines { total, done: 0, failed: 0, started: now, last: now };
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Progress::Bar(bar)
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(100));
-    bar
+
+    fn record(&mut self, failed_now: bool, failures: u64) {
+        match self {
+            Progress::Hidden => {}
+            Progress::Bar(bar) => {
+                bar.inc(1);
+                if failed_now {
+                    bar.set_message(format!("{failures} failed"));
+                }
+            }
+            Progress::Lines { total, done, failed, started, last } => {
+                *done += 1;
+                *failed = failures;
+                if last.elapsed() >= Duration::from_secs(1) {
+                    *last = Instant::now();
+                    let elapsed = started.elapsed();
+                    let eta = if *done > 0 && *done < *total {
+                        let per = elapsed.as_secs_f64() / *done as f64;
+                        let left = Duration::from_secs_f64(per * (*total - *done) as f64);
+                        format!(
+                            ", ETA {}",
+                            humantime::format_duration(Duration::from_secs(left.as_secs()))
+                        )
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "[{:.1}s] {}/{} done, {} failed{eta}",
+                        elapsed.as_secs_f64(),
+                        done,
+                        total,
+                        failed
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn summary(job: &Job, counts: &StatusCounts, wall: Duration, stop: Option<Stop>, run_id: &str) {
