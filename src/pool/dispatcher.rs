@@ -22,7 +22,7 @@ use super::protocol::{
     ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
 };
 use super::registry::TaskContext;
-use super::result::{Collector, Outcome, Stored};
+use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
 use super::{Backend, Config, PoolError};
 use crate::record::Status;
 
@@ -430,6 +430,12 @@ impl Dispatcher {
     }
 
     fn on_results(&mut self, wid: u64, results: ResultBatch) {
+        if self.on_results_fast(wid, &results) {
+            let wi = self.workers.iter().position(|w| w.wid == wid).expect("checked");
+            self.deliver_fast(wi, results);
+            self.maybe_retire(wi);
+            return;
+        }
         let retries = self.cfg.retries;
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
@@ -533,6 +539,58 @@ impl Dispatcher {
         out.flush();
         self.pending.extend(requeue);
         self.maybe_retire(wi);
+    }
+
+    /// Whether `results` are all successes of consecutive items of the worker's first
+    /// job, a `map`-like call whose items all had the same number of attempts: then they
+    /// are delivered as one [`Segment`], without per-item work on this thread.
+    fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
+        let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
+        let metas = &results.metas;
+        let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return false };
+        let n = metas.len();
+        if !matches!(w.phase, Phase::Ready | Phase::Retiring)
+            || !results.data.is_empty()
+            || last.id - first.id != n as u64 - 1
+            || metas.iter().any(|m| m.code != CODE_OK)
+        {
+            return false;
+        }
+        let Some(j) = w.inflight.front() else { return false };
+        if !matches!(j.reply, Reply::Collect(_))
+            || first.id != j.seq + j.done as u64
+            || j.done + n > j.items.len()
+        {
+            return false;
+        }
+        let its = &j.items[j.done..j.done + n];
+        let a = its[0].attempts;
+        its[n - 1].user_id - its[0].user_id == n as u64 - 1 && its.iter().all(|i| i.attempts == a)
+    }
+
+    fn deliver_fast(&mut self, wi: usize, results: ResultBatch) {
+        let w = &mut self.workers[wi];
+        let n = results.metas.len();
+        let last_id = results.metas[n - 1].id;
+        let j = w.inflight.front_mut().expect("checked");
+        let Reply::Collect(c) = &j.reply else { unreachable!("checked") };
+        let c = c.clone();
+        let seg = Segment {
+            data: Arc::new(SegmentData { metas: results.metas, blob: Arc::new(results.blob.0) }),
+            count: n,
+            first: j.items[j.done].user_id as usize,
+            attempts: j.items[j.done].attempts + 1,
+            worker: w.index,
+            json: j.json,
+        };
+        j.done += n;
+        if j.done == j.items.len() {
+            w.inflight.pop_front();
+        }
+        while w.batch_ends.front().is_some_and(|&e| e <= last_id) {
+            w.batch_ends.pop_front();
+        }
+        c.deliver_segment(seg);
     }
 
     /// Recycle a worker that reached `max_tasks_per_worker` once its tasks are done.
