@@ -41,6 +41,18 @@ fn main() {
             let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
             eprintln!("threads backend map: {:?} ({})", t0.elapsed(), v.len());
         }
+        for (w, chunk) in [(1, 0), (1, 100_000), (2, 50_000)] {
+            let tp = Pool::builder()
+                .workers(w)
+                .chunk_size(chunk)
+                .backend(jobpool::pool::Backend::Threads)
+                .registry(registry.clone())
+                .build()
+                .unwrap();
+            let t0 = Instant::now();
+            let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
+            eprintln!("threads w={w} chunk={chunk}: {:?} ({})", t0.elapsed(), v.len());
+        }
         for _ in 0..runs {
             let t0 = Instant::now();
             let r = pool.map_async::<_, i64>("noop", 0..n).unwrap();
