@@ -28,7 +28,7 @@ use crate::record::Status;
 
 /// Batches a worker may have outstanding at once (well under the ~278 messages a
 /// socket buffers, so a send never blocks).
-const WINDOW: usize = 2;
+const WINDOW: usize = 4;
 /// Largest automatic batch.
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
