@@ -25,6 +25,10 @@ fn registry() -> Registry {
         std::thread::sleep(Duration::from_millis(ms));
         Ok::<_, TaskError>(tag)
     });
+    r.register("len_sleep", |(ms, data): (u64, Vec<u8>)| {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok::<_, TaskError>(data.len())
+    });
     r.register("fail", |msg: String| Err::<(), _>(TaskError::new(msg).with_data(r#"{"code":7}"#)));
     r.register(
         "fail_if",
@@ -510,6 +514,27 @@ fn stream_mixed_functions_and_errors() {
     assert_eq!(n, 200);
 }
 
+fn big_arguments_never_block_the_dispatcher() {
+    // A 400 KB message blocks `send` until the worker reads it; while the only worker
+    // runs a task past its timeout, the dispatcher must still be free to stop it.
+    let p = pool(1)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let slow = p.apply_async::<_, usize>("len_sleep", (20_000u64, vec![0u8; 10])).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let big: Vec<_> = (0..3)
+        .map(|_| p.apply_async::<_, usize>("len_sleep", (0u64, vec![7u8; 400_000])).unwrap())
+        .collect();
+    assert!(matches!(slow.get(Some(Duration::from_secs(10))), Err(PoolError::TaskTimeout(_))));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    for r in big {
+        assert_eq!(r.get(Some(Duration::from_secs(10))).unwrap(), 400_000);
+    }
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -537,6 +562,7 @@ fn main() {
         ("drop_leaves_no_process", drop_leaves_no_process),
         ("stock_binary_is_a_worker", stock_binary_is_a_worker),
         ("stream_mixed_functions_and_errors", stream_mixed_functions_and_errors),
+        ("big_arguments_never_block_the_dispatcher", big_arguments_never_block_the_dispatcher),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

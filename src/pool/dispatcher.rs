@@ -29,6 +29,8 @@ use crate::record::Status;
 /// Batches a worker may have outstanding at once (well under the ~278 messages a
 /// socket buffers, so a send never blocks).
 const WINDOW: usize = 4;
+/// Largest batch (argument bytes) sent to a worker that is still busy.
+const BUSY_BATCH_BYTES: usize = 32 * 1024;
 /// Largest automatic batch.
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
@@ -816,6 +818,8 @@ impl Dispatcher {
             }
         }
         let max_tasks = self.cfg.max_tasks_per_worker.unwrap_or(usize::MAX);
+        // Workers that cannot take the front task now (too big while they are busy).
+        let mut excluded: Vec<usize> = Vec::new();
         loop {
             if self.pending.is_empty() {
                 return;
@@ -825,8 +829,11 @@ impl Dispatcher {
                 .workers
                 .iter_mut()
                 .enumerate()
-                .filter(|(_, w)| {
-                    w.phase == Phase::Ready && w.batch_ends.len() < WINDOW && w.assigned < max_tasks
+                .filter(|(i, w)| {
+                    w.phase == Phase::Ready
+                        && w.batch_ends.len() < WINDOW
+                        && w.assigned < max_tasks
+                        && !excluded.contains(i)
                 })
                 .min_by_key(|(_, w)| w.inflight.len())
                 .map(|(i, _)| i);
@@ -839,6 +846,10 @@ impl Dispatcher {
             };
             let w = &mut self.workers[wi];
             let limit = chunk.min(max_tasks - w.assigned).max(1);
+            // A message bigger than ~200 KB makes `send` wait until the worker reads it,
+            // which a busy worker does only after its current batch: big batches go to
+            // idle workers only, so the dispatcher never waits on a running task.
+            let byte_cap = if w.batch_ends.is_empty() { usize::MAX } else { BUSY_BATCH_BYTES };
             let mut taken = 0usize;
             let func = front.func.clone();
             let json = front.json;
@@ -849,8 +860,21 @@ impl Dispatcher {
                 if j.json != json || j.func != func {
                     break;
                 }
-                let mut job = if j.items.len() > limit - taken {
-                    let rest = j.items.split_off(limit - taken);
+                let mut fit = 0;
+                let mut bytes = batch.blob.0.len();
+                while fit < j.items.len() && fit < limit - taken {
+                    let size = j.items[fit].end - j.items[fit].start;
+                    if bytes.saturating_add(size) > byte_cap {
+                        break;
+                    }
+                    bytes += size;
+                    fit += 1;
+                }
+                if fit == 0 {
+                    break;
+                }
+                let mut job = if j.items.len() > fit {
+                    let rest = j.items.split_off(fit);
                     let head = std::mem::replace(&mut j.items, rest);
                     j.with_items(head)
                 } else {
@@ -867,6 +891,10 @@ impl Dispatcher {
                 w.inflight.push_back(job);
             }
             let n = batch.ends.len();
+            if n == 0 {
+                excluded.push(wi);
+                continue;
+            }
             let last = self.next_seq - 1;
             let ok = match &w.handle {
                 Handle::Process { tx: Some(tx), .. } => tx.send(ToWorker::Batch(batch)).is_ok(),
