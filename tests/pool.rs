@@ -29,6 +29,10 @@ fn registry() -> Registry {
         std::thread::sleep(Duration::from_millis(ms));
         Ok::<_, TaskError>(data.len())
     });
+    r.register("print", |text: String| {
+        println!("{text}");
+        Ok::<_, TaskError>(())
+    });
     r.register("fail", |msg: String| Err::<(), _>(TaskError::new(msg).with_data(r#"{"code":7}"#)));
     r.register(
         "fail_if",
@@ -535,10 +539,31 @@ fn big_arguments_never_block_the_dispatcher() {
     }
 }
 
+fn worker_stdout_goes_to_stderr() {
+    let out = Command::new(std::env::current_exe().unwrap()).arg("--print-probe").output().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("probe done") && !stdout.contains("MARKER-"), "{stdout}");
+    assert!(stderr.contains("MARKER-1"), "{stderr}");
+}
+
+/// `--print-probe`: a worker prints; with `worker_stdout_to_stderr` it lands on stderr.
+fn print_probe() {
+    let p = pool(1).worker_stdout_to_stderr(true).build().unwrap();
+    p.apply::<_, ()>("print", "MARKER-1".to_string()).unwrap();
+    p.join();
+    println!("probe done");
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
     worker::run_if_worker(&registry());
+    if std::env::args().nth(1).as_deref() == Some("--print-probe") {
+        print_probe();
+        return;
+    }
     let tests: &[(&str, fn())] = &[
         ("apply_and_error_message", apply_and_error_message),
         ("json_calls", json_calls),
@@ -563,6 +588,7 @@ fn main() {
         ("stock_binary_is_a_worker", stock_binary_is_a_worker),
         ("stream_mixed_functions_and_errors", stream_mixed_functions_and_errors),
         ("big_arguments_never_block_the_dispatcher", big_arguments_never_block_the_dispatcher),
+        ("worker_stdout_goes_to_stderr", worker_stdout_goes_to_stderr),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -368,15 +368,17 @@ impl Dispatcher {
                 let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(|e| {
                     PoolError::Start(format!("cannot create the handshake socket: {e}"))
                 })?;
-                let child = Command::new(&cfg.program)
-                    .arg(WORKER_ARG)
-                    .arg(&name)
-                    .stdin(Stdio::null())
-                    .process_group(0)
-                    .spawn()
-                    .map_err(|e| {
-                        PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
-                    })?;
+                let mut cmd = Command::new(&cfg.program);
+                cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
+                if cfg.stdout_to_stderr {
+                    use std::os::fd::AsFd;
+                    if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+                        cmd.stdout(Stdio::from(fd));
+                    }
+                }
+                let child = cmd.spawn().map_err(|e| {
+                    PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
+                })?;
                 let ev = self.tx.clone();
                 std::thread::Builder::new()
                     .name(format!("jobpool-reader-{index}"))
