@@ -448,6 +448,12 @@ fn dead_worker_program_is_an_error() {
     let r = Pool::builder().workers(2).worker_program("/bin/true").build();
     assert!(matches!(r, Err(PoolError::Start(_))), "{:?}", r.err());
     assert!(t0.elapsed() < Duration::from_secs(5));
+    let r = Pool::builder().workers(2).worker_program("/nonexistent/worker").build();
+    assert!(
+        matches!(&r, Err(PoolError::Start(m)) if m.contains("/nonexistent/worker")),
+        "{:?}",
+        r.err()
+    );
 }
 
 fn terminate_and_close() {
