@@ -23,6 +23,10 @@ ours=$(mktemp); theirs=$(mktemp); trap 'rm -f "$ours" "$theirs"' EXIT
 printf '%-16s %16s %16s %10s\n' measure jobpool python ratio
 while read -r name ours_v unit; do
   py_v=$(awk -v n="$name" '$1 == n { print $2 }' "$theirs")
+  if [ -z "$py_v" ]; then
+    printf '%-16s %12s %-3s %12s %-3s %s\n' "$name" "$ours_v" "${unit%%/*}" "-" "" "(no Python counterpart)"
+    continue
+  fi
   if [ "$unit" = ms ]; then
     ratio=$(awk -v a="$ours_v" -v b="$py_v" 'BEGIN { printf "%.1fx faster", b / a }')
   else

@@ -25,6 +25,14 @@ fn registry() -> Registry {
         std::thread::sleep(Duration::from_millis(ms));
         Ok::<_, TaskError>(tag)
     });
+    r.register("len_sleep", |(ms, data): (u64, Vec<u8>)| {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok::<_, TaskError>(data.len())
+    });
+    r.register("print", |text: String| {
+        println!("{text}");
+        Ok::<_, TaskError>(())
+    });
     r.register("fail", |msg: String| Err::<(), _>(TaskError::new(msg).with_data(r#"{"code":7}"#)));
     r.register(
         "fail_if",
@@ -440,6 +448,12 @@ fn dead_worker_program_is_an_error() {
     let r = Pool::builder().workers(2).worker_program("/bin/true").build();
     assert!(matches!(r, Err(PoolError::Start(_))), "{:?}", r.err());
     assert!(t0.elapsed() < Duration::from_secs(5));
+    let r = Pool::builder().workers(2).worker_program("/nonexistent/worker").build();
+    assert!(
+        matches!(&r, Err(PoolError::Start(m)) if m.contains("/nonexistent/worker")),
+        "{:?}",
+        r.err()
+    );
 }
 
 fn terminate_and_close() {
@@ -510,10 +524,52 @@ fn stream_mixed_functions_and_errors() {
     assert_eq!(n, 200);
 }
 
+fn big_arguments_never_block_the_dispatcher() {
+    // A 400 KB message blocks `send` until the worker reads it; while the only worker
+    // runs a task past its timeout, the dispatcher must still be free to stop it.
+    let p = pool(1)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let slow = p.apply_async::<_, usize>("len_sleep", (20_000u64, vec![0u8; 10])).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let big: Vec<_> = (0..3)
+        .map(|_| p.apply_async::<_, usize>("len_sleep", (0u64, vec![7u8; 400_000])).unwrap())
+        .collect();
+    assert!(matches!(slow.get(Some(Duration::from_secs(10))), Err(PoolError::TaskTimeout(_))));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    for r in big {
+        assert_eq!(r.get(Some(Duration::from_secs(10))).unwrap(), 400_000);
+    }
+}
+
+fn worker_stdout_goes_to_stderr() {
+    let out = Command::new(std::env::current_exe().unwrap()).arg("--print-probe").output().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("probe done") && !stdout.contains("MARKER-"), "{stdout}");
+    assert!(stderr.contains("MARKER-1"), "{stderr}");
+}
+
+/// `--print-probe`: a worker prints; with `worker_stdout_to_stderr` it lands on stderr.
+fn print_probe() {
+    let p = pool(1).worker_stdout_to_stderr(true).build().unwrap();
+    p.apply::<_, ()>("print", "MARKER-1".to_string()).unwrap();
+    p.join();
+    println!("probe done");
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
     worker::run_if_worker(&registry());
+    if std::env::args().nth(1).as_deref() == Some("--print-probe") {
+        print_probe();
+        return;
+    }
     let tests: &[(&str, fn())] = &[
         ("apply_and_error_message", apply_and_error_message),
         ("json_calls", json_calls),
@@ -537,6 +593,8 @@ fn main() {
         ("drop_leaves_no_process", drop_leaves_no_process),
         ("stock_binary_is_a_worker", stock_binary_is_a_worker),
         ("stream_mixed_functions_and_errors", stream_mixed_functions_and_errors),
+        ("big_arguments_never_block_the_dispatcher", big_arguments_never_block_the_dispatcher),
+        ("worker_stdout_goes_to_stderr", worker_stdout_goes_to_stderr),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -41,6 +41,18 @@ fn main() {
             let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
             eprintln!("threads backend map: {:?} ({})", t0.elapsed(), v.len());
         }
+        for (w, chunk) in [(1, 0), (1, 100_000), (2, 50_000)] {
+            let tp = Pool::builder()
+                .workers(w)
+                .chunk_size(chunk)
+                .backend(jobpool::pool::Backend::Threads)
+                .registry(registry.clone())
+                .build()
+                .unwrap();
+            let t0 = Instant::now();
+            let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
+            eprintln!("threads w={w} chunk={chunk}: {:?} ({})", t0.elapsed(), v.len());
+        }
         for _ in 0..runs {
             let t0 = Instant::now();
             let r = pool.map_async::<_, i64>("noop", 0..n).unwrap();
@@ -79,6 +91,25 @@ fn main() {
         rates.push(n as f64 / dt);
     }
     println!("apply_async {:.0} tasks/s", median(rates));
+    // Streaming run (what `jobpool run` uses): JSON arguments in, JSON values out.
+    let n = 200_000u64;
+    let mut rates = Vec::new();
+    for _ in 0..runs.min(3) {
+        let t0 = Instant::now();
+        let items = (0..n).map(|i| jobpool::pool::Submission {
+            id: i,
+            func: "noop".into(),
+            args: jobpool::pool::Payload::Json(i.to_string()),
+        });
+        let mut count = 0u64;
+        for o in pool.run_stream(items).unwrap() {
+            assert_eq!(o.status, jobpool::record::Status::Ok);
+            count += 1;
+        }
+        assert_eq!(count, n);
+        rates.push(n as f64 / t0.elapsed().as_secs_f64());
+    }
+    println!("run_stream {:.0} items/s", median(rates));
     drop(pool);
 
     let mut times = Vec::new();

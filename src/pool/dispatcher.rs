@@ -22,13 +22,15 @@ use super::protocol::{
     ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
 };
 use super::registry::TaskContext;
-use super::result::{Collector, Outcome, Stored};
+use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
 use super::{Backend, Config, PoolError};
 use crate::record::Status;
 
 /// Batches a worker may have outstanding at once (well under the ~278 messages a
 /// socket buffers, so a send never blocks).
-const WINDOW: usize = 2;
+const WINDOW: usize = 4;
+/// Largest batch (argument bytes) sent to a worker that is still busy.
+const BUSY_BATCH_BYTES: usize = 32 * 1024;
 /// Largest automatic batch.
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
@@ -366,15 +368,17 @@ impl Dispatcher {
                 let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(|e| {
                     PoolError::Start(format!("cannot create the handshake socket: {e}"))
                 })?;
-                let child = Command::new(&cfg.program)
-                    .arg(WORKER_ARG)
-                    .arg(&name)
-                    .stdin(Stdio::null())
-                    .process_group(0)
-                    .spawn()
-                    .map_err(|e| {
-                        PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
-                    })?;
+                let mut cmd = Command::new(&cfg.program);
+                cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
+                if cfg.stdout_to_stderr {
+                    use std::os::fd::AsFd;
+                    if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+                        cmd.stdout(Stdio::from(fd));
+                    }
+                }
+                let child = cmd.spawn().map_err(|e| {
+                    PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
+                })?;
                 let ev = self.tx.clone();
                 std::thread::Builder::new()
                     .name(format!("jobpool-reader-{index}"))
@@ -430,6 +434,12 @@ impl Dispatcher {
     }
 
     fn on_results(&mut self, wid: u64, results: ResultBatch) {
+        if self.on_results_fast(wid, &results) {
+            let wi = self.workers.iter().position(|w| w.wid == wid).expect("checked");
+            self.deliver_fast(wi, results);
+            self.maybe_retire(wi);
+            return;
+        }
         let retries = self.cfg.retries;
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
@@ -533,6 +543,58 @@ impl Dispatcher {
         out.flush();
         self.pending.extend(requeue);
         self.maybe_retire(wi);
+    }
+
+    /// Whether `results` are all successes of consecutive items of the worker's first
+    /// job, a `map`-like call whose items all had the same number of attempts: then they
+    /// are delivered as one [`Segment`], without per-item work on this thread.
+    fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
+        let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
+        let metas = &results.metas;
+        let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return false };
+        let n = metas.len();
+        if !matches!(w.phase, Phase::Ready | Phase::Retiring)
+            || !results.data.is_empty()
+            || last.id - first.id != n as u64 - 1
+            || metas.iter().any(|m| m.code != CODE_OK)
+        {
+            return false;
+        }
+        let Some(j) = w.inflight.front() else { return false };
+        if !matches!(j.reply, Reply::Collect(_))
+            || first.id != j.seq + j.done as u64
+            || j.done + n > j.items.len()
+        {
+            return false;
+        }
+        let its = &j.items[j.done..j.done + n];
+        let a = its[0].attempts;
+        its[n - 1].user_id - its[0].user_id == n as u64 - 1 && its.iter().all(|i| i.attempts == a)
+    }
+
+    fn deliver_fast(&mut self, wi: usize, results: ResultBatch) {
+        let w = &mut self.workers[wi];
+        let n = results.metas.len();
+        let last_id = results.metas[n - 1].id;
+        let j = w.inflight.front_mut().expect("checked");
+        let Reply::Collect(c) = &j.reply else { unreachable!("checked") };
+        let c = c.clone();
+        let seg = Segment {
+            data: Arc::new(SegmentData { metas: results.metas, blob: Arc::new(results.blob.0) }),
+            count: n,
+            first: j.items[j.done].user_id as usize,
+            attempts: j.items[j.done].attempts + 1,
+            worker: w.index,
+            json: j.json,
+        };
+        j.done += n;
+        if j.done == j.items.len() {
+            w.inflight.pop_front();
+        }
+        while w.batch_ends.front().is_some_and(|&e| e <= last_id) {
+            w.batch_ends.pop_front();
+        }
+        c.deliver_segment(seg);
     }
 
     /// Recycle a worker that reached `max_tasks_per_worker` once its tasks are done.
@@ -758,6 +820,8 @@ impl Dispatcher {
             }
         }
         let max_tasks = self.cfg.max_tasks_per_worker.unwrap_or(usize::MAX);
+        // Workers that cannot take the front task now (too big while they are busy).
+        let mut excluded: Vec<usize> = Vec::new();
         loop {
             if self.pending.is_empty() {
                 return;
@@ -767,8 +831,11 @@ impl Dispatcher {
                 .workers
                 .iter_mut()
                 .enumerate()
-                .filter(|(_, w)| {
-                    w.phase == Phase::Ready && w.batch_ends.len() < WINDOW && w.assigned < max_tasks
+                .filter(|(i, w)| {
+                    w.phase == Phase::Ready
+                        && w.batch_ends.len() < WINDOW
+                        && w.assigned < max_tasks
+                        && !excluded.contains(i)
                 })
                 .min_by_key(|(_, w)| w.inflight.len())
                 .map(|(i, _)| i);
@@ -781,6 +848,10 @@ impl Dispatcher {
             };
             let w = &mut self.workers[wi];
             let limit = chunk.min(max_tasks - w.assigned).max(1);
+            // A message bigger than ~200 KB makes `send` wait until the worker reads it,
+            // which a busy worker does only after its current batch: big batches go to
+            // idle workers only, so the dispatcher never waits on a running task.
+            let byte_cap = if w.batch_ends.is_empty() { usize::MAX } else { BUSY_BATCH_BYTES };
             let mut taken = 0usize;
             let func = front.func.clone();
             let json = front.json;
@@ -791,8 +862,21 @@ impl Dispatcher {
                 if j.json != json || j.func != func {
                     break;
                 }
-                let mut job = if j.items.len() > limit - taken {
-                    let rest = j.items.split_off(limit - taken);
+                let mut fit = 0;
+                let mut bytes = batch.blob.0.len();
+                while fit < j.items.len() && fit < limit - taken {
+                    let size = j.items[fit].end - j.items[fit].start;
+                    if bytes.saturating_add(size) > byte_cap {
+                        break;
+                    }
+                    bytes += size;
+                    fit += 1;
+                }
+                if fit == 0 {
+                    break;
+                }
+                let mut job = if j.items.len() > fit {
+                    let rest = j.items.split_off(fit);
                     let head = std::mem::replace(&mut j.items, rest);
                     j.with_items(head)
                 } else {
@@ -809,6 +893,10 @@ impl Dispatcher {
                 w.inflight.push_back(job);
             }
             let n = batch.ends.len();
+            if n == 0 {
+                excluded.push(wi);
+                continue;
+            }
             let last = self.next_seq - 1;
             let ok = match &w.handle {
                 Handle::Process { tx: Some(tx), .. } => tx.send(ToWorker::Batch(batch)).is_ok(),

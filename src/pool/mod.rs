@@ -65,6 +65,7 @@ pub(crate) struct Config {
     pub registry: Arc<Registry>,
     pub program: PathBuf,
     pub stream_capacity: usize,
+    pub stdout_to_stderr: bool,
 }
 
 /// Configures a [`Pool`]; from [`Pool::builder`].
@@ -81,6 +82,7 @@ pub struct PoolBuilder {
     registry: Option<Registry>,
     program: Option<PathBuf>,
     stream_capacity: usize,
+    stdout_to_stderr: bool,
 }
 
 impl PoolBuilder {
@@ -159,6 +161,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Send what the workers print on stdout to this process's stderr instead (for
+    /// programs whose own stdout carries results, like `jobpool run`). Default: off,
+    /// workers share stdout, as in Python.
+    pub fn worker_stdout_to_stderr(mut self, yes: bool) -> Self {
+        self.stdout_to_stderr = yes;
+        self
+    }
+
     /// Start the workers; returns when all finished their handshake. A worker that
     /// dies or fails before is an error, never a hang.
     pub fn build(self) -> Result<Pool, PoolError> {
@@ -181,6 +191,7 @@ impl PoolBuilder {
             registry: Arc::new(self.registry.unwrap_or_else(Registry::with_builtins)),
             program,
             stream_capacity: self.stream_capacity,
+            stdout_to_stderr: self.stdout_to_stderr,
         });
         let (tx, thread) = dispatcher::start(cfg.clone())?;
         Ok(Pool {
@@ -224,6 +235,7 @@ impl Pool {
             registry: None,
             program: None,
             stream_capacity: 4096,
+            stdout_to_stderr: false,
         }
     }
 

@@ -94,6 +94,19 @@ impl TaskContext {
         }
     }
 
+    /// A context for calling a function in this thread, outside any pool (tests, a
+    /// dry run): worker 0, no timeout, a 1 s grace period, never asked to stop.
+    pub fn detached(context: &str) -> Self {
+        TaskContext::new(
+            Arc::from(context),
+            None,
+            Duration::from_secs(1),
+            0,
+            Arc::new(AtomicBool::new(false)),
+            Slot::local(),
+        )
+    }
+
     /// The opaque string given to [`PoolBuilder::context`](super::PoolBuilder::context)
     /// (empty when none was given).
     pub fn context(&self) -> &str {
@@ -321,14 +334,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> TaskContext {
-        TaskContext::new(
-            Arc::from("ctx"),
-            None,
-            Duration::from_secs(1),
-            0,
-            Arc::new(AtomicBool::new(false)),
-            Slot::local(),
-        )
+        TaskContext::detached("ctx")
     }
 
     #[test]

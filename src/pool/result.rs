@@ -219,6 +219,54 @@ struct CState {
     outcomes: Vec<Option<Stored>>,
     remaining: usize,
     done: Option<Done>,
+    /// Runs of successes not yet written into `outcomes` (see [`Segment`]).
+    segments: Vec<Segment>,
+}
+
+/// A worker's result message, shared by the outcomes that point into it.
+pub(crate) struct SegmentData {
+    pub metas: Vec<super::protocol::Meta>,
+    pub blob: Arc<Vec<u8>>,
+}
+
+/// Consecutive successes of one call, delivered by the dispatcher in O(1) and written
+/// into the collector's per-item table by whoever reads it next (usually the caller's
+/// thread, which is waiting anyway).
+pub(crate) struct Segment {
+    pub data: Arc<SegmentData>,
+    pub count: usize,
+    /// The first item's index in the collector.
+    pub first: usize,
+    pub attempts: u32,
+    pub worker: u32,
+    pub json: bool,
+}
+
+impl CState {
+    fn materialize(&mut self) {
+        for seg in std::mem::take(&mut self.segments) {
+            let metas = &seg.data.metas;
+            let mut start = 0u32;
+            for (k, m) in metas.iter().take(seg.count).enumerate() {
+                self.outcomes[seg.first + k] = Some(Stored::Ok {
+                    blob: seg.data.blob.clone(),
+                    start,
+                    end: m.end,
+                    json: seg.json,
+                    attempts: seg.attempts,
+                    worker: seg.worker,
+                    started_ns: m.started_ns,
+                    duration_ns: m.duration_ns,
+                });
+                start = m.end;
+            }
+        }
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.outcomes[i].is_some()
+            || self.segments.iter().any(|g| i >= g.first && i < g.first + g.count)
+    }
 }
 
 /// Collects the outcomes of one call (one for `apply`, n for `map`).
@@ -237,6 +285,7 @@ impl Collector {
                 outcomes: (0..n).map(|_| None).collect(),
                 remaining: n,
                 done,
+                segments: Vec::new(),
             }),
             cv: Condvar::new(),
             watch: AtomicUsize::new(usize::MAX),
@@ -256,6 +305,27 @@ impl Collector {
                 s.remaining -= 1;
                 wake |= index == watch;
             }
+            if s.remaining == 0 || wake {
+                self.cv.notify_all();
+            }
+            if s.remaining == 0 { s.done.take() } else { None }
+        };
+        if let Some(done) = done {
+            done(self);
+        }
+    }
+
+    /// Deliver a run of successes (items `first..first + count`, none delivered before).
+    pub(crate) fn deliver_segment(&self, seg: Segment) {
+        let done = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if seg.first + seg.count > s.outcomes.len() {
+                return;
+            }
+            let watch = self.watch.load(Ordering::Relaxed);
+            let wake = watch >= seg.first && watch < seg.first + seg.count;
+            s.remaining -= seg.count;
+            s.segments.push(seg);
             if s.remaining == 0 || wake {
                 self.cv.notify_all();
             }
@@ -296,7 +366,9 @@ impl Collector {
     }
 
     pub(crate) fn with_outcomes<R>(&self, f: impl FnOnce(&[Option<Stored>]) -> R) -> R {
-        f(&self.state.lock().unwrap_or_else(|e| e.into_inner()).outcomes)
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.materialize();
+        f(&s.outcomes)
     }
 
     pub(crate) fn take_done(&self) -> Option<Done> {
@@ -304,7 +376,9 @@ impl Collector {
     }
 
     fn take(&self, index: usize) -> Option<Stored> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).outcomes.get_mut(index)?.take()
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.materialize();
+        s.outcomes.get_mut(index)?.take()
     }
 }
 
@@ -420,7 +494,7 @@ impl<T: DeserializeOwned> Iterator for Imap<T> {
         }
         let i = self.next;
         self.c.watch.store(i, Ordering::Relaxed);
-        self.c.wait_until(None, |s| s.outcomes[i].is_some());
+        self.c.wait_until(None, |s| s.has(i));
         self.next += 1;
         Some(stored_result(&self.c.take(i)))
     }
