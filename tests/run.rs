@@ -756,3 +756,31 @@ i = { range = [0, 12] }
     let out = job.run(&[]);
     assert!(!stderr(&out).contains(" done, "), "{}", stderr(&out));
 }
+
+#[test]
+fn tasks_do_not_outlive_a_killed_jobpool() {
+    // SIGKILL cannot be caught: the workers notice their parent's death and stop their
+    // tasks' process groups themselves.
+    let job = Job::new(
+        r#"
+workers = 2
+grace-period = "200ms"
+[task]
+kind = "command"
+shell = "echo $$ > pids/{i}; sleep 300 & echo $! >> pids/{i}; wait"
+[args]
+i = [0, 1]
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let mut child = job.spawn(&[]);
+    let start = Instant::now();
+    while read_pids(&job.path("pids")).len() < 4 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(pids.len(), 4);
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    assert_eq!(survivors(&pids), Vec::<i32>::new(), "tasks outlived jobpool");
+}

@@ -511,11 +511,17 @@ impl Dispatcher {
                     CODE_PANIC => Some(Status::Crashed),
                     _ => Some(Status::Crashed), // unknown code: a protocol error
                 };
+                // A task that fails while its run is being cancelled failed because it
+                // was stopped: it is cancelled, not an error of its own.
+                let stopping = self.cancelled_runs.contains(&job.run)
+                    || matches!(w.phase, Phase::Stopping { why: Why::Cancel | Why::Terminate, .. });
+                let status =
+                    if status.is_some() && stopping { Some(Status::Cancelled) } else { status };
                 if let Some(status) = status {
                     item.attempts += 1;
                     let stopped = self.stopped_runs.contains(&job.run)
                         || self.cancelled_runs.contains(&job.run);
-                    if item.attempts <= retries && !stopped {
+                    if item.attempts <= retries && !stopped && status != Status::Cancelled {
                         requeue.push(job.with_items(vec![item]));
                     } else {
                         let o = Outcome {
@@ -724,7 +730,12 @@ impl Dispatcher {
     }
 
     fn stop_worker(w: &mut Worker, why: Why, grace: Duration) {
-        if matches!(w.phase, Phase::Stopping { .. }) {
+        if let Phase::Stopping { killed, .. } = w.phase {
+            // Terminate does not wait for a grace period already running.
+            if why == Why::Terminate && !killed {
+                signal(w, libc::SIGKILL);
+                w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
+            }
             return;
         }
         let starting = matches!(w.phase, Phase::Starting(_));

@@ -51,6 +51,13 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
         .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
+    // A worker must not outlive its pool, even one that was SIGKILLed: the kernel then
+    // sends us SIGTERM, which stops the running task like a TERM from the pool does.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    if unsafe { libc::getppid() } == 1 {
+        return Ok(()); // the parent died before we could ask
+    }
     let to_parent: IpcSender<FromWorker> =
         IpcSender::connect(name).map_err(|e| format!("cannot connect to the pool: {e}"))?;
     let (tx, rx) =
@@ -70,6 +77,8 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         ));
     }
     let slot = Slot::from_shm(init.slot);
+    let grace = Duration::from_nanos(init.grace_ns);
+    outlive_guard(stop.clone(), slot.clone(), grace);
     let ctx = TaskContext::new(
         Arc::from(init.context),
         init.task_timeout_ns.map(Duration::from_nanos),
@@ -90,6 +99,25 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
             Ok(ToWorker::Shutdown) | Err(_) => return Ok(()),
         }
     }
+}
+
+/// Once the worker was told to stop (SIGTERM: from the pool, or from the kernel when the
+/// pool died), give the running task the grace period to stop by itself, then kill the
+/// process group it registered and exit, so that no task outlives a dead pool.
+fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
+    let _ = std::thread::Builder::new().name("jobpool-worker-guard".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(grace + Duration::from_millis(500));
+        let pgid = slot.pgid();
+        if pgid > 0 {
+            // SAFETY: kill(2) of the process group our task registered.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        // SAFETY: _exit ends the process without running destructors on other threads.
+        unsafe { libc::_exit(70) };
+    });
 }
 
 /// Run one batch in order, sending results through `send`. Returns false when the
