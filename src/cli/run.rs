@@ -353,6 +353,8 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         .grace_period(job.limits.grace_period)
         .max_tasks_per_worker(job.max_tasks_per_worker.try_into().unwrap_or(usize::MAX))
         .context(context_json)
+        // Stdout carries the records; whatever a task prints there goes to stderr.
+        .worker_stdout_to_stderr(true)
         .registry(registry.clone())
         .backend(match job.backend {
             Backend::Threads => pool::Backend::Threads,
