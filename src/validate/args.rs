@@ -114,6 +114,20 @@ pub fn args(
                         loc: &Loc,
                         names: &mut Vec<String>|
      -> Option<usize> {
+        if keys::ARGS_RESERVED.contains(&name) {
+            *names_ok = false;
+            ctx.error(
+                "jobpool::args-name",
+                format!("`{name}` is reserved in `[args]` and cannot name an argument"),
+                loc,
+                "reserved",
+                Some(format!(
+                    "{} are not parameters; pick another name",
+                    one_of(keys::ARGS_RESERVED)
+                )),
+            );
+            return None;
+        }
         if !is_ident(name) {
             *names_ok = false;
             ctx.error("jobpool::args-name", format!("`{name}` is not a valid argument name"), loc, "not a name", Some("argument names are letters, digits and `_`, not starting with a digit (scripts use them as variables)".into()));
@@ -148,6 +162,8 @@ pub fn args(
             }
             "names" => {
                 let NodeKind::Array(items) = &value.kind else {
+                    skip_tuples = true;
+                    tuples_node = None;
                     ctx.wrong_type(
                         "names",
                         value,
@@ -417,6 +433,16 @@ fn number(ctx: &mut Ctx, what: &str, node: &Node) -> Option<Num> {
     match node.kind {
         NodeKind::Int(Some(i)) => Some(Num::Int(i)),
         NodeKind::Float(f) if f.is_finite() => Some(Num::Float(f)),
+        NodeKind::Int(None) => {
+            ctx.error(
+                "jobpool::out-of-range",
+                format!("{what} does not fit in 64 bits"),
+                &node.loc,
+                "too large",
+                Some("integers range from -9223372036854775808 to 9223372036854775807".into()),
+            );
+            None
+        }
         NodeKind::Float(_) => {
             ctx.error(
                 "jobpool::bad-range",
@@ -646,6 +672,17 @@ fn tuples(ctx: &mut Ctx, node: &Node, width: usize, names_loc: &Loc) -> Option<V
             &node.loc,
             "no tuples",
             Some("an empty job makes no sense; give at least one tuple".into()),
+        );
+        return None;
+    }
+    if !rows.iter().any(|r| matches!(r.kind, NodeKind::Array(_))) {
+        let example = format!("[{}]", vec!["0"; width].join(", "));
+        ctx.error(
+            "jobpool::bad-tuples",
+            "`tuples` must be an array of arrays, one per submission",
+            &node.loc,
+            "a flat array",
+            Some(format!("write tuples = [{example}, ...]: each tuple has one value per name")),
         );
         return None;
     }
