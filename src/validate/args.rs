@@ -300,15 +300,27 @@ pub fn args(
                         .iter()
                         .map(|v| format!("`{}` has {}", v.name, v.values.len()))
                         .collect();
+                    // The primary label goes to the odd one out when most parameters
+                    // agree on a length (`a`, `b` have 2, `c` has 3: `c`), else to the first.
+                    let agree = |len: u64| varying.iter().filter(|v| v.values.len() == len).count();
+                    let common = varying.iter().map(|v| v.values.len()).max_by_key(|l| agree(*l));
+                    let odd = match common {
+                        Some(c) if agree(c) * 2 > varying.len() => {
+                            varying.iter().position(|v| v.values.len() != c).unwrap_or(0)
+                        }
+                        _ => 0,
+                    };
                     let mut p = Problem::at(
                         ctx.sources,
                         "jobpool::zip-lengths",
                         "`combine = \"zip\"` needs parameters of equal length",
-                        &varying[0].loc,
-                        count(first, "value"),
+                        &varying[odd].loc,
+                        count(varying[odd].values.len(), "value"),
                     );
-                    for v in &varying[1..] {
-                        p = p.label(ctx.sources, &v.loc, count(v.values.len(), "value"));
+                    for (i, v) in varying.iter().enumerate() {
+                        if i != odd {
+                            p = p.label(ctx.sources, &v.loc, count(v.values.len(), "value"));
+                        }
                     }
                     ctx.push(p.help(format!(
                         "{}; make them equal, or use combine = \"product\"",

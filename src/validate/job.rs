@@ -662,7 +662,8 @@ fn check_task_keys(ctx: &mut Ctx, t: &[(Key, Node)], kind: Option<&str>) {
         Some(other) => (keys::TASK_REGISTERED, format!("a `{other}` task (a registered kind)")),
         None => (&all, "`[task]`".into()),
     };
-    let (own, foreign): (Vec<(Key, Node)>, Vec<(Key, Node)>) = t
+    type Entries = Vec<(Key, Node)>;
+    let (own, foreign): (Entries, Entries) = t
         .iter()
         .cloned()
         .partition(|(k, _)| allowed.contains(&k.name.as_str()) || task_key_kind(&k.name).is_none());
@@ -677,10 +678,9 @@ fn check_task_keys(ctx: &mut Ctx, t: &[(Key, Node)], kind: Option<&str>) {
         ("code", "script"),
         ("path", "file"),
     ];
-    let (aliased, own): (Vec<(Key, Node)>, Vec<(Key, Node)>) =
-        own.into_iter().partition(|(k, _)| {
-            !allowed.contains(&k.name.as_str()) && ALIASES.iter().any(|(a, _)| *a == k.name)
-        });
+    let (aliased, own): (Entries, Entries) = own.into_iter().partition(|(k, _)| {
+        !allowed.contains(&k.name.as_str()) && ALIASES.iter().any(|(a, _)| *a == k.name)
+    });
     ctx.check_keys(&own, allowed, &what);
     for (k, _) in &aliased {
         let meant = ALIASES.iter().find(|(a, _)| *a == k.name).map_or("", |(_, m)| *m);

@@ -83,6 +83,12 @@ fn syntax_help(message: &str) -> &'static str {
         "close the array with `]`; items are separated by commas"
     } else if m.contains("unclosed table") || m.contains("inline table") {
         "close the table: `[task]` for a header, `{ key = value, ... }` inline"
+    } else if m.contains("extra `=`") {
+        "write one `=` between a key and its value: workers = 4"
+    } else if m.contains("recurs") {
+        "the value is nested too deeply; flatten it"
+    } else if m.contains("expected key") {
+        "each line is `key = value`, a `[table]` header or a comment; TOML is not JSON or YAML"
     } else if m.contains("expected newline") {
         "put each `key = value` on its own line"
     } else {
@@ -117,7 +123,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
                     {
                         span = cr - 1..cr;
                     }
-                    let p = Problem::at(
+                    Problem::at(
                         &sources,
                         "jobpool::syntax",
                         format!("invalid TOML: {}", e.message.trim_end()),
@@ -132,8 +138,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
                             }
                             _ => syntax_help(&e.message),
                         },
-                    );
-                    p
+                    )
                 })
                 .collect();
             return Err(fail(problems));
@@ -193,12 +198,24 @@ fn apply_override(doc: &mut Node, sources: &mut Sources, raw: &str) -> Result<()
     }
     let offset = key.len() + 1;
     let value_loc = Loc { origin, span: offset..raw.len() };
-    let node = source::parse_value(
+    let parsed = source::parse_value(
         value.trim(),
         offset + (value.len() - value.trim_start().len()),
         origin,
-    )
-    .unwrap_or(Node { kind: NodeKind::Str(value.to_string()), loc: value_loc });
+    );
+    // A value that starts like an array, a table or a quoted string was meant as TOML: a
+    // typo there must not silently become a plain string.
+    if parsed.is_none() && value.trim_start().starts_with(['[', '{', '"', '\'']) {
+        return Err(Problem::at(
+            sources,
+            "jobpool::override",
+            format!("the value of `--set {key}=...` is not valid TOML"),
+            &value_loc,
+            "not TOML",
+        )
+        .help("close the brackets and quotes, e.g. `--set args.seed=[1,2,3]`; quote the whole argument for the shell"));
+    }
+    let node = parsed.unwrap_or(Node { kind: NodeKind::Str(value.to_string()), loc: value_loc });
     let mut table = doc;
     for (i, part) in path.iter().enumerate() {
         let NodeKind::Table(entries) = &mut table.kind else {
