@@ -707,7 +707,7 @@ fn tuples(ctx: &mut Ctx, node: &Node, width: usize, names_loc: &Loc) -> Option<V
                 format!("each tuple must be an array, not {}", row.type_name()),
                 &row.loc,
                 format!("{} here", row.type_name()),
-                Some(format!("write [v1, v2, ...] with {width} values")),
+                Some(format!("write [v1, v2, ...] with {}", count(width as u64, "value"))),
             );
             ok = false;
             continue;

@@ -910,6 +910,19 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     NodeKind::Array(items) if !items.is_empty() => {
                         cmd.success_codes.clear();
                         for item in items {
+                            if let NodeKind::Str(text) = &item.kind {
+                                ctx.error(
+                                    "jobpool::wrong-type",
+                                    "every item of `success-codes` must be an integer, not a string",
+                                    &item.loc,
+                                    "a string here",
+                                    Some(format!(
+                                        "write exit codes without quotes, e.g. success-codes = [0, {}]",
+                                        text.trim().parse::<u8>().unwrap_or(1)
+                                    )),
+                                );
+                                continue;
+                            }
                             if let Some(c) =
                                 ctx.bounded("success-codes", item, 0, 255, "success-codes = [0, 1]")
                             {
@@ -1015,7 +1028,7 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     format!("unknown task kind `{other}`")
                 },
                 &kind_node.loc,
-                "unknown kind",
+                if other.trim().is_empty() { "empty" } else { "unknown kind" },
                 Some(help),
             );
             None
