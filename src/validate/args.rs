@@ -639,6 +639,16 @@ fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
 
 fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
     let rel = ctx.string("lines", node, "lines = \"inputs.txt\"")?;
+    if rel.trim().is_empty() {
+        ctx.error(
+            "jobpool::bad-value",
+            format!("`lines` of `{name}` is empty"),
+            &node.loc,
+            "no file",
+            Some("name a text file relative to the job file, e.g. lines = \"inputs.txt\"".into()),
+        );
+        return None;
+    }
     let path = ctx.dir.join(&rel);
     let text = match std::fs::read(&path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

@@ -575,6 +575,17 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
     }
     if let Some(n) = get("watch") {
         job.watch = string_list(ctx, "watch", n, "watch = [\"data/**/*.csv\"]").unwrap_or_default();
+        if let NodeKind::Array(items) = &n.kind {
+            for item in items.iter().filter(|i| i.as_str().is_some_and(|s| s.trim().is_empty())) {
+                ctx.error(
+                    "jobpool::bad-value",
+                    "an item of `watch` is empty",
+                    &item.loc,
+                    "empty",
+                    Some("each item is a path or glob relative to the job file, e.g. \"data/**/*.csv\"".into()),
+                );
+            }
+        }
     }
     if let Some(n) = get("slurm") {
         job.slurm = slurm(ctx, n);
@@ -610,8 +621,106 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
             format: SinkFormat::Text(value_template()),
         });
     }
+    if matches!(task, Some(TaskTemplate::Script(_)))
+        && let Some(args) = get("args")
+    {
+        script_names(ctx, args);
+    }
     job.task = task?;
     Some(job)
+}
+
+/// Words a Rhai script cannot use as a variable name.
+const RHAI_RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "let",
+    "const",
+    "if",
+    "else",
+    "switch",
+    "do",
+    "while",
+    "loop",
+    "until",
+    "for",
+    "in",
+    "continue",
+    "break",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "fn",
+    "private",
+    "import",
+    "export",
+    "as",
+    "this",
+    "var",
+    "static",
+    "shared",
+    "goto",
+    "match",
+    "case",
+    "public",
+    "protected",
+    "new",
+    "use",
+    "with",
+    "module",
+    "package",
+    "super",
+    "thread",
+    "spawn",
+    "go",
+    "await",
+    "async",
+    "sync",
+    "yield",
+    "default",
+    "void",
+    "null",
+    "nil",
+    "is",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "eval",
+];
+
+/// A script receives its arguments as variables: a name the language reserves could
+/// never be read.
+fn script_names(ctx: &mut Ctx, args: &Node) {
+    let Some(entries) = args.as_table() else { return };
+    let mut places: Vec<(&str, &Loc)> = Vec::new();
+    for (k, v) in entries {
+        match k.name.as_str() {
+            "combine" | "tuples" => {}
+            "names" => {
+                if let NodeKind::Array(items) = &v.kind {
+                    places.extend(items.iter().filter_map(|i| Some((i.as_str()?, &i.loc))));
+                }
+            }
+            name => places.push((name, &k.loc)),
+        }
+    }
+    for (name, loc) in places {
+        if RHAI_RESERVED.contains(&name) {
+            ctx.error(
+                "jobpool::args-name",
+                format!("`{name}` is a reserved word in scripts and cannot name an argument"),
+                loc,
+                "reserved in Rhai",
+                Some(format!(
+                    "a `script` task reads its arguments as variables; rename it, e.g. `{name}_`"
+                )),
+            );
+        }
+    }
 }
 
 fn string_list(ctx: &mut Ctx, key: &str, node: &Node, example: &str) -> Option<Vec<String>> {
@@ -989,7 +1098,7 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     Some(TaskTemplate::Script(ScriptTask { source, file: None }))
                 }
                 (None, Some(f)) => {
-                    let rel = ctx.string("file", f, "file = \"tasks/score.rhai\"")?;
+                    let rel = non_empty(ctx, "file", f, "file = \"tasks/score.rhai\"")?;
                     let path = ctx.dir.join(&rel);
                     match std::fs::read_to_string(&path) {
                         Ok(source) => {
@@ -1180,7 +1289,11 @@ fn non_empty(ctx: &mut Ctx, key: &str, node: &Node, example: &str) -> Option<Str
             format!("`{key}` is empty"),
             &node.loc,
             "empty",
-            Some(format!("leave `{key}` out for the default, or write e.g. {example}")),
+            Some(if key == "file" {
+                format!("name a Rhai file relative to the job file, e.g. {example}")
+            } else {
+                format!("leave `{key}` out for the default, or write e.g. {example}")
+            }),
         );
         return None;
     }
