@@ -42,6 +42,131 @@ impl Sources {
     pub fn get(&self, origin: Origin) -> NamedSource<Arc<str>> {
         self.sources[origin.min(self.sources.len() - 1)].clone()
     }
+
+    /// The text of `origin`.
+    pub fn text(&self, origin: Origin) -> &str {
+        self.sources[origin.min(self.sources.len() - 1)].inner()
+    }
+
+    /// Where bytes `within` of the string value `node` are written: a place inside the
+    /// quotes (escapes and multi-line strings accounted for), so that a label points at
+    /// the `{placeholder}` on its own line rather than at the start of the string. Falls
+    /// back to the whole value when the written text cannot be mapped.
+    pub fn inner_loc(&self, node: &Node, within: Range<usize>) -> Loc {
+        let fallback = node.loc.clone();
+        let NodeKind::Str(value) = &node.kind else { return fallback };
+        let Some(raw) = self.text(node.loc.origin).get(node.loc.span.clone()) else {
+            return fallback;
+        };
+        let Some(map) = string_offsets(raw, value) else { return fallback };
+        let Some(&start) = map.get(within.start) else { return fallback };
+        let end = if within.is_empty() {
+            start
+        } else {
+            // One past the raw bytes of the last decoded byte (an escape is labelled
+            // from its backslash to its end).
+            let Some(&last) = map.get(within.end - 1) else { return fallback };
+            let next = map.get(within.end).copied().unwrap_or(raw.len());
+            next.max(last + 1)
+        };
+        let base = node.loc.span.start;
+        Loc { origin: node.loc.origin, span: base + start..base + end }
+    }
+}
+
+/// For a TOML string token `raw` (quotes included) whose value is `value`: the raw byte
+/// offset of every decoded byte, plus one entry for the end. `None` when `raw` does not
+/// decode to `value` (then a caller labels the whole token). A token without quotes (a
+/// plain `--set` value) maps one to one.
+pub fn string_offsets(raw: &str, value: &str) -> Option<Vec<usize>> {
+    let (literal, multi) = if raw.starts_with("\"\"\"") {
+        (false, true)
+    } else if raw.starts_with("'''") {
+        (true, true)
+    } else if raw.starts_with('"') {
+        (false, false)
+    } else if raw.starts_with('\'') {
+        (true, false)
+    } else {
+        return (raw == value).then(|| (0..=raw.len()).collect());
+    };
+    let open = if multi { 3 } else { 1 };
+    let close = raw.len().checked_sub(open)?;
+    if close < open {
+        return None;
+    }
+    let body = &raw[open..close];
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    if multi {
+        if body.starts_with("\r\n") {
+            i = 2;
+        } else if body.starts_with('\n') {
+            i = 1;
+        }
+    }
+    let keep_cr = value.contains('\r');
+    let mut out = String::with_capacity(body.len());
+    let mut map = Vec::with_capacity(body.len() + 1);
+    let push = |out: &mut String, map: &mut Vec<usize>, c: char, at: usize| {
+        let before = out.len();
+        out.push(c);
+        map.extend(std::iter::repeat_n(open + at, out.len() - before));
+    };
+    while i < body.len() {
+        let c = body[i..].chars().next()?;
+        if c == '\r' && multi && !keep_cr && bytes.get(i + 1) == Some(&b'\n') {
+            push(&mut out, &mut map, '\n', i);
+            i += 2;
+            continue;
+        }
+        if c != '\\' || literal {
+            push(&mut out, &mut map, c, i);
+            i += c.len_utf8();
+            continue;
+        }
+        let esc = *bytes.get(i + 1)?;
+        let simple = match esc {
+            b'b' => Some('\u{8}'),
+            b't' => Some('\t'),
+            b'n' => Some('\n'),
+            b'f' => Some('\u{c}'),
+            b'r' => Some('\r'),
+            b'e' => Some('\u{1b}'),
+            b'"' => Some('"'),
+            b'\\' => Some('\\'),
+            _ => None,
+        };
+        if let Some(d) = simple {
+            push(&mut out, &mut map, d, i);
+            i += 2;
+            continue;
+        }
+        let hex = match esc {
+            b'x' => 2,
+            b'u' => 4,
+            b'U' => 8,
+            _ => 0,
+        };
+        if hex > 0 {
+            let digits = body.get(i + 2..i + 2 + hex)?;
+            let d = char::from_u32(u32::from_str_radix(digits, 16).ok()?)?;
+            push(&mut out, &mut map, d, i);
+            i += 2 + hex;
+            continue;
+        }
+        // A line-ending backslash (multi-line only): skip whitespace and newlines.
+        if multi && matches!(esc, b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+            while i < body.len() && matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r') {
+                i += 1;
+            }
+            continue;
+        }
+        return None;
+    }
+    map.push(open + body.len());
+    (out == value).then_some(map)
 }
 
 /// A place in one of the [`Sources`].
@@ -226,6 +351,24 @@ mod tests {
         let errs = parse_document("a = = 1\n", 0).unwrap_err();
         assert!(!errs.is_empty());
         assert!(errs[0].span.is_some());
+    }
+
+    #[test]
+    fn string_offsets_follow_escapes_and_lines() {
+        let text =
+            "a = \"x\\ty{z}\"\nb = \"\"\"\nl1\n{q}\"\"\"\nc = '''\r\n{w}'''\nd = \"\\u00e9{e}\"\n";
+        let doc = parse_document(text, 0).unwrap();
+        let sources = Sources::new("f", text);
+        for (key, decoded, want) in
+            [("a", 3..6, "{z}"), ("b", 3..6, "{q}"), ("c", 0..3, "{w}"), ("d", 2..5, "{e}")]
+        {
+            let node = doc.get(key).unwrap();
+            let loc = sources.inner_loc(node, decoded);
+            assert_eq!(&text[loc.span], want, "{key}");
+        }
+        let node = doc.get("a").unwrap();
+        assert_eq!(&text[sources.inner_loc(node, 1..2).span], "\\t");
+        assert_eq!(string_offsets("\"a\"", "b"), None);
     }
 
     #[test]

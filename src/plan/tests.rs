@@ -180,3 +180,45 @@ fn keys_are_stable_and_content_based() {
     let s = Plan::new(&j).next().unwrap();
     assert_eq!(s.key, submission_key(&task_key_prefix(&j), &j.args.names, &s.args));
 }
+
+#[test]
+fn tricky_but_valid_files_plan_exactly() {
+    const MAX: i64 = i64::MAX;
+    const MIN: i64 = i64::MIN;
+    // 64-bit edges: `start + i*step` must not overflow in between.
+    assert_eq!(
+        args(&format!("[args]\nx = {{ range = [{MIN}, {MAX}], step = {MAX} }}\n")),
+        ints(&[&[MIN], &[-1], &[MAX - 1]])
+    );
+    assert_eq!(
+        args(&format!("[args]\nx = {{ range = [{MAX}, {MIN}], step = {MIN} }}\n")),
+        ints(&[&[MAX], &[-1]])
+    );
+    assert_eq!(
+        args(&format!("[args]\nx = {{ range = [{}, {MAX}] }}\n", MAX - 2)),
+        ints(&[&[MAX - 2], &[MAX - 1]])
+    );
+    // The end is excluded for the values actually computed.
+    assert_eq!(
+        args("[args]\nx = { range = [0, 0.3], step = 0.1 }\n"),
+        vec![vec![json!(0.0)], vec![json!(0.1)], vec![json!(0.2)]]
+    );
+    assert_eq!(args("[args]\nx = { range = [0, 5], step = 10 }\n"), ints(&[&[0]]));
+    // Constants keep their declared position between varying parameters.
+    assert_eq!(
+        args("[args]\na = [1, 2]\nc = \"k\"\nb = { range = [0, 2] }\n"),
+        vec![
+            vec![json!(1), json!("k"), json!(0)],
+            vec![json!(1), json!("k"), json!(1)],
+            vec![json!(2), json!("k"), json!(0)],
+            vec![json!(2), json!("k"), json!(1)],
+        ]
+    );
+    // A BOM, `#:schema`, CRLF line endings, dotted keys and a trailing comma in an inline
+    // table are all fine.
+    let text = "\u{feff}#:schema ../schemas/job.schema.json\r\ntask.kind = \"script\"\r\n\
+                task.script = \"1\"\r\nargs.x = { range = [0, 2], }\r\n";
+    let job = load_str(Path::new("t.toml"), text, &LoadOptions::default()).unwrap();
+    let got: Vec<Vec<Value>> = Plan::new(&job).map(|s| s.args).collect();
+    assert_eq!(got, ints(&[&[0], &[1]]));
+}

@@ -114,6 +114,20 @@ pub fn args(
                         loc: &Loc,
                         names: &mut Vec<String>|
      -> Option<usize> {
+        if keys::ARGS_RESERVED.contains(&name) {
+            *names_ok = false;
+            ctx.error(
+                "jobpool::args-name",
+                format!("`{name}` is reserved in `[args]` and cannot name an argument"),
+                loc,
+                "reserved",
+                Some(format!(
+                    "{} are not parameters; pick another name",
+                    one_of(keys::ARGS_RESERVED)
+                )),
+            );
+            return None;
+        }
         if !is_ident(name) {
             *names_ok = false;
             ctx.error("jobpool::args-name", format!("`{name}` is not a valid argument name"), loc, "not a name", Some("argument names are letters, digits and `_`, not starting with a digit (scripts use them as variables)".into()));
@@ -148,6 +162,8 @@ pub fn args(
             }
             "names" => {
                 let NodeKind::Array(items) = &value.kind else {
+                    skip_tuples = true;
+                    tuples_node = None;
                     ctx.wrong_type(
                         "names",
                         value,
@@ -284,15 +300,27 @@ pub fn args(
                         .iter()
                         .map(|v| format!("`{}` has {}", v.name, v.values.len()))
                         .collect();
+                    // The primary label goes to the odd one out when most parameters
+                    // agree on a length (`a`, `b` have 2, `c` has 3: `c`), else to the first.
+                    let agree = |len: u64| varying.iter().filter(|v| v.values.len() == len).count();
+                    let common = varying.iter().map(|v| v.values.len()).max_by_key(|l| agree(*l));
+                    let odd = match common {
+                        Some(c) if agree(c) * 2 > varying.len() => {
+                            varying.iter().position(|v| v.values.len() != c).unwrap_or(0)
+                        }
+                        _ => 0,
+                    };
                     let mut p = Problem::at(
                         ctx.sources,
                         "jobpool::zip-lengths",
                         "`combine = \"zip\"` needs parameters of equal length",
-                        &varying[0].loc,
-                        count(first, "value"),
+                        &varying[odd].loc,
+                        count(varying[odd].values.len(), "value"),
                     );
-                    for v in &varying[1..] {
-                        p = p.label(ctx.sources, &v.loc, count(v.values.len(), "value"));
+                    for (i, v) in varying.iter().enumerate() {
+                        if i != odd {
+                            p = p.label(ctx.sources, &v.loc, count(v.values.len(), "value"));
+                        }
                     }
                     ctx.push(p.help(format!(
                         "{}; make them equal, or use combine = \"product\"",
@@ -417,6 +445,16 @@ fn number(ctx: &mut Ctx, what: &str, node: &Node) -> Option<Num> {
     match node.kind {
         NodeKind::Int(Some(i)) => Some(Num::Int(i)),
         NodeKind::Float(f) if f.is_finite() => Some(Num::Float(f)),
+        NodeKind::Int(None) => {
+            ctx.error(
+                "jobpool::out-of-range",
+                format!("{what} does not fit in 64 bits"),
+                &node.loc,
+                "too large",
+                Some("integers range from -9223372036854775808 to 9223372036854775807".into()),
+            );
+            None
+        }
         NodeKind::Float(_) => {
             ctx.error(
                 "jobpool::bad-range",
@@ -601,6 +639,16 @@ fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
 
 fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
     let rel = ctx.string("lines", node, "lines = \"inputs.txt\"")?;
+    if rel.trim().is_empty() {
+        ctx.error(
+            "jobpool::bad-value",
+            format!("`lines` of `{name}` is empty"),
+            &node.loc,
+            "no file",
+            Some("name a text file relative to the job file, e.g. lines = \"inputs.txt\"".into()),
+        );
+        return None;
+    }
     let path = ctx.dir.join(&rel);
     let text = match std::fs::read(&path) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -649,6 +697,17 @@ fn tuples(ctx: &mut Ctx, node: &Node, width: usize, names_loc: &Loc) -> Option<V
         );
         return None;
     }
+    if !rows.iter().any(|r| matches!(r.kind, NodeKind::Array(_))) {
+        let example = format!("[{}]", vec!["0"; width].join(", "));
+        ctx.error(
+            "jobpool::bad-tuples",
+            "`tuples` must be an array of arrays, one per submission",
+            &node.loc,
+            "a flat array",
+            Some(format!("write tuples = [{example}, ...]: each tuple has one value per name")),
+        );
+        return None;
+    }
     let mut out = Vec::with_capacity(rows.len());
     let mut ok = true;
     for row in rows {
@@ -658,7 +717,7 @@ fn tuples(ctx: &mut Ctx, node: &Node, width: usize, names_loc: &Loc) -> Option<V
                 format!("each tuple must be an array, not {}", row.type_name()),
                 &row.loc,
                 format!("{} here", row.type_name()),
-                Some(format!("write [v1, v2, ...] with {width} values")),
+                Some(format!("write [v1, v2, ...] with {}", count(width as u64, "value"))),
             );
             ok = false;
             continue;

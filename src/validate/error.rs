@@ -5,7 +5,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+use miette::{
+    Diagnostic, LabeledSpan, MietteError, MietteSpanContents, NamedSource, SourceCode, SourceSpan,
+    SpanContents,
+};
 
 use crate::source::{Loc, Sources};
 
@@ -19,7 +22,7 @@ pub struct Problem {
     /// What to do about it (valid choices, "did you mean").
     pub help: Option<String>,
     /// The source the labels point into (the file, or a `--set` override).
-    pub source: Option<NamedSource<Arc<str>>>,
+    pub source: Option<ProblemSource>,
     /// Labels, the first one primary.
     pub labels: Vec<LabeledSpan>,
     /// Which source the labels are in (0: the job file; 1..: `--set` overrides).
@@ -48,7 +51,7 @@ impl Problem {
         label: impl Into<String>,
     ) -> Self {
         let mut p = Problem::bare(code, message);
-        p.source = Some(sources.get(loc.origin));
+        p.source = Some(ProblemSource(sources.get(loc.origin)));
         p.origin = loc.origin;
         p.labels.push(LabeledSpan::new_primary_with_span(Some(label.into()), loc.span.clone()));
         p
@@ -69,13 +72,55 @@ impl Problem {
     /// Add a secondary label (ignored when `loc` is in another source than the primary).
     pub fn label(mut self, sources: &Sources, loc: &Loc, label: impl Into<String>) -> Self {
         if self.source.is_none() {
-            self.source = Some(sources.get(loc.origin));
+            self.source = Some(ProblemSource(sources.get(loc.origin)));
             self.origin = loc.origin;
         }
         if self.origin == loc.origin {
             self.labels.push(LabeledSpan::new_with_span(Some(label.into()), loc.span.clone()));
         }
         self
+    }
+}
+
+/// A job file's text for diagnostics. It reports columns in characters, as editors
+/// count them, where miette counts bytes (`é` is one column, not two).
+#[derive(Debug, Clone)]
+pub struct ProblemSource(pub NamedSource<Arc<str>>);
+
+impl std::ops::Deref for ProblemSource {
+    type Target = NamedSource<Arc<str>>;
+
+    /// The named source (`name()`: the file as given, or `--set KEY=VALUE`; `inner()`).
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl SourceCode for ProblemSource {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner = self.0.read_span(span, before, after)?;
+        // Only the header's place (read without context) uses the column.
+        if before != 0 || after != 0 {
+            return Ok(inner);
+        }
+        let text: &str = self.0.inner();
+        let Some(head) = text.get(..span.offset().min(text.len())) else { return Ok(inner) };
+        let line_start = head.rfind(['\n', '\r']).map_or(0, |i| i + 1);
+        // A byte-order mark is invisible in editors: it takes no column.
+        let column = head[line_start..].trim_start_matches('\u{feff}').chars().count();
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.0.name().to_string(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            column,
+            inner.line_count(),
+        )))
     }
 }
 

@@ -17,6 +17,10 @@ use crate::spec::keys;
 pub const RECORD_FIELDS: &[&str] =
     &["value", "status", "error", "index", "key", "duration_ms", "attempts", "worker", "exit_code"];
 
+/// The longest duration accepted: longer ones are certainly typos, and would overflow
+/// deadline arithmetic.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What the walk knows and what it found wrong so far.
 pub struct Ctx<'a> {
     pub sources: &'a Sources,
@@ -63,11 +67,24 @@ impl<'a> Ctx<'a> {
     pub fn check_keys(&mut self, table: &[(Key, Node)], allowed: &[&str], what: &str) {
         for (k, _) in table {
             if !allowed.contains(&k.name.as_str()) {
-                let help = match suggest(&k.name, allowed.iter().copied()) {
+                let kebab = to_kebab(&k.name);
+                let close = allowed
+                    .iter()
+                    .copied()
+                    .find(|a| *a == kebab)
+                    .or_else(|| suggest(&k.name, allowed.iter().copied()));
+                let mut help = match close {
                     Some(s) => format!("did you mean `{s}`? {what} takes {}", one_of(allowed)),
                     None if allowed.is_empty() => format!("{what} takes no other keys"),
                     None => format!("{what} takes {}", one_of(allowed)),
                 };
+                let name = k.name.as_str();
+                if !std::ptr::eq(allowed, keys::TOP) && keys::TOP.contains(&name) {
+                    help.push_str(&format!(
+                        "\nkeys below a `[table]` header belong to that table: to set the \
+                         job's `{name}`, move it above the first `[table]`"
+                    ));
+                }
                 self.error(
                     "jobpool::unknown-key",
                     format!("unknown key `{}` in {what}", k.name),
@@ -80,12 +97,29 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn wrong_type(&mut self, key: &str, node: &Node, expected: &str, example: &str) {
+        let mut help = format!("for example: {example}");
+        if let NodeKind::Str(text) = &node.kind {
+            let t = text.trim();
+            let numeric = expected.contains("integer") || expected.contains("number");
+            if numeric && (t.parse::<i64>().is_ok() || t.parse::<f64>().is_ok_and(f64::is_finite)) {
+                help = format!("numbers are written without quotes: {key} = {t}");
+            } else if expected.contains("\"auto\"") && t.eq_ignore_ascii_case("auto") {
+                help = format!("write {key} = \"auto\" (lowercase)");
+            }
+        } else if let NodeKind::Float(f) = node.kind
+            && expected.contains("integer")
+            && f.is_finite()
+            && f.fract() == 0.0
+            && f.abs() < 1e15
+        {
+            help = format!("write a whole number without a decimal point: {key} = {}", f as i64);
+        }
         self.error(
             "jobpool::wrong-type",
             format!("`{key}` must be {expected}, not {}", node.type_name()),
             &node.loc,
             format!("{} here", node.type_name()),
-            Some(format!("for example: {example}")),
+            Some(help),
         );
     }
 
@@ -173,6 +207,21 @@ impl<'a> Ctx<'a> {
                 return None;
             }
         };
+        let leave_out = if key == "grace-period" {
+            format!("leave `{key}` out for the default (1s)")
+        } else {
+            format!("leave `{key}` out for no limit")
+        };
+        if text.trim().starts_with('-') {
+            self.error(
+                "jobpool::bad-duration",
+                format!("`{key}` cannot be negative"),
+                &node.loc,
+                "negative",
+                Some(format!("{leave_out}, or write e.g. {key} = \"30s\"")),
+            );
+            return None;
+        }
         match humantime::parse_duration(text.trim()) {
             Ok(d) if d.is_zero() => {
                 self.error(
@@ -180,7 +229,17 @@ impl<'a> Ctx<'a> {
                     format!("`{key}` must be greater than zero"),
                     &node.loc,
                     "zero",
-                    Some(format!("leave `{key}` out for no limit, or write e.g. {key} = \"30s\"")),
+                    Some(format!("{leave_out}, or write e.g. {key} = \"30s\"")),
+                );
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    "jobpool::bad-duration",
+                    format!("`{key}` is too long: at most 365 days"),
+                    &node.loc,
+                    "too long",
+                    Some(leave_out),
                 );
                 None
             }
@@ -208,6 +267,19 @@ impl<'a> Ctx<'a> {
         if let Some(c) = choices.iter().find(|c| **c == text) {
             return Some(c);
         }
+        if text.trim().is_empty() {
+            self.error(
+                "jobpool::bad-value",
+                format!("`{key}` is empty"),
+                &node.loc,
+                "empty",
+                Some(format!(
+                    "valid values: {}; leave `{key}` out for the default",
+                    one_of(choices)
+                )),
+            );
+            return None;
+        }
         let help = match suggest(text, choices.iter().copied()) {
             Some(s) => format!("did you mean `{s}`? valid values: {}", one_of(choices)),
             None => format!("valid values: {}", one_of(choices)),
@@ -229,13 +301,31 @@ impl<'a> Ctx<'a> {
             _ => format!("{key} = \"{{x}}\""),
         };
         let text = self.string(key, node, &example)?;
+        if let Some(at) = text.find('\0')
+            && key != "stdin"
+            && key != "template"
+        {
+            let loc = self.sources.inner_loc(node, at..at + 1);
+            self.error(
+                "jobpool::bad-value",
+                format!("`{key}` contains a NUL character"),
+                &loc,
+                "NUL",
+                Some(
+                    "program arguments, paths and environment values cannot hold NUL; remove it"
+                        .into(),
+                ),
+            );
+            return None;
+        }
         match template::parse(&text) {
             Ok(t) => Some(t),
             Err(e) => {
+                let loc = self.sources.inner_loc(node, e.span.clone());
                 self.error(
                     "jobpool::template",
                     format!("in `{key}`: {}", e.message),
-                    &node.loc,
+                    &loc,
                     "here",
                     Some(e.help),
                 );
@@ -253,26 +343,45 @@ impl<'a> Ctx<'a> {
         allowed: &dyn Fn(&str) -> bool,
         choices: &[String],
     ) {
-        for name in t.placeholders() {
+        for (name, span) in template::placeholder_spans(&t.source) {
+            let name = name.as_str();
             if allowed(name) {
                 continue;
             }
+            let loc = self.sources.inner_loc(node, span);
+            let bare = name.strip_prefix("args.").filter(|b| allowed(b));
             let help = match suggest(name, choices.iter().map(String::as_str)) {
+                _ if bare.is_some() => format!(
+                    "here an argument is named directly: write `{{{}}}`",
+                    bare.unwrap_or_default()
+                ),
                 Some(s) => format!("did you mean `{{{s}}}`? available: {}", list_braced(choices)),
-                None if choices.is_empty() => {
-                    "this template has no placeholders to use".to_string()
-                }
+                None if choices.is_empty() => "the job has no arguments to substitute: declare \
+                     them in `[args]`, or double the braces (`{{`, `}}`) for literal ones"
+                    .to_string(),
                 None => format!("available: {}", list_braced(choices)),
             };
             self.error(
                 "jobpool::unknown-placeholder",
                 format!("`{{{name}}}` in `{key}` names no argument"),
-                &node.loc,
+                &loc,
                 format!("`{{{name}}}` is unknown"),
                 Some(help),
             );
         }
     }
+}
+
+/// `taskTimeout`, `task_timeout`, `Task-Timeout` → `task-timeout`.
+fn to_kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 && !out.ends_with('-') {
+            out.push('-');
+        }
+        out.push(if c == '_' { '-' } else { c.to_ascii_lowercase() });
+    }
+    out
 }
 
 /// A `cwd` that starts with relative literal text is resolved against the job file's
@@ -314,12 +423,21 @@ fn table_or_error<'n>(
     match &node.kind {
         NodeKind::Table(t) => Some(t),
         _ => {
+            let hint = if matches!(node.kind, NodeKind::Array(_))
+                && (key == "task" || key == "slurm")
+            {
+                format!(
+                    "write `[{key}]` (single brackets): a job has one `[{key}]` table; `[[{key}]]` makes an array"
+                )
+            } else {
+                hint.to_string()
+            };
             ctx.error(
                 "jobpool::wrong-type",
                 format!("`{key}` must be a table, not {}", node.type_name()),
                 &node.loc,
                 format!("{} here", node.type_name()),
-                Some(hint.to_string()),
+                Some(hint),
             );
             None
         }
@@ -357,10 +475,15 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
     if let Some(n) = get("name")
         && let Some(s) = ctx.string("name", n, "name = \"sweep\"")
     {
-        if s.trim().is_empty() || s.contains(['/', '\\']) || s == "." || s == ".." {
+        if s.trim().is_empty()
+            || s.contains(['/', '\\'])
+            || s.contains(char::is_control)
+            || s == "."
+            || s == ".."
+        {
             ctx.error(
                 "jobpool::bad-value",
-                "`name` must be non-empty and contain no `/`",
+                "`name` must be non-empty and contain no `/`, `\\` or control characters",
                 &n.loc,
                 "not a usable name",
                 Some("the name names the run folder; e.g. name = \"sweep\"".into()),
@@ -452,6 +575,17 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
     }
     if let Some(n) = get("watch") {
         job.watch = string_list(ctx, "watch", n, "watch = [\"data/**/*.csv\"]").unwrap_or_default();
+        if let NodeKind::Array(items) = &n.kind {
+            for item in items.iter().filter(|i| i.as_str().is_some_and(|s| s.trim().is_empty())) {
+                ctx.error(
+                    "jobpool::bad-value",
+                    "an item of `watch` is empty",
+                    &item.loc,
+                    "empty",
+                    Some("each item is a path or glob relative to the job file, e.g. \"data/**/*.csv\"".into()),
+                );
+            }
+        }
     }
     if let Some(n) = get("slurm") {
         job.slurm = slurm(ctx, n);
@@ -487,8 +621,106 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
             format: SinkFormat::Text(value_template()),
         });
     }
+    if matches!(task, Some(TaskTemplate::Script(_)))
+        && let Some(args) = get("args")
+    {
+        script_names(ctx, args);
+    }
     job.task = task?;
     Some(job)
+}
+
+/// Words a Rhai script cannot use as a variable name.
+const RHAI_RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "let",
+    "const",
+    "if",
+    "else",
+    "switch",
+    "do",
+    "while",
+    "loop",
+    "until",
+    "for",
+    "in",
+    "continue",
+    "break",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "fn",
+    "private",
+    "import",
+    "export",
+    "as",
+    "this",
+    "var",
+    "static",
+    "shared",
+    "goto",
+    "match",
+    "case",
+    "public",
+    "protected",
+    "new",
+    "use",
+    "with",
+    "module",
+    "package",
+    "super",
+    "thread",
+    "spawn",
+    "go",
+    "await",
+    "async",
+    "sync",
+    "yield",
+    "default",
+    "void",
+    "null",
+    "nil",
+    "is",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "eval",
+];
+
+/// A script receives its arguments as variables: a name the language reserves could
+/// never be read.
+fn script_names(ctx: &mut Ctx, args: &Node) {
+    let Some(entries) = args.as_table() else { return };
+    let mut places: Vec<(&str, &Loc)> = Vec::new();
+    for (k, v) in entries {
+        match k.name.as_str() {
+            "combine" | "tuples" => {}
+            "names" => {
+                if let NodeKind::Array(items) = &v.kind {
+                    places.extend(items.iter().filter_map(|i| Some((i.as_str()?, &i.loc))));
+                }
+            }
+            name => places.push((name, &k.loc)),
+        }
+    }
+    for (name, loc) in places {
+        if RHAI_RESERVED.contains(&name) {
+            ctx.error(
+                "jobpool::args-name",
+                format!("`{name}` is a reserved word in scripts and cannot name an argument"),
+                loc,
+                "reserved in Rhai",
+                Some(format!(
+                    "a `script` task reads its arguments as variables; rename it, e.g. `{name}_`"
+                )),
+            );
+        }
+    }
 }
 
 fn string_list(ctx: &mut Ctx, key: &str, node: &Node, example: &str) -> Option<Vec<String>> {
@@ -516,22 +748,105 @@ fn string_list(ctx: &mut Ctx, key: &str, node: &Node, example: &str) -> Option<V
     ok.then_some(out)
 }
 
+/// The built-in kind a `[task]` key belongs to.
+fn task_key_kind(key: &str) -> Option<&'static str> {
+    if keys::TASK_COMMAND[1..].contains(&key) {
+        Some("command")
+    } else if keys::TASK_SCRIPT[1..].contains(&key) {
+        Some("script")
+    } else {
+        None
+    }
+}
+
+/// Unknown keys of `[task]`. With a known `kind`, only its keys are allowed, and a key of
+/// another built-in kind says so; without one (missing, not a string, unknown), every
+/// key of any built-in kind is accepted, so that the other mistakes still show.
+fn check_task_keys(ctx: &mut Ctx, t: &[(Key, Node)], kind: Option<&str>) {
+    let all: Vec<&str> =
+        keys::TASK_COMMAND.iter().chain(&keys::TASK_SCRIPT[1..]).copied().collect();
+    let (allowed, what): (&[&str], String) = match kind {
+        Some("command") => (keys::TASK_COMMAND, "a `command` task".into()),
+        Some("script") => (keys::TASK_SCRIPT, "a `script` task".into()),
+        Some(other) => (keys::TASK_REGISTERED, format!("a `{other}` task (a registered kind)")),
+        None => (&all, "`[task]`".into()),
+    };
+    type Entries = Vec<(Key, Node)>;
+    let (own, foreign): (Entries, Entries) = t
+        .iter()
+        .cloned()
+        .partition(|(k, _)| allowed.contains(&k.name.as_str()) || task_key_kind(&k.name).is_none());
+    // Words users reach for, and the key they mean.
+    const ALIASES: &[(&str, &str)] = &[
+        ("command", "program"),
+        ("cmd", "program"),
+        ("argv", "program"),
+        ("exec", "program"),
+        ("run", "shell"),
+        ("source", "script"),
+        ("code", "script"),
+        ("path", "file"),
+    ];
+    let (aliased, own): (Entries, Entries) = own.into_iter().partition(|(k, _)| {
+        !allowed.contains(&k.name.as_str()) && ALIASES.iter().any(|(a, _)| *a == k.name)
+    });
+    ctx.check_keys(&own, allowed, &what);
+    for (k, _) in &aliased {
+        let meant = ALIASES.iter().find(|(a, _)| *a == k.name).map_or("", |(_, m)| *m);
+        let help = if allowed.contains(&meant) {
+            format!("did you mean `{meant}`? {what} takes {}", one_of(allowed))
+        } else {
+            format!("{what} takes {}", one_of(allowed))
+        };
+        ctx.error(
+            "jobpool::unknown-key",
+            format!("unknown key `{}` in {what}", k.name),
+            &k.loc,
+            "unknown key",
+            Some(help),
+        );
+    }
+    for (k, _) in &foreign {
+        let belongs = task_key_kind(&k.name).unwrap_or("command");
+        ctx.error(
+            "jobpool::unknown-key",
+            format!("`{}` is not a key of {what}", k.name),
+            &k.loc,
+            format!("a `{belongs}` key"),
+            Some(format!(
+                "`{}` belongs to kind = \"{belongs}\"; {what} takes {}",
+                k.name,
+                one_of(allowed)
+            )),
+        );
+    }
+}
+
 fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<TaskTemplate> {
     let t = table_or_error(ctx, "task", node, "write a `[task]` table with a `kind`")?;
     let Some(kind_node) = node.get("kind") else {
+        check_task_keys(ctx, t, None);
+        let guess = t.iter().find_map(|(k, _)| task_key_kind(&k.name));
+        let help = match guess {
+            Some(g) => format!("add kind = \"{g}\" (the keys are those of a `{g}` task)"),
+            None => format!(
+                "add kind = one of {}",
+                one_of(&ctx.kinds.iter().map(String::as_str).collect::<Vec<_>>())
+            ),
+        };
         ctx.error(
             "jobpool::missing-key",
             "`[task]` has no `kind`",
             &node.loc,
             "this table",
-            Some(format!(
-                "add kind = one of {}",
-                one_of(&ctx.kinds.iter().map(String::as_str).collect::<Vec<_>>())
-            )),
+            Some(help),
         );
         return None;
     };
-    let kind = ctx.string("kind", kind_node, "kind = \"command\"")?;
+    let Some(kind) = ctx.string("kind", kind_node, "kind = \"command\"") else {
+        check_task_keys(ctx, t, None);
+        return None;
+    };
     let check_args = |ctx: &mut Ctx, key: &str, tpl: &Template, n: &Node| {
         if !args_ok {
             return;
@@ -545,16 +860,16 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
     };
     match kind.as_str() {
         "command" => {
-            ctx.check_keys(t, keys::TASK_COMMAND, "a `command` task");
+            check_task_keys(ctx, t, Some("command"));
             let program = node.get("program");
             let shell = node.get("shell");
             let prog = program.map(|p| {
-                let items = string_list(
-                    ctx,
-                    "program",
-                    p,
-                    "program = [\"python3\", \"sim.py\", \"{seed}\"]; for a shell line use shell = \"...\"",
-                )?;
+                let example = "program = [\"python3\", \"sim.py\", \"{seed}\"]";
+                let NodeKind::Array(items) = &p.kind else {
+                    let example = format!("{example}; for a shell line use shell = \"...\"");
+                    ctx.wrong_type("program", p, "an array of strings", &example);
+                    return None;
+                };
                 if items.is_empty() {
                     ctx.error(
                         "jobpool::bad-value",
@@ -565,18 +880,48 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     );
                     return None;
                 }
-                let NodeKind::Array(nodes) = &p.kind else { return None };
+                // Every item is checked, so that one mistake does not hide the next.
                 let mut tpls = Vec::new();
-                for n in nodes {
+                for (i, n) in items.iter().enumerate() {
+                    if n.as_str().is_none() {
+                        ctx.error(
+                            "jobpool::wrong-type",
+                            format!("every item of `program` must be a string, not {}", n.type_name()),
+                            &n.loc,
+                            format!("{} here", n.type_name()),
+                            Some(format!("quote it; for example: {example}")),
+                        );
+                        continue;
+                    }
+                    if i == 0 && n.as_str().is_some_and(|s| s.trim().is_empty()) {
+                        ctx.error(
+                            "jobpool::bad-value",
+                            "the program name (the first item of `program`) is empty",
+                            &n.loc,
+                            "empty",
+                            Some("the first item is the program to run: program = [\"echo\", \"hi\"]".into()),
+                        );
+                        continue;
+                    }
                     if let Some(tpl) = ctx.template("program", n) {
                         check_args(ctx, "program", &tpl, n);
                         tpls.push(tpl);
                     }
                 }
-                (tpls.len() == nodes.len()).then_some(Invocation::Program(tpls))
+                (tpls.len() == items.len()).then_some(Invocation::Program(tpls))
             });
             let sh = shell.map(|s| {
                 let tpl = ctx.template("shell", s)?;
+                if tpl.source.trim().is_empty() {
+                    ctx.error(
+                        "jobpool::bad-value",
+                        "`shell` is empty",
+                        &s.loc,
+                        "nothing to run",
+                        Some("write the command line, e.g. shell = \"echo {x} | wc -c\"".into()),
+                    );
+                    return None;
+                }
                 check_args(ctx, "shell", &tpl, s);
                 Some(Invocation::Shell(tpl))
             });
@@ -623,6 +968,16 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     && let Some(tpl) = ctx.template(key, n)
                 {
                     check_args(ctx, key, &tpl, n);
+                    if key == "cwd" && tpl.source.trim().is_empty() {
+                        ctx.error(
+                            "jobpool::bad-value",
+                            "`cwd` is empty",
+                            &n.loc,
+                            "empty",
+                            Some("leave `cwd` out to run in the current folder, or write e.g. cwd = \"work/{x}\"".into()),
+                        );
+                        continue;
+                    }
                     if key == "cwd" {
                         cmd.cwd = Some(resolve_cwd(tpl, &ctx.dir));
                     } else {
@@ -634,6 +989,16 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                 && let Some(entries) = table_or_error(ctx, "env", n, "env = { SEED = \"{seed}\" }")
             {
                 for (k, v) in entries {
+                    if k.name.is_empty() || k.name.contains(['=', '\0']) {
+                        ctx.error(
+                            "jobpool::bad-value",
+                            format!("`{}` is not a usable environment variable name", k.name.escape_debug()),
+                            &k.loc,
+                            "not a variable name",
+                            Some("a variable name is non-empty and has no `=` or NUL, e.g. env = { SEED = \"{seed}\" }".into()),
+                        );
+                        continue;
+                    }
                     let key = format!("env.{}", k.name);
                     if let Some(tpl) = ctx.template(&key, v) {
                         check_args(ctx, &key, &tpl, v);
@@ -654,6 +1019,19 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     NodeKind::Array(items) if !items.is_empty() => {
                         cmd.success_codes.clear();
                         for item in items {
+                            if let NodeKind::Str(text) = &item.kind {
+                                ctx.error(
+                                    "jobpool::wrong-type",
+                                    "every item of `success-codes` must be an integer, not a string",
+                                    &item.loc,
+                                    "a string here",
+                                    Some(format!(
+                                        "write exit codes without quotes, e.g. success-codes = [0, {}]",
+                                        text.trim().parse::<u8>().unwrap_or(1)
+                                    )),
+                                );
+                                continue;
+                            }
                             if let Some(c) =
                                 ctx.bounded("success-codes", item, 0, 255, "success-codes = [0, 1]")
                             {
@@ -680,7 +1058,7 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
             Some(TaskTemplate::Command(cmd))
         }
         "script" => {
-            ctx.check_keys(t, keys::TASK_SCRIPT, "a `script` task");
+            check_task_keys(ctx, t, Some("script"));
             match (node.get("script"), node.get("file")) {
                 (Some(s), Some(f)) => {
                     let p = Problem::at(
@@ -707,10 +1085,20 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                 }
                 (Some(s), None) => {
                     let source = ctx.string("script", s, "script = \"x * x\"")?;
+                    if source.trim().is_empty() {
+                        ctx.error(
+                            "jobpool::bad-value",
+                            "`script` is empty",
+                            &s.loc,
+                            "no script",
+                            Some("write the Rhai expression whose value is the result, e.g. script = \"x * x\"".into()),
+                        );
+                        return None;
+                    }
                     Some(TaskTemplate::Script(ScriptTask { source, file: None }))
                 }
                 (None, Some(f)) => {
-                    let rel = ctx.string("file", f, "file = \"tasks/score.rhai\"")?;
+                    let rel = non_empty(ctx, "file", f, "file = \"tasks/score.rhai\"")?;
                     let path = ctx.dir.join(&rel);
                     match std::fs::read_to_string(&path) {
                         Ok(source) => {
@@ -731,14 +1119,11 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
             }
         }
         other if ctx.kinds.iter().any(|k| k == other) => {
-            ctx.check_keys(
-                t,
-                keys::TASK_REGISTERED,
-                &format!("a `{other}` task (a registered kind)"),
-            );
+            check_task_keys(ctx, t, Some(other));
             Some(TaskTemplate::Registered { kind: other.to_string() })
         }
         other => {
+            check_task_keys(ctx, t, None);
             let kinds: Vec<&str> = ctx.kinds.iter().map(String::as_str).collect();
             let help = match suggest(other, kinds.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`? known kinds: {}", one_of(&kinds)),
@@ -746,9 +1131,13 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
             };
             ctx.error(
                 "jobpool::unknown-kind",
-                format!("unknown task kind `{other}`"),
+                if other.trim().is_empty() {
+                    "`kind` is empty".to_string()
+                } else {
+                    format!("unknown task kind `{other}`")
+                },
                 &kind_node.loc,
-                "unknown kind",
+                if other.trim().is_empty() { "empty" } else { "unknown kind" },
                 Some(help),
             );
             None
@@ -802,6 +1191,25 @@ fn sinks(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Vec<Sin
             }
             Some(n) => match ctx.template("to", n) {
                 Some(t) if t.source == "stdout" => Some(SinkTarget::Stdout),
+                Some(t)
+                    if ["-", "/dev/stdout", "stderr", "/dev/stderr"].contains(&t.source.trim())
+                        || t.source.trim().eq_ignore_ascii_case("stdout") =>
+                {
+                    let help = if t.source.contains("err") {
+                        "records go to stdout or to files; diagnostics and the summary go to \
+                         stderr. Write to = \"stdout\" or a path"
+                    } else {
+                        "write to = \"stdout\" (lowercase), or a path such as \"results/{name}.csv\""
+                    };
+                    ctx.error(
+                        "jobpool::bad-value",
+                        format!("`to = \"{}\"` is not a sink target", t.source),
+                        &n.loc,
+                        "did you mean \"stdout\"?",
+                        Some(help.into()),
+                    );
+                    None
+                }
                 Some(t) if t.source.trim().is_empty() => {
                     ctx.error(
                         "jobpool::bad-value",
@@ -872,12 +1280,32 @@ fn sinks(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Vec<Sin
     out
 }
 
+/// A string that is not empty or blank.
+fn non_empty(ctx: &mut Ctx, key: &str, node: &Node, example: &str) -> Option<String> {
+    let s = ctx.string(key, node, example)?;
+    if s.trim().is_empty() {
+        ctx.error(
+            "jobpool::bad-value",
+            format!("`{key}` is empty"),
+            &node.loc,
+            "empty",
+            Some(if key == "file" {
+                format!("name a Rhai file relative to the job file, e.g. {example}")
+            } else {
+                format!("leave `{key}` out for the default, or write e.g. {example}")
+            }),
+        );
+        return None;
+    }
+    Some(s)
+}
+
 fn slurm(ctx: &mut Ctx, node: &Node) -> Option<SlurmConfig> {
     let t = table_or_error(ctx, "slurm", node, "write a `[slurm]` table")?;
     ctx.check_keys(t, keys::SLURM, "`[slurm]`");
     let mut s = SlurmConfig::default();
     if let Some(n) = node.get("partition") {
-        s.partition = ctx.string("partition", n, "partition = \"batch\"");
+        s.partition = non_empty(ctx, "partition", n, "partition = \"batch\"");
     }
     if let Some(n) = node.get("array-limit") {
         s.array_limit =
@@ -895,8 +1323,8 @@ fn slurm(ctx: &mut Ctx, node: &Node) -> Option<SlurmConfig> {
             string_list(ctx, "sbatch-args", n, "sbatch-args = [\"--mem=4G\"]").unwrap_or_default();
     }
     if let Some(n) = node.get("shared-dir") {
-        s.shared_dir =
-            ctx.string("shared-dir", n, "shared-dir = \"/scratch/me/jobpool\"").map(PathBuf::from);
+        s.shared_dir = non_empty(ctx, "shared-dir", n, "shared-dir = \"/scratch/me/jobpool\"")
+            .map(PathBuf::from);
     }
     Some(s)
 }

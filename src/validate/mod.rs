@@ -31,14 +31,69 @@ pub struct LoadOptions {
 
 /// Read, override, validate: the job of `path`, or every problem of the file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<model::Job, JobFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| JobFileError {
+    let bytes = std::fs::read(path).map_err(|e| JobFileError {
         path: path.to_path_buf(),
         problems: vec![
             Problem::bare("jobpool::io", format!("cannot read {}: {e}", path.display()))
                 .help("check the path; `jobpool check` takes files and folders of *.toml"),
         ],
     })?;
-    load_str(path, &text, opts)
+    match String::from_utf8(bytes) {
+        Ok(text) => load_str(path, &text, opts),
+        Err(e) => {
+            // Point at the first byte that is not UTF-8, in a lossy copy of the text (its
+            // prefix up to there is unchanged).
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let sources = Sources::new(&path.display().to_string(), &text);
+            let p = Problem::at(
+                &sources,
+                "jobpool::syntax",
+                "the file is not valid UTF-8",
+                &Loc { origin: 0, span: at..at + '\u{fffd}'.len_utf8() },
+                "not UTF-8",
+            )
+            .help("TOML files are UTF-8: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)");
+            Err(JobFileError { path: path.to_path_buf(), problems: vec![p] })
+        }
+    }
+}
+
+/// A help line for a TOML syntax error, from toml's message.
+fn syntax_help(message: &str) -> &'static str {
+    let m = message;
+    if m.contains("duplicate key") {
+        "each key may appear only once in a table, and each `[table]` header once"
+    } else if m.contains("carriage return") {
+        "the file has a carriage return (\\r) without a newline: save it with \\n or \\r\\n \
+         line endings"
+    } else if m.contains("escape") {
+        "in \"...\" strings a backslash starts an escape: write `\\\\` for a backslash, or \
+         use a '...' literal string"
+    } else if m.contains("unquoted key") {
+        "bare keys are ASCII letters, digits, `-` and `_`; quote any other key: \"wörkers\" = 1"
+    } else if m.contains("basic string") || m.contains("literal string\"") {
+        "close the string on the same line; for text over several lines use \"\"\"...\"\"\""
+    } else if m.contains("must be quoted") {
+        "a value is missing or not quoted after `=`: write e.g. key = \"text\", key = 4, \
+         key = [1, 2]"
+    } else if m.contains("expected `=`") {
+        "write `key = value` (TOML uses `=`, not `:`)"
+    } else if m.contains("unclosed array") {
+        "close the array with `]`; items are separated by commas"
+    } else if m.contains("unclosed table") || m.contains("inline table") {
+        "close the table: `[task]` for a header, `{ key = value, ... }` inline"
+    } else if m.contains("extra `=`") {
+        "write one `=` between a key and its value: workers = 4"
+    } else if m.contains("recurs") {
+        "the value is nested too deeply; flatten it"
+    } else if m.contains("expected key") {
+        "each line is `key = value`, a `[table]` header or a comment; TOML is not JSON or YAML"
+    } else if m.contains("expected newline") {
+        "put each `key = value` on its own line"
+    } else {
+        "this is not valid TOML here; see https://toml.io for the syntax"
+    }
 }
 
 /// [`load`] for a text already in memory (`path` names it and anchors relative paths).
@@ -59,18 +114,31 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
                 .into_iter()
                 .filter(|e| seen.insert(line_of(e)))
                 .map(|e| {
-                    let span = e.span.unwrap_or(0..0);
-                    let mut p = Problem::at(
+                    let mut span = e.span.unwrap_or(0..0);
+                    // A lone carriage return counts as a line break for the renderer but
+                    // not for the editor: label the character before it instead.
+                    if e.message.contains("carriage return")
+                        && let Some(cr) = text[..(span.start + 1).min(text.len())].rfind('\r')
+                        && cr > 0
+                    {
+                        span = cr - 1..cr;
+                    }
+                    Problem::at(
                         &sources,
                         "jobpool::syntax",
                         format!("invalid TOML: {}", e.message.trim_end()),
-                        &Loc { origin: 0, span },
+                        &Loc { origin: 0, span: span.clone() },
                         "here",
-                    );
-                    if e.message.contains("duplicate key") {
-                        p = p.help("each key may appear only once in a table");
-                    }
-                    p
+                    )
+                    .help(
+                        match text[span.start.min(text.len())..].chars().next() {
+                            Some(c) if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {
+                                "the file holds a control character here (shown as is or \
+                                 not at all): remove it"
+                            }
+                            _ => syntax_help(&e.message),
+                        },
+                    )
                 })
                 .collect();
             return Err(fail(problems));
@@ -130,12 +198,24 @@ fn apply_override(doc: &mut Node, sources: &mut Sources, raw: &str) -> Result<()
     }
     let offset = key.len() + 1;
     let value_loc = Loc { origin, span: offset..raw.len() };
-    let node = source::parse_value(
+    let parsed = source::parse_value(
         value.trim(),
         offset + (value.len() - value.trim_start().len()),
         origin,
-    )
-    .unwrap_or(Node { kind: NodeKind::Str(value.to_string()), loc: value_loc });
+    );
+    // A value that starts like an array, a table or a quoted string was meant as TOML: a
+    // typo there must not silently become a plain string.
+    if parsed.is_none() && value.trim_start().starts_with(['[', '{', '"', '\'']) {
+        return Err(Problem::at(
+            sources,
+            "jobpool::override",
+            format!("the value of `--set {key}=...` is not valid TOML"),
+            &value_loc,
+            "not TOML",
+        )
+        .help("close the brackets and quotes, e.g. `--set args.seed=[1,2,3]`; quote the whole argument for the shell"));
+    }
+    let node = parsed.unwrap_or(Node { kind: NodeKind::Str(value.to_string()), loc: value_loc });
     let mut table = doc;
     for (i, part) in path.iter().enumerate() {
         let NodeKind::Table(entries) = &mut table.kind else {
