@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,6 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     if invalid {
         return EXIT_INVALID;
     }
-
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -122,6 +121,10 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     };
     let mut worst = EXIT_OK;
     for job in &jobs {
+        if signals.pending.load(Ordering::SeqCst) {
+            // Interrupted between two jobs: the rest do not start.
+            return worse(worst, EXIT_INTERRUPTED);
+        }
         let code =
             if args.dry_run { dry_run(job) } else { run_job(job, &args, registry, &signals) };
         worst = worse(worst, code);
@@ -198,6 +201,8 @@ fn args_map(names: &[String], values: &[Value]) -> Map<String, Value> {
 enum Stop {
     Deadline,
     Interrupt,
+    /// The reader of stdout went away (`jobpool run job.toml | head -1`): stop quietly.
+    BrokenPipe,
 }
 
 /// Shared between the main thread, the signal thread and the deadline watchdog.
@@ -224,29 +229,36 @@ impl RunState {
     }
 }
 
-/// Ctrl-C and SIGTERM: the first cancels the current run (TERM, grace, KILL of running
-/// tasks; records flushed); the second exits at once, killing what runs.
+/// Ctrl-C, SIGTERM and SIGHUP: the first cancels the current run (TERM, grace, KILL of
+/// running tasks; records flushed, sinks complete); the second exits at once, killing
+/// what runs. A first signal while no run is registered (between two jobs, or while a
+/// run is being set up) is remembered in `pending`: the run about to start cancels
+/// itself at once, and no further job starts.
 struct Signals {
     current: Arc<Mutex<Option<Arc<RunState>>>>,
     pools: Arc<Mutex<Option<Arc<Pool>>>>,
+    pending: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let current: Arc<Mutex<Option<Arc<RunState>>>> = Arc::new(Mutex::new(None));
         let pools: Arc<Mutex<Option<Arc<Pool>>>> = Arc::new(Mutex::new(None));
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let (cur, pl) = (current.clone(), pools.clone());
+        let pending = Arc::new(AtomicBool::new(false));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let (cur, pl, pend) = (current.clone(), pools.clone(), pending.clone());
         std::thread::Builder::new().name("jobpool-signals".into()).spawn(move || {
             let mut seen = 0;
             for _ in signals.forever() {
                 seen += 1;
                 if seen == 1 {
-                    if let Some(state) = cur.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    // Set `pending` under the lock: a run registering itself afterwards
+                    // is sure to see it.
+                    let cur = cur.lock().unwrap_or_else(|e| e.into_inner());
+                    pend.store(true, Ordering::SeqCst);
+                    if let Some(state) = cur.as_ref() {
                         state.stop(Stop::Interrupt);
-                    } else {
-                        std::process::exit(EXIT_INTERRUPTED as i32);
                     }
                 } else {
                     // Second signal: no grace. Kill every worker and task group, then go.
@@ -257,7 +269,7 @@ impl Signals {
                 }
             }
         })?;
-        Ok(Signals { current, pools })
+        Ok(Signals { current, pools, pending })
     }
 }
 
@@ -290,8 +302,15 @@ struct RunError {
 }
 
 fn fail(what: String, help: Option<String>) -> u8 {
-    eprint!("{}", diag::render(&RunError { what, help }));
+    say(&diag::render(&RunError { what, help }));
     EXIT_TASK_FAILED
+}
+
+/// Write to stderr, ignoring errors: a closed stderr (a hung-up terminal, `2>&1 | head`)
+/// must not turn into a panic at the end of a run that did its work.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) -> u8 {
@@ -338,7 +357,11 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     let run_id = journal.run_id().to_string();
     let mut sinks = match OrderedSinks::open(job, &run_id) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot open a sink: {e}"), None),
+        Err(e) => {
+            // Nothing ran: the run folder says so rather than staying "running".
+            let _ = journal.finish(RunSummary { exit_code: EXIT_TASK_FAILED });
+            return fail(format!("cannot open a sink: {}", error_chain(&e)), None);
+        }
     };
 
     let builtin = matches!(job.task, TaskTemplate::Command(_) | TaskTemplate::Script(_));
@@ -373,7 +396,11 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     }
     let pool = match builder.build() {
         Ok(p) => Arc::new(p),
-        Err(e) => return fail(format!("cannot start the workers: {e}"), None),
+        Err(e) => {
+            sinks.abort();
+            let _ = journal.finish(RunSummary { exit_code: EXIT_TASK_FAILED });
+            return fail(format!("cannot start the workers: {e}"), None);
+        }
     };
 
     // Submissions go to the pool from its feeder thread; resumed ones never do.
@@ -418,12 +445,20 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     };
     let stream = match pool.run_stream(feed) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot start the run: {e}"), None),
+        Err(e) => {
+            sinks.abort();
+            let _ = journal.finish(RunSummary { exit_code: EXIT_TASK_FAILED });
+            return fail(format!("cannot start the run: {e}"), None);
+        }
     };
     let state =
         Arc::new(RunState { control: Mutex::new(Some(stream.control())), stop: Mutex::new(None) });
-    *signals.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
     *signals.pools.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
+    *signals.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
+    if signals.pending.load(Ordering::SeqCst) {
+        // Interrupted while the run was being set up.
+        state.stop(Stop::Interrupt);
+    }
 
     let forwarder = {
         let tx = tx.clone();
@@ -456,7 +491,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                       counts: &mut StatusCounts,
                       sinks: &mut OrderedSinks,
                       journal: &mut RunStore|
-     -> Option<bool> {
+     -> Result<bool, bool> {
         counts.add(rec.status);
         if let Err(e) = journal.append(&rec) {
             sink_error.get_or_insert_with(|| format!("cannot write the journal: {e}"));
@@ -467,12 +502,13 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         }
         progress.record(failed, counts.failures());
         if let Err(e) = sinks.accept(rec) {
-            if !e.is_broken_pipe() {
-                sink_error.get_or_insert_with(|| e.to_string());
+            let pipe = e.is_broken_pipe();
+            if !pipe {
+                sink_error.get_or_insert_with(|| error_chain(&e));
             }
-            return None;
+            return Err(pipe);
         }
-        Some(failed)
+        Ok(failed)
     };
 
     for ev in rx.iter() {
@@ -485,22 +521,36 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&o.id)
                     .unwrap_or_default();
-                record_from_outcome(o, key, &names, values, &job.task)
+                let mut rec = record_from_outcome(o, key, &names, values, &job.task);
+                if let (true, Status::Timeout, Some(t)) =
+                    (builtin, rec.status, job.limits.task_timeout)
+                {
+                    // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did
+                    // not stop the task itself (it hung or was stopped). Say so in the
+                    // user's terms, not the backstop's.
+                    if rec.error.as_deref().is_some_and(|e| e.starts_with("task stopped after")) {
+                        rec.error = Some(format!(
+                            "timed out after {}; the worker did not respond and was killed",
+                            humantime::format_duration(t)
+                        ));
+                    }
+                }
+                rec
             }
         };
         match handle(rec, &mut counts, &mut sinks, &mut journal) {
-            None => {
+            Err(pipe) => {
                 // A sink is gone (a closed pipe, a full disk): nothing more can be
                 // delivered, so stop working.
-                state.stop(Stop::Interrupt);
+                state.stop(if pipe { Stop::BrokenPipe } else { Stop::Interrupt });
             }
-            Some(true) if job.on_failure == OnFailure::Stop && !stopped_submitting => {
+            Ok(true) if job.on_failure == OnFailure::Stop && !stopped_submitting => {
                 stopped_submitting = true;
                 if let Some(c) = state.control.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                     c.stop_submitting();
                 }
             }
-            Some(_) => {}
+            Ok(_) => {}
         }
     }
     let _ = forwarder.join();
@@ -547,7 +597,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                 stderr: None,
                 resumed: false,
             });
-            if handle(rec, &mut counts, &mut sinks, &mut journal).is_none() {
+            if handle(rec, &mut counts, &mut sinks, &mut journal).is_err() {
                 break;
             }
         }
@@ -558,6 +608,9 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
 
     let code = match stop {
         Some(Stop::Interrupt) => EXIT_INTERRUPTED,
+        // The reader took what it wanted: what was delivered decides.
+        Some(Stop::BrokenPipe) if counts.failures() > 0 => EXIT_TASK_FAILED,
+        Some(Stop::BrokenPipe) => EXIT_OK,
         Some(Stop::Deadline) => EXIT_DEADLINE,
         None if counts.failures() > 0 => EXIT_TASK_FAILED,
         None => EXIT_OK,
@@ -569,16 +622,31 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     }
     if let Err(e) = sink_result {
         if !e.is_broken_pipe() {
-            return fail(format!("cannot finish a sink: {e}"), None);
+            return fail(format!("cannot finish a sink: {}", error_chain(&e)), None);
         }
     }
-    if !args.quiet {
+    if !args.quiet && stop != Some(Stop::BrokenPipe) {
         summary(job, &counts, started.elapsed(), stop, &run_id);
         if let Some(rec) = &first_failure {
-            eprint!("{}", diag::render(&failure_diagnostic(rec, counts.failures())));
+            say(&diag::render(&failure_diagnostic(rec, counts.failures())));
         }
     }
     code
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_text = c.to_string();
+        if !s.contains(&c_text) {
+            s.push_str(": ");
+            s.push_str(&c_text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// Progress on stderr: indicatif's bar on a terminal; with `--progress always` and a
@@ -640,13 +708,13 @@ impl Progress {
                     } else {
                         String::new()
                     };
-                    eprintln!(
-                        "[{:.1}s] {}/{} done, {} failed{eta}",
+                    say(&format!(
+                        "[{:.1}s] {}/{} done, {} failed{eta}\n",
                         elapsed.as_secs_f64(),
                         done,
                         total,
                         failed
-                    );
+                    ));
                 }
             }
         }
@@ -670,14 +738,14 @@ fn summary(job: &Job, counts: &StatusCounts, wall: Duration, stop: Option<Stop>,
     let why = match stop {
         Some(Stop::Deadline) => " (the job's timeout passed)",
         Some(Stop::Interrupt) => " (interrupted)",
-        None => "",
+        Some(Stop::BrokenPipe) | None => "",
     };
-    eprintln!(
-        "{}: {} in {:.2}s{why}; run {run_id}",
+    say(&format!(
+        "{}: {} in {:.2}s{why}; run {run_id}\n",
         job.name,
         parts.join(", "),
         wall.as_secs_f64()
-    );
+    ));
 }
 
 fn failure_diagnostic(rec: &TaskRecord, failures: u64) -> TaskFailed {
@@ -718,7 +786,7 @@ fn record_from_outcome(
         error: o.error,
         attempts: o.attempts,
         worker: o.worker,
-        started_at: o.started_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        started_at: o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string()),
         duration_ms: o.duration.as_secs_f64() * 1000.0,
         exit_code: None,
         signal: None,
