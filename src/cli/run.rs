@@ -77,6 +77,39 @@ enum ProgressWhen {
     Never,
 }
 
+/// Records that may wait between the pool and the thread writing journal and sinks;
+/// senders wait at `BACKLOG_HIGH` until the writer is down to `BACKLOG_LOW`, so waiting
+/// and waking happen once per many records, not per record.
+const BACKLOG_HIGH: usize = 16384;
+const BACKLOG_LOW: usize = BACKLOG_HIGH / 2;
+
+/// How many events wait in the channel to the writing thread.
+#[derive(Default)]
+struct Backlog {
+    count: Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl Backlog {
+    /// Before sending an event: wait while the backlog is full.
+    fn add(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= BACKLOG_HIGH {
+            n = self.cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+    }
+
+    /// After receiving an event.
+    fn done(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == BACKLOG_LOW {
+            self.cv.notify_all();
+        }
+    }
+}
+
 /// Run every job named on the command line.
 pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     let paths = match validate::collect_jobs(&args.jobs) {
@@ -409,20 +442,26 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     let inflight: Arc<Mutex<HashMap<u64, (String, Vec<Value>)>>> = Default::default();
     let taken = Arc::new(AtomicU64::new(0));
     let resume = Arc::new(Mutex::new(resume));
+    // Bounded (see `Backlog`): when journal and sinks are slower than the workers, the
+    // forwarder waits, the pool's stream fills up, and the pool stops taking submissions
+    // from the plan, so memory stays bounded however large the plan is.
     let (tx, rx) = mpsc::channel::<Event>();
+    let backlog = Arc::new(Backlog::default());
     let feed = {
-        let (inflight, taken, resume, tx, names, func) = (
+        let (inflight, taken, resume, tx, names, func, backlog) = (
             inflight.clone(),
             taken.clone(),
             resume.clone(),
             tx.clone(),
             names.clone(),
             func.clone(),
+            backlog.clone(),
         );
         plan.filter_map(move |sub| {
             taken.store(sub.index + 1, Ordering::SeqCst);
             if let Some(ix) = resume.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                 if let Some(rec) = ix.take(&sub.key) {
+                    backlog.add();
                     let _ = tx.send(Event::Resumed(rec.resumed_at(sub.index)));
                     return None;
                 }
@@ -461,9 +500,10 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     }
 
     let forwarder = {
-        let tx = tx.clone();
+        let (tx, backlog) = (tx.clone(), backlog.clone());
         std::thread::spawn(move || {
             for o in stream {
+                backlog.add();
                 if tx.send(Event::Outcome(o)).is_err() {
                     break;
                 }
@@ -512,6 +552,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     };
 
     for ev in rx.iter() {
+        backlog.done();
         let rec = match ev {
             Event::PoolDone => break,
             Event::Resumed(rec) => rec,
