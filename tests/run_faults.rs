@@ -471,6 +471,40 @@ format = "jsonl"
     assert_eq!(recs[0]["value"], "started");
 }
 
+#[test]
+fn threads_backend_commands_do_not_outlive_a_cancel() {
+    // With threads, commands run on jobpool's own threads and the pool does not wait for
+    // a thread it cancelled: jobpool itself must finish their stop before exiting.
+    let job = Job::new(
+        r#"
+workers = 2
+backend = "threads"
+timeout = "300ms"
+grace-period = "300ms"
+[task]
+kind = "command"
+shell = "trap '' TERM; echo $$ > pids/{i}; sleep 300 & echo $! >> pids/{i}; wait; wait"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["cancelled", "cancelled"]);
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(pids.len(), 4);
+    // Gone when jobpool has exited, not eventually.
+    let alive: Vec<i32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+    for &p in &alive {
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    assert_eq!(alive, Vec::<i32>::new(), "task processes outlived jobpool");
+}
+
 // ---------------------------------------------------------------------------------------
 // Worker deaths
 
