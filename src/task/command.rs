@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::model::{CommandTask, Invocation, OutputMode, Template, value_text};
+use crate::model::{CommandTask, Invocation, OutputMode, Template, TemplatePart, value_text};
 use crate::record::Status;
 use crate::task::quote::shell_quote;
 
@@ -156,7 +156,16 @@ pub fn render(
         }
     };
     let cwd = match &task.cwd {
-        Some(t) => Some(join_dir(job_dir, Path::new(&plain(t)))),
+        Some(t) => {
+            let dir = PathBuf::from(plain(t));
+            // Loading a job resolves a `cwd` that starts with literal text against the
+            // job's folder already (see `CommandTask::cwd`): joining it again would name
+            // `jobs/jobs/...` for a job file given as `jobs/x.toml`.
+            let resolved = matches!(t.parts.first(), Some(TemplatePart::Literal(_)))
+                && !job_dir.as_os_str().is_empty()
+                && dir.starts_with(job_dir);
+            Some(if resolved { dir } else { join_dir(job_dir, &dir) })
+        }
         None if job_dir.as_os_str().is_empty() => None,
         None => Some(job_dir.to_path_buf()),
     };
