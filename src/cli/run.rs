@@ -77,6 +77,9 @@ enum ProgressWhen {
     Never,
 }
 
+/// Submissions handed to the pool, by index: their key and arguments.
+type Inflight = HashMap<u64, (String, Vec<Value>)>;
+
 /// Records that may wait between the pool and the thread writing journal and sinks;
 /// senders wait at `BACKLOG_HIGH` until the writer is down to `BACKLOG_LOW`, so waiting
 /// and waking happen once per many records, not per record.
@@ -440,7 +443,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     // Submissions go to the pool from its feeder thread; resumed ones never do.
     let names: Arc<[String]> = job.args.names.clone().into();
     let func: Arc<str> = job.task.kind().into();
-    let inflight: Arc<Mutex<HashMap<u64, (String, Vec<Value>)>>> = Default::default();
+    let inflight: Arc<Mutex<Inflight>> = Default::default();
     let taken = Arc::new(AtomicU64::new(0));
     let resume = Arc::new(Mutex::new(resume));
     // Bounded (see `Backlog`): when journal and sinks are slower than the workers, the
@@ -460,12 +463,12 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         );
         plan.filter_map(move |sub| {
             taken.store(sub.index + 1, Ordering::SeqCst);
-            if let Some(ix) = resume.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                if let Some(rec) = ix.take(&sub.key) {
-                    backlog.add();
-                    let _ = tx.send(Event::Resumed(rec.resumed_at(sub.index)));
-                    return None;
-                }
+            if let Some(ix) = resume.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                && let Some(rec) = ix.take(&sub.key)
+            {
+                backlog.add();
+                let _ = tx.send(Event::Resumed(rec.resumed_at(sub.index)));
+                return None;
             }
             let payload = if builtin {
                 Value::Array(sub.args.clone()).to_string()
@@ -666,10 +669,10 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     if let Some(e) = sink_error {
         return fail(e, None);
     }
-    if let Err(e) = sink_result {
-        if !e.is_broken_pipe() {
-            return fail(format!("cannot finish a sink: {}", error_chain(&e)), None);
-        }
+    if let Err(e) = sink_result
+        && !e.is_broken_pipe()
+    {
+        return fail(format!("cannot finish a sink: {}", error_chain(&e)), None);
     }
     if !args.quiet && stop != Some(Stop::BrokenPipe) {
         summary(job, &counts, started.elapsed(), stop, &run_id);
@@ -850,17 +853,17 @@ fn record_from_outcome(
             rec.value = Some(v);
         }
     }
-    if let Some(data) = o.error_data.as_deref() {
-        if let Ok(d) = serde_json::from_str::<task::ErrorData>(data) {
-            rec.exit_code = d.exit_code.or(rec.exit_code);
-            rec.signal = d.signal;
-            rec.stderr = d.stderr.or(rec.stderr);
-            if rec.status == Status::Error {
-                match d.status.as_deref() {
-                    Some("timeout") => rec.status = Status::Timeout,
-                    Some("cancelled") => rec.status = Status::Cancelled,
-                    _ => {}
-                }
+    if let Some(data) = o.error_data.as_deref()
+        && let Ok(d) = serde_json::from_str::<task::ErrorData>(data)
+    {
+        rec.exit_code = d.exit_code.or(rec.exit_code);
+        rec.signal = d.signal;
+        rec.stderr = d.stderr.or(rec.stderr);
+        if rec.status == Status::Error {
+            match d.status.as_deref() {
+                Some("timeout") => rec.status = Status::Timeout,
+                Some("cancelled") => rec.status = Status::Cancelled,
+                _ => {}
             }
         }
     }

@@ -234,10 +234,10 @@ fn remove_stale_temps(parent: &Path, name: &str, ours: &Path) {
         if !old {
             continue;
         }
-        if let Ok(f) = File::open(&path) {
-            if f.try_lock().is_ok() {
-                let _ = fs::remove_file(&path);
-            }
+        if let Ok(f) = File::open(&path)
+            && f.try_lock().is_ok()
+        {
+            let _ = fs::remove_file(&path);
         }
     }
 }
