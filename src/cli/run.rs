@@ -463,9 +463,13 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         );
         plan.filter_map(move |sub| {
             taken.store(sub.index + 1, Ordering::SeqCst);
-            if let Some(ix) = resume.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
-                && let Some(rec) = ix.take(&sub.key)
-            {
+            let reused = resume
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|ix| ix.take(&sub.key));
+            if let Some(rec) = reused {
+                // (Not holding the `resume` lock: this may wait for the writing thread.)
                 backlog.add();
                 let _ = tx.send(Event::Resumed(rec.resumed_at(sub.index)));
                 return None;
