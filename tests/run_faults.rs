@@ -256,7 +256,7 @@ fn every_failing_status_from_real_commands_counts_its_attempts() {
         r#"
 workers = 2
 retries = 1
-task-timeout = "300ms"
+task-timeout = "1s"
 grace-period = "100ms"
 [task]
 kind = "command"
@@ -278,7 +278,7 @@ format = "jsonl"
     assert_eq!(recs[0]["value"], "fine");
     assert_eq!(recs[1]["exit_code"], 3);
     assert!(recs[1]["stderr"].as_str().unwrap().contains("bad"));
-    assert_eq!(recs[2]["error"], "timed out after 300ms");
+    assert_eq!(recs[2]["error"], "timed out after 1s");
     assert_eq!(recs[4]["signal"], 9);
     // Every retry really ran again: two lines per failing task.
     let tries = fs::read_to_string(job.path("tries")).unwrap();
@@ -422,7 +422,7 @@ fn a_pipeline_that_times_out_loses_every_stage() {
     let job = Job::new(
         r#"
 workers = 2
-task-timeout = "400ms"
+task-timeout = "1s"
 grace-period = "100ms"
 [task]
 kind = "command"
@@ -479,7 +479,7 @@ fn threads_backend_commands_do_not_outlive_a_cancel() {
         r#"
 workers = 2
 backend = "threads"
-timeout = "300ms"
+timeout = "1500ms"
 grace-period = "300ms"
 [task]
 kind = "command"
@@ -641,7 +641,7 @@ fn a_deadline_with_retries_then_resume_reruns_only_what_did_not_finish() {
 workers = 1
 chunk-size = 1
 retries = 2
-timeout = "700ms"
+timeout = "2s"
 grace-period = "50ms"
 [task]
 kind = "command"
@@ -732,7 +732,8 @@ format = "json"
     );
     fs::create_dir(job.path("pids")).unwrap();
     let child = job.spawn(&[]);
-    wait_for(|| read_pids(&job.path("pids")).len() >= 2);
+    // Tasks 1 and 2 running: task 0 is done (two workers).
+    wait_for(|| read_pids(&job.path("pids")).len() >= 4);
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
     let out = wait_output(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
@@ -1111,7 +1112,7 @@ fn completion_order_delivers_every_record_once() {
         r#"
 workers = 4
 order = "completion"
-task-timeout = "200ms"
+task-timeout = "1s"
 [task]
 kind = "script"
 script = "if i % 7 == 3 { sleep(5) } if i % 5 == 1 { throw `no ${i}` } sleep(random() * 0.02); i"

@@ -652,6 +652,12 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         }
     }
     progress.finish();
+    // A deadline that passed when nothing was left to cancel (every record was already
+    // in, or taken from an earlier run) cut nothing short.
+    let stop = match stop {
+        Some(Stop::Deadline) if counts.get(Status::Cancelled) == 0 => None,
+        s => s,
+    };
     // The pool is done: every worker and task group is gone before we report.
     pool.join();
     // With the threads backend, commands run on this process's threads, and the pool
