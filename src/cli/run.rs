@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,42 @@ enum ProgressWhen {
     Never,
 }
 
+/// Submissions handed to the pool, by index: their key and arguments.
+type Inflight = HashMap<u64, (String, Vec<Value>)>;
+
+/// Records that may wait between the pool and the thread writing journal and sinks;
+/// senders wait at `BACKLOG_HIGH` until the writer is down to `BACKLOG_LOW`, so waiting
+/// and waking happen once per many records, not per record.
+const BACKLOG_HIGH: usize = 16384;
+const BACKLOG_LOW: usize = BACKLOG_HIGH / 2;
+
+/// How many events wait in the channel to the writing thread.
+#[derive(Default)]
+struct Backlog {
+    count: Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+impl Backlog {
+    /// Before sending an event: wait while the backlog is full.
+    fn add(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= BACKLOG_HIGH {
+            n = self.cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+    }
+
+    /// After receiving an event.
+    fn done(&self) {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == BACKLOG_LOW {
+            self.cv.notify_all();
+        }
+    }
+}
+
 /// Run every job named on the command line.
 pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     let paths = match validate::collect_jobs(&args.jobs) {
@@ -112,7 +148,6 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     if invalid {
         return EXIT_INVALID;
     }
-
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -122,6 +157,10 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     };
     let mut worst = EXIT_OK;
     for job in &jobs {
+        if signals.pending.load(Ordering::SeqCst) {
+            // Interrupted between two jobs: the rest do not start.
+            return worse(worst, EXIT_INTERRUPTED);
+        }
         let code =
             if args.dry_run { dry_run(job) } else { run_job(job, &args, registry, &signals) };
         worst = worse(worst, code);
@@ -198,6 +237,8 @@ fn args_map(names: &[String], values: &[Value]) -> Map<String, Value> {
 enum Stop {
     Deadline,
     Interrupt,
+    /// The reader of stdout went away (`jobpool run job.toml | head -1`): stop quietly.
+    BrokenPipe,
 }
 
 /// Shared between the main thread, the signal thread and the deadline watchdog.
@@ -224,40 +265,48 @@ impl RunState {
     }
 }
 
-/// Ctrl-C and SIGTERM: the first cancels the current run (TERM, grace, KILL of running
-/// tasks; records flushed); the second exits at once, killing what runs.
+/// Ctrl-C, SIGTERM and SIGHUP: the first cancels the current run (TERM, grace, KILL of
+/// running tasks; records flushed, sinks complete); the second exits at once, killing
+/// what runs. A first signal while no run is registered (between two jobs, or while a
+/// run is being set up) is remembered in `pending`: the run about to start cancels
+/// itself at once, and no further job starts.
 struct Signals {
     current: Arc<Mutex<Option<Arc<RunState>>>>,
     pools: Arc<Mutex<Option<Arc<Pool>>>>,
+    pending: Arc<AtomicBool>,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let current: Arc<Mutex<Option<Arc<RunState>>>> = Arc::new(Mutex::new(None));
         let pools: Arc<Mutex<Option<Arc<Pool>>>> = Arc::new(Mutex::new(None));
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let (cur, pl) = (current.clone(), pools.clone());
+        let pending = Arc::new(AtomicBool::new(false));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let (cur, pl, pend) = (current.clone(), pools.clone(), pending.clone());
         std::thread::Builder::new().name("jobpool-signals".into()).spawn(move || {
             let mut seen = 0;
             for _ in signals.forever() {
                 seen += 1;
                 if seen == 1 {
-                    if let Some(state) = cur.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    // Set `pending` under the lock: a run registering itself afterwards
+                    // is sure to see it.
+                    let cur = cur.lock().unwrap_or_else(|e| e.into_inner());
+                    pend.store(true, Ordering::SeqCst);
+                    if let Some(state) = cur.as_ref() {
                         state.stop(Stop::Interrupt);
-                    } else {
-                        std::process::exit(EXIT_INTERRUPTED as i32);
                     }
                 } else {
                     // Second signal: no grace. Kill every worker and task group, then go.
                     if let Some(pool) = pl.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                         pool.terminate();
                     }
+                    task::command::settle_live_groups(Duration::ZERO);
                     std::process::exit(EXIT_INTERRUPTED as i32);
                 }
             }
         })?;
-        Ok(Signals { current, pools })
+        Ok(Signals { current, pools, pending })
     }
 }
 
@@ -290,8 +339,15 @@ struct RunError {
 }
 
 fn fail(what: String, help: Option<String>) -> u8 {
-    eprint!("{}", diag::render(&RunError { what, help }));
+    say(&diag::render(&RunError { what, help }));
     EXIT_TASK_FAILED
+}
+
+/// Write to stderr, ignoring errors: a closed stderr (a hung-up terminal, `2>&1 | head`)
+/// must not turn into a panic at the end of a run that did its work.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) -> u8 {
@@ -338,7 +394,11 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     let run_id = journal.run_id().to_string();
     let mut sinks = match OrderedSinks::open(job, &run_id) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot open a sink: {e}"), None),
+        Err(e) => {
+            // Nothing ran: the run folder says so rather than staying "running".
+            let _ = journal.finish(RunSummary { exit_code: EXIT_TASK_FAILED });
+            return fail(format!("cannot open a sink: {}", error_chain(&e)), None);
+        }
     };
 
     let builtin = matches!(job.task, TaskTemplate::Command(_) | TaskTemplate::Script(_));
@@ -373,32 +433,46 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     }
     let pool = match builder.build() {
         Ok(p) => Arc::new(p),
-        Err(e) => return fail(format!("cannot start the workers: {e}"), None),
+        Err(e) => {
+            sinks.abort();
+            let _ = journal.finish(RunSummary { exit_code: EXIT_TASK_FAILED });
+            return fail(format!("cannot start the workers: {e}"), None);
+        }
     };
 
     // Submissions go to the pool from its feeder thread; resumed ones never do.
     let names: Arc<[String]> = job.args.names.clone().into();
     let func: Arc<str> = job.task.kind().into();
-    let inflight: Arc<Mutex<HashMap<u64, (String, Vec<Value>)>>> = Default::default();
+    let inflight: Arc<Mutex<Inflight>> = Default::default();
     let taken = Arc::new(AtomicU64::new(0));
     let resume = Arc::new(Mutex::new(resume));
+    // Bounded (see `Backlog`): when journal and sinks are slower than the workers, the
+    // forwarder waits, the pool's stream fills up, and the pool stops taking submissions
+    // from the plan, so memory stays bounded however large the plan is.
     let (tx, rx) = mpsc::channel::<Event>();
+    let backlog = Arc::new(Backlog::default());
     let feed = {
-        let (inflight, taken, resume, tx, names, func) = (
+        let (inflight, taken, resume, tx, names, func, backlog) = (
             inflight.clone(),
             taken.clone(),
             resume.clone(),
             tx.clone(),
             names.clone(),
             func.clone(),
+            backlog.clone(),
         );
         plan.filter_map(move |sub| {
             taken.store(sub.index + 1, Ordering::SeqCst);
-            if let Some(ix) = resume.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                if let Some(rec) = ix.take(&sub.key) {
-                    let _ = tx.send(Event::Resumed(rec.resumed_at(sub.index)));
-                    return None;
-                }
+            let reused = resume
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|ix| ix.take(&sub.key));
+            if let Some(rec) = reused {
+                // (Not holding the `resume` lock: this may wait for the writing thread.)
+                backlog.add();
+                let _ = tx.send(Event::Resumed(rec.resumed_at(sub.index)));
+                return None;
             }
             let payload = if builtin {
                 Value::Array(sub.args.clone()).to_string()
@@ -418,17 +492,26 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     };
     let stream = match pool.run_stream(feed) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot start the run: {e}"), None),
+        Err(e) => {
+            sinks.abort();
+            let _ = journal.finish(RunSummary { exit_code: EXIT_TASK_FAILED });
+            return fail(format!("cannot start the run: {e}"), None);
+        }
     };
     let state =
         Arc::new(RunState { control: Mutex::new(Some(stream.control())), stop: Mutex::new(None) });
-    *signals.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
     *signals.pools.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
+    *signals.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
+    if signals.pending.load(Ordering::SeqCst) {
+        // Interrupted while the run was being set up.
+        state.stop(Stop::Interrupt);
+    }
 
     let forwarder = {
-        let tx = tx.clone();
+        let (tx, backlog) = (tx.clone(), backlog.clone());
         std::thread::spawn(move || {
             for o in stream {
+                backlog.add();
                 if tx.send(Event::Outcome(o)).is_err() {
                     break;
                 }
@@ -456,7 +539,7 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                       counts: &mut StatusCounts,
                       sinks: &mut OrderedSinks,
                       journal: &mut RunStore|
-     -> Option<bool> {
+     -> Result<bool, bool> {
         counts.add(rec.status);
         if let Err(e) = journal.append(&rec) {
             sink_error.get_or_insert_with(|| format!("cannot write the journal: {e}"));
@@ -467,15 +550,17 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         }
         progress.record(failed, counts.failures());
         if let Err(e) = sinks.accept(rec) {
-            if !e.is_broken_pipe() {
-                sink_error.get_or_insert_with(|| e.to_string());
+            let pipe = e.is_broken_pipe();
+            if !pipe {
+                sink_error.get_or_insert_with(|| error_chain(&e));
             }
-            return None;
+            return Err(pipe);
         }
-        Some(failed)
+        Ok(failed)
     };
 
     for ev in rx.iter() {
+        backlog.done();
         let rec = match ev {
             Event::PoolDone => break,
             Event::Resumed(rec) => rec,
@@ -485,22 +570,36 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&o.id)
                     .unwrap_or_default();
-                record_from_outcome(o, key, &names, values, &job.task)
+                let mut rec = record_from_outcome(o, key, &names, values, &job.task);
+                if let (true, Status::Timeout, Some(t)) =
+                    (builtin, rec.status, job.limits.task_timeout)
+                {
+                    // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did
+                    // not stop the task itself (it hung or was stopped). Say so in the
+                    // user's terms, not the backstop's.
+                    if rec.error.as_deref().is_some_and(|e| e.starts_with("task stopped after")) {
+                        rec.error = Some(format!(
+                            "timed out after {}; the worker did not respond and was killed",
+                            humantime::format_duration(t)
+                        ));
+                    }
+                }
+                rec
             }
         };
         match handle(rec, &mut counts, &mut sinks, &mut journal) {
-            None => {
+            Err(pipe) => {
                 // A sink is gone (a closed pipe, a full disk): nothing more can be
                 // delivered, so stop working.
-                state.stop(Stop::Interrupt);
+                state.stop(if pipe { Stop::BrokenPipe } else { Stop::Interrupt });
             }
-            Some(true) if job.on_failure == OnFailure::Stop && !stopped_submitting => {
+            Ok(true) if job.on_failure == OnFailure::Stop && !stopped_submitting => {
                 stopped_submitting = true;
                 if let Some(c) = state.control.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                     c.stop_submitting();
                 }
             }
-            Some(_) => {}
+            Ok(_) => {}
         }
     }
     let _ = forwarder.join();
@@ -547,17 +646,30 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
                 stderr: None,
                 resumed: false,
             });
-            if handle(rec, &mut counts, &mut sinks, &mut journal).is_none() {
+            if handle(rec, &mut counts, &mut sinks, &mut journal).is_err() {
                 break;
             }
         }
     }
     progress.finish();
+    // A deadline that passed when nothing was left to cancel (every record was already
+    // in, or taken from an earlier run) cut nothing short.
+    let stop = match stop {
+        Some(Stop::Deadline) if counts.get(Status::Cancelled) == 0 => None,
+        s => s,
+    };
     // The pool is done: every worker and task group is gone before we report.
     pool.join();
+    // With the threads backend, commands run on this process's threads, and the pool
+    // does not wait for a thread it cancelled: give their stop (TERM, grace, KILL) time,
+    // then kill what is left, so no task group outlives jobpool.
+    task::command::settle_live_groups(job.limits.grace_period + Duration::from_millis(200));
 
     let code = match stop {
         Some(Stop::Interrupt) => EXIT_INTERRUPTED,
+        // The reader took what it wanted: what was delivered decides.
+        Some(Stop::BrokenPipe) if counts.failures() > 0 => EXIT_TASK_FAILED,
+        Some(Stop::BrokenPipe) => EXIT_OK,
         Some(Stop::Deadline) => EXIT_DEADLINE,
         None if counts.failures() > 0 => EXIT_TASK_FAILED,
         None => EXIT_OK,
@@ -567,18 +679,33 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
     if let Some(e) = sink_error {
         return fail(e, None);
     }
-    if let Err(e) = sink_result {
-        if !e.is_broken_pipe() {
-            return fail(format!("cannot finish a sink: {e}"), None);
-        }
+    if let Err(e) = sink_result
+        && !e.is_broken_pipe()
+    {
+        return fail(format!("cannot finish a sink: {}", error_chain(&e)), None);
     }
-    if !args.quiet {
+    if !args.quiet && stop != Some(Stop::BrokenPipe) {
         summary(job, &counts, started.elapsed(), stop, &run_id);
         if let Some(rec) = &first_failure {
-            eprint!("{}", diag::render(&failure_diagnostic(rec, counts.failures())));
+            say(&diag::render(&failure_diagnostic(rec, counts.failures())));
         }
     }
     code
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_text = c.to_string();
+        if !s.contains(&c_text) {
+            s.push_str(": ");
+            s.push_str(&c_text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// Progress on stderr: indicatif's bar on a terminal; with `--progress always` and a
@@ -640,13 +767,13 @@ impl Progress {
                     } else {
                         String::new()
                     };
-                    eprintln!(
-                        "[{:.1}s] {}/{} done, {} failed{eta}",
+                    say(&format!(
+                        "[{:.1}s] {}/{} done, {} failed{eta}\n",
                         elapsed.as_secs_f64(),
                         done,
                         total,
                         failed
-                    );
+                    ));
                 }
             }
         }
@@ -670,14 +797,14 @@ fn summary(job: &Job, counts: &StatusCounts, wall: Duration, stop: Option<Stop>,
     let why = match stop {
         Some(Stop::Deadline) => " (the job's timeout passed)",
         Some(Stop::Interrupt) => " (interrupted)",
-        None => "",
+        Some(Stop::BrokenPipe) | None => "",
     };
-    eprintln!(
-        "{}: {} in {:.2}s{why}; run {run_id}",
+    say(&format!(
+        "{}: {} in {:.2}s{why}; run {run_id}\n",
         job.name,
         parts.join(", "),
         wall.as_secs_f64()
-    );
+    ));
 }
 
 fn failure_diagnostic(rec: &TaskRecord, failures: u64) -> TaskFailed {
@@ -718,7 +845,7 @@ fn record_from_outcome(
         error: o.error,
         attempts: o.attempts,
         worker: o.worker,
-        started_at: o.started_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        started_at: o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string()),
         duration_ms: o.duration.as_secs_f64() * 1000.0,
         exit_code: None,
         signal: None,
@@ -736,17 +863,17 @@ fn record_from_outcome(
             rec.value = Some(v);
         }
     }
-    if let Some(data) = o.error_data.as_deref() {
-        if let Ok(d) = serde_json::from_str::<task::ErrorData>(data) {
-            rec.exit_code = d.exit_code.or(rec.exit_code);
-            rec.signal = d.signal;
-            rec.stderr = d.stderr.or(rec.stderr);
-            if rec.status == Status::Error {
-                match d.status.as_deref() {
-                    Some("timeout") => rec.status = Status::Timeout,
-                    Some("cancelled") => rec.status = Status::Cancelled,
-                    _ => {}
-                }
+    if let Some(data) = o.error_data.as_deref()
+        && let Ok(d) = serde_json::from_str::<task::ErrorData>(data)
+    {
+        rec.exit_code = d.exit_code.or(rec.exit_code);
+        rec.signal = d.signal;
+        rec.stderr = d.stderr.or(rec.stderr);
+        if rec.status == Status::Error {
+            match d.status.as_deref() {
+                Some("timeout") => rec.status = Status::Timeout,
+                Some("cancelled") => rec.status = Status::Cancelled,
+                _ => {}
             }
         }
     }

@@ -157,6 +157,10 @@ impl AtomicFile {
             let temp = parent.join(format!(".{name}.tmp-{suffix}"));
             match OpenOptions::new().write(true).create_new(true).open(&temp) {
                 Ok(file) => {
+                    // Held while the file is ours: a run killed before it could clean up
+                    // leaves an unlocked temporary file, which the next run removes.
+                    let _ = file.try_lock();
+                    remove_stale_temps(&parent, &name, &temp);
                     return Ok(AtomicFile {
                         target: target.to_path_buf(),
                         temp,
@@ -199,6 +203,42 @@ impl AtomicFile {
     /// Remove the temporary file; the target is not touched.
     pub fn abort(self) {
         // Drop does the work.
+    }
+}
+
+/// How old an unlocked temporary file must be before it counts as left behind (so a file
+/// another run has just created and not yet locked is never taken for one).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Remove `.NAME.tmp-*` files beside the target that no running jobpool holds: those a
+/// killed run (`kill -9`, a power cut) could not remove itself.
+fn remove_stale_temps(parent: &Path, name: &str, ours: &Path) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_temp = e.file_name().to_str().is_some_and(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|s| s.len() == 6 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        });
+        if !is_temp || path == ours {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if !old {
+            continue;
+        }
+        if let Ok(f) = File::open(&path)
+            && f.try_lock().is_ok()
+        {
+            let _ = fs::remove_file(&path);
+        }
     }
 }
 

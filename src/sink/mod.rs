@@ -110,6 +110,42 @@ pub fn sink_path(job: &Job, template: &crate::model::Template, run_id: &str) -> 
     job.dir.join(rendered)
 }
 
+/// A path that names the same file for every spelling of it: `.` and `..` resolved
+/// lexically, and the longest existing prefix resolved through symbolic links.
+fn same_file_key(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut lexical = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !lexical.pop() {
+                    lexical.push("..");
+                }
+            }
+            other => lexical.push(other),
+        }
+    }
+    // Resolve symbolic links of the part that exists (a linked folder is the same file).
+    let mut existing = lexical.clone();
+    let mut rest = Vec::new();
+    while !existing.as_os_str().is_empty() {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match existing.file_name() {
+            Some(name) => rest.push(name.to_os_string()),
+            None => break,
+        }
+        existing.pop();
+    }
+    lexical
+}
+
 /// Open one sink of `job`: its destination and its format.
 pub fn open_sink(job: &Job, config: &SinkConfig, run_id: &str) -> Result<Box<dyn Sink>, SinkError> {
     let out = match &config.to {
@@ -161,10 +197,12 @@ impl SinkManager {
         for config in &job.sinks {
             if let SinkTarget::Path(template) = &config.to {
                 let path = sink_path(job, template, run_id);
-                if paths.contains(&path) {
+                // `out/r.csv`, `./out/r.csv` and `out/../out/r.csv` are one file.
+                let same = same_file_key(&path);
+                if paths.contains(&same) {
                     return Err(SinkError::SamePath { path });
                 }
-                paths.push(path);
+                paths.push(same);
             }
         }
         let mut manager = SinkManager { sinks: Vec::with_capacity(job.sinks.len()) };

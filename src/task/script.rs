@@ -40,6 +40,10 @@ pub struct ScriptLimits {
     pub max_map_size: usize,
     /// Deepest function call nesting.
     pub max_call_levels: usize,
+    /// CPU time of one evaluation (sleeping does not count). The operation limit does
+    /// not see all work: Rhai re-measures an array after each `push`, so a loop growing
+    /// an array costs time quadratic in its length with few operations.
+    pub max_cpu_time: Duration,
 }
 
 impl Default for ScriptLimits {
@@ -52,6 +56,7 @@ impl Default for ScriptLimits {
             max_array_size: 1_000_000,
             max_map_size: 100_000,
             max_call_levels: 64,
+            max_cpu_time: Duration::from_secs(60),
         }
     }
 }
@@ -116,7 +121,14 @@ impl ScriptError {
     }
 
     fn from_eval(mut err: EvalAltResult, limits: &ScriptLimits) -> Self {
-        if let EvalAltResult::ErrorTerminated(token, _) = err.unwrap_inner() {
+        if let EvalAltResult::ErrorTerminated(token, pos) = err.unwrap_inner() {
+            if token.clone().into_string().is_ok_and(|t| t == CPU_LIMIT) {
+                let message = format!(
+                    "Too much work: more than {} of CPU time (the limit per task)",
+                    humantime::format_duration(limits.max_cpu_time)
+                );
+                return ScriptError::new(ScriptErrorKind::Runtime, message, *pos);
+            }
             let kind = if token.clone().into_string().is_ok_and(|t| t == TIMED_OUT) {
                 ScriptErrorKind::Timeout
             } else {
@@ -161,6 +173,7 @@ fn kind_message(kind: ScriptErrorKind) -> &'static str {
 
 const TIMED_OUT: &str = "timed out";
 const STOPPED: &str = "stopped";
+const CPU_LIMIT: &str = "cpu time limit";
 
 /// How long `sleep` sleeps at most before checking for a stop or the deadline again.
 const SLEEP_SLICE: Duration = Duration::from_millis(10);
@@ -172,6 +185,16 @@ const PROGRESS_CHECK_EVERY: u64 = 1024;
 struct EvalCtx<'a> {
     should_stop: &'a dyn Fn() -> bool,
     deadline: Option<Instant>,
+    /// The thread's CPU time when the evaluation started, and the most it may use.
+    cpu: Option<(Duration, Duration)>,
+}
+
+/// CPU time used by the calling thread so far.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write to.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 thread_local! {
@@ -210,6 +233,10 @@ fn interruption() -> Option<&'static str> {
     let ctx = unsafe { &*ptr };
     if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
         Some(TIMED_OUT)
+    } else if ctx.cpu.is_some_and(|(start, max)| {
+        thread_cpu_time().is_some_and(|now| now.saturating_sub(start) > max)
+    }) {
+        Some(CPU_LIMIT)
     } else if (ctx.should_stop)() {
         Some(STOPPED)
     } else {
@@ -315,7 +342,8 @@ impl ScriptEngine {
         should_stop: &dyn Fn() -> bool,
         deadline: Option<Instant>,
     ) -> Result<Value, ScriptError> {
-        let ctx = EvalCtx { should_stop, deadline };
+        let cpu = thread_cpu_time().map(|start| (start, self.limits.max_cpu_time));
+        let ctx = EvalCtx { should_stop, deadline, cpu };
         let _guard = CtxGuard::set(&ctx);
         if let Some(why) = interruption() {
             let kind =

@@ -1,0 +1,1364 @@
+//! Fault scenarios of `jobpool run`: every status from real jobs, grandchildren, worker
+//! deaths, deadlines, signals, resume after kills and edits, hard sink values, injection.
+//! Each test asserts behaviour with generous bounds and checks that nothing it started
+//! survives.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jobpool");
+/// Upper bound for any one `jobpool run` in these tests: far above what they need, so a
+/// hang fails the test instead of the suite.
+const HANG: Duration = Duration::from_secs(90);
+
+/// A job file in its own temporary folder.
+struct Job {
+    dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn new(toml: &str) -> Job {
+        let dir = tempfile::Builder::new().prefix("jp-faults-").tempdir().unwrap();
+        fs::write(dir.path().join("job.toml"), toml).unwrap();
+        Job { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("run").args(extra).arg(self.path("job.toml")).current_dir(self.dir.path());
+        c.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    }
+
+    fn spawn(&self, extra: &[&str]) -> Child {
+        self.command(extra).spawn().unwrap()
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        wait_output(self.spawn(extra))
+    }
+
+    /// Records of a jsonl file the job wrote.
+    fn jsonl(&self, rel: &str) -> Vec<Value> {
+        let text =
+            fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Every record journaled under `.jobpool/runs/` (all runs), in file order.
+    fn journal(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let runs = self.path(".jobpool/runs");
+        let mut files = Vec::new();
+        walk(&runs, &mut files);
+        files.sort();
+        for f in files.iter().filter(|f| f.ends_with("records.jsonl")) {
+            for line in fs::read_to_string(f).unwrap().lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() { walk(&p, out) } else { out.push(p) }
+        }
+    }
+}
+
+/// Wait for a child with the hang guard; kill it and fail if it does not finish.
+fn wait_output(mut child: Child) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "jobpool run hung for {HANG:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or_else(|| panic!("killed by a signal: {:?}\n{}", o.status, stderr(o)))
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes; /proc/PID/stat's third field is the state.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+fn read_pids(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if let Ok(t) = fs::read_to_string(e.path()) {
+            pids.extend(t.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+        }
+    }
+    pids
+}
+
+/// Wait (generously) for every pid to be gone; return those still alive.
+fn survivors(pids: &[i32]) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let alive: Vec<i32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+        if alive.is_empty() || Instant::now() > deadline {
+            for &p in &alive {
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn statuses(records: &[Value]) -> Vec<String> {
+    records.iter().map(|r| r["status"].as_str().unwrap().to_string()).collect()
+}
+
+/// Extra helpers of this file.
+fn wait_for(what: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !what() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn jsonl_text(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Files in `dir` (not recursive) whose name contains `.tmp-`: temporary sink files.
+fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// The `state` of every run.json of the job.
+fn run_states(job: &Job) -> Vec<String> {
+    let mut files = Vec::new();
+    walk(&job.path(".jobpool/runs"), &mut files);
+    files
+        .iter()
+        .filter(|f| f.ends_with("run.json"))
+        .map(|f| {
+            let v: Value = serde_json::from_str(&fs::read_to_string(f).unwrap()).unwrap();
+            v["state"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn no_panic(o: &Output) {
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(o.status.code(), Some(101), "{err}");
+}
+
+/// A minimal RFC 4180 reader: rows of cells.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cell.push('"');
+                }
+                '"' => quoted = false,
+                _ => cell.push(c),
+            }
+        } else {
+            match c {
+                '"' => quoted = true,
+                ',' => row.push(std::mem::take(&mut cell)),
+                '\r' if chars.peek() == Some(&'\n') => {}
+                '\n' => {
+                    row.push(std::mem::take(&mut cell));
+                    rows.push(std::mem::take(&mut row));
+                }
+                _ => cell.push(c),
+            }
+        }
+    }
+    if !cell.is_empty() || !row.is_empty() {
+        row.push(cell);
+        rows.push(row);
+    }
+    rows
+}
+
+/// A value as text, as templates and CSV cells write it.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Every status from real jobs, retries
+
+#[test]
+fn every_failing_status_from_real_commands_counts_its_attempts() {
+    let job = Job::new(
+        r#"
+workers = 2
+retries = 1
+task-timeout = "1s"
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "echo {i} >> tries; case {i} in 0) echo fine;; 1) echo bad >&2; exit 3;; 2) sleep 30;; 3) kill -9 $PPID; sleep 5;; 4) kill -9 $$;; esac"
+[args]
+i = [0, 1, 2, 3, 4]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "error", "timeout", "crashed", "error"]);
+    let attempts: Vec<u64> = recs.iter().map(|r| r["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2, 2, 2, 2]);
+    assert_eq!(recs[0]["value"], "fine");
+    assert_eq!(recs[1]["exit_code"], 3);
+    assert!(recs[1]["stderr"].as_str().unwrap().contains("bad"));
+    assert_eq!(recs[2]["error"], "timed out after 1s");
+    assert_eq!(recs[4]["signal"], 9);
+    // Every retry really ran again: two lines per failing task.
+    let tries = fs::read_to_string(job.path("tries")).unwrap();
+    for i in 1..5 {
+        assert_eq!(tries.lines().filter(|l| *l == i.to_string()).count(), 2, "{tries}");
+    }
+}
+
+#[test]
+fn cancelled_and_skipped_come_from_real_jobs() {
+    let job = Job::new(
+        r#"
+workers = 1
+chunk-size = 1
+on-failure = "stop"
+[task]
+kind = "command"
+shell = "if [ {i} = 1 ]; then exit 4; fi; echo {i}"
+[args]
+i = { range = [0, 5] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    let st = statuses(&recs);
+    assert_eq!(&st[..2], ["ok", "error"]);
+    assert!(st[2..].iter().all(|s| s == "ok" || s == "skipped"), "{st:?}");
+    assert_eq!(st.last().unwrap(), "skipped", "{st:?}");
+    for r in recs.iter().filter(|r| r["status"] == "skipped") {
+        assert_eq!(r["attempts"], 0);
+        assert!(r.get("worker").is_none(), "{r}");
+    }
+
+    let job = Job::new(
+        r#"
+workers = 1
+timeout = "300ms"
+grace-period = "50ms"
+[task]
+kind = "script"
+script = "sleep(30); i"
+[args]
+i = [0, 1, 2]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["cancelled", "cancelled", "cancelled"]);
+}
+
+#[test]
+fn a_worker_crash_is_retried_and_the_retry_can_succeed() {
+    let job = Job::new(
+        r#"
+workers = 2
+retries = 2
+[task]
+kind = "command"
+shell = "if [ {i} = 1 ] && [ ! -e crashed ]; then touch crashed; kill -9 $PPID; sleep 5; fi; echo {i}"
+[args]
+i = [0, 1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "ok", "ok", "ok"]);
+    assert_eq!(recs[1]["attempts"], 2);
+    assert_eq!(recs[1]["value"], "1");
+}
+
+// ---------------------------------------------------------------------------------------
+// Grandchildren
+
+#[test]
+fn a_background_child_left_after_a_normal_exit_is_killed() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+shell = "sleep 300 & echo $! > pids/{i}; nohup sleep 300 > /dev/null 2>&1 & echo $! >> pids/{i}; echo done"
+[args]
+i = [0, 1, 2]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(10), "waited for the background child");
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["ok", "ok", "ok"]);
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(pids.len(), 6);
+    assert_eq!(survivors(&pids), Vec::<i32>::new(), "background children outlived their task");
+}
+
+#[test]
+fn a_command_ignoring_term_is_killed_after_the_grace_period() {
+    let job = Job::new(
+        r#"
+workers = 1
+task-timeout = "300ms"
+grace-period = "300ms"
+[task]
+kind = "command"
+shell = "trap '' TERM; echo $$ > pids/0; sh -c 'trap \"\" TERM; sleep 300' & echo $! >> pids/0; wait; wait"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["timeout"]);
+    assert_eq!(recs[0]["signal"], 9, "{:?}", recs[0]);
+    let ms = recs[0]["duration_ms"].as_f64().unwrap();
+    assert!(ms >= 550.0, "killed before the grace period ended: {ms} ms");
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+#[test]
+fn a_pipeline_that_times_out_loses_every_stage() {
+    let job = Job::new(
+        r#"
+workers = 2
+task-timeout = "1s"
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "sh -c 'echo $$ >> pids/{i}; exec sleep 300' | sh -c 'echo $$ >> pids/{i}; exec sleep 301' | cat"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["timeout", "timeout"]);
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(pids.len(), 4);
+    assert_eq!(survivors(&pids), Vec::<i32>::new());
+}
+
+#[test]
+fn a_setsid_escape_survives_but_does_not_hold_the_task() {
+    // What we cannot catch (documented): a process that leaves the group with setsid.
+    // It must not hold the task (or the run) by keeping the command's output open.
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "setsid sh -c 'echo $$ > pids/0; exec sleep 300' & sleep 0.3; echo started"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let start = Instant::now();
+    let out = job.run(&[]);
+    let took = start.elapsed();
+    let pids = read_pids(&job.path("pids"));
+    for &p in &pids {
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(took < Duration::from_secs(8), "the escaped process held the task: {took:?}");
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs[0]["value"], "started");
+}
+
+#[test]
+fn threads_backend_commands_do_not_outlive_a_cancel() {
+    // With threads, commands run on jobpool's own threads and the pool does not wait for
+    // a thread it cancelled: jobpool itself must finish their stop before exiting.
+    let job = Job::new(
+        r#"
+workers = 2
+backend = "threads"
+timeout = "1500ms"
+grace-period = "300ms"
+[task]
+kind = "command"
+shell = "trap '' TERM; echo $$ > pids/{i}; sleep 300 & echo $! >> pids/{i}; wait; wait"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["cancelled", "cancelled"]);
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(pids.len(), 4);
+    // Gone when jobpool has exited, not eventually.
+    let alive: Vec<i32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+    for &p in &alive {
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    assert_eq!(alive, Vec::<i32>::new(), "task processes outlived jobpool");
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker deaths
+
+#[test]
+fn a_stopped_worker_still_hits_the_task_timeout() {
+    let job = Job::new(
+        r#"
+workers = 2
+task-timeout = "300ms"
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "if [ {i} = 1 ]; then (sleep 0.1; kill -STOP $PPID) & sleep 300 & echo $! > pids/1; wait; fi; echo {i}"
+[args]
+i = [0, 1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "timeout", "ok", "ok"]);
+    // Reported in the job's terms, not the pool's backstop.
+    let err = recs[1]["error"].as_str().unwrap();
+    assert!(err.starts_with("timed out after 300ms"), "{err}");
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Scripts
+
+#[test]
+fn script_memory_blowups_are_errors_not_crashes() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = '''
+switch i {
+  0 => { let s = "ab"; loop { s += s; } },
+  1 => { let a = [1]; loop { a += a; } },
+  2 => { let b = blob(1000000000); b.len() },
+  _ => i,
+}
+'''
+[args]
+i = [0, 1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["error", "error", "error", "ok"]);
+    assert!(recs[0]["error"].as_str().unwrap().contains("Length of string"));
+    assert!(recs[1]["error"].as_str().unwrap().contains("Size of array"));
+    assert!(recs[2]["error"].as_str().unwrap().contains("too large"));
+}
+
+#[test]
+fn runaway_scripts_end_at_the_task_timeout() {
+    // A busy loop, a loop of short sleeps, and an array growing by `push` (whose size
+    // checks the operation limit does not see) all end promptly at the task timeout.
+    let job = Job::new(
+        r#"
+workers = 3
+task-timeout = "400ms"
+[task]
+kind = "script"
+script = '''
+switch i {
+  0 => { loop { } },
+  1 => { loop { sleep(0.001); } },
+  _ => { let a = []; loop { a.push(1); } },
+}
+'''
+[args]
+i = [0, 1, 2]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["timeout", "timeout", "timeout"]);
+    for r in &recs {
+        assert_eq!(r["attempts"], 1);
+        assert!(r["duration_ms"].as_f64().unwrap() < 4000.0, "{r}");
+    }
+}
+
+#[test]
+fn the_script_cpu_limit_ends_work_the_operation_limit_misses() {
+    use jobpool::task::script::{ScriptEngine, ScriptErrorKind, ScriptLimits};
+    let limits =
+        ScriptLimits { max_cpu_time: Duration::from_millis(300), ..ScriptLimits::default() };
+    let engine = ScriptEngine::compile_with_limits(
+        "let a = []; for k in 0..1000000 { a.push(k); } a.len()",
+        &[],
+        limits,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let err = engine.eval(&[], &|| false, None).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert_eq!(err.kind, ScriptErrorKind::Runtime);
+    assert!(err.message.contains("CPU time"), "{err}");
+    // Sleeping is not work.
+    let engine = ScriptEngine::compile_with_limits("sleep(0.5); 7", &[], limits).unwrap();
+    assert_eq!(engine.eval(&[], &|| false, None).unwrap(), Value::from(7));
+}
+
+// ---------------------------------------------------------------------------------------
+// Deadlines
+
+#[test]
+fn a_deadline_with_retries_then_resume_reruns_only_what_did_not_finish() {
+    let toml = |sleep: &str| {
+        format!(
+            r#"
+workers = 1
+chunk-size = 1
+retries = 2
+timeout = "2s"
+grace-period = "50ms"
+[task]
+kind = "command"
+shell = "echo {{i}} >> ran.log; if [ {{i}} -ge 2 ]; then sleep {sleep}; fi; echo {{i}}"
+[args]
+i = [0, 1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#
+        )
+    };
+    let job = Job::new(&toml("30"));
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), ["ok", "ok", "cancelled", "cancelled"]);
+    // Cancelled is not retried.
+    let log = fs::read_to_string(job.path("ran.log")).unwrap();
+    assert_eq!(log.lines().filter(|l| *l == "2").count(), 1, "{log}");
+
+    fs::write(job.path("ran.log"), "").unwrap();
+    job.write("job.toml", &toml("0"));
+    let out = job.run(&["--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "ok", "ok", "ok"]);
+    let resumed: Vec<bool> = recs.iter().map(|r| r["resumed"].as_bool().unwrap_or(false)).collect();
+    // The task changed (sleep 30 -> sleep 0): every key changed, everything ran again.
+    assert_eq!(resumed, [false, false, false, false]);
+
+    // Unchanged task, deadline shorter than the first task: nothing finishes, then a
+    // resume without the deadline runs only those.
+    fs::write(job.path("ran.log"), "").unwrap();
+    let out = job.run(&["--resume", "--timeout", "1ms"]);
+    assert_eq!(code(&out), 0, "all were ok before: {}", stderr(&out));
+    assert_eq!(fs::read_to_string(job.path("ran.log")).unwrap(), "", "finished work redone");
+}
+
+#[test]
+fn a_deadline_shorter_than_the_first_task_cancels_everything() {
+    let job = Job::new(
+        r#"
+workers = 2
+timeout = "200ms"
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "echo $$ >> pids/{i}; sleep 300 & echo $! >> pids/{i}; wait"
+[args]
+i = { range = [0, 6] }
+[[sink]]
+to = "out.csv"
+format = "csv"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let start = Instant::now();
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let rows = parse_csv(&fs::read_to_string(job.path("out.csv")).unwrap());
+    assert_eq!(rows.len(), 7);
+    assert!(rows[1..].iter().all(|r| r[1] == "cancelled"), "{rows:?}");
+    assert!(stderr(&out).contains("timeout passed"), "{}", stderr(&out));
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals
+
+#[test]
+fn sighup_is_an_interrupt_with_complete_sinks() {
+    let job = Job::new(
+        r#"
+workers = 2
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "if [ {i} = 0 ]; then echo zero; else echo $$ >> pids/{i}; sleep 300 & echo $! >> pids/{i}; wait; fi"
+[args]
+i = [0, 1, 2, 3]
+[[sink]]
+to = "out/r.json"
+format = "json"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let child = job.spawn(&[]);
+    // Tasks 1 and 2 running: task 0 is done (two workers).
+    wait_for(|| read_pids(&job.path("pids")).len() >= 4);
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let out = wait_output(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let arr: Value =
+        serde_json::from_str(&fs::read_to_string(job.path("out/r.json")).unwrap()).unwrap();
+    let st: Vec<&str> =
+        arr.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(st[0], "ok");
+    assert!(st[1..].iter().all(|s| *s == "cancelled"), "{st:?}");
+    assert_eq!(temp_files(&job.path("out")), Vec::<String>::new());
+    assert_eq!(run_states(&job), ["finished"]);
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
+
+#[test]
+fn an_interrupt_at_any_early_moment_leaves_a_clean_state() {
+    let job = Job::new(
+        r#"
+workers = 2
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "sleep 0.2; echo {i}"
+[args]
+i = { range = [0, 6] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
+        let _ = fs::remove_file(job.path("out.jsonl"));
+        let child = job.spawn(&[]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = wait_output(child);
+        no_panic(&out);
+        match out.status.code() {
+            // Before the handlers were installed: the default action, nothing written.
+            None => assert!(!job.path("out.jsonl").exists()),
+            Some(c) => {
+                assert!(c == 130 || c == 0, "{delay_ms} ms: {c} {}", stderr(&out));
+                assert_eq!(job.jsonl("out.jsonl").len(), 6, "{delay_ms} ms");
+            }
+        }
+        assert_eq!(temp_files(job.dir.path()), Vec::<String>::new(), "{delay_ms} ms");
+    }
+    // Every run that got a run folder finished it.
+    assert!(run_states(&job).iter().all(|s| s == "finished"), "{:?}", run_states(&job));
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_the_run_quietly() {
+    let job = Job::new(
+        r#"
+workers = 2
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "echo $$ >> pids/{i}; sleep 0.05; echo {i}"
+[args]
+i = { range = [0, 300] }
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let mut child = job.spawn(&[]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first, b"0\n");
+    drop(stdout); // `jobpool run job.toml | head -1`
+    let start = Instant::now();
+    let out = wait_output(child);
+    no_panic(&out);
+    assert!(start.elapsed() < Duration::from_secs(10), "kept running after the reader left");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "a closed pipe is not worth a message");
+    assert!(read_pids(&job.path("pids")).len() < 300, "ran everything");
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+    assert_eq!(run_states(&job), ["finished"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Resume
+
+#[test]
+fn resume_after_random_sigkills_keeps_every_record_exactly_once() {
+    let job = Job::new(
+        r#"
+workers = 3
+[task]
+kind = "command"
+shell = "sleep 0.0$(( {x} % 7 )); echo {x} >> ran.log; echo $(( {x} * 3 ))"
+[args]
+x = { range = [0, 40] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+[[sink]]
+to = "out.json"
+format = "json"
+"#,
+    );
+    for round in 0..8u64 {
+        let mut child = job.spawn(&["--resume"]);
+        std::thread::sleep(Duration::from_millis(30 + (round * 37) % 250));
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+    }
+    std::thread::sleep(Duration::from_millis(1100)); // temporary files count as stale
+    let out = job.run(&["--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 40);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["index"], i as u64);
+        assert_eq!(r["status"], "ok");
+        assert_eq!(r["value"], (i * 3).to_string());
+    }
+    let arr: Value =
+        serde_json::from_str(&fs::read_to_string(job.path("out.json")).unwrap()).unwrap();
+    assert_eq!(arr.as_array().unwrap(), &recs);
+    // Each key was computed fresh, and ok, exactly once over all runs.
+    let mut fresh = std::collections::HashMap::<String, u32>::new();
+    for r in job.journal() {
+        if r["status"] == "ok" && r.get("resumed").is_none() {
+            *fresh.entry(r["key"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(fresh.len(), 40);
+    assert!(fresh.values().all(|&n| n == 1), "{fresh:?}");
+    // Killed runs left temporary files; the last run removed them.
+    assert_eq!(temp_files(job.dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn resume_matches_keys_not_positions() {
+    let toml = |values: &str, prefix: &str| {
+        format!(
+            r#"
+[task]
+kind = "command"
+shell = "echo {{x}} >> ran.log; echo {prefix}{{x}}"
+[args]
+x = {values}
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#
+        )
+    };
+    let ran = |job: &Job| {
+        let t = fs::read_to_string(job.path("ran.log")).unwrap_or_default();
+        let _ = fs::remove_file(job.path("ran.log"));
+        let mut v: Vec<String> = t.lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    let job = Job::new(&toml(r#"["a", "b", "c"]"#, "v"));
+    assert_eq!(code(&job.run(&["--resume"])), 0, "no earlier run: runs everything");
+    assert_eq!(ran(&job), ["a", "b", "c"]);
+    job.write("job.toml", &toml(r#"["c", "a", "b"]"#, "v"));
+    assert_eq!(code(&job.run(&["--resume"])), 0);
+    assert_eq!(ran(&job), Vec::<String>::new(), "reordering reran something");
+    let recs = job.jsonl("out.jsonl");
+    let got: Vec<(u64, &str)> =
+        recs.iter().map(|r| (r["index"].as_u64().unwrap(), r["value"].as_str().unwrap())).collect();
+    assert_eq!(got, [(0, "vc"), (1, "va"), (2, "vb")]);
+    job.write("job.toml", &toml(r#"["b", "d"]"#, "v"));
+    assert_eq!(code(&job.run(&["--resume"])), 0);
+    assert_eq!(ran(&job), ["d"]);
+    job.write("job.toml", &toml(r#"["b", "d"]"#, "w"));
+    assert_eq!(code(&job.run(&["--resume"])), 0);
+    assert_eq!(ran(&job), ["b", "d"], "a changed task must rerun everything");
+}
+
+#[test]
+fn a_torn_or_garbled_journal_is_tolerated() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "echo {x} >> ran.log; echo {x}"
+[args]
+x = [1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    assert_eq!(code(&job.run(&[])), 0);
+    let mut files = Vec::new();
+    walk(&job.path(".jobpool/runs"), &mut files);
+    let journal = files.iter().find(|f| f.ends_with("records.jsonl")).unwrap();
+    let mut text = fs::read(journal).unwrap();
+    text.extend_from_slice(b"not json\n\xff\xfe\n{\"index\":0,\"key\":\"");
+    fs::write(journal, text).unwrap();
+    fs::remove_file(job.path("ran.log")).unwrap();
+    let out = job.run(&["--resume"]);
+    no_panic(&out);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!job.path("ran.log").exists(), "a torn line made finished work run again");
+    assert_eq!(job.jsonl("out.jsonl").len(), 3);
+}
+
+#[test]
+fn two_runs_of_one_job_at_once_both_finish_whole() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+shell = "sleep 0.02; echo {x}"
+[args]
+x = { range = [0, 30] }
+[[sink]]
+to = "out.csv"
+format = "csv"
+"#,
+    );
+    let a = job.spawn(&[]);
+    let b = job.spawn(&[]);
+    let (a, b) = (wait_output(a), wait_output(b));
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    // The last rename wins; the file is whole either way.
+    assert_eq!(parse_csv(&fs::read_to_string(job.path("out.csv")).unwrap()).len(), 31);
+    assert_eq!(temp_files(job.dir.path()), Vec::<String>::new());
+    assert_eq!(run_states(&job), ["finished", "finished"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sinks
+
+#[test]
+fn every_format_agrees_record_by_record_on_hard_values() {
+    let job = Job::new(
+        r#"
+workers = 3
+[task]
+kind = "script"
+script = '''
+switch i {
+  0 => "uni 😀 ünï",
+  1 => "line1\nline2\r\n",
+  2 => "q\"uo'te,comma",
+  3 => (),
+  4 => { throw "bad, \"x\"" },
+  5 => { let s = ""; s.pad(20000, 'y'); s },
+  6 => #{a: [1, ()], "b c": "d"},
+  7 => 1.5e300,
+  _ => "\ttab",
+}
+'''
+[args]
+i = { range = [0, 9] }
+s = ["a,b\"c\nd 😀"]
+[[sink]]
+to = "o/{name}-{run}.csv"
+format = "csv"
+[[sink]]
+to = "o/r.jsonl"
+format = "jsonl"
+[[sink]]
+to = "o/r.json"
+format = "json"
+[[sink]]
+to = "stdout"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // (Records on stdout stay under a pipe's buffer: `wait_output` reads it at the end.)
+    let recs = job.jsonl("o/r.jsonl");
+    assert_eq!(recs.len(), 9);
+    assert_eq!(jsonl_text(&stdout(&out)), recs);
+    let arr: Value =
+        serde_json::from_str(&fs::read_to_string(job.path("o/r.json")).unwrap()).unwrap();
+    assert_eq!(arr.as_array().unwrap(), &recs);
+    // An independent computation of the values.
+    let want = [
+        Value::from("uni 😀 ünï"),
+        Value::from("line1\nline2\r\n"),
+        Value::from("q\"uo'te,comma"),
+        Value::Null,
+        Value::Null,
+        Value::from("y".repeat(20000)),
+        serde_json::json!({"a": [1, null], "b c": "d"}),
+        serde_json::json!(1.5e300),
+        Value::from("\ttab"),
+    ];
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["index"], i as u64);
+        assert_eq!(r["args"]["s"], "a,b\"c\nd 😀");
+        if i == 4 {
+            assert_eq!(r["status"], "error");
+            assert!(r.get("value").is_none());
+        } else {
+            assert_eq!(r["value"], want[i], "record {i}");
+        }
+    }
+    let csv_name = fs::read_dir(job.path("o"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".csv"))
+        .unwrap();
+    let run_id = csv_name.trim_start_matches("job-").trim_end_matches(".csv").to_string();
+    assert!(stderr(&out).contains(&run_id), "{{run}} is the run id");
+    let rows = parse_csv(&fs::read_to_string(job.path("o").join(csv_name)).unwrap());
+    assert_eq!(rows[0], ["i", "s", "status", "value", "error", "duration_ms"]);
+    assert_eq!(rows.len(), 10);
+    for (r, row) in recs.iter().zip(&rows[1..]) {
+        assert_eq!(row[1], "a,b\"c\nd 😀");
+        assert_eq!(row[2], r["status"].as_str().unwrap());
+        assert_eq!(row[3], as_text(r.get("value").unwrap_or(&Value::Null)));
+        assert_eq!(row[4], as_text(r.get("error").unwrap_or(&Value::Null)));
+    }
+    assert_eq!(temp_files(&job.path("o")), Vec::<String>::new());
+}
+
+#[test]
+fn two_sinks_to_one_file_spelled_differently_are_an_error() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "touch ran"
+[[sink]]
+to = "o/{name}.jsonl"
+format = "jsonl"
+[[sink]]
+to = "./o/../o/job.jsonl"
+format = "csv"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("two sinks write to"), "{}", stderr(&out));
+    assert!(!job.path("ran").exists(), "a task ran");
+    assert!(!job.path("o/job.jsonl").exists());
+    assert_eq!(run_states(&job), ["finished"]);
+}
+
+#[test]
+fn a_sink_folder_that_cannot_be_created_is_an_error_with_its_cause() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "touch ran"
+[[sink]]
+to = "o/r.jsonl"
+format = "jsonl"
+[[sink]]
+to = "blocker/sub/r.csv"
+format = "csv"
+"#,
+    );
+    fs::write(job.path("blocker"), "a file, not a folder").unwrap();
+    job.write("o/r.jsonl", "old\n");
+    let out = job.run(&[]);
+    no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("os error 20"), "{}", stderr(&out));
+    assert!(!job.path("ran").exists());
+    assert_eq!(fs::read_to_string(job.path("o/r.jsonl")).unwrap(), "old\n");
+    assert_eq!(temp_files(&job.path("o")), Vec::<String>::new());
+    assert_eq!(run_states(&job), ["finished"], "the run folder must not stay `running`");
+}
+
+#[test]
+fn completion_order_delivers_every_record_once() {
+    let job = Job::new(
+        r#"
+workers = 4
+order = "completion"
+task-timeout = "1s"
+[task]
+kind = "script"
+script = "if i % 7 == 3 { sleep(5) } if i % 5 == 1 { throw `no ${i}` } sleep(random() * 0.02); i"
+[args]
+i = { range = [0, 30] }
+[[sink]]
+to = "stdout"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = jsonl_text(&stdout(&out));
+    let mut idx: Vec<u64> = recs.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    idx.sort();
+    assert_eq!(idx, (0..30).collect::<Vec<_>>());
+    for r in &recs {
+        let i = r["index"].as_u64().unwrap();
+        let want = if i % 7 == 3 {
+            "timeout"
+        } else if i % 5 == 1 {
+            "error"
+        } else {
+            "ok"
+        };
+        assert_eq!(r["status"], want, "{r}");
+    }
+}
+
+#[test]
+fn started_at_has_microseconds() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "script"
+script = "1"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    assert_eq!(code(&job.run(&[])), 0);
+    let recs = job.jsonl("out.jsonl");
+    let t = recs[0]["started_at"].as_str().unwrap();
+    // 2026-11-26T14:04:55.120041Z
+    assert_eq!(t.len(), 27, "{t}");
+    assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Injection
+
+#[test]
+fn no_templated_position_can_inject() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+program = ["sh", "-c", "printf '%s|%s|%s|' \"$1\" \"$V\" \"$(cat)\"; cat \"$2\"", "argv0", "{line}", "{f}"]
+env = { V = "{line}" }
+stdin = "{line}"
+cwd = "."
+[args]
+combine = "zip"
+line = { lines = "inputs.txt" }
+f = { glob = "data/*" }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let names = [
+        "a b",
+        "q'uote",
+        "d\"q",
+        "new\nline",
+        "$(touch PWN1)",
+        ";touch PWN2;",
+        "`touch PWN3`",
+        "*",
+    ];
+    for n in names {
+        job.write(&format!("data/{n}"), &format!("content of {n}"));
+    }
+    let lines = [
+        "$(touch PWN4)",
+        "'; touch PWN5; '",
+        "\"; touch PWN6 #",
+        "-n",
+        "--help",
+        "  spaced  ",
+        "{x}",
+        "{{",
+    ];
+    job.write("inputs.txt", &(lines.join("\n") + "\n"));
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 8);
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    for (r, (line, name)) in recs.iter().zip(lines.iter().zip(sorted)) {
+        let want = format!("{line}|{line}|{line}|content of {name}");
+        assert_eq!(r["value"].as_str().unwrap(), want.trim(), "{r}");
+    }
+
+    // The same through a shell line.
+    let shell = r#"shell = "printf '%s|%s|%s|' {line} \"$V\" \"$(cat)\"; cat {f}""#;
+    let text = fs::read_to_string(job.path("job.toml")).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| if l.starts_with("program") { shell.to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    job.write("job.toml", &text);
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let again = job.jsonl("out.jsonl");
+    let v = |rs: &[Value]| rs.iter().map(|r| r["value"].clone()).collect::<Vec<_>>();
+    assert_eq!(v(&again), v(&recs));
+    for n in 1..=6 {
+        assert!(!job.path(&format!("PWN{n}")).exists(), "PWN{n}: injection");
+    }
+}
+
+/// `jobpool run jobs/x.toml` from the folder above the job's.
+fn run_from_parent(job: &Job, extra: &[&str]) -> Output {
+    let parent = job.dir.path().parent().unwrap();
+    let rel = job.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let mut c = Command::new(BIN);
+    c.arg("run").args(extra).arg(format!("{rel}/job.toml")).current_dir(parent);
+    c.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    wait_output(c.spawn().unwrap())
+}
+
+#[test]
+fn a_literal_cwd_works_when_the_job_is_named_from_another_folder() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "pwd"
+cwd = "sub"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("sub")).unwrap();
+    let out = run_from_parent(&job, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    let want = fs::canonicalize(job.path("sub")).unwrap();
+    assert_eq!(recs[0]["value"], want.to_string_lossy().as_ref());
+}
+
+#[test]
+#[ignore = "validate bug (src/validate/args.rs glob()): glob values are the pattern joined to the job folder as given on the command line, so they depend on the current folder"]
+fn glob_values_do_not_depend_on_where_jobpool_is_started() {
+    let job = Job::new(
+        r#"
+[task]
+kind = "command"
+shell = "cat {f}"
+[args]
+f = { glob = "data/*.txt" }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    job.write("data/a.txt", "hello");
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = job.jsonl("out.jsonl")[0]["key"].clone();
+    // Commands run in the job's folder: the value must name the file from there, and
+    // the key must not change with the folder jobpool was started in.
+    let out = run_from_parent(&job, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs[0]["value"], "hello");
+    assert_eq!(recs[0]["key"], key);
+}
+
+// ---------------------------------------------------------------------------------------
+// Several jobs
+
+#[test]
+fn several_jobs_take_the_most_serious_exit_code() {
+    let dir = tempfile::Builder::new().prefix("jp-faults-").tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    fs::create_dir(&jobs).unwrap();
+    fs::write(jobs.join("a-ok.toml"), "[task]\nkind = \"script\"\nscript = \"1\"\n").unwrap();
+    fs::write(jobs.join("b-fail.toml"), "[task]\nkind = \"script\"\nscript = \"throw 1\"\n")
+        .unwrap();
+    fs::write(
+        jobs.join("c-late.toml"),
+        "timeout = \"200ms\"\n[task]\nkind = \"script\"\nscript = \"sleep(5)\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("run").arg("-q").args(args).current_dir(dir.path());
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        wait_output(c.spawn().unwrap())
+    };
+    assert_eq!(code(&run(&["jobs/a-ok.toml"])), 0);
+    assert_eq!(code(&run(&["jobs/a-ok.toml", "jobs/b-fail.toml"])), 1);
+    assert_eq!(code(&run(&["jobs/b-fail.toml", "jobs/c-late.toml", "jobs/a-ok.toml"])), 3);
+    let out = run(&["jobs"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1\n\n\n", "every job of the folder ran, in order");
+    fs::write(jobs.join("d-bad.toml"), "workers = 0\n").unwrap();
+    let out = run(&["jobs"]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(stdout(&out), "", "an invalid file stops every job before any runs");
+    let out = run(&["--dry-run", "jobs/a-ok.toml", "jobs/c-late.toml"]);
+    assert_eq!(code(&out), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Pool bugs (src/pool is another engineer's): kept as ignored failing tests.
+
+#[test]
+#[ignore = "pool bug: a task cancelled while running reports attempts 0 and no worker/started_at"]
+fn a_task_cancelled_while_running_counts_its_attempt() {
+    let job = Job::new(
+        r#"
+workers = 1
+timeout = "500ms"
+grace-period = "50ms"
+[task]
+kind = "command"
+shell = "sleep 30"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["cancelled"]);
+    assert_eq!(recs[0]["attempts"], 1, "it ran: {}", recs[0]);
+    assert_eq!(recs[0]["worker"], 0, "{}", recs[0]);
+    assert!(recs[0]["started_at"].is_string(), "{}", recs[0]);
+    assert!(recs[0]["duration_ms"].as_f64().unwrap() >= 400.0, "{}", recs[0]);
+}
