@@ -1271,7 +1271,6 @@ format = "jsonl"
 }
 
 #[test]
-#[ignore = "validate bug (src/validate/args.rs glob()): glob values are the pattern joined to the job folder as given on the command line, so they depend on the current folder"]
 fn glob_values_do_not_depend_on_where_jobpool_is_started() {
     let job = Job::new(
         r#"

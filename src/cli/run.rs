@@ -846,7 +846,7 @@ fn record_from_outcome(
         attempts: o.attempts,
         worker: o.worker,
         started_at: o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string()),
-        duration_ms: o.duration.as_secs_f64() * 1000.0,
+        duration_ms: o.duration.as_nanos() as f64 / 1e6,
         exit_code: None,
         signal: None,
         stderr: None,

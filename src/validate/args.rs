@@ -621,8 +621,13 @@ fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
             return None;
         }
     };
-    let mut values: Vec<String> =
-        paths.filter_map(Result::ok).map(|p| p.to_string_lossy().into_owned()).collect();
+    // Values are relative to the job file's folder, where commands run: the same job
+    // gives the same values (and content keys) wherever `jobpool` is started.
+    let mut values: Vec<String> = paths
+        .filter_map(Result::ok)
+        .map(|p| p.strip_prefix(&base).map(Path::to_path_buf).unwrap_or(p))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     values.sort();
     if values.is_empty() {
         ctx.error(

@@ -1259,6 +1259,7 @@ fn sinks(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Vec<Sin
                         RECORD_FIELDS.contains(&p)
                             || names.iter().any(|n| n == p)
                             || p.strip_prefix("args.").is_some_and(|a| names.iter().any(|n| n == a))
+                            || p.parse::<usize>().is_ok_and(|i| i < names.len())
                     };
                     ctx.placeholders("template", tpl, n, &allowed, &choices);
                 }
