@@ -29,6 +29,16 @@ fn main() {
     let _ = pool.map::<_, i64>("noop", 0..10_000i64).unwrap();
 
     let n = 100_000i64;
+    if let Some(k) = std::env::var("POOL_BENCH_MAP_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
+    {
+        // Profiling aid: only the map measurement, k times.
+        for _ in 0..k {
+            let t0 = Instant::now();
+            let v: Vec<i64> = pool.map_async("noop", 0..n).unwrap().get(None).unwrap();
+            eprintln!("map {:?} ({})", t0.elapsed(), v.len());
+        }
+        return;
+    }
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {
         let tp = Pool::builder()
             .workers(2)

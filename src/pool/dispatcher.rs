@@ -19,7 +19,7 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 
 use super::protocol::{
     Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
+    ResultBatch, Slot, ToWorker, WORKER_ARG, end_at, now_ns, ns_to_time, span_share,
 };
 use super::registry::TaskContext;
 use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
@@ -443,29 +443,36 @@ impl Dispatcher {
         let retries = self.cfg.retries;
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
-        let mut out = Deliveries { current: None, items: Vec::with_capacity(results.metas.len()) };
+        let n = results.len();
+        let mut out = Deliveries { current: None, items: Vec::with_capacity(n) };
         {
             let w = &mut self.workers[wi];
+            let ResultBatch { base, ends, blob, codes, started_ns, duration_ns, data } = results;
+            let (ends, codes) = (ends.0, codes.0);
+            let blob = Arc::new(blob.0);
+            let mut data = data.into_iter().peekable();
             let mut start = 0usize;
-            let blob = Arc::new(results.blob.0);
-            let mut data = results.data.into_iter().peekable();
-            for m in results.metas {
-                let text = &blob[start..m.end as usize];
+            for k in 0..n {
+                let id = base + k as u64;
+                let end = end_at(&ends, k);
+                let text = &blob[start..end as usize];
                 let text_start = start as u32;
-                start = m.end as usize;
+                start = end as usize;
+                let code = codes.get(k).copied().unwrap_or(CODE_OK);
+                let (t_start, t_dur) = span_share(started_ns, duration_ns, n, k);
                 let mut err_data = None;
-                while data.peek().is_some_and(|d| d.0 <= m.id) {
-                    let (id, d) = data.next().expect("peeked");
-                    if id == m.id {
+                while data.peek().is_some_and(|d| d.0 <= id) {
+                    let (i, d) = data.next().expect("peeked");
+                    if i == id {
                         err_data = Some(d);
                     }
                 }
                 if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase
-                    && t == m.id
+                    && t == id
                 {
                     continue;
                 }
-                let contains = |j: &Job| m.id >= j.seq && m.id < j.seq + j.items.len() as u64;
+                let contains = |j: &Job| id >= j.seq && id < j.seq + j.items.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
                     0
                 } else {
@@ -473,26 +480,26 @@ impl Dispatcher {
                     ji
                 };
                 let job = &mut w.inflight[ji];
-                let k = (m.id - job.seq) as usize;
-                if k < job.done {
+                let ki = (id - job.seq) as usize;
+                if ki < job.done {
                     continue; // already resolved
                 }
-                job.done = k + 1;
-                let mut item = job.items[k];
+                job.done = ki + 1;
+                let mut item = job.items[ki];
                 let worker = Some(w.index);
-                let started_at = Some(ns_to_time(m.started_ns));
-                let duration = Duration::from_nanos(m.duration_ns);
-                let status = match m.code {
+                let started_at = Some(ns_to_time(t_start));
+                let duration = Duration::from_nanos(t_dur);
+                let status = match code {
                     CODE_OK => {
                         let s = Stored::Ok {
                             blob: blob.clone(),
                             start: text_start,
-                            end: m.end,
+                            end,
                             json: job.json,
                             attempts: item.attempts + 1,
                             worker: w.index,
-                            started_ns: m.started_ns,
-                            duration_ns: m.duration_ns,
+                            started_ns: t_start,
+                            duration_ns: t_dur,
                         };
                         out.push_stored(&job.reply, item.user_id, s);
                         None
@@ -541,7 +548,7 @@ impl Dispatcher {
                 if job.done == job.items.len() {
                     w.inflight.remove(ji);
                 }
-                while w.batch_ends.front().is_some_and(|&e| e <= m.id) {
+                while w.batch_ends.front().is_some_and(|&e| e <= id) {
                     w.batch_ends.pop_front();
                 }
             }
@@ -556,19 +563,17 @@ impl Dispatcher {
     /// are delivered as one [`Segment`], without per-item work on this thread.
     fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
         let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
-        let metas = &results.metas;
-        let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return false };
-        let n = metas.len();
-        if !matches!(w.phase, Phase::Ready | Phase::Retiring)
+        let n = results.len();
+        if n == 0
+            || !matches!(w.phase, Phase::Ready | Phase::Retiring)
             || !results.data.is_empty()
-            || last.id - first.id != n as u64 - 1
-            || metas.iter().any(|m| m.code != CODE_OK)
+            || !results.all_ok()
         {
             return false;
         }
         let Some(j) = w.inflight.front() else { return false };
         if !matches!(j.reply, Reply::Collect(_))
-            || first.id != j.seq + j.done as u64
+            || results.base != j.seq + j.done as u64
             || j.done + n > j.items.len()
         {
             return false;
@@ -580,13 +585,18 @@ impl Dispatcher {
 
     fn deliver_fast(&mut self, wi: usize, results: ResultBatch) {
         let w = &mut self.workers[wi];
-        let n = results.metas.len();
-        let last_id = results.metas[n - 1].id;
+        let n = results.len();
+        let last_id = results.base + n as u64 - 1;
         let j = w.inflight.front_mut().expect("checked");
         let Reply::Collect(c) = &j.reply else { unreachable!("checked") };
         let c = c.clone();
         let seg = Segment {
-            data: Arc::new(SegmentData { metas: results.metas, blob: Arc::new(results.blob.0) }),
+            data: Arc::new(SegmentData {
+                ends: results.ends.0,
+                blob: Arc::new(results.blob.0),
+                started_ns: results.started_ns,
+                duration_ns: results.duration_ns,
+            }),
             count: n,
             first: j.items[j.done].user_id as usize,
             attempts: j.items[j.done].attempts + 1,
@@ -897,13 +907,25 @@ impl Dispatcher {
                 job.done = 0;
                 self.next_seq += job.items.len() as u64;
                 taken += job.items.len();
-                for item in &job.items {
-                    batch.blob.0.extend_from_slice(job.arg(item));
-                    batch.ends.push(batch.blob.0.len() as u32);
+                let (first, last) = (job.items[0], job.items[job.items.len() - 1]);
+                if job.items.windows(2).all(|p| p[0].end == p[1].start) {
+                    // The usual case (a map chunk): one copy for the whole run.
+                    let off = batch.blob.0.len();
+                    batch.blob.0.extend_from_slice(&job.buf[first.start..last.end]);
+                    batch.ends.0.reserve(4 * job.items.len());
+                    for item in &job.items {
+                        let end = (off + item.end - first.start) as u32;
+                        batch.ends.0.extend_from_slice(&end.to_le_bytes());
+                    }
+                } else {
+                    for item in &job.items {
+                        batch.blob.0.extend_from_slice(job.arg(item));
+                        batch.push_end();
+                    }
                 }
                 w.inflight.push_back(job);
             }
-            let n = batch.ends.len();
+            let n = batch.len();
             if n == 0 {
                 excluded.push(wi);
                 continue;

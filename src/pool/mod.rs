@@ -416,8 +416,7 @@ impl Pool {
         E: FnOnce(PoolError) + Send + 'static,
     {
         let done = Box::new(move |c: &Collector| {
-            let r: Result<Vec<T>, PoolError> =
-                c.with_outcomes(|o| o.iter().map(result::stored_result).collect());
+            let r: Result<Vec<T>, PoolError> = c.values();
             match r {
                 Ok(v) => callback(v),
                 Err(e) => error_callback(e),

@@ -123,9 +123,15 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
 /// Run one batch in order, sending results through `send`. Returns false when the
 /// worker must stop (stop flag set, or the parent is gone).
 ///
-/// A result is sent at once when its task took longer than [`FLUSH_AFTER`] or when the
-/// last send is older than that; results of faster tasks are batched. Only those
-/// batched results can be lost if the worker dies, and their tasks are then run again.
+/// A result is sent at once when its task took 1 ms ([`FLUSH_AFTER`]) or more (alone,
+/// so that its timing is exact), or when the last send is older than that; results of
+/// faster tasks are batched. Only those batched results can be lost if the worker dies,
+/// and their tasks are then run again.
+///
+/// The clock (≈ 45 ns a read here, more than a trivial task) is read after every task
+/// while tasks are slow, and only every `stride` tasks (up to [`MAX_STRIDE`]) while a
+/// run of them took under [`FAST_STRETCH`]: a task's start in the shared slot (for
+/// timeouts) is then the last reading, at most a few microseconds early.
 pub(crate) fn run_batch(
     registry: &Registry,
     ctx: &TaskContext,
@@ -135,68 +141,150 @@ pub(crate) fn run_batch(
     send: &mut dyn FnMut(ResultBatch) -> bool,
 ) -> bool {
     let entry = registry.entry(&batch.func);
-    let mut out = ResultBatch::with_capacity(batch.ends.len());
     let base_mono = mono_ns();
-    let base_ns = now_ns();
-    let flush_ns = FLUSH_AFTER.as_nanos() as u64;
-    let mut last_flush = base_mono;
-    // One clock reading per task: a task starts when the previous one ended.
-    let mut t0 = base_mono;
+    let mut o = Out {
+        out: ResultBatch::with_capacity(batch.base, batch.len()),
+        msg_start: base_mono,
+        t_read: base_mono,
+        last_flush: base_mono,
+        since: 0,
+        stride: 1,
+        base_mono,
+        base_ns: now_ns(),
+        send,
+    };
     for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Relaxed) {
-            if !out.is_empty() {
-                send(out);
-            }
+            o.finish();
             return false;
         }
+        if o.out.is_empty() {
+            o.out.base = id;
+        }
         if slot.should_skip(id) {
-            out.push(id, CODE_SKIPPED, &[], None, 0, 0);
+            o.out.push(id, CODE_SKIPPED, &[], None);
             continue;
         }
-        let started_ns = base_ns + (t0 - base_mono);
-        slot.set_running(id, started_ns);
-        let mark = out.blob.0.len();
+        slot.set_running(id, o.wall(o.t_read));
+        let mark = o.out.blob.0.len();
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
             None => Err(unknown_function(&batch.func)),
             Some(e) if batch.json => match std::str::from_utf8(payload) {
-                Ok(text) => (e.json)(ctx, text, &mut out.blob.0),
+                Ok(text) => (e.json)(ctx, text, &mut o.out.blob.0),
                 Err(_) => Err(super::TaskError::new("arguments are not UTF-8 JSON text")),
             },
-            Some(e) => (e.typed)(ctx, payload, &mut out.blob.0),
+            Some(e) => (e.typed)(ctx, payload, &mut o.out.blob.0),
         }));
-        let t1 = mono_ns();
         if stop.load(Ordering::Relaxed) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
             slot.clear_running();
-            out.blob.0.truncate(mark);
-            if !out.is_empty() {
-                send(out);
-            }
+            o.out.blob.0.truncate(mark);
+            o.finish();
             return false;
         }
         slot.clear_running();
-        let took = t1.saturating_sub(t0);
         match r {
-            Ok(Ok(())) => out.push_written(id, CODE_OK, started_ns, took),
+            Ok(Ok(())) => o.out.push_written(CODE_OK),
             Ok(Err(e)) => {
-                out.blob.0.truncate(mark);
-                out.push(id, CODE_ERROR, e.message.as_bytes(), e.data, started_ns, took)
+                o.out.blob.0.truncate(mark);
+                o.out.push(id, CODE_ERROR, e.message.as_bytes(), e.data)
             }
             Err(p) => {
-                out.blob.0.truncate(mark);
-                out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None, started_ns, took)
+                o.out.blob.0.truncate(mark);
+                o.out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None)
             }
         }
-        if took >= flush_ns || t1.saturating_sub(last_flush) >= flush_ns {
-            let left = batch.ends.len() - (id - batch.base) as usize - 1;
-            if !send(std::mem::replace(&mut out, ResultBatch::with_capacity(left))) {
-                return false;
-            }
-            last_flush = t1;
+        o.since += 1;
+        if o.since >= o.stride && !o.checkpoint() {
+            return false;
         }
-        t0 = t1;
     }
-    out.is_empty() || send(out)
+    o.checkpoint() && o.send_out(o.t_read)
+}
+
+/// The largest number of tasks run between two clock readings.
+const MAX_STRIDE: usize = 64;
+/// A stretch of tasks faster than this lets the stride grow.
+const FAST_STRETCH: u64 = 10_000;
+/// A stretch slower than this resets the stride to 1.
+const SLOW_STRETCH: u64 = 50_000;
+
+/// The results being gathered for the next message, and the clock bookkeeping.
+struct Out<'a> {
+    out: ResultBatch,
+    /// When the first task of `out` started (monotonic ns).
+    msg_start: u64,
+    /// The last clock reading, taken when the task after it started.
+    t_read: u64,
+    last_flush: u64,
+    /// Tasks run since `t_read`.
+    since: usize,
+    stride: usize,
+    base_mono: u64,
+    base_ns: u64,
+    send: &'a mut dyn FnMut(ResultBatch) -> bool,
+}
+
+impl Out<'_> {
+    fn wall(&self, mono: u64) -> u64 {
+        self.base_ns + mono.saturating_sub(self.base_mono)
+    }
+
+    /// Send what was gathered, its span ending at `until`.
+    fn send_out(&mut self, until: u64) -> bool {
+        if self.out.is_empty() {
+            self.msg_start = until;
+            return true;
+        }
+        let cap = self.out.len();
+        let mut b = std::mem::replace(&mut self.out, ResultBatch::with_capacity(0, cap));
+        b.started_ns = self.wall(self.msg_start);
+        b.duration_ns = until.saturating_sub(self.msg_start);
+        self.msg_start = until;
+        self.last_flush = until;
+        (self.send)(b)
+    }
+
+    /// Read the clock (when tasks ran since the last reading) and send when due.
+    fn checkpoint(&mut self) -> bool {
+        if self.since == 0 {
+            return true;
+        }
+        let t1 = mono_ns();
+        let dt = t1.saturating_sub(self.t_read);
+        let flush = FLUSH_AFTER.as_nanos() as u64;
+        let ok = if dt >= flush {
+            self.stride = 1;
+            if self.since == 1 && self.out.len() > 1 {
+                // A slow task travels alone, with its own timing.
+                let mut last = self.out.split_off_last();
+                let ok = self.send_out(self.t_read);
+                last.started_ns = self.wall(self.t_read);
+                last.duration_ns = dt;
+                self.msg_start = t1;
+                self.last_flush = t1;
+                ok && (self.send)(last)
+            } else {
+                self.send_out(t1)
+            }
+        } else {
+            if dt < FAST_STRETCH {
+                self.stride = (self.stride * 2).min(MAX_STRIDE);
+            } else if dt >= SLOW_STRETCH {
+                self.stride = 1;
+            }
+            if t1.saturating_sub(self.last_flush) >= flush { self.send_out(t1) } else { true }
+        };
+        self.t_read = t1;
+        self.since = 0;
+        ok
+    }
+
+    /// Send what was gathered before stopping.
+    fn finish(&mut self) {
+        let t1 = mono_ns();
+        self.send_out(t1);
+    }
 }
 
 /// Monotonic time in ns (one vDSO call, no `Instant` arithmetic).
