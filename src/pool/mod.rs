@@ -356,7 +356,7 @@ impl Pool {
             let mut its = Vec::with_capacity(part.len());
             for (k, a) in part.iter().enumerate() {
                 let start = buf.len();
-                buf = postcard::to_extend(a, buf).map_err(|e| PoolError::Encode(e.to_string()))?;
+                protocol::encode_into(a, &mut buf).map_err(|e| PoolError::Encode(e.to_string()))?;
                 its.push(Item {
                     user_id: (ci * chunk + k) as u64,
                     start,

@@ -217,6 +217,46 @@ impl ResultBatch {
     }
 }
 
+/// Append `v`'s postcard encoding to `out`.
+///
+/// `postcard::to_extend` copies each varint with a `memcpy` call, which costs more than
+/// a trivial task; small pieces are pushed byte by byte here.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    postcard::serialize_with_flavor(v, VecFlavor(out))
+}
+
+struct VecFlavor<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, b: &[u8]) -> postcard::Result<()> {
+        if b.len() <= 16 {
+            self.0.reserve(b.len());
+            for &x in b {
+                self.0.push(x);
+            }
+        } else {
+            self.0.extend_from_slice(b);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// End offset k of a little-endian `u32` ends string.
 pub(crate) fn end_at(ends: &[u8], k: usize) -> u32 {
     let e = &ends[4 * k..4 * k + 4];

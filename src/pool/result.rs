@@ -46,7 +46,9 @@ impl Payload {
 
     /// Encode `v` as postcard bytes.
     pub fn encode<T: serde::Serialize>(v: &T) -> Result<Payload, PoolError> {
-        postcard::to_allocvec(v).map(Payload::Bytes).map_err(|e| PoolError::Encode(e.to_string()))
+        let mut b = Vec::new();
+        super::protocol::encode_into(v, &mut b).map_err(|e| PoolError::Encode(e.to_string()))?;
+        Ok(Payload::Bytes(b))
     }
 }
 
