@@ -194,25 +194,30 @@ impl ResultBatch {
         }
     }
 
-    /// Move the last result into a message of its own.
-    pub fn split_off_last(&mut self) -> ResultBatch {
+    /// Move the last `m` results (0 < m < len) into a message of their own.
+    pub fn split_off_last(&mut self, m: usize) -> ResultBatch {
         let n = self.len();
-        assert!(n > 0, "no result to split off");
-        let start = if n > 1 { self.end(n - 2) as usize } else { 0 };
-        let code = self.code(n - 1);
-        let id = self.base + n as u64 - 1;
-        let payload = self.blob.0.split_off(start);
-        self.ends.0.truncate(4 * (n - 1));
-        self.codes.0.truncate(n - 1);
-        if self.codes.0.iter().all(|&c| c == CODE_OK) {
-            self.codes.0.clear();
+        assert!(m > 0 && m < n, "split {m} of {n}");
+        let keep = n - m;
+        let cut = self.end(keep - 1);
+        let mut last = ResultBatch::with_capacity(self.base + keep as u64, m);
+        last.blob.0 = self.blob.0.split_off(cut as usize);
+        for k in keep..n {
+            let end = self.end(k) - cut;
+            last.ends.0.extend_from_slice(&end.to_le_bytes());
         }
-        let data = match self.data.last() {
-            Some((i, _)) if *i == id => self.data.pop().map(|d| d.1),
-            _ => None,
-        };
-        let mut last = ResultBatch::with_capacity(id, 1);
-        last.push(id, code, &payload, data);
+        self.ends.0.truncate(4 * keep);
+        if !self.codes.0.is_empty() {
+            last.codes.0 = self.codes.0.split_off(keep);
+            if last.codes.0.iter().all(|&c| c == CODE_OK) {
+                last.codes.0.clear();
+            }
+            if self.codes.0.iter().all(|&c| c == CODE_OK) {
+                self.codes.0.clear();
+            }
+        }
+        let first_moved = self.data.partition_point(|d| d.0 < last.base);
+        last.data = self.data.split_off(first_moved);
         last
     }
 }

@@ -255,9 +255,10 @@ impl Out<'_> {
         let flush = FLUSH_AFTER.as_nanos() as u64;
         let ok = if dt >= flush {
             self.stride = 1;
-            if self.since == 1 && self.out.len() > 1 {
-                // A slow task travels alone, with its own timing.
-                let mut last = self.out.split_off_last();
+            if self.out.len() > self.since {
+                // The tasks since the last reading (one slow task, when the stride is
+                // 1) travel alone, with their own timing.
+                let mut last = self.out.split_off_last(self.since);
                 let ok = self.send_out(self.t_read);
                 last.started_ns = self.wall(self.t_read);
                 last.duration_ns = dt;
@@ -304,4 +305,129 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         "unknown panic payload".to_string()
     };
     format!("task panicked: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::protocol::{Blob, encode_into};
+
+    fn registry() -> Registry {
+        let mut r = Registry::new();
+        r.register("inc", |x: i64| Ok::<_, super::super::TaskError>(x + 1));
+        r.register("nap", |ms: i64| {
+            if ms < 0 {
+                return Err(format!("{ms} is negative"));
+            }
+            std::thread::sleep(Duration::from_millis(ms as u64));
+            Ok(ms)
+        });
+        r
+    }
+
+    fn batch(func: &str, base: u64, args: &[i64]) -> Batch {
+        let mut b = Batch {
+            func: func.into(),
+            json: false,
+            base,
+            blob: Blob::default(),
+            ends: Blob::default(),
+        };
+        for a in args {
+            encode_into(a, &mut b.blob.0).unwrap();
+            b.push_end();
+        }
+        b
+    }
+
+    fn run(b: Batch) -> Vec<ResultBatch> {
+        let r = registry();
+        let ctx = TaskContext::detached("");
+        let slot = Slot::local();
+        let stop = AtomicBool::new(false);
+        let mut msgs = Vec::new();
+        let mut send = |m: ResultBatch| {
+            msgs.push(m);
+            true
+        };
+        assert!(run_batch(&r, &ctx, &slot, &stop, b, &mut send));
+        assert_eq!(slot.running(), None);
+        msgs
+    }
+
+    #[test]
+    fn fast_tasks_share_one_message_with_no_per_item_metadata() {
+        let args: Vec<i64> = (0..1000).collect();
+        let msgs = run(batch("inc", 7, &args));
+        let total: usize = msgs.iter().map(ResultBatch::len).sum();
+        assert_eq!(total, 1000);
+        assert_eq!(msgs[0].base, 7);
+        let mut next = 7;
+        for m in &msgs {
+            assert_eq!(m.base, next);
+            next += m.len() as u64;
+            assert!(m.all_ok() && m.data.is_empty());
+            let mut start = 0;
+            for k in 0..m.len() {
+                let end = m.end(k) as usize;
+                let v: i64 = postcard::from_bytes(&m.blob.0[start..end]).unwrap();
+                assert_eq!(v, (m.base - 7 + k as u64) as i64 + 1);
+                start = end;
+            }
+        }
+    }
+
+    #[test]
+    fn a_slow_task_travels_alone_with_its_own_timing_and_failures_per_item() {
+        // A slow task first (the stride is 1: it is alone, timed exactly), then 20 fast
+        // ones (the stride grows), a slow one, more fast ones, an error, fast again.
+        let mut args = vec![12i64];
+        args.extend([0i64; 20]);
+        args.push(15);
+        args.extend([0, 0, -1, 0]);
+        let msgs = run(batch("nap", 0, &args));
+        assert_eq!(msgs.iter().map(ResultBatch::len).sum::<usize>(), 26);
+        let holding = |id: u64| {
+            let v: Vec<_> =
+                msgs.iter().filter(|m| m.base <= id && id < m.base + m.len() as u64).collect();
+            assert_eq!(v.len(), 1);
+            v[0]
+        };
+        let first = holding(0);
+        assert_eq!(first.len(), 1, "the slow task is alone");
+        assert!(first.duration_ns >= 12_000_000, "{}", first.duration_ns);
+        // The second slow task came after fast ones, within a clock stretch: it travels
+        // with at most that stretch, and the fast tasks before are not charged for it.
+        let m = holding(21);
+        assert!(m.len() <= MAX_STRIDE && m.duration_ns >= 15_000_000, "{m:?}");
+        let fast: u64 =
+            msgs.iter().filter(|x| x.base > 0 && x.base < m.base).map(|x| x.duration_ns).sum();
+        assert!(fast < 12_000_000, "fast tasks are not charged the slow one: {fast}");
+        let err = holding(24);
+        assert!(!err.all_ok());
+        let k = (24 - err.base) as usize;
+        assert_eq!(err.code(k), CODE_ERROR);
+        assert!((0..err.len()).all(|i| i == k || err.code(i) == CODE_OK));
+        let start = if k == 0 { 0 } else { err.end(k - 1) as usize };
+        assert_eq!(&err.blob.0[start..err.end(k) as usize], b"-1 is negative");
+    }
+
+    #[test]
+    fn split_off_last_keeps_codes_and_data() {
+        let mut b = ResultBatch::with_capacity(5, 3);
+        b.push(5, CODE_OK, b"a", None);
+        b.push(6, CODE_ERROR, b"bb", Some("{}".into()));
+        b.push(7, CODE_OK, b"ccc", None);
+        let last = b.split_off_last(2);
+        assert_eq!(
+            (b.len(), b.all_ok(), b.data.len(), b.blob.0.as_slice()),
+            (1, true, 0, &b"a"[..])
+        );
+        assert_eq!(
+            (last.base, last.len(), last.code(0), last.code(1)),
+            (6, 2, CODE_ERROR, CODE_OK)
+        );
+        assert_eq!((last.blob.0.as_slice(), last.end(0), last.end(1)), (&b"bbccc"[..], 2, 5));
+        assert_eq!(last.data, vec![(6, "{}".to_string())]);
+    }
 }
