@@ -24,6 +24,19 @@ fn main() {
     let runs: usize =
         std::env::var("POOL_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
 
+    if let Some(k) =
+        std::env::var("POOL_BENCH_START_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
+    {
+        // Profiling aid: only start + join, k times.
+        for _ in 0..k {
+            let t0 = Instant::now();
+            let p = Pool::builder().workers(2).registry(registry.clone()).build().unwrap();
+            let built = t0.elapsed();
+            p.join();
+            eprintln!("start {built:?} start+join {:?}", t0.elapsed());
+        }
+        return;
+    }
     let pool = Pool::builder().workers(2).registry(registry.clone()).build().expect("pool starts");
     // warm-up
     let _ = pool.map::<_, i64>("noop", 0..10_000i64).unwrap();

@@ -233,13 +233,12 @@ pub(crate) fn start(
 
 impl Dispatcher {
     fn run(&mut self) {
-        for i in 0..self.cfg.workers {
-            if let Err(e) = self.spawn(i as u32) {
-                self.fail_startup(e);
-                self.terminate_all();
-                self.drain_until_empty();
-                return;
-            }
+        let all: Vec<u32> = (0..self.cfg.workers as u32).collect();
+        if let Err(e) = self.spawn_many(&all) {
+            self.fail_startup(e);
+            self.terminate_all();
+            self.drain_until_empty();
+            return;
         }
         self.check_startup();
         loop {
@@ -340,66 +339,132 @@ impl Dispatcher {
     }
 
     fn spawn(&mut self, index: u32) -> Result<(), PoolError> {
+        self.spawn_many(&[index])
+    }
+
+    /// Start workers for these slots. Process workers start concurrently: each is
+    /// spawned by its own reader thread (which lives as long as the worker's channel, so
+    /// the worker's parent-death signal, tied to the spawning thread, only fires when
+    /// the pool is really gone); this thread then collects the children. On an error,
+    /// the workers that did start are kept (the caller terminates them).
+    fn spawn_many(&mut self, indices: &[u32]) -> Result<(), PoolError> {
+        if self.cfg.backend == Backend::Threads {
+            for &index in indices {
+                self.spawn_thread(index)?;
+            }
+            return Ok(());
+        }
+        let mut launched = Vec::new();
+        let mut first_err = None;
+        for &index in indices {
+            match self.launch_process(index) {
+                Ok(l) => launched.push(l),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for (index, wid, name, crx) in launched {
+            let child = match crx.recv() {
+                Ok(Ok(child)) => child,
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(PoolError::Start(e));
+                    continue;
+                }
+                Err(_) => {
+                    first_err.get_or_insert(PoolError::Start("the reader thread stopped".into()));
+                    continue;
+                }
+            };
+            self.workers.push(Worker {
+                wid,
+                index,
+                phase: Phase::Starting(Instant::now()),
+                inflight: VecDeque::new(),
+                batch_ends: VecDeque::new(),
+                assigned: 0,
+                slot: Slot::shared(),
+                handle: Handle::Process { child, server: name, tx: None },
+            });
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Create the handshake socket and the reader thread that spawns the worker.
+    #[allow(clippy::type_complexity)]
+    fn launch_process(
+        &mut self,
+        index: u32,
+    ) -> Result<(u32, u64, String, Receiver<Result<Child, String>>), PoolError> {
+        let wid = self.next_wid;
+        self.next_wid += 1;
+        let cfg = &self.cfg;
+        let (server, name) = IpcOneShotServer::<FromWorker>::new()
+            .map_err(|e| PoolError::Start(format!("cannot create the handshake socket: {e}")))?;
+        let mut cmd = Command::new(&cfg.program);
+        cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
+        if cfg.stdout_to_stderr {
+            use std::os::fd::AsFd;
+            if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+                cmd.stdout(Stdio::from(fd));
+            }
+        }
+        let program = cfg.program.display().to_string();
+        let (ctx, crx) = mpsc::channel();
+        let ev = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("jobpool-reader-{index}"))
+            .spawn(move || {
+                match cmd.spawn() {
+                    Ok(child) => {
+                        if ctx.send(Ok(child)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
+                        return;
+                    }
+                }
+                reader(server, ev, wid)
+            })
+            .map_err(|e| PoolError::Start(e.to_string()))?;
+        Ok((index, wid, name, crx))
+    }
+
+    fn spawn_thread(&mut self, index: u32) -> Result<(), PoolError> {
         let wid = self.next_wid;
         self.next_wid += 1;
         let cfg = self.cfg.clone();
-        let (slot, phase, handle) = match cfg.backend {
-            Backend::Threads => {
-                let slot = Slot::local();
-                let stop = Arc::new(AtomicBool::new(false));
-                let (ttx, trx) = mpsc::channel::<ThreadMsg>();
-                let ctx = TaskContext::new(
-                    cfg.context.clone(),
-                    cfg.task_timeout,
-                    cfg.grace_period,
-                    index,
-                    stop.clone(),
-                    slot.clone(),
-                );
-                let ev = self.tx.clone();
-                let (s2, st2) = (slot.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name(format!("jobpool-worker-{index}"))
-                    .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
-                    .map_err(|e| PoolError::Start(e.to_string()))?;
-                (slot, Phase::Ready, Handle::Thread { tx: ttx, stop })
-            }
-            Backend::Processes => {
-                let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(|e| {
-                    PoolError::Start(format!("cannot create the handshake socket: {e}"))
-                })?;
-                let mut cmd = Command::new(&cfg.program);
-                cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
-                if cfg.stdout_to_stderr {
-                    use std::os::fd::AsFd;
-                    if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
-                        cmd.stdout(Stdio::from(fd));
-                    }
-                }
-                let child = cmd.spawn().map_err(|e| {
-                    PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
-                })?;
-                let ev = self.tx.clone();
-                std::thread::Builder::new()
-                    .name(format!("jobpool-reader-{index}"))
-                    .spawn(move || reader(server, ev, wid))
-                    .map_err(|e| PoolError::Start(e.to_string()))?;
-                (
-                    Slot::shared(),
-                    Phase::Starting(Instant::now()),
-                    Handle::Process { child, server: name, tx: None },
-                )
-            }
-        };
+        let slot = Slot::local();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ttx, trx) = mpsc::channel::<ThreadMsg>();
+        let ctx = TaskContext::new(
+            cfg.context.clone(),
+            cfg.task_timeout,
+            cfg.grace_period,
+            index,
+            stop.clone(),
+            slot.clone(),
+        );
+        let ev = self.tx.clone();
+        let (s2, st2) = (slot.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("jobpool-worker-{index}"))
+            .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
+            .map_err(|e| PoolError::Start(e.to_string()))?;
         self.workers.push(Worker {
             wid,
             index,
-            phase,
+            phase: Phase::Ready,
             inflight: VecDeque::new(),
             batch_ends: VecDeque::new(),
             assigned: 0,
             slot,
-            handle,
+            handle: Handle::Thread { tx: ttx, stop },
         });
         Ok(())
     }
@@ -1103,7 +1168,9 @@ fn reap(w: &mut Worker) -> String {
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
+            Ok(None) if Instant::now() < deadline => {
+                wait_exit(child.id(), deadline.saturating_duration_since(Instant::now()))
+            }
             Ok(None) => {
                 let _ = child.kill();
                 break child.wait().ok();
@@ -1118,6 +1185,24 @@ fn reap(w: &mut Worker) -> String {
             _ => "ended".into(),
         },
         None => "ended (status unknown)".into(),
+    }
+}
+
+/// Block until process `pid` (our unreaped child, so the pid cannot be reused) exits or
+/// `timeout` passes: a pidfd wakes us the moment it exits, where polling `try_wait`
+/// would sleep past it.
+fn wait_exit(pid: u32, timeout: Duration) {
+    // SAFETY: pidfd_open(2) returns a new fd or -1; poll(2) reads the pollfd we own;
+    // the fd is closed once.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as i32;
+        if fd < 0 {
+            std::thread::sleep(Duration::from_micros(200));
+            return;
+        }
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        libc::poll(&mut p, 1, timeout.as_millis().clamp(1, 1000) as i32);
+        libc::close(fd);
     }
 }
 

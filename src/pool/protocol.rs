@@ -166,6 +166,7 @@ impl ResultBatch {
         end_at(&self.ends.0, k)
     }
 
+    #[cfg(test)]
     pub fn code(&self, k: usize) -> u8 {
         self.codes.0.get(k).copied().unwrap_or(CODE_OK)
     }
