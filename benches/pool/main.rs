@@ -44,12 +44,21 @@ fn main() {
     let n = 100_000i64;
     if let Some(k) = std::env::var("POOL_BENCH_MAP_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
     {
-        // Profiling aid: only the map measurement, k times.
+        // Profiling aid: only the map measurement, k times (POOL_BENCH_CHUNK: chunk size).
+        let chunk = std::env::var("POOL_BENCH_CHUNK").ok().and_then(|s| s.parse().ok());
+        let pool = match chunk {
+            Some(c) => Pool::builder().workers(2).chunk_size(c).registry(registry).build().unwrap(),
+            None => pool,
+        };
+        let mut times = Vec::new();
         for _ in 0..k {
             let t0 = Instant::now();
             let v: Vec<i64> = pool.map_async("noop", 0..n).unwrap().get(None).unwrap();
-            eprintln!("map {:?} ({})", t0.elapsed(), v.len());
+            assert_eq!(v.len(), n as usize);
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!("map ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
         return;
     }
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {

@@ -8,6 +8,7 @@
 //! the credit window, so they never block for long).
 
 use std::collections::{HashSet, VecDeque};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -144,8 +145,19 @@ enum ThreadMsg {
 }
 
 enum Handle {
-    Process { child: Child, server: String, tx: Option<IpcSender<ToWorker>> },
-    Thread { tx: Sender<ThreadMsg>, stop: Arc<AtomicBool> },
+    Process {
+        child: Child,
+        /// A pidfd of the child (opened before anyone could reap it), to learn that it
+        /// exited without `wait4`, whose global lock is slow to get while processes
+        /// exit; `None` on kernels without pidfds.
+        pidfd: Option<OwnedFd>,
+        server: String,
+        tx: Option<IpcSender<ToWorker>>,
+    },
+    Thread {
+        tx: Sender<ThreadMsg>,
+        stop: Arc<AtomicBool>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -365,8 +377,8 @@ impl Dispatcher {
             }
         }
         for (index, wid, name, crx) in launched {
-            let child = match crx.recv() {
-                Ok(Ok(child)) => child,
+            let (child, pidfd) = match crx.recv() {
+                Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     first_err.get_or_insert(PoolError::Start(e));
                     continue;
@@ -384,7 +396,7 @@ impl Dispatcher {
                 batch_ends: VecDeque::new(),
                 assigned: 0,
                 slot: Slot::shared(),
-                handle: Handle::Process { child, server: name, tx: None },
+                handle: Handle::Process { child, pidfd, server: name, tx: None },
             });
         }
         match first_err {
@@ -398,7 +410,8 @@ impl Dispatcher {
     fn launch_process(
         &mut self,
         index: u32,
-    ) -> Result<(u32, u64, String, Receiver<Result<Child, String>>), PoolError> {
+    ) -> Result<(u32, u64, String, Receiver<Result<(Child, Option<OwnedFd>), String>>), PoolError>
+    {
         let wid = self.next_wid;
         self.next_wid += 1;
         let cfg = &self.cfg;
@@ -420,7 +433,8 @@ impl Dispatcher {
             .spawn(move || {
                 match cmd.spawn() {
                     Ok(child) => {
-                        if ctx.send(Ok(child)).is_err() {
+                        let pidfd = pidfd_open(child.id());
+                        if ctx.send(Ok((child, pidfd))).is_err() {
                             return;
                         }
                     }
@@ -844,8 +858,11 @@ impl Dispatcher {
         for w in &mut self.workers {
             match w.phase {
                 Phase::Starting(since) => {
-                    if let Handle::Process { child, server, .. } = &mut w.handle {
-                        let dead = !matches!(child.try_wait(), Ok(None));
+                    if let Handle::Process { child, pidfd, server, .. } = &mut w.handle {
+                        let dead = match pidfd {
+                            Some(fd) => exited(fd, Duration::ZERO),
+                            None => !matches!(child.try_wait(), Ok(None)),
+                        };
                         if dead || now.duration_since(since) > HANDSHAKE_TIMEOUT {
                             let _ = child.kill();
                             // Unblock the reader's accept().
@@ -1161,16 +1178,19 @@ fn signal(w: &Worker, sig: i32) {
 
 /// Wait for a gone worker process and describe how it ended.
 fn reap(w: &mut Worker) -> String {
-    let Handle::Process { child, .. } = &mut w.handle else {
+    let Handle::Process { child, pidfd, .. } = &mut w.handle else {
         return "the worker thread stopped".into();
     };
     let deadline = Instant::now() + Duration::from_millis(200);
+    // Wait on the pidfd first: it wakes the moment the process exits, and then a single
+    // wait4 reaps it (no sleep loop, no wait4 racing the exit for its lock).
+    if let Some(fd) = pidfd {
+        exited(fd, Duration::from_millis(200));
+    }
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => {
-                wait_exit(child.id(), deadline.saturating_duration_since(Instant::now()))
-            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
             Ok(None) => {
                 let _ = child.kill();
                 break child.wait().ok();
@@ -1188,22 +1208,21 @@ fn reap(w: &mut Worker) -> String {
     }
 }
 
-/// Block until process `pid` (our unreaped child, so the pid cannot be reused) exits or
-/// `timeout` passes: a pidfd wakes us the moment it exits, where polling `try_wait`
-/// would sleep past it.
-fn wait_exit(pid: u32, timeout: Duration) {
-    // SAFETY: pidfd_open(2) returns a new fd or -1; poll(2) reads the pollfd we own;
-    // the fd is closed once.
-    unsafe {
-        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as i32;
-        if fd < 0 {
-            std::thread::sleep(Duration::from_micros(200));
-            return;
-        }
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        libc::poll(&mut p, 1, timeout.as_millis().clamp(1, 1000) as i32);
-        libc::close(fd);
-    }
+/// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own).
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) returns a new fd that we then own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the process of `pidfd` has exited, waiting at most `timeout` for it.
+fn exited(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: poll(2) on one pollfd that we own.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0 && p.revents != 0
 }
 
 fn signal_name(sig: i32) -> &'static str {
