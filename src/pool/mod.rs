@@ -354,15 +354,12 @@ impl Pool {
         for (ci, part) in items.chunks(chunk).enumerate() {
             let mut buf = Vec::with_capacity(part.len() * 4);
             let mut its = Vec::with_capacity(part.len());
+            let mut enc = protocol::Encoder::new(&mut buf);
+            let mut start = 0;
             for (k, a) in part.iter().enumerate() {
-                let start = buf.len();
-                protocol::encode_into(a, &mut buf).map_err(|e| PoolError::Encode(e.to_string()))?;
-                its.push(Item {
-                    user_id: (ci * chunk + k) as u64,
-                    start,
-                    end: buf.len(),
-                    attempts: 0,
-                });
+                let end = enc.push(a).map_err(|e| PoolError::Encode(e.to_string()))?;
+                its.push(Item { user_id: (ci * chunk + k) as u64, start, end, attempts: 0 });
+                start = end;
             }
             let job = Job::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
             // Not `submit`: a `close` racing with this call must not drop half a map.

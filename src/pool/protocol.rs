@@ -231,7 +231,25 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     v: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), postcard::Error> {
-    postcard::serialize_with_flavor(v, VecFlavor(out))
+    v.serialize(&mut postcard::Serializer { output: VecFlavor(out) })
+}
+
+/// Encode many values one after the other into one buffer (one serializer for all).
+pub(crate) struct Encoder<'a> {
+    ser: postcard::Serializer<VecFlavor<'a>>,
+}
+
+impl<'a> Encoder<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Encoder { ser: postcard::Serializer { output: VecFlavor(out) } }
+    }
+
+    /// Append `v`; returns where its encoding ends.
+    #[inline]
+    pub fn push<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<usize, postcard::Error> {
+        v.serialize(&mut self.ser)?;
+        Ok(self.ser.output.0.len())
+    }
 }
 
 struct VecFlavor<'a>(&'a mut Vec<u8>);
