@@ -71,7 +71,9 @@ pub struct Outcome {
     pub worker: Option<u32>,
     /// When its last attempt started.
     pub started_at: Option<SystemTime>,
-    /// How long its last attempt ran.
+    /// How long its last attempt ran. A task of 1 ms or more is timed on its own; faster
+    /// ones, whose results travel together, each get an even share of their group's time
+    /// (and start times spread over it).
     pub duration: Duration,
 }
 

@@ -148,6 +148,7 @@ pub(crate) fn run_batch(
         t_read: base_mono,
         last_flush: base_mono,
         since: 0,
+        mark: 0,
         stride: 1,
         base_mono,
         base_ns: now_ns(),
@@ -219,6 +220,8 @@ struct Out<'a> {
     last_flush: u64,
     /// Tasks run since `t_read`.
     since: usize,
+    /// Results in `out` at `t_read`.
+    mark: usize,
     stride: usize,
     base_mono: u64,
     base_ns: u64,
@@ -255,10 +258,11 @@ impl Out<'_> {
         let flush = FLUSH_AFTER.as_nanos() as u64;
         let ok = if dt >= flush {
             self.stride = 1;
-            if self.out.len() > self.since {
-                // The tasks since the last reading (one slow task, when the stride is
+            let stretch = self.out.len() - self.mark;
+            if self.mark > 0 && stretch > 0 {
+                // The results since the last reading (one slow task, when the stride is
                 // 1) travel alone, with their own timing.
-                let mut last = self.out.split_off_last(self.since);
+                let mut last = self.out.split_off_last(stretch);
                 let ok = self.send_out(self.t_read);
                 last.started_ns = self.wall(self.t_read);
                 last.duration_ns = dt;
@@ -278,6 +282,7 @@ impl Out<'_> {
         };
         self.t_read = t1;
         self.since = 0;
+        self.mark = self.out.len();
         ok
     }
 
