@@ -7,6 +7,11 @@
 //!
 //! Each figure is the median of several runs. `harness = false`: this binary is also
 //! the pool's worker program.
+//!
+//! Profiling aids (environment): `POOL_BENCH_RUNS=N` repetitions; `POOL_BENCH_PHASES=1`
+//! prints phase timings to stderr; `POOL_BENCH_MAP_ONLY=K` runs only the map K times
+//! (`POOL_BENCH_CHUNK=C` with a fixed chunk size); `POOL_BENCH_START_ONLY=K` runs only
+//! start + join K times.
 
 use std::time::{Duration, Instant};
 
