@@ -7,6 +7,11 @@
 //!
 //! Each figure is the median of several runs. `harness = false`: this binary is also
 //! the pool's worker program.
+//!
+//! Profiling aids (environment): `POOL_BENCH_RUNS=N` repetitions; `POOL_BENCH_PHASES=1`
+//! prints phase timings to stderr; `POOL_BENCH_MAP_ONLY=K` runs only the map K times
+//! (`POOL_BENCH_CHUNK=C` with a fixed chunk size); `POOL_BENCH_START_ONLY=K` runs only
+//! start + join K times.
 
 use std::time::{Duration, Instant};
 
@@ -24,11 +29,43 @@ fn main() {
     let runs: usize =
         std::env::var("POOL_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
 
+    if let Some(k) =
+        std::env::var("POOL_BENCH_START_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
+    {
+        // Profiling aid: only start + join, k times.
+        for _ in 0..k {
+            let t0 = Instant::now();
+            let p = Pool::builder().workers(2).registry(registry.clone()).build().unwrap();
+            let built = t0.elapsed();
+            p.join();
+            eprintln!("start {built:?} start+join {:?}", t0.elapsed());
+        }
+        return;
+    }
     let pool = Pool::builder().workers(2).registry(registry.clone()).build().expect("pool starts");
     // warm-up
     let _ = pool.map::<_, i64>("noop", 0..10_000i64).unwrap();
 
     let n = 100_000i64;
+    if let Some(k) = std::env::var("POOL_BENCH_MAP_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
+    {
+        // Profiling aid: only the map measurement, k times (POOL_BENCH_CHUNK: chunk size).
+        let chunk = std::env::var("POOL_BENCH_CHUNK").ok().and_then(|s| s.parse().ok());
+        let pool = match chunk {
+            Some(c) => Pool::builder().workers(2).chunk_size(c).registry(registry).build().unwrap(),
+            None => pool,
+        };
+        let mut times = Vec::new();
+        for _ in 0..k {
+            let t0 = Instant::now();
+            let v: Vec<i64> = pool.map_async("noop", 0..n).unwrap().get(None).unwrap();
+            assert_eq!(v.len(), n as usize);
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!("map ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
+        return;
+    }
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {
         let tp = Pool::builder()
             .workers(2)

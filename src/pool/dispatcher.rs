@@ -8,6 +8,7 @@
 //! the credit window, so they never block for long).
 
 use std::collections::{HashSet, VecDeque};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 
 use super::protocol::{
     Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns, ns_to_time,
+    ResultBatch, Slot, ToWorker, WORKER_ARG, end_at, now_ns, ns_to_time, span_share,
 };
 use super::registry::TaskContext;
 use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
@@ -144,8 +145,19 @@ enum ThreadMsg {
 }
 
 enum Handle {
-    Process { child: Child, server: String, tx: Option<IpcSender<ToWorker>> },
-    Thread { tx: Sender<ThreadMsg>, stop: Arc<AtomicBool> },
+    Process {
+        child: Child,
+        /// A pidfd of the child (opened before anyone could reap it), to learn that it
+        /// exited without `wait4`, whose global lock is slow to get while processes
+        /// exit; `None` on kernels without pidfds.
+        pidfd: Option<OwnedFd>,
+        server: String,
+        tx: Option<IpcSender<ToWorker>>,
+    },
+    Thread {
+        tx: Sender<ThreadMsg>,
+        stop: Arc<AtomicBool>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -233,13 +245,12 @@ pub(crate) fn start(
 
 impl Dispatcher {
     fn run(&mut self) {
-        for i in 0..self.cfg.workers {
-            if let Err(e) = self.spawn(i as u32) {
-                self.fail_startup(e);
-                self.terminate_all();
-                self.drain_until_empty();
-                return;
-            }
+        let all: Vec<u32> = (0..self.cfg.workers as u32).collect();
+        if let Err(e) = self.spawn_many(&all) {
+            self.fail_startup(e);
+            self.terminate_all();
+            self.drain_until_empty();
+            return;
         }
         self.check_startup();
         loop {
@@ -340,66 +351,134 @@ impl Dispatcher {
     }
 
     fn spawn(&mut self, index: u32) -> Result<(), PoolError> {
+        self.spawn_many(&[index])
+    }
+
+    /// Start workers for these slots. Process workers start concurrently: each is
+    /// spawned by its own reader thread (which lives as long as the worker's channel, so
+    /// the worker's parent-death signal, tied to the spawning thread, only fires when
+    /// the pool is really gone); this thread then collects the children. On an error,
+    /// the workers that did start are kept (the caller terminates them).
+    fn spawn_many(&mut self, indices: &[u32]) -> Result<(), PoolError> {
+        if self.cfg.backend == Backend::Threads {
+            for &index in indices {
+                self.spawn_thread(index)?;
+            }
+            return Ok(());
+        }
+        let mut launched = Vec::new();
+        let mut first_err = None;
+        for &index in indices {
+            match self.launch_process(index) {
+                Ok(l) => launched.push(l),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for (index, wid, name, crx) in launched {
+            let (child, pidfd) = match crx.recv() {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(PoolError::Start(e));
+                    continue;
+                }
+                Err(_) => {
+                    first_err.get_or_insert(PoolError::Start("the reader thread stopped".into()));
+                    continue;
+                }
+            };
+            self.workers.push(Worker {
+                wid,
+                index,
+                phase: Phase::Starting(Instant::now()),
+                inflight: VecDeque::new(),
+                batch_ends: VecDeque::new(),
+                assigned: 0,
+                slot: Slot::shared(),
+                handle: Handle::Process { child, pidfd, server: name, tx: None },
+            });
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Create the handshake socket and the reader thread that spawns the worker.
+    #[allow(clippy::type_complexity)]
+    fn launch_process(
+        &mut self,
+        index: u32,
+    ) -> Result<(u32, u64, String, Receiver<Result<(Child, Option<OwnedFd>), String>>), PoolError>
+    {
+        let wid = self.next_wid;
+        self.next_wid += 1;
+        let cfg = &self.cfg;
+        let (server, name) = IpcOneShotServer::<FromWorker>::new()
+            .map_err(|e| PoolError::Start(format!("cannot create the handshake socket: {e}")))?;
+        let mut cmd = Command::new(&cfg.program);
+        cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
+        if cfg.stdout_to_stderr {
+            use std::os::fd::AsFd;
+            if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+                cmd.stdout(Stdio::from(fd));
+            }
+        }
+        let program = cfg.program.display().to_string();
+        let (ctx, crx) = mpsc::channel();
+        let ev = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("jobpool-reader-{index}"))
+            .spawn(move || {
+                match cmd.spawn() {
+                    Ok(child) => {
+                        let pidfd = pidfd_open(child.id());
+                        if ctx.send(Ok((child, pidfd))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
+                        return;
+                    }
+                }
+                reader(server, ev, wid)
+            })
+            .map_err(|e| PoolError::Start(e.to_string()))?;
+        Ok((index, wid, name, crx))
+    }
+
+    fn spawn_thread(&mut self, index: u32) -> Result<(), PoolError> {
         let wid = self.next_wid;
         self.next_wid += 1;
         let cfg = self.cfg.clone();
-        let (slot, phase, handle) = match cfg.backend {
-            Backend::Threads => {
-                let slot = Slot::local();
-                let stop = Arc::new(AtomicBool::new(false));
-                let (ttx, trx) = mpsc::channel::<ThreadMsg>();
-                let ctx = TaskContext::new(
-                    cfg.context.clone(),
-                    cfg.task_timeout,
-                    cfg.grace_period,
-                    index,
-                    stop.clone(),
-                    slot.clone(),
-                );
-                let ev = self.tx.clone();
-                let (s2, st2) = (slot.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name(format!("jobpool-worker-{index}"))
-                    .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
-                    .map_err(|e| PoolError::Start(e.to_string()))?;
-                (slot, Phase::Ready, Handle::Thread { tx: ttx, stop })
-            }
-            Backend::Processes => {
-                let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(|e| {
-                    PoolError::Start(format!("cannot create the handshake socket: {e}"))
-                })?;
-                let mut cmd = Command::new(&cfg.program);
-                cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
-                if cfg.stdout_to_stderr {
-                    use std::os::fd::AsFd;
-                    if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
-                        cmd.stdout(Stdio::from(fd));
-                    }
-                }
-                let child = cmd.spawn().map_err(|e| {
-                    PoolError::Start(format!("cannot run {}: {e}", cfg.program.display()))
-                })?;
-                let ev = self.tx.clone();
-                std::thread::Builder::new()
-                    .name(format!("jobpool-reader-{index}"))
-                    .spawn(move || reader(server, ev, wid))
-                    .map_err(|e| PoolError::Start(e.to_string()))?;
-                (
-                    Slot::shared(),
-                    Phase::Starting(Instant::now()),
-                    Handle::Process { child, server: name, tx: None },
-                )
-            }
-        };
+        let slot = Slot::local();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ttx, trx) = mpsc::channel::<ThreadMsg>();
+        let ctx = TaskContext::new(
+            cfg.context.clone(),
+            cfg.task_timeout,
+            cfg.grace_period,
+            index,
+            stop.clone(),
+            slot.clone(),
+        );
+        let ev = self.tx.clone();
+        let (s2, st2) = (slot.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("jobpool-worker-{index}"))
+            .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
+            .map_err(|e| PoolError::Start(e.to_string()))?;
         self.workers.push(Worker {
             wid,
             index,
-            phase,
+            phase: Phase::Ready,
             inflight: VecDeque::new(),
             batch_ends: VecDeque::new(),
             assigned: 0,
             slot,
-            handle,
+            handle: Handle::Thread { tx: ttx, stop },
         });
         Ok(())
     }
@@ -443,29 +522,36 @@ impl Dispatcher {
         let retries = self.cfg.retries;
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
-        let mut out = Deliveries { current: None, items: Vec::with_capacity(results.metas.len()) };
+        let n = results.len();
+        let mut out = Deliveries { current: None, items: Vec::with_capacity(n) };
         {
             let w = &mut self.workers[wi];
+            let ResultBatch { base, ends, blob, codes, started_ns, duration_ns, data } = results;
+            let (ends, codes) = (ends.0, codes.0);
+            let blob = Arc::new(blob.0);
+            let mut data = data.into_iter().peekable();
             let mut start = 0usize;
-            let blob = Arc::new(results.blob.0);
-            let mut data = results.data.into_iter().peekable();
-            for m in results.metas {
-                let text = &blob[start..m.end as usize];
+            for k in 0..n {
+                let id = base + k as u64;
+                let end = end_at(&ends, k);
+                let text = &blob[start..end as usize];
                 let text_start = start as u32;
-                start = m.end as usize;
+                start = end as usize;
+                let code = codes.get(k).copied().unwrap_or(CODE_OK);
+                let (t_start, t_dur) = span_share(started_ns, duration_ns, n, k);
                 let mut err_data = None;
-                while data.peek().is_some_and(|d| d.0 <= m.id) {
-                    let (id, d) = data.next().expect("peeked");
-                    if id == m.id {
+                while data.peek().is_some_and(|d| d.0 <= id) {
+                    let (i, d) = data.next().expect("peeked");
+                    if i == id {
                         err_data = Some(d);
                     }
                 }
                 if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase
-                    && t == m.id
+                    && t == id
                 {
                     continue;
                 }
-                let contains = |j: &Job| m.id >= j.seq && m.id < j.seq + j.items.len() as u64;
+                let contains = |j: &Job| id >= j.seq && id < j.seq + j.items.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
                     0
                 } else {
@@ -473,26 +559,26 @@ impl Dispatcher {
                     ji
                 };
                 let job = &mut w.inflight[ji];
-                let k = (m.id - job.seq) as usize;
-                if k < job.done {
+                let ki = (id - job.seq) as usize;
+                if ki < job.done {
                     continue; // already resolved
                 }
-                job.done = k + 1;
-                let mut item = job.items[k];
+                job.done = ki + 1;
+                let mut item = job.items[ki];
                 let worker = Some(w.index);
-                let started_at = Some(ns_to_time(m.started_ns));
-                let duration = Duration::from_nanos(m.duration_ns);
-                let status = match m.code {
+                let started_at = Some(ns_to_time(t_start));
+                let duration = Duration::from_nanos(t_dur);
+                let status = match code {
                     CODE_OK => {
                         let s = Stored::Ok {
                             blob: blob.clone(),
                             start: text_start,
-                            end: m.end,
+                            end,
                             json: job.json,
                             attempts: item.attempts + 1,
                             worker: w.index,
-                            started_ns: m.started_ns,
-                            duration_ns: m.duration_ns,
+                            started_ns: t_start,
+                            duration_ns: t_dur,
                         };
                         out.push_stored(&job.reply, item.user_id, s);
                         None
@@ -541,7 +627,7 @@ impl Dispatcher {
                 if job.done == job.items.len() {
                     w.inflight.remove(ji);
                 }
-                while w.batch_ends.front().is_some_and(|&e| e <= m.id) {
+                while w.batch_ends.front().is_some_and(|&e| e <= id) {
                     w.batch_ends.pop_front();
                 }
             }
@@ -556,19 +642,17 @@ impl Dispatcher {
     /// are delivered as one [`Segment`], without per-item work on this thread.
     fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
         let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
-        let metas = &results.metas;
-        let (Some(first), Some(last)) = (metas.first(), metas.last()) else { return false };
-        let n = metas.len();
-        if !matches!(w.phase, Phase::Ready | Phase::Retiring)
+        let n = results.len();
+        if n == 0
+            || !matches!(w.phase, Phase::Ready | Phase::Retiring)
             || !results.data.is_empty()
-            || last.id - first.id != n as u64 - 1
-            || metas.iter().any(|m| m.code != CODE_OK)
+            || !results.all_ok()
         {
             return false;
         }
         let Some(j) = w.inflight.front() else { return false };
         if !matches!(j.reply, Reply::Collect(_))
-            || first.id != j.seq + j.done as u64
+            || results.base != j.seq + j.done as u64
             || j.done + n > j.items.len()
         {
             return false;
@@ -580,13 +664,18 @@ impl Dispatcher {
 
     fn deliver_fast(&mut self, wi: usize, results: ResultBatch) {
         let w = &mut self.workers[wi];
-        let n = results.metas.len();
-        let last_id = results.metas[n - 1].id;
+        let n = results.len();
+        let last_id = results.base + n as u64 - 1;
         let j = w.inflight.front_mut().expect("checked");
         let Reply::Collect(c) = &j.reply else { unreachable!("checked") };
         let c = c.clone();
         let seg = Segment {
-            data: Arc::new(SegmentData { metas: results.metas, blob: Arc::new(results.blob.0) }),
+            data: Arc::new(SegmentData {
+                ends: results.ends.0,
+                blob: Arc::new(results.blob.0),
+                started_ns: results.started_ns,
+                duration_ns: results.duration_ns,
+            }),
             count: n,
             first: j.items[j.done].user_id as usize,
             attempts: j.items[j.done].attempts + 1,
@@ -769,8 +858,11 @@ impl Dispatcher {
         for w in &mut self.workers {
             match w.phase {
                 Phase::Starting(since) => {
-                    if let Handle::Process { child, server, .. } = &mut w.handle {
-                        let dead = !matches!(child.try_wait(), Ok(None));
+                    if let Handle::Process { child, pidfd, server, .. } = &mut w.handle {
+                        let dead = match pidfd {
+                            Some(fd) => exited(fd, Duration::ZERO),
+                            None => !matches!(child.try_wait(), Ok(None)),
+                        };
                         if dead || now.duration_since(since) > HANDSHAKE_TIMEOUT {
                             let _ = child.kill();
                             // Unblock the reader's accept().
@@ -897,13 +989,25 @@ impl Dispatcher {
                 job.done = 0;
                 self.next_seq += job.items.len() as u64;
                 taken += job.items.len();
-                for item in &job.items {
-                    batch.blob.0.extend_from_slice(job.arg(item));
-                    batch.ends.push(batch.blob.0.len() as u32);
+                let (first, last) = (job.items[0], job.items[job.items.len() - 1]);
+                if job.items.windows(2).all(|p| p[0].end == p[1].start) {
+                    // The usual case (a map chunk): one copy for the whole run.
+                    let off = batch.blob.0.len();
+                    batch.blob.0.extend_from_slice(&job.buf[first.start..last.end]);
+                    batch.ends.0.reserve(4 * job.items.len());
+                    for item in &job.items {
+                        let end = (off + item.end - first.start) as u32;
+                        batch.ends.0.extend_from_slice(&end.to_le_bytes());
+                    }
+                } else {
+                    for item in &job.items {
+                        batch.blob.0.extend_from_slice(job.arg(item));
+                        batch.push_end();
+                    }
                 }
                 w.inflight.push_back(job);
             }
-            let n = batch.ends.len();
+            let n = batch.len();
             if n == 0 {
                 excluded.push(wi);
                 continue;
@@ -1074,10 +1178,15 @@ fn signal(w: &Worker, sig: i32) {
 
 /// Wait for a gone worker process and describe how it ended.
 fn reap(w: &mut Worker) -> String {
-    let Handle::Process { child, .. } = &mut w.handle else {
+    let Handle::Process { child, pidfd, .. } = &mut w.handle else {
         return "the worker thread stopped".into();
     };
     let deadline = Instant::now() + Duration::from_millis(200);
+    // Wait on the pidfd first: it wakes the moment the process exits, and then a single
+    // wait4 reaps it (no sleep loop, no wait4 racing the exit for its lock).
+    if let Some(fd) = pidfd {
+        exited(fd, Duration::from_millis(200));
+    }
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
@@ -1097,6 +1206,23 @@ fn reap(w: &mut Worker) -> String {
         },
         None => "ended (status unknown)".into(),
     }
+}
+
+/// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own).
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) returns a new fd that we then own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the process of `pidfd` has exited, waiting at most `timeout` for it.
+fn exited(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: poll(2) on one pollfd that we own.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0 && p.revents != 0
 }
 
 fn signal_name(sig: i32) -> &'static str {

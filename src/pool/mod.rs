@@ -354,15 +354,12 @@ impl Pool {
         for (ci, part) in items.chunks(chunk).enumerate() {
             let mut buf = Vec::with_capacity(part.len() * 4);
             let mut its = Vec::with_capacity(part.len());
+            let mut enc = protocol::Encoder::new(&mut buf);
+            let mut start = 0;
             for (k, a) in part.iter().enumerate() {
-                let start = buf.len();
-                buf = postcard::to_extend(a, buf).map_err(|e| PoolError::Encode(e.to_string()))?;
-                its.push(Item {
-                    user_id: (ci * chunk + k) as u64,
-                    start,
-                    end: buf.len(),
-                    attempts: 0,
-                });
+                let end = enc.push(a).map_err(|e| PoolError::Encode(e.to_string()))?;
+                its.push(Item { user_id: (ci * chunk + k) as u64, start, end, attempts: 0 });
+                start = end;
             }
             let job = Job::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
             // Not `submit`: a `close` racing with this call must not drop half a map.
@@ -416,8 +413,7 @@ impl Pool {
         E: FnOnce(PoolError) + Send + 'static,
     {
         let done = Box::new(move |c: &Collector| {
-            let r: Result<Vec<T>, PoolError> =
-                c.with_outcomes(|o| o.iter().map(result::stored_result).collect());
+            let r: Result<Vec<T>, PoolError> = c.values();
             match r {
                 Ok(v) => callback(v),
                 Err(e) => error_callback(e),

@@ -14,7 +14,7 @@ use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -40,22 +40,35 @@ pub(crate) struct Init {
     pub slot: IpcSharedMemory,
 }
 
-/// Tasks `base`, `base + 1`, ...: task k's argument is `blob[ends[k-1]..ends[k]]`.
+/// Tasks `base`, `base + 1`, ...: task k's argument is `blob[end(k-1)..end(k)]`, the
+/// ends being little-endian `u32`s in `ends` (one byte string, copied in one go: a
+/// `Vec<u32>` would be encoded and decoded one varint at a time).
 #[derive(Serialize, Deserialize, Clone, Default)]
 pub(crate) struct Batch {
     pub func: String,
     pub json: bool,
     pub base: u64,
     pub blob: Blob,
-    pub ends: Vec<u32>,
+    pub ends: Blob,
 }
 
 impl Batch {
+    pub fn len(&self) -> usize {
+        self.ends.0.len() / 4
+    }
+
+    /// Close the current task's argument (everything appended to `blob` since the last).
+    pub fn push_end(&mut self) {
+        let end = self.blob.0.len() as u32;
+        self.ends.0.extend_from_slice(&end.to_le_bytes());
+    }
+
     pub fn tasks(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let mut start = 0usize;
-        self.ends.iter().enumerate().map(move |(k, &end)| {
-            let s = &self.blob.0[start..end as usize];
-            start = end as usize;
+        self.ends.0.chunks_exact(4).enumerate().map(move |(k, e)| {
+            let end = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+            let s = &self.blob.0[start..end];
+            start = end;
             (self.base + k as u64, s)
         })
     }
@@ -110,58 +123,175 @@ pub(crate) const CODE_ERROR: u8 = 1;
 pub(crate) const CODE_SKIPPED: u8 = 2;
 pub(crate) const CODE_PANIC: u8 = 3;
 
-/// Results of several tasks: result k's payload (the value, postcard or JSON text, on
-/// ok; the message otherwise) is `blob[metas[k-1].end..metas[k].end]`.
+/// Results of consecutive tasks `base`, `base + 1`, ... of one batch.
+///
+/// Result k's payload (the value, postcard or JSON text, on ok; the message otherwise)
+/// is `blob[end(k-1)..end(k)]`, the ends being little-endian `u32`s in `ends`. `codes`
+/// holds one code per result, or is empty when every result is ok (the common case: no
+/// per-item metadata at all). Timing is one span for the whole message (start of its
+/// first task, total duration): a task that took 1 ms or more always travels alone, so
+/// its own timing is exact; faster tasks share their message's span evenly.
 #[derive(Serialize, Deserialize, Debug, Default)]
 pub(crate) struct ResultBatch {
-    pub metas: Vec<Meta>,
+    pub base: u64,
+    pub ends: Blob,
     pub blob: Blob,
+    pub codes: Blob,
+    pub started_ns: u64,
+    pub duration_ns: u64,
     /// Error data (JSON text) by task id, for the errors that have some.
     pub data: Vec<(u64, String)>,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
-pub(crate) struct Meta {
-    pub id: u64,
-    pub code: u8,
-    pub end: u32,
-    pub started_ns: u64,
-    pub duration_ns: u64,
-}
-
 impl ResultBatch {
-    pub fn push(
-        &mut self,
-        id: u64,
-        code: u8,
-        payload: &[u8],
-        data: Option<String>,
-        started_ns: u64,
-        duration_ns: u64,
-    ) {
+    pub fn with_capacity(base: u64, n: usize) -> Self {
+        ResultBatch {
+            base,
+            ends: Blob(Vec::with_capacity(n * 4)),
+            blob: Blob(Vec::with_capacity(n * 4)),
+            ..ResultBatch::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.0.len() / 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.0.is_empty()
+    }
+
+    /// End offset of result k's payload.
+    pub fn end(&self, k: usize) -> u32 {
+        end_at(&self.ends.0, k)
+    }
+
+    #[cfg(test)]
+    pub fn code(&self, k: usize) -> u8 {
+        self.codes.0.get(k).copied().unwrap_or(CODE_OK)
+    }
+
+    pub fn all_ok(&self) -> bool {
+        self.codes.0.is_empty()
+    }
+
+    /// Record a result whose payload was already appended to `blob`.
+    pub fn push_written(&mut self, code: u8) {
+        if code != CODE_OK && self.codes.0.len() < self.len() {
+            self.codes.0.resize(self.len(), CODE_OK);
+        }
+        let end = self.blob.0.len() as u32;
+        self.ends.0.extend_from_slice(&end.to_le_bytes());
+        if !self.codes.0.is_empty() || code != CODE_OK {
+            self.codes.0.push(code);
+        }
+    }
+
+    pub fn push(&mut self, id: u64, code: u8, payload: &[u8], data: Option<String>) {
         self.blob.0.extend_from_slice(payload);
-        self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });
+        self.push_written(code);
         if let Some(d) = data {
             self.data.push((id, d));
         }
     }
 
-    pub fn with_capacity(n: usize) -> Self {
-        ResultBatch {
-            metas: Vec::with_capacity(n),
-            blob: Blob(Vec::with_capacity(n * 8)),
-            data: Vec::new(),
+    /// Move the last `m` results (0 < m < len) into a message of their own.
+    pub fn split_off_last(&mut self, m: usize) -> ResultBatch {
+        let n = self.len();
+        assert!(m > 0 && m < n, "split {m} of {n}");
+        let keep = n - m;
+        let cut = self.end(keep - 1);
+        let mut last = ResultBatch::with_capacity(self.base + keep as u64, m);
+        last.blob.0 = self.blob.0.split_off(cut as usize);
+        for k in keep..n {
+            let end = self.end(k) - cut;
+            last.ends.0.extend_from_slice(&end.to_le_bytes());
         }
+        self.ends.0.truncate(4 * keep);
+        if !self.codes.0.is_empty() {
+            last.codes.0 = self.codes.0.split_off(keep);
+            if last.codes.0.iter().all(|&c| c == CODE_OK) {
+                last.codes.0.clear();
+            }
+            if self.codes.0.iter().all(|&c| c == CODE_OK) {
+                self.codes.0.clear();
+            }
+        }
+        let first_moved = self.data.partition_point(|d| d.0 < last.base);
+        last.data = self.data.split_off(first_moved);
+        last
+    }
+}
+
+/// Append `v`'s postcard encoding to `out`.
+///
+/// `postcard::to_extend` copies each varint with a `memcpy` call, which costs more than
+/// a trivial task; small pieces are pushed byte by byte here.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    v.serialize(&mut postcard::Serializer { output: VecFlavor(out) })
+}
+
+/// Encode many values one after the other into one buffer (one serializer for all).
+pub(crate) struct Encoder<'a> {
+    ser: postcard::Serializer<VecFlavor<'a>>,
+}
+
+impl<'a> Encoder<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Encoder { ser: postcard::Serializer { output: VecFlavor(out) } }
     }
 
-    /// Record a result whose payload was already appended to `blob`.
-    pub fn push_written(&mut self, id: u64, code: u8, started_ns: u64, duration_ns: u64) {
-        self.metas.push(Meta { id, code, end: self.blob.0.len() as u32, started_ns, duration_ns });
+    /// Append `v`; returns where its encoding ends.
+    #[inline]
+    pub fn push<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<usize, postcard::Error> {
+        v.serialize(&mut self.ser)?;
+        Ok(self.ser.output.0.len())
+    }
+}
+
+struct VecFlavor<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.metas.is_empty()
+    #[inline(always)]
+    fn try_extend(&mut self, b: &[u8]) -> postcard::Result<()> {
+        if b.len() <= 16 {
+            self.0.reserve(b.len());
+            for &x in b {
+                self.0.push(x);
+            }
+        } else {
+            self.0.extend_from_slice(b);
+        }
+        Ok(())
     }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// End offset k of a little-endian `u32` ends string.
+pub(crate) fn end_at(ends: &[u8], k: usize) -> u32 {
+    let e = &ends[4 * k..4 * k + 4];
+    u32::from_le_bytes([e[0], e[1], e[2], e[3]])
+}
+
+/// Task k of n sharing a span evenly: its start and duration.
+pub(crate) fn span_share(started_ns: u64, duration_ns: u64, n: usize, k: usize) -> (u64, u64) {
+    let n = n.max(1) as u64;
+    let each = duration_ns / n;
+    (started_ns + each * k as u64, each)
 }
 
 const WORDS: usize = 4;

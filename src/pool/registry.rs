@@ -238,10 +238,8 @@ impl Registry {
                 let a: A = postcard::from_bytes(bytes)
                     .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
                 let r = f(ctx, a).map_err(Into::into)?;
-                let buf = std::mem::take(out);
-                *out = postcard::to_extend(&r, buf)
-                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))?;
-                Ok(())
+                super::protocol::encode_into(&r, out)
+                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
             };
         let fname = name.to_string();
         let json =

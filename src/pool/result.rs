@@ -46,7 +46,9 @@ impl Payload {
 
     /// Encode `v` as postcard bytes.
     pub fn encode<T: serde::Serialize>(v: &T) -> Result<Payload, PoolError> {
-        postcard::to_allocvec(v).map(Payload::Bytes).map_err(|e| PoolError::Encode(e.to_string()))
+        let mut b = Vec::new();
+        super::protocol::encode_into(v, &mut b).map_err(|e| PoolError::Encode(e.to_string()))?;
+        Ok(Payload::Bytes(b))
     }
 }
 
@@ -69,7 +71,9 @@ pub struct Outcome {
     pub worker: Option<u32>,
     /// When its last attempt started.
     pub started_at: Option<SystemTime>,
-    /// How long its last attempt ran.
+    /// How long its last attempt ran. A task of 1 ms or more is timed on its own; faster
+    /// ones, whose results travel together, each get an even share of their group's time
+    /// (and start times spread over it).
     pub duration: Duration,
 }
 
@@ -132,12 +136,7 @@ impl Stored {
     pub(crate) fn result<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
         match self {
             Stored::Ok { blob, start, end, json, .. } => {
-                let b = &blob[*start as usize..*end as usize];
-                if *json {
-                    serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
-                } else {
-                    postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
-                }
+                decode_value(&blob[*start as usize..*end as usize], *json)
             }
             Stored::Other(o) => o.result(),
         }
@@ -216,6 +215,10 @@ pub enum PoolError {
 type Done = Box<dyn FnOnce(&Collector) + Send>;
 
 struct CState {
+    /// Items of the call.
+    n: usize,
+    /// The per-item table: empty until an item needs it (a failure, `outcomes()`, an
+    /// `imap` reader); a `map` whose items all succeed never builds it.
     outcomes: Vec<Option<Stored>>,
     remaining: usize,
     done: Option<Done>,
@@ -225,13 +228,17 @@ struct CState {
 
 /// A worker's result message, shared by the outcomes that point into it.
 pub(crate) struct SegmentData {
-    pub metas: Vec<super::protocol::Meta>,
+    /// Little-endian `u32` end offsets into `blob`, one per result.
+    pub ends: Vec<u8>,
     pub blob: Arc<Vec<u8>>,
+    /// The message's span, shared evenly by its results.
+    pub started_ns: u64,
+    pub duration_ns: u64,
 }
 
-/// Consecutive successes of one call, delivered by the dispatcher in O(1) and written
-/// into the collector's per-item table by whoever reads it next (usually the caller's
-/// thread, which is waiting anyway).
+/// Consecutive successes of one call (a whole result message), delivered by the
+/// dispatcher in O(1); `get` decodes the values straight from it, and the per-item
+/// table is only built from it when someone asks for per-item outcomes.
 pub(crate) struct Segment {
     pub data: Arc<SegmentData>,
     pub count: usize,
@@ -242,30 +249,82 @@ pub(crate) struct Segment {
     pub json: bool,
 }
 
+impl Segment {
+    fn range(&self, k: usize) -> (u32, u32) {
+        let ends = &self.data.ends;
+        let start = if k == 0 { 0 } else { super::protocol::end_at(ends, k - 1) };
+        (start, super::protocol::end_at(ends, k))
+    }
+}
+
 impl CState {
+    fn table(&mut self) -> &mut Vec<Option<Stored>> {
+        if self.outcomes.len() != self.n {
+            self.outcomes = (0..self.n).map(|_| None).collect();
+        }
+        &mut self.outcomes
+    }
+
     fn materialize(&mut self) {
+        self.table();
         for seg in std::mem::take(&mut self.segments) {
-            let metas = &seg.data.metas;
-            let mut start = 0u32;
-            for (k, m) in metas.iter().take(seg.count).enumerate() {
+            let d = &seg.data;
+            for k in 0..seg.count {
+                let (start, end) = seg.range(k);
+                let (started_ns, duration_ns) =
+                    super::protocol::span_share(d.started_ns, d.duration_ns, seg.count, k);
                 self.outcomes[seg.first + k] = Some(Stored::Ok {
-                    blob: seg.data.blob.clone(),
+                    blob: d.blob.clone(),
                     start,
-                    end: m.end,
+                    end,
                     json: seg.json,
                     attempts: seg.attempts,
                     worker: seg.worker,
-                    started_ns: m.started_ns,
-                    duration_ns: m.duration_ns,
+                    started_ns,
+                    duration_ns,
                 });
-                start = m.end;
             }
         }
     }
 
     fn has(&self, i: usize) -> bool {
-        self.outcomes[i].is_some()
+        self.outcomes.get(i).is_some_and(Option::is_some)
             || self.segments.iter().any(|g| i >= g.first && i < g.first + g.count)
+    }
+
+    /// Every value in item order, or the first failing item's error.
+    fn values<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, PoolError> {
+        if !self.outcomes.is_empty() || self.remaining != 0 {
+            self.materialize();
+            return self.outcomes.iter().map(stored_result).collect();
+        }
+        // Every item succeeded and came in a segment: decode straight from them.
+        self.segments.sort_unstable_by_key(|g| g.first);
+        let mut v = Vec::with_capacity(self.n);
+        for g in &self.segments {
+            if g.first != v.len() {
+                break; // not contiguous: cannot happen, but never guess
+            }
+            let blob = &g.data.blob[..];
+            for k in 0..g.count {
+                let (start, end) = g.range(k);
+                let b = &blob[start as usize..end as usize];
+                v.push(decode_value(b, g.json)?);
+            }
+        }
+        if v.len() != self.n {
+            self.materialize();
+            return self.outcomes.iter().map(stored_result).collect();
+        }
+        Ok(v)
+    }
+}
+
+fn decode_value<T: DeserializeOwned>(b: &[u8], json: bool) -> Result<T, PoolError> {
+    if json {
+        serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
+    } else {
+        postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
     }
 }
 
@@ -282,7 +341,8 @@ impl Collector {
     pub(crate) fn new(n: usize, done: Option<Done>) -> Arc<Self> {
         Arc::new(Collector {
             state: Mutex::new(CState {
-                outcomes: (0..n).map(|_| None).collect(),
+                n,
+                outcomes: Vec::new(),
                 remaining: n,
                 done,
                 segments: Vec::new(),
@@ -297,6 +357,7 @@ impl Collector {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let watch = self.watch.load(Ordering::Relaxed);
             let mut wake = false;
+            s.table();
             for (index, outcome) in items {
                 if index >= s.outcomes.len() || s.outcomes[index].is_some() {
                     continue;
@@ -319,7 +380,7 @@ impl Collector {
     pub(crate) fn deliver_segment(&self, seg: Segment) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if seg.first + seg.count > s.outcomes.len() {
+            if seg.first + seg.count > s.n {
                 return;
             }
             let watch = self.watch.load(Ordering::Relaxed);
@@ -369,6 +430,11 @@ impl Collector {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.materialize();
         f(&s.outcomes)
+    }
+
+    /// Every value in item order, or the first failing item's error (call when ready).
+    pub(crate) fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>, PoolError> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).values()
     }
 
     pub(crate) fn take_done(&self) -> Option<Done> {
@@ -436,7 +502,7 @@ impl<T: DeserializeOwned> MapResult<T> {
         if !self.c.wait_all(timeout) {
             return Err(PoolError::WaitTimeout);
         }
-        self.c.with_outcomes(|o| o.iter().map(stored_result).collect())
+        self.c.values()
     }
 
     /// Every item's result, in item order.

@@ -123,9 +123,15 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
 /// Run one batch in order, sending results through `send`. Returns false when the
 /// worker must stop (stop flag set, or the parent is gone).
 ///
-/// A result is sent at once when its task took longer than [`FLUSH_AFTER`] or when the
-/// last send is older than that; results of faster tasks are batched. Only those
-/// batched results can be lost if the worker dies, and their tasks are then run again.
+/// A result is sent at once when its task took 1 ms ([`FLUSH_AFTER`]) or more (alone,
+/// so that its timing is exact), or when the last send is older than that; results of
+/// faster tasks are batched. Only those batched results can be lost if the worker dies,
+/// and their tasks are then run again.
+///
+/// The clock (≈ 45 ns a read here, more than a trivial task) is read after every task
+/// while tasks are slow, and only every `stride` tasks (up to [`MAX_STRIDE`]) while a
+/// run of them took under [`FAST_STRETCH`]: a task's start in the shared slot (for
+/// timeouts) is then the last reading, at most a few microseconds early.
 pub(crate) fn run_batch(
     registry: &Registry,
     ctx: &TaskContext,
@@ -135,68 +141,156 @@ pub(crate) fn run_batch(
     send: &mut dyn FnMut(ResultBatch) -> bool,
 ) -> bool {
     let entry = registry.entry(&batch.func);
-    let mut out = ResultBatch::with_capacity(batch.ends.len());
     let base_mono = mono_ns();
-    let base_ns = now_ns();
-    let flush_ns = FLUSH_AFTER.as_nanos() as u64;
-    let mut last_flush = base_mono;
-    // One clock reading per task: a task starts when the previous one ended.
-    let mut t0 = base_mono;
+    let mut o = Out {
+        out: ResultBatch::with_capacity(batch.base, batch.len()),
+        msg_start: base_mono,
+        t_read: base_mono,
+        last_flush: base_mono,
+        since: 0,
+        mark: 0,
+        stride: 1,
+        base_mono,
+        base_ns: now_ns(),
+        send,
+    };
     for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Relaxed) {
-            if !out.is_empty() {
-                send(out);
-            }
+            o.finish();
             return false;
         }
+        if o.out.is_empty() {
+            o.out.base = id;
+        }
         if slot.should_skip(id) {
-            out.push(id, CODE_SKIPPED, &[], None, 0, 0);
+            o.out.push(id, CODE_SKIPPED, &[], None);
             continue;
         }
-        let started_ns = base_ns + (t0 - base_mono);
-        slot.set_running(id, started_ns);
-        let mark = out.blob.0.len();
+        slot.set_running(id, o.wall(o.t_read));
+        let mark = o.out.blob.0.len();
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
             None => Err(unknown_function(&batch.func)),
             Some(e) if batch.json => match std::str::from_utf8(payload) {
-                Ok(text) => (e.json)(ctx, text, &mut out.blob.0),
+                Ok(text) => (e.json)(ctx, text, &mut o.out.blob.0),
                 Err(_) => Err(super::TaskError::new("arguments are not UTF-8 JSON text")),
             },
-            Some(e) => (e.typed)(ctx, payload, &mut out.blob.0),
+            Some(e) => (e.typed)(ctx, payload, &mut o.out.blob.0),
         }));
-        let t1 = mono_ns();
         if stop.load(Ordering::Relaxed) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
             slot.clear_running();
-            out.blob.0.truncate(mark);
-            if !out.is_empty() {
-                send(out);
-            }
+            o.out.blob.0.truncate(mark);
+            o.finish();
             return false;
         }
         slot.clear_running();
-        let took = t1.saturating_sub(t0);
         match r {
-            Ok(Ok(())) => out.push_written(id, CODE_OK, started_ns, took),
+            Ok(Ok(())) => o.out.push_written(CODE_OK),
             Ok(Err(e)) => {
-                out.blob.0.truncate(mark);
-                out.push(id, CODE_ERROR, e.message.as_bytes(), e.data, started_ns, took)
+                o.out.blob.0.truncate(mark);
+                o.out.push(id, CODE_ERROR, e.message.as_bytes(), e.data)
             }
             Err(p) => {
-                out.blob.0.truncate(mark);
-                out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None, started_ns, took)
+                o.out.blob.0.truncate(mark);
+                o.out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None)
             }
         }
-        if took >= flush_ns || t1.saturating_sub(last_flush) >= flush_ns {
-            let left = batch.ends.len() - (id - batch.base) as usize - 1;
-            if !send(std::mem::replace(&mut out, ResultBatch::with_capacity(left))) {
-                return false;
-            }
-            last_flush = t1;
+        o.since += 1;
+        if o.since >= o.stride && !o.checkpoint() {
+            return false;
         }
-        t0 = t1;
     }
-    out.is_empty() || send(out)
+    o.checkpoint() && o.send_out(o.t_read)
+}
+
+/// The largest number of tasks run between two clock readings.
+const MAX_STRIDE: usize = 64;
+/// A stretch of tasks faster than this lets the stride grow.
+const FAST_STRETCH: u64 = 10_000;
+/// A stretch slower than this resets the stride to 1.
+const SLOW_STRETCH: u64 = 50_000;
+
+/// The results being gathered for the next message, and the clock bookkeeping.
+struct Out<'a> {
+    out: ResultBatch,
+    /// When the first task of `out` started (monotonic ns).
+    msg_start: u64,
+    /// The last clock reading, taken when the task after it started.
+    t_read: u64,
+    last_flush: u64,
+    /// Tasks run since `t_read`.
+    since: usize,
+    /// Results in `out` at `t_read`.
+    mark: usize,
+    stride: usize,
+    base_mono: u64,
+    base_ns: u64,
+    send: &'a mut dyn FnMut(ResultBatch) -> bool,
+}
+
+impl Out<'_> {
+    fn wall(&self, mono: u64) -> u64 {
+        self.base_ns + mono.saturating_sub(self.base_mono)
+    }
+
+    /// Send what was gathered, its span ending at `until`.
+    fn send_out(&mut self, until: u64) -> bool {
+        if self.out.is_empty() {
+            self.msg_start = until;
+            return true;
+        }
+        let cap = self.out.len();
+        let mut b = std::mem::replace(&mut self.out, ResultBatch::with_capacity(0, cap));
+        b.started_ns = self.wall(self.msg_start);
+        b.duration_ns = until.saturating_sub(self.msg_start);
+        self.msg_start = until;
+        self.last_flush = until;
+        (self.send)(b)
+    }
+
+    /// Read the clock (when tasks ran since the last reading) and send when due.
+    fn checkpoint(&mut self) -> bool {
+        if self.since == 0 {
+            return true;
+        }
+        let t1 = mono_ns();
+        let dt = t1.saturating_sub(self.t_read);
+        let flush = FLUSH_AFTER.as_nanos() as u64;
+        let ok = if dt >= flush {
+            self.stride = 1;
+            let stretch = self.out.len() - self.mark;
+            if self.mark > 0 && stretch > 0 {
+                // The results since the last reading (one slow task, when the stride is
+                // 1) travel alone, with their own timing.
+                let mut last = self.out.split_off_last(stretch);
+                let ok = self.send_out(self.t_read);
+                last.started_ns = self.wall(self.t_read);
+                last.duration_ns = dt;
+                self.msg_start = t1;
+                self.last_flush = t1;
+                ok && (self.send)(last)
+            } else {
+                self.send_out(t1)
+            }
+        } else {
+            if dt < FAST_STRETCH {
+                self.stride = (self.stride * 2).min(MAX_STRIDE);
+            } else if dt >= SLOW_STRETCH {
+                self.stride = 1;
+            }
+            if t1.saturating_sub(self.last_flush) >= flush { self.send_out(t1) } else { true }
+        };
+        self.t_read = t1;
+        self.since = 0;
+        self.mark = self.out.len();
+        ok
+    }
+
+    /// Send what was gathered before stopping.
+    fn finish(&mut self) {
+        let t1 = mono_ns();
+        self.send_out(t1);
+    }
 }
 
 /// Monotonic time in ns (one vDSO call, no `Instant` arithmetic).
@@ -216,4 +310,129 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         "unknown panic payload".to_string()
     };
     format!("task panicked: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::protocol::{Blob, encode_into};
+
+    fn registry() -> Registry {
+        let mut r = Registry::new();
+        r.register("inc", |x: i64| Ok::<_, super::super::TaskError>(x + 1));
+        r.register("nap", |ms: i64| {
+            if ms < 0 {
+                return Err(format!("{ms} is negative"));
+            }
+            std::thread::sleep(Duration::from_millis(ms as u64));
+            Ok(ms)
+        });
+        r
+    }
+
+    fn batch(func: &str, base: u64, args: &[i64]) -> Batch {
+        let mut b = Batch {
+            func: func.into(),
+            json: false,
+            base,
+            blob: Blob::default(),
+            ends: Blob::default(),
+        };
+        for a in args {
+            encode_into(a, &mut b.blob.0).unwrap();
+            b.push_end();
+        }
+        b
+    }
+
+    fn run(b: Batch) -> Vec<ResultBatch> {
+        let r = registry();
+        let ctx = TaskContext::detached("");
+        let slot = Slot::local();
+        let stop = AtomicBool::new(false);
+        let mut msgs = Vec::new();
+        let mut send = |m: ResultBatch| {
+            msgs.push(m);
+            true
+        };
+        assert!(run_batch(&r, &ctx, &slot, &stop, b, &mut send));
+        assert_eq!(slot.running(), None);
+        msgs
+    }
+
+    #[test]
+    fn fast_tasks_share_one_message_with_no_per_item_metadata() {
+        let args: Vec<i64> = (0..1000).collect();
+        let msgs = run(batch("inc", 7, &args));
+        let total: usize = msgs.iter().map(ResultBatch::len).sum();
+        assert_eq!(total, 1000);
+        assert_eq!(msgs[0].base, 7);
+        let mut next = 7;
+        for m in &msgs {
+            assert_eq!(m.base, next);
+            next += m.len() as u64;
+            assert!(m.all_ok() && m.data.is_empty());
+            let mut start = 0;
+            for k in 0..m.len() {
+                let end = m.end(k) as usize;
+                let v: i64 = postcard::from_bytes(&m.blob.0[start..end]).unwrap();
+                assert_eq!(v, (m.base - 7 + k as u64) as i64 + 1);
+                start = end;
+            }
+        }
+    }
+
+    #[test]
+    fn a_slow_task_travels_alone_with_its_own_timing_and_failures_per_item() {
+        // A slow task first (the stride is 1: it is alone, timed exactly), then 20 fast
+        // ones (the stride grows), a slow one, more fast ones, an error, fast again.
+        let mut args = vec![12i64];
+        args.extend([0i64; 20]);
+        args.push(15);
+        args.extend([0, 0, -1, 0]);
+        let msgs = run(batch("nap", 0, &args));
+        assert_eq!(msgs.iter().map(ResultBatch::len).sum::<usize>(), 26);
+        let holding = |id: u64| {
+            let v: Vec<_> =
+                msgs.iter().filter(|m| m.base <= id && id < m.base + m.len() as u64).collect();
+            assert_eq!(v.len(), 1);
+            v[0]
+        };
+        let first = holding(0);
+        assert_eq!(first.len(), 1, "the slow task is alone");
+        assert!(first.duration_ns >= 12_000_000, "{}", first.duration_ns);
+        // The second slow task came after fast ones, within a clock stretch: it travels
+        // with at most that stretch, and the fast tasks before are not charged for it.
+        let m = holding(21);
+        assert!(m.len() <= MAX_STRIDE && m.duration_ns >= 15_000_000, "{m:?}");
+        let fast: u64 =
+            msgs.iter().filter(|x| x.base > 0 && x.base < m.base).map(|x| x.duration_ns).sum();
+        assert!(fast < 12_000_000, "fast tasks are not charged the slow one: {fast}");
+        let err = holding(24);
+        assert!(!err.all_ok());
+        let k = (24 - err.base) as usize;
+        assert_eq!(err.code(k), CODE_ERROR);
+        assert!((0..err.len()).all(|i| i == k || err.code(i) == CODE_OK));
+        let start = if k == 0 { 0 } else { err.end(k - 1) as usize };
+        assert_eq!(&err.blob.0[start..err.end(k) as usize], b"-1 is negative");
+    }
+
+    #[test]
+    fn split_off_last_keeps_codes_and_data() {
+        let mut b = ResultBatch::with_capacity(5, 3);
+        b.push(5, CODE_OK, b"a", None);
+        b.push(6, CODE_ERROR, b"bb", Some("{}".into()));
+        b.push(7, CODE_OK, b"ccc", None);
+        let last = b.split_off_last(2);
+        assert_eq!(
+            (b.len(), b.all_ok(), b.data.len(), b.blob.0.as_slice()),
+            (1, true, 0, &b"a"[..])
+        );
+        assert_eq!(
+            (last.base, last.len(), last.code(0), last.code(1)),
+            (6, 2, CODE_ERROR, CODE_OK)
+        );
+        assert_eq!((last.blob.0.as_slice(), last.end(0), last.end(1)), (&b"bbccc"[..], 2, 5));
+        assert_eq!(last.data, vec![(6, "{}".to_string())]);
+    }
 }
