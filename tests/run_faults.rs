@@ -1337,7 +1337,6 @@ fn several_jobs_take_the_most_serious_exit_code() {
 // Pool bugs (src/pool is another engineer's): kept as ignored failing tests.
 
 #[test]
-#[ignore = "pool bug: a task cancelled while running reports attempts 0 and no worker/started_at"]
 fn a_task_cancelled_while_running_counts_its_attempt() {
     let job = Job::new(
         r#"

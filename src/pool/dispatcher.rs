@@ -633,7 +633,11 @@ impl Dispatcher {
             }
         }
         out.flush();
-        self.pending.extend(requeue);
+        // A retry goes first: it keeps the sinks' reorder buffer short and a failure's
+        // final outcome soon known (on-failure = "stop" sees it before later work starts).
+        for job in requeue.into_iter().rev() {
+            self.pending.push_front(job);
+        }
         self.maybe_retire(wi);
     }
 
@@ -733,6 +737,8 @@ impl Dispatcher {
     fn on_gone(&mut self, wid: u64) {
         let Some((mut w, status_text)) = self.remove_worker(wid) else { return };
         let running = w.slot.running().map(|r| r.0);
+        // The task it started last: it ran even if it ended (stopped) before the worker.
+        let last = w.slot.last_started();
         let why = match w.phase {
             Phase::Stopping { why, .. } => Some(why),
             _ => None,
@@ -754,11 +760,17 @@ impl Dispatcher {
                     None => is_running,
                 };
                 if cancelled || why == Some(Why::Terminate) {
-                    let attempts = item.attempts + u32::from(is_running);
-                    out.push(
-                        &job.reply,
-                        Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts),
-                    );
+                    let started = last.filter(|l| l.0 == seq).map(|l| l.1);
+                    let ran = is_running || started.is_some();
+                    let attempts = item.attempts + u32::from(ran);
+                    let mut o =
+                        Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts);
+                    if let Some(s) = started {
+                        o.worker = Some(w.index);
+                        o.started_at = Some(ns_to_time(s));
+                        o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
+                    }
+                    out.push(&job.reply, o);
                     continue;
                 }
                 if !attributed {

@@ -294,11 +294,12 @@ pub(crate) fn span_share(started_ns: u64, duration_ns: u64, n: usize, k: usize) 
     (started_ns + each * k as u64, each)
 }
 
-const WORDS: usize = 4;
+const WORDS: usize = 5;
 const W_RUNNING: usize = 0; // task id + 1, 0 = idle
 const W_STARTED: usize = 1; // unix time in ns
 const W_PGID: usize = 2; // a tracked process group, 0 = none
 const W_SKIP: usize = 3; // skip not-started tasks with id + 1 <= this
+const W_LAST: usize = 4; // the last task started, id + 1 (not cleared when it ends)
 
 enum Backing {
     Shm(IpcSharedMemory),
@@ -351,7 +352,15 @@ impl Slot {
 
     pub fn set_running(&self, id: u64, started_ns: u64) {
         self.word(W_STARTED).store(started_ns, Ordering::Relaxed);
+        self.word(W_LAST).store(id + 1, Ordering::Relaxed);
         self.word(W_RUNNING).store(id + 1, Ordering::Release);
+    }
+
+    /// The last task started and when, whether or not it is still running.
+    pub fn last_started(&self) -> Option<(u64, u64)> {
+        let r = self.word(W_LAST).load(Ordering::Acquire);
+        let s = self.word(W_STARTED).load(Ordering::Relaxed);
+        (r != 0).then(|| (r - 1, s))
     }
 
     pub fn clear_running(&self) {
