@@ -9,6 +9,8 @@
 //! Layering: `spec` → `validate` → `model` → `plan` are pure; only `pool` and `watch`
 //! own threads or processes; only `cli` prints diagnostics or exits.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod model;
 pub mod plan;
