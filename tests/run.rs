@@ -2,160 +2,18 @@
 //! temporary folders. Every test asserts behaviour (statuses, order, files, exit codes),
 //! never speed, and checks that no process it started survives.
 
+mod run_support;
+
+#[allow(unused_imports)]
 use std::fs;
+#[allow(unused_imports)]
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+#[allow(unused_imports)]
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use run_support::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_jobpool");
-/// Upper bound for any one `jobpool run` in these tests: far above what they need, so a
-/// hang fails the test instead of the suite.
-const HANG: Duration = Duration::from_secs(90);
-
-/// A job file in its own temporary folder.
-struct Job {
-    dir: tempfile::TempDir,
-}
-
-impl Job {
-    fn new(toml: &str) -> Job {
-        let dir = tempfile::Builder::new().prefix("jp-run-").tempdir().unwrap();
-        fs::write(dir.path().join("job.toml"), toml).unwrap();
-        Job { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn command(&self, extra: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("run").args(extra).arg(self.path("job.toml")).current_dir(self.dir.path());
-        c.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        c
-    }
-
-    fn spawn(&self, extra: &[&str]) -> Child {
-        self.command(extra).spawn().unwrap()
-    }
-
-    fn run(&self, extra: &[&str]) -> Output {
-        wait_output(self.spawn(extra))
-    }
-
-    /// Records of a jsonl file the job wrote.
-    fn jsonl(&self, rel: &str) -> Vec<Value> {
-        let text =
-            fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    /// Every record journaled under `.jobpool/runs/` (all runs), in file order.
-    fn journal(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        let runs = self.path(".jobpool/runs");
-        let mut files = Vec::new();
-        walk(&runs, &mut files);
-        files.sort();
-        for f in files.iter().filter(|f| f.ends_with("records.jsonl")) {
-            for line in fs::read_to_string(f).unwrap().lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    out.push(v);
-                }
-            }
-        }
-        out
-    }
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() { walk(&p, out) } else { out.push(p) }
-        }
-    }
-}
-
-/// Wait for a child with the hang guard; kill it and fail if it does not finish.
-fn wait_output(mut child: Child) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > HANG {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "jobpool run hung for {HANG:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or_else(|| panic!("killed by a signal: {:?}\n{}", o.status, stderr(o)))
-}
-
-fn pid_alive(pid: i32) -> bool {
-    // A zombie is dead for our purposes; /proc/PID/stat's third field is the state.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
-            state != Some("Z")
-        }
-        Err(_) => false,
-    }
-}
-
-fn read_pids(dir: &Path) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if let Ok(t) = fs::read_to_string(e.path()) {
-            pids.extend(t.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
-        }
-    }
-    pids
-}
-
-/// Wait (generously) for every pid to be gone; return those still alive.
-fn survivors(pids: &[i32]) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let alive: Vec<i32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
-        if alive.is_empty() || Instant::now() > deadline {
-            for &p in &alive {
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-            return alive;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn statuses(records: &[Value]) -> Vec<String> {
-    records.iter().map(|r| r["status"].as_str().unwrap().to_string()).collect()
-}
 
 #[test]
 fn ok_records_reach_stdout_in_submission_order() {
