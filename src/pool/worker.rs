@@ -104,10 +104,32 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
 /// Once the worker was told to stop (SIGTERM: from the pool, or from the kernel when the
 /// pool died), give the running task the grace period to stop by itself, then kill the
 /// process group it registered and exit, so that no task outlives a dead pool.
+///
+/// The guard sleeps in a blocking read of a socket the SIGTERM handler writes to: no
+/// polling, no wakeups while tasks run.
 fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
+    use std::io::Read;
+    let Ok((mut rx, tx)) = std::os::unix::net::UnixStream::pair() else { return };
+    if signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, tx).is_err() {
+        return;
+    }
     let _ = std::thread::Builder::new().name("jobpool-worker-guard".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20));
+        // Signals are for the other threads (the SIGTERM handler writes to our socket):
+        // a SIGCHLD per finished command must not keep waking this one.
+        // SAFETY: changes only this thread's signal mask.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
+        let mut byte = [0u8; 1];
+        while !stop.load(Ordering::SeqCst) {
+            match rx.read(&mut byte) {
+                Ok(0) => return, // the handler is gone: nothing will ever wake us
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
         }
         std::thread::sleep(grace + Duration::from_millis(500));
         let pgid = slot.pgid();
