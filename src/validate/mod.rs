@@ -106,7 +106,10 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
             // toml recovers after an error, which often cascades on the same line: keep
             // the first error of each line.
             let line_of = |e: &source::SyntaxError| {
-                let at = e.span.as_ref().map_or(0, |s| s.start.min(text.len()));
+                let mut at = e.span.as_ref().map_or(0, |s| s.start.min(text.len()));
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
                 text[..at].matches('\n').count()
             };
             let mut seen = std::collections::HashSet::new();
@@ -117,11 +120,15 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
                     let mut span = e.span.unwrap_or(0..0);
                     // A lone carriage return counts as a line break for the renderer but
                     // not for the editor: label the character before it instead.
+                    let end = ((span.start + 1).min(text.len())..=text.len())
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(text.len());
                     if e.message.contains("carriage return")
-                        && let Some(cr) = text[..(span.start + 1).min(text.len())].rfind('\r')
+                        && let Some(cr) = text[..end].rfind('\r')
                         && cr > 0
                     {
-                        span = cr - 1..cr;
+                        let prev = text[..cr].char_indices().next_back().map_or(0, |(i, _)| i);
+                        span = prev..cr;
                     }
                     Problem::at(
                         &sources,
@@ -303,6 +310,25 @@ mod tests {
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
         };
         load_str(Path::new(path), text, &opts)
+    }
+
+    /// Found by the fuzz test: a syntax error next to a multi-byte character (and a
+    /// lone carriage return after one) sliced the text inside a character.
+    #[test]
+    fn syntax_errors_next_to_multibyte_characters_do_not_panic() {
+        for text in [
+            "name = \"x\"\ré = 1\n",
+            "é\r",
+            "a = é\n",
+            "[task]\nkind = \"script\"\nscript = \"1\"\né\r\n",
+            "x = 1\rééé",
+            "é = \"\r\"",
+            "\"é\r",
+        ] {
+            let err = load_text("m.toml", text, &[]).expect_err(text);
+            assert!(!err.problems.is_empty(), "{text:?}");
+            let _ = crate::cli::diag::render_with(&err, crate::cli::diag::Style::Plain);
+        }
     }
 
     #[test]
