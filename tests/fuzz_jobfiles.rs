@@ -13,16 +13,27 @@ use jobpool::cli::diag::{Style, render_with};
 use jobpool::plan::Plan;
 use jobpool::validate::{LoadOptions, load_str};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed};
 
 fn cases(default: u32) -> u32 {
     std::env::var("JOBPOOL_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A fixed seed in plain `cargo test`, so CI is repeatable; fresh random seeds for long
+/// runs (`JOBPOOL_FUZZ_CASES=N`), or a chosen one (`JOBPOOL_FUZZ_SEED=N`) to replay.
+fn seed() -> RngSeed {
+    match std::env::var("JOBPOOL_FUZZ_SEED").ok().and_then(|v| v.parse().ok()) {
+        Some(n) => RngSeed::Fixed(n),
+        None if std::env::var_os("JOBPOOL_FUZZ_CASES").is_some() => RngSeed::Random,
+        None => RngSeed::Fixed(0x6a6f_6270_6f6f_6c),
+    }
 }
 
 fn config(default: u32) -> Config {
     Config {
         cases: cases(default),
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        rng_seed: seed(),
         ..Config::default()
     }
 }
@@ -489,6 +500,7 @@ fn generated_documents_reach_the_planner() {
     let mut runner = proptest::test_runner::TestRunner::new(Config {
         cases: total,
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
+        rng_seed: seed(),
         ..Config::default()
     });
     runner
