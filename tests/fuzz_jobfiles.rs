@@ -148,52 +148,24 @@ fn value() -> impl Strategy<Value = String> {
 }
 
 fn key() -> impl Strategy<Value = String> {
+    use jobpool::spec::keys;
+    // Every key the format knows (from the same lists the validator uses), a few
+    // argument names, then made-up and quoted keys.
+    let mut known: Vec<&'static str> = [
+        keys::TOP,
+        keys::TASK_COMMAND,
+        keys::TASK_SCRIPT,
+        keys::SINK,
+        keys::SLURM,
+        keys::ARGS_RESERVED,
+        keys::PARAM,
+        &["x", "y"],
+    ]
+    .concat();
+    known.sort_unstable();
+    known.dedup();
     prop_oneof![
-        prop::sample::select(vec![
-            "name",
-            "description",
-            "workers",
-            "timeout",
-            "task-timeout",
-            "grace-period",
-            "retries",
-            "on-failure",
-            "order",
-            "chunk-size",
-            "max-tasks-per-worker",
-            "backend",
-            "watch",
-            "kind",
-            "program",
-            "shell",
-            "cwd",
-            "env",
-            "stdin",
-            "output",
-            "success-codes",
-            "script",
-            "file",
-            "to",
-            "format",
-            "template",
-            "combine",
-            "names",
-            "tuples",
-            "range",
-            "step",
-            "glob",
-            "lines",
-            "value",
-            "x",
-            "y",
-            "partition",
-            "array-limit",
-            "per-element",
-            "time-limit",
-            "sbatch-args",
-            "shared-dir",
-        ])
-        .prop_map(String::from),
+        prop::sample::select(known).prop_map(String::from),
         "[a-z][a-z_-]{0,6}",
         Just("\"a b\"".to_string()),
     ]
