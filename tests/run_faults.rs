@@ -332,7 +332,7 @@ format = "jsonl"
 #[test]
 fn threads_backend_commands_do_not_outlive_a_cancel() {
     // With threads, commands run on jobpool's own threads and the pool does not wait for
-    // a thread it cancelled: jobpool itself must finish their stop before exiting.
+    // a thread it cancelled: the pool must kill their groups before it ends.
     let job = Job::new(
         r#"
 workers = 2

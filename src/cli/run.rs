@@ -301,7 +301,6 @@ impl Signals {
                     if let Some(pool) = pl.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                         pool.terminate();
                     }
-                    task::command::settle_live_groups(Duration::ZERO);
                     std::process::exit(EXIT_INTERRUPTED as i32);
                 }
             }
@@ -658,12 +657,9 @@ fn run_job(job: &Job, args: &RunArgs, registry: &Registry, signals: &Signals) ->
         Some(Stop::Deadline) if counts.get(Status::Cancelled) == 0 => None,
         s => s,
     };
-    // The pool is done: every worker and task group is gone before we report.
+    // The pool is done: every worker and task group is gone before we report (with the
+    // threads backend too: `join` settles the groups of threads it stopped).
     pool.join();
-    // With the threads backend, commands run on this process's threads, and the pool
-    // does not wait for a thread it cancelled: give their stop (TERM, grace, KILL) time,
-    // then kill what is left, so no task group outlives jobpool.
-    task::command::settle_live_groups(job.limits.grace_period + Duration::from_millis(200));
 
     let code = match stop {
         Some(Stop::Interrupt) => EXIT_INTERRUPTED,

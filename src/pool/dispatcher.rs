@@ -201,6 +201,9 @@ pub(crate) struct Dispatcher {
     last_start_error: String,
     joining: bool,
     terminating: bool,
+    /// Threads backend: slots of stopped threads whose task may still run a process
+    /// group (a thread cannot be killed), with when to kill that group.
+    orphaned_groups: Vec<(Slot, Instant)>,
 }
 
 /// Start the dispatcher thread and its workers; returns once every worker finished its
@@ -225,6 +228,7 @@ pub(crate) fn start(
         last_start_error: String::new(),
         joining: false,
         terminating: false,
+        orphaned_groups: Vec::new(),
     };
     let handle = std::thread::Builder::new()
         .name("jobpool-dispatcher".into())
@@ -273,7 +277,36 @@ impl Dispatcher {
                 break;
             }
         }
+        self.settle_orphaned_groups();
         self.fail_startup(PoolError::Closed);
+    }
+
+    /// Kill the process groups of stopped threads once their grace period is over (at
+    /// once when terminating); forget those whose task let go of them.
+    fn reap_orphaned_groups(&mut self, now: Instant) {
+        let terminating = self.terminating;
+        self.orphaned_groups.retain(|(slot, kill_at)| {
+            let pgid = slot.pgid();
+            if pgid <= 0 {
+                return false;
+            }
+            if terminating || now >= *kill_at {
+                // SAFETY: kill(2) of a process group a task registered.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Before the dispatcher ends: no task group outlives the pool.
+    fn settle_orphaned_groups(&mut self) {
+        while !self.orphaned_groups.is_empty() {
+            self.reap_orphaned_groups(Instant::now());
+            if !self.orphaned_groups.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     fn fail_startup(&mut self, e: PoolError) {
@@ -720,9 +753,19 @@ impl Dispatcher {
         let i = self.workers.iter().position(|w| w.wid == wid)?;
         let mut w = self.workers.swap_remove(i);
         let pgid = w.slot.pgid();
-        if pgid > 0 && matches!(w.handle, Handle::Process { .. }) {
-            // SAFETY: plain kill(2) of a process group the worker registered.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        if pgid > 0 {
+            match w.handle {
+                // SAFETY: plain kill(2) of a process group the worker registered.
+                Handle::Process { .. } => unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                },
+                // The thread was asked to stop and is stopping its command (TERM, grace,
+                // KILL); the group is killed if it is still there after that.
+                Handle::Thread { .. } => {
+                    let at = Instant::now() + self.cfg.grace_period + Duration::from_millis(200);
+                    self.orphaned_groups.push((w.slot.clone(), at));
+                }
+            }
         }
         let how = reap(&mut w);
         Some((w, how))
@@ -865,6 +908,7 @@ impl Dispatcher {
 
     fn tick(&mut self) {
         let now = Instant::now();
+        self.reap_orphaned_groups(now);
         let grace = self.cfg.grace_period;
         let mut abandoned = Vec::new();
         for w in &mut self.workers {

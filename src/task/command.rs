@@ -226,60 +226,13 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     };
     let pgid = child.id() as i32;
     (req.on_spawn)(pgid);
-    let live = LiveGroup::register(pgid);
 
     let started = Instant::now();
     let deadline = req.timeout.and_then(|t| started.checked_add(t));
     let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes), use_pidfd);
     let stop = io.run(pgid, deadline, req.grace, req.should_stop);
-    // Unregistered before the reap: once reaped, the number may name another group.
-    drop(live);
     let status = reap(&mut child);
     finish(req.task, req.timeout, stop, status, io)
-}
-
-/// Process groups of commands running in this process (the threads backend, or a
-/// program embedding the library), so that a process about to exit can stop them: a
-/// thread running a command dies with the process without killing the group.
-static LIVE_GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
-struct LiveGroup(i32);
-
-impl LiveGroup {
-    fn register(pgid: i32) -> LiveGroup {
-        LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
-        LiveGroup(pgid)
-    }
-}
-
-impl Drop for LiveGroup {
-    fn drop(&mut self) {
-        let mut live = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = live.iter().position(|&g| g == self.0) {
-            live.swap_remove(i);
-        }
-    }
-}
-
-/// Wait up to `grace` for the commands still running in this process (being stopped by
-/// their threads: TERM, grace period, KILL) to end, then SIGKILL the groups of those that
-/// have not. Call before the process exits; returns how many groups had to be killed.
-pub fn settle_live_groups(grace: std::time::Duration) -> usize {
-    let end = Instant::now() + grace;
-    loop {
-        let live = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-        if live.is_empty() {
-            return 0;
-        }
-        if Instant::now() >= end {
-            for &g in live.iter() {
-                kill_group(g, libc::SIGKILL);
-            }
-            return live.len();
-        }
-        drop(live);
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 fn spawn_error(program: &str, rendered: &RenderedCommand, err: &io::Error) -> String {
