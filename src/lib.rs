@@ -39,11 +39,14 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod cli;
+pub mod event;
 pub mod model;
 pub mod plan;
 pub mod pool;
 pub mod record;
+pub mod runner;
 pub mod sink;
 pub mod source;
 pub mod spec;

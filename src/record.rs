@@ -59,6 +59,58 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// Records of one run by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusCounts {
+    /// `ok` records.
+    pub ok: u64,
+    /// `error` records.
+    pub error: u64,
+    /// `timeout` records.
+    pub timeout: u64,
+    /// `crashed` records.
+    pub crashed: u64,
+    /// `cancelled` records.
+    pub cancelled: u64,
+    /// `skipped` records.
+    pub skipped: u64,
+}
+
+impl StatusCounts {
+    /// Count one more record of `status`.
+    pub fn add(&mut self, status: Status) {
+        *self.slot(status) += 1;
+    }
+
+    /// Records of `status`.
+    pub fn get(&self, status: Status) -> u64 {
+        let mut copy = *self;
+        *copy.slot(status)
+    }
+
+    /// Every record.
+    pub fn total(&self) -> u64 {
+        Status::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+
+    /// Failures (`error`, `timeout`, `crashed`).
+    pub fn failures(&self) -> u64 {
+        self.error + self.timeout + self.crashed
+    }
+
+    fn slot(&mut self, status: Status) -> &mut u64 {
+        match status {
+            Status::Ok => &mut self.ok,
+            Status::Error => &mut self.error,
+            Status::Timeout => &mut self.timeout,
+            Status::Crashed => &mut self.crashed,
+            Status::Cancelled => &mut self.cancelled,
+            Status::Skipped => &mut self.skipped,
+        }
+    }
+}
+
 /// One submission's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -137,22 +189,54 @@ impl TaskRecord {
     }
 }
 
-/// The record field names a sink template may use besides arguments.
-pub const FIELD_NAMES: [&str; 13] = [
-    "value",
-    "status",
-    "error",
-    "index",
-    "key",
-    "duration_ms",
-    "attempts",
-    "worker",
-    "exit_code",
-    "signal",
-    "started_at",
-    "stderr",
-    "resumed",
+/// One field of a record: THE list ([`FIELDS`]) that the template validator, the text
+/// sink, the CSV columns, the book and reports all take their names from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// The name in JSON records and in `{name}` templates.
+    pub name: &'static str,
+    /// One line for the book and `--help`.
+    pub doc: &'static str,
+    /// Whether CSV sinks write it as a column (after the arguments).
+    pub csv: bool,
+}
+
+const fn field(name: &'static str, doc: &'static str, csv: bool) -> Field {
+    Field { name, doc, csv }
+}
+
+/// Every record field besides `args`, in the order of a JSON record.
+pub const FIELDS: [Field; 13] = [
+    field("index", "position in the plan, from 0", false),
+    field("key", "content key: a hash of the task definition and the arguments", false),
+    field("status", "ok, error, timeout, crashed, cancelled or skipped", true),
+    field("value", "the result, on ok", true),
+    field("error", "the error message, on any other status", true),
+    field("attempts", "how many times it was started (0 when it never ran)", false),
+    field("worker", "the worker slot (from 0) that ran the last attempt", false),
+    field("started_at", "RFC 3339 UTC time the last attempt started", false),
+    field("duration_ms", "wall time of the last attempt in milliseconds", true),
+    field("exit_code", "commands: the exit code, when the process exited", false),
+    field("signal", "commands: the signal that ended the process, when one did", false),
+    field("stderr", "commands: the tail of standard error (\"\" when there was none)", false),
+    field("resumed", "true when the record was taken from an earlier run by --resume", false),
 ];
+
+/// The names of [`FIELDS`], in order: what a sink template may use besides arguments.
+pub const FIELD_NAMES: [&str; FIELDS.len()] = {
+    let mut names = [""; FIELDS.len()];
+    let mut i = 0;
+    while i < FIELDS.len() {
+        names[i] = FIELDS[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// The CSV columns after the arguments, in order.
+pub fn csv_fields() -> impl Iterator<Item = &'static str> {
+    FIELDS.iter().filter(|f| f.csv).map(|f| f.name)
+}
 
 #[cfg(test)]
 mod tests {
@@ -188,6 +272,23 @@ mod tests {
     }
 
     #[test]
+    fn the_field_list_is_the_json_record() {
+        // Every key a record can have in JSON is in the list (or is `args`), in order.
+        let mut r = record();
+        r.error = Some("e".into());
+        r.worker = Some(1);
+        r.started_at = Some("t".into());
+        r.signal = Some(9);
+        r.stderr = Some(String::new());
+        r.resumed = true;
+        let json = serde_json::to_value(&r).unwrap();
+        let keys: Vec<&str> =
+            json.as_object().unwrap().keys().map(String::as_str).filter(|k| *k != "args").collect();
+        assert_eq!(keys, FIELD_NAMES);
+        assert_eq!(csv_fields().collect::<Vec<_>>(), ["status", "value", "error", "duration_ms"]);
+    }
+
+    #[test]
     fn field_text_is_template_text() {
         let r = record();
         let text = |n| r.field_text(n).unwrap();
@@ -205,5 +306,15 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["resumed"], json!(true));
         assert!(serde_json::to_value(record()).unwrap().get("resumed").is_none());
+    }
+
+    #[test]
+    fn status_counts_add_up() {
+        let mut c = StatusCounts::default();
+        for s in Status::ALL {
+            c.add(s);
+        }
+        c.add(Status::Ok);
+        assert_eq!((c.get(Status::Ok), c.total(), c.failures()), (2, 7, 3));
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use jobpool::record::{Status, TaskRecord};
 use jobpool::store::{
-    self, RunMeta, RunState, RunStore, RunSummary, latest_run, list_runs, read_records, records,
+    self, RunEnd, RunMeta, RunState, RunStore, latest_run, list_runs, read_records, records,
     resume_index,
 };
 use record_support::{job, ok, record};
@@ -93,7 +93,7 @@ fn finish_records_counts_wall_time_and_exit_code() {
         run.append(&r).unwrap();
     }
     let run_dir = run.dir().to_path_buf();
-    let info = run.finish(RunSummary { exit_code: 1 }).unwrap();
+    let info = run.finish(RunEnd { exit_code: 1, cancelled: None }).unwrap();
     let on_disk = store::read_run_info(&run_dir).unwrap();
     assert_eq!(on_disk, info);
     assert_eq!(on_disk.state, RunState::Finished);

@@ -9,21 +9,17 @@ use crate::pool::Registry;
 
 mod check;
 pub mod diag;
+pub mod exit_code;
+mod frontend;
 mod kinds;
 mod plan;
 mod run;
 mod schema;
 
-/// Exit code: every task ok.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a task failed (error, timeout, crashed).
-pub const EXIT_TASK_FAILED: u8 = 1;
-/// Exit code: an invalid job file or a usage error.
-pub const EXIT_INVALID: u8 = 2;
-/// Exit code: the job's `timeout` passed.
-pub const EXIT_DEADLINE: u8 = 3;
-/// Exit code: interrupted (Ctrl-C, SIGTERM).
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub use self::exit_code::{
+    DEADLINE as EXIT_DEADLINE, INTERRUPTED as EXIT_INTERRUPTED, INVALID as EXIT_INVALID,
+    OK as EXIT_OK, TASK_FAILED as EXIT_TASK_FAILED,
+};
 
 /// Run declarative job files on a pool of worker processes.
 #[derive(Debug, Parser)]

@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 
 use crate::model::value_text;
-use crate::record::TaskRecord;
+use crate::record::{TaskRecord, csv_fields};
 
 use super::{Destination, Sink};
 
@@ -30,16 +30,13 @@ impl std::fmt::Debug for CsvSink {
     }
 }
 
-/// The columns after the arguments.
-pub const CSV_FIELDS: [&str; 4] = ["status", "value", "error", "duration_ms"];
-
 impl CsvSink {
     /// A csv sink with one column per name in `args`; writes the header at once.
     pub fn new(out: Destination, args: &[String]) -> io::Result<Self> {
         let rows = csv::WriterBuilder::new().has_headers(false).from_writer(RowBuffer::default());
         let mut sink =
             CsvSink { out, rows, args: args.to_vec(), row: Vec::with_capacity(args.len() + 4) };
-        sink.row.extend(args.iter().cloned().chain(CSV_FIELDS.iter().map(|s| s.to_string())));
+        sink.row.extend(args.iter().cloned().chain(csv_fields().map(String::from)));
         sink.emit_row()?;
         Ok(sink)
     }

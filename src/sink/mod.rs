@@ -27,7 +27,7 @@ mod jsonl;
 mod reorder;
 mod text;
 
-pub use self::csv::{CSV_FIELDS, CsvSink};
+pub use self::csv::CsvSink;
 pub use self::dest::{AtomicFile, Destination};
 pub use self::json::JsonSink;
 pub use self::jsonl::JsonlSink;

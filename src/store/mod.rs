@@ -22,7 +22,8 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Job;
-use crate::record::{Status, TaskRecord};
+pub use crate::record::StatusCounts;
+use crate::record::TaskRecord;
 
 mod journal;
 mod resume;
@@ -83,58 +84,6 @@ fn run_id_at(time: SystemTime) -> String {
 /// fixed width, so these strings sort as times.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
-}
-
-/// Records of one run by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StatusCounts {
-    /// `ok` records.
-    pub ok: u64,
-    /// `error` records.
-    pub error: u64,
-    /// `timeout` records.
-    pub timeout: u64,
-    /// `crashed` records.
-    pub crashed: u64,
-    /// `cancelled` records.
-    pub cancelled: u64,
-    /// `skipped` records.
-    pub skipped: u64,
-}
-
-impl StatusCounts {
-    /// Count one more record of `status`.
-    pub fn add(&mut self, status: Status) {
-        *self.slot(status) += 1;
-    }
-
-    /// Records of `status`.
-    pub fn get(&self, status: Status) -> u64 {
-        let mut copy = *self;
-        *copy.slot(status)
-    }
-
-    /// Every record.
-    pub fn total(&self) -> u64 {
-        Status::ALL.iter().map(|s| self.get(*s)).sum()
-    }
-
-    /// Failures (`error`, `timeout`, `crashed`).
-    pub fn failures(&self) -> u64 {
-        self.error + self.timeout + self.crashed
-    }
-
-    fn slot(&mut self, status: Status) -> &mut u64 {
-        match status {
-            Status::Ok => &mut self.ok,
-            Status::Error => &mut self.error,
-            Status::Timeout => &mut self.timeout,
-            Status::Crashed => &mut self.crashed,
-            Status::Cancelled => &mut self.cancelled,
-            Status::Skipped => &mut self.skipped,
-        }
-    }
 }
 
 /// Whether a run ended.
@@ -203,6 +152,10 @@ pub struct RunInfo {
     /// The exit code of the run (filled in when the run ends).
     #[serde(default)]
     pub exit_code: Option<u8>,
+    /// Why the run was cancelled, if it was: `interrupted`, `deadline`, `superseded`,
+    /// `output closed`, `front end failed` (filled in when the run ends).
+    #[serde(default)]
+    pub cancelled: Option<String>,
 }
 
 /// What the caller knows about a run when it starts.
@@ -223,9 +176,11 @@ pub struct RunMeta {
 /// What the caller knows about a run when it ends. Counts and wall time are the store's
 /// own (it saw every record).
 #[derive(Debug, Clone, Default)]
-pub struct RunSummary {
+pub struct RunEnd {
     /// The run's exit code.
     pub exit_code: u8,
+    /// Why the run was cancelled, if it was (`interrupted`, `deadline`, ...).
+    pub cancelled: Option<String>,
 }
 
 /// One run being recorded: its folder, `run.json`, and its journal.
@@ -284,6 +239,7 @@ impl RunStore {
             resumed: 0,
             wall_ms: None,
             exit_code: None,
+            cancelled: None,
         };
         write_json_atomic(&dir.join(RUN_FILE), &info)?;
         let journal =
@@ -340,12 +296,13 @@ impl RunStore {
 
     /// End the run: fsync the journal once and rewrite `run.json` with the end time, the
     /// counts by status, the wall time and the exit code.
-    pub fn finish(mut self, summary: RunSummary) -> io::Result<RunInfo> {
+    pub fn finish(mut self, end: RunEnd) -> io::Result<RunInfo> {
         self.journal.sync_all()?;
         self.info.state = RunState::Finished;
         self.info.ended_at = Some(now_rfc3339());
         self.info.wall_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
-        self.info.exit_code = Some(summary.exit_code);
+        self.info.exit_code = Some(end.exit_code);
+        self.info.cancelled = end.cancelled;
         write_json_atomic(&self.dir.join(RUN_FILE), &self.info)?;
         Ok(self.info)
     }
@@ -485,15 +442,5 @@ mod tests {
         ] {
             assert_eq!(folder_name(name), folder, "{name:?}");
         }
-    }
-
-    #[test]
-    fn status_counts_add_up() {
-        let mut c = StatusCounts::default();
-        for s in Status::ALL {
-            c.add(s);
-        }
-        c.add(Status::Ok);
-        assert_eq!((c.get(Status::Ok), c.total(), c.failures()), (2, 7, 3));
     }
 }

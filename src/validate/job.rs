@@ -10,12 +10,9 @@ use crate::model::{
     Backend, ChunkSize, CommandTask, Invocation, Job, Limits, OnFailure, Order, OutputMode,
     ScriptTask, SinkConfig, SinkFormat, SinkTarget, SlurmConfig, TaskTemplate, Template,
 };
+use crate::record::FIELD_NAMES;
 use crate::source::{Key, Loc, Node, NodeKind, Sources};
 use crate::spec::keys;
-
-/// Record fields a sink template may name (besides arguments and `args.NAME`).
-pub const RECORD_FIELDS: &[&str] =
-    &["value", "status", "error", "index", "key", "duration_ms", "attempts", "worker", "exit_code"];
 
 /// The longest duration accepted: longer ones are certainly typos, and would overflow
 /// deadline arithmetic.
@@ -1252,11 +1249,11 @@ fn sinks(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Vec<Sin
                     && args_ok
                 {
                     let mut choices: Vec<String> =
-                        RECORD_FIELDS.iter().map(|s| s.to_string()).collect();
+                        FIELD_NAMES.iter().map(|s| s.to_string()).collect();
                     choices.extend(names.iter().cloned());
                     choices.extend(names.iter().map(|n| format!("args.{n}")));
                     let allowed = |p: &str| {
-                        RECORD_FIELDS.contains(&p)
+                        FIELD_NAMES.contains(&p)
                             || names.iter().any(|n| n == p)
                             || p.strip_prefix("args.").is_some_and(|a| names.iter().any(|n| n == a))
                             || p.parse::<usize>().is_ok_and(|i| i < names.len())

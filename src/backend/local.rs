@@ -1,0 +1,238 @@
+//! The local backend: the pool's worker processes (or threads) on this machine.
+//!
+//! Owns: turning a job into pool settings, submissions into pool payloads (built-in
+//! kinds get the JSON array of their values, registered kinds a JSON object by name),
+//! and pool outcomes back into records (a command's exit code, signal, stderr).
+//! Must not: apply run policies (resume, on-failure, deadline): the runner does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{Backend, BackendError, BackendEvent, Execution, ExecutionControl, StartRequest};
+use crate::model::{self, ChunkSize, Job, TaskTemplate};
+use crate::pool::{self, Outcome, Payload, Pool, Registry, RunControl, RunStream};
+use crate::record::{Status, TaskRecord};
+use crate::task::{self, BuiltinContext};
+
+/// Submissions handed to the pool, by index: their key and arguments.
+type Inflight = HashMap<u64, (String, Vec<Value>)>;
+
+/// The process or thread pool of this machine, with the task kinds of `registry`.
+pub struct LocalBackend {
+    registry: Registry,
+}
+
+impl LocalBackend {
+    /// A backend running the kinds of `registry`.
+    pub fn new(registry: Registry) -> LocalBackend {
+        LocalBackend { registry }
+    }
+}
+
+fn is_builtin(task: &TaskTemplate) -> bool {
+    matches!(task, TaskTemplate::Command(_) | TaskTemplate::Script(_))
+}
+
+impl Backend for LocalBackend {
+    fn name(&self, job: &Job) -> String {
+        format!("{:?}", job.backend).to_lowercase()
+    }
+
+    fn start(&self, request: StartRequest<'_>) -> Result<Box<dyn Execution>, BackendError> {
+        let job = request.job;
+        let builtin = is_builtin(&job.task);
+        let context = serde_json::to_string(&BuiltinContext::new(job))
+            .map_err(|e| BackendError::new(format!("cannot encode the task: {e}")))?;
+        let mut builder = Pool::builder()
+            .workers(request.workers)
+            .retries(job.limits.retries)
+            .grace_period(job.limits.grace_period)
+            .max_tasks_per_worker(job.max_tasks_per_worker.try_into().unwrap_or(usize::MAX))
+            .context(context)
+            // Stdout carries the records; whatever a task prints there goes to stderr.
+            .worker_stdout_to_stderr(true)
+            .registry(self.registry.clone())
+            .backend(match job.backend {
+                model::Backend::Threads => pool::Backend::Threads,
+                _ => pool::Backend::Processes,
+            });
+        if let ChunkSize::Fixed(n) = job.chunk_size {
+            builder = builder.chunk_size(n.get());
+        }
+        if let Some(t) = job.limits.task_timeout {
+            // The built-in kinds stop themselves at the task timeout (killing a command's
+            // whole group, keeping its stderr), so their worker survives; the pool's own
+            // limit is the backstop for a task that does not.
+            let backstop =
+                if builtin { t + job.limits.grace_period + Duration::from_secs(2) } else { t };
+            builder = builder.task_timeout(backstop);
+        }
+        let pool = Arc::new(
+            builder
+                .build()
+                .map_err(|e| BackendError::new(format!("cannot start the workers: {e}")))?,
+        );
+
+        let names: Arc<[String]> = job.args.names.clone().into();
+        let func: Arc<str> = job.task.kind().into();
+        let inflight: Arc<Mutex<Inflight>> = Default::default();
+        let feed = {
+            let (inflight, names) = (inflight.clone(), names.clone());
+            request.work.map(move |sub| {
+                let payload = if builtin {
+                    Value::Array(sub.args.clone()).to_string()
+                } else {
+                    Value::Object(args_map(&names, &sub.args)).to_string()
+                };
+                inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(sub.index, (sub.key, sub.args));
+                pool::Submission {
+                    id: sub.index,
+                    func: func.to_string(),
+                    args: Payload::Json(payload),
+                }
+            })
+        };
+        let stream = pool
+            .run_stream(feed)
+            .map_err(|e| BackendError::new(format!("cannot start the run: {e}")))?;
+        let control = Arc::new(LocalControl { run: stream.control(), pool: pool.clone() });
+        Ok(Box::new(LocalExecution {
+            pool,
+            stream,
+            control,
+            inflight,
+            names,
+            task: job.task.clone(),
+            task_timeout: job.limits.task_timeout,
+        }))
+    }
+}
+
+struct LocalExecution {
+    pool: Arc<Pool>,
+    stream: RunStream,
+    control: Arc<LocalControl>,
+    inflight: Arc<Mutex<Inflight>>,
+    names: Arc<[String]>,
+    task: TaskTemplate,
+    task_timeout: Option<Duration>,
+}
+
+impl Execution for LocalExecution {
+    fn next_event(&mut self) -> Option<BackendEvent> {
+        let o = self.stream.next()?;
+        let (key, values) = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&o.id)
+            .unwrap_or_default();
+        // A timeout from the pool itself, not one the task reported.
+        let pool_timeout = o.status == Status::Timeout;
+        let mut rec = record_from_outcome(o, key, &self.names, values, &self.task);
+        if let (true, true, Some(t)) = (is_builtin(&self.task), pool_timeout, self.task_timeout) {
+            // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did not
+            // stop the task itself (it hung or was stopped). Say so in the user's terms,
+            // not the backstop's.
+            rec.error = Some(format!(
+                "timed out after {}; the worker did not respond and was killed",
+                humantime::format_duration(t)
+            ));
+        }
+        Some(BackendEvent::Finished(rec))
+    }
+
+    fn control(&self) -> Arc<dyn ExecutionControl> {
+        self.control.clone()
+    }
+
+    fn join(self: Box<Self>) {
+        // Every worker and task group is gone before the run reports its end (with the
+        // threads backend too: `join` settles the groups of threads it stopped).
+        drop(self.stream);
+        self.pool.join();
+    }
+}
+
+struct LocalControl {
+    run: RunControl,
+    pool: Arc<Pool>,
+}
+
+impl ExecutionControl for LocalControl {
+    fn cancel(&self) {
+        self.run.cancel();
+    }
+
+    fn stop_submitting(&self) {
+        self.run.stop_submitting();
+    }
+
+    fn kill(&self) {
+        self.run.cancel();
+        self.pool.terminate();
+    }
+}
+
+/// Arguments by name, in declared order.
+pub fn args_map(names: &[String], values: &[Value]) -> Map<String, Value> {
+    names.iter().cloned().zip(values.iter().cloned()).collect()
+}
+
+/// Turn one pool outcome into a record.
+fn record_from_outcome(
+    o: Outcome,
+    key: String,
+    names: &[String],
+    values: Vec<Value>,
+    task: &TaskTemplate,
+) -> TaskRecord {
+    let mut rec = TaskRecord {
+        index: o.id,
+        key,
+        args: args_map(names, &values),
+        status: o.status,
+        value: None,
+        error: o.error,
+        attempts: o.attempts,
+        worker: o.worker,
+        started_at: o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string()),
+        duration_ms: o.duration.as_nanos() as f64 / 1e6,
+        exit_code: None,
+        signal: None,
+        stderr: None,
+        resumed: false,
+    };
+    if let Some(Payload::Json(text)) = &o.value {
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        if let TaskTemplate::Command(_) = task {
+            let env: task::CommandValue = serde_json::from_value(v).unwrap_or_default();
+            rec.value = Some(env.value);
+            rec.exit_code = env.exit_code;
+            rec.stderr = env.stderr;
+        } else {
+            rec.value = Some(v);
+        }
+    }
+    if let Some(data) = o.error_data.as_deref()
+        && let Ok(d) = serde_json::from_str::<task::ErrorData>(data)
+    {
+        rec.exit_code = d.exit_code.or(rec.exit_code);
+        rec.signal = d.signal;
+        rec.stderr = d.stderr.or(rec.stderr);
+        if rec.status == Status::Error {
+            match d.status.as_deref() {
+                Some("timeout") => rec.status = Status::Timeout,
+                Some("cancelled") => rec.status = Status::Cancelled,
+                _ => {}
+            }
+        }
+    }
+    rec
+}
