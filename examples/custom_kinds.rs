@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use jobpool::pool::{Registry, TaskError};
+use jobpool::pool::TaskError;
 use serde::{Deserialize, Serialize};
 
 /// Named arguments: a job's `[args]` arrive as an object, so a struct takes them by name.
@@ -44,7 +44,7 @@ fn collatz(n: u64) -> Result<Steps, TaskError> {
 }
 
 fn main() -> ExitCode {
-    let mut registry = Registry::with_builtins();
+    let mut registry = jobpool::task::builtins();
     // One argument: the single value of `[args]` is passed as it is.
     registry.register("collatz", collatz);
     registry.register("greet", |g: Greeting| -> Result<String, TaskError> {

@@ -642,3 +642,51 @@ i = [0, 1]
     let _ = child.wait();
     assert_eq!(survivors(&pids), Vec::<i32>::new(), "tasks outlived jobpool");
 }
+
+/// Every record field the book documents is a template placeholder that `check` accepts
+/// and the text sink renders (one list of fields for validator, sinks and book).
+#[test]
+fn every_record_field_is_a_template_placeholder() {
+    let names = jobpool::record::FIELD_NAMES;
+    let template: Vec<String> = names.iter().map(|n| format!("{n}={{{n}}}")).collect();
+    let job = Job::new(&format!(
+        "[task]\nkind = \"command\"\nprogram = [\"sh\", \"-c\", \"echo oops >&2; echo {{x}}\"]\n\
+         [args]\nx = [7]\n[[sink]]\nto = \"stdout\"\ntemplate = \"{}\"\n",
+        template.join(" ")
+    ));
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let line = stdout(&out);
+    for n in names {
+        assert!(line.contains(&format!("{n}=")), "{n} missing from {line}");
+    }
+    assert!(
+        line.contains("value=7 ") && line.contains("stderr=oops") && line.contains("index=0"),
+        "{line}"
+    );
+    // The book's record table lists every field.
+    let book =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/book/src/sinks-and-records.md"))
+            .unwrap();
+    for n in names {
+        assert!(book.contains(&format!("`{n}`")), "the book does not document `{n}`");
+    }
+}
+
+/// `run.json` records the exit code the process returns, and the cancel reason.
+#[test]
+fn run_json_agrees_with_the_exit_code() {
+    let job = Job::new(
+        "timeout = \"300ms\"\n[task]\nkind = \"command\"\nprogram = [\"sleep\", \"{s}\"]\n[args]\ns = [0, 30]\n",
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let runs = job.path(".jobpool/runs/job");
+    let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    let info: Value =
+        serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["exit_code"], 3);
+    assert_eq!(info["state"], "finished");
+    assert_eq!(info["cancelled"], "deadline");
+    assert!(stderr(&out).contains("--resume"), "says how to resume: {}", stderr(&out));
+}

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Backend, BackendError, BackendEvent, Execution, ExecutionControl, StartRequest};
-use crate::model::{self, ChunkSize, Job, TaskTemplate};
+use crate::model::{self, ChunkSize, Job, TaskTemplate, args_map};
 use crate::pool::{self, Outcome, Payload, Pool, Registry, RunControl, RunStream};
 use crate::record::{Status, TaskRecord};
 use crate::task::{self, BuiltinContext};
@@ -178,11 +178,6 @@ impl ExecutionControl for LocalControl {
         self.run.cancel();
         self.pool.terminate();
     }
-}
-
-/// Arguments by name, in declared order.
-pub fn args_map(names: &[String], values: &[Value]) -> Map<String, Value> {
-    names.iter().cloned().zip(values.iter().cloned()).collect()
 }
 
 /// Turn one pool outcome into a record.

@@ -45,7 +45,7 @@ enum Command {
 
 /// The stock `jobpool` binary: the built-in task kinds only.
 pub fn main() -> ExitCode {
-    main_with(Registry::with_builtins())
+    main_with(crate::task::builtins())
 }
 
 /// The whole `jobpool` command line for a program that registers its own task kinds.

@@ -403,6 +403,11 @@ impl Template {
     }
 }
 
+/// A submission's arguments by name, in declared order.
+pub fn args_map(names: &[String], values: &[Value]) -> serde_json::Map<String, Value> {
+    names.iter().cloned().zip(values.iter().cloned()).collect()
+}
+
 /// How a JSON value reads when substituted into a template: strings without quotes,
 /// `null` as the empty string, everything else as compact JSON.
 pub fn value_text(value: &Value) -> String {

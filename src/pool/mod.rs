@@ -141,7 +141,8 @@ impl PoolBuilder {
 
     /// The functions the pool calls. Needed by the threads backend (the processes
     /// backend runs the registry the worker program passed to
-    /// [`run_if_worker`](worker::run_if_worker)). Default: [`Registry::with_builtins`].
+    /// [`run_if_worker`](worker::run_if_worker)). Default: an empty registry
+    /// (`jobpool::task::builtins()` has the job-file kinds `command` and `script`).
     pub fn registry(mut self, r: Registry) -> Self {
         self.registry = Some(r);
         self
@@ -188,7 +189,7 @@ impl PoolBuilder {
             retries: self.retries,
             backend: self.backend,
             context: Arc::from(self.context),
-            registry: Arc::new(self.registry.unwrap_or_else(Registry::with_builtins)),
+            registry: Arc::new(self.registry.unwrap_or_default()),
             program,
             stream_capacity: self.stream_capacity,
             stdout_to_stderr: self.stdout_to_stderr,

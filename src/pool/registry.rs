@@ -188,13 +188,6 @@ impl Registry {
         Registry::default()
     }
 
-    /// A registry with the built-in kinds (`command`, `script`).
-    pub fn with_builtins() -> Self {
-        let mut r = Registry::new();
-        crate::task::register_builtins(&mut r);
-        r
-    }
-
     /// The registered kinds' names, sorted.
     pub fn kinds(&self) -> Vec<String> {
         let mut v: Vec<String> = self.entries.keys().cloned().collect();

@@ -457,7 +457,7 @@ impl<'b> Runner<'b> {
                 let rec = reused.unwrap_or_else(|| TaskRecord {
                     index: sub.index,
                     key: sub.key,
-                    args: crate::backend::local::args_map(&job.args.names, &sub.args),
+                    args: crate::model::args_map(&job.args.names, &sub.args),
                     status,
                     value: None,
                     error: Some("not started: the backend took no more submissions".into()),

@@ -117,6 +117,14 @@ fn with_data(message: String, data: &ErrorData) -> TaskError {
     }
 }
 
+/// A registry with the built-in kinds (`command`, `script`): what the stock `jobpool`
+/// binary runs; a program adds its own kinds to it.
+pub fn builtins() -> Registry {
+    let mut r = Registry::new();
+    register_builtins(&mut r);
+    r
+}
+
 /// Register the built-in kinds (`command`, `script`) in `registry`.
 pub fn register_builtins(registry: &mut Registry) {
     registry.register_json("command", run_command_task);
