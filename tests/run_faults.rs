@@ -1218,3 +1218,54 @@ format = "jsonl"
     assert!(recs[0]["started_at"].is_string(), "{}", recs[0]);
     assert!(recs[0]["duration_ms"].as_f64().unwrap() >= 400.0, "{}", recs[0]);
 }
+
+/// The first Ctrl-C says tasks are being stopped and that a second one kills; the second
+/// kills tasks that ignore TERM at once, and the run still ends cleanly: `run.json`
+/// finished (`interrupted`, 130), sinks complete, no temporary file, no process left.
+#[test]
+fn a_second_ctrl_c_kills_at_once_and_still_finishes_the_run() {
+    let job = Job::new(
+        r#"
+workers = 2
+grace-period = "60s"
+[task]
+kind = "command"
+shell = "echo $$ >> pids/{i}; trap '' TERM; sleep 30 & wait; echo {i}"
+[args]
+i = { range = [0, 4] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let child = job.spawn(&[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read_pids(&job.path("pids")).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_output(child);
+    no_panic(&out);
+    assert!(started.elapsed() < Duration::from_secs(20), "the second Ctrl-C did not kill");
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(stderr(&out).contains("press Ctrl-C again"), "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 4);
+    assert!(statuses(&recs).iter().all(|s| s == "cancelled"), "{:?}", statuses(&recs));
+    assert_eq!(temp_files(job.dir.path()), Vec::<String>::new());
+    assert_eq!(run_states(&job), ["finished"]);
+    let mut files = Vec::new();
+    walk(&job.path(".jobpool/runs"), &mut files);
+    let info = files.iter().find(|f| f.ends_with("run.json")).unwrap();
+    let info: Value = serde_json::from_str(&fs::read_to_string(info).unwrap()).unwrap();
+    assert_eq!(
+        (info["exit_code"].as_i64(), info["cancelled"].as_str()),
+        (Some(130), Some("interrupted"))
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
+}
