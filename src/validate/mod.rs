@@ -79,6 +79,10 @@ fn syntax_help(message: &str) -> &'static str {
          key = [1, 2]"
     } else if m.contains("expected `=`") {
         "write `key = value` (TOML uses `=`, not `:`)"
+    } else if m.contains("missing comma") {
+        "separate the items of an array with commas: [1, 2, 3]"
+    } else if m.contains("unclosed array table") {
+        "close the header: `[[sink]]`"
     } else if m.contains("unclosed array") {
         "close the array with `]`; items are separated by commas"
     } else if m.contains("unclosed table") || m.contains("inline table") {
@@ -94,6 +98,94 @@ fn syntax_help(message: &str) -> &'static str {
     } else {
         "this is not valid TOML here; see https://toml.io for the syntax"
     }
+}
+
+/// An array left open (`program = ["a", "b"` with no `]`) makes toml read every later
+/// line as one more element: it reports "missing comma" at the next `key =` or `[table]`
+/// line, then again at each line after it. That is one mistake: report it once, as an
+/// unclosed array at the end of the line where the `]` is missing, and drop the cascade.
+/// An array closed by the `}` of an inline table is reported at the `}`.
+fn unclosed_cascade(text: &str, errors: Vec<source::SyntaxError>) -> Vec<source::SyntaxError> {
+    let mut out = Vec::new();
+    for mut e in errors {
+        if e.message.contains("missing comma between array elements")
+            && let Some(span) = e.span.clone()
+            && let Some(rest) = text.get(span.start..)
+        {
+            let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+            let starts_line = text[line_start..span.start].trim().is_empty();
+            let line = rest.lines().next().unwrap_or("").trim_end();
+            if rest.starts_with('}') {
+                e.message = "unclosed array, expected `]` before `}`".into();
+                out.push(e);
+                break;
+            }
+            if starts_line && (looks_like_header(line) || looks_like_key_value(line)) {
+                // The end of the last line with content before it: where `]` belongs.
+                let before = &text[..line_start];
+                let end = before
+                    .lines()
+                    .scan(0, |at, l| {
+                        let start = *at;
+                        *at += l.len() + 1;
+                        Some((start, l))
+                    })
+                    .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                    .last()
+                    .map_or(0, |(start, l)| start + without_comment(l).trim_end().len());
+                e.message = "unclosed array, expected `]`".into();
+                e.span = Some(end..end);
+                out.push(e);
+                break;
+            }
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// A line up to its `#` comment (a `#` inside a one-line string is not one).
+fn without_comment(line: &str) -> &str {
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some('"'), '\\') if !escaped => {
+                escaped = true;
+                continue;
+            }
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+        escaped = false;
+    }
+    line
+}
+
+/// `[table]` or `[[table]]`, maybe followed by a comment.
+fn looks_like_header(line: &str) -> bool {
+    let l = line.trim();
+    let inner = l.trim_start_matches('[');
+    let Some(close) = inner.find(']') else { return false };
+    let after = inner[close..].trim_start_matches(']').trim_start();
+    l.starts_with('[')
+        && looks_like_key_value(&format!("{} =", &inner[..close]))
+        && (after.is_empty() || after.starts_with('#'))
+}
+
+/// `key = ...` (a bare or quoted, maybe dotted key).
+fn looks_like_key_value(line: &str) -> bool {
+    let Some((key, _)) = line.split_once('=') else { return false };
+    let bare =
+        |p: &str| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || "-_".contains(c));
+    let quoted = |p: &str| {
+        p.len() >= 2
+            && ((p.starts_with('"') && p.ends_with('"'))
+                || (p.starts_with('\'') && p.ends_with('\'')))
+    };
+    key.split('.').map(str::trim).all(|p| bare(p) || quoted(p))
 }
 
 /// [`load`] for a text already in memory (`path` names it and anchors relative paths).
@@ -113,7 +205,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
                 text[..at].matches('\n').count()
             };
             let mut seen = std::collections::HashSet::new();
-            let problems = errors
+            let problems = unclosed_cascade(text, errors)
                 .into_iter()
                 .filter(|e| seen.insert(line_of(e)))
                 .map(|e| {
@@ -329,6 +421,29 @@ mod tests {
             assert!(!err.problems.is_empty(), "{text:?}");
             let _ = crate::cli::diag::render_with(&err, crate::cli::diag::Style::Plain);
         }
+    }
+
+    /// An array without its `]` made toml report "missing comma" at every later line.
+    #[test]
+    fn an_unclosed_array_is_one_problem_where_the_bracket_is_missing() {
+        let cases = [
+            (
+                "[task]\nkind = \"command\"\nprogram = [\"echo\", \"{x}\"\n\n[args]\nx = [1, 2]\n",
+                "\"{x}\"",
+            ),
+            ("x = [1, 2 # two\n# note\ny = 3\n[task]\nkind = \"script\"\nscript = \"x\"\n", "2"),
+        ];
+        for (text, before) in cases {
+            let err = load_text("a.toml", text, &[]).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{text:?}: {:?}", err.problems);
+            let p = &err.problems[0];
+            assert_eq!(p.message, "invalid TOML: unclosed array, expected `]`");
+            let at = p.labels[0].offset();
+            assert!(text[..at].ends_with(before), "{text:?} at {at}");
+        }
+        // A genuine missing comma inside an array stays one.
+        let err = load_text("a.toml", "x = [\"p\"\n\"a=b\"]\n", &[]).unwrap_err();
+        assert!(err.problems[0].message.contains("missing comma"), "{:?}", err.problems);
     }
 
     #[test]
