@@ -149,6 +149,32 @@ fn check_rejects_missing_paths_and_empty_folders() {
     assert!(run.stderr.contains("holds no *.toml file"), "{}", run.stderr);
 }
 
+#[test]
+fn check_of_a_folder_passes_over_toml_files_that_are_not_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+    std::fs::write(dir.path().join("rustfmt.toml"), "max_width = 100\n").unwrap();
+    std::fs::write(dir.path().join("job.toml"), "[task]\nkind = \"script\"\nscript = \"1\"\n")
+        .unwrap();
+    let run = Jobpool::new().dir(dir.path()).args(["check", "."]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "./job.toml: ok, 1 submission\n");
+    assert_eq!(
+        run.stderr,
+        "note: skipped ./Cargo.toml: not a job file (no `[task]` table)\n\
+         note: skipped ./rustfmt.toml: not a job file (no `[task]` table)\n"
+    );
+    // Named on its own, a file is checked as a job file whatever it holds.
+    let run = Jobpool::new().dir(dir.path()).args(["check", "Cargo.toml"]).run();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("unknown key `package`"), "{}", run.stderr);
+    // A folder with no job file at all is an error.
+    std::fs::remove_file(dir.path().join("job.toml")).unwrap();
+    let run = Jobpool::new().dir(dir.path()).args(["check", "."]).run();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("holds no job file"), "{}", run.stderr);
+}
+
 fn plan_lines(run: &Run) -> Vec<serde_json::Value> {
     run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

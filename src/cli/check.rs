@@ -27,8 +27,13 @@ pub struct CheckArgs {
 
 /// Check every job; one line per valid file on stdout, diagnostics on stderr.
 pub fn run(args: CheckArgs, registry: &Registry) -> u8 {
-    let paths = match validate::collect_jobs(&args.jobs) {
-        Ok(p) => p,
+    let paths = match validate::collect(&args.jobs) {
+        Ok(found) => {
+            for path in &found.skipped {
+                eprintln!("{}", diag::skipped_note(path));
+            }
+            found.jobs
+        }
         Err(e) => {
             eprint!("{}", diag::render(&e));
             return super::EXIT_INVALID;

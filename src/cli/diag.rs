@@ -62,3 +62,10 @@ pub fn render_with(diag: &dyn Diagnostic, style: Style) -> String {
 pub fn render(diag: &dyn Diagnostic) -> String {
     render_with(diag, Style::for_stderr())
 }
+
+/// The one-line note for a `*.toml` file of a folder that is not a job file (`check` and
+/// `run` print it on stderr, so that a job missing its `[task]` is not passed over
+/// unseen).
+pub fn skipped_note(path: &std::path::Path) -> String {
+    format!("note: skipped {}: not a job file (no `[task]` table)", path.display())
+}

@@ -1,7 +1,7 @@
 //! Job file → [`model::Job`], collecting ALL problems of a file at once.
 //!
-//! Owns: [`load`] (read, apply `--set` overrides, check, build the model), [`collect_jobs`]
-//! (files and folders of `*.toml`), and the diagnostics ([`JobFileError`], [`Problem`]).
+//! Owns: [`load`] (read, apply `--set` overrides, check, build the model), [`collect`]
+//! (files and folders of `*.toml`, passing over a folder's TOML files that are not jobs), and the diagnostics ([`JobFileError`], [`Problem`]).
 //! The walk is over a spanned document tree ([`crate::source::Node`]) rather than serde,
 //! so that one run reports every mistake with a label on the exact value. The accepted
 //! keys are exactly those of the serde types in [`crate::spec`] (a test keeps them equal).
@@ -362,12 +362,32 @@ pub enum CollectError {
     #[error("folder {} holds no *.toml file", .0.display())]
     #[diagnostic(code(jobpool::io), help("job files end in .toml"))]
     EmptyDir(PathBuf),
+    /// A folder's `*.toml` files are all something else (`Cargo.toml`, ...).
+    #[error("folder {} holds no job file", .0.display())]
+    #[diagnostic(
+        code(jobpool::io),
+        help("a job file has a `[task]` table; the *.toml files there have none")
+    )]
+    NoJobFile(PathBuf),
 }
 
-/// Expand the command line's `JOB...`: a file stays as is; a folder gives every `*.toml`
-/// directly in it, sorted. Order is kept otherwise.
-pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
-    let mut out = Vec::new();
+/// The job files named on the command line, and the files of its folders that were
+/// passed over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Job files, in command-line order (a folder's sorted).
+    pub jobs: Vec<PathBuf>,
+    /// `*.toml` files of folders that are not job files (see [`is_job_file`]), for a
+    /// one-line note each.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Expand the command line's `JOB...`: a file stays as is (it is checked as a job file,
+/// whatever it holds); a folder gives every `*.toml` directly in it that is a job file
+/// ([`is_job_file`]), sorted, and lists the others in [`Collected::skipped`]. Order is
+/// kept otherwise.
+pub fn collect(paths: &[PathBuf]) -> Result<Collected, CollectError> {
+    let mut out = Collected::default();
     for path in paths {
         if path.is_dir() {
             let entries =
@@ -381,14 +401,36 @@ pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
                 return Err(CollectError::EmptyDir(path.clone()));
             }
             found.sort();
-            out.extend(found);
+            let (jobs, others): (Vec<PathBuf>, Vec<PathBuf>) =
+                found.into_iter().partition(|p| is_job_file(p));
+            if jobs.is_empty() {
+                return Err(CollectError::NoJobFile(path.clone()));
+            }
+            out.jobs.extend(jobs);
+            out.skipped.extend(others);
         } else if path.exists() {
-            out.push(path.clone());
+            out.jobs.push(path.clone());
         } else {
             return Err(CollectError::NotFound(path.clone()));
         }
     }
     Ok(out)
+}
+
+/// [`collect`] without the skipped files.
+pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
+    collect(paths).map(|c| c.jobs)
+}
+
+/// Whether a `*.toml` file found in a folder is a job file: it has one of a job's
+/// tables at the top level (`task`, `args`, `sink`, `slurm`; only `task` is required,
+/// but a job missing it by mistake still has the others). Other TOML files (`Cargo.toml`,
+/// `pyproject.toml`, `rustfmt.toml`) are passed over. A file that cannot be read or is
+/// not valid TOML counts as a job file, so that its problem is reported, not hidden.
+pub fn is_job_file(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return true };
+    let Ok(doc) = source::parse_document(&text, 0) else { return true };
+    ["task", "args", "sink", "slurm"].iter().any(|k| doc.get(k).is_some())
 }
 
 #[cfg(test)]
@@ -545,7 +587,7 @@ shared-dir = "/scratch"
     fn collect_jobs_expands_folders_sorted() {
         let dir = tempfile::tempdir().unwrap();
         for f in ["b.toml", "a.toml", "notes.txt"] {
-            std::fs::write(dir.path().join(f), "").unwrap();
+            std::fs::write(dir.path().join(f), "[task]\n").unwrap();
         }
         let got = collect_jobs(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(got, [dir.path().join("a.toml"), dir.path().join("b.toml")]);
@@ -553,5 +595,38 @@ shared-dir = "/scratch"
             collect_jobs(&[dir.path().join("none.toml")]),
             Err(CollectError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_folder_passes_over_toml_files_that_are_not_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            ("Cargo.toml", "[package]\nname = \"x\"\n[dependencies]\n"),
+            ("pyproject.toml", "[project]\nname = \"x\"\n[tool.ruff]\nline-length = 100\n"),
+            ("rustfmt.toml", "max_width = 100\n"),
+            ("empty.toml", ""),
+            ("job.toml", "[task]\nkind = \"script\"\nscript = \"1\"\n"),
+            ("no-task.toml", "workers = 2\n[args]\nx = [1]\n"),
+            ("broken.toml", "[task\n"),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let got = collect(&[dir.path().to_path_buf()]).unwrap();
+        let names = |v: &[PathBuf]| -> Vec<String> {
+            v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+        };
+        assert_eq!(names(&got.jobs), ["broken.toml", "job.toml", "no-task.toml"]);
+        assert_eq!(
+            names(&got.skipped),
+            ["Cargo.toml", "empty.toml", "pyproject.toml", "rustfmt.toml"]
+        );
+        // Named on its own, any file is checked as a job.
+        let cargo = dir.path().join("Cargo.toml");
+        assert_eq!(collect(std::slice::from_ref(&cargo)).unwrap().jobs, [cargo]);
+        // A folder of other TOML files only holds no job.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("Cargo.toml"), "[package]\n").unwrap();
+        assert!(matches!(collect(&[other.path().to_path_buf()]), Err(CollectError::NoJobFile(_))));
     }
 }
