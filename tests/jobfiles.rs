@@ -175,6 +175,36 @@ fn check_of_a_folder_passes_over_toml_files_that_are_not_jobs() {
     assert!(run.stderr.contains("holds no job file"), "{}", run.stderr);
 }
 
+#[test]
+fn a_script_file_that_does_not_parse_is_shown_in_that_file() {
+    let dir = root().join("tests/fixtures/script-file");
+    let run = Jobpool::new().dir(&dir).args(["check", "job.toml"]).run();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("[tasks/score.rhai:4:12]"), "{}", run.stderr);
+    assert!(run.stderr.contains("jobpool::script-syntax"), "{}", run.stderr);
+    insta::assert_snapshot!("script-file-syntax", run.stderr);
+    // From another folder, the script is named by its path from there.
+    let run = Jobpool::new().args(["check", "tests/fixtures/script-file/job.toml"]).run();
+    assert!(
+        run.stderr.contains("[tests/fixtures/script-file/tasks/score.rhai:4:12]"),
+        "{}",
+        run.stderr
+    );
+    // `run` checks it too, before anything starts.
+    let run = Jobpool::new().dir(&dir).args(["run", "job.toml"]).run();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn a_script_set_on_the_command_line_is_compiled_too() {
+    let run =
+        Jobpool::new().args(["check", "jobs/seed-apply.toml", "--set", "task.script=1 +"]).run();
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("[--set task.script=1 +:1:15]"), "{}", run.stderr);
+    assert!(run.stderr.contains("Script is incomplete"), "{}", run.stderr);
+}
+
 fn plan_lines(run: &Run) -> Vec<serde_json::Value> {
     run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

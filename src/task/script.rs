@@ -8,7 +8,8 @@
 //! and `debug` output is discarded, since the worker's stdout may be a sink).
 //!
 //! Sandbox: the crate is built with Rhai's `no_module` feature, so `import` does not
-//! parse; Rhai has no file, process or network functions; `eval` is disabled; operations,
+//! parse; Rhai has no file, process or network functions; `eval` is disabled (by
+//! [`crate::validate::script::restrict_syntax`], shared with `jobpool check`); operations,
 //! call depth and string/array/map sizes are limited ([`ScriptLimits`]).
 //!
 //! Cancellation: `sleep` and Rhai's progress callback consult the current evaluation's
@@ -390,13 +391,14 @@ impl ScriptEngine {
 /// A Rhai engine with the sandbox limits and jobpool's extra functions.
 fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
     let mut engine = Engine::new();
+    // What `jobpool check` accepts is what a worker compiles.
+    crate::validate::script::restrict_syntax(&mut engine);
     engine
         .set_max_operations(limits.max_operations)
         .set_max_string_size(limits.max_string_size)
         .set_max_array_size(limits.max_array_size)
         .set_max_map_size(limits.max_map_size)
         .set_max_call_levels(limits.max_call_levels)
-        .disable_symbol("eval")
         .on_print(|_| {})
         .on_debug(|_, _, _| {})
         .on_progress(|ops| {

@@ -25,7 +25,8 @@ pub struct Problem {
     pub source: Option<ProblemSource>,
     /// Labels, the first one primary.
     pub labels: Vec<LabeledSpan>,
-    /// Which source the labels are in (0: the job file; 1..: `--set` overrides).
+    /// Which source the labels are in (0: the job file; 1..: `--set` overrides;
+    /// `usize::MAX`: another file, see [`Problem::in_file`]).
     pub origin: usize,
 }
 
@@ -54,6 +55,23 @@ impl Problem {
         p.source = Some(ProblemSource(sources.get(loc.origin)));
         p.origin = loc.origin;
         p.labels.push(LabeledSpan::new_primary_with_span(Some(label.into()), loc.span.clone()));
+        p
+    }
+
+    /// A problem in another file than the job file (a script `file`), with a primary
+    /// label at byte range `span` of `text`. It sorts after the job file's problems.
+    pub fn in_file(
+        code: &'static str,
+        message: impl Into<String>,
+        name: &str,
+        text: &str,
+        span: std::ops::Range<usize>,
+        label: impl Into<String>,
+    ) -> Self {
+        let mut p = Problem::bare(code, message);
+        p.source = Some(ProblemSource(NamedSource::new(name, Arc::<str>::from(text))));
+        p.origin = usize::MAX;
+        p.labels.push(LabeledSpan::new_primary_with_span(Some(label.into()), span));
         p
     }
 

@@ -627,6 +627,10 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
     Some(job)
 }
 
+/// The help line of a script's syntax error.
+const SCRIPT_HELP: &str = "scripts are Rhai (https://rhai.rs/book/): statements end with `;`, \
+     and the value of the last expression is the result, e.g. script = \"let y = x * 2; y + 1\"";
+
 /// Words a Rhai script cannot use as a variable name.
 const RHAI_RESERVED: &[&str] = &[
     "true",
@@ -1092,6 +1096,20 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                         );
                         return None;
                     }
+                    if let Err(e) = super::script::check_syntax(&source) {
+                        let within = e.line.map_or(0..source.len(), |l| {
+                            super::script::offset_of(&source, l, e.column.unwrap_or(1))
+                        });
+                        let loc = ctx.sources.inner_loc(s, within);
+                        ctx.error(
+                            "jobpool::script-syntax",
+                            format!("syntax error in `script`: {}", e.message),
+                            &loc,
+                            "here",
+                            Some(SCRIPT_HELP.into()),
+                        );
+                        return None;
+                    }
                     Some(TaskTemplate::Script(ScriptTask { source, file: None }))
                 }
                 (None, Some(f)) => {
@@ -1099,6 +1117,32 @@ fn task(ctx: &mut Ctx, node: &Node, names: &[String], args_ok: bool) -> Option<T
                     let path = ctx.dir.join(&rel);
                     match std::fs::read_to_string(&path) {
                         Ok(source) => {
+                            if let Err(e) = super::script::check_syntax(&source) {
+                                let span = e.line.map_or(0..0, |l| {
+                                    super::script::offset_of(&source, l, e.column.unwrap_or(1))
+                                });
+                                // Named as the user would write it from where they are.
+                                let name = if ctx.dir == Path::new(".") {
+                                    PathBuf::from(&rel)
+                                } else {
+                                    path.clone()
+                                };
+                                let p = Problem::in_file(
+                                    "jobpool::script-syntax",
+                                    format!(
+                                        "syntax error in script file {}: {}",
+                                        name.display(),
+                                        e.message
+                                    ),
+                                    &name.display().to_string(),
+                                    &source,
+                                    span,
+                                    "here",
+                                )
+                                .help(SCRIPT_HELP);
+                                ctx.push(p);
+                                return None;
+                            }
                             Some(TaskTemplate::Script(ScriptTask { source, file: Some(path) }))
                         }
                         Err(e) => {

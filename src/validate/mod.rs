@@ -10,6 +10,7 @@
 mod args;
 mod error;
 mod job;
+pub mod script;
 pub mod template;
 
 use std::path::{Path, PathBuf};
