@@ -32,6 +32,8 @@ pub struct Job {
     pub order: Order,
     /// What to do after the first failure.
     pub on_failure: OnFailure,
+    /// `max-failures`: past this many failed tasks, nothing new starts; `None`: no limit.
+    pub max_failures: Option<MaxFailures>,
     /// Submissions sent to a worker at once.
     pub chunk_size: ChunkSize,
     /// Recycle a worker after this many tasks; 0 = never.
@@ -59,8 +61,10 @@ pub struct Limits {
     pub task_timeout: Option<Duration>,
     /// Time between TERM and KILL when a task is stopped (`grace-period`).
     pub grace_period: Duration,
-    /// Re-runs of a failed (error, timeout, crashed) task.
+    /// Re-runs of a failed task (one whose failure is in `retry_on`).
     pub retries: u32,
+    /// Which failures `retries` applies to (`retry-on`; default: all three).
+    pub retry_on: RetryOn,
 }
 
 /// Default `grace-period` when the file leaves it out.
@@ -68,7 +72,145 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(1);
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: None, task_timeout: None, grace_period: DEFAULT_GRACE_PERIOD, retries: 0 }
+        Limits {
+            timeout: None,
+            task_timeout: None,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            retries: 0,
+            retry_on: RetryOn::ALL,
+        }
+    }
+}
+
+/// A way a task can fail, as `retry-on` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// The task returned an error (status `error`).
+    Error,
+    /// The task ran past `task-timeout` (status `timeout`).
+    Timeout,
+    /// The worker died under the task (status `crashed`).
+    Crashed,
+}
+
+impl Failure {
+    /// All three, in the order the book lists them.
+    pub const ALL: [Failure; 3] = [Failure::Error, Failure::Timeout, Failure::Crashed];
+
+    /// The name used in job files and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Failure::Error => "error",
+            Failure::Timeout => "timeout",
+            Failure::Crashed => "crashed",
+        }
+    }
+
+    /// The failure a record status stands for; `None` for `ok`, `cancelled`, `skipped`.
+    pub fn of(status: crate::record::Status) -> Option<Failure> {
+        use crate::record::Status;
+        match status {
+            Status::Error => Some(Failure::Error),
+            Status::Timeout => Some(Failure::Timeout),
+            Status::Crashed => Some(Failure::Crashed),
+            _ => None,
+        }
+    }
+}
+
+/// Which failures `retries` applies to (`retry-on`): a set of [`Failure`]s, never empty
+/// when it comes from a job file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RetryOn {
+    bits: u8,
+}
+
+impl RetryOn {
+    /// Every failure: the default.
+    pub const ALL: RetryOn = RetryOn { bits: 0b111 };
+    /// No failure.
+    pub const NONE: RetryOn = RetryOn { bits: 0 };
+
+    fn bit(f: Failure) -> u8 {
+        match f {
+            Failure::Error => 1,
+            Failure::Timeout => 2,
+            Failure::Crashed => 4,
+        }
+    }
+
+    /// Whether a task that failed this way may be retried.
+    pub fn contains(self, f: Failure) -> bool {
+        self.bits & Self::bit(f) != 0
+    }
+
+    /// Whether a task that ended with `status` may be retried (`false` for statuses
+    /// that are not failures).
+    pub fn allows(self, status: crate::record::Status) -> bool {
+        Failure::of(status).is_some_and(|f| self.contains(f))
+    }
+
+    /// The set with `f` added.
+    pub fn with(self, f: Failure) -> RetryOn {
+        RetryOn { bits: self.bits | Self::bit(f) }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.bits == 0
+    }
+
+    /// The failures in the set, in [`Failure::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Failure> {
+        Failure::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+}
+
+impl Default for RetryOn {
+    fn default() -> Self {
+        RetryOn::ALL
+    }
+}
+
+impl FromIterator<Failure> for RetryOn {
+    fn from_iter<I: IntoIterator<Item = Failure>>(iter: I) -> Self {
+        iter.into_iter().fold(RetryOn::NONE, RetryOn::with)
+    }
+}
+
+/// `max-failures`: how many failed tasks a job tolerates before it stops submitting.
+/// Past the limit, nothing new starts (the rest are `skipped`); tasks already running
+/// finish, so a job may end with more failures than the limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxFailures {
+    /// `max-failures = N` (N ≥ 1).
+    Count(u64),
+    /// `max-failures = "N%"` (0 < N ≤ 100): a share of the job's submissions.
+    Percent(f64),
+}
+
+impl MaxFailures {
+    /// The number of failures a job of `total` submissions tolerates: once more than
+    /// this many tasks have failed, nothing new starts. A count is itself; a percentage
+    /// is `total × N / 100` rounded down (the most failures that are still at most N% of
+    /// the job), so `"10%"` of 25 submissions is 2 and the third failure stops the job,
+    /// and a share smaller than one submission tolerates none (the first failure stops
+    /// it, as `on-failure = "stop"`). `total` is the job's whole plan, resumed
+    /// submissions included.
+    pub fn limit(&self, total: u64) -> u64 {
+        match *self {
+            MaxFailures::Count(n) => n,
+            MaxFailures::Percent(p) => {
+                // A little slack so that e.g. 7% of 100 is 7, whatever 0.07 rounds to.
+                let share = (total as f64) * p / 100.0;
+                ((share + 1e-9).floor() as u64).min(total)
+            }
+        }
+    }
+
+    /// Whether `failed` failures are past the limit for a job of `total` submissions.
+    pub fn exceeded(&self, failed: u64, total: u64) -> bool {
+        failed > self.limit(total)
     }
 }
 
@@ -415,5 +557,40 @@ pub fn value_text(value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Status;
+
+    #[test]
+    fn retry_on_is_a_set_of_failures() {
+        assert_eq!(RetryOn::default(), RetryOn::ALL);
+        assert!(Failure::ALL.iter().all(|f| RetryOn::ALL.contains(*f)));
+        let set: RetryOn =
+            [Failure::Timeout, Failure::Crashed, Failure::Timeout].into_iter().collect();
+        assert_eq!(set.iter().collect::<Vec<_>>(), [Failure::Timeout, Failure::Crashed]);
+        assert!(!set.allows(Status::Error));
+        assert!(set.allows(Status::Timeout) && set.allows(Status::Crashed));
+        assert!(!RetryOn::ALL.allows(Status::Ok) && !RetryOn::ALL.allows(Status::Skipped));
+        assert!(RetryOn::NONE.is_empty() && !set.is_empty());
+    }
+
+    #[test]
+    fn max_failures_limit_rounds_a_share_down() {
+        assert_eq!(MaxFailures::Count(3).limit(1), 3);
+        let ten = MaxFailures::Percent(10.0);
+        assert_eq!(ten.limit(25), 2);
+        assert_eq!(ten.limit(30), 3);
+        assert_eq!(ten.limit(9), 0);
+        assert_eq!(ten.limit(0), 0);
+        assert_eq!(MaxFailures::Percent(7.0).limit(100), 7);
+        assert_eq!(MaxFailures::Percent(100.0).limit(12), 12);
+        assert_eq!(MaxFailures::Percent(0.5).limit(10_000_000), 50_000);
+        assert!(!ten.exceeded(2, 25));
+        assert!(ten.exceeded(3, 25));
+        assert!(MaxFailures::Count(1).exceeded(2, 100));
     }
 }

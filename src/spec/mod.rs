@@ -24,7 +24,9 @@ pub mod keys {
         "task-timeout",
         "grace-period",
         "retries",
+        "retry-on",
         "on-failure",
+        "max-failures",
         "order",
         "chunk-size",
         "max-tasks-per-worker",
@@ -73,8 +75,14 @@ pub struct JobFile {
     /// Re-run error/timeout/crashed tasks up to N times.
     #[schemars(range(min = 0, max = 4294967295u32))]
     pub retries: Option<u32>,
+    /// Which failures `retries` applies to (default: all three).
+    #[schemars(length(min = 1))]
+    pub retry_on: Option<Vec<RetryOn>>,
     /// "continue" (default) or "stop": no new submissions after a failure.
     pub on_failure: Option<OnFailure>,
+    /// Past this many failed tasks (a count, or "N%" of the submissions), nothing new
+    /// starts; the rest are skipped.
+    pub max_failures: Option<MaxFailuresText>,
     /// "submission" (default) or "completion".
     pub order: Option<Order>,
     /// Submissions sent to a worker at once: "auto" or a positive integer.
@@ -113,6 +121,26 @@ impl JsonSchema for DurationText {
     }
 }
 
+/// `max-failures`: a positive integer, or a percentage string such as "5%".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MaxFailuresText(pub toml::Value);
+
+impl JsonSchema for MaxFailuresText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MaxFailures".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "a count (at least 1) or a share of the submissions (\"5%\", more than 0% and at most 100%)",
+            "oneOf": [
+                { "type": "integer", "minimum": 1 },
+                { "type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*%\\s*$" }
+            ]
+        })
+    }
+}
+
 /// A positive integer or "auto".
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -144,6 +172,13 @@ choice!(
     OnFailure { /// Keep going.
     Continue, /// No new submissions.
     Stop }
+);
+choice!(
+    /// A failure `retries` applies to.
+    RetryOn { /// The task returned an error.
+    Error, /// The task ran past `task-timeout`.
+    Timeout, /// The worker died under the task.
+    Crashed }
 );
 choice!(
     /// The order records reach sinks in.

@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::error::{Problem, one_of, suggest};
 use super::template;
 use crate::model::{
-    Backend, ChunkSize, CommandTask, Invocation, Job, Limits, OnFailure, Order, OutputMode,
-    ScriptTask, SinkConfig, SinkFormat, SinkTarget, SlurmConfig, TaskTemplate, Template,
+    Backend, ChunkSize, CommandTask, Failure, Invocation, Job, Limits, MaxFailures, OnFailure,
+    Order, OutputMode, RetryOn, ScriptTask, SinkConfig, SinkFormat, SinkTarget, SlurmConfig,
+    TaskTemplate, Template,
 };
 use crate::record::FIELD_NAMES;
 use crate::source::{Key, Loc, Node, NodeKind, Sources};
@@ -455,6 +456,7 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
         limits: Limits::default(),
         order: Order::default(),
         on_failure: OnFailure::default(),
+        max_failures: None,
         chunk_size: ChunkSize::default(),
         max_tasks_per_worker: 0,
         backend: Backend::default(),
@@ -517,6 +519,14 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
         && let Some(r) = ctx.bounded("retries", n, 0, u32::MAX as i64, "retries = 2")
     {
         job.limits.retries = r as u32;
+    }
+    if let Some(n) = get("retry-on")
+        && let Some(set) = retry_on(ctx, n)
+    {
+        job.limits.retry_on = set;
+    }
+    if let Some(n) = get("max-failures") {
+        job.max_failures = max_failures(ctx, n);
     }
     if let Some(n) = get("on-failure") {
         job.on_failure = match ctx.choice("on-failure", n, &["continue", "stop"]) {
@@ -625,6 +635,150 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
     }
     job.task = task?;
     Some(job)
+}
+
+/// `retry-on = ["timeout", "crashed"]`: a non-empty list of failures.
+fn retry_on(ctx: &mut Ctx, node: &Node) -> Option<RetryOn> {
+    let names: Vec<&str> = Failure::ALL.iter().map(|f| f.name()).collect();
+    let NodeKind::Array(items) = &node.kind else {
+        let example = match node.as_str().filter(|s| names.contains(s)) {
+            Some(one) => format!("retry-on = [\"{one}\"] (a list, even of one)"),
+            None => "retry-on = [\"timeout\", \"crashed\"]".to_string(),
+        };
+        ctx.wrong_type("retry-on", node, "an array of failures", &example);
+        return None;
+    };
+    if items.is_empty() {
+        ctx.error(
+            "jobpool::bad-value",
+            "`retry-on` is empty",
+            &node.loc,
+            "no failure would be retried",
+            Some(format!(
+                "list the failures to retry, from {}; leave `retry-on` out to retry all three, \
+                 or `retries` out to retry none",
+                one_of(&names)
+            )),
+        );
+        return None;
+    }
+    let mut set = RetryOn::NONE;
+    let mut ok = true;
+    for item in items {
+        if let Some(status @ ("ok" | "cancelled" | "skipped")) = item.as_str() {
+            ctx.error(
+                "jobpool::bad-value",
+                format!("`{status}` is not a failure that can be retried"),
+                &item.loc,
+                "not a failure",
+                Some(format!(
+                    "`retry-on` names failures of the task itself: {}; cancelled and skipped \
+                     tasks did not fail",
+                    one_of(&names)
+                )),
+            );
+            ok = false;
+            continue;
+        }
+        match ctx.choice("retry-on", item, &names) {
+            Some(name) => {
+                let f = Failure::ALL.into_iter().find(|f| f.name() == name)?;
+                set = set.with(f);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(set)
+}
+
+/// `max-failures = N` (N ≥ 1) or `"N%"` (0 < N ≤ 100).
+fn max_failures(ctx: &mut Ctx, node: &Node) -> Option<MaxFailures> {
+    const HOW: &str = "write a count, max-failures = 10, or a share of the submissions, \
+                       max-failures = \"5%\"";
+    match &node.kind {
+        NodeKind::Int(Some(n)) if *n < 1 => {
+            ctx.error(
+                "jobpool::out-of-range",
+                format!("`max-failures` must be at least 1, not {n}"),
+                &node.loc,
+                format!("{n} is not allowed"),
+                Some(format!(
+                    "to stop at the first failure, write on-failure = \"stop\"; otherwise {HOW}"
+                )),
+            );
+            None
+        }
+        NodeKind::Int(_) => {
+            ctx.int("max-failures", node, "max-failures = 10").map(|n| MaxFailures::Count(n as u64))
+        }
+        NodeKind::Float(f) if f.is_finite() && *f > 0.0 && *f <= 100.0 => {
+            ctx.error(
+                "jobpool::wrong-type",
+                "`max-failures` must be a whole number or a percentage string",
+                &node.loc,
+                "a float here",
+                Some(format!(
+                    "for a count write a whole number, e.g. max-failures = {}; for a share, \
+                     a string: max-failures = \"{f}%\"",
+                    f.ceil() as i64
+                )),
+            );
+            None
+        }
+        NodeKind::Str(text) => {
+            let t = text.trim();
+            let Some(number) = t.strip_suffix('%') else {
+                let help = match t.parse::<i64>() {
+                    Ok(n) => format!("numbers are written without quotes: max-failures = {n}"),
+                    Err(_) => HOW.to_string(),
+                };
+                ctx.error(
+                    "jobpool::bad-value",
+                    format!("`{}` is not a valid `max-failures`", text.escape_debug()),
+                    &node.loc,
+                    "not a count or a percentage",
+                    Some(help),
+                );
+                return None;
+            };
+            match number.trim().parse::<f64>() {
+                Ok(p) if p.is_finite() && p > 0.0 && p <= 100.0 => Some(MaxFailures::Percent(p)),
+                Ok(p) if p.is_finite() => {
+                    ctx.error(
+                        "jobpool::out-of-range",
+                        format!("`max-failures` must be more than 0% and at most 100%, not {t}"),
+                        &node.loc,
+                        "out of range",
+                        Some(
+                            "a share of the submissions, e.g. max-failures = \"5%\"; to stop at \
+                             the first failure, write on-failure = \"stop\""
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+                _ => {
+                    ctx.error(
+                        "jobpool::bad-value",
+                        format!("`{}` is not a valid `max-failures`", text.escape_debug()),
+                        &node.loc,
+                        "not a percentage",
+                        Some("a percentage is a number and `%`, e.g. max-failures = \"5%\"".into()),
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            ctx.wrong_type(
+                "max-failures",
+                node,
+                "a positive integer or a percentage string",
+                "max-failures = 10, or max-failures = \"5%\"",
+            );
+            None
+        }
+    }
 }
 
 /// The help line of a script's syntax error.

@@ -512,7 +512,9 @@ timeout = "1h 5m"
 task-timeout = "250ms"
 grace-period = "2s"
 retries = 4
+retry-on = ["timeout", "crashed"]
 on-failure = "stop"
+max-failures = "2.5 %"
 order = "completion"
 chunk-size = 16
 max-tasks-per-worker = 9
@@ -547,6 +549,9 @@ shared-dir = "/scratch"
         assert_eq!(job.limits.grace_period, std::time::Duration::from_secs(2));
         assert_eq!(job.limits.retries, 4);
         assert_eq!(job.on_failure, model::OnFailure::Stop);
+        let retry_on: Vec<model::Failure> = job.limits.retry_on.iter().collect();
+        assert_eq!(retry_on, [model::Failure::Timeout, model::Failure::Crashed]);
+        assert_eq!(job.max_failures, Some(model::MaxFailures::Percent(2.5)));
         assert_eq!(job.order, model::Order::Completion);
         assert_eq!(job.chunk_size, model::ChunkSize::Fixed(16.try_into().unwrap()));
         assert_eq!(job.max_tasks_per_worker, 9);
@@ -565,6 +570,30 @@ shared-dir = "/scratch"
         assert_eq!(slurm.per_element, Some(100));
         assert_eq!(slurm.time_limit, Some(std::time::Duration::from_secs(7200)));
         assert_eq!(slurm.sbatch_args, ["--mem=1G"]);
+    }
+
+    #[test]
+    fn max_failures_and_retry_on_forms() {
+        let text = "[task]\nkind = \"script\"\nscript = \"1\"\n";
+        let job = load_text("a.toml", text, &["max-failures=3", "retry-on=[\"error\"]"]).unwrap();
+        assert_eq!(job.max_failures, Some(model::MaxFailures::Count(3)));
+        assert_eq!(job.limits.retry_on.iter().collect::<Vec<_>>(), [model::Failure::Error]);
+        let job = load_text("a.toml", text, &["max-failures=\"100%\""]).unwrap();
+        assert_eq!(job.max_failures, Some(model::MaxFailures::Percent(100.0)));
+        let job = load_text("a.toml", text, &[]).unwrap();
+        assert_eq!(job.max_failures, None);
+        assert_eq!(job.limits.retry_on, model::RetryOn::ALL);
+        // Every bad item of `retry-on` is reported.
+        let err = load_text("a.toml", text, &["retry-on=[\"eror\", \"skipped\", 3]"]).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{:?}", err.problems);
+        for bad in [
+            "max-failures=\"0.0%\"",
+            "max-failures=\"inf%\"",
+            "max-failures=\"%\"",
+            "max-failures=[1]",
+        ] {
+            assert!(load_text("a.toml", text, &[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

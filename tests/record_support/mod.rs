@@ -22,6 +22,7 @@ pub fn job(dir: &Path, name: &str, args: &[&str], sinks: Vec<SinkConfig>) -> Job
         limits: Limits::default(),
         order: Order::Submission,
         on_failure: OnFailure::Continue,
+        max_failures: None,
         chunk_size: ChunkSize::Auto,
         max_tasks_per_worker: 0,
         backend: Backend::Processes,
