@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::error::{Problem, count, one_of, suggest};
-use super::job::Ctx;
+use super::read::Ctx;
 use crate::model::{ArgForm, ArgSpace, Param, ParamValues};
 use crate::source::{Loc, Node, NodeKind};
 use crate::spec::keys;

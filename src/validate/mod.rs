@@ -6,11 +6,20 @@
 //! so that one run reports every mistake with a label on the exact value. The accepted
 //! keys are exactly those of the serde types in [`crate::spec`] (a test keeps them equal).
 //! Must not: run tasks, print, or exit.
+//!
+//! The parts: `read` (the value reader every table uses: typed getters, spans, "did you
+//! mean"), then one validator per table: `job` (the top level and the walk's order),
+//! `args`, `task`, `sink`, `slurm`; [`script`] (a script's syntax, shared with the
+//! worker's engine), [`template`] (`{placeholder}` strings), `error` (the diagnostics).
 
 mod args;
 mod error;
 mod job;
+mod read;
 pub mod script;
+mod sink;
+mod slurm;
+mod task;
 pub mod template;
 
 use std::path::{Path, PathBuf};
@@ -250,7 +259,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
             problems.push(p);
         }
     }
-    let mut ctx = job::Ctx::new(&sources, path, &opts.kinds);
+    let mut ctx = read::Ctx::new(&sources, path, &opts.kinds);
     ctx.problems = problems;
     let job = job::job(&mut ctx, &doc);
     match job {
