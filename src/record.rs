@@ -51,6 +51,19 @@ impl Status {
     pub fn is_failure(self) -> bool {
         matches!(self, Status::Error | Status::Timeout | Status::Crashed)
     }
+
+    /// The failure this status stands for, as `retry-on` names it; `None` for `ok`,
+    /// `cancelled` and `skipped`. A task may be retried when
+    /// `status.failure().is_some_and(|f| job.limits.retry_on.contains(f))`.
+    pub fn failure(self) -> Option<crate::model::Failure> {
+        use crate::model::Failure;
+        match self {
+            Status::Error => Some(Failure::Error),
+            Status::Timeout => Some(Failure::Timeout),
+            Status::Crashed => Some(Failure::Crashed),
+            Status::Ok | Status::Cancelled | Status::Skipped => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -306,6 +319,20 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["resumed"], json!(true));
         assert!(serde_json::to_value(record()).unwrap().get("resumed").is_none());
+    }
+
+    #[test]
+    fn failures_are_what_retry_on_names() {
+        use crate::model::{Failure, RetryOn};
+        let failures: Vec<Failure> = Status::ALL.iter().filter_map(|s| s.failure()).collect();
+        assert_eq!(failures, Failure::ALL);
+        for s in Status::ALL {
+            assert_eq!(s.failure().is_some(), s.is_failure(), "{s}");
+            assert_eq!(s.failure().map(Failure::name), s.is_failure().then(|| s.as_str()));
+        }
+        let on: RetryOn = [Failure::Timeout].into_iter().collect();
+        assert!(Status::Timeout.failure().is_some_and(|f| on.contains(f)));
+        assert!(!Status::Error.failure().is_some_and(|f| on.contains(f)));
     }
 
     #[test]

@@ -105,21 +105,11 @@ impl Failure {
             Failure::Crashed => "crashed",
         }
     }
-
-    /// The failure a record status stands for; `None` for `ok`, `cancelled`, `skipped`.
-    pub fn of(status: crate::record::Status) -> Option<Failure> {
-        use crate::record::Status;
-        match status {
-            Status::Error => Some(Failure::Error),
-            Status::Timeout => Some(Failure::Timeout),
-            Status::Crashed => Some(Failure::Crashed),
-            _ => None,
-        }
-    }
 }
 
 /// Which failures `retries` applies to (`retry-on`): a set of [`Failure`]s, never empty
-/// when it comes from a job file.
+/// when it comes from a job file. A record's status gives its failure with
+/// `Status::failure` (in `record`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RetryOn {
     bits: u8,
@@ -142,12 +132,6 @@ impl RetryOn {
     /// Whether a task that failed this way may be retried.
     pub fn contains(self, f: Failure) -> bool {
         self.bits & Self::bit(f) != 0
-    }
-
-    /// Whether a task that ended with `status` may be retried (`false` for statuses
-    /// that are not failures).
-    pub fn allows(self, status: crate::record::Status) -> bool {
-        Failure::of(status).is_some_and(|f| self.contains(f))
     }
 
     /// The set with `f` added.
@@ -347,6 +331,14 @@ pub struct ScriptTask {
     pub source: String,
     /// The file it came from, when `file` was used (resolved against the job's folder).
     pub file: Option<PathBuf>,
+}
+
+impl ScriptTask {
+    /// Rhai keywords and symbols a job's script may not use: every engine that compiles
+    /// one disables them (`validate` when checking, `task` in the worker), so that what
+    /// `jobpool check` accepts is what a worker compiles. `eval` would compile code at
+    /// run time, out of the check's sight.
+    pub const DISABLED_SYMBOLS: &[&str] = &["eval"];
 }
 
 /// How submissions are made from `[args]`.
@@ -563,7 +555,6 @@ pub fn value_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Status;
 
     #[test]
     fn retry_on_is_a_set_of_failures() {
@@ -572,9 +563,8 @@ mod tests {
         let set: RetryOn =
             [Failure::Timeout, Failure::Crashed, Failure::Timeout].into_iter().collect();
         assert_eq!(set.iter().collect::<Vec<_>>(), [Failure::Timeout, Failure::Crashed]);
-        assert!(!set.allows(Status::Error));
-        assert!(set.allows(Status::Timeout) && set.allows(Status::Crashed));
-        assert!(!RetryOn::ALL.allows(Status::Ok) && !RetryOn::ALL.allows(Status::Skipped));
+        assert!(!set.contains(Failure::Error));
+        assert!(set.contains(Failure::Timeout) && set.contains(Failure::Crashed));
         assert!(RetryOn::NONE.is_empty() && !set.is_empty());
     }
 

@@ -8,8 +8,8 @@
 //! and `debug` output is discarded, since the worker's stdout may be a sink).
 //!
 //! Sandbox: the crate is built with Rhai's `no_module` feature, so `import` does not
-//! parse; Rhai has no file, process or network functions; `eval` is disabled (by
-//! [`crate::validate::script::restrict_syntax`], shared with `jobpool check`); operations,
+//! parse; Rhai has no file, process or network functions; `eval` is disabled (with
+//! every symbol of [`ScriptTask::DISABLED_SYMBOLS`], as `jobpool check` does); operations,
 //! call depth and string/array/map sizes are limited ([`ScriptLimits`]).
 //!
 //! Cancellation: `sleep` and Rhai's progress callback consult the current evaluation's
@@ -392,7 +392,9 @@ impl ScriptEngine {
 fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
     let mut engine = Engine::new();
     // What `jobpool check` accepts is what a worker compiles.
-    crate::validate::script::restrict_syntax(&mut engine);
+    for symbol in ScriptTask::DISABLED_SYMBOLS {
+        engine.disable_symbol(*symbol);
+    }
     engine
         .set_max_operations(limits.max_operations)
         .set_max_string_size(limits.max_string_size)

@@ -1,15 +1,17 @@
-//! The script language as a job file may use it: which Rhai syntax is refused, and a
-//! syntax check that `jobpool check` runs on every `script` task (inline or `file`).
+//! The script language as a job file may use it: a syntax check that `jobpool check`
+//! runs on every `script` task (inline or `file`).
 //!
-//! Owns: [`restrict_syntax`] (the parse-time restrictions, applied here and by the
-//! worker's sandboxed engine in `task::script`, so that what `check` accepts is what a
-//! worker compiles), [`check_syntax`], and [`offset_of`] (Rhai's line and column as a
-//! byte offset in the script).
+//! Owns: [`check_syntax`] and [`offset_of`] (Rhai's line and column as a byte offset in
+//! the script). The symbols a script may not use are the model's
+//! ([`ScriptTask::DISABLED_SYMBOLS`]), applied here and by the worker's engine in
+//! `task::script`, so that what `check` accepts is what a worker compiles.
 //! Must not: evaluate anything. Compiling an AST is pure: no threads, no processes, no
-//! files. `task` (which owns the sandbox and depends on the pool) is not used from here;
-//! the dependency goes the other way, from the worker's engine to this pure module.
+//! files. `task` (which owns the sandbox and depends on the pool) is not used from here,
+//! nor does it use this module: both take the rule from `model`.
 
 use rhai::Engine;
+
+use crate::model::ScriptTask;
 
 /// A script that does not parse: Rhai's message and where (1-based, columns in
 /// characters, as Rhai counts them).
@@ -23,18 +25,13 @@ pub struct SyntaxError {
     pub column: Option<usize>,
 }
 
-/// The restrictions on the script language that show at parse time; every engine that
-/// compiles job-file scripts applies them. `eval` is refused (a script must not compile
-/// code at run time, out of the check's sight).
-pub fn restrict_syntax(engine: &mut Engine) -> &mut Engine {
-    engine.disable_symbol("eval")
-}
-
 /// Compile `source` without running it. A raw engine parses as the worker's does: the
 /// functions a script calls are looked up only when it runs.
 pub fn check_syntax(source: &str) -> Result<(), SyntaxError> {
     let mut engine = Engine::new_raw();
-    restrict_syntax(&mut engine);
+    for symbol in ScriptTask::DISABLED_SYMBOLS {
+        engine.disable_symbol(*symbol);
+    }
     engine.set_optimization_level(rhai::OptimizationLevel::None);
     match engine.compile(source) {
         Ok(_) => Ok(()),
