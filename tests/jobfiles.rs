@@ -161,8 +161,8 @@ fn check_of_a_folder_passes_over_toml_files_that_are_not_jobs() {
     assert_eq!(run.stdout, "./job.toml: ok, 1 submission\n");
     assert_eq!(
         run.stderr,
-        "note: skipped ./Cargo.toml: not a job file (no `[task]` table)\n\
-         note: skipped ./rustfmt.toml: not a job file (no `[task]` table)\n"
+        "note: skipped ./Cargo.toml: not a job file (no `[task]` or other job key)\n\
+         note: skipped ./rustfmt.toml: not a job file (no `[task]` or other job key)\n"
     );
     // Named on its own, a file is checked as a job file whatever it holds.
     let run = Jobpool::new().dir(dir.path()).args(["check", "Cargo.toml"]).run();

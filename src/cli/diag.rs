@@ -64,8 +64,7 @@ pub fn render(diag: &dyn Diagnostic) -> String {
 }
 
 /// The one-line note for a `*.toml` file of a folder that is not a job file (`check` and
-/// `run` print it on stderr, so that a job missing its `[task]` is not passed over
-/// unseen).
+/// `run` print it on stderr, so that no file is passed over unseen).
 pub fn skipped_note(path: &std::path::Path) -> String {
-    format!("note: skipped {}: not a job file (no `[task]` table)", path.display())
+    format!("note: skipped {}: not a job file (no `[task]` or other job key)", path.display())
 }

@@ -376,7 +376,7 @@ pub enum CollectError {
     #[error("folder {} holds no job file", .0.display())]
     #[diagnostic(
         code(jobpool::io),
-        help("a job file has a `[task]` table; the *.toml files there have none")
+        help("a job file has a `[task]` table; the *.toml files there have no job key")
     )]
     NoJobFile(PathBuf),
 }
@@ -432,15 +432,19 @@ pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
     collect(paths).map(|c| c.jobs)
 }
 
-/// Whether a `*.toml` file found in a folder is a job file: it has one of a job's
-/// tables at the top level (`task`, `args`, `sink`, `slurm`; only `task` is required,
-/// but a job missing it by mistake still has the others). Other TOML files (`Cargo.toml`,
-/// `pyproject.toml`, `rustfmt.toml`) are passed over. A file that cannot be read or is
-/// not valid TOML counts as a job file, so that its problem is reported, not hidden.
+/// Whether a `*.toml` file found in a folder is a job file: it has at least one top-level
+/// key of the job format ([`crate::spec::keys::TOP`]) other than the generic `name` and
+/// `description`, so that a job missing its `[task]` by mistake (`workers = 0` alone) is
+/// still checked and reported. Other TOML files (`Cargo.toml`, `pyproject.toml`,
+/// `rustfmt.toml`, an empty file) are passed over. A file that cannot be read or is not
+/// valid TOML counts as a job file, so that its problem is reported, not hidden.
 pub fn is_job_file(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else { return true };
     let Ok(doc) = source::parse_document(&text, 0) else { return true };
-    ["task", "args", "sink", "slurm"].iter().any(|k| doc.get(k).is_some())
+    doc.as_table().unwrap_or(&[]).iter().any(|(k, _)| {
+        crate::spec::keys::TOP.contains(&k.name.as_str())
+            && !matches!(k.name.as_str(), "name" | "description")
+    })
 }
 
 #[cfg(test)]
@@ -643,6 +647,8 @@ shared-dir = "/scratch"
             ("Cargo.toml", "[package]\nname = \"x\"\n[dependencies]\n"),
             ("pyproject.toml", "[project]\nname = \"x\"\n[tool.ruff]\nline-length = 100\n"),
             ("rustfmt.toml", "max_width = 100\n"),
+            ("wrangler.toml", "name = \"site\"\nmain = \"index.js\"\n"),
+            ("workers-only.toml", "workers = 0\n"),
             ("empty.toml", ""),
             ("job.toml", "[task]\nkind = \"script\"\nscript = \"1\"\n"),
             ("no-task.toml", "workers = 2\n[args]\nx = [1]\n"),
@@ -655,10 +661,13 @@ shared-dir = "/scratch"
         let names = |v: &[PathBuf]| -> Vec<String> {
             v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
         };
-        assert_eq!(names(&got.jobs), ["broken.toml", "job.toml", "no-task.toml"]);
+        assert_eq!(
+            names(&got.jobs),
+            ["broken.toml", "job.toml", "no-task.toml", "workers-only.toml"]
+        );
         assert_eq!(
             names(&got.skipped),
-            ["Cargo.toml", "empty.toml", "pyproject.toml", "rustfmt.toml"]
+            ["Cargo.toml", "empty.toml", "pyproject.toml", "rustfmt.toml", "wrangler.toml"]
         );
         // Named on its own, any file is checked as a job.
         let cargo = dir.path().join("Cargo.toml");
