@@ -690,3 +690,42 @@ fn run_json_agrees_with_the_exit_code() {
     assert_eq!(info["cancelled"], "deadline");
     assert!(stderr(&out).contains("--resume"), "says how to resume: {}", stderr(&out));
 }
+
+/// `max-failures`: past it nothing new starts; the rest are `skipped` with one message.
+#[test]
+fn max_failures_skips_the_rest() {
+    let job = Job::new(
+        "workers = 1\nchunk-size = 1\nmax-failures = 1\n[task]\nkind = \"command\"\n\
+         program = [\"sh\", \"-c\", \"exit $(( $0 % 2 ))\", \"{i}\"]\n[args]\ni = { range = [0, 12] }\n\
+         [[sink]]\nto = \"out.jsonl\"\nformat = \"jsonl\"\n",
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 12);
+    let st = statuses(&recs);
+    assert_eq!(st.iter().filter(|s| *s == "error").count(), 2, "{st:?}");
+    let skipped: Vec<&Value> = recs.iter().filter(|r| r["status"] == "skipped").collect();
+    assert!(skipped.len() >= 7, "{st:?}");
+    assert!(
+        skipped.iter().all(|r| r["error"] == "skipped: more tasks failed than max-failures allows")
+    );
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+}
+
+/// A folder with a `Cargo.toml` beside the job files: the TOML that is not a job is
+/// passed over with a note, and the jobs run.
+#[test]
+fn run_passes_over_toml_files_that_are_not_jobs() {
+    let job = Job::new("[task]\nkind = \"script\"\nscript = \"1 + 1\"\n");
+    job.write("Cargo.toml", "[package]\nname = \"x\"\nversion = \"0.1.0\"\n");
+    let out = Command::new(BIN)
+        .args(["run", "-q"])
+        .arg(job.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "2\n");
+    assert!(stderr(&out).contains("Cargo.toml"), "{}", stderr(&out));
+}

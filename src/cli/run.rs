@@ -65,8 +65,13 @@ pub struct RunArgs {
 
 /// Run every job named on the command line.
 pub fn run(args: RunArgs, registry: &Registry) -> u8 {
-    let paths = match validate::collect_jobs(&args.jobs) {
-        Ok(p) => p,
+    let paths = match validate::collect(&args.jobs) {
+        Ok(found) => {
+            for path in &found.skipped {
+                say(&format!("{}\n", diag::skipped_note(path)));
+            }
+            found.jobs
+        }
         Err(e) => {
             eprint!("{}", diag::render(&e));
             return INVALID;

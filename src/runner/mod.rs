@@ -383,7 +383,7 @@ impl<'b> Runner<'b> {
             counts: StatusCounts::default(),
             resumed: 0,
             failures: 0,
-            max_failures: None,
+            max_failures: job.max_failures.map(|m| m.limit(total)),
             first_failure: None,
             skipped: None,
             announced: None,

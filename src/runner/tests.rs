@@ -322,3 +322,37 @@ fn a_backend_that_cannot_start_is_an_error_and_no_event() {
     assert!(matches!(r, Err(RunError::Backend(e)) if e.message == "no worker could start"));
     assert_eq!(*events.lock().unwrap(), 0);
 }
+
+#[test]
+fn past_max_failures_nothing_new_starts() {
+    let backend = FakeBackend::new(2, |s| {
+        if s.index % 2 == 1 { Step::Fail(Status::Error, "odd".into()) } else { Step::Ok(json!(0)) }
+    });
+    let (events, summary) = run_events(&backend, &job("max-failures = 2", 20), &Control::new());
+    let recs = records(&events);
+    assert_one_record_each(&recs, 20);
+    // Failures at 1, 3, 5: the third is past the limit of 2, so 6 and 7 (taken) and the
+    // rest are skipped.
+    assert_eq!(*backend.ran.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(summary.counts.error, 3);
+    assert_eq!(summary.counts.skipped, 14);
+    assert_eq!(summary.skipped, Some(SkipReason::MaxFailures));
+    for r in recs.iter().filter(|r| r.status == Status::Skipped) {
+        assert_eq!(r.error.as_deref(), Some(SkipReason::MaxFailures.record_message()));
+    }
+}
+
+#[test]
+fn max_failures_as_a_percentage_of_the_plan() {
+    // 10% of 30 = 3 failures tolerated; every task fails, so the fourth stops it.
+    let backend = FakeBackend::new(1, |_| Step::Fail(Status::Timeout, "slow".into()));
+    let (_, summary) = run_events(&backend, &job("max-failures = \"10%\"", 30), &Control::new());
+    assert_eq!(summary.counts.timeout, 4);
+    assert_eq!(summary.counts.skipped, 26);
+    // At the limit, not past it: everything runs.
+    let backend = FakeBackend::new(1, |s| {
+        if s.index < 3 { Step::Fail(Status::Error, "x".into()) } else { Step::Ok(json!(0)) }
+    });
+    let (_, summary) = run_events(&backend, &job("max-failures = \"10%\"", 30), &Control::new());
+    assert_eq!((summary.counts.error, summary.counts.ok, summary.skipped), (3, 27, None));
+}
