@@ -50,6 +50,17 @@ fn registry() -> Registry {
         }
         Ok::<_, TaskError>(x)
     });
+    // Appends `x` to the file `log` (one line per start), then aborts the worker on `bad`.
+    r.register("log_abort_if", |(x, bad, log): (i64, i64, String)| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&log)?;
+        writeln!(f, "{x}")?;
+        drop(f);
+        if x == bad {
+            std::process::abort();
+        }
+        Ok::<_, TaskError>(x)
+    });
     r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
     r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
     r.register_with_context("ctx", |ctx: &TaskContext, (): ()| {
@@ -186,6 +197,38 @@ fn abort_inside_a_chunk_costs_one_task() {
     // exit() is reported with its code.
     let e = p.apply::<_, i64>("exit_if", (1, 1)).unwrap_err();
     assert_eq!(e, PoolError::Crashed("worker crashed: exited with code 3".into()));
+}
+
+/// Regression (issue 13): results of fast tasks held in the worker were thrown away when
+/// it died, and their tasks run again as if never started (with `attempts: 1`). Every
+/// task that finished keeps its result; the one running is `crashed`; nothing runs twice.
+fn a_worker_death_never_reruns_a_finished_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ran.log").to_string_lossy().into_owned();
+    for retries in [0, 1] {
+        let _ = std::fs::remove_file(&log);
+        let p = pool(1).chunk_size(10).retries(retries).build().unwrap();
+        // Items 9, 19, 29, ... abort the worker after the 9 fast ones before them.
+        let items: Vec<(i64, i64, String)> =
+            (0..40).map(|i| (i, if i % 10 == 9 { i } else { -1 }, log.clone())).collect();
+        let r = p.map_async::<_, i64>("log_abort_if", items).unwrap();
+        assert!(r.wait(Some(Duration::from_secs(60))), "the map did not finish");
+        let outs = r.outcomes().unwrap();
+        let ran = std::fs::read_to_string(&log).unwrap();
+        for i in 0..40i64 {
+            let starts = ran.lines().filter(|l| *l == i.to_string()).count();
+            let o = &outs[i as usize];
+            if i % 10 == 9 {
+                // Crashed every time: started once per allowed attempt, never more.
+                assert_eq!(starts, 1 + retries as usize, "item {i} started {starts}x:\n{ran}");
+                assert_eq!((o.status, o.attempts), (Status::Crashed, 1 + retries), "{o:?}");
+            } else {
+                assert_eq!(starts, 1, "item {i} started {starts} times:\n{ran}");
+                assert_eq!((o.status, o.attempts), (Status::Ok, 1), "{o:?}");
+            }
+        }
+        p.join();
+    }
 }
 
 fn task_timeout_stops_only_that_task() {
@@ -576,6 +619,10 @@ fn main() {
         ("sigkill_mid_task", sigkill_mid_task),
         ("sigkill_with_retries", sigkill_with_retries),
         ("abort_inside_a_chunk_costs_one_task", abort_inside_a_chunk_costs_one_task),
+        (
+            "a_worker_death_never_reruns_a_finished_task",
+            a_worker_death_never_reruns_a_finished_task,
+        ),
         ("task_timeout_stops_only_that_task", task_timeout_stops_only_that_task),
         ("grandchild_killed_with_worker", grandchild_killed_with_worker),
         ("ordering_under_random_durations", ordering_under_random_durations),

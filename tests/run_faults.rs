@@ -1269,3 +1269,46 @@ format = "jsonl"
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(survivors(&read_pids(&job.path("pids"))), Vec::<i32>::new());
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: defects a randomized run found
+
+/// A worker killed by its task after nine fast ones: the nine keep their results and
+/// never run again; the killer is `crashed` once (`retries = 0`).
+#[test]
+fn a_worker_killed_by_its_task_reruns_nothing_that_finished() {
+    let job = Job::new(
+        r#"
+workers = 1
+chunk-size = 10
+retries = 0
+[task]
+kind = "command"
+program = ["sh", "-c", "echo $0 >> ran.log; if [ $(($0 % 10)) = 9 ]; then kill -9 $PPID; fi; echo v$0", "{i}"]
+[args]
+i = { range = [0, 200] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let ran = fs::read_to_string(job.path("ran.log")).unwrap();
+    let mut seen = vec![0; 200];
+    for l in ran.lines() {
+        seen[l.parse::<usize>().unwrap()] += 1;
+    }
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "ran.log: {} lines, counts {seen:?}",
+        ran.lines().count()
+    );
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 200);
+    for (i, r) in recs.iter().enumerate() {
+        let want = if i % 10 == 9 { "crashed" } else { "ok" };
+        assert_eq!((r["status"].as_str().unwrap(), r["attempts"].as_u64()), (want, Some(1)), "{r}");
+    }
+}

@@ -165,6 +165,8 @@ enum Why {
     Timeout(u64),
     Cancel,
     Terminate,
+    /// The pool could not send to it (it was dying anyway).
+    Lost,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -640,7 +642,12 @@ impl Dispatcher {
                     item.attempts += 1;
                     let stopped = self.stopped_runs.contains(&job.run)
                         || self.cancelled_runs.contains(&job.run);
-                    if item.attempts <= retries && !stopped && status != Status::Cancelled {
+                    let kind = reported_status(status, err_data.as_deref());
+                    if item.attempts <= retries
+                        && !stopped
+                        && status != Status::Cancelled
+                        && self.cfg.retry_on.allows(kind)
+                    {
                         requeue.push(job.with_items(vec![item]));
                     } else {
                         let o = Outcome {
@@ -777,16 +784,34 @@ impl Dispatcher {
         }
     }
 
+    /// A worker is gone (its channel closed, or its thread was abandoned): settle its
+    /// in-flight tasks, then replace it.
+    ///
+    /// What happened to each task is known exactly, not guessed: a worker runs its tasks
+    /// in id order, records the last one it started in its slot (`W_LAST`) before
+    /// starting it, and commits each result to the slot's log before the next one
+    /// starts (see [`Slot`]). So, once the results it sent and those in its log are
+    /// delivered, a task still in flight either started (its id is at most the last
+    /// started: it counts an attempt, and runs again only if `retries` and `retry-on`
+    /// allow) or never started (it goes back to the queue as it was).
     fn on_gone(&mut self, wid: u64) {
+        // Results the worker finished but had not sent yet. Every message it sent came
+        // before this event (one reader thread per worker, in order), so results that
+        // arrived are already resolved and skipped here.
+        if let Some(batch) = self.find(wid).and_then(|w| w.slot.log_read()) {
+            self.on_results(wid, batch);
+        }
         let Some((mut w, status_text)) = self.remove_worker(wid) else { return };
         let running = w.slot.running().map(|r| r.0);
         // The task it started last: it ran even if it ended (stopped) before the worker.
         let last = w.slot.last_started();
+        let started = |seq: u64| last.is_some_and(|l| seq <= l.0);
         let why = match w.phase {
             Phase::Stopping { why, .. } => Some(why),
             _ => None,
         };
         let retries = self.cfg.retries;
+        let retry_on = self.cfg.retry_on;
         let mut back = Vec::new();
         let mut out = Deliveries::default();
         for job in w.inflight.drain(..) {
@@ -797,18 +822,13 @@ impl Dispatcher {
                 let mut item = *item;
                 let seq = job.seq + k as u64;
                 let is_running = Some(seq) == running;
-                let attributed = match why {
-                    Some(Why::Timeout(t)) => seq == t,
-                    Some(Why::Cancel) | Some(Why::Terminate) => false,
-                    None => is_running,
-                };
                 if cancelled || why == Some(Why::Terminate) {
-                    let started = last.filter(|l| l.0 == seq).map(|l| l.1);
-                    let ran = is_running || started.is_some();
+                    let at = last.filter(|l| l.0 == seq).map(|l| l.1);
+                    let ran = is_running || started(seq);
                     let attempts = item.attempts + u32::from(ran);
                     let mut o =
                         Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts);
-                    if let Some(s) = started {
+                    if let Some(s) = at {
                         o.worker = Some(w.index);
                         o.started_at = Some(ns_to_time(s));
                         o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
@@ -816,7 +836,7 @@ impl Dispatcher {
                     out.push(&job.reply, o);
                     continue;
                 }
-                if !attributed {
+                if !started(seq) && !is_running {
                     if stopped {
                         out.push(
                             &job.reply,
@@ -833,23 +853,32 @@ impl Dispatcher {
                     continue;
                 }
                 item.attempts += 1;
-                if item.attempts <= retries && !stopped {
-                    again.push(item);
-                    continue;
-                }
                 let (status, msg) = match why {
-                    Some(Why::Timeout(_)) => (
+                    Some(Why::Timeout(t)) if t == seq => (
                         Status::Timeout,
                         format!(
                             "task stopped after its task timeout of {}",
                             humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())
                         ),
                     ),
+                    // Started after the task that timed out, as the worker was stopped.
+                    Some(Why::Timeout(t)) => (
+                        Status::Crashed,
+                        format!("stopped with its worker after task {t} timed out"),
+                    ),
+                    Some(Why::Cancel) => (
+                        Status::Crashed,
+                        "stopped with its worker when another run was cancelled".to_string(),
+                    ),
                     _ => (Status::Crashed, format!("worker crashed: {status_text}")),
                 };
+                if item.attempts <= retries && !stopped && retry_on.allows(status) {
+                    again.push(item);
+                    continue;
+                }
                 let mut o = Outcome::failed(item.user_id, status, msg, item.attempts);
                 o.worker = Some(w.index);
-                if let Some(s) = w.slot.running().map(|r| r.1) {
+                if let Some(s) = last.filter(|l| l.0 == seq).map(|l| l.1) {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                 }
@@ -1077,13 +1106,11 @@ impl Dispatcher {
             w.assigned += n;
             w.batch_ends.push_back(last);
             if !ok {
-                // The worker is dying; its Gone event requeues these. Stop using it.
-                w.phase =
-                    Phase::Stopping { why: Why::Cancel, kill_at: Instant::now(), killed: true };
-                let jobs: Vec<Job> = w.inflight.drain(..).collect();
-                for job in jobs.into_iter().rev() {
-                    self.pending.push_front(job);
-                }
+                // The worker is dying. Its tasks stay in flight: some may have started
+                // (their results may still be on the way), and its Gone event settles
+                // each one. Stop using it, and make sure it goes.
+                signal(w, libc::SIGKILL);
+                w.phase = Phase::Stopping { why: Why::Lost, kill_at: Instant::now(), killed: true };
             }
         }
     }
@@ -1189,6 +1216,25 @@ impl Deliveries {
         if let Some(c) = self.current.take() {
             c.deliver_many(self.items.drain(..));
         }
+    }
+}
+
+/// The status a failure is reported with: a task error whose data says
+/// `"status": "timeout"` (a command or script that stopped itself at its task timeout)
+/// is a timeout, as its record will say.
+fn reported_status(status: Status, err_data: Option<&str>) -> Status {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        status: Option<String>,
+    }
+    match (status, err_data) {
+        (Status::Error, Some(d)) if d.contains("timeout") => {
+            match serde_json::from_str::<Data>(d).ok().and_then(|d| d.status).as_deref() {
+                Some("timeout") => Status::Timeout,
+                _ => status,
+            }
+        }
+        _ => status,
     }
 }
 

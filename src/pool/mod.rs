@@ -29,12 +29,14 @@ mod dispatcher;
 pub mod protocol;
 pub mod registry;
 pub mod result;
+mod retry;
 pub mod stream;
 pub mod worker;
 
 use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
 pub use registry::{Registry, TaskContext, TaskError};
 use result::Collector;
+pub use retry::{RetryOn, UnknownFailureKind};
 
 /// What runs in the parent when a call's last outcome is in.
 type Done = Box<dyn FnOnce(&Collector) + Send>;
@@ -60,6 +62,7 @@ pub(crate) struct Config {
     pub task_timeout: Option<Duration>,
     pub grace_period: Duration,
     pub retries: u32,
+    pub retry_on: RetryOn,
     pub backend: Backend,
     pub context: Arc<str>,
     pub registry: Arc<Registry>,
@@ -77,6 +80,7 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     grace_period: Duration,
     retries: u32,
+    retry_on: RetryOn,
     backend: Backend,
     context: String,
     registry: Option<Registry>,
@@ -123,6 +127,13 @@ impl PoolBuilder {
     /// Re-run a task that failed (error, timeout, crashed) up to `n` more times.
     pub fn retries(mut self, n: u32) -> Self {
         self.retries = n;
+        self
+    }
+
+    /// Which failures [`retries`](Self::retries) applies to (default: [`RetryOn::ALL`]);
+    /// a failure of another kind is final at once.
+    pub fn retry_on(mut self, kinds: RetryOn) -> Self {
+        self.retry_on = kinds;
         self
     }
 
@@ -187,6 +198,7 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             grace_period: self.grace_period,
             retries: self.retries,
+            retry_on: self.retry_on,
             backend: self.backend,
             context: Arc::from(self.context),
             registry: Arc::new(self.registry.unwrap_or_default()),
@@ -231,6 +243,7 @@ impl Pool {
             task_timeout: None,
             grace_period: Duration::from_secs(1),
             retries: 0,
+            retry_on: RetryOn::ALL,
             backend: Backend::Processes,
             context: String::new(),
             registry: None,

@@ -14,7 +14,7 @@ use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -294,19 +294,42 @@ pub(crate) fn span_share(started_ns: u64, duration_ns: u64, n: usize, k: usize) 
     (started_ns + each * k as u64, each)
 }
 
-const WORDS: usize = 5;
 const W_RUNNING: usize = 0; // task id + 1, 0 = idle
 const W_STARTED: usize = 1; // unix time in ns
-const W_PGID: usize = 2; // a tracked process group, 0 = none
+const W_PGID: usize = 2; // a process group a task tracks, 0 = none
 const W_SKIP: usize = 3; // skip not-started tasks with id + 1 <= this
 const W_LAST: usize = 4; // the last task started, id + 1 (not cleared when it ends)
+const W_GROUP: usize = 5; // the worker's command group (processes backend), 0 = none
+const W_LOG_GEN: usize = 6; // bumped on every log reset
+const W_LOG_COUNT: usize = 7; // results committed to the log
+const W_LOG_BASE: usize = 8; // id of the first of them
+const W_LOG_STARTED: usize = 9; // unix ns the first of them started
+const W_LOG_UNTIL: usize = 10; // unix ns of the last clock reading when one was committed
+const HEADER_WORDS: usize = 11;
+/// The whole slot: 64 KiB, most of it the log of results not yet sent.
+const WORDS: usize = 8 * 1024;
+const LOG_WORDS: usize = WORDS - HEADER_WORDS;
 
 enum Backing {
     Shm(IpcSharedMemory),
-    Local(Arc<[AtomicU64; WORDS]>),
+    Local(Box<[AtomicU64]>),
 }
 
-/// A worker's shared status words.
+/// A worker's shared status words, and its log of committed results.
+///
+/// The log is how a finished result survives its worker: the worker batches the
+/// results of fast tasks before sending them, and commits each one here (a copy in
+/// memory the pool shares) before the next task starts; it resets the log after each
+/// send. When the worker dies, the pool reads the log and keeps the results it never
+/// received, so a task that finished is never run again. Together with `W_LAST` (the
+/// last task started) the pool knows for every task of a dead worker whether it
+/// finished (a result arrived or is in the log), was running (the last started one),
+/// or never started (after it): see `Dispatcher::on_gone`.
+///
+/// Writer protocol (one writer, the worker's batch loop): entry words first
+/// (relaxed), then `W_LOG_COUNT` (release); a reset bumps `W_LOG_GEN` before it clears
+/// the count, so that a reader running at the same time (threads backend) sees a torn
+/// copy as a changed generation and discards it (a seqlock).
 #[derive(Clone)]
 pub(crate) struct Slot {
     backing: Arc<Backing>,
@@ -316,6 +339,13 @@ pub(crate) struct Slot {
 // `backing`.
 unsafe impl Send for Slot {}
 unsafe impl Sync for Slot {}
+
+/// The worker's side of the log: where the next entry goes.
+#[derive(Default)]
+pub(crate) struct LogCursor {
+    used: usize,
+    count: u64,
+}
 
 impl Slot {
     /// A slot shared with another process.
@@ -330,7 +360,8 @@ impl Slot {
 
     /// A slot inside this process (threads backend, tests).
     pub fn local() -> Self {
-        Slot { backing: Arc::new(Backing::Local(Arc::new(Default::default()))) }
+        let words: Box<[AtomicU64]> = (0..WORDS).map(|_| AtomicU64::new(0)).collect();
+        Slot { backing: Arc::new(Backing::Local(words)) }
     }
 
     /// A second mapping of the same memory, to send to the worker.
@@ -382,6 +413,18 @@ impl Slot {
         self.word(W_PGID).load(Ordering::SeqCst) as i32
     }
 
+    /// Set (by the pool, before the worker starts) the process group the worker's
+    /// commands join: see `Dispatcher::launch_process`.
+    pub fn set_group(&self, pgid: i32) {
+        self.word(W_GROUP).store(pgid.max(0) as u64, Ordering::SeqCst);
+    }
+
+    /// The worker's command group, if it has one.
+    pub fn group(&self) -> Option<i32> {
+        let g = self.word(W_GROUP).load(Ordering::SeqCst) as i32;
+        (g > 0).then_some(g)
+    }
+
     /// Ask the worker to skip every task with id < `below` that it has not started.
     pub fn skip_below(&self, below: u64) {
         self.word(W_SKIP).fetch_max(below, Ordering::SeqCst);
@@ -389,6 +432,105 @@ impl Slot {
 
     pub fn should_skip(&self, id: u64) -> bool {
         id < self.word(W_SKIP).load(Ordering::Relaxed)
+    }
+
+    /// Commit a result to the log: `started_ns` is when the first result of the log
+    /// started (used when the log was empty), `until_ns` the last clock reading. Returns
+    /// false when the entry does not fit: the caller must then send its results before
+    /// the next task starts (and reset the log).
+    pub fn log_push(
+        &self,
+        cur: &mut LogCursor,
+        id: u64,
+        code: u8,
+        payload: &[u8],
+        data: Option<&str>,
+        started_ns: u64,
+        until_ns: u64,
+    ) -> bool {
+        let data = data.unwrap_or("").as_bytes();
+        let need = 1 + payload.len().div_ceil(8) + data.len().div_ceil(8);
+        if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 24
+        {
+            return false;
+        }
+        if cur.count == 0 {
+            self.word(W_LOG_BASE).store(id, Ordering::Relaxed);
+            self.word(W_LOG_STARTED).store(started_ns, Ordering::Relaxed);
+        }
+        let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
+        let mut at = HEADER_WORDS + cur.used;
+        self.word(at).store(head, Ordering::Relaxed);
+        at += 1;
+        for bytes in [payload, data] {
+            for chunk in bytes.chunks(8) {
+                let mut w = [0u8; 8];
+                w[..chunk.len()].copy_from_slice(chunk);
+                self.word(at).store(u64::from_le_bytes(w), Ordering::Relaxed);
+                at += 1;
+            }
+        }
+        cur.used += need;
+        cur.count += 1;
+        self.word(W_LOG_UNTIL).store(until_ns, Ordering::Relaxed);
+        self.word(W_LOG_COUNT).store(cur.count, Ordering::Release);
+        true
+    }
+
+    /// Empty the log (its results were sent).
+    pub fn log_reset(&self, cur: &mut LogCursor) {
+        if cur.count == 0 {
+            return;
+        }
+        self.word(W_LOG_GEN).fetch_add(1, Ordering::AcqRel);
+        self.word(W_LOG_COUNT).store(0, Ordering::Release);
+        *cur = LogCursor::default();
+    }
+
+    /// The results committed to the log and not sent since, as one message (timing: the
+    /// log's span, shared evenly); `None` when there are none or the log changed while
+    /// it was read.
+    pub fn log_read(&self) -> Option<ResultBatch> {
+        let gen1 = self.word(W_LOG_GEN).load(Ordering::Acquire);
+        let count = self.word(W_LOG_COUNT).load(Ordering::Acquire) as usize;
+        if count == 0 {
+            return None;
+        }
+        let base = self.word(W_LOG_BASE).load(Ordering::Relaxed);
+        let started = self.word(W_LOG_STARTED).load(Ordering::Relaxed);
+        let until = self.word(W_LOG_UNTIL).load(Ordering::Relaxed);
+        let mut out = ResultBatch::with_capacity(base, count);
+        out.started_ns = started;
+        out.duration_ns = until.saturating_sub(started);
+        let mut at = HEADER_WORDS;
+        let bytes = |at: &mut usize, n: usize| -> Option<Vec<u8>> {
+            let words = n.div_ceil(8);
+            if *at + words > WORDS {
+                return None;
+            }
+            let mut v = Vec::with_capacity(words * 8);
+            for i in 0..words {
+                v.extend_from_slice(&self.word(*at + i).load(Ordering::Relaxed).to_le_bytes());
+            }
+            v.truncate(n);
+            *at += words;
+            Some(v)
+        };
+        for k in 0..count {
+            if at >= WORDS {
+                return None;
+            }
+            let head = self.word(at).load(Ordering::Relaxed);
+            at += 1;
+            let (len, code, dlen) =
+                ((head & 0xffff_ffff) as usize, (head >> 32) as u8, (head >> 40) as usize);
+            let payload = bytes(&mut at, len)?;
+            let data = bytes(&mut at, dlen)?;
+            let data = (dlen > 0).then(|| String::from_utf8_lossy(&data).into_owned());
+            out.push(base + k as u64, code, &payload, data);
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        (self.word(W_LOG_GEN).load(Ordering::Relaxed) == gen1).then_some(out)
     }
 }
 
@@ -416,5 +558,28 @@ mod tests {
         assert_eq!(a.running(), None);
         a.skip_below(10);
         assert!(b.should_skip(9) && !b.should_skip(10));
+    }
+
+    #[test]
+    fn the_log_gives_back_committed_results_until_reset() {
+        let a = Slot::shared();
+        let b = Slot::from_shm(a.shm_for_worker().unwrap());
+        let mut cur = LogCursor::default();
+        assert!(a.log_read().is_none());
+        assert!(b.log_push(&mut cur, 7, CODE_OK, b"value-7", None, 100, 150));
+        assert!(b.log_push(&mut cur, 8, CODE_ERROR, b"bad", Some("{\"x\":1}"), 0, 190));
+        assert!(b.log_push(&mut cur, 9, CODE_OK, b"", None, 0, 200));
+        let got = a.log_read().unwrap();
+        assert_eq!((got.base, got.len(), got.started_ns, got.duration_ns), (7, 3, 100, 100));
+        assert_eq!(got.blob.0, b"value-7bad");
+        assert_eq!((got.end(0), got.end(1), got.end(2)), (7, 10, 10));
+        assert_eq!((got.code(0), got.code(1), got.code(2)), (CODE_OK, CODE_ERROR, CODE_OK));
+        assert_eq!(got.data, vec![(8, "{\"x\":1}".to_string())]);
+        b.log_reset(&mut cur);
+        assert!(a.log_read().is_none());
+        // An entry bigger than the log does not fit: the worker must send instead.
+        assert!(!b.log_push(&mut cur, 10, CODE_OK, &vec![1u8; WORDS * 8], None, 0, 0));
+        assert!(b.log_push(&mut cur, 10, CODE_OK, &[1u8; 9], None, 0, 0));
+        assert_eq!(a.log_read().unwrap().blob.0, vec![1u8; 9]);
     }
 }

@@ -15,7 +15,7 @@ use ipc_channel::ipc::{self, IpcSender};
 
 use super::Registry;
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, PROTOCOL_VERSION,
+    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, LogCursor, PROTOCOL_VERSION,
     ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
@@ -147,8 +147,10 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
 ///
 /// A result is sent at once when its task took 1 ms ([`FLUSH_AFTER`]) or more (alone,
 /// so that its timing is exact), or when the last send is older than that; results of
-/// faster tasks are batched. Only those batched results can be lost if the worker dies,
-/// and their tasks are then run again.
+/// faster tasks are batched. Every result is committed to the slot's log before the next
+/// task starts (or, if it does not fit there, sent first), so none is lost when the
+/// worker dies holding a batch: the pool reads the log of a dead worker (see
+/// [`Slot::log_push`]).
 ///
 /// The clock (≈ 45 ns a read here, more than a trivial task) is read after every task
 /// while tasks are slow, and only every `stride` tasks (up to [`MAX_STRIDE`]) while a
@@ -174,10 +176,12 @@ pub(crate) fn run_batch(
         stride: 1,
         base_mono,
         base_ns: now_ns(),
+        slot,
+        log: LogCursor::default(),
         send,
     };
     for (id, payload) in batch.tasks() {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Acquire) {
             o.finish();
             return false;
         }
@@ -186,6 +190,9 @@ pub(crate) fn run_batch(
         }
         if slot.should_skip(id) {
             o.out.push(id, CODE_SKIPPED, &[], None);
+            if !o.commit(id) {
+                return false;
+            }
             continue;
         }
         slot.set_running(id, o.wall(o.t_read));
@@ -198,14 +205,13 @@ pub(crate) fn run_batch(
             },
             Some(e) => (e.typed)(ctx, payload, &mut o.out.blob.0),
         }));
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Acquire) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
             slot.clear_running();
             o.out.blob.0.truncate(mark);
             o.finish();
             return false;
         }
-        slot.clear_running();
         match r {
             Ok(Ok(())) => o.out.push_written(CODE_OK),
             Ok(Err(e)) => {
@@ -217,12 +223,19 @@ pub(crate) fn run_batch(
                 o.out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None)
             }
         }
+        // Committed (or sent) before the task counts as ended: a worker that dies from
+        // here on leaves its result to the pool.
+        let sent = o.commit(id);
+        slot.clear_running();
+        if !sent {
+            return false;
+        }
         o.since += 1;
         if o.since >= o.stride && !o.checkpoint() {
             return false;
         }
     }
-    o.checkpoint() && o.send_out(o.t_read)
+    o.checkpoint() && o.send_and_reset(o.t_read)
 }
 
 /// The largest number of tasks run between two clock readings.
@@ -247,12 +260,33 @@ struct Out<'a> {
     stride: usize,
     base_mono: u64,
     base_ns: u64,
+    slot: &'a Slot,
+    /// Where the next result goes in the slot's log (mirrors `out`).
+    log: LogCursor,
     send: &'a mut dyn FnMut(ResultBatch) -> bool,
 }
 
 impl Out<'_> {
     fn wall(&self, mono: u64) -> u64 {
         self.base_ns + mono.saturating_sub(self.base_mono)
+    }
+
+    /// Commit the result just pushed for task `id` to the slot's log; when it does not
+    /// fit, send everything gathered now instead. False when the parent is gone.
+    fn commit(&mut self, id: u64) -> bool {
+        let k = self.out.len() - 1;
+        let start = if k == 0 { 0 } else { self.out.end(k - 1) as usize };
+        let payload = &self.out.blob.0[start..self.out.end(k) as usize];
+        let code = self.out.codes.0.get(k).copied().unwrap_or(CODE_OK);
+        let data = self.out.data.last().filter(|d| d.0 == id).map(|d| d.1.as_str());
+        let (started, until) = (self.wall(self.msg_start), self.wall(self.t_read));
+        if self.slot.log_push(&mut self.log, id, code, payload, data, started, until) {
+            return true;
+        }
+        let ok = self.send_out(mono_ns());
+        self.slot.log_reset(&mut self.log);
+        self.mark = 0;
+        ok
     }
 
     /// Send what was gathered, its span ending at `until`.
@@ -268,6 +302,14 @@ impl Out<'_> {
         self.msg_start = until;
         self.last_flush = until;
         (self.send)(b)
+    }
+
+    /// [`send_out`](Self::send_out), then empty the log: its results are in the
+    /// channel now, ahead of the channel's close if the worker dies.
+    fn send_and_reset(&mut self, until: u64) -> bool {
+        let ok = self.send_out(until);
+        self.slot.log_reset(&mut self.log);
+        ok
     }
 
     /// Read the clock (when tasks ran since the last reading) and send when due.
@@ -290,9 +332,11 @@ impl Out<'_> {
                 last.duration_ns = dt;
                 self.msg_start = t1;
                 self.last_flush = t1;
-                ok && (self.send)(last)
+                let ok = ok && (self.send)(last);
+                self.slot.log_reset(&mut self.log);
+                ok
             } else {
-                self.send_out(t1)
+                self.send_and_reset(t1)
             }
         } else {
             if dt < FAST_STRETCH {
@@ -300,7 +344,7 @@ impl Out<'_> {
             } else if dt >= SLOW_STRETCH {
                 self.stride = 1;
             }
-            if t1.saturating_sub(self.last_flush) >= flush { self.send_out(t1) } else { true }
+            if t1.saturating_sub(self.last_flush) >= flush { self.send_and_reset(t1) } else { true }
         };
         self.t_read = t1;
         self.since = 0;
@@ -308,7 +352,8 @@ impl Out<'_> {
         ok
     }
 
-    /// Send what was gathered before stopping.
+    /// Send what was gathered before stopping. The log is left as it is: a pool that
+    /// already gave up on this worker (threads backend) may be reading it.
     fn finish(&mut self) {
         let t1 = mono_ns();
         self.send_out(t1);
