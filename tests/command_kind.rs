@@ -88,6 +88,7 @@ fn run_with(task: &CommandTask, opts: Opts<'_>) -> (CommandOutcome, Option<i32>)
         timeout: opts.timeout,
         grace: opts.grace,
         should_stop: &should_stop,
+        group: None,
         on_spawn: &mut on_spawn,
     });
     if let Some(g) = pgid {

@@ -1312,3 +1312,76 @@ format = "jsonl"
         assert_eq!((r["status"].as_str().unwrap(), r["attempts"].as_u64()), (want, Some(1)), "{r}");
     }
 }
+
+/// Pids of the `__jobpool-worker` children of `parent`.
+fn worker_children(parent: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+        if ppid != Some(&parent.to_string()) {
+            continue;
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("__jobpool-worker") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Pids of live processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) && pid_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Workers SIGKILLed at random moments, often while they start a command: no process of
+/// any command outlives the run (before the fix, a worker killed between the command's
+/// fork and the registration of its group left that group running).
+#[test]
+fn a_worker_killed_while_it_starts_a_command_leaves_no_orphan() {
+    // A sleep only this test starts (other tests may run at the same time).
+    let marker = format!("31.{}", std::process::id());
+    let job = Job::new(&format!(
+        r#"
+workers = 1
+retries = 2
+[task]
+kind = "command"
+program = ["sh", "-c", "sleep {marker} & echo v$0", "{{i}}"]
+[args]
+i = {{ range = [0, 1500] }}
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#
+    ));
+    let mut child = job.spawn(&[]);
+    let pid = child.id();
+    let mut kills = 0;
+    // A bounded loop: at most 80 kills, 40 ms apart, while the run lasts.
+    while kills < 80 && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(40));
+        for w in worker_children(pid) {
+            // SAFETY: kill(2) of a worker process of the run this test started.
+            unsafe { libc::kill(w, libc::SIGKILL) };
+            kills += 1;
+        }
+    }
+    let out = wait_output(child);
+    no_panic(&out);
+    assert!([0, 1].contains(&code(&out)), "{}", stderr(&out));
+    assert!(kills > 10, "only {kills} kills: the run was too short to test anything");
+    assert_eq!(job.jsonl("out.jsonl").len(), 1500);
+    let left = survivors(&processes_with(&format!("sleep {marker}")));
+    assert_eq!(left, Vec::<i32>::new(), "orphaned commands after {kills} worker kills");
+}

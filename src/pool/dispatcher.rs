@@ -151,6 +151,9 @@ enum Handle {
         /// exited without `wait4`, whose global lock is slow to get while processes
         /// exit; `None` on kernels without pidfds.
         pidfd: Option<OwnedFd>,
+        /// The process group the worker's commands join: its leader is a zombie child
+        /// of this process (see [`command_group_leader`]), reaped after the worker.
+        group: i32,
         server: String,
         tx: Option<IpcSender<ToWorker>>,
     },
@@ -412,7 +415,7 @@ impl Dispatcher {
             }
         }
         for (index, wid, name, crx) in launched {
-            let (child, pidfd) = match crx.recv() {
+            let (child, pidfd, group) = match crx.recv() {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     first_err.get_or_insert(PoolError::Start(e));
@@ -423,6 +426,8 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let slot = Slot::shared();
+            slot.set_group(group);
             self.workers.push(Worker {
                 wid,
                 index,
@@ -430,8 +435,8 @@ impl Dispatcher {
                 inflight: VecDeque::new(),
                 batch_ends: VecDeque::new(),
                 assigned: 0,
-                slot: Slot::shared(),
-                handle: Handle::Process { child, pidfd, server: name, tx: None },
+                slot,
+                handle: Handle::Process { child, pidfd, group, server: name, tx: None },
             });
         }
         match first_err {
@@ -445,8 +450,10 @@ impl Dispatcher {
     fn launch_process(
         &mut self,
         index: u32,
-    ) -> Result<(u32, u64, String, Receiver<Result<(Child, Option<OwnedFd>), String>>), PoolError>
-    {
+    ) -> Result<
+        (u32, u64, String, Receiver<Result<(Child, Option<OwnedFd>, i32), String>>),
+        PoolError,
+    > {
         let wid = self.next_wid;
         self.next_wid += 1;
         let cfg = &self.cfg;
@@ -466,14 +473,22 @@ impl Dispatcher {
         std::thread::Builder::new()
             .name(format!("jobpool-reader-{index}"))
             .spawn(move || {
+                let group = match command_group_leader() {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let _ = ctx.send(Err(format!("cannot create a process group: {e}")));
+                        return;
+                    }
+                };
                 match cmd.spawn() {
                     Ok(child) => {
                         let pidfd = pidfd_open(child.id());
-                        if ctx.send(Ok((child, pidfd))).is_err() {
+                        if ctx.send(Ok((child, pidfd, group))).is_err() {
                             return;
                         }
                     }
                     Err(e) => {
+                        reap_pid(group);
                         let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
                         return;
                     }
@@ -756,9 +771,27 @@ impl Dispatcher {
 
     /// Take a gone worker out of the table, kill the process group it registered, and
     /// reap it; returns it with a description of how it ended.
+    ///
+    /// No process a process worker started outlives it, however it died, even while it
+    /// was starting a command: every process of a command is, at every moment, either
+    /// in the worker's own group (a child between its fork and its `setpgid`) or in the
+    /// worker's command group (from `setpgid` on; processes only ever move from the
+    /// first to the second). Both are killed, in that order, once the worker has exited
+    /// (so it starts nothing more) and before either group's id can be reused (the
+    /// worker and the command group's leader are still unreaped children of this
+    /// process): a process in the worker's group then dies with it, and one already in
+    /// the command group dies with that group.
     fn remove_worker(&mut self, wid: u64) -> Option<(Worker, String)> {
         let i = self.workers.iter().position(|w| w.wid == wid)?;
         let mut w = self.workers.swap_remove(i);
+        if let Handle::Process { child, pidfd, group, .. } = &mut w.handle {
+            wait_exit(child, pidfd.as_ref());
+            // SAFETY: plain kill(2) calls of process groups of our unreaped children.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+                libc::kill(-*group, libc::SIGKILL);
+            }
+        }
         let pgid = w.slot.pgid();
         if pgid > 0 {
             match w.handle {
@@ -775,6 +808,9 @@ impl Dispatcher {
             }
         }
         let how = reap(&mut w);
+        if let Handle::Process { group, .. } = &w.handle {
+            reap_pid(*group);
+        }
         Some((w, how))
     }
 
@@ -1266,13 +1302,15 @@ fn send_shutdown(w: &mut Worker) {
 
 /// Signal a process worker and the process group it registered.
 fn signal(w: &Worker, sig: i32) {
-    if let Handle::Process { child, .. } = &w.handle {
+    if let Handle::Process { child, group, .. } = &w.handle {
         let pgid = w.slot.pgid();
-        // SAFETY: plain kill(2) calls on our own child and the group it registered.
+        // SAFETY: plain kill(2) calls on our own child, its command group (whose leader
+        // is our unreaped child) and the group it registered.
         unsafe {
             if pgid > 0 {
                 libc::kill(-pgid, sig);
             }
+            libc::kill(-*group, sig);
             libc::kill(child.id() as i32, sig);
         }
     }
@@ -1308,6 +1346,89 @@ fn reap(w: &mut Worker) -> String {
         },
         None => "ended (status unknown)".into(),
     }
+}
+
+/// Wait (at most 200 ms, then SIGKILL it) until a gone worker has exited, without
+/// reaping it: its pid, which is also its process group's id, stays ours.
+fn wait_exit(child: &mut Child, pidfd: Option<&OwnedFd>) {
+    let dead = |child: &mut Child| match pidfd {
+        Some(fd) => exited(fd, Duration::from_millis(200)),
+        None => {
+            let deadline = Instant::now() + Duration::from_millis(200);
+            loop {
+                if has_exited(child.id()) {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    };
+    if !dead(child) {
+        // SAFETY: kill(2) of our own unreaped child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        dead(child);
+    }
+}
+
+/// Whether our child `pid` has exited, without reaping it.
+fn has_exited(pid: u32) -> bool {
+    // SAFETY: waitid with a zeroed siginfo_t out-parameter; WNOWAIT leaves it waitable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+/// Create the process group a worker's commands will join, before the worker starts.
+///
+/// A command cannot be given a group of its own race-free: with `process_group(0)` its
+/// group exists from inside `spawn()`, before the worker learns its id, so a worker
+/// killed in between leaves a group nobody knows (and a `pre_exec` hook would cost the
+/// fast `posix_spawn` path). So the group exists first: a child of this process puts
+/// itself in a new group and exits at once; unreaped, it keeps the group id valid and
+/// joinable (`setpgid` accepts a group whose only member is a zombie of the same
+/// session) for as long as the worker lives, and is reaped after the worker in
+/// [`Dispatcher::remove_worker`]. A worker runs one task at a time, so the group holds
+/// exactly the running task's processes. Returns the group id (the child's pid).
+fn command_group_leader() -> std::io::Result<i32> {
+    // SAFETY: the child only calls async-signal-safe functions (setpgid, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the child of fork: setpgid and _exit only.
+        unsafe {
+            libc::setpgid(0, 0);
+            libc::_exit(0);
+        }
+    }
+    // Wait until it has exited (so its setpgid is done), leaving it unreaped.
+    // SAFETY: waitid on our own child, zeroed siginfo_t out-parameter.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        while libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            < 0
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
+    }
+    Ok(pid)
+}
+
+/// Reap our child `pid` (a command group's leader) if it exited.
+fn reap_pid(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
 }
 
 /// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own).

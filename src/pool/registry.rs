@@ -155,6 +155,15 @@ impl TaskContext {
         self.slot.set_pgid(pgid);
     }
 
+    /// The process group a command started by this task should join
+    /// (`CommandExt::process_group`), when the worker has one (process workers do):
+    /// the pool kills it with the worker however the worker ends, with no window in
+    /// which a just-started command is unknown to the pool. `None` (threads backend):
+    /// give the command a group of its own and [`track`](Self::track_child_group) it.
+    pub fn command_group(&self) -> Option<i32> {
+        self.slot.group()
+    }
+
     /// Forget the group registered with [`track_child_group`](Self::track_child_group).
     pub fn untrack_child_group(&self) {
         self.slot.set_pgid(0);

@@ -132,10 +132,11 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
             }
         }
         std::thread::sleep(grace + Duration::from_millis(500));
-        let pgid = slot.pgid();
-        if pgid > 0 {
-            // SAFETY: kill(2) of the process group our task registered.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        for pgid in [slot.pgid(), slot.group().unwrap_or(0)] {
+            if pgid > 0 {
+                // SAFETY: kill(2) of our command group or one our task registered.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
         }
         // SAFETY: _exit ends the process without running destructors on other threads.
         unsafe { libc::_exit(70) };

@@ -12,11 +12,14 @@
 //! every [`STOP_CHECK_INTERVAL`] to ask `should_stop`. Without pidfd support the loop
 //! falls back to checking `waitid(WNOWAIT)` every few milliseconds.
 //!
-//! Process groups: the child is started with `process_group(0)`, so its pid is its group
-//! id. The group is signalled, never only the child, so grandchildren go too. When the
-//! child exits on its own, any process it left behind in its group is killed (SIGKILL)
-//! before the child is reaped, so nothing outlives its task and the group id cannot be
-//! reused in between. A process that leaves the group (`setsid`) is out of reach.
+//! Process groups: the child is started in the group the caller gives (a process
+//! worker's command group, created by the pool before the worker and held by it, so the
+//! pool can always kill it), or else with `process_group(0)`, so that its pid is its
+//! group id. The group is signalled, never only the child, so grandchildren go too. When
+//! the child exits on its own, any process it left behind in its group is killed
+//! (SIGKILL) before the child is reaped, so nothing outlives its task and the group id
+//! cannot be reused in between. A process that leaves the group (`setsid`) is out of
+//! reach.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -65,6 +68,9 @@ pub struct CommandRequest<'a> {
     /// Polled about every [`STOP_CHECK_INTERVAL`]; `true` stops the command (TERM, grace,
     /// KILL) and the outcome is [`CommandStatus::Cancelled`].
     pub should_stop: &'a dyn Fn() -> bool,
+    /// The process group to start the command in; `None`: a new group of its own
+    /// (`process_group(0)`, whose id is the child's pid).
+    pub group: Option<i32>,
     /// Called with the process group id right after the command started.
     pub on_spawn: &'a mut dyn FnMut(i32),
 }
@@ -205,7 +211,7 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
         return CommandOutcome::failed(CommandStatus::Error, "the program is empty".to_string());
     };
     let mut cmd = Command::new(program);
-    cmd.args(&rendered.argv[1..]).process_group(0).stderr(Stdio::piped());
+    cmd.args(&rendered.argv[1..]).process_group(req.group.unwrap_or(0)).stderr(Stdio::piped());
     if let Some(dir) = &rendered.cwd {
         cmd.current_dir(dir);
     }
@@ -215,8 +221,16 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(if req.task.output == OutputMode::None { Stdio::null() } else { Stdio::piped() });
 
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+    let spawned = match cmd.spawn() {
+        // The caller's group is gone (its leader was reaped by someone else, e.g. a
+        // program that reaps every child): a group of its own, reported to `on_spawn`.
+        Err(e) if req.group.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
+            cmd.process_group(0).spawn().map(|c| (c, None))
+        }
+        r => r.map(|c| (c, req.group)),
+    };
+    let (mut child, group) = match spawned {
+        Ok(x) => x,
         Err(err) => {
             return CommandOutcome::failed(
                 CommandStatus::Error,
@@ -224,7 +238,7 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
             );
         }
     };
-    let pgid = child.id() as i32;
+    let pgid = group.unwrap_or(child.id() as i32);
     (req.on_spawn)(pgid);
 
     let started = Instant::now();
@@ -769,6 +783,7 @@ mod tests {
                     timeout,
                     grace: Duration::from_millis(200),
                     should_stop: &|| false,
+                    group: None,
                     on_spawn: &mut |_| {},
                 },
                 false,

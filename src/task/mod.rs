@@ -138,7 +138,14 @@ fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
     };
     let values = values(args)?;
     let should_stop = || tc.should_stop();
-    let mut on_spawn = |pgid: i32| tc.track_child_group(pgid);
+    // A process worker's commands join its command group, which the pool always knows;
+    // elsewhere (threads) each command has a group of its own, tracked while it runs.
+    let group = tc.command_group();
+    let mut on_spawn = |pgid: i32| {
+        if Some(pgid) != group {
+            tc.track_child_group(pgid)
+        }
+    };
     let out = command::run_command(CommandRequest {
         task,
         job_dir: &p.ctx.dir,
@@ -147,6 +154,7 @@ fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
         timeout: p.ctx.task_timeout,
         grace: p.ctx.grace_period,
         should_stop: &should_stop,
+        group,
         on_spawn: &mut on_spawn,
     });
     tc.untrack_child_group();
