@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobpool::pool::{
-    Backend, Payload, Pool, PoolError, Registry, Submission, TaskContext, TaskError, worker,
+    Backend, Payload, Pool, PoolError, Registry, RetryOn, Submission, TaskContext, TaskError,
+    worker,
 };
 use jobpool::record::Status;
 
@@ -235,6 +236,33 @@ fn a_worker_death_never_reruns_a_finished_task() {
         }
         p.join();
     }
+}
+
+/// `retry_on` limits `retries` to the failure kinds it names.
+fn retry_on_limits_which_failures_are_retried() {
+    let attempts = |kinds: RetryOn| {
+        let p = pool(1)
+            .retries(2)
+            .retry_on(kinds)
+            .task_timeout(Duration::from_millis(300))
+            .grace_period(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let err = p.map_async::<_, i64>("fail_if", [(1, 1)]).unwrap();
+        let crash = p.map_async::<_, i64>("abort_if", [(1, 1)]).unwrap();
+        let slow = p.map_async::<_, i64>("sleep_ms", [(20_000u64, 1)]).unwrap();
+        let mut out = Vec::new();
+        for r in [&err, &crash, &slow] {
+            assert!(r.wait(Some(Duration::from_secs(60))), "hung");
+            let o = r.outcomes().unwrap().remove(0);
+            out.push((o.status, o.attempts));
+        }
+        out
+    };
+    let (e, t, c) = (Status::Error, Status::Timeout, Status::Crashed);
+    assert_eq!(attempts(RetryOn::ALL), [(e, 3), (c, 3), (t, 3)]);
+    assert_eq!(attempts(RetryOn::NONE.with_crashed()), [(e, 1), (c, 3), (t, 1)]);
+    assert_eq!(attempts(RetryOn::NONE.with_error().with_timeout()), [(e, 3), (c, 1), (t, 3)]);
 }
 
 fn task_timeout_stops_only_that_task() {
@@ -629,6 +657,7 @@ fn main() {
             "a_worker_death_never_reruns_a_finished_task",
             a_worker_death_never_reruns_a_finished_task,
         ),
+        ("retry_on_limits_which_failures_are_retried", retry_on_limits_which_failures_are_retried),
         ("task_timeout_stops_only_that_task", task_timeout_stops_only_that_task),
         ("grandchild_killed_with_worker", grandchild_killed_with_worker),
         ("ordering_under_random_durations", ordering_under_random_durations),

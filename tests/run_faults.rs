@@ -1385,3 +1385,42 @@ format = "jsonl"
     let left = survivors(&processes_with(&format!("sleep {marker}")));
     assert_eq!(left, Vec::<i32>::new(), "orphaned commands after {kills} worker kills");
 }
+
+/// A worker killed during start-up is replaced like any other (before the fix the whole
+/// run failed: "cannot start the workers: ... died during the handshake").
+#[test]
+fn a_worker_killed_during_start_up_is_replaced() {
+    let job = Job::new(
+        r#"
+workers = 4
+[task]
+kind = "command"
+program = ["echo", "v{i}"]
+[args]
+i = { range = [0, 10] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let mut child = job.spawn(&[]);
+    let pid = child.id();
+    let start = Instant::now();
+    let mut killed = None;
+    while killed.is_none()
+        && child.try_wait().unwrap().is_none()
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        if let Some(&w) = worker_children(pid).first() {
+            // SAFETY: kill(2) of a worker process of the run this test started.
+            unsafe { libc::kill(w, libc::SIGKILL) };
+            killed = Some(w);
+        }
+    }
+    let out = wait_output(child);
+    no_panic(&out);
+    assert!(killed.is_some(), "no worker seen");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), vec!["ok"; 10]);
+}

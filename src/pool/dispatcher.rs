@@ -36,6 +36,10 @@ const BUSY_BATCH_BYTES: usize = 32 * 1024;
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Consecutive failed worker starts, with no worker up in between, after which the
+/// program is taken for one that cannot be a worker: an error at start-up, and later
+/// the waiting tasks fail instead of respawning forever.
+const MAX_START_FAILURES: u32 = 3;
 
 /// Where a task's outcome goes.
 pub(crate) enum Reply {
@@ -204,6 +208,8 @@ pub(crate) struct Dispatcher {
     startup: Option<mpsc::SyncSender<Result<(), PoolError>>>,
     start_failures: u32,
     last_start_error: String,
+    /// Whether any worker ever finished its handshake.
+    ever_ready: bool,
     joining: bool,
     terminating: bool,
     /// Threads backend: slots of stopped threads whose task may still run a process
@@ -231,6 +237,7 @@ pub(crate) fn start(
         startup: Some(stx),
         start_failures: 0,
         last_start_error: String::new(),
+        ever_ready: false,
         joining: false,
         terminating: false,
         orphaned_groups: Vec::new(),
@@ -320,8 +327,13 @@ impl Dispatcher {
         }
     }
 
+    /// Start-up is over once every worker is ready (the failed ones were replaced), or
+    /// once starts keep failing but some worker is up: the pool runs with those.
     fn check_startup(&mut self) {
-        if self.startup.is_some() && self.workers.iter().all(|w| w.phase == Phase::Ready) {
+        let given_up = self.start_failures >= MAX_START_FAILURES && self.ever_ready;
+        if self.startup.is_some()
+            && (given_up || self.workers.iter().all(|w| w.phase == Phase::Ready))
+        {
             let _ = self.startup.take().map(|s| s.send(Ok(())));
         }
     }
@@ -370,14 +382,27 @@ impl Dispatcher {
             Event::Ready { wid, sender } => self.on_ready(wid, sender),
             Event::StartFailed { wid, error } => {
                 self.last_start_error = error.clone();
-                if self.startup.is_some() {
+                self.start_failures += 1;
+                let index = self.remove_worker(wid).map(|(w, _)| w.index);
+                if self.startup.is_none() {
+                    return; // `pump` refills missing workers
+                }
+                // At start-up as at any other time, a dead worker is replaced; only a
+                // program that cannot start any worker at all is an error.
+                if self.start_failures >= MAX_START_FAILURES && !self.ever_ready {
                     self.fail_startup(PoolError::Start(error));
-                    self.remove_worker(wid);
                     self.begin_terminate();
                     return;
                 }
-                self.start_failures += 1;
-                self.remove_worker(wid);
+                if let Some(index) = index
+                    && self.start_failures < MAX_START_FAILURES
+                    && !self.terminating
+                    && let Err(e) = self.spawn(index)
+                {
+                    self.last_start_error = e.to_string();
+                    self.start_failures += 1;
+                }
+                self.check_startup();
             }
             Event::Results { wid, results } => self.on_results(wid, results),
             Event::Gone { wid } => self.on_gone(wid),
@@ -559,6 +584,7 @@ impl Dispatcher {
             w.phase = Phase::Ready;
         }
         self.start_failures = 0;
+        self.ever_ready = true;
         self.check_startup();
     }
 
@@ -1021,7 +1047,9 @@ impl Dispatcher {
         for wid in abandoned {
             self.on_gone(wid);
         }
-        if self.start_failures >= 3 && !self.workers.iter().any(|w| w.phase == Phase::Ready) {
+        if self.start_failures >= MAX_START_FAILURES
+            && !self.workers.iter().any(|w| w.phase == Phase::Ready)
+        {
             let msg = format!("cannot start a worker: {}", self.last_start_error);
             for job in self.pending.drain(..) {
                 fail_job(job, Status::Crashed, &msg);
@@ -1035,7 +1063,7 @@ impl Dispatcher {
             return;
         }
         // Refill missing workers (after failed respawns).
-        if self.start_failures > 0 && self.start_failures < 3 {
+        if self.start_failures > 0 && self.start_failures < MAX_START_FAILURES {
             let have: HashSet<u32> = self.workers.iter().map(|w| w.index).collect();
             for i in 0..self.cfg.workers as u32 {
                 if !have.contains(&i) && self.spawn(i).is_err() {
@@ -1525,4 +1553,20 @@ fn thread_worker(
         }
     }
     let _ = ev.send(Event::Gone { wid });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_that_stopped_itself_at_its_timeout_is_a_timeout_for_retry_on() {
+        let st = |s, d: Option<&str>| reported_status(s, d);
+        assert_eq!(st(Status::Error, Some(r#"{"status":"timeout"}"#)), Status::Timeout);
+        assert_eq!(st(Status::Error, Some(r#"{"status":"cancelled"}"#)), Status::Error);
+        assert_eq!(st(Status::Error, Some(r#"{"stderr":"timeout"}"#)), Status::Error);
+        assert_eq!(st(Status::Error, Some("not json, timeout")), Status::Error);
+        assert_eq!(st(Status::Crashed, Some(r#"{"status":"timeout"}"#)), Status::Crashed);
+        assert_eq!(st(Status::Error, None), Status::Error);
+    }
 }
