@@ -158,9 +158,15 @@ pub struct TaskRecord {
     /// Commands: the signal that ended the process, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    /// Commands: the tail of standard error.
+    /// Commands: the tail of standard error (`""` when there was none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+    /// Commands: user + system CPU time of the task's processes, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
+    /// Commands: peak resident memory of the task's processes, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_kb: Option<u64>,
     /// True when the record was taken from an earlier run by `--resume`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
@@ -177,7 +183,7 @@ impl TaskRecord {
 
     /// A record field by its name in templates (`value`, `status`, `error`, `index`, `key`,
     /// `duration_ms`, `attempts`, `worker`, `exit_code`, `signal`, `started_at`, `stderr`,
-    /// `resumed`), as template text (see [`crate::model::value_text`]). Absent fields are
+    /// `cpu_ms`, `max_rss_kb`, `resumed`), as template text (see [`crate::model::value_text`]). Absent fields are
     /// the empty string; `None` means the name is not a record field.
     pub fn field_text(&self, name: &str) -> Option<String> {
         fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -196,6 +202,8 @@ impl TaskRecord {
             "signal" => opt(&self.signal),
             "started_at" => opt(&self.started_at),
             "stderr" => opt(&self.stderr),
+            "cpu_ms" => opt(&self.cpu_ms),
+            "max_rss_kb" => opt(&self.max_rss_kb),
             "resumed" => self.resumed.to_string(),
             _ => return None,
         })
@@ -219,7 +227,7 @@ const fn field(name: &'static str, doc: &'static str, csv: bool) -> Field {
 }
 
 /// Every record field besides `args`, in the order of a JSON record.
-pub const FIELDS: [Field; 13] = [
+pub const FIELDS: [Field; 15] = [
     field("index", "position in the plan, from 0", false),
     field("key", "content key: a hash of the task definition and the arguments", false),
     field("status", "ok, error, timeout, crashed, cancelled or skipped", true),
@@ -232,6 +240,8 @@ pub const FIELDS: [Field; 13] = [
     field("exit_code", "commands: the exit code, when the process exited", false),
     field("signal", "commands: the signal that ended the process, when one did", false),
     field("stderr", "commands: the tail of standard error (\"\" when there was none)", false),
+    field("cpu_ms", "commands: user + system CPU time of the task's processes, in ms", false),
+    field("max_rss_kb", "commands: peak resident memory of the task's processes, in KiB", false),
     field("resumed", "true when the record was taken from an earlier run by --resume", false),
 ];
 
@@ -271,6 +281,8 @@ mod tests {
             exit_code: Some(0),
             signal: None,
             stderr: None,
+            cpu_ms: Some(1.5),
+            max_rss_kb: None,
             resumed: false,
         }
     }
@@ -293,6 +305,7 @@ mod tests {
         r.started_at = Some("t".into());
         r.signal = Some(9);
         r.stderr = Some(String::new());
+        r.max_rss_kb = Some(2048);
         r.resumed = true;
         let json = serde_json::to_value(&r).unwrap();
         let keys: Vec<&str> =
@@ -309,6 +322,7 @@ mod tests {
         assert_eq!(text("duration_ms"), "12");
         assert_eq!(text("worker"), "");
         assert_eq!(text("exit_code"), "0");
+        assert_eq!((text("cpu_ms"), text("max_rss_kb")), ("1.5".into(), "".into()));
         assert_eq!(text("status"), "ok");
     }
 

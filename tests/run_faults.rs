@@ -1424,3 +1424,34 @@ format = "jsonl"
     let recs = job.jsonl("out.jsonl");
     assert_eq!(statuses(&recs), vec!["ok"; 10]);
 }
+
+/// Command records always carry `stderr` (`""` when none) and the CPU time and peak
+/// memory of the task's processes, from `wait4`.
+#[test]
+fn command_records_carry_stderr_cpu_time_and_peak_memory() {
+    let job = Job::new(
+        r#"
+workers = 1
+[task]
+kind = "command"
+shell = "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; if [ {i} = 1 ]; then echo oops >&2; exit 2; fi; echo done"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "error"]);
+    assert_eq!(recs[0]["stderr"], "");
+    assert_eq!(recs[1]["stderr"], "oops");
+    for r in &recs {
+        // A 30 000-step shell loop takes well over a millisecond of CPU; a shell needs
+        // well over 100 KiB of memory.
+        assert!(r["cpu_ms"].as_f64().is_some_and(|ms| ms > 1.0), "{r}");
+        assert!(r["max_rss_kb"].as_u64().is_some_and(|kb| kb > 100), "{r}");
+    }
+}

@@ -149,6 +149,8 @@ fn record(sub: Submission, names: &[String], status: Status) -> TaskRecord {
         exit_code: None,
         signal: None,
         stderr: None,
+        cpu_ms: None,
+        max_rss_kb: None,
         resumed: false,
     }
 }

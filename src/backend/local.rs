@@ -202,6 +202,8 @@ fn record_from_outcome(
         exit_code: None,
         signal: None,
         stderr: None,
+        cpu_ms: None,
+        max_rss_kb: None,
         resumed: false,
     };
     if let Some(Payload::Json(text)) = &o.value {
@@ -211,6 +213,8 @@ fn record_from_outcome(
             rec.value = Some(env.value);
             rec.exit_code = env.exit_code;
             rec.stderr = env.stderr;
+            rec.cpu_ms = env.cpu_ms;
+            rec.max_rss_kb = env.max_rss_kb;
         } else {
             rec.value = Some(v);
         }
@@ -221,6 +225,8 @@ fn record_from_outcome(
         rec.exit_code = d.exit_code.or(rec.exit_code);
         rec.signal = d.signal;
         rec.stderr = d.stderr.or(rec.stderr);
+        rec.cpu_ms = d.cpu_ms.or(rec.cpu_ms);
+        rec.max_rss_kb = d.max_rss_kb.or(rec.max_rss_kb);
         if rec.status == Status::Error {
             match d.status.as_deref() {
                 Some("timeout") => rec.status = Status::Timeout,
@@ -228,6 +234,9 @@ fn record_from_outcome(
                 _ => {}
             }
         }
+    }
+    if let TaskTemplate::Command(_) = task {
+        rec.stderr.get_or_insert_with(String::new);
     }
     rec
 }

@@ -434,8 +434,8 @@ impl Slot {
         id < self.word(W_SKIP).load(Ordering::Relaxed)
     }
 
-    /// Commit a result to the log: `started_ns` is when the first result of the log
-    /// started (used when the log was empty), `until_ns` the last clock reading. Returns
+    /// Commit a result to the log: `span` is when the first result of the log started
+    /// (used when the log was empty) and the last clock reading, in unix ns. Returns
     /// false when the entry does not fit: the caller must then send its results before
     /// the next task starts (and reset the log).
     pub fn log_push(
@@ -445,9 +445,9 @@ impl Slot {
         code: u8,
         payload: &[u8],
         data: Option<&str>,
-        started_ns: u64,
-        until_ns: u64,
+        span: (u64, u64),
     ) -> bool {
+        let (started_ns, until_ns) = span;
         let data = data.unwrap_or("").as_bytes();
         let need = 1 + payload.len().div_ceil(8) + data.len().div_ceil(8);
         if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 24
@@ -566,9 +566,9 @@ mod tests {
         let b = Slot::from_shm(a.shm_for_worker().unwrap());
         let mut cur = LogCursor::default();
         assert!(a.log_read().is_none());
-        assert!(b.log_push(&mut cur, 7, CODE_OK, b"value-7", None, 100, 150));
-        assert!(b.log_push(&mut cur, 8, CODE_ERROR, b"bad", Some("{\"x\":1}"), 0, 190));
-        assert!(b.log_push(&mut cur, 9, CODE_OK, b"", None, 0, 200));
+        assert!(b.log_push(&mut cur, 7, CODE_OK, b"value-7", None, (100, 150)));
+        assert!(b.log_push(&mut cur, 8, CODE_ERROR, b"bad", Some("{\"x\":1}"), (0, 190)));
+        assert!(b.log_push(&mut cur, 9, CODE_OK, b"", None, (0, 200)));
         let got = a.log_read().unwrap();
         assert_eq!((got.base, got.len(), got.started_ns, got.duration_ns), (7, 3, 100, 100));
         assert_eq!(got.blob.0, b"value-7bad");
@@ -578,8 +578,8 @@ mod tests {
         b.log_reset(&mut cur);
         assert!(a.log_read().is_none());
         // An entry bigger than the log does not fit: the worker must send instead.
-        assert!(!b.log_push(&mut cur, 10, CODE_OK, &vec![1u8; WORDS * 8], None, 0, 0));
-        assert!(b.log_push(&mut cur, 10, CODE_OK, &[1u8; 9], None, 0, 0));
+        assert!(!b.log_push(&mut cur, 10, CODE_OK, &vec![1u8; WORDS * 8], None, (0, 0)));
+        assert!(b.log_push(&mut cur, 10, CODE_OK, &[1u8; 9], None, (0, 0)));
         assert_eq!(a.log_read().unwrap().blob.0, vec![1u8; 9]);
     }
 }

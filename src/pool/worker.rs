@@ -280,8 +280,8 @@ impl Out<'_> {
         let payload = &self.out.blob.0[start..self.out.end(k) as usize];
         let code = self.out.codes.0.get(k).copied().unwrap_or(CODE_OK);
         let data = self.out.data.last().filter(|d| d.0 == id).map(|d| d.1.as_str());
-        let (started, until) = (self.wall(self.msg_start), self.wall(self.t_read));
-        if self.slot.log_push(&mut self.log, id, code, payload, data, started, until) {
+        let span = (self.wall(self.msg_start), self.wall(self.t_read));
+        if self.slot.log_push(&mut self.log, id, code, payload, data, span) {
             return true;
         }
         let ok = self.send_out(mono_ns());

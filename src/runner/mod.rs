@@ -468,6 +468,8 @@ impl<'b> Runner<'b> {
                     exit_code: None,
                     signal: None,
                     stderr: None,
+                    cpu_ms: None,
+                    max_rss_kb: None,
                     resumed: false,
                 });
                 run.finish(rec);

@@ -271,6 +271,8 @@ fn resume_takes_ok_records_and_runs_only_the_rest() {
             exit_code: None,
             signal: None,
             stderr: None,
+            cpu_ms: None,
+            max_rss_kb: None,
             resumed: false,
         };
         store.append(&rec).unwrap();

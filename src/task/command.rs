@@ -105,6 +105,12 @@ pub struct CommandOutcome {
     /// The last [`STDERR_TAIL_LINES`] lines / [`STDERR_TAIL_BYTES`] bytes of stderr, when
     /// it wrote any.
     pub stderr: Option<String>,
+    /// User + system CPU time of the command and the descendants it waited for, in ms
+    /// (from `wait4`'s rusage), when it was started and reaped.
+    pub cpu_ms: Option<f64>,
+    /// Peak resident memory of the command (or of the largest descendant it waited for),
+    /// in KiB (rusage `ru_maxrss`), when it was started and reaped.
+    pub max_rss_kb: Option<u64>,
 }
 
 impl CommandStatus {
@@ -128,6 +134,8 @@ impl CommandOutcome {
             exit_code: None,
             signal: None,
             stderr: None,
+            cpu_ms: None,
+            max_rss_kb: None,
         }
     }
 }
@@ -245,8 +253,13 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     let deadline = req.timeout.and_then(|t| started.checked_add(t));
     let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes), use_pidfd);
     let stop = io.run(pgid, deadline, req.grace, req.should_stop);
-    let status = reap(&mut child);
-    finish(req.task, req.timeout, stop, status, io)
+    let (status, usage) = reap(&mut child);
+    let mut outcome = finish(req.task, req.timeout, stop, status, io);
+    if let Some(u) = usage {
+        outcome.cpu_ms = Some(u.cpu_ms);
+        outcome.max_rss_kb = Some(u.max_rss_kb);
+    }
+    outcome
 }
 
 fn spawn_error(program: &str, rendered: &RenderedCommand, err: &io::Error) -> String {
@@ -527,13 +540,35 @@ fn kill_group(pgid: i32, signal: i32) {
     }
 }
 
-fn reap(child: &mut Child) -> Option<ExitStatus> {
+/// What a reaped command used.
+struct Usage {
+    cpu_ms: f64,
+    max_rss_kb: u64,
+}
+
+/// Reap the child with `wait4`, which also gives its resource usage (its own, plus that
+/// of the descendants it waited for).
+fn reap(child: &mut Child) -> (Option<ExitStatus>, Option<Usage>) {
+    let pid = child.id() as libc::pid_t;
     loop {
-        match child.wait() {
-            Ok(status) => return Some(status),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return None,
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own unreaped child, with valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+            let usage = Usage {
+                cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
+                max_rss_kb: ru.ru_maxrss.max(0) as u64,
+            };
+            return (Some(ExitStatus::from_raw(status)), Some(usage));
         }
+        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        // Someone else reaped it (ECHILD): std may know its status.
+        return (child.try_wait().ok().flatten(), None);
     }
 }
 
@@ -555,6 +590,8 @@ fn finish(
         exit_code,
         signal,
         stderr,
+        cpu_ms: None,
+        max_rss_kb: None,
     };
     match stop {
         Some(StopReason::Timeout) => {

@@ -65,8 +65,14 @@ pub struct CommandValue {
     pub value: Value,
     /// The exit code.
     pub exit_code: Option<i32>,
-    /// The tail of stderr, when there was any.
+    /// The tail of stderr (`""` when there was none).
     pub stderr: Option<String>,
+    /// User + system CPU time of the command's processes, in ms.
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
+    /// Peak resident memory of the command's processes, in KiB.
+    #[serde(default)]
+    pub max_rss_kb: Option<u64>,
 }
 
 /// Details of a failed built-in task, as the error's data (JSON).
@@ -79,8 +85,14 @@ pub struct ErrorData {
     pub exit_code: Option<i32>,
     /// The signal that ended a command.
     pub signal: Option<i32>,
-    /// The tail of a command's stderr.
+    /// The tail of a command's stderr (`""` when there was none).
     pub stderr: Option<String>,
+    /// A command's user + system CPU time, in ms.
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
+    /// A command's peak resident memory, in KiB.
+    #[serde(default)]
+    pub max_rss_kb: Option<u64>,
 }
 
 /// What a worker prepares once per job: the parsed context and, for scripts, the
@@ -158,13 +170,16 @@ fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
         on_spawn: &mut on_spawn,
     });
     tc.untrack_child_group();
-    let stderr = out.stderr.filter(|s| !s.is_empty());
+    // Always a string for a command that ran, so records keep the same fields.
+    let stderr = Some(out.stderr.unwrap_or_default());
     match out.status {
         CommandStatus::Ok => {
             let v = CommandValue {
                 value: out.value.unwrap_or(Value::Null),
                 exit_code: out.exit_code,
                 stderr,
+                cpu_ms: out.cpu_ms,
+                max_rss_kb: out.max_rss_kb,
             };
             serde_json::to_string(&v).map_err(|e| TaskError::new(e.to_string()))
         }
@@ -178,6 +193,8 @@ fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
                 exit_code: out.exit_code,
                 signal: out.signal,
                 stderr,
+                cpu_ms: out.cpu_ms,
+                max_rss_kb: out.max_rss_kb,
             };
             Err(with_data(out.error.unwrap_or_else(|| "command failed".into()), &data))
         }

@@ -84,6 +84,8 @@ pub fn record(
         exit_code: None,
         signal: None,
         stderr: None,
+        cpu_ms: None,
+        max_rss_kb: None,
         resumed: false,
     }
 }
