@@ -729,3 +729,28 @@ fn run_passes_over_toml_files_that_are_not_jobs() {
     assert_eq!(stdout(&out), "2\n");
     assert!(stderr(&out).contains("Cargo.toml"), "{}", stderr(&out));
 }
+
+/// `retry-on`: `retries` applies only to the failures listed; a deterministic error is
+/// not run twice when only timeouts and crashes are retried.
+#[test]
+fn retry_on_limits_retries_to_the_listed_failures() {
+    let job = Job::new(
+        "retries = 2\nretry-on = [\"timeout\", \"crashed\"]\ntask-timeout = \"300ms\"\n\
+         grace-period = \"100ms\"\n[task]\nkind = \"command\"\n\
+         program = [\"sh\", \"-c\", \"echo x >> ran-$0; if [ $0 = err ]; then exit 3; else sleep 5; fi\", \"{what}\"]\n\
+         [args]\nwhat = [\"err\", \"slow\"]\n[[sink]]\nto = \"out.jsonl\"\nformat = \"jsonl\"\n",
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(
+        (recs[0]["status"].as_str(), recs[0]["attempts"].as_u64()),
+        (Some("error"), Some(1))
+    );
+    assert_eq!(
+        (recs[1]["status"].as_str(), recs[1]["attempts"].as_u64()),
+        (Some("timeout"), Some(3))
+    );
+    let lines = |f: &str| fs::read_to_string(job.path(f)).unwrap().lines().count();
+    assert_eq!((lines("ran-err"), lines("ran-slow")), (1, 3));
+}

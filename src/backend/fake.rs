@@ -24,6 +24,9 @@ pub enum Step {
     Fail(Status, String),
     /// Run until the run is cancelled, then come back `cancelled`.
     Hang,
+    /// Run until the run is killed (a cancel alone does not stop it, as a task that
+    /// ignores TERM during its grace period), then come back `cancelled`.
+    HangUntilKilled,
 }
 
 type Script = dyn Fn(&Submission) -> Step + Send + Sync;
@@ -207,9 +210,10 @@ impl Execution for FakeExecution {
                 r.error = Some(message);
                 r
             }
-            Step::Hang => {
+            step @ (Step::Hang | Step::HangUntilKilled) => {
+                let until_killed = step == Step::HangUntilKilled;
                 let mut f = self.state.flags.lock().unwrap_or_else(|e| e.into_inner());
-                while !f.cancelled {
+                while !(if until_killed { f.killed } else { f.cancelled }) {
                     f = self.state.cv.wait(f).unwrap_or_else(|e| e.into_inner());
                 }
                 drop(f);

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use crate::backend::{Backend, BackendError, BackendEvent, ExecutionControl, StartRequest, Work};
 use crate::event::{CancelReason, RunEvent, RunStart, RunSummary, SkipReason};
-use crate::model::{Job, OnFailure};
+use crate::model::{Job, OnFailure, TaskTemplate};
 use crate::plan::Plan;
 use crate::record::{Status, StatusCounts, TaskRecord};
 use crate::store::ResumeIndex;
@@ -467,7 +467,8 @@ impl<'b> Runner<'b> {
                     duration_ms: 0.0,
                     exit_code: None,
                     signal: None,
-                    stderr: None,
+                    // A command record always has the same fields.
+                    stderr: matches!(job.task, TaskTemplate::Command(_)).then(String::new),
                     cpu_ms: None,
                     max_rss_kb: None,
                     resumed: false,

@@ -180,21 +180,31 @@ fn a_more_serious_reason_replaces_a_lesser_one_never_the_reverse() {
     let control = Control::new();
     let c2 = control.clone();
     let backend =
-        FakeBackend::new(1, |s| if s.index == 0 { Step::Hang } else { Step::Ok(json!(0)) });
+        FakeBackend::new(
+            1,
+            |s| {
+                if s.index == 0 { Step::HangUntilKilled } else { Step::Ok(json!(0)) }
+            },
+        );
     let t = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(50));
         c2.cancel(CancelReason::Superseded);
+        std::thread::sleep(std::time::Duration::from_millis(50));
         c2.cancel(CancelReason::Interrupt);
         c2.cancel(CancelReason::Deadline); // less serious: ignored
+        c2.kill(); // the hung task ends only now
     });
     let (events, summary) = run_events(&backend, &job("", 5), &control);
     t.join().unwrap();
-    let seen = cancellings(&events);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-    assert_eq!(seen.last(), Some(&CancelReason::Interrupt));
+    assert_eq!(cancellings(&events), [CancelReason::Superseded, CancelReason::Interrupt]);
     assert_eq!(summary.cancelled, Some(CancelReason::Interrupt));
     assert_eq!(control.reason(), Some(CancelReason::Interrupt));
-    assert_one_record_each(&records(&events), 5);
+    let recs = records(&events);
+    assert_one_record_each(&recs, 5);
+    // Every cancelled record says the most serious reason.
+    for r in recs.iter().filter(|r| r.status == Status::Cancelled) {
+        assert_eq!(r.error.as_deref(), Some(CancelReason::Interrupt.record_message()));
+    }
 }
 
 #[test]
