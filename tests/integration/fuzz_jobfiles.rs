@@ -4,7 +4,7 @@
 //! Properties: nothing panics; an accepted job plans (len >= 1, numbered from 0, each
 //! submission as wide as the argument names, the last one reachable in O(1)); a rejected
 //! job has problems whose labels lie inside their source and that render.
-//! `cargo test --test fuzz_jobfiles` runs a modest number of cases; set
+//! `cargo test --test integration fuzz_jobfiles::` runs a modest number of cases; set
 //! `JOBPOOL_FUZZ_CASES=200000` for a long run (see book/src/internals/fuzzing.md).
 
 use std::path::{Path, PathBuf};

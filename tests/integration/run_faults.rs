@@ -3,8 +3,6 @@
 //! Each test asserts behaviour with generous bounds and checks that nothing it started
 //! survives.
 
-mod run_support;
-
 #[allow(unused_imports)]
 use std::fs;
 #[allow(unused_imports)]
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::*;
+use crate::run_support::*;
 use serde_json::Value;
 
 /// Extra helpers of this file.

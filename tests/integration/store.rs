@@ -1,16 +1,14 @@
 //! The run store: run folders, the journal, torn lines, run listing, the resume index.
 
-mod record_support;
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 
+use crate::record_support::{job, ok, record};
 use jobpool::record::{Status, TaskRecord};
 use jobpool::store::{
     self, RunEnd, RunMeta, RunState, RunStore, latest_run, list_runs, read_records, records,
     resume_index,
 };
-use record_support::{job, ok, record};
 use serde_json::json;
 
 fn keyed(index: u64, key: &str, status: Status, value: i64) -> TaskRecord {

@@ -1,18 +1,16 @@
 //! Sinks: formats, order under any completion order, atomic files.
 
-mod record_support;
-
 use std::fs;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
+use crate::record_support::{file_sink, job, ok, record, template};
 use jobpool::model::{Order, SinkFormat};
 use jobpool::record::{Status, TaskRecord};
 use jobpool::sink::{
     Destination, OrderedSinks, ReorderBuffer, Sink, SinkError, SinkManager, with_destination,
 };
 use proptest::prelude::*;
-use record_support::{file_sink, job, ok, record, template};
 use serde_json::{Value, json};
 
 /// A writer whose bytes the test can read while the sink still owns it.
@@ -528,7 +526,7 @@ fn a_closed_stdout_is_a_quiet_broken_pipe_error() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_writes_to_stdout_until_the_pipe_closes",
+            "sinks::child_writes_to_stdout_until_the_pipe_closes",
             "--ignored",
             "--nocapture",
         ])

@@ -2,8 +2,6 @@
 //! temporary folders. Every test asserts behaviour (statuses, order, files, exit codes),
 //! never speed, and checks that no process it started survives.
 
-mod run_support;
-
 #[allow(unused_imports)]
 use std::fs;
 #[allow(unused_imports)]
@@ -12,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::*;
+use crate::run_support::*;
 use serde_json::Value;
 
 #[test]

@@ -1,0 +1,18 @@
+//! The integration tests: one binary that drives the real `jobpool` executable and the
+//! library from outside (the pool's own fault tests are `tests/pool.rs`, a binary without
+//! the test harness because its workers re-execute it).
+
+mod record_support;
+mod run_support;
+
+mod command_kind;
+mod custom_kinds;
+mod fuzz_jobfiles;
+mod jobfiles;
+mod layering;
+mod pool_examples;
+mod run;
+mod run_faults;
+mod script_kind;
+mod sinks;
+mod store;
