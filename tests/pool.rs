@@ -64,6 +64,9 @@ fn registry() -> Registry {
     });
     r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
     r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
+    r.register("square_u64", |x: u64| Ok::<_, TaskError>(x * x));
+    r.register("sqr", |(x,): (u64,)| Ok::<_, TaskError>(x * x));
+    r.register("point", |(): ()| Ok::<_, TaskError>(Point { x: 1, y: 2 }));
     r.register_with_context("ctx", |ctx: &TaskContext, (): ()| {
         let n = ctx.cached(|c| c.len());
         Ok::<_, TaskError>((
@@ -87,6 +90,21 @@ fn registry() -> Registry {
         std::thread::sleep(Duration::from_secs(30));
         Ok::<_, TaskError>(())
     });
+    r
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: i64,
+    y: i64,
+}
+
+/// The registry of a worker program that differs from the tests' (`square` takes
+/// another type, and one kind more).
+fn other_registry() -> Registry {
+    let mut r = registry();
+    r.register("square", |x: u32| Ok::<_, TaskError>(x * x));
+    r.register("extra", |(): ()| Ok::<_, TaskError>(()));
     r
 }
 
@@ -639,9 +657,113 @@ fn print_probe() {
     println!("probe done");
 }
 
+/// Run this binary with `args` and `envs`, under a process limit, killed after `limit`;
+/// returns (exit status, stdout, stderr).
+fn run_self(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> (String, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(args).envs(envs.iter().copied());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    // A regression must not take the machine down: few processes (ignored by root with
+    // CAP_SYS_RESOURCE; the depth fuse of `forgot_hook` is the real guard).
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 4096, rlim_max: 4096 };
+            libc::setrlimit(libc::RLIMIT_NPROC, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break format!("{s}");
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break "killed after the time limit".to_string();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    use std::io::Read;
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status, out, err)
+}
+
+fn forgotten_worker_hook_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("depth2");
+    let mark_s = mark.to_string_lossy().to_string();
+    let t0 = Instant::now();
+    let (status, out, err) = run_self(
+        &[],
+        &[("POOL_TEST_FORGOT_HOOK", "0"), ("POOL_TEST_MARK", &mark_s)],
+        Duration::from_secs(60),
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    assert!(!mark.exists(), "a worker started a pool of its own: {status}\n{out}\n{err}");
+    assert!(
+        out.contains("build failed: ")
+            && out.contains("jobpool::pool::worker::run_if_worker(&registry)"),
+        "{status}\n{out}\n{err}"
+    );
+}
+
+/// `POOL_TEST_FORGOT_HOOK=DEPTH`: a program that forgot `run_if_worker`. Its workers
+/// inherit the variable with DEPTH + 1; a fuse stops a regression at depth 2.
+fn forgot_hook(depth: u32) {
+    if depth >= 2 {
+        let _ = std::fs::write(std::env::var("POOL_TEST_MARK").unwrap(), "");
+        std::process::exit(99);
+    }
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var("POOL_TEST_FORGOT_HOOK", (depth + 1).to_string()) };
+    match Pool::builder().workers(1).registry(registry()).build() {
+        Ok(p) => {
+            println!("built");
+            p.join();
+        }
+        Err(e) => println!("build failed: {e}"),
+    }
+}
+
+fn worker_with_another_registry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("other-worker");
+    let exe = std::env::current_exe().unwrap();
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nPOOL_TEST_OTHER_REGISTRY=1 exec '{}' \"$@\"\n", exe.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t0 = Instant::now();
+    let r = pool(2).worker_program(&script).build();
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let e = r.err().expect("refused");
+    let msg = e.to_string();
+    assert!(msg.contains("square") && msg.contains("extra"), "{msg}");
+    assert!(
+        matches!(&e, PoolError::RegistryMismatch { differences, .. } if differences.len() == 2),
+        "{e:?}"
+    );
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
+    if let Ok(depth) = std::env::var("POOL_TEST_FORGOT_HOOK") {
+        forgot_hook(depth.parse().unwrap());
+        return;
+    }
+    if std::env::var_os("POOL_TEST_OTHER_REGISTRY").is_some() {
+        worker::run_if_worker(&other_registry());
+    }
     worker::run_if_worker(&registry());
     if std::env::args().nth(1).as_deref() == Some("--print-probe") {
         print_probe();
@@ -677,6 +799,8 @@ fn main() {
         ("stream_mixed_functions_and_errors", stream_mixed_functions_and_errors),
         ("big_arguments_never_block_the_dispatcher", big_arguments_never_block_the_dispatcher),
         ("worker_stdout_goes_to_stderr", worker_stdout_goes_to_stderr),
+        ("forgotten_worker_hook_is_an_error", forgotten_worker_hook_is_an_error),
+        ("worker_with_another_registry_is_refused", worker_with_another_registry_is_refused),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -134,7 +134,7 @@ impl Job {
 pub(crate) enum Event {
     Submit(Vec<Job>),
     Ready { wid: u64, sender: IpcSender<ToWorker> },
-    StartFailed { wid: u64, error: String },
+    StartFailed { wid: u64, error: PoolError },
     Results { wid: u64, results: ResultBatch },
     Gone { wid: u64 },
     Cancel { run: u64 },
@@ -381,16 +381,21 @@ impl Dispatcher {
             }
             Event::Ready { wid, sender } => self.on_ready(wid, sender),
             Event::StartFailed { wid, error } => {
-                self.last_start_error = error.clone();
+                self.last_start_error = match &error {
+                    PoolError::Start(m) => m.clone(),
+                    e => e.to_string(),
+                };
                 self.start_failures += 1;
                 let index = self.remove_worker(wid).map(|(w, _)| w.index);
                 if self.startup.is_none() {
                     return; // `pump` refills missing workers
                 }
                 // At start-up as at any other time, a dead worker is replaced; only a
-                // program that cannot start any worker at all is an error.
-                if self.start_failures >= MAX_START_FAILURES && !self.ever_ready {
-                    self.fail_startup(PoolError::Start(error));
+                // program that cannot start any worker at all is an error, and so is a
+                // refusal (no `run_if_worker`, another registry): the program's, not chance.
+                let refused = !matches!(error, PoolError::Start(_));
+                if refused || (self.start_failures >= MAX_START_FAILURES && !self.ever_ready) {
+                    self.fail_startup(error);
                     self.begin_terminate();
                     return;
                 }
@@ -495,6 +500,7 @@ impl Dispatcher {
         let program = cfg.program.display().to_string();
         let (ctx, crx) = mpsc::channel();
         let ev = self.tx.clone();
+        let cfg = cfg.clone();
         std::thread::Builder::new()
             .name(format!("jobpool-reader-{index}"))
             .spawn(move || {
@@ -518,7 +524,7 @@ impl Dispatcher {
                         return;
                     }
                 }
-                reader(server, ev, wid)
+                reader(server, ev, wid, cfg)
             })
             .map_err(|e| PoolError::Start(e.to_string()))?;
         Ok((index, wid, name, crx))
@@ -1491,33 +1497,46 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// A process worker's reader: finishes the handshake, then forwards results.
-fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64) {
+fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64, cfg: Arc<Config>) {
+    let program = || cfg.program.display().to_string();
     let (rx, first) = match server.accept() {
         Ok(x) => x,
         Err(e) => {
-            let _ = ev.send(Event::StartFailed {
-                wid,
-                error: format!("the worker died during the handshake ({e:?})"),
-            });
+            let error = PoolError::Start(format!(
+                "the worker died during the handshake ({e:?}); does {} call \
+                 jobpool::pool::worker::run_if_worker(&registry) first thing in main?",
+                program()
+            ));
+            let _ = ev.send(Event::StartFailed { wid, error });
             return;
         }
     };
+    let start_failed = |error: PoolError| {
+        let _ = ev.send(Event::StartFailed { wid, error });
+    };
     match first {
-        FromWorker::Hello { version, tasks, .. } if version == PROTOCOL_VERSION => {
+        FromWorker::Hello { version, tasks, kinds, .. } if version == PROTOCOL_VERSION => {
+            // Without a registry of its own, the pool takes the first worker's.
+            let ours = cfg.signatures.get_or_init(|| kinds.clone());
+            let differences = super::registry::differences(ours, &kinds);
+            if !differences.is_empty() {
+                return start_failed(PoolError::RegistryMismatch {
+                    program: program(),
+                    differences,
+                });
+            }
             let _ = ev.send(Event::Ready { wid, sender: tasks });
         }
         FromWorker::Hello { version, .. } => {
-            let _ = ev.send(Event::StartFailed {
-                wid,
-                error: format!(
-                    "protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"
-                ),
-            });
-            return;
+            return start_failed(PoolError::Start(format!(
+                "protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"
+            )));
+        }
+        FromWorker::Refused { .. } => {
+            return start_failed(PoolError::WorkerHookMissing { program: program() });
         }
         FromWorker::Results(_) => {
-            let _ = ev.send(Event::StartFailed { wid, error: "protocol error: no hello".into() });
-            return;
+            return start_failed(PoolError::Start("protocol error: no hello".into()));
         }
     }
     loop {
@@ -1527,7 +1546,7 @@ fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64) {
                     return;
                 }
             }
-            Ok(FromWorker::Hello { .. }) => {}
+            Ok(FromWorker::Hello { .. } | FromWorker::Refused { .. }) => {}
             Err(_) => {
                 let _ = ev.send(Event::Gone { wid });
                 return;

@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub mod stream;
 pub mod worker;
 
 use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
-pub use registry::{Registry, TaskContext, TaskError};
+pub use registry::{KindSig, Registry, TaskContext, TaskError};
 use result::Collector;
 pub use retry::{RetryOn, UnknownFailureKind};
 
@@ -66,6 +66,9 @@ pub(crate) struct Config {
     pub backend: Backend,
     pub context: Arc<str>,
     pub registry: Arc<Registry>,
+    /// The kinds every worker must have: the registry's when one was given, else the
+    /// first worker's.
+    pub signatures: OnceLock<Vec<KindSig>>,
     pub program: PathBuf,
     pub stream_capacity: usize,
     pub stdout_to_stderr: bool,
@@ -183,7 +186,13 @@ impl PoolBuilder {
 
     /// Start the workers; returns when all finished their handshake. A worker that
     /// dies or fails before is an error, never a hang.
+    ///
+    /// In a process started as a worker whose `main` did not call
+    /// [`run_if_worker`](worker::run_if_worker), this exits the process at once (the
+    /// pool that started it then fails with [`PoolError::WorkerHookMissing`]) instead of
+    /// starting workers that would do the same, without end.
     pub fn build(self) -> Result<Pool, PoolError> {
+        worker::refuse_if_unhooked();
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -191,6 +200,14 @@ impl PoolBuilder {
             Some(p) => p,
             None => std::env::current_exe().map_err(|e| PoolError::Start(e.to_string()))?,
         };
+        let signatures = OnceLock::new();
+        if let Some(r) = &self.registry {
+            let _ = signatures.set(r.signatures());
+        }
+        let registry = Arc::new(self.registry.unwrap_or_default());
+        if self.backend == Backend::Threads {
+            let _ = signatures.set(registry.signatures());
+        }
         let cfg = Arc::new(Config {
             workers,
             chunk_size: self.chunk_size,
@@ -201,7 +218,8 @@ impl PoolBuilder {
             retry_on: self.retry_on,
             backend: self.backend,
             context: Arc::from(self.context),
-            registry: Arc::new(self.registry.unwrap_or_default()),
+            registry,
+            signatures,
             program,
             stream_capacity: self.stream_capacity,
             stdout_to_stderr: self.stdout_to_stderr,

@@ -13,8 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
+use super::registry::KindSig;
+
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -113,8 +115,19 @@ impl<'de> Deserialize<'de> for Blob {
 /// Worker -> parent.
 #[derive(Serialize, Deserialize)]
 pub(crate) enum FromWorker {
-    Hello { version: u32, pid: u32, tasks: IpcSender<ToWorker> },
+    /// `kinds`: the worker's registry, which must match the pool's.
+    Hello {
+        version: u32,
+        pid: u32,
+        tasks: IpcSender<ToWorker>,
+        kinds: Vec<KindSig>,
+    },
     Results(ResultBatch),
+    /// Sent instead of `Hello` by a program started as a worker that reached
+    /// `Pool::build` without calling `run_if_worker` first.
+    Refused {
+        pid: u32,
+    },
 }
 
 /// How a task ended on the worker.

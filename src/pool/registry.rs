@@ -179,6 +179,101 @@ type JsonFn = dyn Fn(&TaskContext, &str, &mut Vec<u8>) -> Result<(), TaskError> 
 pub(crate) struct Entry {
     pub(crate) typed: Arc<TypedFn>,
     pub(crate) json: Arc<JsonFn>,
+    /// The argument and value types (`None`: a JSON kind, untyped).
+    pub(crate) types: Option<(&'static str, &'static str)>,
+}
+
+/// What a kind takes and returns, as the pool compares it between a program and its
+/// workers, and between a caller and the registered function.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct KindSig {
+    /// The kind's name.
+    pub name: String,
+    /// Its argument type, canonical (see [`canonical_type`]); empty for a JSON kind.
+    pub args: String,
+    /// Its value type, canonical; empty for a JSON kind.
+    pub value: String,
+}
+
+/// A type's name as the pool compares it: [`std::any::type_name`] without references,
+/// with `str` for `String` and `[T]` for `Vec<T>`, since serde encodes each pair the
+/// same way (a caller may pass `&str` to a function of `String`).
+pub fn canonical_type(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if c == '&' {
+            rest = rest[1..].strip_prefix("mut ").unwrap_or(&rest[1..]);
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let ident = &rest[..end];
+            rest = &rest[end..];
+            if ident == "alloc::vec::Vec" && rest.starts_with('<') {
+                // Vec<T> -> [T]: find the matching '>'.
+                let mut depth = 0;
+                let close = rest
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        match c {
+                            '<' => depth += 1,
+                            '>' => depth -= 1,
+                            _ => {}
+                        }
+                        depth == 0
+                    })
+                    .map(|(i, _)| i)
+                    .unwrap_or(rest.len() - 1);
+                out.push('[');
+                out.push_str(&canonical_type(&rest[1..close]));
+                out.push(']');
+                rest = &rest[close + 1..];
+                continue;
+            }
+            out.push_str(match ident {
+                "alloc::string::String" => "str",
+                "std::path::PathBuf" => "std::path::Path",
+                other => other,
+            });
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// What differs between the kinds of a pool (`ours`) and of a worker (`theirs`), one
+/// line per kind, empty when they agree.
+pub(crate) fn differences(ours: &[KindSig], theirs: &[KindSig]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in ours {
+        match theirs.iter().find(|b| b.name == a.name) {
+            None => out.push(format!("`{}` is missing in the worker", a.name)),
+            Some(b) if b != a => out.push(format!(
+                "`{}` takes {} and returns {} in the pool, {} and {} in the worker",
+                a.name,
+                shown(&a.args),
+                shown(&a.value),
+                shown(&b.args),
+                shown(&b.value)
+            )),
+            Some(_) => {}
+        }
+    }
+    for b in theirs {
+        if !ours.iter().any(|a| a.name == b.name) {
+            out.push(format!("`{}` is only in the worker", b.name));
+        }
+    }
+    out
+}
+
+fn shown(t: &str) -> &str {
+    if t.is_empty() { "JSON" } else { t }
 }
 
 /// Named task functions a worker can run.
@@ -252,8 +347,11 @@ impl Registry {
                 serde_json::to_writer(out, &r)
                     .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
             };
-        self.entries
-            .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
+        let types = Some((std::any::type_name::<A>(), std::any::type_name::<R>()));
+        self.entries.insert(
+            name.to_string(),
+            Entry { typed: Arc::new(typed), json: Arc::new(json), types },
+        );
         self
     }
 
@@ -272,9 +370,28 @@ impl Registry {
                 out.extend_from_slice(f(ctx, text)?.as_bytes());
                 Ok(())
             };
-        self.entries
-            .insert(name.to_string(), Entry { typed: Arc::new(typed), json: Arc::new(json) });
+        self.entries.insert(
+            name.to_string(),
+            Entry { typed: Arc::new(typed), json: Arc::new(json), types: None },
+        );
         self
+    }
+
+    /// Every kind's name and types, sorted by name: what a worker's registry must match.
+    pub fn signatures(&self) -> Vec<KindSig> {
+        let mut v: Vec<KindSig> = self
+            .entries
+            .iter()
+            .map(|(name, e)| {
+                let (args, value) = match e.types {
+                    Some((a, r)) => (canonical_type(a), canonical_type(r)),
+                    None => (String::new(), String::new()),
+                };
+                KindSig { name: name.clone(), args, value }
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {
@@ -366,6 +483,38 @@ mod tests {
         assert!(e.message.contains("unknown task function"), "{e}");
         let e = r.call_json(&ctx(), "bad", "[1,2,3]").unwrap_err();
         assert!(e.message.contains("bad arguments"), "{e}");
+    }
+
+    #[test]
+    fn canonical_types_identify_what_serde_encodes_alike() {
+        use std::any::type_name;
+        let c = |s: &str| canonical_type(s);
+        assert_eq!(c(type_name::<&str>()), c(type_name::<String>()));
+        assert_eq!(c(type_name::<(u64, &[u8])>()), c(type_name::<(u64, Vec<u8>)>()));
+        assert_eq!(c(type_name::<Vec<Vec<String>>>()), "[[str]]");
+        assert_eq!(c(type_name::<&std::path::Path>()), c(type_name::<std::path::PathBuf>()));
+        assert_ne!(c(type_name::<i32>()), c(type_name::<u64>()));
+        assert_ne!(c(type_name::<[u8; 2]>()), c(type_name::<Vec<u8>>()));
+        assert_eq!(c("(&str,)"), "(str,)");
+        assert_eq!(c("&mut alloc::vec::Vec<u8>"), "[u8]");
+    }
+
+    #[test]
+    fn registries_are_compared_kind_by_kind() {
+        let mut a = Registry::new();
+        a.register("sq", |x: i64| Ok::<_, TaskError>(x * x));
+        a.register_json("j", |_, t| Ok(t.to_string()));
+        let mut b = a.clone();
+        assert!(differences(&a.signatures(), &b.signatures()).is_empty());
+        b.register("sq", |x: u32| Ok::<_, TaskError>(x * x));
+        b.register("more", |(): ()| Ok::<_, TaskError>(()));
+        assert_eq!(
+            differences(&a.signatures(), &b.signatures()),
+            vec![
+                "`sq` takes i64 and returns i64 in the pool, u32 and u32 in the worker",
+                "`more` is only in the worker"
+            ]
+        );
     }
 
     #[test]

@@ -210,6 +210,24 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(String),
+    /// The worker program was started as a worker but did not serve: its `main` does
+    /// not call [`run_if_worker`](super::worker::run_if_worker) before building a pool.
+    #[error(
+        "the worker program {program} does not serve as a pool worker: call \
+         jobpool::pool::worker::run_if_worker(&registry) first thing in its main"
+    )]
+    WorkerHookMissing {
+        /// The worker program.
+        program: String,
+    },
+    /// A worker's registry differs from the pool's (kinds, argument or value types).
+    #[error("the worker program {program} has another registry than the pool: {}", differences.join("; "))]
+    RegistryMismatch {
+        /// The worker program.
+        program: String,
+        /// What differs, one line per kind.
+        differences: Vec<String>,
+    },
 }
 
 type Done = Box<dyn FnOnce(&Collector) + Send>;

@@ -20,6 +20,13 @@ use super::protocol::{
 };
 use super::registry::{TaskContext, unknown_function};
 
+/// Set once `run_if_worker` serves in this process: a pool built by one of its tasks is
+/// a nested pool, not a program that forgot the hook.
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// The exit code of a worker that failed (bad handshake, refused).
+const EXIT_WORKER_FAILED: i32 = 70;
+
 /// Results of tasks faster than this are batched; slower ones are sent at once.
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
@@ -35,16 +42,37 @@ pub fn run_if_worker(registry: &Registry) {
     }
     let Some(name) = args.next().and_then(|n| n.into_string().ok()) else {
         eprintln!("jobpool worker: missing server name");
-        std::process::exit(70);
+        std::process::exit(EXIT_WORKER_FAILED);
     };
+    SERVING.store(true, Ordering::SeqCst);
     let code = match serve(registry, name) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("jobpool worker: {e}");
-            70
+            EXIT_WORKER_FAILED
         }
     };
     std::process::exit(code);
+}
+
+/// Called by `Pool::build`: in a process started as a worker whose program did not call
+/// [`run_if_worker`] (it would never have returned), tell the pool why, and exit at once
+/// instead of starting workers of its own (each of which would do the same, without end).
+pub(crate) fn refuse_if_unhooked() {
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() != Some(OsStr::new(WORKER_ARG)) || SERVING.load(Ordering::SeqCst) {
+        return;
+    }
+    eprintln!(
+        "jobpool worker: this program was started as a pool worker but reached Pool::build; \
+         call jobpool::pool::worker::run_if_worker(&registry) first thing in main"
+    );
+    if let Some(name) = args.next().and_then(|n| n.into_string().ok())
+        && let Ok(to_parent) = IpcSender::<FromWorker>::connect(name)
+    {
+        let _ = to_parent.send(FromWorker::Refused { pid: std::process::id() });
+    }
+    std::process::exit(EXIT_WORKER_FAILED);
 }
 
 fn serve(registry: &Registry, name: String) -> Result<(), String> {
@@ -63,7 +91,12 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
     let (tx, rx) =
         ipc::channel::<ToWorker>().map_err(|e| format!("cannot create a channel: {e}"))?;
     to_parent
-        .send(FromWorker::Hello { version: PROTOCOL_VERSION, pid: std::process::id(), tasks: tx })
+        .send(FromWorker::Hello {
+            version: PROTOCOL_VERSION,
+            pid: std::process::id(),
+            tasks: tx,
+            kinds: registry.signatures(),
+        })
         .map_err(|e| format!("cannot send hello: {e:?}"))?;
     let init = match rx.recv() {
         Ok(ToWorker::Init(init)) => init,
