@@ -145,8 +145,8 @@ fn alive(pid: u32) -> bool {
 
 fn apply_and_error_message() {
     let p = pool(2).build().unwrap();
-    assert_eq!(p.apply::<_, i64>("square", 7).unwrap(), 49);
-    assert_eq!(p.apply::<_, i64>("add", (2, 3)).unwrap(), 5);
+    assert_eq!(p.apply::<_, i64>("square", 7i64).unwrap(), 49);
+    assert_eq!(p.apply::<_, i64>("add", (2i64, 3i64)).unwrap(), 5);
     let e = p.apply::<_, ()>("fail", "it broke".to_string()).unwrap_err();
     assert_eq!(
         e,
@@ -157,7 +157,7 @@ fn apply_and_error_message() {
         matches!(&e, PoolError::Task { message, .. } if message.contains("unknown task function")),
         "{e:?}"
     );
-    let r = p.apply_async::<_, i64>("square", 3).unwrap();
+    let r = p.apply_async::<_, i64>("square", 3i64).unwrap();
     assert!(r.wait(Some(Duration::from_secs(10))));
     assert!(r.ready());
     assert_eq!(r.successful(), Some(true));
@@ -175,7 +175,7 @@ fn json_calls() {
 
 fn sigkill_mid_task() {
     let p = pool(2).build().unwrap();
-    let r = p.map_async::<_, i64>("sleep_ms", (0..4).map(|i| (600u64, i))).unwrap();
+    let r = p.map_async::<_, i64>("sleep_ms", (0..4i64).map(|i| (600u64, i))).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let kids = live_children();
     assert_eq!(kids.len(), 2, "{kids:?}");
@@ -189,13 +189,13 @@ fn sigkill_mid_task() {
     assert_eq!(items.iter().filter(|x| x.is_ok()).count(), 3, "{items:?}");
     assert!(matches!(r.get(None), Err(PoolError::Crashed(_))));
     // The worker was replaced.
-    assert_eq!(p.apply::<_, i64>("square", 5).unwrap(), 25);
+    assert_eq!(p.apply::<_, i64>("square", 5i64).unwrap(), 25);
     assert_eq!(live_children().len(), 2);
 }
 
 fn sigkill_with_retries() {
     let p = pool(1).retries(1).build().unwrap();
-    let r = p.apply_async::<_, i64>("sleep_ms", (400u64, 9)).unwrap();
+    let r = p.apply_async::<_, i64>("sleep_ms", (400u64, 9i64)).unwrap();
     std::thread::sleep(Duration::from_millis(150));
     let kids = live_children();
     unsafe { libc::kill(kids[0].0 as i32, libc::SIGKILL) };
@@ -206,7 +206,7 @@ fn sigkill_with_retries() {
 fn abort_inside_a_chunk_costs_one_task() {
     // One chunk of 10: the abort of item 4 must not lose the others.
     let p = pool(1).chunk_size(10).build().unwrap();
-    let r = p.map_async::<_, i64>("abort_if", (0..10).map(|i| (i, 4))).unwrap();
+    let r = p.map_async::<_, i64>("abort_if", (0..10i64).map(|i| (i, 4i64))).unwrap();
     let items = r.items(Some(Duration::from_secs(15))).unwrap();
     for (i, x) in items.iter().enumerate() {
         if i == 4 {
@@ -220,7 +220,7 @@ fn abort_inside_a_chunk_costs_one_task() {
     assert_eq!(outs[4].attempts, 1);
     assert!(outs.iter().enumerate().all(|(i, o)| i == 4 || o.attempts == 1), "{outs:?}");
     // exit() is reported with its code.
-    let e = p.apply::<_, i64>("exit_if", (1, 1)).unwrap_err();
+    let e = p.apply::<_, i64>("exit_if", (1i64, 1i64)).unwrap_err();
     assert_eq!(e, PoolError::Crashed("worker crashed: exited with code 3".into()));
 }
 
@@ -266,9 +266,9 @@ fn retry_on_limits_which_failures_are_retried() {
             .grace_period(Duration::from_millis(100))
             .build()
             .unwrap();
-        let err = p.map_async::<_, i64>("fail_if", [(1, 1)]).unwrap();
-        let crash = p.map_async::<_, i64>("abort_if", [(1, 1)]).unwrap();
-        let slow = p.map_async::<_, i64>("sleep_ms", [(20_000u64, 1)]).unwrap();
+        let err = p.map_async::<_, i64>("fail_if", [(1i64, 1i64)]).unwrap();
+        let crash = p.map_async::<_, i64>("abort_if", [(1i64, 1i64)]).unwrap();
+        let slow = p.map_async::<_, i64>("sleep_ms", [(20_000u64, 1i64)]).unwrap();
         let mut out = Vec::new();
         for r in [&err, &crash, &slow] {
             assert!(r.wait(Some(Duration::from_secs(60))), "hung");
@@ -290,7 +290,7 @@ fn task_timeout_stops_only_that_task() {
         .build()
         .unwrap();
     let t0 = Instant::now();
-    let mut items: Vec<(u64, i64)> = (0..6).map(|i| (10, i)).collect();
+    let mut items: Vec<(u64, i64)> = (0..6i64).map(|i| (10, i)).collect();
     items[2] = (20_000, 2);
     let r = p.map_async::<_, i64>("sleep_ms", items).unwrap();
     let got = r.items(Some(Duration::from_secs(10))).unwrap();
@@ -306,7 +306,7 @@ fn task_timeout_stops_only_that_task() {
     // A cooperative task sees should_stop() after the TERM.
     let e = p.apply::<_, String>("until_stopped", ()).unwrap_err();
     assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
-    assert_eq!(p.apply::<_, i64>("square", 4).unwrap(), 16);
+    assert_eq!(p.apply::<_, i64>("square", 4i64).unwrap(), 16);
 }
 
 fn grandchild_killed_with_worker() {
@@ -330,7 +330,7 @@ fn grandchild_killed_with_worker() {
 fn ordering_under_random_durations() {
     for backend in [Backend::Processes, Backend::Threads] {
         let p = pool(3).backend(backend).build().unwrap();
-        let items: Vec<(u64, i64)> = (0..60).map(|i| (fastrand::u64(0..15), i)).collect();
+        let items: Vec<(u64, i64)> = (0..60i64).map(|i| (fastrand::u64(0..15), i)).collect();
         let want: Vec<i64> = (0..60).collect();
         assert_eq!(
             p.map_async::<_, i64>("sleep_ms", items.clone()).unwrap().get(None).unwrap(),
@@ -346,14 +346,14 @@ fn ordering_under_random_durations() {
         }
         assert_eq!(seen.len(), 60);
         // starmap with several arguments
-        let sums: Vec<i64> = p.starmap("add", (0..5).zip((0..10).step_by(2))).unwrap();
+        let sums: Vec<i64> = p.starmap("add", (0..5i64).zip((0..10i64).step_by(2))).unwrap();
         assert_eq!(sums, vec![0, 3, 6, 9, 12]);
     }
 }
 
 fn map_failure_keeps_other_items() {
     let p = pool(2).build().unwrap();
-    let r = p.map_async::<_, i64>("fail_if", (0..20).map(|i| (i, 13))).unwrap();
+    let r = p.map_async::<_, i64>("fail_if", (0..20i64).map(|i| (i, 13i64))).unwrap();
     let items = r.items(None).unwrap();
     assert_eq!(items.iter().filter(|x| x.is_ok()).count(), 19);
     assert!(
@@ -368,7 +368,7 @@ fn callbacks() {
     let (t1, t2, t3, t4) = (tx.clone(), tx.clone(), tx.clone(), tx.clone());
     p.apply_async_with::<_, i64, _, _>(
         "square",
-        6,
+        6i64,
         move |v| t1.send(format!("ok {v}")).unwrap(),
         move |e| t2.send(format!("err {e}")).unwrap(),
     )
@@ -383,7 +383,7 @@ fn callbacks() {
     let r = p
         .map_async_with::<_, i64, _, _>(
             "square",
-            0..4,
+            0..4i64,
             move |v| t4.send(format!("map {v:?}")).unwrap(),
             |_| panic!("not err"),
         )
@@ -397,7 +397,7 @@ fn callbacks() {
 
 fn get_timeout_on_long_task() {
     let p = pool(1).build().unwrap();
-    let r = p.apply_async::<_, i64>("sleep_ms", (500u64, 1)).unwrap();
+    let r = p.apply_async::<_, i64>("sleep_ms", (500u64, 1i64)).unwrap();
     assert_eq!(r.get(Some(Duration::from_millis(50))), Err(PoolError::WaitTimeout));
     assert!(!r.ready());
     assert_eq!(r.successful(), None);
@@ -417,16 +417,16 @@ fn recycling_after_max_tasks() {
 fn threads_backend_parity() {
     let p =
         pool(2).backend(Backend::Threads).task_timeout(Duration::from_millis(300)).build().unwrap();
-    assert_eq!(p.apply::<_, i64>("square", 9).unwrap(), 81);
+    assert_eq!(p.apply::<_, i64>("square", 9i64).unwrap(), 81);
     assert!(
         matches!(p.apply::<_, ()>("fail", "m".to_string()), Err(PoolError::Task { message, .. }) if message == "m")
     );
     assert!(
         matches!(p.apply::<_, ()>("panic", ()), Err(PoolError::Crashed(m)) if m.contains("boom"))
     );
-    let e = p.apply::<_, i64>("sleep_ms", (2_000u64, 1)).unwrap_err();
+    let e = p.apply::<_, i64>("sleep_ms", (2_000u64, 1i64)).unwrap_err();
     assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
-    let r = p.map_async::<_, i64>("fail_if", (0..10).map(|i| (i, 3))).unwrap();
+    let r = p.map_async::<_, i64>("fail_if", (0..10i64).map(|i| (i, 3i64))).unwrap();
     assert_eq!(r.items(None).unwrap().iter().filter(|x| x.is_ok()).count(), 9);
     assert_eq!(
         p.apply::<_, String>("until_stopped", ()).unwrap_err(),
@@ -437,7 +437,7 @@ fn threads_backend_parity() {
     assert!(
         matches!(q.apply::<_, ()>("panic", ()), Err(PoolError::Crashed(m)) if m.contains("boom"))
     );
-    assert_eq!(q.apply::<_, i64>("square", 2).unwrap(), 4);
+    assert_eq!(q.apply::<_, i64>("square", 2i64).unwrap(), 4);
 }
 
 fn context_and_cache() {
@@ -553,24 +553,24 @@ fn dead_worker_program_is_an_error() {
 
 fn terminate_and_close() {
     let p = pool(1).build().unwrap();
-    let a = p.apply_async::<_, i64>("sleep_ms", (5000u64, 1)).unwrap();
-    let b = p.apply_async::<_, i64>("sleep_ms", (5000u64, 2)).unwrap();
+    let a = p.apply_async::<_, i64>("sleep_ms", (5000u64, 1i64)).unwrap();
+    let b = p.apply_async::<_, i64>("sleep_ms", (5000u64, 2i64)).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     p.terminate();
     assert_eq!(a.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
     assert_eq!(b.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
-    assert!(matches!(p.apply_async::<_, i64>("square", 1), Err(PoolError::Closed)));
+    assert!(matches!(p.apply_async::<_, i64>("square", 1i64), Err(PoolError::Closed)));
     let q = pool(2).build().unwrap();
-    let r = q.map_async::<_, i64>("square", 0..100).unwrap();
+    let r = q.map_async::<_, i64>("square", 0..100i64).unwrap();
     q.close();
-    assert!(matches!(q.apply_async::<_, i64>("square", 1), Err(PoolError::Closed)));
+    assert!(matches!(q.apply_async::<_, i64>("square", 1i64), Err(PoolError::Closed)));
     q.join();
     assert_eq!(r.get(Some(Duration::from_secs(1))).unwrap().len(), 100);
 }
 
 fn drop_leaves_no_process() {
     let p = pool(2).build().unwrap();
-    let _r = p.apply_async::<_, i64>("sleep_ms", (10_000u64, 1)).unwrap();
+    let _r = p.apply_async::<_, i64>("sleep_ms", (10_000u64, 1i64)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     drop(p);
 }
@@ -754,6 +754,40 @@ fn worker_with_another_registry_is_refused() {
     );
 }
 
+fn types_are_checked_not_reinterpreted() {
+    let p = pool(1).build().unwrap();
+    // An i32 range for a function of u64.
+    let e = p.map::<_, u64>("square_u64", 0..6).unwrap_err().to_string();
+    assert!(e.contains("u64") && e.contains("i32"), "{e}");
+    // A string where a number is expected.
+    let e = p.apply::<_, u64>("sqr", ("a",)).unwrap_err().to_string();
+    assert!(e.contains("(u64,)") && e.contains("(&str,)"), "{e}");
+    // A struct read as a String.
+    let e = p.apply::<_, String>("point", ()).unwrap_err();
+    assert!(matches!(&e, PoolError::ValueType { task, .. } if task == "point"), "{e:?}");
+    let e = e.to_string();
+    assert!(e.contains("Point") && e.contains("String"), "{e}");
+    assert_eq!(
+        p.apply::<_, u64>("sqr", ("a",)).unwrap_err(),
+        PoolError::ArgumentType {
+            task: "sqr".into(),
+            registered: "(u64,)".into(),
+            given: "(&str,)".into()
+        }
+    );
+    let e = p.imap::<_, u64>("square_u64", 0..3i64).err().expect("checked").to_string();
+    assert!(e.contains("i64"), "{e}");
+    // The right types work; so do &str for String and a slice for a Vec.
+    assert_eq!(p.map::<_, u64>("square_u64", 0..4u64).unwrap(), vec![0, 1, 4, 9]);
+    assert_eq!(p.apply::<_, Point>("point", ()).unwrap(), Point { x: 1, y: 2 });
+    assert_eq!(p.apply::<_, usize>("len_sleep", (0u64, &[1u8, 2][..])).unwrap(), 2);
+    p.apply::<_, ()>("print", "&str for String").unwrap();
+    // JSON calls are untyped and keep working.
+    let v: serde_json::Value = p.apply_json("sqr", "[3]").unwrap().get(None).unwrap();
+    assert_eq!(v, serde_json::json!(9));
+    p.join();
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -801,6 +835,7 @@ fn main() {
         ("worker_stdout_goes_to_stderr", worker_stdout_goes_to_stderr),
         ("forgotten_worker_hook_is_an_error", forgotten_worker_hook_is_an_error),
         ("worker_with_another_registry_is_refused", worker_with_another_registry_is_refused),
+        ("types_are_checked_not_reinterpreted", types_are_checked_not_reinterpreted),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -287,6 +287,43 @@ impl Pool {
         if self.closed.load(Ordering::SeqCst) { Err(PoolError::Closed) } else { Ok(()) }
     }
 
+    /// Check once per call that the caller's argument type `A` and value type `T` are
+    /// the registered function's (a mismatch would otherwise be decoded into a wrong
+    /// value: postcard does not describe itself). Unknown and JSON kinds pass.
+    fn check_types<A, T>(&self, func: &str) -> Result<(), PoolError> {
+        let (given, requested) = (std::any::type_name::<A>(), std::any::type_name::<T>());
+        // The fast path: the pool's own registry, with the very same type names.
+        let raw = self.cfg.registry.entry(func).and_then(|e| e.types);
+        if raw == Some((given, requested)) {
+            return Ok(());
+        }
+        let Some(sigs) = self.cfg.signatures.get() else { return Ok(()) };
+        let Ok(i) = sigs.binary_search_by(|s| s.name.as_str().cmp(func)) else { return Ok(()) };
+        let sig = &sigs[i];
+        if sig.args.is_empty() {
+            return Ok(()); // a JSON kind: untyped
+        }
+        let shown = |canonical: &str, raw: Option<&'static str>| match raw {
+            Some(r) if registry::canonical_type(r) == canonical => r.to_string(),
+            _ => canonical.to_string(),
+        };
+        if registry::canonical_type(given) != sig.args {
+            return Err(PoolError::ArgumentType {
+                task: func.to_string(),
+                registered: shown(&sig.args, raw.map(|r| r.0)),
+                given: given.to_string(),
+            });
+        }
+        if registry::canonical_type(requested) != sig.value {
+            return Err(PoolError::ValueType {
+                task: func.to_string(),
+                registered: shown(&sig.value, raw.map(|r| r.1)),
+                requested: requested.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn apply_inner<T: DeserializeOwned>(
         &self,
         func: &str,
@@ -311,6 +348,7 @@ impl Pool {
         func: &str,
         args: A,
     ) -> Result<AsyncResult<T>, PoolError> {
+        self.check_types::<A, T>(func)?;
         self.apply_inner(func, Payload::encode(&args)?, None)
     }
 
@@ -330,6 +368,7 @@ impl Pool {
         F: FnOnce(T) + Send + 'static,
         E: FnOnce(PoolError) + Send + 'static,
     {
+        self.check_types::<A, T>(func)?;
         let done = Box::new(move |c: &Collector| {
             match c.with_outcomes(|o| result::stored_result(&o[0])) {
                 Ok(v) => callback(v),
@@ -358,7 +397,7 @@ impl Pool {
         self.apply_async(func, args)?.get(None)
     }
 
-    fn map_inner<A: Serialize>(
+    fn map_inner<A: Serialize, T>(
         &self,
         func: &str,
         items: impl IntoIterator<Item = A>,
@@ -366,6 +405,7 @@ impl Pool {
         stream: Option<Sender<Outcome>>,
     ) -> Result<(Arc<Collector>, usize), PoolError> {
         self.check_open()?;
+        self.check_types::<A, T>(func)?;
         let items: Vec<A> = items.into_iter().collect();
         let n = items.len();
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
@@ -425,7 +465,7 @@ impl Pool {
         func: &str,
         items: impl IntoIterator<Item = A>,
     ) -> Result<MapResult<T>, PoolError> {
-        let (c, _) = self.map_inner::<A>(func, items, None, None)?;
+        let (c, _) = self.map_inner::<A, T>(func, items, None, None)?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
@@ -451,7 +491,7 @@ impl Pool {
                 Err(e) => error_callback(e),
             }
         });
-        let (c, _) = self.map_inner::<A>(func, items, Some(done), None)?;
+        let (c, _) = self.map_inner::<A, T>(func, items, Some(done), None)?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
@@ -508,7 +548,7 @@ impl Pool {
         func: &str,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Imap<T>, PoolError> {
-        let (c, n) = self.map_inner::<A>(func, items, None, None)?;
+        let (c, n) = self.map_inner::<A, T>(func, items, None, None)?;
         Ok(Imap { c, next: 0, len: n, _t: PhantomData })
     }
 
@@ -520,7 +560,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
     ) -> Result<ImapUnordered<T>, PoolError> {
         let (tx, rx) = mpsc::channel();
-        self.map_inner::<A>(func, items, None, Some(tx))?;
+        self.map_inner::<A, T>(func, items, None, Some(tx))?;
         Ok(ImapUnordered { rx, _t: PhantomData })
     }
 

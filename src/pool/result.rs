@@ -210,6 +210,27 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(String),
+    /// The caller's argument type is not the registered function's (checked once per
+    /// call, before anything is sent).
+    #[error("task `{task}` takes {registered}, not {given}")]
+    ArgumentType {
+        /// The task (registered function).
+        task: String,
+        /// The type it was registered with.
+        registered: String,
+        /// The caller's type.
+        given: String,
+    },
+    /// The caller's value type is not the registered function's.
+    #[error("task `{task}` returns {registered}, not {requested}")]
+    ValueType {
+        /// The task (registered function).
+        task: String,
+        /// The type it was registered with.
+        registered: String,
+        /// The type the caller asked for.
+        requested: String,
+    },
     /// The worker program was started as a worker but did not serve: its `main` does
     /// not call [`run_if_worker`](super::worker::run_if_worker) before building a pool.
     #[error(
