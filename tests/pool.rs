@@ -788,6 +788,31 @@ fn types_are_checked_not_reinterpreted() {
     p.join();
 }
 
+fn close_then_join_never_hangs() {
+    // A recycled worker must be replaced while joining (CPython bug 10332).
+    let p = Arc::new(pool(1).max_tasks_per_worker(1).build().unwrap());
+    let r = p.map_async::<_, i64>("sleep_ms", (0..6i64).map(|i| (20u64, i))).unwrap();
+    p.close();
+    let (tx, rx) = mpsc::channel();
+    let p2 = p.clone();
+    std::thread::spawn(move || {
+        p2.join();
+        let _ = tx.send(());
+    });
+    assert!(rx.recv_timeout(Duration::from_secs(30)).is_ok(), "join hung");
+    assert_eq!(r.get(Some(Duration::from_secs(1))).unwrap(), (0..6).collect::<Vec<_>>());
+    // After close, idle workers exit once the work is done, without join.
+    let q = pool(2).build().unwrap();
+    assert_eq!(q.apply::<_, i64>("square", 3i64).unwrap(), 9);
+    q.close();
+    let t0 = Instant::now();
+    while !children().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(children().is_empty(), "{:?}", children());
+    q.join();
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -836,6 +861,7 @@ fn main() {
         ("forgotten_worker_hook_is_an_error", forgotten_worker_hook_is_an_error),
         ("worker_with_another_registry_is_refused", worker_with_another_registry_is_refused),
         ("types_are_checked_not_reinterpreted", types_are_checked_not_reinterpreted),
+        ("close_then_join_never_hangs", close_then_join_never_hangs),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -139,6 +139,7 @@ pub(crate) enum Event {
     Gone { wid: u64 },
     Cancel { run: u64 },
     StopSubmitting { run: u64 },
+    Close,
     Join,
     Terminate,
 }
@@ -211,6 +212,8 @@ pub(crate) struct Dispatcher {
     /// Whether any worker ever finished its handshake.
     ever_ready: bool,
     joining: bool,
+    /// `close` was called: no new calls; idle workers exit once the queue is empty.
+    closed: bool,
     terminating: bool,
     /// Threads backend: slots of stopped threads whose task may still run a process
     /// group (a thread cannot be killed), with when to kill that group.
@@ -239,6 +242,7 @@ pub(crate) fn start(
         last_start_error: String::new(),
         ever_ready: false,
         joining: false,
+        closed: false,
         terminating: false,
         orphaned_groups: Vec::new(),
     };
@@ -413,7 +417,11 @@ impl Dispatcher {
             Event::Gone { wid } => self.on_gone(wid),
             Event::Cancel { run } => self.cancel_run(run),
             Event::StopSubmitting { run } => self.stop_run(run),
-            Event::Join => self.joining = true,
+            Event::Close => self.closed = true,
+            Event::Join => {
+                self.closed = true;
+                self.joining = true;
+            }
             Event::Terminate => self.begin_terminate(),
         }
     }
@@ -791,7 +799,9 @@ impl Dispatcher {
             w.phase = Phase::Retiring;
             send_shutdown(w);
             let index = w.index;
-            if !self.joining
+            // Replaced at once unless the pool is closed with nothing queued (`pump`
+            // starts workers for a queue that has none: CPython's bug 10332).
+            if (!self.closed || !self.pending.is_empty())
                 && !self.terminating
                 && let Err(e) = self.spawn(index)
             {
@@ -961,7 +971,7 @@ impl Dispatcher {
             self.pending.push_front(job);
         }
         let replace = !self.terminating
-            && (!self.joining || !self.pending.is_empty())
+            && (!self.closed || !self.pending.is_empty())
             && w.phase != Phase::Retiring
             && !self.workers.iter().any(|x| x.index == w.index);
         if replace && let Err(e) = self.spawn(w.index) {
@@ -1068,9 +1078,15 @@ impl Dispatcher {
         if self.pending.is_empty() || self.terminating {
             return;
         }
-        // Refill missing workers (after failed respawns).
-        if self.start_failures > 0 && self.start_failures < MAX_START_FAILURES {
-            let have: HashSet<u32> = self.workers.iter().map(|w| w.index).collect();
+        // Refill missing workers: after failed respawns, and for a queue whose workers
+        // retired (recycled or idle after `close`) without a replacement.
+        if self.start_failures < MAX_START_FAILURES {
+            let have: HashSet<u32> = self
+                .workers
+                .iter()
+                .filter(|w| w.phase != Phase::Retiring)
+                .map(|w| w.index)
+                .collect();
             for i in 0..self.cfg.workers as u32 {
                 if !have.contains(&i) && self.spawn(i).is_err() {
                     self.start_failures += 1;
@@ -1242,9 +1258,10 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
-    /// Called each loop: when joining and idle, shut the workers down.
+    /// Called each loop: once closed and the queue is empty, shut idle workers down
+    /// (as Python's workers exit after `close`, without waiting for `join`).
     fn join_step(&mut self) {
-        if self.joining && self.pending.is_empty() {
+        if self.closed && self.pending.is_empty() {
             for w in &mut self.workers {
                 if w.phase == Phase::Ready && w.inflight.is_empty() {
                     w.phase = Phase::Retiring;

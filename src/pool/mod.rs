@@ -581,9 +581,12 @@ impl Pool {
         ))
     }
 
-    /// Take no more tasks (Python's `close`); submitted ones go on.
+    /// Take no more tasks (Python's `close`); submitted ones go on, and the workers exit
+    /// once they are done (without waiting for [`join`](Self::join)).
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            let _ = self.tx.send(Event::Close);
+        }
     }
 
     /// Close, wait for every submitted task, and let the workers exit (Python's `join`,
