@@ -813,6 +813,55 @@ fn close_then_join_never_hangs() {
     q.join();
 }
 
+fn callbacks_finish_before_ready() {
+    let p = pool(2).build().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let r = p
+        .apply_async_with::<_, i64, _, _>(
+            "square",
+            4i64,
+            move |_| {
+                std::thread::sleep(Duration::from_millis(300));
+                d.store(1, Ordering::SeqCst);
+            },
+            |_| {},
+        )
+        .unwrap();
+    // A slow callback does not stall the pool.
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(p.apply::<_, i64>("square", 5i64).unwrap(), 25);
+    assert!(t0.elapsed() < Duration::from_millis(280), "{:?}", t0.elapsed());
+    while !r.ready() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(done.load(Ordering::SeqCst), 1, "ready before the callback ran");
+    assert_eq!(r.get(None).unwrap(), 16);
+    let d = done.clone();
+    let m = p
+        .map_async_with::<_, i64, _, _>(
+            "square",
+            0..3i64,
+            move |_| {
+                std::thread::sleep(Duration::from_millis(200));
+                d.store(2, Ordering::SeqCst);
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert!(m.wait(Some(Duration::from_secs(10))));
+    assert_eq!(done.load(Ordering::SeqCst), 2, "wait returned before the callback ran");
+    // A panicking callback is reported as that result's error; the pool goes on.
+    let r = p
+        .apply_async_with::<_, i64, _, _>("square", 2i64, |_| panic!("callback boom"), |_| {})
+        .unwrap();
+    let e = r.get(Some(Duration::from_secs(10))).unwrap_err();
+    assert!(e.to_string().contains("callback boom"), "{e:?}");
+    assert_eq!(p.apply::<_, i64>("square", 6i64).unwrap(), 36);
+    p.join();
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -862,6 +911,7 @@ fn main() {
         ("worker_with_another_registry_is_refused", worker_with_another_registry_is_refused),
         ("types_are_checked_not_reinterpreted", types_are_checked_not_reinterpreted),
         ("close_then_join_never_hangs", close_then_join_never_hangs),
+        ("callbacks_finish_before_ready", callbacks_finish_before_ready),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

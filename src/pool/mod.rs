@@ -231,6 +231,7 @@ impl PoolBuilder {
             closed: AtomicBool::new(false),
             cfg,
             next_run: AtomicU64::new(1),
+            callbacks: Mutex::new(None),
         })
     }
 }
@@ -245,6 +246,8 @@ pub struct Pool {
     closed: AtomicBool,
     cfg: Arc<Config>,
     next_run: AtomicU64,
+    /// The thread that runs callbacks, in completion order (started on first use).
+    callbacks: Mutex<Option<Sender<result::CallbackJob>>>,
 }
 
 fn auto_chunk(n: usize, workers: usize) -> usize {
@@ -281,6 +284,25 @@ impl Pool {
             return Err(PoolError::Closed);
         }
         self.tx.send(Event::Submit(jobs)).map_err(|_| PoolError::Closed)
+    }
+
+    /// The callback thread's queue. Callbacks run there, one at a time in the order their
+    /// calls complete, never on the dispatcher; the thread ends when the pool and every
+    /// call waiting for its callback are gone.
+    fn callback_runner(&self) -> Sender<result::CallbackJob> {
+        let mut g = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = g.as_ref() {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel::<result::CallbackJob>();
+        let spawned = std::thread::Builder::new()
+            .name("jobpool-callbacks".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()));
+        if spawned.is_ok() {
+            *g = Some(tx.clone());
+        }
+        // Without the thread, the receiver is gone: the callback runs inline.
+        tx
     }
 
     fn check_open(&self) -> Result<(), PoolError> {
@@ -331,7 +353,8 @@ impl Pool {
         done: Option<Done>,
     ) -> Result<AsyncResult<T>, PoolError> {
         self.check_open()?;
-        let c = Collector::new(1, done);
+        let runner = done.as_ref().map(|_| self.callback_runner());
+        let c = Collector::new(1, Arc::from(func), done, runner);
         let (json, bytes) = match payload {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
@@ -353,8 +376,12 @@ impl Pool {
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and
-    /// `error_callback`: one of them is called in the parent (on the pool's dispatcher
-    /// thread, so keep them short and never wait on the pool from them).
+    /// `error_callback`: one of them is called in the parent, on the pool's callback
+    /// thread (callbacks run one at a time, in the order their calls complete; a slow one
+    /// delays later callbacks, never the pool). As in Python, the result is ready
+    /// (`ready`, `wait`, `get`) only once its callback has run; a callback that panics
+    /// makes `get` return [`PoolError::Callback`]. From a callback, never wait for a
+    /// result that has a callback of its own: it would wait behind the running one.
     pub fn apply_async_with<A, T, F, E>(
         &self,
         func: &str,
@@ -409,14 +436,13 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let n = items.len();
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
-        let c = Collector::new(if stream.is_some() { 0 } else { n }, done);
+        let f: Arc<str> = Arc::from(func);
+        let runner = done.as_ref().map(|_| self.callback_runner());
+        let c = Collector::new(if stream.is_some() { 0 } else { n }, f.clone(), done, runner);
         if n == 0 {
-            if let Some(done) = c.take_done() {
-                done(&c);
-            }
+            c.finish_empty();
             return Ok((c, 0));
         }
-        let f: Arc<str> = Arc::from(func);
         let reply = match &stream {
             Some(tx) => Reply::Stream(tx.clone()),
             None => Reply::Collect(c.clone()),
@@ -470,7 +496,8 @@ impl Pool {
     }
 
     /// [`map_async`](Self::map_async) with Python's `callback` (every value, in order)
-    /// and `error_callback` (the first failing item's error), run in the parent.
+    /// and `error_callback` (the first failing item's error), run in the parent as for
+    /// [`apply_async_with`](Self::apply_async_with).
     pub fn map_async_with<A, T, F, E>(
         &self,
         func: &str,

@@ -207,6 +207,14 @@ pub enum PoolError {
     /// The arguments could not be encoded.
     #[error("cannot encode the arguments: {0}")]
     Encode(String),
+    /// The call's callback (or error callback) panicked; the pool goes on.
+    #[error("the callback of task `{task}` panicked: {message}")]
+    Callback {
+        /// The task (registered function).
+        task: String,
+        /// The panic's message.
+        message: String,
+    },
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(String),
@@ -253,6 +261,9 @@ pub enum PoolError {
 
 type Done = Box<dyn FnOnce(&Collector) + Send>;
 
+/// A callback queued for the pool's callback thread.
+pub(crate) type CallbackJob = Box<dyn FnOnce() + Send>;
+
 struct CState {
     /// Items of the call.
     n: usize,
@@ -261,6 +272,12 @@ struct CState {
     outcomes: Vec<Option<Stored>>,
     remaining: usize,
     done: Option<Done>,
+    /// Where `done` runs (the pool's callback thread); inline when `None`.
+    runner: Option<mpsc::Sender<CallbackJob>>,
+    /// The callback has not run yet: the call is not ready before it has (as in Python).
+    callback_pending: bool,
+    /// The callback panicked: that call's `get` reports it.
+    callback_panic: Option<String>,
     /// Runs of successes not yet written into `outcomes` (see [`Segment`]).
     segments: Vec<Segment>,
 }
@@ -369,6 +386,8 @@ fn decode_value<T: DeserializeOwned>(b: &[u8], json: bool) -> Result<T, PoolErro
 
 /// Collects the outcomes of one call (one for `apply`, n for `map`).
 pub(crate) struct Collector {
+    /// The function called (for errors).
+    pub(crate) task: Arc<str>,
     state: Mutex<CState>,
     cv: Condvar,
     /// The item an `imap` reader waits for (`usize::MAX`: none). Waiters are woken only
@@ -377,13 +396,22 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    pub(crate) fn new(n: usize, done: Option<Done>) -> Arc<Self> {
+    pub(crate) fn new(
+        n: usize,
+        task: Arc<str>,
+        done: Option<Done>,
+        runner: Option<mpsc::Sender<CallbackJob>>,
+    ) -> Arc<Self> {
         Arc::new(Collector {
+            task,
             state: Mutex::new(CState {
                 n,
                 outcomes: Vec::new(),
                 remaining: n,
+                callback_pending: done.is_some(),
                 done,
+                runner,
+                callback_panic: None,
                 segments: Vec::new(),
             }),
             cv: Condvar::new(),
@@ -391,7 +419,7 @@ impl Collector {
         })
     }
 
-    pub(crate) fn deliver_many(&self, items: impl Iterator<Item = (usize, Stored)>) {
+    pub(crate) fn deliver_many(self: &Arc<Self>, items: impl Iterator<Item = (usize, Stored)>) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let watch = self.watch.load(Ordering::Relaxed);
@@ -411,12 +439,12 @@ impl Collector {
             if s.remaining == 0 { s.done.take() } else { None }
         };
         if let Some(done) = done {
-            done(self);
+            self.run_done(done);
         }
     }
 
     /// Deliver a run of successes (items `first..first + count`, none delivered before).
-    pub(crate) fn deliver_segment(&self, seg: Segment) {
+    pub(crate) fn deliver_segment(self: &Arc<Self>, seg: Segment) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if seg.first + seg.count > s.n {
@@ -432,7 +460,7 @@ impl Collector {
             if s.remaining == 0 { s.done.take() } else { None }
         };
         if let Some(done) = done {
-            done(self);
+            self.run_done(done);
         }
     }
 
@@ -457,12 +485,56 @@ impl Collector {
         }
     }
 
+    /// Run the callback (once every outcome is in) on the pool's callback thread, never
+    /// on the dispatcher: a slow one does not stall the pool. The call becomes ready
+    /// when it has run; a panic is kept as the call's error.
+    fn run_done(self: &Arc<Self>, done: Done) {
+        let runner = self.state.lock().unwrap_or_else(|e| e.into_inner()).runner.take();
+        let c = self.clone();
+        let job: CallbackJob = Box::new(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(&c)));
+            let mut s = c.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.callback_pending = false;
+            if let Err(p) = r {
+                s.callback_panic = Some(super::worker::panic_message(&*p));
+            }
+            c.cv.notify_all();
+        });
+        match runner {
+            Some(tx) => {
+                if let Err(mpsc::SendError(job)) = tx.send(job) {
+                    job();
+                }
+            }
+            None => job(),
+        }
+    }
+
+    /// For a call with no items: run its callback now.
+    pub(crate) fn finish_empty(self: &Arc<Self>) {
+        let done = self.state.lock().unwrap_or_else(|e| e.into_inner()).done.take();
+        if let Some(done) = done {
+            self.run_done(done);
+        }
+    }
+
     fn wait_all(&self, timeout: Option<Duration>) -> bool {
-        self.wait_until(timeout, |s| s.remaining == 0)
+        self.wait_until(timeout, |s| s.remaining == 0 && !s.callback_pending)
     }
 
     fn ready(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).remaining == 0
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.remaining == 0 && !s.callback_pending
+    }
+
+    /// The callback's panic, as the call's error.
+    fn callback_error(&self) -> Result<(), PoolError> {
+        match &self.state.lock().unwrap_or_else(|e| e.into_inner()).callback_panic {
+            Some(message) => {
+                Err(PoolError::Callback { task: self.task.to_string(), message: message.clone() })
+            }
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn with_outcomes<R>(&self, f: impl FnOnce(&[Option<Stored>]) -> R) -> R {
@@ -474,10 +546,6 @@ impl Collector {
     /// Every value in item order, or the first failing item's error (call when ready).
     pub(crate) fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>, PoolError> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).values()
-    }
-
-    pub(crate) fn take_done(&self) -> Option<Done> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).done.take()
     }
 
     fn take(&self, index: usize) -> Option<Stored> {
@@ -500,6 +568,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
         if !self.c.wait_all(timeout) {
             return Err(PoolError::WaitTimeout);
         }
+        self.c.callback_error()?;
         self.c.with_outcomes(|o| stored_result(&o[0]))
     }
 
@@ -541,6 +610,7 @@ impl<T: DeserializeOwned> MapResult<T> {
         if !self.c.wait_all(timeout) {
             return Err(PoolError::WaitTimeout);
         }
+        self.c.callback_error()?;
         self.c.values()
     }
 
