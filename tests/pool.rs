@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use jobpool::pool::{
     Backend, Payload, Pool, PoolError, Registry, RetryOn, Submission, TaskContext, TaskError,
-    worker,
+    WorkerExit, worker,
 };
 use jobpool::record::Status;
 
@@ -150,7 +150,11 @@ fn apply_and_error_message() {
     let e = p.apply::<_, ()>("fail", "it broke".to_string()).unwrap_err();
     assert_eq!(
         e,
-        PoolError::Task { message: "it broke".into(), data: Some(r#"{"code":7}"#.into()) }
+        PoolError::Task {
+            task: "fail".into(),
+            message: "it broke".into(),
+            data: Some(r#"{"code":7}"#.into())
+        }
     );
     let e = p.apply::<_, ()>("nope", ()).unwrap_err();
     assert!(
@@ -183,11 +187,11 @@ fn sigkill_mid_task() {
     assert!(r.wait(Some(Duration::from_secs(10))), "hung after a SIGKILL");
     let items = r.items(None).unwrap();
     let crashed: Vec<_> =
-        items.iter().filter(|x| matches!(x, Err(PoolError::Crashed(_)))).collect();
+        items.iter().filter(|x| matches!(x, Err(PoolError::Crashed { .. }))).collect();
     assert_eq!(crashed.len(), 1, "{items:?}");
     assert!(format!("{:?}", crashed[0]).contains("signal 9"), "{crashed:?}");
     assert_eq!(items.iter().filter(|x| x.is_ok()).count(), 3, "{items:?}");
-    assert!(matches!(r.get(None), Err(PoolError::Crashed(_))));
+    assert!(matches!(r.get(None), Err(PoolError::Crashed { .. })));
     // The worker was replaced.
     assert_eq!(p.apply::<_, i64>("square", 5i64).unwrap(), 25);
     assert_eq!(live_children().len(), 2);
@@ -210,7 +214,10 @@ fn abort_inside_a_chunk_costs_one_task() {
     let items = r.items(Some(Duration::from_secs(15))).unwrap();
     for (i, x) in items.iter().enumerate() {
         if i == 4 {
-            assert!(matches!(x, Err(PoolError::Crashed(m)) if m.contains("signal 6")), "{x:?}");
+            assert!(
+                matches!(x, Err(PoolError::Crashed { message: m, .. }) if m.contains("signal 6")),
+                "{x:?}"
+            );
         } else {
             assert_eq!(x.as_ref().ok(), Some(&(i as i64)), "{items:?}");
         }
@@ -221,7 +228,14 @@ fn abort_inside_a_chunk_costs_one_task() {
     assert!(outs.iter().enumerate().all(|(i, o)| i == 4 || o.attempts == 1), "{outs:?}");
     // exit() is reported with its code.
     let e = p.apply::<_, i64>("exit_if", (1i64, 1i64)).unwrap_err();
-    assert_eq!(e, PoolError::Crashed("worker crashed: exited with code 3".into()));
+    assert!(
+        matches!(
+            &e,
+            PoolError::Crashed { task, message, exit: Some(WorkerExit::Code(3)), pid: Some(_), .. }
+                if task == "exit_if" && message == "worker crashed: exited with code 3"
+        ),
+        "{e:?}"
+    );
 }
 
 /// Regression (issue 13): results of fast tasks held in the worker were thrown away when
@@ -296,7 +310,7 @@ fn task_timeout_stops_only_that_task() {
     let got = r.items(Some(Duration::from_secs(10))).unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert!(
-        matches!(&got[2], Err(PoolError::TaskTimeout(m)) if m.contains("task timeout")),
+        matches!(&got[2], Err(PoolError::TaskTimeout { message: m, .. }) if m.contains("task timeout")),
         "{got:?}"
     );
     for (i, x) in got.iter().enumerate().filter(|(i, _)| *i != 2) {
@@ -305,7 +319,7 @@ fn task_timeout_stops_only_that_task() {
     assert_eq!(r.outcomes().unwrap()[2].status, Status::Timeout);
     // A cooperative task sees should_stop() after the TERM.
     let e = p.apply::<_, String>("until_stopped", ()).unwrap_err();
-    assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
+    assert!(matches!(e, PoolError::TaskTimeout { .. }), "{e:?}");
     assert_eq!(p.apply::<_, i64>("square", 4i64).unwrap(), 16);
 }
 
@@ -318,7 +332,7 @@ fn grandchild_killed_with_worker() {
         .build()
         .unwrap();
     let e = p.apply::<_, ()>("grandchild", path.to_string_lossy().to_string()).unwrap_err();
-    assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
+    assert!(matches!(e, PoolError::TaskTimeout { .. }), "{e:?}");
     let gpid: u32 = std::fs::read_to_string(&path).unwrap().trim().parse().unwrap();
     let t0 = Instant::now();
     while alive(gpid) && t0.elapsed() < Duration::from_secs(3) {
@@ -392,7 +406,7 @@ fn callbacks() {
     let mut got: Vec<String> =
         (0..3).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
     got.sort();
-    assert_eq!(got, vec!["err task failed: x", "map [0, 1, 4, 9]", "ok 36"]);
+    assert_eq!(got, vec!["err task `fail` failed: x", "map [0, 1, 4, 9]", "ok 36"]);
 }
 
 fn get_timeout_on_long_task() {
@@ -422,20 +436,22 @@ fn threads_backend_parity() {
         matches!(p.apply::<_, ()>("fail", "m".to_string()), Err(PoolError::Task { message, .. }) if message == "m")
     );
     assert!(
-        matches!(p.apply::<_, ()>("panic", ()), Err(PoolError::Crashed(m)) if m.contains("boom"))
+        matches!(p.apply::<_, ()>("panic", ()), Err(PoolError::Crashed { message: m, .. }) if m.contains("boom"))
     );
     let e = p.apply::<_, i64>("sleep_ms", (2_000u64, 1i64)).unwrap_err();
-    assert!(matches!(e, PoolError::TaskTimeout(_)), "{e:?}");
+    assert!(matches!(e, PoolError::TaskTimeout { .. }), "{e:?}");
     let r = p.map_async::<_, i64>("fail_if", (0..10i64).map(|i| (i, 3i64))).unwrap();
     assert_eq!(r.items(None).unwrap().iter().filter(|x| x.is_ok()).count(), 9);
-    assert_eq!(
-        p.apply::<_, String>("until_stopped", ()).unwrap_err(),
-        PoolError::TaskTimeout("task stopped after its task timeout of 300ms".into())
+    let e = p.apply::<_, String>("until_stopped", ()).unwrap_err();
+    assert!(
+        matches!(&e, PoolError::TaskTimeout { task, message, worker: Some(_) }
+            if task == "until_stopped" && message == "task stopped after its task timeout of 300ms"),
+        "{e:?}"
     );
     // Process backend panics are crashes too, and the worker survives them.
     let q = pool(1).build().unwrap();
     assert!(
-        matches!(q.apply::<_, ()>("panic", ()), Err(PoolError::Crashed(m)) if m.contains("boom"))
+        matches!(q.apply::<_, ()>("panic", ()), Err(PoolError::Crashed { message: m, .. }) if m.contains("boom"))
     );
     assert_eq!(q.apply::<_, i64>("square", 2i64).unwrap(), 4);
 }
@@ -633,7 +649,7 @@ fn big_arguments_never_block_the_dispatcher() {
     let big: Vec<_> = (0..3)
         .map(|_| p.apply_async::<_, usize>("len_sleep", (0u64, vec![7u8; 400_000])).unwrap())
         .collect();
-    assert!(matches!(slow.get(Some(Duration::from_secs(10))), Err(PoolError::TaskTimeout(_))));
+    assert!(matches!(slow.get(Some(Duration::from_secs(10))), Err(PoolError::TaskTimeout { .. })));
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     for r in big {
         assert_eq!(r.get(Some(Duration::from_secs(10))).unwrap(), 400_000);
@@ -862,6 +878,40 @@ fn callbacks_finish_before_ready() {
     p.join();
 }
 
+fn errors_say_what_happened_as_data() {
+    // A crash: the task, the worker's pid, the signal.
+    let p = pool(1).build().unwrap();
+    let r = p.apply_async::<_, i64>("sleep_ms", (5_000u64, 1i64)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let victim = live_children()[0].0;
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let e = r.get(Some(Duration::from_secs(10))).unwrap_err();
+    assert_eq!(
+        e,
+        PoolError::Crashed {
+            task: "sleep_ms".into(),
+            message: "worker crashed: killed by signal 9 (SIGKILL)".into(),
+            worker: Some(0),
+            pid: Some(victim),
+            exit: Some(WorkerExit::Signal(libc::SIGKILL)),
+        }
+    );
+    let o = r.outcome().unwrap();
+    assert_eq!((&*o.task, o.worker_pid), ("sleep_ms", Some(victim)));
+    // A panic: the worker survives, no exit.
+    let e = p.apply::<_, ()>("panic", ()).unwrap_err();
+    assert!(
+        matches!(&e, PoolError::Crashed { task, exit: None, pid: Some(_), .. } if task == "panic"),
+        "{e:?}"
+    );
+    p.join();
+    // Options the pool cannot use are errors, not silently changed.
+    for (b, option) in [(pool(0), "workers"), (pool(1).chunk_size(0), "chunk_size")] {
+        let e = b.build().err().expect("refused");
+        assert!(matches!(e, PoolError::InvalidOption { option: o, .. } if o == option), "{e:?}");
+    }
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -912,6 +962,7 @@ fn main() {
         ("types_are_checked_not_reinterpreted", types_are_checked_not_reinterpreted),
         ("close_then_join_never_hangs", close_then_join_never_hangs),
         ("callbacks_finish_before_ready", callbacks_finish_before_ready),
+        ("errors_say_what_happened_as_data", errors_say_what_happened_as_data),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -23,7 +23,7 @@ use super::protocol::{
     ResultBatch, Slot, ToWorker, WORKER_ARG, end_at, now_ns, ns_to_time, span_share,
 };
 use super::registry::TaskContext;
-use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
+use super::result::{Collector, Outcome, Segment, SegmentData, Stored, WorkerExit};
 use super::{Backend, Config, PoolError};
 use crate::record::Status;
 
@@ -390,7 +390,7 @@ impl Dispatcher {
                     e => e.to_string(),
                 };
                 self.start_failures += 1;
-                let index = self.remove_worker(wid).map(|(w, _)| w.index);
+                let index = self.remove_worker(wid).map(|(w, ..)| w.index);
                 if self.startup.is_none() {
                     return; // `pump` refills missing workers
                 }
@@ -616,6 +616,7 @@ impl Dispatcher {
         let mut out = Deliveries { current: None, items: Vec::with_capacity(n) };
         {
             let w = &mut self.workers[wi];
+            let pid = pid_of(w);
             let ResultBatch { base, ends, blob, codes, started_ns, duration_ns, data } = results;
             let (ends, codes) = (ends.0, codes.0);
             let blob = Arc::new(blob.0);
@@ -670,7 +671,7 @@ impl Dispatcher {
                             started_ns: t_start,
                             duration_ns: t_dur,
                         };
-                        out.push_stored(&job.reply, item.user_id, s);
+                        out.push_stored(job, item.user_id, s);
                         None
                     }
                     CODE_SKIPPED => {
@@ -680,7 +681,7 @@ impl Dispatcher {
                             "submitting stopped",
                             item.attempts,
                         );
-                        out.push(&job.reply, o);
+                        out.push(job, o);
                         None
                     }
                     CODE_ERROR => Some(Status::Error),
@@ -707,6 +708,7 @@ impl Dispatcher {
                     } else {
                         let o = Outcome {
                             id: item.user_id,
+                            task: job.func.clone(),
                             status,
                             value: None,
                             error: Some(String::from_utf8_lossy(text).into_owned()),
@@ -715,8 +717,10 @@ impl Dispatcher {
                             worker,
                             started_at,
                             duration,
+                            worker_pid: pid,
+                            worker_exit: None,
                         };
-                        out.push(&job.reply, o);
+                        out.push(job, o);
                     }
                 }
                 if job.done == job.items.len() {
@@ -823,7 +827,8 @@ impl Dispatcher {
     /// worker and the command group's leader are still unreaped children of this
     /// process): a process in the worker's group then dies with it, and one already in
     /// the command group dies with that group.
-    fn remove_worker(&mut self, wid: u64) -> Option<(Worker, String)> {
+    #[allow(clippy::type_complexity)]
+    fn remove_worker(&mut self, wid: u64) -> Option<(Worker, String, Option<WorkerExit>)> {
         let i = self.workers.iter().position(|w| w.wid == wid)?;
         let mut w = self.workers.swap_remove(i);
         if let Handle::Process { child, pidfd, group, .. } = &mut w.handle {
@@ -849,11 +854,11 @@ impl Dispatcher {
                 }
             }
         }
-        let how = reap(&mut w);
+        let (how, exit) = reap(&mut w);
         if let Handle::Process { group, .. } = &w.handle {
             reap_pid(*group);
         }
-        Some((w, how))
+        Some((w, how, exit))
     }
 
     fn kill_worker(&mut self, wid: u64) {
@@ -879,7 +884,8 @@ impl Dispatcher {
         if let Some(batch) = self.find(wid).and_then(|w| w.slot.log_read()) {
             self.on_results(wid, batch);
         }
-        let Some((mut w, status_text)) = self.remove_worker(wid) else { return };
+        let Some((mut w, status_text, exit)) = self.remove_worker(wid) else { return };
+        let pid = pid_of(&w);
         let running = w.slot.running().map(|r| r.0);
         // The task it started last: it ran even if it ended (stopped) before the worker.
         let last = w.slot.last_started();
@@ -911,13 +917,13 @@ impl Dispatcher {
                         o.started_at = Some(ns_to_time(s));
                         o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                     }
-                    out.push(&job.reply, o);
+                    out.push(&job, o);
                     continue;
                 }
                 if !started(seq) && !is_running {
                     if stopped {
                         out.push(
-                            &job.reply,
+                            &job,
                             Outcome::failed(
                                 item.user_id,
                                 Status::Skipped,
@@ -956,11 +962,13 @@ impl Dispatcher {
                 }
                 let mut o = Outcome::failed(item.user_id, status, msg, item.attempts);
                 o.worker = Some(w.index);
+                o.worker_pid = pid;
+                o.worker_exit = exit.filter(|_| status == Status::Crashed);
                 if let Some(s) = last.filter(|l| l.0 == seq).map(|l| l.1) {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                 }
-                out.push(&job.reply, o);
+                out.push(&job, o);
             }
             if !again.is_empty() {
                 back.push(job.with_items(again));
@@ -1280,12 +1288,13 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn push(&mut self, reply: &Reply, o: Outcome) {
-        self.push_stored(reply, o.id, Stored::Other(Box::new(o)));
+    fn push(&mut self, job: &Job, mut o: Outcome) {
+        o.task = job.func.clone();
+        self.push_stored(job, o.id, Stored::Other(Box::new(o)));
     }
 
-    fn push_stored(&mut self, reply: &Reply, id: u64, s: Stored) {
-        match reply {
+    fn push_stored(&mut self, job: &Job, id: u64, s: Stored) {
+        match &job.reply {
             Reply::Collect(c) => {
                 if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
                     self.flush();
@@ -1294,7 +1303,7 @@ impl Deliveries {
                 self.items.push((id as usize, s));
             }
             Reply::Stream(tx) => {
-                let _ = tx.send(s.to_outcome(id));
+                let _ = tx.send(s.to_outcome(id, &job.func));
             }
         }
     }
@@ -1334,7 +1343,7 @@ pub(crate) fn cancel_job(job: Job) {
 fn fail_job(job: Job, status: Status, msg: &str) {
     let mut out = Deliveries::default();
     for item in &job.items[job.done..] {
-        out.push(&job.reply, Outcome::failed(item.user_id, status, msg, item.attempts));
+        out.push(&job, Outcome::failed(item.user_id, status, msg, item.attempts));
     }
     out.flush();
 }
@@ -1367,10 +1376,18 @@ fn signal(w: &Worker, sig: i32) {
     }
 }
 
+/// A process worker's pid.
+fn pid_of(w: &Worker) -> Option<u32> {
+    match &w.handle {
+        Handle::Process { child, .. } => Some(child.id()),
+        Handle::Thread { .. } => None,
+    }
+}
+
 /// Wait for a gone worker process and describe how it ended.
-fn reap(w: &mut Worker) -> String {
+fn reap(w: &mut Worker) -> (String, Option<WorkerExit>) {
     let Handle::Process { child, pidfd, .. } = &mut w.handle else {
-        return "the worker thread stopped".into();
+        return ("the worker thread stopped".into(), None);
     };
     let deadline = Instant::now() + Duration::from_millis(200);
     // Wait on the pidfd first: it wakes the moment the process exits, and then a single
@@ -1391,11 +1408,16 @@ fn reap(w: &mut Worker) -> String {
     };
     match status {
         Some(s) => match (s.signal(), s.code()) {
-            (Some(sig), _) => format!("killed by signal {sig} ({})", signal_name(sig)),
-            (None, Some(code)) => format!("exited with code {code}"),
-            _ => "ended".into(),
+            (Some(sig), _) => (
+                format!("killed by signal {sig} ({})", signal_name(sig)),
+                Some(WorkerExit::Signal(sig)),
+            ),
+            (None, Some(code)) => {
+                (format!("exited with code {code}"), Some(WorkerExit::Code(code)))
+            }
+            _ => ("ended".into(), None),
         },
-        None => "ended (status unknown)".into(),
+        None => ("ended (status unknown)".into(), None),
     }
 }
 

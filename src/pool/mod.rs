@@ -40,7 +40,9 @@ pub use retry::{RetryOn, UnknownFailureKind};
 
 /// What runs in the parent when a call's last outcome is in.
 type Done = Box<dyn FnOnce(&Collector) + Send>;
-pub use result::{AsyncResult, Imap, ImapUnordered, MapResult, Outcome, Payload, PoolError};
+pub use result::{
+    AsyncResult, Imap, ImapUnordered, MapResult, Outcome, Payload, PoolError, WorkerExit,
+};
 pub use stream::{RunControl, RunStream, Submission};
 
 /// Where tasks run.
@@ -93,17 +95,18 @@ pub struct PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// Number of workers (default: the available parallelism).
+    /// Number of workers (default: the available parallelism). At least 1:
+    /// [`build`](Self::build) refuses 0 ([`PoolError::InvalidOption`]), as Python does.
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = Some(n.max(1));
+        self.workers = Some(n);
         self
     }
 
-    /// Tasks sent to a worker at once (Python's `chunksize`). 0 or unset = automatic:
-    /// `ceil(n / (4 * workers))` capped at 1024 for `map`, and for one-by-one calls as
-    /// many as are waiting, shared between workers.
+    /// Tasks sent to a worker at once (Python's `chunksize`); at least 1 (`build`
+    /// refuses 0). Unset = automatic: `ceil(n / (4 * workers))` capped at 1024 for `map`,
+    /// and for one-by-one calls as many as are waiting, shared between workers.
     pub fn chunk_size(mut self, n: usize) -> Self {
-        self.chunk_size = (n > 0).then_some(n);
+        self.chunk_size = Some(n);
         self
     }
 
@@ -193,6 +196,14 @@ impl PoolBuilder {
     /// starting workers that would do the same, without end.
     pub fn build(self) -> Result<Pool, PoolError> {
         worker::refuse_if_unhooked();
+        if self.workers == Some(0) {
+            let reason = "a pool needs at least one worker".into();
+            return Err(PoolError::InvalidOption { option: "workers", reason });
+        }
+        if self.chunk_size == Some(0) {
+            let reason = "at least 1 task per batch; leave it unset for automatic".into();
+            return Err(PoolError::InvalidOption { option: "chunk_size", reason });
+        }
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -694,7 +705,14 @@ mod tests {
             r.outcomes().unwrap()
         };
         assert_eq!(outs.iter().filter(|o| o.status == Status::Error).count(), 5);
-        assert_eq!(r.get(None), Err(PoolError::Task { message: "1 is odd".into(), data: None }));
+        assert_eq!(
+            r.get(None),
+            Err(PoolError::Task {
+                task: "odd_fails".into(),
+                message: "1 is odd".into(),
+                data: None
+            })
+        );
         p.join();
     }
 
@@ -702,7 +720,7 @@ mod tests {
     fn threads_timeout_is_reported_and_pool_goes_on() {
         let p = pool();
         let r = p.apply_async::<_, u64>("sleep_ms", 5_000u64).unwrap();
-        assert!(matches!(r.get(Some(Duration::from_secs(5))), Err(PoolError::TaskTimeout(_))));
+        assert!(matches!(r.get(Some(Duration::from_secs(5))), Err(PoolError::TaskTimeout { .. })));
         assert_eq!(p.apply::<_, u64>("sleep_ms", 1u64).unwrap(), 1);
     }
 

@@ -52,11 +52,22 @@ impl Payload {
     }
 }
 
+/// How a worker process ended, when its end cost a task ([`Status::Crashed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
 /// One task's outcome, as the pool reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The caller's id (streaming runs) or the item's index (map calls).
     pub id: u64,
+    /// The function (task kind) it called.
+    pub task: Arc<str>,
     /// How it ended.
     pub status: Status,
     /// The value, on [`Status::Ok`].
@@ -75,12 +86,19 @@ pub struct Outcome {
     /// ones, whose results travel together, each get an even share of their group's time
     /// (and start times spread over it).
     pub duration: Duration,
+    /// The process id of the worker that ran its last attempt, on a failure
+    /// (processes backend).
+    pub worker_pid: Option<u32>,
+    /// How that worker ended, when its end cost this task ([`Status::Crashed`]; `None`
+    /// for a panic, which the worker survives).
+    pub worker_exit: Option<WorkerExit>,
 }
 
 impl Outcome {
     pub(crate) fn failed(id: u64, status: Status, error: impl Into<String>, attempts: u32) -> Self {
         Outcome {
             id,
+            task: Arc::from(""),
             status,
             value: None,
             error: Some(error.into()),
@@ -89,20 +107,29 @@ impl Outcome {
             worker: None,
             started_at: None,
             duration: Duration::ZERO,
+            worker_pid: None,
+            worker_exit: None,
         }
     }
 
     /// The outcome as a typed result, decoding the value into `T`.
     pub fn result<T: DeserializeOwned>(&self) -> Result<T, PoolError> {
-        let msg = || self.error.clone().unwrap_or_default();
+        let message = self.error.clone().unwrap_or_default();
+        let task = self.task.to_string();
         match self.status {
             Status::Ok => match &self.value {
                 Some(v) => v.decode(),
                 None => Err(PoolError::Decode("no value".into())),
             },
-            Status::Error => Err(PoolError::Task { message: msg(), data: self.error_data.clone() }),
-            Status::Timeout => Err(PoolError::TaskTimeout(msg())),
-            Status::Crashed => Err(PoolError::Crashed(msg())),
+            Status::Error => Err(PoolError::Task { task, message, data: self.error_data.clone() }),
+            Status::Timeout => Err(PoolError::TaskTimeout { task, message, worker: self.worker }),
+            Status::Crashed => Err(PoolError::Crashed {
+                task,
+                message,
+                worker: self.worker,
+                pid: self.worker_pid,
+                exit: self.worker_exit,
+            }),
             Status::Cancelled => Err(PoolError::Cancelled),
             Status::Skipped => Err(PoolError::Skipped),
         }
@@ -142,7 +169,7 @@ impl Stored {
         }
     }
 
-    pub(crate) fn to_outcome(&self, id: u64) -> Outcome {
+    pub(crate) fn to_outcome(&self, id: u64, task: &Arc<str>) -> Outcome {
         match self {
             Stored::Ok { blob, start, end, json, attempts, worker, started_ns, duration_ns } => {
                 let b = &blob[*start as usize..*end as usize];
@@ -153,6 +180,7 @@ impl Stored {
                 };
                 Outcome {
                     id,
+                    task: task.clone(),
                     status: Status::Ok,
                     value: Some(value),
                     error: None,
@@ -161,6 +189,8 @@ impl Stored {
                     worker: Some(*worker),
                     started_at: Some(super::protocol::ns_to_time(*started_ns)),
                     duration: Duration::from_nanos(*duration_ns),
+                    worker_pid: None,
+                    worker_exit: None,
                 }
             }
             Stored::Other(o) => (**o).clone(),
@@ -179,19 +209,40 @@ pub enum PoolError {
     #[error("timed out waiting for the result")]
     WaitTimeout,
     /// The task returned an error.
-    #[error("task failed: {message}")]
+    #[error("task `{task}` failed: {message}")]
     Task {
+        /// The task (registered function).
+        task: String,
         /// The task's message.
         message: String,
         /// The task's error data (JSON text), if any.
         data: Option<String>,
     },
     /// The task ran past its task timeout and was stopped.
-    #[error("{0}")]
-    TaskTimeout(String),
-    /// The worker died while running the task (signal, exit, abort, panic).
-    #[error("{0}")]
-    Crashed(String),
+    #[error("task `{task}`: {message}")]
+    TaskTimeout {
+        /// The task (registered function).
+        task: String,
+        /// What happened, e.g. `task stopped after its task timeout of 5s`.
+        message: String,
+        /// The worker slot that ran it.
+        worker: Option<u32>,
+    },
+    /// The task crashed: its worker died while running it (a signal, an exit), or it
+    /// panicked (the worker survives a panic: `exit` is `None`).
+    #[error("task `{task}`: {message}")]
+    Crashed {
+        /// The task (registered function).
+        task: String,
+        /// What happened, e.g. `worker crashed: killed by signal 9 (SIGKILL)`.
+        message: String,
+        /// The worker slot that ran it.
+        worker: Option<u32>,
+        /// The worker's process id (processes backend).
+        pid: Option<u32>,
+        /// How the worker ended (`None` for a panic).
+        exit: Option<WorkerExit>,
+    },
     /// The pool is closed (or terminated) and takes no more tasks.
     #[error("the pool is closed")]
     Closed,
@@ -218,6 +269,14 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Start(String),
+    /// A builder option has a value the pool cannot use (e.g. `workers(0)`).
+    #[error("invalid pool option `{option}`: {reason}")]
+    InvalidOption {
+        /// The builder method.
+        option: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The caller's argument type is not the registered function's (checked once per
     /// call, before anything is sent).
     #[error("task `{task}` takes {registered}, not {given}")]
@@ -590,7 +649,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
 
     /// The full outcome (status, attempts, worker, timing), once ready.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.c.with_outcomes(|o| o[0].as_ref().map(|x| x.to_outcome(0)))
+        self.c.with_outcomes(|o| o[0].as_ref().map(|x| x.to_outcome(0, &self.c.task)))
     }
 }
 
@@ -628,7 +687,7 @@ impl<T: DeserializeOwned> MapResult<T> {
             self.c.with_outcomes(|o| {
                 o.iter()
                     .enumerate()
-                    .filter_map(|(i, x)| x.as_ref().map(|x| x.to_outcome(i as u64)))
+                    .filter_map(|(i, x)| x.as_ref().map(|x| x.to_outcome(i as u64, &self.c.task)))
                     .collect()
             })
         })
