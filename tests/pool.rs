@@ -67,6 +67,7 @@ fn registry() -> Registry {
     r.register("square_u64", |x: u64| Ok::<_, TaskError>(x * x));
     r.register("sqr", |(x,): (u64,)| Ok::<_, TaskError>(x * x));
     r.register("point", |(): ()| Ok::<_, TaskError>(Point { x: 1, y: 2 }));
+    r.register("fussy", |Fussy(x): Fussy| Ok::<_, TaskError>(x));
     r.register_with_context("ctx", |ctx: &TaskContext, (): ()| {
         let n = ctx.cached(|c| c.len());
         Ok::<_, TaskError>((
@@ -97,6 +98,19 @@ fn registry() -> Registry {
 struct Point {
     x: i64,
     y: i64,
+}
+
+/// A value that cannot be sent when it is 3.
+#[derive(Debug, serde::Deserialize)]
+struct Fussy(i64);
+
+impl serde::Serialize for Fussy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 3 {
+            return Err(serde::ser::Error::custom("3 cannot be sent"));
+        }
+        s.serialize_newtype_struct("Fussy", &self.0)
+    }
 }
 
 /// The registry of a worker program that differs from the tests' (`square` takes
@@ -912,6 +926,53 @@ fn errors_say_what_happened_as_data() {
     }
 }
 
+fn imap_is_lazy_and_bounded() {
+    let p = pool(2).stream_capacity(64).build().unwrap();
+    // An endless input, which must be taken only as workers need it.
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let endless = |pulled: Arc<AtomicUsize>| {
+        (0i64..).inspect(move |_| {
+            let n = pulled.fetch_add(1, Ordering::SeqCst);
+            assert!(n < 100_000, "the input is read ahead without bound");
+        })
+    };
+    let mut it = p.imap::<_, i64>("square", endless(pulled.clone())).unwrap();
+    for i in 0..2_000i64 {
+        assert_eq!(it.next().unwrap().unwrap(), i * i);
+        let ahead = pulled.load(Ordering::SeqCst) as i64 - (i + 1);
+        assert!(ahead <= 64, "{ahead} items taken ahead of the reader");
+    }
+    drop(it);
+    pulled.store(0, Ordering::SeqCst);
+    let mut u = p.imap_unordered::<_, i64>("square", endless(pulled.clone())).unwrap();
+    let mut seen = HashSet::new();
+    for _ in 0..2_000 {
+        let (i, v) = u.next().unwrap();
+        assert_eq!(v.unwrap(), (i * i) as i64);
+        assert!(seen.insert(i));
+    }
+    assert!(pulled.load(Ordering::SeqCst) <= 2_000 + 64);
+    drop(u);
+    // An input item that cannot be sent ends the input: the results before it come first.
+    let got: Vec<_> = p.imap::<_, i64>("fussy", (0..6).map(Fussy)).unwrap().collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[..3].iter().map(|r| r.clone().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(matches!(&got[3], Err(PoolError::Encode(_))), "{got:?}");
+    let mut got: Vec<_> = p.imap_unordered::<_, i64>("fussy", (0..6).map(Fussy)).unwrap().collect();
+    assert!(matches!(got.pop(), Some((3, Err(PoolError::Encode(_))))), "{got:?}");
+    assert_eq!(got.len(), 3);
+    // A per-item timeout, as Python's next(timeout).
+    let mut it = p.imap::<_, i64>("sleep_ms", vec![(400u64, 1i64)]).unwrap();
+    assert_eq!(it.next_timeout(Duration::from_millis(50)), Err(PoolError::WaitTimeout));
+    assert_eq!(it.next_timeout(Duration::from_secs(10)), Ok(Some(Ok(1))));
+    assert_eq!(it.next_timeout(Duration::from_secs(1)), Ok(None));
+    let mut u = p.imap_unordered::<_, i64>("sleep_ms", vec![(400u64, 1i64)]).unwrap();
+    assert_eq!(u.next_timeout(Duration::from_millis(50)), Err(PoolError::WaitTimeout));
+    assert_eq!(u.next_timeout(Duration::from_secs(10)), Ok(Some((0, Ok(1)))));
+    assert_eq!(u.next_timeout(Duration::from_secs(1)), Ok(None));
+    p.join();
+}
+
 // ---------------------------------------------------------------- runner
 
 fn main() {
@@ -963,6 +1024,7 @@ fn main() {
         ("close_then_join_never_hangs", close_then_join_never_hangs),
         ("callbacks_finish_before_ready", callbacks_finish_before_ready),
         ("errors_say_what_happened_as_data", errors_say_what_happened_as_data),
+        ("imap_is_lazy_and_bounded", imap_is_lazy_and_bounded),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let failures = Mutex::new(Vec::new());

@@ -440,8 +440,7 @@ impl Pool {
         func: &str,
         items: impl IntoIterator<Item = A>,
         done: Option<Done>,
-        stream: Option<Sender<Outcome>>,
-    ) -> Result<(Arc<Collector>, usize), PoolError> {
+    ) -> Result<Arc<Collector>, PoolError> {
         self.check_open()?;
         self.check_types::<A, T>(func)?;
         let items: Vec<A> = items.into_iter().collect();
@@ -449,15 +448,12 @@ impl Pool {
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
         let f: Arc<str> = Arc::from(func);
         let runner = done.as_ref().map(|_| self.callback_runner());
-        let c = Collector::new(if stream.is_some() { 0 } else { n }, f.clone(), done, runner);
+        let c = Collector::new(n, f.clone(), done, runner);
         if n == 0 {
             c.finish_empty();
-            return Ok((c, 0));
+            return Ok(c);
         }
-        let reply = match &stream {
-            Some(tx) => Reply::Stream(tx.clone()),
-            None => Reply::Collect(c.clone()),
-        };
+        let reply = Reply::Collect(c.clone());
         // One job per chunk, its items encoded into one buffer, each sent as soon as it
         // is encoded (the workers start while the rest is being encoded).
         for (ci, part) in items.chunks(chunk).enumerate() {
@@ -493,7 +489,7 @@ impl Pool {
                 return Err(PoolError::Closed);
             }
         }
-        Ok((c, n))
+        Ok(c)
     }
 
     /// Run `func` on every item (Python's `map_async`); results keep the items' order.
@@ -502,7 +498,7 @@ impl Pool {
         func: &str,
         items: impl IntoIterator<Item = A>,
     ) -> Result<MapResult<T>, PoolError> {
-        let (c, _) = self.map_inner::<A, T>(func, items, None, None)?;
+        let c = self.map_inner::<A, T>(func, items, None)?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
@@ -529,7 +525,7 @@ impl Pool {
                 Err(e) => error_callback(e),
             }
         });
-        let (c, _) = self.map_inner::<A, T>(func, items, Some(done), None)?;
+        let c = self.map_inner::<A, T>(func, items, Some(done))?;
         Ok(MapResult { c, _t: PhantomData })
     }
 
@@ -580,26 +576,49 @@ impl Pool {
     }
 
     /// Python's `imap`: an iterator of results in item order, each yielded as soon as it
-    /// and every earlier one are done.
-    pub fn imap<A: Serialize, T: DeserializeOwned>(
+    /// and every earlier one are done. Lazy and bounded: see [`Imap`].
+    pub fn imap<'a, A: Serialize + 'a, T: DeserializeOwned>(
         &self,
         func: &str,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Imap<T>, PoolError> {
-        let (c, n) = self.map_inner::<A, T>(func, items, None, None)?;
-        Ok(Imap { c, next: 0, len: n, _t: PhantomData })
+        items: impl IntoIterator<Item = A, IntoIter: 'a>,
+    ) -> Result<Imap<'a, T>, PoolError> {
+        let (feed, rx) = self.lazy_feed::<A, T, _>(func, items)?;
+        Ok(Imap { feed, rx, early: Default::default(), next: 0, _t: PhantomData })
     }
 
     /// Python's `imap_unordered`: `(item index, result)` in completion order; every
-    /// item exactly once.
-    pub fn imap_unordered<A: Serialize, T: DeserializeOwned>(
+    /// item exactly once. Lazy and bounded, like [`imap`](Self::imap).
+    pub fn imap_unordered<'a, A: Serialize + 'a, T: DeserializeOwned>(
         &self,
         func: &str,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<ImapUnordered<T>, PoolError> {
-        let (tx, rx) = mpsc::channel();
-        self.map_inner::<A, T>(func, items, None, Some(tx))?;
-        Ok(ImapUnordered { rx, _t: PhantomData })
+        items: impl IntoIterator<Item = A, IntoIter: 'a>,
+    ) -> Result<ImapUnordered<'a, T>, PoolError> {
+        let (feed, rx) = self.lazy_feed::<A, T, _>(func, items)?;
+        Ok(ImapUnordered { feed, rx, handed: 0, _t: PhantomData })
+    }
+
+    fn lazy_feed<'a, A, T, I>(
+        &self,
+        func: &str,
+        items: I,
+    ) -> Result<(stream::LazyFeed<'a>, mpsc::Receiver<Outcome>), PoolError>
+    where
+        A: Serialize + 'a,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'a,
+    {
+        self.check_open()?;
+        self.check_types::<A, T>(func)?;
+        let items = items.into_iter();
+        let capacity = self.cfg.stream_capacity;
+        // The length, when the iterator knows it, sizes the chunks as for `map`.
+        let known = items.size_hint().1.unwrap_or(capacity).min(capacity);
+        let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(known, self.cfg.workers));
+        let (otx, rx) = mpsc::channel();
+        let mut feed =
+            stream::LazyFeed::new(items, self.tx.clone(), otx, Arc::from(func), chunk, capacity);
+        feed.top_up(0);
+        Ok((feed, rx))
     }
 
     /// Stream submissions through the pool with bounded memory; see [`stream`].

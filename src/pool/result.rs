@@ -4,14 +4,15 @@
 //! Owns: waiting (condvar), decoding values, the callbacks' invocation. Must not: talk
 //! to workers.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 
+use super::stream::LazyFeed;
 use crate::record::Status;
 
 /// A task's value or arguments as they travel: JSON text, or postcard bytes.
@@ -402,11 +403,6 @@ impl CState {
         }
     }
 
-    fn has(&self, i: usize) -> bool {
-        self.outcomes.get(i).is_some_and(Option::is_some)
-            || self.segments.iter().any(|g| i >= g.first && i < g.first + g.count)
-    }
-
     /// Every value in item order, or the first failing item's error.
     fn values<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, PoolError> {
         if !self.outcomes.is_empty() || self.remaining != 0 {
@@ -449,9 +445,6 @@ pub(crate) struct Collector {
     pub(crate) task: Arc<str>,
     state: Mutex<CState>,
     cv: Condvar,
-    /// The item an `imap` reader waits for (`usize::MAX`: none). Waiters are woken only
-    /// for it and for the last item, not for every item.
-    watch: AtomicUsize,
 }
 
 impl Collector {
@@ -474,15 +467,12 @@ impl Collector {
                 segments: Vec::new(),
             }),
             cv: Condvar::new(),
-            watch: AtomicUsize::new(usize::MAX),
         })
     }
 
     pub(crate) fn deliver_many(self: &Arc<Self>, items: impl Iterator<Item = (usize, Stored)>) {
         let done = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let watch = self.watch.load(Ordering::Relaxed);
-            let mut wake = false;
             s.table();
             for (index, outcome) in items {
                 if index >= s.outcomes.len() || s.outcomes[index].is_some() {
@@ -490,9 +480,8 @@ impl Collector {
                 }
                 s.outcomes[index] = Some(outcome);
                 s.remaining -= 1;
-                wake |= index == watch;
             }
-            if s.remaining == 0 || wake {
+            if s.remaining == 0 {
                 self.cv.notify_all();
             }
             if s.remaining == 0 { s.done.take() } else { None }
@@ -509,11 +498,9 @@ impl Collector {
             if seg.first + seg.count > s.n {
                 return;
             }
-            let watch = self.watch.load(Ordering::Relaxed);
-            let wake = watch >= seg.first && watch < seg.first + seg.count;
             s.remaining -= seg.count;
             s.segments.push(seg);
-            if s.remaining == 0 || wake {
+            if s.remaining == 0 {
                 self.cv.notify_all();
             }
             if s.remaining == 0 { s.done.take() } else { None }
@@ -605,12 +592,6 @@ impl Collector {
     /// Every value in item order, or the first failing item's error (call when ready).
     pub(crate) fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>, PoolError> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).values()
-    }
-
-    fn take(&self, index: usize) -> Option<Stored> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.materialize();
-        s.outcomes.get_mut(index)?.take()
     }
 }
 
@@ -712,39 +693,129 @@ impl<T: DeserializeOwned> MapResult<T> {
 }
 
 /// Python's `imap`: results in item order, each as soon as it and all before it are in.
-pub struct Imap<T> {
-    pub(crate) c: Arc<Collector>,
-    pub(crate) next: usize,
-    pub(crate) len: usize,
+///
+/// Lazy and bounded (CPython's `buffersize`): items are taken from the input iterator
+/// only while fewer than the pool's [`stream_capacity`](super::PoolBuilder::stream_capacity)
+/// are submitted and not yet yielded, so an infinite iterator works in constant memory.
+/// An item that cannot be encoded ends the input: the results before it are yielded,
+/// then its error.
+pub struct Imap<'a, T> {
+    pub(crate) feed: LazyFeed<'a>,
+    pub(crate) rx: mpsc::Receiver<Outcome>,
+    /// Outcomes that arrived before their turn.
+    pub(crate) early: BTreeMap<u64, Outcome>,
+    pub(crate) next: u64,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> Iterator for Imap<T> {
-    type Item = Result<T, PoolError>;
+impl<T: DeserializeOwned> Imap<'_, T> {
+    /// The next result, waiting at most `timeout` for it (Python's `next(timeout)`):
+    /// `Err(PoolError::WaitTimeout)` leaves it pending (call again), `Ok(None)` is the
+    /// end.
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<T, PoolError>>, PoolError> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.len {
-            return None;
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Result<T, PoolError>>, PoolError> {
+        loop {
+            self.feed.top_up(self.next);
+            if let Some(o) = self.early.remove(&self.next) {
+                self.next += 1;
+                return Ok(Some(o.result()));
+            }
+            if let Some((k, _)) = &self.feed.failed
+                && *k == self.next
+            {
+                self.next += 1;
+                return Ok(self.feed.failed.take().map(|(_, e)| Err(e)));
+            }
+            if self.next >= self.feed.submitted && self.feed.exhausted() {
+                return Ok(None);
+            }
+            match recv_until(&self.rx, deadline)? {
+                Some(o) => {
+                    self.early.insert(o.id, o);
+                }
+                // Every sender is gone with this item missing: the pool ended it.
+                None => {
+                    self.next += 1;
+                    return Ok(Some(Err(PoolError::Cancelled)));
+                }
+            }
         }
-        let i = self.next;
-        self.c.watch.store(i, Ordering::Relaxed);
-        self.c.wait_until(None, |s| s.has(i));
-        self.next += 1;
-        Some(stored_result(&self.c.take(i)))
     }
 }
 
-/// Python's `imap_unordered`: `(item index, result)` in completion order.
-pub struct ImapUnordered<T> {
+/// The next outcome, waiting until `deadline` (`None`: forever); `Ok(None)` when every
+/// sender is gone.
+fn recv_until(
+    rx: &mpsc::Receiver<Outcome>,
+    deadline: Option<Instant>,
+) -> Result<Option<Outcome>, PoolError> {
+    match deadline {
+        None => Ok(rx.recv().ok()),
+        Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+            Ok(o) => Ok(Some(o)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(PoolError::WaitTimeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+        },
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for Imap<'_, T> {
+    type Item = Result<T, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(None).unwrap_or_else(|e| Some(Err(e)))
+    }
+}
+
+/// Python's `imap_unordered`: `(item index, result)` in completion order, every item
+/// exactly once; lazy and bounded like [`Imap`].
+pub struct ImapUnordered<'a, T> {
+    pub(crate) feed: LazyFeed<'a>,
     pub(crate) rx: mpsc::Receiver<Outcome>,
+    /// Results handed back so far.
+    pub(crate) handed: u64,
     pub(crate) _t: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> Iterator for ImapUnordered<T> {
+/// One item of [`ImapUnordered`]: its index and its result.
+pub type Unordered<T> = (usize, Result<T, PoolError>);
+
+impl<T: DeserializeOwned> ImapUnordered<'_, T> {
+    /// The next result, waiting at most `timeout` for it: `Err(PoolError::WaitTimeout)`
+    /// leaves it pending (call again), `Ok(None)` is the end.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Unordered<T>>, PoolError> {
+        self.next_until(Some(Instant::now() + timeout))
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Option<Unordered<T>>, PoolError> {
+        self.feed.top_up(self.handed);
+        if self.handed >= self.feed.submitted && self.feed.exhausted() {
+            // Every submitted item is in: then the input's own failure, if any.
+            return Ok(self.feed.failed.take().map(|(k, e)| (k as usize, Err(e))));
+        }
+        match recv_until(&self.rx, deadline)? {
+            Some(o) => {
+                self.handed += 1;
+                Ok(Some((o.id as usize, o.result())))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for ImapUnordered<'_, T> {
     type Item = (usize, Result<T, PoolError>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let o = self.rx.recv().ok()?;
-        Some((o.id as usize, o.result()))
+        self.next_until(None).ok().flatten()
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::dispatcher::{Event, Item, Job, Reply};
-use super::result::{Outcome, Payload};
+use super::result::{Outcome, Payload, PoolError};
 
 /// One submission of a streaming run.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,4 +221,98 @@ where
         // No feeder: the stream is empty (its sender was dropped with the closure).
     }
     RunStream { rx: orx, control }
+}
+
+/// Encodes the next input item of a lazy call (`imap`) into a buffer; `None` at the end.
+type Pull<'a> = Box<dyn FnMut(&mut Vec<u8>) -> Option<Result<(), PoolError>> + 'a>;
+
+/// The input side of `imap` / `imap_unordered`: pulls items from the caller's iterator
+/// only while fewer than `capacity` are submitted and not yet handed back, so an
+/// infinite iterator runs in constant memory (CPython's `buffersize`). It is driven by
+/// the reader (each `next` tops it up): no thread, and the iterator need not be `Send`.
+pub(crate) struct LazyFeed<'a> {
+    pull: Pull<'a>,
+    tx: Sender<Event>,
+    /// The outcomes' channel; dropped once the input is exhausted, so the reader's
+    /// channel ends when the last outcome is in.
+    otx: Option<Sender<Outcome>>,
+    func: Arc<str>,
+    chunk: usize,
+    capacity: usize,
+    /// Items taken from the iterator (and submitted) so far.
+    pub submitted: u64,
+    /// The item whose encoding failed, and why: the input stops there.
+    pub failed: Option<(u64, PoolError)>,
+}
+
+impl<'a> LazyFeed<'a> {
+    pub(crate) fn new<A: serde::Serialize + 'a>(
+        items: impl Iterator<Item = A> + 'a,
+        tx: Sender<Event>,
+        otx: Sender<Outcome>,
+        func: Arc<str>,
+        chunk: usize,
+        capacity: usize,
+    ) -> Self {
+        let mut items = items;
+        let pull: Pull<'a> = Box::new(move |buf: &mut Vec<u8>| {
+            let a = items.next()?;
+            Some(
+                super::protocol::encode_into(&a, buf).map_err(|e| PoolError::Encode(e.to_string())),
+            )
+        });
+        LazyFeed { pull, tx, otx: Some(otx), func, chunk, capacity, submitted: 0, failed: None }
+    }
+
+    /// Whether every item was taken from the iterator (or its input failed).
+    pub(crate) fn exhausted(&self) -> bool {
+        self.otx.is_none()
+    }
+
+    /// Submit items until `capacity` are outstanding (`handed` of them were handed back
+    /// to the caller), or the iterator ends.
+    pub(crate) fn top_up(&mut self, handed: u64) {
+        while let Some(otx) = &self.otx {
+            let room = (self.capacity as u64).saturating_sub(self.submitted - handed);
+            if room == 0 {
+                return;
+            }
+            let take = room.min(self.chunk as u64) as usize;
+            let mut buf = Vec::new();
+            let mut items = Vec::with_capacity(take);
+            let mut end = false;
+            for _ in 0..take {
+                let start = buf.len();
+                match (self.pull)(&mut buf) {
+                    None => {
+                        end = true;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        self.failed = Some((self.submitted + items.len() as u64, e));
+                        end = true;
+                        break;
+                    }
+                    Some(Ok(())) => {}
+                }
+                let user_id = self.submitted + items.len() as u64;
+                items.push(Item { user_id, start, end: buf.len(), attempts: 0 });
+            }
+            if !items.is_empty() {
+                self.submitted += items.len() as u64;
+                let reply = Reply::Stream(otx.clone());
+                let job =
+                    Job::new(self.func.clone(), false, self.chunk, 0, reply, Arc::new(buf), items);
+                if let Err(mpsc::SendError(Event::Submit(jobs))) =
+                    self.tx.send(Event::Submit(vec![job]))
+                {
+                    // The pool is gone: these items end `cancelled`, never hang.
+                    jobs.into_iter().for_each(super::dispatcher::cancel_job);
+                }
+            }
+            if end {
+                self.otx = None;
+            }
+        }
+    }
 }
