@@ -158,8 +158,10 @@ impl PoolBuilder {
 
     /// The functions the pool calls. Needed by the threads backend (the processes
     /// backend runs the registry the worker program passed to
-    /// [`run_if_worker`](worker::run_if_worker)). Default: an empty registry
-    /// (`jobpool::task::builtins()` has the job-file kinds `command` and `script`).
+    /// [`run_if_worker`](worker::run_if_worker), and refuses a worker whose registry
+    /// differs from this one; without one, from the first worker's). Calls are
+    /// type-checked against it. Default: an empty registry (`jobpool::task::builtins()`
+    /// has the job-file kinds `command` and `script`).
     pub fn registry(mut self, r: Registry) -> Self {
         self.registry = Some(r);
         self
@@ -172,8 +174,9 @@ impl PoolBuilder {
         self
     }
 
-    /// For [`Pool::run_stream`]: how many submissions may be taken from the iterator
-    /// and not yet handed back (default 4096). Bounds memory.
+    /// For [`Pool::run_stream`], [`Pool::imap`] and [`Pool::imap_unordered`]: how many
+    /// submissions may be taken from the iterator and not yet handed back (default
+    /// 4096; CPython's `buffersize`). Bounds memory.
     pub fn stream_capacity(mut self, n: usize) -> Self {
         self.stream_capacity = n.max(1);
         self
