@@ -911,7 +911,7 @@ fn errors_say_what_happened_as_data() {
         }
     );
     let o = r.outcome().unwrap();
-    assert_eq!((&*o.task, o.worker_pid), ("sleep_ms", Some(victim)));
+    assert_eq!((o.task, o.worker_pid), ("sleep_ms", Some(victim)));
     // A panic: the worker survives, no exit.
     let e = p.apply::<_, ()>("panic", ()).unwrap_err();
     assert!(

@@ -73,6 +73,8 @@ pub(crate) struct Item {
 /// of it fits a batch, or when some of its tasks must run again.
 pub(crate) struct Job {
     pub func: Arc<str>,
+    /// `func`, interned: what the outcomes carry.
+    pub task: &'static str,
     pub json: bool,
     /// Batch size for this call; 0 = decide from the queue.
     pub chunk: usize,
@@ -96,7 +98,8 @@ impl Job {
         buf: Arc<Vec<u8>>,
         items: Vec<Item>,
     ) -> Self {
-        Job { func, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
+        let task = super::result::intern(&func);
+        Job { func, task, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
     }
 
     /// A job of one item with its own buffer.
@@ -115,15 +118,18 @@ impl Job {
 
     /// The same call with other items.
     fn with_items(&self, items: Vec<Item>) -> Job {
-        Job::new(
-            self.func.clone(),
-            self.json,
-            self.chunk,
-            self.run,
-            self.reply.clone(),
-            self.buf.clone(),
+        Job {
+            func: self.func.clone(),
+            task: self.task,
+            json: self.json,
+            chunk: self.chunk,
+            run: self.run,
+            reply: self.reply.clone(),
+            buf: self.buf.clone(),
             items,
-        )
+            seq: 0,
+            done: 0,
+        }
     }
 
     fn arg(&self, item: &Item) -> &[u8] {
@@ -708,7 +714,7 @@ impl Dispatcher {
                     } else {
                         let o = Outcome {
                             id: item.user_id,
-                            task: job.func.clone(),
+                            task: job.task,
                             status,
                             value: None,
                             error: Some(String::from_utf8_lossy(text).into_owned()),
@@ -1088,7 +1094,8 @@ impl Dispatcher {
         }
         // Refill missing workers: after failed respawns, and for a queue whose workers
         // retired (recycled or idle after `close`) without a replacement.
-        if self.start_failures < MAX_START_FAILURES {
+        let live = self.workers.iter().filter(|w| w.phase != Phase::Retiring).count();
+        if self.start_failures < MAX_START_FAILURES && live < self.cfg.workers {
             let have: HashSet<u32> = self
                 .workers
                 .iter()
@@ -1289,7 +1296,7 @@ struct Deliveries {
 
 impl Deliveries {
     fn push(&mut self, job: &Job, mut o: Outcome) {
-        o.task = job.func.clone();
+        o.task = job.task;
         self.push_stored(job, o.id, Stored::Other(Box::new(o)));
     }
 
@@ -1303,7 +1310,7 @@ impl Deliveries {
                 self.items.push((id as usize, s));
             }
             Reply::Stream(tx) => {
-                let _ = tx.send(s.to_outcome(id, &job.func));
+                let _ = tx.send(s.to_outcome(id, job.task));
             }
         }
     }

@@ -58,6 +58,8 @@ pub enum Backend {
 }
 
 pub(crate) struct Config {
+    /// Unique in this process (never reused, unlike an address).
+    pub id: u64,
     pub workers: usize,
     pub chunk_size: Option<usize>,
     pub max_tasks_per_worker: Option<usize>,
@@ -222,7 +224,9 @@ impl PoolBuilder {
         if self.backend == Backend::Threads {
             let _ = signatures.set(registry.signatures());
         }
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let cfg = Arc::new(Config {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             workers,
             chunk_size: self.chunk_size,
             max_tasks_per_worker: self.max_tasks_per_worker,
@@ -328,6 +332,28 @@ impl Pool {
     /// value: postcard does not describe itself). Unknown and JSON kinds pass.
     fn check_types<A, T>(&self, func: &str) -> Result<(), PoolError> {
         let (given, requested) = (std::any::type_name::<A>(), std::any::type_name::<T>());
+        type Passed = (u64, &'static str, &'static str, &'static str);
+        thread_local! {
+            // The last check this thread passed (pool, task, types): one-by-one calls
+            // repeat it, and a hash lookup costs more than a trivial task.
+            static PASSED: std::cell::Cell<Passed> = const { std::cell::Cell::new((0, "", "", "")) };
+        }
+        let pool = self.cfg.id;
+        let (p, f, a, t) = PASSED.get();
+        if p == pool && f == func && std::ptr::eq(a, given) && std::ptr::eq(t, requested) {
+            return Ok(());
+        }
+        self.check_types_slow(func, given, requested)?;
+        PASSED.set((pool, result::intern(func), given, requested));
+        Ok(())
+    }
+
+    fn check_types_slow(
+        &self,
+        func: &str,
+        given: &'static str,
+        requested: &'static str,
+    ) -> Result<(), PoolError> {
         // The fast path: the pool's own registry, with the very same type names.
         let raw = self.cfg.registry.entry(func).and_then(|e| e.types);
         if raw == Some((given, requested)) {
@@ -368,7 +394,7 @@ impl Pool {
     ) -> Result<AsyncResult<T>, PoolError> {
         self.check_open()?;
         let runner = done.as_ref().map(|_| self.callback_runner());
-        let c = Collector::new(1, Arc::from(func), done, runner);
+        let c = Collector::new(1, result::intern(func), done, runner);
         let (json, bytes) = match payload {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
@@ -451,7 +477,7 @@ impl Pool {
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
         let f: Arc<str> = Arc::from(func);
         let runner = done.as_ref().map(|_| self.callback_runner());
-        let c = Collector::new(n, f.clone(), done, runner);
+        let c = Collector::new(n, result::intern(func), done, runner);
         if n == 0 {
             c.finish_empty();
             return Ok(c);
