@@ -173,6 +173,29 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// A record with only its identity and status: no value, error, attempt, worker,
+    /// timing or command fields yet. Producers fill in what they know.
+    pub fn new(index: u64, key: String, args: Map<String, Value>, status: Status) -> TaskRecord {
+        TaskRecord {
+            index,
+            key,
+            args,
+            status,
+            value: None,
+            error: None,
+            attempts: 0,
+            worker: None,
+            started_at: None,
+            duration_ms: 0.0,
+            exit_code: None,
+            signal: None,
+            stderr: None,
+            cpu_ms: None,
+            max_rss_kb: None,
+            resumed: false,
+        }
+    }
+
     /// The same record taken over by `--resume` into a new plan: `resumed` set and `index`
     /// replaced by the submission's position in the current plan.
     pub fn resumed_at(mut self, index: u64) -> TaskRecord {

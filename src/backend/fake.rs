@@ -138,24 +138,12 @@ struct FakeExecution {
 }
 
 fn record(sub: Submission, names: &[String], status: Status) -> TaskRecord {
-    TaskRecord {
-        index: sub.index,
-        key: sub.key,
-        args: names.iter().cloned().zip(sub.args).collect(),
-        status,
-        value: None,
-        error: None,
-        attempts: u32::from(!matches!(status, Status::Skipped)),
-        worker: Some(0),
-        started_at: None,
-        duration_ms: 1.0,
-        exit_code: None,
-        signal: None,
-        stderr: None,
-        cpu_ms: None,
-        max_rss_kb: None,
-        resumed: false,
-    }
+    let mut r =
+        TaskRecord::new(sub.index, sub.key, names.iter().cloned().zip(sub.args).collect(), status);
+    r.attempts = u32::from(!matches!(status, Status::Skipped));
+    r.worker = Some(0);
+    r.duration_ms = 1.0;
+    r
 }
 
 impl Execution for FakeExecution {

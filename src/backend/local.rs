@@ -193,24 +193,12 @@ fn record_from_outcome(
     values: Vec<Value>,
     task: &TaskTemplate,
 ) -> TaskRecord {
-    let mut rec = TaskRecord {
-        index: o.id,
-        key,
-        args: args_map(names, &values),
-        status: o.status,
-        value: None,
-        error: o.error,
-        attempts: o.attempts,
-        worker: o.worker,
-        started_at: o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string()),
-        duration_ms: o.duration.as_nanos() as f64 / 1e6,
-        exit_code: None,
-        signal: None,
-        stderr: None,
-        cpu_ms: None,
-        max_rss_kb: None,
-        resumed: false,
-    };
+    let mut rec = TaskRecord::new(o.id, key, args_map(names, &values), o.status);
+    rec.error = o.error;
+    rec.attempts = o.attempts;
+    rec.worker = o.worker;
+    rec.started_at = o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string());
+    rec.duration_ms = o.duration.as_nanos() as f64 / 1e6;
     if let Some(Payload::Json(text)) = &o.value {
         let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         if let TaskTemplate::Command(_) = task {

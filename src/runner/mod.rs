@@ -454,24 +454,13 @@ impl<'b> Runner<'b> {
                     .as_mut()
                     .and_then(|ix| ix.take(&sub.key))
                     .map(|r| r.resumed_at(sub.index));
-                let rec = reused.unwrap_or_else(|| TaskRecord {
-                    index: sub.index,
-                    key: sub.key,
-                    args: crate::model::args_map(&job.args.names, &sub.args),
-                    status,
-                    value: None,
-                    error: Some("not started: the backend took no more submissions".into()),
-                    attempts: 0,
-                    worker: None,
-                    started_at: None,
-                    duration_ms: 0.0,
-                    exit_code: None,
-                    signal: None,
+                let rec = reused.unwrap_or_else(|| {
+                    let args = crate::model::args_map(&job.args.names, &sub.args);
+                    let mut r = TaskRecord::new(sub.index, sub.key, args, status);
+                    r.error = Some("not started: the backend took no more submissions".into());
                     // A command record always has the same fields.
-                    stderr: matches!(job.task, TaskTemplate::Command(_)).then(String::new),
-                    cpu_ms: None,
-                    max_rss_kb: None,
-                    resumed: false,
+                    r.stderr = matches!(job.task, TaskTemplate::Command(_)).then(String::new);
+                    r
                 });
                 run.finish(rec);
             }

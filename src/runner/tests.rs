@@ -267,24 +267,9 @@ fn resume_takes_ok_records_and_runs_only_the_rest() {
             3 => Status::Error,
             _ => continue,
         };
-        let rec = TaskRecord {
-            index: sub.index,
-            key: sub.key.clone(),
-            args: Default::default(),
-            status,
-            value: Some(json!("old")),
-            error: None,
-            attempts: 1,
-            worker: None,
-            started_at: None,
-            duration_ms: 1.0,
-            exit_code: None,
-            signal: None,
-            stderr: None,
-            cpu_ms: None,
-            max_rss_kb: None,
-            resumed: false,
-        };
+        let mut rec = TaskRecord::new(sub.index, sub.key.clone(), Default::default(), status);
+        rec.value = Some(json!("old"));
+        rec.attempts = 1;
         store.append(&rec).unwrap();
     }
     store.finish(crate::store::RunEnd { exit_code: 1, cancelled: None }).unwrap();
