@@ -9,6 +9,7 @@ use crate::pool::Registry;
 
 mod check;
 pub mod diag;
+mod exec;
 pub mod exit_code;
 mod frontend;
 mod kinds;
@@ -35,6 +36,8 @@ enum Command {
     Run(run::RunArgs),
     /// Validate job files: every problem of every file, then exit 2 if any.
     Check(check::CheckArgs),
+    /// Run a command over values without a job file (GNU parallel's habits).
+    Exec(exec::ExecArgs),
     /// Print a job's submissions as JSON lines (index, key, args).
     Plan(plan::PlanArgs),
     /// Print the job file's JSON Schema.
@@ -64,6 +67,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => run::run(args, &registry),
         Command::Check(args) => check::run(args, &registry),
+        Command::Exec(args) => exec::run(args, &registry),
         Command::Plan(args) => plan::run(args, &registry),
         Command::Schema(args) => schema::run(args),
         Command::Kinds(args) => kinds::run(args, &registry),

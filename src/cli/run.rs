@@ -49,18 +49,25 @@ pub struct RunArgs {
     /// VALUE a TOML value or a plain string. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    settings: RunSettings,
+}
+
+/// How jobs run, shared by `run` and `exec`.
+#[derive(Debug, Clone, Args)]
+pub struct RunSettings {
     /// Run only submissions whose key has no `ok` record in an earlier run; reuse those.
     #[arg(long)]
-    resume: bool,
+    pub resume: bool,
     /// Check the job and show what would run; run nothing and write nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
     /// Progress bar on stderr: `auto` shows it when stderr is a terminal.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressWhen::Auto)]
-    progress: ProgressWhen,
+    pub progress: ProgressWhen,
     /// No summary and no progress bar; diagnostics still print.
     #[arg(long, short)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
 /// Run every job named on the command line.
@@ -103,6 +110,11 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     if invalid {
         return INVALID;
     }
+    run_jobs(&jobs, &args.settings, registry)
+}
+
+/// Run loaded jobs one after another; the most serious exit code.
+pub fn run_jobs(jobs: &[Job], settings: &RunSettings, registry: &Registry) -> u8 {
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
@@ -120,8 +132,11 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
             signals.unregister();
             return exit_code::worse(worst, INTERRUPTED);
         }
-        let code =
-            if args.dry_run { dry_run(job) } else { run_job(job, &args, &backend, &control) };
+        let code = if settings.dry_run {
+            dry_run(job)
+        } else {
+            run_job(job, settings, &backend, &control)
+        };
         signals.unregister();
         worst = exit_code::worse(worst, code);
         if code == INTERRUPTED {
@@ -141,7 +156,7 @@ fn fail(what: String, help: Option<String>) -> u8 {
     TASK_FAILED
 }
 
-fn run_job(job: &Job, args: &RunArgs, backend: &LocalBackend, control: &Control) -> u8 {
+fn run_job(job: &Job, args: &RunSettings, backend: &LocalBackend, control: &Control) -> u8 {
     if job.backend == Backend::Slurm {
         return fail(
             format!("{}: backend \"slurm\" is not supported yet", job.path.display()),
