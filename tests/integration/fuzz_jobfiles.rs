@@ -25,7 +25,7 @@ fn seed() -> RngSeed {
     match std::env::var("JOBPOOL_FUZZ_SEED").ok().and_then(|v| v.parse().ok()) {
         Some(n) => RngSeed::Fixed(n),
         None if std::env::var_os("JOBPOOL_FUZZ_CASES").is_some() => RngSeed::Random,
-        None => RngSeed::Fixed(0x6a6f_6270_6f6f_6c),
+        None => RngSeed::Fixed(0x006a_6f62_706f_6f6c),
     }
 }
 

@@ -301,10 +301,10 @@ format = "jsonl"
     let start = Instant::now();
     let mut saw_partial = false;
     while start.elapsed() < Duration::from_millis(400) {
-        if let Ok(t) = fs::read_to_string(&target) {
-            if t.lines().count() != 20 {
-                saw_partial = true;
-            }
+        if let Ok(t) = fs::read_to_string(&target)
+            && t.lines().count() != 20
+        {
+            saw_partial = true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
