@@ -12,6 +12,7 @@ pub mod diag;
 mod exec;
 pub mod exit_code;
 mod frontend;
+mod init;
 mod kinds;
 mod plan;
 mod run;
@@ -38,6 +39,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a command over values without a job file (GNU parallel's habits).
     Exec(exec::ExecArgs),
+    /// Write a commented starter job file (and ignore `.jobpool/` in git).
+    Init(init::InitArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(init::CompletionsArgs),
+    /// Print the man page.
+    Man(init::ManArgs),
     /// Print a job's submissions as JSON lines (index, key, args).
     Plan(plan::PlanArgs),
     /// Print the job file's JSON Schema.
@@ -68,6 +75,9 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Run(args) => run::run(args, &registry),
         Command::Check(args) => check::run(args, &registry),
         Command::Exec(args) => exec::run(args, &registry),
+        Command::Init(args) => init::run(args),
+        Command::Completions(args) => init::completions(args),
+        Command::Man(args) => init::man(args),
         Command::Plan(args) => plan::run(args, &registry),
         Command::Schema(args) => schema::run(args),
         Command::Kinds(args) => kinds::run(args, &registry),

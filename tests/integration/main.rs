@@ -9,6 +9,7 @@ mod command_kind;
 mod custom_kinds;
 mod exec;
 mod fuzz_jobfiles;
+mod init;
 mod jobfiles;
 mod layering;
 mod pool_examples;
