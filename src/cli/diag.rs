@@ -21,12 +21,38 @@ pub enum Style {
     Plain,
 }
 
+/// `--color`: when diagnostics are coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// When stderr is a terminal and `NO_COLOR` is unset or empty.
+    #[default]
+    Auto,
+    /// Always (also in pipes and files).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The process's `--color` choice (set once by the command line).
+static COLOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Set the process's `--color` choice.
+pub fn set_color(when: ColorWhen) {
+    COLOR.store(when as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Style {
-    /// The style for stderr: `Terminal` when stderr is a terminal and `NO_COLOR` is unset
-    /// or empty, `Plain` otherwise.
+    /// The style for stderr: with `--color auto` (the default), `Terminal` when stderr
+    /// is a terminal and `NO_COLOR` is unset or empty, `Plain` otherwise; `--color always`
+    /// and `never` decide alone.
     pub fn for_stderr() -> Style {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        if std::io::stderr().is_terminal() && !no_color {
+        let color = match COLOR.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => std::io::stderr().is_terminal() && !no_color,
+        };
+        if color {
             let width = terminal_width().unwrap_or(PLAIN_WIDTH);
             Style::Terminal { width }
         } else {

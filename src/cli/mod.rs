@@ -27,6 +27,9 @@ pub use self::exit_code::{
 #[derive(Debug, Parser)]
 #[command(name = "jobpool", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// Colour in diagnostics: `auto` follows the terminal and `NO_COLOR`.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = diag::ColorWhen::Auto)]
+    color: diag::ColorWhen,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +74,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { EXIT_OK });
         }
     };
+    diag::set_color(cli.color);
     let code = match cli.command {
         Command::Run(args) => run::run(args, &registry),
         Command::Check(args) => check::run(args, &registry),

@@ -60,3 +60,20 @@ fn completions_and_the_man_page_cover_every_subcommand() {
     let bad = jp(dir.path(), &["completions", "tcsh"]);
     assert_eq!(code(&bad), 2);
 }
+
+#[test]
+fn color_follows_the_flag_and_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("bad.toml"),
+        "workers = 0\n[task]\nkind = \"script\"\nscript = \"1\"\n",
+    )
+    .unwrap();
+    let esc = |o: &std::process::Output| stderr(o).contains('\u{1b}');
+    let always = jp(dir.path(), &["--color", "always", "check", "bad.toml"]);
+    assert_eq!(code(&always), 2);
+    assert!(esc(&always), "--color always colours a pipe");
+    // Piped stderr: plain by default, and with --color never.
+    assert!(!esc(&jp(dir.path(), &["check", "bad.toml"])));
+    assert!(!esc(&jp(dir.path(), &["check", "--color", "never", "bad.toml"])));
+}
