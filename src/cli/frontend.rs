@@ -91,6 +91,7 @@ pub struct Frontends<'j> {
     sink_error: Option<String>,
     output_closed: bool,
     code: Option<u8>,
+    shard: Option<crate::plan::Shard>,
 }
 
 impl<'j> Frontends<'j> {
@@ -98,14 +99,14 @@ impl<'j> Frontends<'j> {
     pub fn new(
         job: &'j Job,
         journal: RunStore,
-        sinks: OrderedSinks,
+        sinks: Option<OrderedSinks>,
         progress: ProgressWhen,
         quiet: bool,
     ) -> Self {
         Frontends {
             job,
             journal: Some(journal),
-            sinks: Some(sinks),
+            sinks,
             progress: Progress::Hidden,
             progress_when: progress,
             quiet,
@@ -113,7 +114,14 @@ impl<'j> Frontends<'j> {
             sink_error: None,
             output_closed: false,
             code: None,
+            shard: None,
         }
+    }
+
+    /// This run is one shard of a run: the summary says so and what comes next.
+    pub fn shard(mut self, shard: Option<crate::plan::Shard>) -> Self {
+        self.shard = shard;
+        self
     }
 
     /// The exit code, once `RunFinished` was handled.
@@ -230,7 +238,7 @@ impl<'j> Frontends<'j> {
         if self.quiet || summary.cancelled == Some(CancelReason::OutputClosed) {
             return;
         }
-        say(&summary_line(self.job, &summary));
+        say(&summary_line(self.job, &summary, self.shard));
         if let Some(rec) = &summary.first_failure {
             say(&diag::render(&failure_diagnostic(rec, summary.counts.failures())));
         }
@@ -238,7 +246,7 @@ impl<'j> Frontends<'j> {
 }
 
 /// `name: 8 ok, 2 error in 1.20s; run <id>`, then how to resume when something is left.
-fn summary_line(job: &Job, s: &RunSummary) -> String {
+fn summary_line(job: &Job, s: &RunSummary, shard: Option<crate::plan::Shard>) -> String {
     let mut parts = vec![format!("{} ok", s.counts.get(Status::Ok))];
     for st in &Status::ALL[1..] {
         let n = s.counts.get(*st);
@@ -258,8 +266,10 @@ fn summary_line(job: &Job, s: &RunSummary) -> String {
     } else {
         String::new()
     };
+    let of_shard =
+        shard.map(|sh| format!(" (shard {}/{})", sh.index, sh.count)).unwrap_or_default();
     let mut line = format!(
-        "{}: {}{resumed} in {:.2}s{why}; run {}\n",
+        "{}: {}{resumed} in {:.2}s{why}; run {}{of_shard}\n",
         job.name,
         parts.join(", "),
         s.wall.as_secs_f64(),
@@ -267,8 +277,17 @@ fn summary_line(job: &Job, s: &RunSummary) -> String {
     );
     let left = s.counts.total() - s.counts.get(Status::Ok);
     if left > 0 && (s.cancelled.is_some() || s.counts.failures() > 0 || s.skipped.is_some()) {
+        let again =
+            shard.map(|sh| format!("--shard {}/{} ", sh.index, sh.count)).unwrap_or_default();
         line.push_str(&format!(
-            "{}: {left} not ok; to run only those: jobpool run --resume {}\n",
+            "{}: {left} not ok; to run only those: jobpool run --resume {again}{}\n",
+            job.name,
+            job.path.display()
+        ));
+    }
+    if shard.is_some() {
+        line.push_str(&format!(
+            "{}: when every shard ran: jobpool collect {}\n",
             job.name,
             job.path.display()
         ));

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::pool::Registry;
 
 mod check;
+mod collect;
 pub mod diag;
 mod exec;
 pub mod exit_code;
@@ -40,6 +41,8 @@ enum Command {
     Run(run::RunArgs),
     /// Validate job files: every problem of every file, then exit 2 if any.
     Check(check::CheckArgs),
+    /// Merge the shard journals of a run (`run --shard I/N`) into complete, ordered sinks.
+    Collect(collect::CollectArgs),
     /// Run a command over values without a job file (GNU parallel's habits).
     Exec(exec::ExecArgs),
     /// Write a commented starter job file (and ignore `.jobpool/` in git).
@@ -79,6 +82,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Run(args) => run::run(args, &registry),
         Command::Check(args) => check::run(args, &registry),
         Command::Exec(args) => exec::run(args, &registry),
+        Command::Collect(args) => collect::run(args, &registry),
         Command::Init(args) => init::run(args),
         Command::Completions(args) => init::completions(args),
         Command::Man(args) => init::man(args),

@@ -68,6 +68,25 @@ pub struct RunSettings {
     /// No summary and no progress bar; diagnostics still print.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run only slice I of N equal slices of the plan (0-based) and journal its records
+    /// as a shard of one run; `jobpool collect` writes the sinks. For array jobs of any
+    /// engine: Slurm, Kubernetes, a CI matrix, ssh.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::plan::Shard>,
+    /// The run's id (default: new; with `--shard`, derived from the job and its plan, so
+    /// every shard of the same job agrees without talking to the others).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+/// The id every shard of a run of `job` in `count` slices derives alike: the job's name,
+/// task definition and plan size, hashed.
+pub fn shard_run_id(job: &Job, count: u64) -> String {
+    let mut input = job.name.as_bytes().to_vec();
+    input.extend_from_slice(&crate::plan::task_key_prefix(job));
+    input.extend_from_slice(&Plan::new(job).len().to_le_bytes());
+    input.extend_from_slice(&count.to_le_bytes());
+    format!("shards-{:012x}", xxhash_rust::xxh3::xxh3_64(&input) >> 16)
 }
 
 /// Run every job named on the command line.
@@ -171,13 +190,23 @@ fn run_job(job: &Job, args: &RunSettings, backend: &LocalBackend, control: &Cont
     } else {
         None
     };
-    let run_id = store::new_run_id();
+    let run_id = match (&args.run_id, args.shard) {
+        (Some(id), _) => id.clone(),
+        (None, Some(shard)) => shard_run_id(job, shard.count),
+        (None, None) => store::new_run_id(),
+    };
+    let plan_len = Plan::new(job).len();
     let meta = RunMeta {
         run_id: Some(run_id.clone()),
         argv: std::env::args().collect(),
-        submissions: Some(Plan::new(job).len()),
+        submissions: Some(args.shard.map_or(plan_len, |s| {
+            let r = s.range(plan_len);
+            r.end - r.start
+        })),
         workers: None,
         resume: args.resume,
+        shard: args.shard.map(|s| (s.index, s.count)),
+        into_existing: false,
     };
     let journal = match RunStore::create(job, meta) {
         Ok(s) => s,
@@ -185,22 +214,28 @@ fn run_job(job: &Job, args: &RunSettings, backend: &LocalBackend, control: &Cont
             return fail(
                 format!("cannot create the run folder under {}: {e}", job.dir.display()),
                 Some(
-                    "jobpool keeps runs in .jobpool/ beside the job file; it must be writable"
+                    "jobpool keeps runs in .jobpool/ beside the job file; it must be writable; \
+                     a run id given with --run-id must be new"
                         .into(),
                 ),
             );
         }
     };
-    let sinks = match OrderedSinks::open(job, &run_id) {
-        Ok(s) => s,
-        Err(e) => {
-            // Nothing ran: the run folder says so rather than staying "running".
-            let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
-            return fail(format!("cannot open a sink: {}", error_chain(&e)), None);
-        }
+    // A shard writes no sinks: `jobpool collect` writes them complete, in order.
+    let sinks = match args.shard {
+        Some(_) => None,
+        None => match OrderedSinks::open(job, &run_id) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // Nothing ran: the run folder says so rather than staying "running".
+                let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
+                return fail(format!("cannot open a sink: {}", error_chain(&e)), None);
+            }
+        },
     };
-    let mut frontends = Frontends::new(job, journal, sinks, args.progress, args.quiet);
-    let options = RunOptions { run_id, resume };
+    let mut frontends =
+        Frontends::new(job, journal, sinks, args.progress, args.quiet).shard(args.shard);
+    let options = RunOptions { run_id, resume, shard: args.shard };
     match Runner::new(backend).run(job, options, control, |e| frontends.on_event(e)) {
         Ok(_) => frontends.exit_code().unwrap_or(TASK_FAILED),
         Err(RunError::Backend(e)) => {

@@ -30,6 +30,40 @@ const CACHE_RANGE_VALUES: u64 = 4096;
 /// One argument's part of the key input: position, `name\0`, cached value encodings.
 type KeyPart = (usize, Vec<u8>, Option<Vec<Vec<u8>>>);
 
+/// One of `count` equal slices of a plan (`jobpool run --shard index/count`, 0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice, from 0.
+    pub index: u64,
+    /// How many slices.
+    pub count: u64,
+}
+
+impl Shard {
+    /// The submissions of this slice of a plan of `total`: `total * i / n ..
+    /// total * (i + 1) / n`, so the slices differ in length by at most one and cover the
+    /// plan exactly once.
+    pub fn range(self, total: u64) -> std::ops::Range<u64> {
+        let at = |i: u64| (u128::from(total) * u128::from(i) / u128::from(self.count)) as u64;
+        at(self.index)..at(self.index + 1)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with 0 <= I < N.
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let (i, n) = s.split_once('/').ok_or_else(|| format!("{s:?} is not I/N, e.g. 0/4"))?;
+        let index: u64 = i.trim().parse().map_err(|_| format!("{i:?} is not a shard number"))?;
+        let count: u64 = n.trim().parse().map_err(|_| format!("{n:?} is not a shard count"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: I counts from 0 and must be less than N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// A lazy plan: `Iterator<Item = Submission>`, numbered from 0.
 #[derive(Debug, Clone)]
 pub struct Plan {

@@ -222,3 +222,24 @@ fn tricky_but_valid_files_plan_exactly() {
     let got: Vec<Vec<Value>> = Plan::new(&job).map(|s| s.args).collect();
     assert_eq!(got, ints(&[&[0], &[1]]));
 }
+
+#[test]
+fn shards_cover_the_plan_exactly_once() {
+    use super::Shard;
+    for total in [0u64, 1, 5, 7, 100] {
+        for count in 1..=6u64 {
+            let mut next = 0;
+            for index in 0..count {
+                let r = Shard { index, count }.range(total);
+                assert_eq!(r.start, next, "{total} {index}/{count}");
+                assert!(r.end - r.start <= total / count + 1);
+                next = r.end;
+            }
+            assert_eq!(next, total);
+        }
+    }
+    assert_eq!("2/4".parse::<Shard>(), Ok(Shard { index: 2, count: 4 }));
+    for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
+        assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+}

@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::backend::{Backend, BackendError, BackendEvent, ExecutionControl, StartRequest, Work};
 use crate::event::{CancelReason, RunEvent, RunStart, RunSummary, SkipReason};
 use crate::model::{Job, OnFailure, TaskTemplate};
-use crate::plan::Plan;
+use crate::plan::{Plan, Shard};
 use crate::record::{Status, StatusCounts, TaskRecord};
 use crate::store::ResumeIndex;
 
@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub run_id: String,
     /// `--resume`: `ok` records of earlier runs by key; their submissions do not run.
     pub resume: Option<ResumeIndex>,
+    /// `--shard I/N`: run only that slice of the plan (records keep their plan index).
+    pub shard: Option<Shard>,
 }
 
 /// Runs jobs on a backend.
@@ -307,24 +309,28 @@ impl<'b> Runner<'b> {
         F: FnMut(&RunEvent) -> Result<(), FrontEndError>,
     {
         let started = Instant::now();
-        let total = Plan::new(job).len();
+        let plan_len = Plan::new(job).len();
+        let range = options.shard.map_or(0..plan_len, |s| s.range(plan_len));
+        let (start, end) = (range.start, range.end);
+        let plan = || Plan::new(job).slice(start, end);
+        let total = end - start;
         let resume = options.resume.filter(|ix| !ix.is_empty());
         // How many will be taken from earlier runs: one pass over the keys, only when
         // there is something to resume.
         let will_resume = match &resume {
-            Some(ix) => Plan::new(job).filter(|s| ix.contains_key(&s.key)).count() as u64,
+            Some(ix) => plan().filter(|s| ix.contains_key(&s.key)).count() as u64,
             None => 0,
         };
         let workers = workers_for(job, total - will_resume);
         let resume = Arc::new(Mutex::new(resume));
-        let taken = Arc::new(AtomicU64::new(0));
+        let taken = Arc::new(AtomicU64::new(start));
         let backlog = Arc::new(Backlog::default());
         let (tx, rx) = mpsc::channel::<Internal>();
 
         let work: Work = {
             let (resume, taken, backlog, tx) =
                 (resume.clone(), taken.clone(), backlog.clone(), tx.clone());
-            Box::new(Plan::new(job).filter_map(move |sub| {
+            Box::new(plan().filter_map(move |sub| {
                 taken.store(sub.index + 1, Ordering::SeqCst);
                 let reused = resume
                     .lock()
@@ -439,9 +445,8 @@ impl<'b> Runner<'b> {
         // `--resume` has one, otherwise skipped (a failure policy stopped submitting) or
         // cancelled.
         let next = taken.load(Ordering::SeqCst);
-        if next < total {
-            let mut rest = Plan::new(job);
-            rest.skip_to(next);
+        if next < end {
+            let rest = Plan::new(job).slice(next, end);
             let status = if run.skipped.is_some() && run.control.reason().is_none() {
                 Status::Skipped
             } else {

@@ -40,7 +40,7 @@ fn run_with(
     mut front_end: impl FnMut(&RunEvent) -> Result<(), FrontEndError>,
 ) -> (Vec<RunEvent>, RunSummary) {
     let mut events = Vec::new();
-    let options = RunOptions { run_id: "r1".into(), resume };
+    let options = RunOptions { run_id: "r1".into(), resume, shard: None };
     let summary = Runner::new(backend)
         .run(job, options, control, |e| {
             events.push(e.clone());
@@ -352,4 +352,28 @@ fn max_failures_as_a_percentage_of_the_plan() {
     });
     let (_, summary) = run_events(&backend, &job("max-failures = \"10%\"", 30), &Control::new());
     assert_eq!((summary.counts.error, summary.counts.ok, summary.skipped), (3, 27, None));
+}
+
+#[test]
+fn a_shard_runs_only_its_slice_with_plan_indexes() {
+    let backend = FakeBackend::new(2, ok_step);
+    let job = job("on-failure = \"stop\"", 10);
+    let options = RunOptions {
+        run_id: "r".into(),
+        resume: None,
+        shard: Some(crate::plan::Shard { index: 1, count: 3 }),
+    };
+    let mut recs = Vec::new();
+    let summary = Runner::new(&backend)
+        .run(&job, options, &Control::new(), |e| {
+            if let RunEvent::TaskFinished(r) = e {
+                recs.push(r.index);
+                backend.ack();
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(recs, [3, 4, 5]);
+    assert_eq!(*backend.ran.lock().unwrap(), vec![3, 4, 5]);
+    assert_eq!((summary.total, summary.counts.ok), (3, 3));
 }

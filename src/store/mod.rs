@@ -171,6 +171,42 @@ pub struct RunMeta {
     pub workers: Option<usize>,
     /// Whether the run was started with `--resume`.
     pub resume: bool,
+    /// `--shard I/N`: this process records shard I of N of the run (its folder may exist
+    /// already: other shards write beside it).
+    pub shard: Option<(u64, u64)>,
+    /// The folder may exist already and receives this run's `run.json` and journal
+    /// (`jobpool collect` writing the merged run of shards).
+    pub into_existing: bool,
+}
+
+/// The file stem of shard `index` of `count` in a run's folder: `shard-0003-of-0010`
+/// (`.json` for its metadata, `.jsonl` for its journal).
+pub fn shard_stem(index: u64, count: u64) -> String {
+    format!("shard-{index:04}-of-{count:04}")
+}
+
+/// The shard journals in a run's folder: `(index, count, path)`, by index (a shard run
+/// twice appends to the same journal).
+pub fn shard_journals(run_dir: &Path) -> io::Result<Vec<(u64, u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(run_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(stem) = name.strip_prefix("shard-").and_then(|n| n.strip_suffix(".jsonl")) else {
+            continue;
+        };
+        let Some((i, n)) = stem.split_once("-of-") else { continue };
+        if let (Ok(i), Ok(n)) = (i.parse(), n.parse()) {
+            out.push((i, n, path));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// What the caller knows about a run when it ends. Counts and wall time are the store's
@@ -190,6 +226,8 @@ pub struct RunEnd {
 #[derive(Debug)]
 pub struct RunStore {
     dir: PathBuf,
+    /// `run.json`, or a shard's `shard-I-of-N.json`.
+    info_path: PathBuf,
     info: RunInfo,
     journal: File,
     line: Vec<u8>,
@@ -206,16 +244,25 @@ impl RunStore {
         let parent = job_runs_dir(&job.dir, &job.name);
         fs::create_dir_all(&parent)?;
         let fixed_id = meta.run_id.is_some();
+        let shared = meta.shard.is_some() || meta.into_existing;
         let mut run_id = meta.run_id.unwrap_or_else(new_run_id);
         let dir = loop {
             let dir = parent.join(&run_id);
             match fs::create_dir(&dir) {
                 Ok(()) => break dir,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && shared => break dir,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !fixed_id => {
                     run_id = new_run_id();
                 }
                 Err(e) => return Err(e),
             }
+        };
+        let (info_path, journal_path) = match meta.shard {
+            Some((i, n)) => {
+                let stem = shard_stem(i, n);
+                (dir.join(format!("{stem}.json")), dir.join(format!("{stem}.jsonl")))
+            }
+            None => (dir.join(RUN_FILE), dir.join(RECORDS_FILE)),
         };
         let info = RunInfo {
             format: RUN_FORMAT,
@@ -241,11 +288,21 @@ impl RunStore {
             exit_code: None,
             cancelled: None,
         };
-        write_json_atomic(&dir.join(RUN_FILE), &info)?;
-        let journal =
-            OpenOptions::new().create_new(true).append(true).open(dir.join(RECORDS_FILE))?;
+        write_json_atomic(&info_path, &info)?;
+        // A shard run again appends to its journal (collect takes the best record of
+        // each submission); a merged run replaces an earlier merge; a new run is new.
+        let journal = match (meta.shard, meta.into_existing) {
+            (Some(_), _) => OpenOptions::new().create(true).append(true).open(&journal_path)?,
+            (None, true) => {
+                OpenOptions::new().create(true).write(true).truncate(true).open(&journal_path)?
+            }
+            (None, false) => {
+                OpenOptions::new().create_new(true).append(true).open(&journal_path)?
+            }
+        };
         Ok(RunStore {
             dir,
+            info_path,
             info,
             journal,
             line: Vec::with_capacity(512),
@@ -303,7 +360,7 @@ impl RunStore {
         self.info.wall_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         self.info.exit_code = Some(end.exit_code);
         self.info.cancelled = end.cancelled;
-        write_json_atomic(&self.dir.join(RUN_FILE), &self.info)?;
+        write_json_atomic(&self.info_path, &self.info)?;
         Ok(self.info)
     }
 }
@@ -389,7 +446,7 @@ pub fn read_run_info(run_dir: &Path) -> io::Result<RunInfo> {
 }
 
 /// Every run of the job `job_name` beside `job_dir`, oldest first (by `started_at`, then
-/// id). Folders without a journal are left out. No runs (or no `.jobpool/`): empty.
+/// id). Folders without a journal (nor a shard's journal) are left out. No runs (or no `.jobpool/`): empty.
 pub fn list_runs(job_dir: &Path, job_name: &str) -> io::Result<Vec<RunDir>> {
     let parent = job_runs_dir(job_dir, job_name);
     let entries = match fs::read_dir(&parent) {
@@ -401,7 +458,12 @@ pub fn list_runs(job_dir: &Path, job_name: &str) -> io::Result<Vec<RunDir>> {
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
-        if !entry.file_type()?.is_dir() || !path.join(RECORDS_FILE).is_file() {
+        let has_journal = || {
+            Ok::<_, io::Error>(
+                path.join(RECORDS_FILE).is_file() || !shard_journals(&path)?.is_empty(),
+            )
+        };
+        if !entry.file_type()?.is_dir() || !has_journal()? {
             continue;
         }
         let id = entry.file_name().to_string_lossy().into_owned();

@@ -138,13 +138,16 @@ impl ResumeIndex {
 pub fn resume_index(job: &Job) -> io::Result<ResumeIndex> {
     let mut index = ResumeIndex::default();
     for run in list_runs(&job.dir, &job.name)? {
-        let path = run.records_path();
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        index.add_journal(path, file)?;
+        // Shard journals first: a merged journal written by `collect` is newer.
+        let shards = super::shard_journals(&run.path)?.into_iter().map(|(_, _, p)| p);
+        for path in shards.chain([run.records_path()]) {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            index.add_journal(path, file)?;
+        }
     }
     Ok(index)
 }

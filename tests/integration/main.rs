@@ -16,5 +16,6 @@ mod pool_examples;
 mod run;
 mod run_faults;
 mod script_kind;
+mod shards;
 mod sinks;
 mod store;

@@ -1,0 +1,109 @@
+//! Shards for any engine: `jobpool run --shard I/N` by hand, in any order, some twice,
+//! then `jobpool collect` equals the single-machine run.
+
+use std::fs;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::run_support::*;
+
+const JOB: &str = r#"
+workers = 2
+[task]
+kind = "command"
+program = ["sh", "-c", "echo $0 >> ran.log; test $0 != 7 && echo v$0", "{i}"]
+[args]
+i = { range = [0, 23] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#;
+
+fn jp(job: &Job, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args).arg(job.path("job.toml")).current_dir(job.dir.path()).env("NO_COLOR", "1");
+    c.output().unwrap()
+}
+
+/// What must agree between runs: index, args, status, value.
+fn essence(records: &[Value]) -> Vec<(u64, Value, String, Value)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["args"].clone(),
+                r["status"].as_str().unwrap().into(),
+                r["value"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shards_in_any_order_some_twice_collect_to_the_single_machine_run() {
+    let single = Job::new(JOB);
+    let out = jp(&single, &["run"]);
+    assert_eq!(code(&out), 1, "index 7 fails: {}", stderr(&out));
+    let expected = essence(&single.jsonl("out.jsonl"));
+    assert_eq!(expected.len(), 23);
+
+    let sharded = Job::new(JOB);
+    for shard in ["3/4", "0/4", "3/4", "2/4", "1/4"] {
+        let out = jp(&sharded, &["run", "--shard", shard]);
+        assert!(code(&out) <= 1, "{shard}: {}", stderr(&out));
+        assert!(!sharded.path("out.jsonl").exists(), "a shard writes no sinks");
+        assert!(stderr(&out).contains("jobpool collect"), "{}", stderr(&out));
+    }
+    // Every shard of the run went into one folder, named alike by every shard.
+    let runs: Vec<_> = fs::read_dir(sharded.path(".jobpool/runs/job")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let out = jp(&sharded, &["collect"]);
+    assert_eq!(code(&out), 1, "index 7 failed: {}", stderr(&out));
+    assert!(stderr(&out).contains("collected 23 of 23"), "{}", stderr(&out));
+    assert_eq!(essence(&sharded.jsonl("out.jsonl")), expected);
+
+    // The collected run is a run like any other: --resume reuses every ok record.
+    fs::remove_file(sharded.path("ran.log")).unwrap();
+    let out = jp(&sharded, &["run", "--resume"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        fs::read_to_string(sharded.path("ran.log")).unwrap(),
+        "7\n",
+        "only the failure runs again"
+    );
+}
+
+#[test]
+fn collect_names_what_no_shard_has_recorded_yet() {
+    let job = Job::new(JOB);
+    for shard in ["0/3", "2/3"] {
+        jp(&job, &["run", "--shard", shard]);
+    }
+    let out = jp(&job, &["collect"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("8 submissions have no record yet (index 7-14)"), "{err}");
+    assert!(err.contains("jobpool run --resume --shard 1/3 "), "{err}");
+    // What is there is written, in order.
+    let got: Vec<u64> =
+        job.jsonl("out.jsonl").iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(got, (0..7).chain(15..23).collect::<Vec<_>>());
+    jp(&job, &["run", "--shard", "1/3"]);
+    let out = jp(&job, &["collect"]);
+    assert!(stderr(&out).contains("collected 23 of 23"), "{}", stderr(&out));
+    assert_eq!(job.jsonl("out.jsonl").len(), 23);
+}
+
+#[test]
+fn bad_shards_and_nothing_to_collect_are_usage_errors() {
+    let job = Job::new(JOB);
+    for bad in ["4/4", "1/0", "x"] {
+        let out = jp(&job, &["run", "--shard", bad]);
+        assert_eq!(code(&out), 2, "{bad}");
+    }
+    let out = jp(&job, &["collect"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("no run with shards"), "{}", stderr(&out));
+}
