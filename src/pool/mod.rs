@@ -34,7 +34,7 @@ pub mod stream;
 pub mod worker;
 
 use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
-pub use registry::{KindSig, Registry, TaskContext, TaskError};
+pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError};
 use result::Collector;
 pub use retry::{RetryOn, UnknownFailureKind};
 

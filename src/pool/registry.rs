@@ -1,8 +1,12 @@
 //! The registry of named task functions and what a task function sees while it runs.
 //!
 //! Owns: [`Registry`] (name -> function, with a compact postcard path for library calls
-//! and a JSON path for job files), [`TaskContext`], [`TaskError`].
+//! and a JSON path for job files), how a job file's named arguments bind to a function
+//! ([`ArgNames`], strictly by name: see [`Registry::call_json`]), [`TaskContext`],
+//! [`TaskError`].
 //! Must not: start processes or threads.
+
+mod shape;
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -181,6 +185,203 @@ pub(crate) struct Entry {
     pub(crate) json: Arc<JsonFn>,
     /// The argument and value types (`None`: a JSON kind, untyped).
     pub(crate) types: Option<(&'static str, &'static str)>,
+    /// The argument names, when the function declares them.
+    pub(crate) names: Option<ArgNames>,
+}
+
+/// The named arguments a registered kind takes: what a job file's `[args]` must give it.
+/// Known for a function whose argument is a struct (its fields), `()` (none), or one
+/// registered with [`Registry::register_named`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgNames {
+    /// Every argument, in order.
+    pub names: Vec<String>,
+    /// Those of `names` that may be left out: struct fields that are `Option`s or have a
+    /// serde default.
+    pub optional: Vec<String>,
+}
+
+/// How a JSON object of named arguments (a job file's submission) becomes the
+/// function's argument. Nothing binds by position unless names were declared.
+#[derive(Debug, Clone)]
+enum Binding {
+    /// A struct: the object as it is, once its keys are known fields.
+    Fields(&'static [&'static str]),
+    /// Declared names, every one required: the object as it is (`whole`, for a map), or
+    /// the values in declared order (an array; for one name and an argument that is not
+    /// a tuple, the value itself).
+    Declared { names: Vec<String>, into: Target },
+    /// `()`: only an empty object.
+    Unit,
+    /// A map or `serde_json::Value`: the object as it is, unchecked.
+    Whole,
+    /// No names known: an object of one value gives that value (as a 1-tuple when
+    /// `tuple`); any other object is an error.
+    Single { tuple: bool },
+}
+
+impl Binding {
+    /// The binding for argument type `A` (with `declared` names, if given) of kind `kind`.
+    ///
+    /// # Panics
+    /// When `declared` does not fit `A`: names differing from a struct's fields, a
+    /// tuple of another width, names for `()`, or a name given twice.
+    fn of<A: DeserializeOwned>(
+        kind: &str,
+        declared: Option<&[&str]>,
+    ) -> (Binding, Option<ArgNames>) {
+        use shape::Shape;
+        let shape = shape::shape_of::<A>();
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        if let Some(names) = declared {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(twice) = names.iter().find(|n| !seen.insert(**n)) {
+                panic!("register_named(\"{kind}\"): the name `{twice}` is given twice");
+            }
+            let fits = match shape {
+                Shape::Struct(fields) => {
+                    names.len() == fields.len() && names.iter().all(|n| fields.contains(n))
+                }
+                Shape::Tuple(n) => names.len() == n,
+                Shape::Unit => names.is_empty(),
+                Shape::Map | Shape::Value => true,
+            };
+            if !fits {
+                panic!(
+                    "register_named(\"{kind}\"): the names {names:?} do not fit its argument \
+                     `{}` ({shape:?})",
+                    std::any::type_name::<A>()
+                );
+            }
+        }
+        let fields = |fields: &'static [&'static str]| {
+            let optional = shape::optional_fields::<A>(fields);
+            ArgNames { names: strings(fields), optional: strings(&optional) }
+        };
+        match (shape, declared) {
+            (Shape::Struct(f), _) => (Binding::Fields(f), Some(fields(f))),
+            (Shape::Unit, _) => {
+                (Binding::Unit, Some(ArgNames { names: Vec::new(), optional: Vec::new() }))
+            }
+            (_, Some(names)) => {
+                let into = match shape {
+                    Shape::Map => Target::Object,
+                    Shape::Value if names.len() == 1 => Target::Value,
+                    _ => Target::Array,
+                };
+                let names = strings(names);
+                let info = ArgNames { names: names.clone(), optional: Vec::new() };
+                (Binding::Declared { names, into }, Some(info))
+            }
+            (Shape::Map, None) => (Binding::Whole, None),
+            (Shape::Tuple(n), None) => (Binding::Single { tuple: n == 1 }, None),
+            (Shape::Value, None) => (Binding::Single { tuple: false }, None),
+        }
+    }
+
+    /// The function's argument from JSON text. A JSON object (named arguments, as job
+    /// files send) binds by name; any other JSON value is taken as it is.
+    fn decode<A: DeserializeOwned>(&self, kind: &str, text: &str) -> Result<A, String> {
+        use serde_json::Value;
+        if !text.trim_start().starts_with(['{', '[']) {
+            return serde_json::from_str(text).map_err(|e| e.to_string());
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let value = match (self, value) {
+            (Binding::Unit, Value::Object(m)) if m.is_empty() => Value::Null,
+            (Binding::Unit, Value::Array(a)) if a.is_empty() => Value::Null,
+            (_, Value::Object(m)) => self.bind(kind, m)?,
+            (_, other) => other,
+        };
+        serde_json::from_value(value).map_err(|e| {
+            // A struct's missing field is a missing argument.
+            let text = e.to_string();
+            match text.strip_prefix("missing field ") {
+                Some(rest) => format!("missing argument {rest}"),
+                None => text,
+            }
+        })
+    }
+
+    fn bind(
+        &self,
+        kind: &str,
+        mut m: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let unknown = |m: &serde_json::Map<String, Value>, names: &[&str]| match m
+            .keys()
+            .find(|k| !names.contains(&k.as_str()))
+        {
+            Some(k) if names.is_empty() => {
+                Err(format!("unknown argument `{k}`: `{kind}` takes no arguments"))
+            }
+            Some(k) => Err(format!(
+                "unknown argument `{k}`: `{kind}` takes {}",
+                quoted_list(names.iter().copied())
+            )),
+            None => Ok(()),
+        };
+        match self {
+            Binding::Fields(fields) => {
+                unknown(&m, fields)?;
+                Ok(Value::Object(m))
+            }
+            Binding::Declared { names, into } => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                unknown(&m, &names)?;
+                if let Some(n) = names.iter().find(|n| !m.contains_key(**n)) {
+                    return Err(format!("missing argument `{n}`"));
+                }
+                if *into == Target::Object {
+                    return Ok(Value::Object(m));
+                }
+                let mut values: Vec<Value> = names.iter().filter_map(|n| m.remove(*n)).collect();
+                if *into == Target::Value && values.len() == 1 {
+                    return Ok(values.remove(0));
+                }
+                Ok(Value::Array(values))
+            }
+            Binding::Unit => {
+                unknown(&m, &[])?;
+                Ok(Value::Null)
+            }
+            Binding::Whole => Ok(Value::Object(m)),
+            Binding::Single { tuple } => {
+                if m.len() == 1 {
+                    let v = m.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null);
+                    return Ok(if *tuple { Value::Array(vec![v]) } else { v });
+                }
+                let given = quoted_list(m.keys().map(String::as_str));
+                Err(format!(
+                    "`{kind}` takes its arguments by position and declares no names, so the \
+                     named arguments {given} cannot bind to it: register it with \
+                     `register_named(\"{kind}\", &[...], f)`, or take a struct"
+                ))
+            }
+        }
+    }
+}
+
+/// What declared names bind to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The object whole (a map).
+    Object,
+    /// The values in declared order.
+    Array,
+    /// The one value.
+    Value,
+}
+
+/// "`a`, `b` and `c`" (or "no arguments").
+fn quoted_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    match quoted.len() {
+        0 => "no arguments".to_string(),
+        1 => quoted[0].clone(),
+        n => format!("{} and {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
 }
 
 /// What a kind takes and returns, as the pool compares it between a program and its
@@ -308,6 +509,12 @@ impl Registry {
     ///
     /// The argument deserializes into `A` (a tuple for several arguments, `()` for none),
     /// the value serializes back; an `Err` travels to the caller with its message.
+    ///
+    /// From a job file, the arguments arrive by name (see [`call_json`](Self::call_json)):
+    /// a struct `A` takes them by field name, strictly, and its fields are the kind's
+    /// [`arg_names`](Self::arg_names) that `jobpool check` holds `[args]` to. A tuple
+    /// takes no named arguments: give it names with
+    /// [`register_named`](Self::register_named).
     pub fn register<A, R, E, F>(&mut self, name: &str, f: F) -> &mut Self
     where
         A: DeserializeOwned + 'static,
@@ -315,7 +522,7 @@ impl Registry {
         E: Into<TaskError> + 'static,
         F: Fn(A) -> Result<R, E> + Send + Sync + 'static,
     {
-        self.register_with_context(name, move |_ctx: &TaskContext, a: A| f(a))
+        self.insert_typed(name, None, move |_ctx: &TaskContext, a: A| f(a))
     }
 
     /// Like [`register`](Self::register), for a function that also takes the
@@ -327,6 +534,66 @@ impl Registry {
         E: Into<TaskError> + 'static,
         F: Fn(&TaskContext, A) -> Result<R, E> + Send + Sync + 'static,
     {
+        self.insert_typed(name, None, f)
+    }
+
+    /// Like [`register`](Self::register), with the names of the function's arguments,
+    /// in order: a job file's named arguments bind to them (`w` to the tuple's first
+    /// value, `h` to its second), every name must be given and no other, and
+    /// `jobpool check` reports an unknown or missing one before anything runs.
+    ///
+    /// ```
+    /// # use jobpool::pool::{Registry, TaskContext, TaskError};
+    /// let mut registry = Registry::new();
+    /// registry.register_named("area", &["w", "h"], |(w, h): (f64, f64)| {
+    ///     Ok::<_, TaskError>(w * h)
+    /// });
+    /// registry.register_named("square", &["x"], |x: f64| Ok::<_, TaskError>(x * x));
+    /// let ctx = TaskContext::detached("");
+    /// assert_eq!(registry.call_json(&ctx, "area", r#"{"h": 3, "w": 2}"#).unwrap(), "6.0");
+    /// let e = registry.call_json(&ctx, "area", r#"{"w": 2, "hh": 3}"#).unwrap_err();
+    /// assert_eq!(e.message, "bad arguments for `area`: unknown argument `hh`: `area` takes `w` and `h`");
+    /// ```
+    ///
+    /// # Panics
+    /// When the names do not fit the argument: as many names as a tuple has values, one
+    /// name for a single value, exactly its fields for a struct (for which
+    /// [`register`](Self::register) already knows them), none for `()`; each name once.
+    pub fn register_named<A, R, E, F>(&mut self, name: &str, names: &[&str], f: F) -> &mut Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<TaskError> + 'static,
+        F: Fn(A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        self.insert_typed(name, Some(names), move |_ctx: &TaskContext, a: A| f(a))
+    }
+
+    /// Like [`register_named`](Self::register_named), for a function that also takes the
+    /// [`TaskContext`].
+    pub fn register_named_with_context<A, R, E, F>(
+        &mut self,
+        name: &str,
+        names: &[&str],
+        f: F,
+    ) -> &mut Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<TaskError> + 'static,
+        F: Fn(&TaskContext, A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        self.insert_typed(name, Some(names), f)
+    }
+
+    fn insert_typed<A, R, E, F>(&mut self, name: &str, names: Option<&[&str]>, f: F) -> &mut Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<TaskError> + 'static,
+        F: Fn(&TaskContext, A) -> Result<R, E> + Send + Sync + 'static,
+    {
+        let (binding, names) = Binding::of::<A>(name, names);
         let f = Arc::new(f);
         let g = f.clone();
         let fname = name.to_string();
@@ -341,7 +608,8 @@ impl Registry {
         let fname = name.to_string();
         let json =
             move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
-                let a: A = decode_json_args(text)
+                let a: A = binding
+                    .decode(&fname, text)
                     .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
                 let r = g(ctx, a).map_err(Into::into)?;
                 serde_json::to_writer(out, &r)
@@ -350,7 +618,7 @@ impl Registry {
         let types = Some((std::any::type_name::<A>(), std::any::type_name::<R>()));
         self.entries.insert(
             name.to_string(),
-            Entry { typed: Arc::new(typed), json: Arc::new(json), types },
+            Entry { typed: Arc::new(typed), json: Arc::new(json), types, names },
         );
         self
     }
@@ -372,7 +640,7 @@ impl Registry {
             };
         self.entries.insert(
             name.to_string(),
-            Entry { typed: Arc::new(typed), json: Arc::new(json), types: None },
+            Entry { typed: Arc::new(typed), json: Arc::new(json), types: None, names: None },
         );
         self
     }
@@ -394,14 +662,26 @@ impl Registry {
         v
     }
 
+    /// The argument names kind `name` takes from a job file's `[args]`, when it declares
+    /// them (a struct argument, `()`, or [`register_named`](Self::register_named));
+    /// `None` for an unknown kind or one whose arguments cannot be checked by name.
+    pub fn arg_names(&self, name: &str) -> Option<&ArgNames> {
+        self.entries.get(name)?.names.as_ref()
+    }
+
     pub(crate) fn entry(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)
     }
 
     /// Call `name` in this thread with its argument as JSON text; returns JSON text.
     ///
-    /// A JSON object given to a function whose argument is a tuple or a sequence is
-    /// passed as the array of the object's values, in order.
+    /// A JSON object holds named arguments (what a job file sends) and binds strictly by
+    /// name: to a struct's fields, or to the names given to
+    /// [`register_named`](Self::register_named), in their order. An unknown or a missing
+    /// name is an error that names it, never a value bound to the wrong parameter. A
+    /// function that declares no names takes an object of one value (that value) or an
+    /// empty one (for `()`); a map or `serde_json::Value` takes the object whole. Any
+    /// other JSON (an array, a number) is the argument as it is.
     pub fn call_json(
         &self,
         ctx: &TaskContext,
@@ -419,33 +699,6 @@ pub(crate) fn unknown_function(name: &str) -> TaskError {
     TaskError::new(format!("unknown task function `{name}`"))
 }
 
-/// Decode JSON arguments into `A`; an object that does not fit is retried as the array
-/// of its values (so `{"a":1,"b":2}` feeds a `(i64, i64)`), and an empty object or
-/// array as `null` (so it feeds `()`).
-fn decode_json_args<A: DeserializeOwned>(text: &str) -> Result<A, serde_json::Error> {
-    let first = match serde_json::from_str::<A>(text) {
-        Ok(a) => return Ok(a),
-        Err(e) => e,
-    };
-    let value: serde_json::Value = serde_json::from_str(text)?;
-    let alt = match value {
-        serde_json::Value::Object(m) if m.is_empty() => serde_json::Value::Null,
-        serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
-        serde_json::Value::Object(m) => {
-            let vals: Vec<serde_json::Value> = m.into_iter().map(|(_, v)| v).collect();
-            if vals.len() == 1 {
-                // A one-parameter function may take the value itself.
-                if let Ok(a) = serde_json::from_value::<A>(vals[0].clone()) {
-                    return Ok(a);
-                }
-            }
-            serde_json::Value::Array(vals)
-        }
-        _ => return Err(first),
-    };
-    serde_json::from_value(alt).map_err(|_| first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,12 +707,93 @@ mod tests {
         TaskContext::detached("ctx")
     }
 
+    #[derive(serde::Deserialize)]
+    struct Point {
+        x: i64,
+        y: i64,
+        #[serde(default)]
+        z: i64,
+    }
+
+    fn point(p: Point) -> Result<i64, TaskError> {
+        Ok(p.x * 100 + p.y * 10 + p.z)
+    }
+
     #[test]
-    fn json_object_feeds_a_tuple_in_order() {
+    fn a_struct_takes_its_fields_by_name_strictly() {
+        let mut r = Registry::new();
+        r.register("point", point);
+        assert_eq!(r.call_json(&ctx(), "point", r#"{"y":2,"x":1}"#).unwrap(), "120");
+        assert_eq!(r.call_json(&ctx(), "point", r#"{"y":2,"x":1,"z":3}"#).unwrap(), "123");
+        // A misspelled argument is an error naming it, not a value.
+        let e = r.call_json(&ctx(), "point", r#"{"x":1,"yy":10}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "bad arguments for `point`: unknown argument `yy`: `point` takes `x`, `y` and `z`"
+        );
+        let e = r.call_json(&ctx(), "point", r#"{"x":1}"#).unwrap_err();
+        assert_eq!(e.message, "bad arguments for `point`: missing argument `y`");
+        let names = r.arg_names("point").unwrap();
+        assert_eq!(names.names, ["x", "y", "z"]);
+        assert_eq!(names.optional, ["z"]);
+    }
+
+    #[test]
+    fn an_object_never_binds_to_a_tuple_by_position() {
         let mut r = Registry::new();
         r.register("sub", |(a, b): (i64, i64)| Ok::<_, TaskError>(a - b));
-        assert_eq!(r.call_json(&ctx(), "sub", r#"{"x":5,"y":2}"#).unwrap(), "3");
+        let e = r.call_json(&ctx(), "sub", r#"{"x":5,"y":2}"#).unwrap_err();
+        assert!(e.message.contains("declares no names"), "{e}");
+        assert!(e.message.contains("register_named(\"sub\""), "{e}");
+        // An explicit array is positional, as asked.
         assert_eq!(r.call_json(&ctx(), "sub", "[5,2]").unwrap(), "3");
+        assert_eq!(r.arg_names("sub"), None);
+    }
+
+    #[test]
+    fn declared_names_bind_to_positions_in_declared_order() {
+        let mut r = Registry::new();
+        r.register_named("sub", &["a", "b"], |(a, b): (i64, i64)| Ok::<_, TaskError>(a - b));
+        r.register_named("neg", &["n"], |n: i64| Ok::<_, TaskError>(-n));
+        r.register_named("one", &["n"], |(n,): (i64,)| Ok::<_, TaskError>(n));
+        assert_eq!(r.call_json(&ctx(), "sub", r#"{"b":2,"a":5}"#).unwrap(), "3");
+        assert_eq!(r.call_json(&ctx(), "neg", r#"{"n":4}"#).unwrap(), "-4");
+        assert_eq!(r.call_json(&ctx(), "one", r#"{"n":4}"#).unwrap(), "4");
+        let e = r.call_json(&ctx(), "sub", r#"{"a":5,"bb":2}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "bad arguments for `sub`: unknown argument `bb`: `sub` takes `a` and `b`"
+        );
+        let e = r.call_json(&ctx(), "sub", r#"{"a":5}"#).unwrap_err();
+        assert_eq!(e.message, "bad arguments for `sub`: missing argument `b`");
+        let e = r.call_json(&ctx(), "neg", r#"{"m":4}"#).unwrap_err();
+        assert!(e.message.contains("unknown argument `m`"), "{e}");
+        assert_eq!(
+            r.arg_names("sub"),
+            Some(&ArgNames { names: vec!["a".into(), "b".into()], optional: vec![] })
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "do not fit")]
+    fn names_must_fit_the_tuple() {
+        Registry::new()
+            .register_named("sub", &["a"], |(a, b): (i64, i64)| Ok::<_, TaskError>(a - b));
+    }
+
+    #[test]
+    #[should_panic(expected = "given twice")]
+    fn names_are_unique() {
+        Registry::new()
+            .register_named("sub", &["a", "a"], |(a, b): (i64, i64)| Ok::<_, TaskError>(a - b));
+    }
+
+    #[test]
+    fn maps_take_the_object_whole() {
+        let mut r = Registry::new();
+        r.register("count", |m: HashMap<String, i64>| Ok::<_, TaskError>(m.len()));
+        assert_eq!(r.call_json(&ctx(), "count", r#"{"a":1,"b":2}"#).unwrap(), "2");
+        assert_eq!(r.arg_names("count"), None);
     }
 
     #[test]
@@ -470,6 +804,13 @@ mod tests {
         assert_eq!(r.call_json(&ctx(), "one", "{}").unwrap(), "1");
         assert_eq!(r.call_json(&ctx(), "one", "null").unwrap(), "1");
         assert_eq!(r.call_json(&ctx(), "sq", r#"{"x":4}"#).unwrap(), "16");
+        let e = r.call_json(&ctx(), "one", r#"{"x":4}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "bad arguments for `one`: unknown argument `x`: `one` takes no arguments"
+        );
+        assert!(r.arg_names("one").unwrap().names.is_empty());
+        assert_eq!(r.arg_names("sq"), None);
     }
 
     #[test]
