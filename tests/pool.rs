@@ -21,7 +21,8 @@ use jobpool::record::Status;
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("square", |x: i64| Ok::<_, TaskError>(x * x));
-    r.register("add", |(a, b): (i64, i64)| Ok::<_, TaskError>(a + b));
+    // Named, so that a JSON object `{"a": .., "b": ..}` binds to it (job files send those).
+    r.register_named("add", &["a", "b"], |(a, b): (i64, i64)| Ok::<_, TaskError>(a + b));
     r.register("sleep_ms", |(ms, tag): (u64, i64)| {
         std::thread::sleep(Duration::from_millis(ms));
         Ok::<_, TaskError>(tag)

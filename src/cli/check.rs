@@ -8,7 +8,7 @@ use clap::Args;
 use super::diag;
 use crate::plan::Plan;
 use crate::pool::Registry;
-use crate::validate::{self, LoadOptions};
+use crate::validate;
 
 /// Arguments of `jobpool check`.
 #[derive(Debug, Args)]
@@ -39,7 +39,7 @@ pub fn run(args: CheckArgs, registry: &Registry) -> u8 {
             return super::EXIT_INVALID;
         }
     };
-    let opts = LoadOptions { kinds: registry.kinds(), overrides: args.set };
+    let opts = super::load_options(registry, args.set);
     let mut invalid = 0;
     let mut stdout = std::io::stdout().lock();
     for path in &paths {

@@ -92,3 +92,19 @@ pub fn main_with(registry: Registry) -> ExitCode {
     };
     ExitCode::from(code)
 }
+
+/// How `check`, `plan` and `run` load job files: with the registry's kinds and the
+/// argument names those kinds declare, so that `[args]` is checked against them.
+fn load_options(registry: &Registry, overrides: Vec<String>) -> crate::validate::LoadOptions {
+    let kind_args = registry
+        .kinds()
+        .into_iter()
+        .filter_map(|kind| {
+            let a = registry.arg_names(&kind)?;
+            let args =
+                crate::validate::KindArgs { names: a.names.clone(), optional: a.optional.clone() };
+            Some((kind, args))
+        })
+        .collect();
+    crate::validate::LoadOptions { kinds: registry.kinds(), kind_args, overrides }
+}

@@ -9,7 +9,7 @@ use clap::Args;
 use super::diag;
 use crate::plan::Plan;
 use crate::pool::Registry;
-use crate::validate::{self, LoadOptions};
+use crate::validate;
 
 /// Arguments of `jobpool plan`.
 #[derive(Debug, Args)]
@@ -30,7 +30,7 @@ pub struct PlanArgs {
 
 /// Print the plan; exit 2 when the job is invalid.
 pub fn run(args: PlanArgs, registry: &Registry) -> u8 {
-    let opts = LoadOptions { kinds: registry.kinds(), overrides: args.set };
+    let opts = super::load_options(registry, args.set);
     let job = match validate::load(&args.job, &opts) {
         Ok(job) => job,
         Err(e) => {

@@ -22,7 +22,7 @@ use crate::runner::{Control, RunError, RunOptions, Runner, workers_for};
 use crate::sink::OrderedSinks;
 use crate::store::{self, RunMeta, RunStore};
 use crate::task;
-use crate::validate::{self, LoadOptions};
+use crate::validate;
 
 /// Arguments of `jobpool run`.
 #[derive(Debug, Args)]
@@ -111,7 +111,7 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
         overrides.push(format!("timeout={}", toml_string(t)));
     }
     overrides.extend(args.set.iter().cloned());
-    let opts = LoadOptions { kinds: registry.kinds(), overrides };
+    let opts = super::load_options(registry, overrides);
 
     // Every job is checked before any runs: a typo in the third file should not surface
     // after the first two ran for an hour.

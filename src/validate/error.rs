@@ -227,3 +227,13 @@ pub fn one_of(choices: &[&str]) -> String {
         n => format!("{} or {}", quoted[..n - 1].join(", "), quoted[n - 1]),
     }
 }
+
+/// "`a`, `b` and `c`".
+pub fn all_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|c| format!("`{c}`")).collect();
+    match quoted.len() {
+        0 => String::new(),
+        1 => quoted[0].clone(),
+        n => format!("{} and {}", quoted[..n - 1].join(", "), quoted[n - 1]),
+    }
+}

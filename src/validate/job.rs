@@ -11,7 +11,7 @@ use super::error::one_of;
 use super::read::{Ctx, string_list};
 use super::sink::{sinks, value_template};
 use super::slurm::slurm;
-use super::task::{script_names, task};
+use super::task::{registered_names, script_names, task};
 use crate::model::{
     Backend, ChunkSize, Failure, Job, Limits, MaxFailures, OnFailure, Order, RetryOn, SinkConfig,
     SinkFormat, SinkTarget, TaskTemplate,
@@ -209,6 +209,11 @@ pub fn job(ctx: &mut Ctx, doc: &Node) -> Option<Job> {
         && let Some(args) = get("args")
     {
         script_names(ctx, args);
+    }
+    if let Some(TaskTemplate::Registered { kind }) = &task
+        && let Some(kind_node) = get("task").and_then(|t| t.get("kind"))
+    {
+        registered_names(ctx, kind, &kind_node.loc, get("args"));
     }
     job.task = task?;
     Some(job)

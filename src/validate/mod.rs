@@ -22,6 +22,7 @@ mod slurm;
 mod task;
 pub mod template;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{JobFileError, Problem};
@@ -35,8 +36,21 @@ pub struct LoadOptions {
     /// Task kinds the program registered beyond `command` and `script`
     /// (`Registry::kinds()`; the built-ins may be included or not).
     pub kinds: Vec<String>,
+    /// The argument names of those kinds that declare them (`Registry::arg_names`), by
+    /// kind: a job's `[args]` must give each name that is not optional, and no other.
+    /// A kind not in the map takes any arguments (nothing can be checked).
+    pub kind_args: BTreeMap<String, KindArgs>,
     /// Raw `KEY=VALUE` overrides from `--set`, applied before validation.
     pub overrides: Vec<String>,
+}
+
+/// The arguments a registered kind takes by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindArgs {
+    /// Every argument, in order.
+    pub names: Vec<String>,
+    /// Those of `names` that may be left out.
+    pub optional: Vec<String>,
 }
 
 /// Read, override, validate: the job of `path`, or every problem of the file.
@@ -261,6 +275,7 @@ pub fn load_str(path: &Path, text: &str, opts: &LoadOptions) -> Result<model::Jo
     }
     let mut ctx = read::Ctx::new(&sources, path, &opts.kinds);
     ctx.problems = problems;
+    ctx.kind_args = opts.kind_args.clone();
     let job = job::job(&mut ctx, &doc);
     match job {
         Some(job) if ctx.problems.is_empty() => Ok(job),
@@ -456,6 +471,7 @@ mod tests {
         let opts = LoadOptions {
             kinds: vec!["custom".into()],
             overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         };
         load_str(Path::new(path), text, &opts)
     }
@@ -676,5 +692,55 @@ shared-dir = "/scratch"
         let other = tempfile::tempdir().unwrap();
         std::fs::write(other.path().join("Cargo.toml"), "[package]\n").unwrap();
         assert!(matches!(collect(&[other.path().to_path_buf()]), Err(CollectError::NoJobFile(_))));
+    }
+
+    /// Loads `text` for kinds `point` (`x`, `y`, optional `z`) and `free` (undeclared);
+    /// returns each problem as `code: message | help`.
+    fn declared_problems(text: &str, overrides: &[&str]) -> Vec<String> {
+        let mut kind_args = BTreeMap::new();
+        kind_args.insert(
+            "point".to_string(),
+            KindArgs {
+                names: vec!["x".into(), "y".into(), "z".into()],
+                optional: vec!["z".into()],
+            },
+        );
+        let opts = LoadOptions {
+            kinds: vec!["point".into(), "free".into()],
+            kind_args,
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        };
+        match load_str(Path::new("t.toml"), text, &opts) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {} | {}", p.code, p.message, p.help.as_deref().unwrap_or("")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn declared_argument_names_are_checked() {
+        let ok = "[task]\nkind = \"point\"\n[args]\nx = [1]\ny = [2]\n";
+        assert!(declared_problems(ok, &[]).is_empty());
+        assert!(declared_problems(&format!("{ok}z = 3\n"), &[]).is_empty());
+        // The issue's example: `yy` for `y`.
+        assert_eq!(
+            declared_problems("[task]\nkind = \"point\"\n[args]\nx = [1]\nyy = [10]\n", &[]),
+            ["jobpool::unknown-argument: unknown argument `yy` for kind `point` | did you mean \
+              `y`? `point` takes `x`, `y` and `z`"]
+        );
+        assert_eq!(
+            declared_problems("[task]\nkind = \"point\"\n[args]\nx = [1]\n", &[]),
+            ["jobpool::missing-argument: missing argument `y` for kind `point` | add it to \
+              `[args]`, e.g. y = [1, 2]\n`point` takes `x`, `y` and `z` (`z` may be left out)"]
+        );
+        // From --set too, pointing there.
+        let e = declared_problems(ok, &["args.w=1"]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("jobpool::unknown-argument: unknown argument `w`"), "{e:?}");
+        // A kind that declares nothing takes anything.
+        assert!(declared_problems("[task]\nkind = \"free\"\n[args]\nq = [1]\n", &[]).is_empty());
     }
 }

@@ -29,6 +29,8 @@ pub struct Ctx<'a> {
     pub dir: PathBuf,
     pub path: PathBuf,
     pub kinds: Vec<String>,
+    /// The argument names of the registered kinds that declare them.
+    pub kind_args: std::collections::BTreeMap<String, super::KindArgs>,
 }
 
 impl<'a> Ctx<'a> {
@@ -43,7 +45,14 @@ impl<'a> Ctx<'a> {
                 kinds.push(k.clone());
             }
         }
-        Ctx { sources, problems: Vec::new(), dir, path: path.to_path_buf(), kinds }
+        Ctx {
+            sources,
+            problems: Vec::new(),
+            dir,
+            path: path.to_path_buf(),
+            kinds,
+            kind_args: Default::default(),
+        }
     }
 
     /// Record a problem at `loc`.

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::{Problem, one_of, suggest};
+use super::error::{Problem, all_of, one_of, suggest};
 use super::read::{Ctx, non_empty, table_or_error};
 use crate::model::{CommandTask, Invocation, OutputMode, ScriptTask, TaskTemplate, Template};
 use crate::source::{Key, Loc, Node, NodeKind};
@@ -540,19 +540,7 @@ const RHAI_RESERVED: &[&str] = &[
 /// A script receives its arguments as variables: a name the language reserves could
 /// never be read.
 pub(super) fn script_names(ctx: &mut Ctx, args: &Node) {
-    let Some(entries) = args.as_table() else { return };
-    let mut places: Vec<(&str, &Loc)> = Vec::new();
-    for (k, v) in entries {
-        match k.name.as_str() {
-            "combine" | "tuples" => {}
-            "names" => {
-                if let NodeKind::Array(items) = &v.kind {
-                    places.extend(items.iter().filter_map(|i| Some((i.as_str()?, &i.loc))));
-                }
-            }
-            name => places.push((name, &k.loc)),
-        }
-    }
+    let Some(places) = arg_places(args) else { return };
     for (name, loc) in places {
         if RHAI_RESERVED.contains(&name) {
             ctx.error(
@@ -566,4 +554,115 @@ pub(super) fn script_names(ctx: &mut Ctx, args: &Node) {
             );
         }
     }
+}
+
+/// Every argument name given in `[args]` and where: the parameters' keys and the items
+/// of `names`. `None` when `[args]` is not a table.
+fn arg_places(args: &Node) -> Option<Vec<(&str, &Loc)>> {
+    let entries = args.as_table()?;
+    let mut places: Vec<(&str, &Loc)> = Vec::new();
+    for (k, v) in entries {
+        match k.name.as_str() {
+            "combine" | "tuples" => {}
+            "names" => {
+                if let NodeKind::Array(items) = &v.kind {
+                    places.extend(items.iter().filter_map(|i| Some((i.as_str()?, &i.loc))));
+                }
+            }
+            name => places.push((name, &k.loc)),
+        }
+    }
+    Some(places)
+}
+
+/// A registered kind that declares its argument names (`ctx.kind_args`) takes those and
+/// no others: each unknown argument is a problem at its name, with a "did you mean";
+/// the missing ones are one problem at the `[args]` table (or at `kind` without one).
+pub(super) fn registered_names(ctx: &mut Ctx, kind: &str, kind_loc: &Loc, args: Option<&Node>) {
+    let Some(declared) = ctx.kind_args.get(kind).cloned() else { return };
+    let takes: Vec<&str> = declared.names.iter().map(String::as_str).collect();
+    let takes_text = match takes.len() {
+        0 => format!("`{kind}` takes no arguments"),
+        _ => format!("`{kind}` takes {}", all_of(&takes)),
+    };
+    let places = match args {
+        Some(node) => match arg_places(node) {
+            Some(places) => places,
+            None => return, // `[args]` is not a table: reported already.
+        },
+        None => Vec::new(),
+    };
+    // A misspelled argument is one mistake: reported as unknown, with the name it
+    // probably meant, and not again as that name missing.
+    let not_given: Vec<&str> =
+        takes.iter().copied().filter(|t| !places.iter().any(|(given, _)| given == t)).collect();
+    let unknown: Vec<(&str, &Loc, Option<&str>)> = places
+        .iter()
+        .filter(|(name, _)| !takes.contains(name))
+        .map(|&(name, loc)| (name, loc, suggest(name, not_given.iter().copied())))
+        .collect();
+    let mut meant: Vec<&str> = unknown.iter().filter_map(|u| u.2).collect();
+    // One unknown name and one required name not given, however unlike: a renamed
+    // argument, again one mistake.
+    let unpaired: Vec<&str> = not_given
+        .iter()
+        .copied()
+        .filter(|t| !meant.contains(t) && !declared.optional.iter().any(|o| o == t))
+        .collect();
+    let lone = unknown.iter().filter(|u| u.2.is_none()).count() == 1 && unpaired.len() == 1;
+    for (name, loc, close) in unknown {
+        let close = close.or(if lone { unpaired.first().copied() } else { None });
+        let help = match close {
+            Some(s) => format!("did you mean `{s}`? {takes_text}"),
+            None if takes.is_empty() => format!("{takes_text}: remove it (see `jobpool kinds`)"),
+            None => format!("{takes_text} (see `jobpool kinds`)"),
+        };
+        meant.extend(close);
+        ctx.error(
+            "jobpool::unknown-argument",
+            format!("unknown argument `{name}` for kind `{kind}`"),
+            loc,
+            "unknown argument",
+            Some(help),
+        );
+    }
+    // With `names` given but not an array, what is missing is not known.
+    if args.and_then(|a| a.get("names")).is_some_and(|n| !matches!(n.kind, NodeKind::Array(_))) {
+        return;
+    }
+    let missing: Vec<&str> = takes
+        .iter()
+        .copied()
+        .filter(|t| {
+            !declared.optional.iter().any(|o| o == t)
+                && !places.iter().any(|(given, _)| given == t)
+                && !meant.contains(t)
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let (noun, them) = if missing.len() == 1 { ("argument", "it") } else { ("arguments", "them") };
+    let tuples = args.is_some_and(|a| a.get("names").is_some());
+    let mut help = match args {
+        Some(_) if tuples => format!("add {them} to `names`, and a value to each tuple"),
+        Some(_) => format!("add {them} to `[args]`, e.g. {} = [1, 2]", missing[0]),
+        None => format!("add an `[args]` table, e.g.\n[args]\n{} = [1, 2]", missing[0]),
+    };
+    help.push_str(&format!("\n{takes_text}"));
+    if !declared.optional.is_empty() {
+        let optional: Vec<&str> = declared.optional.iter().map(String::as_str).collect();
+        help.push_str(&format!(" ({} may be left out)", all_of(&optional)));
+    }
+    let (loc, label) = match args {
+        Some(node) => (&node.loc, format!("no `{}` here", missing.join("`, `"))),
+        None => (kind_loc, format!("needs {}", all_of(&missing))),
+    };
+    ctx.error(
+        "jobpool::missing-argument",
+        format!("missing {noun} {} for kind `{kind}`", all_of(&missing)),
+        loc,
+        label,
+        Some(help),
+    );
 }

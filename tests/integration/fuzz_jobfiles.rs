@@ -44,7 +44,7 @@ fn job_path() -> PathBuf {
 }
 
 fn check(text: &str) {
-    let opts = LoadOptions { kinds: vec!["custom".into()], overrides: Vec::new() };
+    let opts = LoadOptions { kinds: vec!["custom".into()], ..Default::default() };
     check_with(text, &opts);
 }
 
@@ -447,7 +447,7 @@ proptest! {
     #[test]
     fn arbitrary_overrides_never_panic(key in "[a-z.-]{0,12}", value in "[ -~]{0,12}") {
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/sweep.toml")).unwrap();
-        let opts = LoadOptions { kinds: Vec::new(), overrides: vec![format!("{key}={value}"), key.clone()] };
+        let opts = LoadOptions { overrides: vec![format!("{key}={value}"), key.clone()], ..Default::default() };
         check_with(&text, &opts);
     }
 }

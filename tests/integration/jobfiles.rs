@@ -302,7 +302,10 @@ fn schema_output_matches_the_checked_in_file() {
 fn kinds_lists_the_builtins() {
     let run = Jobpool::new().args(["kinds"]).run();
     assert_eq!(run.code, 0);
-    assert_eq!(run.stdout, "command\nscript\n");
+    assert_eq!(
+        run.stdout,
+        "command  built in: any arguments, as {name} placeholders\nscript   built in: any arguments, as variables\n"
+    );
 }
 
 #[test]
