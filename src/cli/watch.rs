@@ -113,6 +113,8 @@ struct Entry {
 
 impl Entry {
     fn new(path: PathBuf, from_folder: bool) -> Entry {
+        // `./job.toml` (from the default folder `.`) shows as `job.toml`.
+        let path = path.strip_prefix(".").map(Path::to_path_buf).unwrap_or(path);
         Entry {
             paths: Arc::new(JobPaths::of_file(&path)),
             path,
