@@ -6,8 +6,8 @@
 //! register task functions in a [`pool::Registry`] and call `apply_async`, `map_async`,
 //! `starmap_async` as a Python program calls `Pool`.
 //!
-//! Layering: `spec` → `validate` → `model` → `plan` are pure; only `pool` owns threads
-//! or processes; only `cli` prints diagnostics or exits.
+//! Layering: `spec` → `validate` → `model` → `plan` are pure; only `pool`, `backend`,
+//! `runner` and `watch` own threads or processes; only `cli` prints diagnostics or exits.
 //!
 //! Reading and planning a job file, without running it:
 //!
@@ -53,3 +53,4 @@ pub mod spec;
 pub mod store;
 pub mod task;
 pub mod validate;
+pub mod watch;

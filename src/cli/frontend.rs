@@ -276,7 +276,12 @@ fn summary_line(job: &Job, s: &RunSummary, shard: Option<crate::plan::Shard>) ->
         s.run_id
     );
     let left = s.counts.total() - s.counts.get(Status::Ok);
-    if left > 0 && (s.cancelled.is_some() || s.counts.failures() > 0 || s.skipped.is_some()) {
+    // Watch mode runs a superseded job again by itself: no hint then.
+    let rerun_by_watch = s.cancelled == Some(CancelReason::Superseded);
+    if left > 0
+        && !rerun_by_watch
+        && (s.cancelled.is_some() || s.counts.failures() > 0 || s.skipped.is_some())
+    {
         let again =
             shard.map(|sh| format!("--shard {}/{} ", sh.index, sh.count)).unwrap_or_default();
         line.push_str(&format!(

@@ -18,6 +18,7 @@ mod kinds;
 mod plan;
 mod run;
 mod schema;
+mod watch;
 
 pub use self::exit_code::{
     DEADLINE as EXIT_DEADLINE, INTERRUPTED as EXIT_INTERRUPTED, INVALID as EXIT_INVALID,
@@ -53,6 +54,8 @@ enum Command {
     Man(init::ManArgs),
     /// Print a job's submissions as JSON lines (index, key, args).
     Plan(plan::PlanArgs),
+    /// Run job files, then rerun a job when a file it depends on changes.
+    Watch(watch::WatchArgs),
     /// Print the job file's JSON Schema.
     Schema(schema::SchemaArgs),
     /// List the task kinds this binary knows.
@@ -87,6 +90,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Completions(args) => init::completions(args),
         Command::Man(args) => init::man(args),
         Command::Plan(args) => plan::run(args, &registry),
+        Command::Watch(args) => watch::run(args, &registry),
         Command::Schema(args) => schema::run(args),
         Command::Kinds(args) => kinds::run(args, &registry),
     };

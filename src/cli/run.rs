@@ -170,12 +170,17 @@ fn toml_string(s: &str) -> String {
 }
 
 /// A problem before the run could start, as exit code 1.
-fn fail(what: String, help: Option<String>) -> u8 {
+pub(super) fn fail(what: String, help: Option<String>) -> u8 {
     say(&diag::render(&RunProblem { what, help }));
     TASK_FAILED
 }
 
-fn run_job(job: &Job, args: &RunSettings, backend: &LocalBackend, control: &Control) -> u8 {
+pub(super) fn run_job(
+    job: &Job,
+    args: &RunSettings,
+    backend: &LocalBackend,
+    control: &Control,
+) -> u8 {
     if job.backend == Backend::Slurm {
         return fail(
             format!("{}: backend \"slurm\" is not supported yet", job.path.display()),

@@ -377,6 +377,31 @@ pub struct Param {
     pub position: usize,
     /// Its values.
     pub values: ParamValues,
+    /// Where the values came from (watch mode watches those files).
+    pub origin: ParamOrigin,
+}
+
+/// Where a parameter's values came from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ParamOrigin {
+    /// A list or a range written in the job file.
+    #[default]
+    Inline,
+    /// `{ glob = "..." }`: each value names a file, whose content is part of the
+    /// submission's key.
+    Glob {
+        /// The pattern as written, relative to the job file's folder.
+        pattern: String,
+        /// A digest of each matched path's content (blake3, first 16 bytes), aligned with
+        /// the values; a folder or an unreadable file has a fixed digest of its kind.
+        digests: Vec<[u8; 16]>,
+    },
+    /// `{ lines = "..." }`: the non-empty lines of this file (resolved against the job
+    /// file's folder).
+    Lines {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 /// The values of one parameter. Ranges stay lazy; everything else is materialised at

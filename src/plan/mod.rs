@@ -16,12 +16,21 @@
 //! name. blake3 per submission was measured at ~7.5 M/s alone on the target machine,
 //! too slow for the 5 M submissions/s goal; XXH3 is an order of magnitude faster. Not the position, not pool options: the same task with the same arguments
 //! has the same key across runs, edits elsewhere in the file, and reorderings.
+//!
+//! An argument that names a file (a `glob` match) also carries that file's content: its
+//! encoding is followed by the digest `validate` computed when it expanded the glob
+//! ([`ParamOrigin::Glob`]), so an edited input file gets a new key and reruns under
+//! `--resume` and in watch mode, while the other matches keep theirs. Only glob
+//! parameters are hashed (in parallel, once per load): lists, ranges and `lines` cost
+//! nothing more. [`submission_key`], which sees values only, cannot add digests: it is
+//! for kinds whose arguments are plain values.
 
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::model::{
-    ArgForm, Invocation, Job, OutputMode, ParamValues, Submission, TaskTemplate, Template,
+    ArgForm, Invocation, Job, OutputMode, ParamOrigin, ParamValues, Submission, TaskTemplate,
+    Template,
 };
 
 /// Ranges up to this many values get their key encodings computed once.
@@ -129,8 +138,16 @@ impl Plan {
             // Lists are in memory anyway; short ranges are cheaper to encode once than per
             // submission (float formatting dominated the profile). Bounded: constant memory.
             if matches!(p.values, ParamValues::List(_)) || p.values.len() <= CACHE_RANGE_VALUES {
-                cached[p.position] =
-                    Some((0..p.values.len()).map(|i| encode(&p.values.get(i))).collect());
+                let mut enc: Vec<Vec<u8>> =
+                    (0..p.values.len()).map(|i| encode(&p.values.get(i))).collect();
+                // A glob match names a file: its content is part of the key.
+                if let ParamOrigin::Glob { digests, .. } = &p.origin {
+                    for (e, d) in enc.iter_mut().zip(digests) {
+                        e.push(0);
+                        e.extend_from_slice(d);
+                    }
+                }
+                cached[p.position] = Some(enc);
             }
         }
         let mut key_order: Vec<KeyPart> = space

@@ -243,3 +243,28 @@ fn shards_cover_the_plan_exactly_once() {
         assert!(bad.parse::<Shard>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_glob_match_key_covers_the_file_content() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "1").unwrap();
+    std::fs::write(dir.path().join("b.txt"), "2").unwrap();
+    let path = dir.path().join("j.toml");
+    let text = format!("{TASK}[args]\nf = {{ glob = \"*.txt\" }}\nn = [1, 2]\n");
+    let keys = || {
+        let job = load_str(&path, &text, &LoadOptions::default()).unwrap();
+        Plan::new(&job).map(|s| (s.args[0].clone(), s.key)).collect::<Vec<_>>()
+    };
+    let before = keys();
+    assert_eq!(before.len(), 4);
+    std::fs::write(dir.path().join("a.txt"), "changed").unwrap();
+    let after = keys();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.0, a.0);
+        // Only the submissions that take a.txt get new keys.
+        assert_eq!(b.1 == a.1, b.0 == json!("b.txt"), "{b:?} {a:?}");
+    }
+    // Same content again: the same keys as at first.
+    std::fs::write(dir.path().join("a.txt"), "1").unwrap();
+    assert_eq!(keys(), before);
+}

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::error::{Problem, count, one_of, suggest};
 use super::read::Ctx;
-use crate::model::{ArgForm, ArgSpace, Param, ParamValues};
+use crate::model::{ArgForm, ArgSpace, Param, ParamOrigin, ParamValues};
 use crate::source::{Loc, Node, NodeKind};
 use crate::spec::keys;
 
@@ -70,6 +70,7 @@ fn is_ident(name: &str) -> bool {
 struct Varying {
     position: usize,
     values: ParamValues,
+    origin: ParamOrigin,
     loc: Loc,
     name: String,
 }
@@ -223,9 +224,10 @@ pub fn args(
                 };
                 match param(ctx, name, value) {
                     Some(Parsed::Constant(v)) => constants.push((position, v)),
-                    Some(Parsed::Varying(values)) => varying.push(Varying {
+                    Some(Parsed::Varying(values, origin)) => varying.push(Varying {
                         position,
                         values,
+                        origin,
                         loc: value.loc.clone(),
                         name: name.to_string(),
                     }),
@@ -289,7 +291,11 @@ pub fn args(
             }
             let params: Vec<Param> = varying
                 .iter()
-                .map(|v| Param { position: v.position, values: v.values.clone() })
+                .map(|v| Param {
+                    position: v.position,
+                    values: v.values.clone(),
+                    origin: v.origin.clone(),
+                })
                 .collect();
             if params.is_empty() {
                 ArgForm::Single
@@ -355,7 +361,7 @@ pub fn args(
 
 enum Parsed {
     Constant(Value),
-    Varying(ParamValues),
+    Varying(ParamValues, ParamOrigin),
 }
 
 fn param(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Parsed> {
@@ -369,7 +375,7 @@ fn param(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Parsed> {
             for i in items {
                 values.push(to_json(ctx, i)?);
             }
-            Some(Parsed::Varying(ParamValues::List(values)))
+            Some(Parsed::Varying(ParamValues::List(values), ParamOrigin::Inline))
         }
         NodeKind::Table(entries) => {
             let forms = ["range", "glob", "lines", "value"];
@@ -426,9 +432,11 @@ fn param(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Parsed> {
             let v = node.get(present[0])?;
             match present[0] {
                 "value" => to_json(ctx, v).map(Parsed::Constant),
-                "range" => range(ctx, name, v, step).map(Parsed::Varying),
-                "glob" => glob(ctx, name, v).map(Parsed::Varying),
-                _ => lines(ctx, name, v).map(Parsed::Varying),
+                "range" => {
+                    range(ctx, name, v, step).map(|r| Parsed::Varying(r, ParamOrigin::Inline))
+                }
+                "glob" => glob(ctx, name, v).map(|(g, o)| Parsed::Varying(g, o)),
+                _ => lines(ctx, name, v).map(|(l, o)| Parsed::Varying(l, o)),
             }
         }
         _ => to_json(ctx, node).map(Parsed::Constant),
@@ -586,7 +594,7 @@ fn range(ctx: &mut Ctx, name: &str, node: &Node, step: Option<&Node>) -> Option<
     }
 }
 
-fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
+fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<(ParamValues, ParamOrigin)> {
     let pattern = ctx.string("glob", node, "glob = \"data/*.csv\"")?;
     if Path::new(&pattern).is_absolute() {
         ctx.error(
@@ -639,10 +647,39 @@ fn glob(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
         );
         return None;
     }
-    Some(ParamValues::List(values.into_iter().map(Value::String).collect()))
+    let digests = content_digests(&base, &values);
+    let origin = ParamOrigin::Glob { pattern, digests };
+    Some((ParamValues::List(values.into_iter().map(Value::String).collect()), origin))
 }
 
-fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
+/// A digest of each file's content, in parallel: a glob match's content is part of its
+/// submission's key, so an edited input file is never mistaken for a done one. Only glob
+/// parameters pay this (one read of each matched file per load); a folder and an
+/// unreadable file get a fixed digest of their kind.
+fn content_digests(base: &Path, values: &[String]) -> Vec<[u8; 16]> {
+    use rayon::prelude::*;
+    fn first16(hash: blake3::Hash) -> [u8; 16] {
+        let mut out = [0; 16];
+        out.copy_from_slice(&hash.as_bytes()[..16]);
+        out
+    }
+    values
+        .par_iter()
+        .map(|rel| {
+            let path = base.join(rel);
+            if path.is_dir() {
+                return first16(blake3::hash(b"jobpool-folder"));
+            }
+            let mut h = blake3::Hasher::new();
+            match std::fs::File::open(&path).and_then(|f| h.update_reader(f).map(|_| ())) {
+                Ok(()) => first16(h.finalize()),
+                Err(_) => first16(blake3::hash(b"jobpool-unreadable")),
+            }
+        })
+        .collect()
+}
+
+fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<(ParamValues, ParamOrigin)> {
     let rel = ctx.string("lines", node, "lines = \"inputs.txt\"")?;
     if rel.trim().is_empty() {
         ctx.error(
@@ -684,7 +721,7 @@ fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ParamValues> {
         );
         return None;
     }
-    Some(ParamValues::List(values))
+    Some((ParamValues::List(values), ParamOrigin::Lines { file: path }))
 }
 
 fn tuples(ctx: &mut Ctx, node: &Node, width: usize, names_loc: &Loc) -> Option<Vec<Vec<Value>>> {

@@ -22,11 +22,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("task", &["model", "record", "pool"]),
     ("backend", &["model", "record", "pool", "task"]),
     ("runner", &["backend", "event", "model", "plan", "record", "store"]),
+    ("watch", &["model", "plan", "record", "store"]),
     (
         "cli",
         &[
             "backend", "event", "model", "plan", "pool", "record", "runner", "sink", "source",
-            "spec", "store", "task", "validate",
+            "spec", "store", "task", "validate", "watch",
         ],
     ),
 ];
@@ -134,4 +135,24 @@ fn the_scanner_sees_grouped_and_inline_uses() {
     assert!(names.contains(&"model".to_string()) && names.contains(&"record".to_string()));
     assert!(names.contains(&"pool".to_string()));
     assert!(!names.contains(&"cli".to_string()));
+}
+
+#[test]
+fn watch_does_not_print() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/watch");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for m in
+            ["println!", "print!(", "eprintln!", "eprint!(", "std::io::stdout", "std::io::stderr"]
+        {
+            assert!(
+                !code.contains(m),
+                "{} uses {m}: the CLI prints, watch hands over",
+                f.display()
+            );
+        }
+    }
 }

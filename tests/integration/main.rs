@@ -19,3 +19,4 @@ mod script_kind;
 mod shards;
 mod sinks;
 mod store;
+mod watch;

@@ -1,0 +1,222 @@
+//! End to end: the real `jobpool watch` on a temporary folder, files edited under it.
+//! Bounds are generous; the tests wait for what watch prints, never for a fixed time
+//! (but for "nothing happens", which waits a little).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::run_support::BIN;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `jobpool watch` with its output collected.
+struct Watching {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    marker: String,
+}
+
+impl Watching {
+    fn start(dir: &Path, args: &[&str]) -> Watching {
+        let marker = format!("jp-watch-test-{}-{}", std::process::id(), fastrand::u64(..));
+        let mut child = Command::new(BIN)
+            .arg("watch")
+            .arg("--debounce")
+            .arg("50ms")
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("JOBPOOL_WATCH_TEST", &marker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |mut r: Box<dyn Read + Send>| {
+            let buf = Arc::new(Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Watching { child, out, err, marker }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Wait until stderr has `n` occurrences of `text`.
+    fn wait_for(&self, text: &str, n: usize) {
+        let until = Instant::now() + WAIT;
+        while self.stderr().matches(text).count() < n {
+            if Instant::now() > until {
+                panic!("no {n}× {text:?} in time; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ctrl-C; the exit code, after checking that nothing it started is left.
+    fn interrupt(mut self) -> i32 {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let until = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!("watch did not stop after Ctrl-C; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let left = processes_with(&self.marker);
+        assert!(left.is_empty(), "processes left behind: {left:?}");
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Processes whose environment carries `marker` (the watch process and all it started).
+fn processes_with(marker: &str) -> Vec<PathBuf> {
+    let needle = format!("JOBPOOL_WATCH_TEST={marker}");
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            fs::read(p.join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn values(path: &Path) -> Vec<(String, bool)> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| (r["value"].as_str().unwrap_or("").to_string(), r["resumed"] == true))
+        .collect()
+}
+
+const LINES_JOB: &str = r#"
+[task]
+kind = "command"
+shell = "case {x} in slow) sleep 30;; esac; echo got-{x}"
+
+[args]
+x = { lines = "inputs.txt" }
+
+[[sink]]
+to = "stdout"
+
+[[sink]]
+to = "out/{name}.jsonl"
+format = "jsonl"
+"#;
+
+#[test]
+fn a_new_line_runs_alone_ignored_paths_do_not_run_and_ctrl_c_leaves_nothing() {
+    let dir = tempfile::Builder::new().prefix("jp-watch-").tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("job.toml"), LINES_JOB).unwrap();
+    fs::write(d.join("inputs.txt"), "a\nb\n").unwrap();
+    let w = Watching::start(d, &[]);
+    w.wait_for("watching 1 job file", 1);
+    assert!(w.stderr().contains("[watch] job.toml: first run"), "{}", w.stderr());
+    assert_eq!(
+        values(&d.join("out/job.jsonl")),
+        [("got-a".into(), false), ("got-b".into(), false)]
+    );
+
+    // A new line: only its submission runs; the sinks are complete and in order.
+    append(&d.join("inputs.txt"), "c\n");
+    w.wait_for("watching 1 job file", 2);
+    let err = w.stderr();
+    assert!(err.contains("[watch] job.toml: changed inputs.txt"), "{err}");
+    assert!(err.contains("[watch] job: 1 new, 2 unchanged"), "{err}");
+    assert_eq!(
+        values(&d.join("out/job.jsonl")),
+        [("got-a".into(), true), ("got-b".into(), true), ("got-c".into(), false)]
+    );
+    assert!(w.stdout().ends_with("got-a\ngot-b\ngot-c\n"), "{}", w.stdout());
+
+    // jobpool's own state and the job's own sink do not trigger a run.
+    fs::write(d.join(".jobpool/scratch"), "x").unwrap();
+    fs::write(d.join("out/job.jsonl"), "").unwrap();
+    fs::write(d.join("notes.txt"), "x").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(w.stderr().matches("[watch] job.toml:").count(), 2, "{}", w.stderr());
+
+    // A slow task, then Ctrl-C while it runs: exit 130, no process left.
+    append(&d.join("inputs.txt"), "slow\n");
+    w.wait_for("[watch] job: 1 new, 3 unchanged", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.interrupt(), 130);
+}
+
+#[test]
+fn an_edited_glob_match_reruns_alone_and_a_broken_job_file_waits_for_its_fix() {
+    let dir = tempfile::Builder::new().prefix("jp-watch-").tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("data")).unwrap();
+    fs::write(d.join("data/a.txt"), "alpha").unwrap();
+    fs::write(d.join("data/b.txt"), "beta").unwrap();
+    let job = "[task]\nkind = \"command\"\nprogram = [\"cat\", \"{f}\"]\n\
+               [args]\nf = { glob = \"data/*.txt\" }\n";
+    fs::write(d.join("job.toml"), job).unwrap();
+    let w = Watching::start(d, &["--why"]);
+    w.wait_for("watching 1 job file", 1);
+
+    fs::write(d.join("data/a.txt"), "ALPHA").unwrap();
+    w.wait_for("watching 1 job file", 2);
+    let err = w.stderr();
+    assert!(err.contains("[watch] job: 1 input changed, 1 unchanged"), "{err}");
+    assert!(err.contains(r#"[0] {"f":"data/a.txt"}: input changed"#), "{err}");
+    assert!(w.stdout().ends_with("ALPHA\nbeta\n"), "{}", w.stdout());
+
+    fs::write(d.join("data/c.txt"), "gamma").unwrap();
+    w.wait_for("[watch] job: 1 new, 2 unchanged", 1);
+    w.wait_for("watching 1 job file", 3);
+
+    fs::write(d.join("job.toml"), "workers = 0\n").unwrap();
+    w.wait_for("not valid; watching it for a fix", 1);
+    w.wait_for("watching 1 job file", 4);
+    fs::write(d.join("job.toml"), job.replace("cat", "/bin/cat")).unwrap();
+    w.wait_for("[watch] job: 3 task changed", 1);
+    w.wait_for("watching 1 job file", 5);
+    assert!(w.stdout().ends_with("ALPHA\nbeta\ngamma\n"), "{}", w.stdout());
+    assert_eq!(w.interrupt(), 130);
+}
