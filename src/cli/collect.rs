@@ -21,7 +21,7 @@ use crate::pool::Registry;
 use crate::record::{Status, StatusCounts, TaskRecord};
 use crate::sink::OrderedSinks;
 use crate::store::{self, RunEnd, RunMeta, RunStore};
-use crate::validate::{self, LoadOptions};
+use crate::validate;
 
 /// Arguments of `jobpool collect`.
 #[derive(Debug, Args)]
@@ -69,7 +69,7 @@ fn ranges(indexes: &[u64], most: usize) -> String {
 
 /// Run `jobpool collect`.
 pub fn run(args: CollectArgs, registry: &Registry) -> u8 {
-    let opts = LoadOptions { kinds: registry.kinds(), ..Default::default() };
+    let opts = super::load_options(registry, Vec::new());
     let job = match validate::load(&args.job, &opts) {
         Ok(j) => j,
         Err(e) => {

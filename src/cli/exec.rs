@@ -19,7 +19,7 @@ use super::diag;
 use super::exit_code::INVALID;
 use super::run::{RunSettings, run_jobs};
 use crate::pool::Registry;
-use crate::validate::{self, LoadOptions};
+use crate::validate;
 
 /// Arguments of `jobpool exec`.
 #[derive(Debug, Args)]
@@ -275,7 +275,7 @@ pub fn run(args: ExecArgs, registry: &Registry) -> u8 {
         print!("{text}");
         return super::exit_code::OK;
     }
-    let opts = LoadOptions { kinds: registry.kinds(), ..Default::default() };
+    let opts = super::load_options(registry, Vec::new());
     // The journal of exec runs lives in ./.jobpool/runs/exec/, so `--resume` works.
     match validate::load_str(&cwd.join("exec.toml"), &text, &opts) {
         Ok(job) => run_jobs(&[job], &args.settings, registry),

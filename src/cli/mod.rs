@@ -99,7 +99,10 @@ pub fn main_with(registry: Registry) -> ExitCode {
 
 /// How `check`, `plan` and `run` load job files: with the registry's kinds and the
 /// argument names those kinds declare, so that `[args]` is checked against them.
-fn load_options(registry: &Registry, overrides: Vec<String>) -> crate::validate::LoadOptions {
+pub(crate) fn load_options(
+    registry: &Registry,
+    overrides: Vec<String>,
+) -> crate::validate::LoadOptions {
     let kind_args = registry
         .kinds()
         .into_iter()

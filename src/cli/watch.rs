@@ -202,7 +202,7 @@ fn load_options(registry: &Registry, args: &WatchArgs) -> LoadOptions {
         overrides.push(format!("workers={w}"));
     }
     overrides.extend(args.set.iter().cloned());
-    LoadOptions { kinds: registry.kinds(), overrides }
+    super::load_options(registry, overrides)
 }
 
 /// Under `--on-busy restart`, cancel the run in progress when `batch` concerns its job.

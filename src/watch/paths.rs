@@ -248,7 +248,7 @@ mod tests {
              [[sink]]\nto = \"data/{name}-{run}.csv\"\nformat = \"csv\"\n",
         )
         .unwrap();
-        let opts = LoadOptions { kinds: vec!["script".into()], overrides: vec![] };
+        let opts = LoadOptions { kinds: vec!["script".into()], ..Default::default() };
         let job = load(&job_file, &opts).unwrap();
         let paths = JobPaths::of(&job);
         let t = |rel: &str| paths.trigger(&root.join(rel));

@@ -148,7 +148,7 @@ mod tests {
     use crate::validate::{LoadOptions, load, load_str};
 
     fn job(text: &str) -> Job {
-        let opts = LoadOptions { kinds: vec!["script".into()], overrides: vec![] };
+        let opts = LoadOptions { kinds: vec!["script".into()], ..Default::default() };
         load_str(Path::new("t.toml"), text, &opts).unwrap()
     }
 
@@ -193,7 +193,7 @@ mod tests {
             "[task]\nkind = \"script\"\nscript = \"f\"\n[args]\nf = { glob = \"*.txt\" }\n",
         )
         .unwrap();
-        let opts = LoadOptions { kinds: vec!["script".into()], overrides: vec![] };
+        let opts = LoadOptions { kinds: vec!["script".into()], ..Default::default() };
         let j1 = load(&path, &opts).unwrap();
         let ok = keys(&j1);
         let first = assess(&j1, None, Some(Reason::FirstRun), None, false);
