@@ -152,9 +152,9 @@ chunk-size = 1
 on-failure = "stop"
 [task]
 kind = "command"
-shell = "if [ {i} = 1 ]; then exit 4; fi; echo {i}"
+shell = "if [ {i} = 1 ]; then exit 4; fi; if [ {i} -ge 2 ]; then sleep 0.5; fi; echo {i}"
 [args]
-i = { range = [0, 5] }
+i = { range = [0, 6] }
 [[sink]]
 to = "out.jsonl"
 format = "jsonl"
