@@ -70,24 +70,17 @@ pub fn record(
     for (k, v) in args {
         map.insert(k.to_string(), v.clone());
     }
-    TaskRecord {
-        index,
-        key: format!("key-{index}"),
-        args: map,
-        status,
-        value: if status == Status::Ok { value } else { None },
-        error: if status == Status::Ok { None } else { Some(format!("failed #{index}")) },
-        attempts: 1,
-        worker: Some((index % 4) as u32),
-        started_at: Some("2026-11-26T14:04:55.000001Z".into()),
-        duration_ms: 1.5 + index as f64,
-        exit_code: None,
-        signal: None,
-        stderr: None,
-        cpu_ms: None,
-        max_rss_kb: None,
-        resumed: false,
+    let mut r = TaskRecord::new(index, format!("key-{index}"), map, status);
+    if status == Status::Ok {
+        r.value = value;
+    } else {
+        r.error = Some(format!("failed #{index}"));
     }
+    r.attempts = 1;
+    r.worker = Some((index % 4) as u32);
+    r.started_at = Some("2026-11-26T14:04:55.000001Z".into());
+    r.duration_ms = 1.5 + index as f64;
+    r
 }
 
 pub fn ok(index: u64) -> TaskRecord {
