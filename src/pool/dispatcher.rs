@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, end_at, now_ns, ns_to_time, span_share,
+    Batch, CODE_CANCELLED, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_TIMED_OUT,
+    FromWorker, Init, PROTOCOL_VERSION, ResultBatch, Slot, ToWorker, WORKER_ARG, end_at, now_ns,
+    ns_to_time, span_share,
 };
 use super::registry::TaskContext;
 use super::result::{Collector, Outcome, Segment, SegmentData, Stored, WorkerExit};
@@ -691,6 +692,8 @@ impl Dispatcher {
                         None
                     }
                     CODE_ERROR => Some(Status::Error),
+                    CODE_TIMED_OUT => Some(Status::Timeout),
+                    CODE_CANCELLED => Some(Status::Cancelled),
                     CODE_PANIC => Some(Status::Crashed),
                     _ => Some(Status::Crashed), // unknown code: a protocol error
                 };
@@ -704,11 +707,10 @@ impl Dispatcher {
                     item.attempts += 1;
                     let stopped = self.stopped_runs.contains(&job.run)
                         || self.cancelled_runs.contains(&job.run);
-                    let kind = reported_status(status, err_data.as_deref());
                     if item.attempts <= retries
                         && !stopped
                         && status != Status::Cancelled
-                        && self.cfg.retry_on.allows(kind)
+                        && self.cfg.retry_on.allows(status)
                     {
                         requeue.push(job.with_items(vec![item]));
                     } else {
@@ -725,6 +727,7 @@ impl Dispatcher {
                             duration,
                             worker_pid: pid,
                             worker_exit: None,
+                            stopped_by_pool: false,
                         };
                         out.push(job, o);
                     }
@@ -918,6 +921,7 @@ impl Dispatcher {
                     let attempts = item.attempts + u32::from(ran);
                     let mut o =
                         Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts);
+                    o.stopped_by_pool = ran;
                     if let Some(s) = at {
                         o.worker = Some(w.index);
                         o.started_at = Some(ns_to_time(s));
@@ -962,6 +966,8 @@ impl Dispatcher {
                     ),
                     _ => (Status::Crashed, format!("worker crashed: {status_text}")),
                 };
+                // Every case above but a crash is the pool stopping the worker.
+                let by_pool = matches!(why, Some(Why::Timeout(_) | Why::Cancel));
                 if item.attempts <= retries && !stopped && retry_on.allows(status) {
                     again.push(item);
                     continue;
@@ -970,6 +976,7 @@ impl Dispatcher {
                 o.worker = Some(w.index);
                 o.worker_pid = pid;
                 o.worker_exit = exit.filter(|_| status == Status::Crashed);
+                o.stopped_by_pool = by_pool;
                 if let Some(s) = last.filter(|l| l.0 == seq).map(|l| l.1) {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
@@ -1322,25 +1329,6 @@ impl Deliveries {
     }
 }
 
-/// The status a failure is reported with: a task error whose data says
-/// `"status": "timeout"` (a command or script that stopped itself at its task timeout)
-/// is a timeout, as its record will say.
-fn reported_status(status: Status, err_data: Option<&str>) -> Status {
-    #[derive(serde::Deserialize)]
-    struct Data {
-        status: Option<String>,
-    }
-    match (status, err_data) {
-        (Status::Error, Some(d)) if d.contains("timeout") => {
-            match serde_json::from_str::<Data>(d).ok().and_then(|d| d.status).as_deref() {
-                Some("timeout") => Status::Timeout,
-                _ => status,
-            }
-        }
-        _ => status,
-    }
-}
-
 /// Finish every item of a job that could not be submitted as `cancelled`.
 pub(crate) fn cancel_job(job: Job) {
     fail_job(job, Status::Cancelled, "the pool was terminated");
@@ -1618,20 +1606,4 @@ fn thread_worker(
         }
     }
     let _ = ev.send(Event::Gone { wid });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_task_that_stopped_itself_at_its_timeout_is_a_timeout_for_retry_on() {
-        let st = |s, d: Option<&str>| reported_status(s, d);
-        assert_eq!(st(Status::Error, Some(r#"{"status":"timeout"}"#)), Status::Timeout);
-        assert_eq!(st(Status::Error, Some(r#"{"status":"cancelled"}"#)), Status::Error);
-        assert_eq!(st(Status::Error, Some(r#"{"stderr":"timeout"}"#)), Status::Error);
-        assert_eq!(st(Status::Error, Some("not json, timeout")), Status::Error);
-        assert_eq!(st(Status::Crashed, Some(r#"{"status":"timeout"}"#)), Status::Crashed);
-        assert_eq!(st(Status::Error, None), Status::Error);
-    }
 }

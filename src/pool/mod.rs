@@ -34,7 +34,7 @@ pub mod stream;
 pub mod worker;
 
 use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
-pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError};
+pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError, TaskErrorKind};
 use result::Collector;
 pub use retry::{RetryOn, UnknownFailureKind};
 
@@ -770,6 +770,52 @@ mod tests {
         let r = p.apply_async::<_, u64>("sleep_ms", 5_000u64).unwrap();
         assert!(matches!(r.get(Some(Duration::from_secs(5))), Err(PoolError::TaskTimeout { .. })));
         assert_eq!(p.apply::<_, u64>("sleep_ms", 1u64).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_task_error_kind_is_the_outcome_status_and_what_retry_on_sees() {
+        let mut r = Registry::new();
+        r.register("says", |kind: String| {
+            Err::<(), _>(match kind.as_str() {
+                "timeout" => TaskError::timed_out("timed out after 1s").with_data("{}"),
+                "cancelled" => TaskError::cancelled("cancelled"),
+                _ => TaskError::new("failed"),
+            })
+        });
+        let run = |retry_on: RetryOn| {
+            let p = Pool::builder()
+                .workers(1)
+                .backend(Backend::Threads)
+                .registry(r.clone())
+                .retries(2)
+                .retry_on(retry_on)
+                .build()
+                .unwrap();
+            let m = p.map_async::<_, ()>("says", ["error", "timeout", "cancelled"]).unwrap();
+            m.wait(None);
+            let outs = m.outcomes().unwrap();
+            p.join();
+            outs.into_iter().map(|o| (o.status, o.attempts, o.stopped_by_pool)).collect::<Vec<_>>()
+        };
+        let (e, t, c) = (Status::Error, Status::Timeout, Status::Cancelled);
+        // A timeout the task reported is a timeout (not stopped by the pool), retried
+        // only when `retry_on` names timeouts; a cancellation is never retried.
+        assert_eq!(run(RetryOn::ALL), [(e, 3, false), (t, 3, false), (c, 1, false)]);
+        assert_eq!(run(RetryOn::NONE.with_error()), [(e, 3, false), (t, 1, false), (c, 1, false)]);
+        assert_eq!(
+            run(RetryOn::NONE.with_timeout()),
+            [(e, 1, false), (t, 3, false), (c, 1, false)]
+        );
+    }
+
+    #[test]
+    fn threads_timeout_is_stopped_by_the_pool() {
+        let p = pool();
+        let r = p.map_async::<_, u64>("sleep_ms", [5_000u64]).unwrap();
+        r.wait(Some(Duration::from_secs(5)));
+        let o = r.outcomes().unwrap().remove(0);
+        assert_eq!((o.status, o.stopped_by_pool), (Status::Timeout, true), "{o:?}");
+        p.join();
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
-use super::registry::KindSig;
+use super::registry::{KindSig, TaskErrorKind};
 
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -132,9 +132,23 @@ pub(crate) enum FromWorker {
 
 /// How a task ended on the worker.
 pub(crate) const CODE_OK: u8 = 0;
+/// A task error of kind [`TaskErrorKind::Failed`].
 pub(crate) const CODE_ERROR: u8 = 1;
 pub(crate) const CODE_SKIPPED: u8 = 2;
 pub(crate) const CODE_PANIC: u8 = 3;
+/// A task error of kind [`TaskErrorKind::TimedOut`]: the task stopped itself at its limit.
+pub(crate) const CODE_TIMED_OUT: u8 = 4;
+/// A task error of kind [`TaskErrorKind::Cancelled`]: the task stopped when asked to.
+pub(crate) const CODE_CANCELLED: u8 = 5;
+
+/// The result code of a task error of `kind`.
+pub(crate) fn error_code(kind: TaskErrorKind) -> u8 {
+    match kind {
+        TaskErrorKind::Failed => CODE_ERROR,
+        TaskErrorKind::TimedOut => CODE_TIMED_OUT,
+        TaskErrorKind::Cancelled => CODE_CANCELLED,
+    }
+}
 
 /// Results of consecutive tasks `base`, `base + 1`, ... of one batch.
 ///

@@ -93,6 +93,11 @@ pub struct Outcome {
     /// How that worker ended, when its end cost this task ([`Status::Crashed`]; `None`
     /// for a panic, which the worker survives).
     pub worker_exit: Option<WorkerExit>,
+    /// The pool itself ended this attempt while it ran: it stopped the worker at the
+    /// task timeout (a `timeout` the task did not report), or to cancel the run, so the
+    /// task never said how it ended. `false` for everything a task reported (including
+    /// a [`TaskError::timed_out`](super::TaskError::timed_out)).
+    pub stopped_by_pool: bool,
 }
 
 impl Outcome {
@@ -110,6 +115,7 @@ impl Outcome {
             duration: Duration::ZERO,
             worker_pid: None,
             worker_exit: None,
+            stopped_by_pool: false,
         }
     }
 
@@ -192,6 +198,7 @@ impl Stored {
                     duration: Duration::from_nanos(*duration_ns),
                     worker_pid: None,
                     worker_exit: None,
+                    stopped_by_pool: false,
                 }
             }
             Stored::Other(o) => (**o).clone(),

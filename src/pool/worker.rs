@@ -15,8 +15,8 @@ use ipc_channel::ipc::{self, IpcSender};
 
 use super::Registry;
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, LogCursor, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns,
+    Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, LogCursor, PROTOCOL_VERSION, ResultBatch,
+    Slot, ToWorker, WORKER_ARG, error_code, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
 
@@ -250,7 +250,7 @@ pub(crate) fn run_batch(
             Ok(Ok(())) => o.out.push_written(CODE_OK),
             Ok(Err(e)) => {
                 o.out.blob.0.truncate(mark);
-                o.out.push(id, CODE_ERROR, e.message.as_bytes(), e.data)
+                o.out.push(id, error_code(e.kind), e.message.as_bytes(), e.data)
             }
             Err(p) => {
                 o.out.blob.0.truncate(mark);
@@ -416,7 +416,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::protocol::{Blob, encode_into};
+    use crate::pool::protocol::{Blob, CODE_ERROR, encode_into};
 
     fn registry() -> Registry {
         let mut r = Registry::new();
