@@ -5,8 +5,11 @@
 //! - [`protocol`]: the ipc wire (versioned handshake, batches, results) and the shared
 //!   per-worker slot that says which task a worker is running.
 //! - [`worker`]: [`run_if_worker`](worker::run_if_worker), the worker's batch loop.
-//! - `dispatcher`: the one thread that owns the queue, in-flight tasks, timeouts,
-//!   retries, crash attribution and respawning.
+//! - `dispatcher`: the one thread that owns the scheduling state: the queue, in-flight
+//!   tasks, timeouts, retries, crash attribution and respawning.
+//! - `handle`: the parent's side of one worker: starting it (handshake), sending it
+//!   batches, signalling, taking down and reaping it (OS calls in `crate::process`).
+//! - `delivery`: handing finished outcomes to collectors and channels.
 //! - [`result`]: [`AsyncResult`], [`MapResult`], [`Imap`], [`ImapUnordered`],
 //!   [`Outcome`], [`PoolError`].
 //! - [`stream`]: the streaming run API `jobpool run` uses ([`Pool::run_stream`]).
@@ -25,7 +28,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod delivery;
 mod dispatcher;
+mod handle;
 pub mod protocol;
 pub mod registry;
 pub mod result;
@@ -33,7 +38,8 @@ mod retry;
 pub mod stream;
 pub mod worker;
 
-use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
+use delivery::Reply;
+use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK};
 pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError, TaskErrorKind};
 use result::Collector;
 pub use retry::{RetryOn, UnknownFailureKind};
@@ -500,13 +506,13 @@ impl Pool {
             if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![job])) {
                 // The dispatcher is gone (terminated): nothing may wait for these items.
                 if let Event::Submit(jobs) = ev {
-                    jobs.into_iter().for_each(dispatcher::cancel_job);
+                    jobs.into_iter().for_each(delivery::cancel_job);
                 }
                 let first_unsent = (ci + 1) * chunk;
                 let rest: Vec<Item> = (first_unsent..n)
                     .map(|i| Item { user_id: i as u64, start: 0, end: 0, attempts: 0 })
                     .collect();
-                dispatcher::cancel_job(Job::new(
+                delivery::cancel_job(Job::new(
                     f.clone(),
                     false,
                     chunk,

@@ -25,7 +25,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::dispatcher::{Event, Item, Job, Reply};
+use super::delivery::Reply;
+use super::dispatcher::{Event, Item, Job};
 use super::result::{Outcome, Payload, PoolError};
 
 /// One submission of a streaming run.
@@ -307,7 +308,7 @@ impl<'a> LazyFeed<'a> {
                     self.tx.send(Event::Submit(vec![job]))
                 {
                     // The pool is gone: these items end `cancelled`, never hang.
-                    jobs.into_iter().for_each(super::dispatcher::cancel_job);
+                    jobs.into_iter().for_each(super::delivery::cancel_job);
                 }
             }
             if end {

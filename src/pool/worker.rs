@@ -165,11 +165,9 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
             }
         }
         std::thread::sleep(grace + Duration::from_millis(500));
+        // Our command group, and one our task registered.
         for pgid in [slot.pgid(), slot.group().unwrap_or(0)] {
-            if pgid > 0 {
-                // SAFETY: kill(2) of our command group or one our task registered.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            }
+            crate::process::kill_group(pgid, libc::SIGKILL);
         }
         // SAFETY: _exit ends the process without running destructors on other threads.
         unsafe { libc::_exit(70) };
