@@ -3,14 +3,14 @@
 //! Owns: [`Reply`] (where a call's outcomes go: a collector or a channel),
 //! [`Deliveries`] (outcomes for the same collector, delivered under one lock), whole
 //! result messages delivered as one segment ([`segment`]), and finishing the items of a
-//! call that never ran ([`fail_job`], [`cancel_job`]).
+//! call that never ran ([`fail_parcel`], [`cancel_parcel`]).
 //! Must not: decide a task's status, retries or attribution (the dispatcher does, and
 //! hands finished outcomes here), or talk to workers.
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use super::dispatcher::Job;
+use super::dispatcher::Parcel;
 use super::protocol::ResultBatch;
 use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
 use crate::record::Status;
@@ -45,13 +45,13 @@ impl Deliveries {
         Deliveries { current: None, items: Vec::with_capacity(n) }
     }
 
-    pub(crate) fn push(&mut self, job: &Job, mut o: Outcome) {
-        o.task = job.task;
-        self.push_stored(job, o.id, Stored::Other(Box::new(o)));
+    pub(crate) fn push(&mut self, parcel: &Parcel, mut o: Outcome) {
+        o.task = parcel.task;
+        self.push_stored(parcel, o.id, Stored::Other(Box::new(o)));
     }
 
-    pub(crate) fn push_stored(&mut self, job: &Job, id: u64, s: Stored) {
-        match &job.reply {
+    pub(crate) fn push_stored(&mut self, parcel: &Parcel, id: u64, s: Stored) {
+        match &parcel.reply {
             Reply::Collect(c) => {
                 if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
                     self.flush();
@@ -60,7 +60,7 @@ impl Deliveries {
                 self.items.push((id as usize, s));
             }
             Reply::Stream(tx) => {
-                let _ = tx.send(s.to_outcome(id, job.task));
+                let _ = tx.send(s.to_outcome(id, parcel.task));
             }
         }
     }
@@ -72,12 +72,16 @@ impl Deliveries {
     }
 }
 
-/// `results`, all successes of the next unfinished items of `job` (a collector's), as
+/// `results`, all successes of the next unfinished items of `parcel` (a collector's), as
 /// one [`Segment`] for its collector: delivered whole, in O(1), with no per-item work
 /// on the dispatcher's thread. Deliver it with `Collector::deliver_segment`.
-pub(crate) fn segment(job: &Job, results: ResultBatch, worker: u32) -> (Arc<Collector>, Segment) {
-    let Reply::Collect(c) = &job.reply else { unreachable!("checked by the dispatcher") };
-    let first = job.unfinished()[0];
+pub(crate) fn segment(
+    parcel: &Parcel,
+    results: ResultBatch,
+    worker: u32,
+) -> (Arc<Collector>, Segment) {
+    let Reply::Collect(c) = &parcel.reply else { unreachable!("checked by the dispatcher") };
+    let first = parcel.unfinished()[0];
     let count = results.len();
     let seg = Segment {
         data: Arc::new(SegmentData {
@@ -90,21 +94,21 @@ pub(crate) fn segment(job: &Job, results: ResultBatch, worker: u32) -> (Arc<Coll
         first: first.user_id as usize,
         attempts: first.attempts + 1,
         worker,
-        json: job.json,
+        json: parcel.json,
     };
     (c.clone(), seg)
 }
 
-/// Finish every item of a job that could not be submitted as `cancelled`.
-pub(crate) fn cancel_job(job: Job) {
-    fail_job(job, Status::Cancelled, "the pool was terminated");
+/// Finish every item of a parcel that could not be submitted as `cancelled`.
+pub(crate) fn cancel_parcel(parcel: Parcel) {
+    fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
 }
 
-/// Finish every item of a job that never ran (again) with `status`.
-pub(crate) fn fail_job(job: Job, status: Status, msg: &str) {
+/// Finish every item of a parcel that never ran (again) with `status`.
+pub(crate) fn fail_parcel(parcel: Parcel, status: Status, msg: &str) {
     let mut out = Deliveries::default();
-    for item in job.unfinished() {
-        out.push(&job, Outcome::failed(item.user_id, status, msg, item.attempts));
+    for item in parcel.unfinished() {
+        out.push(&parcel, Outcome::failed(item.user_id, status, msg, item.attempts));
     }
     out.flush();
 }

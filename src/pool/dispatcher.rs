@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::IpcSender;
 
-use super::delivery::{self, Deliveries, Reply, fail_job};
+use super::delivery::{self, Deliveries, Reply, fail_parcel};
 use super::handle::{self, Handle};
 use super::protocol::{
     Batch, CODE_CANCELLED, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_TIMED_OUT,
@@ -43,7 +43,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the waiting tasks fail instead of respawning forever.
 const MAX_START_FAILURES: u32 = 3;
 
-/// One task of a [`Job`]: its id for the caller, its argument's range in the job's
+/// One task of a [`Parcel`]: its id for the caller, its argument's range in the parcel's
 /// buffer, and how often it was started.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Item {
@@ -53,10 +53,13 @@ pub(crate) struct Item {
     pub attempts: u32,
 }
 
-/// Tasks of one call that travel together: same function, same reply, arguments in one
-/// shared buffer (encoded once, never copied per task). A job is split when only part
-/// of it fits a batch, or when some of its tasks must run again.
-pub(crate) struct Job {
+/// A parcel: tasks of one pool call that travel together: same function, same reply,
+/// arguments in one shared buffer (encoded once, never copied per task). A `map` makes
+/// one parcel per chunk, an `apply` one parcel of one item, a stream one per run of
+/// consecutive submissions of the same function. A parcel is split when only part of it
+/// fits a batch, or when some of its tasks must run again. (Not a job: in jobpool a job
+/// is a job file.)
+pub(crate) struct Parcel {
     pub func: Arc<str>,
     /// `func`, interned: what the outcomes carry.
     pub task: &'static str,
@@ -73,7 +76,7 @@ pub(crate) struct Job {
     done: usize,
 }
 
-impl Job {
+impl Parcel {
     pub(crate) fn new(
         func: Arc<str>,
         json: bool,
@@ -84,10 +87,10 @@ impl Job {
         items: Vec<Item>,
     ) -> Self {
         let task = super::result::intern(&func);
-        Job { func, task, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
+        Parcel { func, task, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
     }
 
-    /// A job of one item with its own buffer.
+    /// A parcel of one item with its own buffer.
     pub(crate) fn single(
         func: Arc<str>,
         json: bool,
@@ -98,12 +101,12 @@ impl Job {
     ) -> Self {
         let end = payload.len();
         let item = Item { user_id, start: 0, end, attempts: 0 };
-        Job::new(func, json, 0, run, reply, Arc::new(payload), vec![item])
+        Parcel::new(func, json, 0, run, reply, Arc::new(payload), vec![item])
     }
 
     /// The same call with other items.
-    fn with_items(&self, items: Vec<Item>) -> Job {
-        Job {
+    fn with_items(&self, items: Vec<Item>) -> Parcel {
+        Parcel {
             func: self.func.clone(),
             task: self.task,
             json: self.json,
@@ -128,7 +131,7 @@ impl Job {
 }
 
 pub(crate) enum Event {
-    Submit(Vec<Job>),
+    Submit(Vec<Parcel>),
     Ready { wid: u64, sender: IpcSender<ToWorker> },
     StartFailed { wid: u64, error: PoolError },
     Results { wid: u64, results: ResultBatch },
@@ -162,7 +165,7 @@ struct Worker {
     wid: u64,
     index: u32,
     phase: Phase,
-    inflight: VecDeque<Job>,
+    inflight: VecDeque<Parcel>,
     batch_ends: VecDeque<u64>,
     assigned: usize,
     slot: Slot,
@@ -197,7 +200,7 @@ pub(crate) struct Dispatcher {
     cfg: Arc<Config>,
     tx: Sender<Event>,
     rx: Receiver<Event>,
-    pending: VecDeque<Job>,
+    pending: VecDeque<Parcel>,
     workers: Vec<Worker>,
     next_wid: u64,
     next_seq: u64,
@@ -367,16 +370,16 @@ impl Dispatcher {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Submit(jobs) => {
-                for job in jobs {
+            Event::Submit(parcels) => {
+                for parcel in parcels {
                     if self.terminating {
-                        fail_job(job, Status::Cancelled, "the pool was terminated");
-                    } else if self.cancelled_runs.contains(&job.run) {
-                        fail_job(job, Status::Cancelled, "the run was cancelled");
-                    } else if self.stopped_runs.contains(&job.run) {
-                        fail_job(job, Status::Skipped, "submitting stopped");
+                        fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
+                    } else if self.cancelled_runs.contains(&parcel.run) {
+                        fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
+                    } else if self.stopped_runs.contains(&parcel.run) {
+                        fail_parcel(parcel, Status::Skipped, "submitting stopped");
                     } else {
-                        self.pending.push_back(job);
+                        self.pending.push_back(parcel);
                     }
                 }
             }
@@ -533,20 +536,20 @@ impl Dispatcher {
                 {
                     continue;
                 }
-                let contains = |j: &Job| id >= j.seq && id < j.seq + j.items.len() as u64;
+                let contains = |j: &Parcel| id >= j.seq && id < j.seq + j.items.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
                     0
                 } else {
                     let Some(ji) = w.inflight.iter().position(contains) else { continue };
                     ji
                 };
-                let job = &mut w.inflight[ji];
-                let ki = (id - job.seq) as usize;
-                if ki < job.done {
+                let parcel = &mut w.inflight[ji];
+                let ki = (id - parcel.seq) as usize;
+                if ki < parcel.done {
                     continue; // already resolved
                 }
-                job.done = ki + 1;
-                let mut item = job.items[ki];
+                parcel.done = ki + 1;
+                let mut item = parcel.items[ki];
                 let worker = Some(w.index);
                 let started_at = Some(ns_to_time(t_start));
                 let duration = Duration::from_nanos(t_dur);
@@ -556,13 +559,13 @@ impl Dispatcher {
                             blob: blob.clone(),
                             start: text_start,
                             end,
-                            json: job.json,
+                            json: parcel.json,
                             attempts: item.attempts + 1,
                             worker: w.index,
                             started_ns: t_start,
                             duration_ns: t_dur,
                         };
-                        out.push_stored(job, item.user_id, s);
+                        out.push_stored(parcel, item.user_id, s);
                         None
                     }
                     CODE_SKIPPED => {
@@ -572,7 +575,7 @@ impl Dispatcher {
                             "submitting stopped",
                             item.attempts,
                         );
-                        out.push(job, o);
+                        out.push(parcel, o);
                         None
                     }
                     CODE_ERROR => Some(Status::Error),
@@ -583,24 +586,24 @@ impl Dispatcher {
                 };
                 // A task that fails while its run is being cancelled failed because it
                 // was stopped: it is cancelled, not an error of its own.
-                let stopping = self.cancelled_runs.contains(&job.run)
+                let stopping = self.cancelled_runs.contains(&parcel.run)
                     || matches!(w.phase, Phase::Stopping { why: Why::Cancel | Why::Terminate, .. });
                 let status =
                     if status.is_some() && stopping { Some(Status::Cancelled) } else { status };
                 if let Some(status) = status {
                     item.attempts += 1;
-                    let stopped = self.stopped_runs.contains(&job.run)
-                        || self.cancelled_runs.contains(&job.run);
+                    let stopped = self.stopped_runs.contains(&parcel.run)
+                        || self.cancelled_runs.contains(&parcel.run);
                     if item.attempts <= retries
                         && !stopped
                         && status != Status::Cancelled
                         && self.cfg.retry_on.allows(status)
                     {
-                        requeue.push(job.with_items(vec![item]));
+                        requeue.push(parcel.with_items(vec![item]));
                     } else {
                         let o = Outcome {
                             id: item.user_id,
-                            task: job.task,
+                            task: parcel.task,
                             status,
                             value: None,
                             error: Some(String::from_utf8_lossy(text).into_owned()),
@@ -613,10 +616,10 @@ impl Dispatcher {
                             worker_exit: None,
                             stopped_by_pool: false,
                         };
-                        out.push(job, o);
+                        out.push(parcel, o);
                     }
                 }
-                if job.done == job.items.len() {
+                if parcel.done == parcel.items.len() {
                     w.inflight.remove(ji);
                 }
                 while w.batch_ends.front().is_some_and(|&e| e <= id) {
@@ -627,14 +630,14 @@ impl Dispatcher {
         out.flush();
         // A retry goes first: it keeps the sinks' reorder buffer short and a failure's
         // final outcome soon known (on-failure = "stop" sees it before later work starts).
-        for job in requeue.into_iter().rev() {
-            self.pending.push_front(job);
+        for parcel in requeue.into_iter().rev() {
+            self.pending.push_front(parcel);
         }
         self.maybe_retire(wi);
     }
 
     /// Whether `results` are all successes of consecutive items of the worker's first
-    /// job, a `map`-like call whose items all had the same number of attempts: then they
+    /// parcel, a `map`-like call whose items all had the same number of attempts: then they
     /// are delivered as one [`Segment`], without per-item work on this thread.
     fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
         let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
@@ -747,13 +750,13 @@ impl Dispatcher {
         let retry_on = self.cfg.retry_on;
         let mut back = Vec::new();
         let mut out = Deliveries::default();
-        for job in w.inflight.drain(..) {
-            let cancelled = self.cancelled_runs.contains(&job.run) || self.terminating;
-            let stopped = self.stopped_runs.contains(&job.run);
+        for parcel in w.inflight.drain(..) {
+            let cancelled = self.cancelled_runs.contains(&parcel.run) || self.terminating;
+            let stopped = self.stopped_runs.contains(&parcel.run);
             let mut again = Vec::new();
-            for (k, item) in job.items.iter().enumerate().skip(job.done) {
+            for (k, item) in parcel.items.iter().enumerate().skip(parcel.done) {
                 let mut item = *item;
-                let seq = job.seq + k as u64;
+                let seq = parcel.seq + k as u64;
                 let is_running = Some(seq) == running;
                 if cancelled || why == Some(Why::Terminate) {
                     let at = last.filter(|l| l.0 == seq).map(|l| l.1);
@@ -767,13 +770,13 @@ impl Dispatcher {
                         o.started_at = Some(ns_to_time(s));
                         o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                     }
-                    out.push(&job, o);
+                    out.push(&parcel, o);
                     continue;
                 }
                 if !started(seq) && !is_running {
                     if stopped {
                         out.push(
-                            &job,
+                            &parcel,
                             Outcome::failed(
                                 item.user_id,
                                 Status::Skipped,
@@ -821,15 +824,15 @@ impl Dispatcher {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                 }
-                out.push(&job, o);
+                out.push(&parcel, o);
             }
             if !again.is_empty() {
-                back.push(job.with_items(again));
+                back.push(parcel.with_items(again));
             }
         }
         out.flush();
-        for job in back.into_iter().rev() {
-            self.pending.push_front(job);
+        for parcel in back.into_iter().rev() {
+            self.pending.push_front(parcel);
         }
         let replace = !self.terminating
             && (!self.closed || !self.pending.is_empty())
@@ -912,8 +915,8 @@ impl Dispatcher {
             && !self.workers.iter().any(|w| w.phase == Phase::Ready)
         {
             let msg = format!("cannot start a worker: {}", self.last_start_error);
-            for job in self.pending.drain(..) {
-                fail_job(job, Status::Crashed, &msg);
+            for parcel in self.pending.drain(..) {
+                fail_parcel(parcel, Status::Crashed, &msg);
             }
         }
     }
@@ -995,34 +998,34 @@ impl Dispatcher {
                 if fit == 0 {
                     break;
                 }
-                let mut job = if j.items.len() > fit {
+                let mut parcel = if j.items.len() > fit {
                     let rest = j.items.split_off(fit);
                     let head = std::mem::replace(&mut j.items, rest);
                     j.with_items(head)
                 } else {
                     self.pending.pop_front().expect("checked")
                 };
-                job.seq = self.next_seq;
-                job.done = 0;
-                self.next_seq += job.items.len() as u64;
-                taken += job.items.len();
-                let (first, last) = (job.items[0], job.items[job.items.len() - 1]);
-                if job.items.windows(2).all(|p| p[0].end == p[1].start) {
+                parcel.seq = self.next_seq;
+                parcel.done = 0;
+                self.next_seq += parcel.items.len() as u64;
+                taken += parcel.items.len();
+                let (first, last) = (parcel.items[0], parcel.items[parcel.items.len() - 1]);
+                if parcel.items.windows(2).all(|p| p[0].end == p[1].start) {
                     // The usual case (a map chunk): one copy for the whole run.
                     let off = batch.blob.0.len();
-                    batch.blob.0.extend_from_slice(&job.buf[first.start..last.end]);
-                    batch.ends.0.reserve(4 * job.items.len());
-                    for item in &job.items {
+                    batch.blob.0.extend_from_slice(&parcel.buf[first.start..last.end]);
+                    batch.ends.0.reserve(4 * parcel.items.len());
+                    for item in &parcel.items {
                         let end = (off + item.end - first.start) as u32;
                         batch.ends.0.extend_from_slice(&end.to_le_bytes());
                     }
                 } else {
-                    for item in &job.items {
-                        batch.blob.0.extend_from_slice(job.arg(item));
+                    for item in &parcel.items {
+                        batch.blob.0.extend_from_slice(parcel.arg(item));
                         batch.push_end();
                     }
                 }
-                w.inflight.push_back(job);
+                w.inflight.push_back(parcel);
             }
             let n = batch.len();
             if n == 0 {
@@ -1045,11 +1048,11 @@ impl Dispatcher {
 
     fn cancel_run(&mut self, run: u64) {
         self.cancelled_runs.insert(run);
-        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+        let (mine, rest): (VecDeque<Parcel>, VecDeque<Parcel>) =
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
-        for job in mine {
-            fail_job(job, Status::Cancelled, "the run was cancelled");
+        for parcel in mine {
+            fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
         }
         let grace = self.cfg.grace_period;
         for w in &mut self.workers {
@@ -1061,11 +1064,11 @@ impl Dispatcher {
 
     fn stop_run(&mut self, run: u64) {
         self.stopped_runs.insert(run);
-        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+        let (mine, rest): (VecDeque<Parcel>, VecDeque<Parcel>) =
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
-        for job in mine {
-            fail_job(job, Status::Skipped, "submitting stopped");
+        for parcel in mine {
+            fail_parcel(parcel, Status::Skipped, "submitting stopped");
         }
         // Tasks already sent but not started are skipped by their worker.
         for w in &self.workers {
@@ -1080,8 +1083,8 @@ impl Dispatcher {
             return;
         }
         self.terminating = true;
-        for job in self.pending.drain(..) {
-            fail_job(job, Status::Cancelled, "the pool was terminated");
+        for parcel in self.pending.drain(..) {
+            fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
         }
         self.terminate_all();
     }

@@ -39,7 +39,7 @@ pub mod stream;
 pub mod worker;
 
 use delivery::Reply;
-use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK};
+use dispatcher::{Event, Item, MAX_AUTO_CHUNK, Parcel};
 pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError, TaskErrorKind};
 use result::Collector;
 pub use retry::{RetryOn, UnknownFailureKind};
@@ -158,7 +158,7 @@ impl PoolBuilder {
     }
 
     /// An opaque string every worker receives once at start
-    /// ([`TaskContext::context`]); `jobpool run` passes the job's task definition.
+    /// ([`TaskContext::context`]); `jobpool run` passes the parcel's task definition.
     pub fn context(mut self, c: impl Into<String>) -> Self {
         self.context = c.into();
         self
@@ -271,7 +271,7 @@ pub struct Pool {
     cfg: Arc<Config>,
     next_run: AtomicU64,
     /// The thread that runs callbacks, in completion order (started on first use).
-    callbacks: Mutex<Option<Sender<result::CallbackJob>>>,
+    callbacks: Mutex<Option<Sender<result::QueuedCallback>>>,
 }
 
 fn auto_chunk(n: usize, workers: usize) -> usize {
@@ -303,25 +303,25 @@ impl Pool {
         self.cfg.workers
     }
 
-    fn submit(&self, jobs: Vec<Job>) -> Result<(), PoolError> {
+    fn submit(&self, parcels: Vec<Parcel>) -> Result<(), PoolError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(PoolError::Closed);
         }
-        self.tx.send(Event::Submit(jobs)).map_err(|_| PoolError::Closed)
+        self.tx.send(Event::Submit(parcels)).map_err(|_| PoolError::Closed)
     }
 
     /// The callback thread's queue. Callbacks run there, one at a time in the order their
     /// calls complete, never on the dispatcher; the thread ends when the pool and every
     /// call waiting for its callback are gone.
-    fn callback_runner(&self) -> Sender<result::CallbackJob> {
+    fn callback_runner(&self) -> Sender<result::QueuedCallback> {
         let mut g = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = g.as_ref() {
             return tx.clone();
         }
-        let (tx, rx) = mpsc::channel::<result::CallbackJob>();
+        let (tx, rx) = mpsc::channel::<result::QueuedCallback>();
         let spawned = std::thread::Builder::new()
             .name("jobpool-callbacks".into())
-            .spawn(move || rx.into_iter().for_each(|job| job()));
+            .spawn(move || rx.into_iter().for_each(|parcel| parcel()));
         if spawned.is_ok() {
             *g = Some(tx.clone());
         }
@@ -405,8 +405,8 @@ impl Pool {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
         };
-        let job = Job::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
-        self.submit(vec![job])?;
+        let parcel = Parcel::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
+        self.submit(vec![parcel])?;
         Ok(AsyncResult { c, _t: PhantomData })
     }
 
@@ -489,7 +489,7 @@ impl Pool {
             return Ok(c);
         }
         let reply = Reply::Collect(c.clone());
-        // One job per chunk, its items encoded into one buffer, each sent as soon as it
+        // One parcel per chunk, its items encoded into one buffer, each sent as soon as it
         // is encoded (the workers start while the rest is being encoded).
         for (ci, part) in items.chunks(chunk).enumerate() {
             let mut buf = Vec::with_capacity(part.len() * 4);
@@ -501,18 +501,18 @@ impl Pool {
                 its.push(Item { user_id: (ci * chunk + k) as u64, start, end, attempts: 0 });
                 start = end;
             }
-            let job = Job::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            let parcel = Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
             // Not `submit`: a `close` racing with this call must not drop half a map.
-            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![job])) {
+            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![parcel])) {
                 // The dispatcher is gone (terminated): nothing may wait for these items.
-                if let Event::Submit(jobs) = ev {
-                    jobs.into_iter().for_each(delivery::cancel_job);
+                if let Event::Submit(parcels) = ev {
+                    parcels.into_iter().for_each(delivery::cancel_parcel);
                 }
                 let first_unsent = (ci + 1) * chunk;
                 let rest: Vec<Item> = (first_unsent..n)
                     .map(|i| Item { user_id: i as u64, start: 0, end: 0, attempts: 0 })
                     .collect();
-                delivery::cancel_job(Job::new(
+                delivery::cancel_parcel(Parcel::new(
                     f.clone(),
                     false,
                     chunk,

@@ -359,7 +359,7 @@ pub enum PoolError {
 type Done = Box<dyn FnOnce(&Collector) + Send>;
 
 /// A callback queued for the pool's callback thread.
-pub(crate) type CallbackJob = Box<dyn FnOnce() + Send>;
+pub(crate) type QueuedCallback = Box<dyn FnOnce() + Send>;
 
 struct CState {
     /// Items of the call.
@@ -370,7 +370,7 @@ struct CState {
     remaining: usize,
     done: Option<Done>,
     /// Where `done` runs (the pool's callback thread); inline when `None`.
-    runner: Option<mpsc::Sender<CallbackJob>>,
+    runner: Option<mpsc::Sender<QueuedCallback>>,
     /// The callback has not run yet: the call is not ready before it has (as in Python).
     callback_pending: bool,
     /// The callback panicked: that call's `get` reports it.
@@ -489,7 +489,7 @@ impl Collector {
         n: usize,
         task: &'static str,
         done: Option<Done>,
-        runner: Option<mpsc::Sender<CallbackJob>>,
+        runner: Option<mpsc::Sender<QueuedCallback>>,
     ) -> Arc<Self> {
         Arc::new(Collector {
             task,
@@ -574,7 +574,7 @@ impl Collector {
     fn run_done(self: &Arc<Self>, done: Done) {
         let runner = self.state.lock().unwrap_or_else(|e| e.into_inner()).runner.take();
         let c = self.clone();
-        let job: CallbackJob = Box::new(move || {
+        let parcel: QueuedCallback = Box::new(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(&c)));
             let mut s = c.state.lock().unwrap_or_else(|e| e.into_inner());
             s.callback_pending = false;
@@ -585,11 +585,11 @@ impl Collector {
         });
         match runner {
             Some(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(job) {
-                    job();
+                if let Err(mpsc::SendError(parcel)) = tx.send(parcel) {
+                    parcel();
                 }
             }
-            None => job(),
+            None => parcel(),
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::delivery::Reply;
-use super::dispatcher::{Event, Item, Job};
+use super::dispatcher::{Event, Item, Parcel};
 use super::result::{Outcome, Payload, PoolError};
 
 /// One submission of a streaming run.
@@ -165,8 +165,8 @@ where
                 *c -= take;
                 take
             };
-            // Consecutive submissions of the same function share one job and buffer.
-            let mut jobs: Vec<Job> = Vec::new();
+            // Consecutive submissions of the same function share one parcel and buffer.
+            let mut parcels: Vec<Parcel> = Vec::new();
             let mut taken = 0;
             let mut done = false;
             for _ in 0..take {
@@ -179,7 +179,7 @@ where
                     Payload::Json(t) => (true, t.into_bytes()),
                     Payload::Bytes(b) => (false, b),
                 };
-                let same = jobs.last().is_some_and(|j| j.json == json && *j.func == *s.func);
+                let same = parcels.last().is_some_and(|j| j.json == json && *j.func == *s.func);
                 if !same {
                     let func = match &last_func {
                         Some(f) if **f == *s.func => f.clone(),
@@ -189,7 +189,7 @@ where
                             f
                         }
                     };
-                    jobs.push(Job::new(
+                    parcels.push(Parcel::new(
                         func,
                         json,
                         chunk,
@@ -199,7 +199,7 @@ where
                         Vec::new(),
                     ));
                 }
-                let j = jobs.last_mut().expect("pushed");
+                let j = parcels.last_mut().expect("pushed");
                 let buf = Arc::get_mut(&mut j.buf).expect("not shared yet");
                 let start = buf.len();
                 buf.extend_from_slice(&bytes);
@@ -209,7 +209,7 @@ where
             if unused > 0 {
                 *shared.credits.lock().unwrap_or_else(|e| e.into_inner()) += unused;
             }
-            if !jobs.is_empty() && tx.send(Event::Submit(jobs)).is_err() {
+            if !parcels.is_empty() && tx.send(Event::Submit(parcels)).is_err() {
                 break;
             }
             if done {
@@ -302,13 +302,20 @@ impl<'a> LazyFeed<'a> {
             if !items.is_empty() {
                 self.submitted += items.len() as u64;
                 let reply = Reply::Stream(otx.clone());
-                let job =
-                    Job::new(self.func.clone(), false, self.chunk, 0, reply, Arc::new(buf), items);
-                if let Err(mpsc::SendError(Event::Submit(jobs))) =
-                    self.tx.send(Event::Submit(vec![job]))
+                let parcel = Parcel::new(
+                    self.func.clone(),
+                    false,
+                    self.chunk,
+                    0,
+                    reply,
+                    Arc::new(buf),
+                    items,
+                );
+                if let Err(mpsc::SendError(Event::Submit(parcels))) =
+                    self.tx.send(Event::Submit(vec![parcel]))
                 {
                     // The pool is gone: these items end `cancelled`, never hang.
-                    jobs.into_iter().for_each(super::delivery::cancel_job);
+                    parcels.into_iter().for_each(super::delivery::cancel_parcel);
                 }
             }
             if end {
