@@ -60,9 +60,9 @@ impl Backend for LocalBackend {
             // Stdout carries the records; whatever a task prints there goes to stderr.
             .worker_stdout_to_stderr(true)
             .registry(self.registry.clone())
-            .backend(match job.backend {
-                model::Backend::Threads => pool::Backend::Threads,
-                _ => pool::Backend::Processes,
+            .worker_kind(match job.backend {
+                model::Backend::Threads => pool::WorkerKind::Threads,
+                _ => pool::WorkerKind::Processes,
             });
         if let ChunkSize::Fixed(n) = job.chunk_size {
             builder = builder.chunk_size(n.get());
@@ -159,7 +159,7 @@ impl Execution for LocalExecution {
 
     fn join(self: Box<Self>) {
         // Every worker and task group is gone before the run reports its end (with the
-        // threads backend too: `join` settles the groups of threads it stopped).
+        // thread workers too: `join` settles the groups of threads it stopped).
         drop(self.stream);
         self.pool.join();
     }

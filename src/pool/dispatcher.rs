@@ -25,7 +25,7 @@ use super::protocol::{
     ResultBatch, Slot, ToWorker, end_at, now_ns, ns_to_time, span_share,
 };
 use super::result::{Outcome, Stored, WorkerExit};
-use super::{Backend, Config, PoolError};
+use super::{Config, PoolError, WorkerKind};
 use crate::process;
 use crate::record::Status;
 
@@ -215,7 +215,7 @@ pub(crate) struct Dispatcher {
     /// `close` was called: no new calls; idle workers exit once the queue is empty.
     closed: bool,
     terminating: bool,
-    /// Threads backend: slots of stopped threads whose task may still run a process
+    /// Thread workers: slots of stopped threads whose task may still run a process
     /// group (a thread cannot be killed), with when to kill that group.
     orphaned_groups: Vec<(Slot, Instant)>,
 }
@@ -435,7 +435,7 @@ impl Dispatcher {
     /// children. On an error, the workers that did start are kept (the caller
     /// terminates them).
     fn spawn_many(&mut self, indices: &[u32]) -> Result<(), PoolError> {
-        if self.cfg.backend == Backend::Threads {
+        if self.cfg.worker_kind == WorkerKind::Threads {
             for &index in indices {
                 let wid = self.next_wid();
                 let (handle, slot) = handle::spawn_thread(&self.cfg, &self.tx, wid, index)?;

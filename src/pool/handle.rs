@@ -138,7 +138,7 @@ impl Launch {
     }
 }
 
-/// Start a thread worker (threads backend); it is ready at once.
+/// Start a thread worker (`WorkerKind::Threads`); it is ready at once.
 pub(crate) fn spawn_thread(
     cfg: &Arc<Config>,
     ev: &Sender<Event>,

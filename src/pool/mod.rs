@@ -51,9 +51,11 @@ pub use result::{
 };
 pub use stream::{RunControl, RunStream, Submission};
 
-/// Where tasks run.
+/// What the pool's workers are: processes or threads. (Not a backend: in jobpool a
+/// backend is where a job's submissions run, `backend::Backend`; the local one uses
+/// this pool.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
+pub enum WorkerKind {
     /// Worker processes (re-executions of this program) over `ipc-channel` (default).
     #[default]
     Processes,
@@ -62,6 +64,10 @@ pub enum Backend {
     /// thread is abandoned (it finishes on its own, its result is dropped) and replaced.
     Threads,
 }
+
+/// The old name of [`WorkerKind`].
+#[deprecated(note = "renamed to `WorkerKind`: a backend is where a job's submissions run")]
+pub type Backend = WorkerKind;
 
 pub(crate) struct Config {
     /// Unique in this process (never reused, unlike an address).
@@ -73,7 +79,7 @@ pub(crate) struct Config {
     pub grace_period: Duration,
     pub retries: u32,
     pub retry_on: RetryOn,
-    pub backend: Backend,
+    pub worker_kind: WorkerKind,
     pub context: Arc<str>,
     pub registry: Arc<Registry>,
     /// The kinds every worker must have: the registry's when one was given, else the
@@ -94,7 +100,7 @@ pub struct PoolBuilder {
     grace_period: Duration,
     retries: u32,
     retry_on: RetryOn,
-    backend: Backend,
+    worker_kind: WorkerKind,
     context: String,
     registry: Option<Registry>,
     program: Option<PathBuf>,
@@ -151,10 +157,16 @@ impl PoolBuilder {
         self
     }
 
-    /// Processes (default) or threads.
-    pub fn backend(mut self, b: Backend) -> Self {
-        self.backend = b;
+    /// Process workers (default) or thread workers.
+    pub fn worker_kind(mut self, kind: WorkerKind) -> Self {
+        self.worker_kind = kind;
         self
+    }
+
+    /// The old name of [`worker_kind`](Self::worker_kind).
+    #[deprecated(note = "renamed to `worker_kind`")]
+    pub fn backend(self, kind: WorkerKind) -> Self {
+        self.worker_kind(kind)
     }
 
     /// An opaque string every worker receives once at start
@@ -164,8 +176,8 @@ impl PoolBuilder {
         self
     }
 
-    /// The functions the pool calls. Needed by the threads backend (the processes
-    /// backend runs the registry the worker program passed to
+    /// The functions the pool calls. Needed by thread workers (process workers run
+    /// the registry the worker program passed to
     /// [`run_if_worker`](worker::run_if_worker), and refuses a worker whose registry
     /// differs from this one; without one, from the first worker's). Calls are
     /// type-checked against it. Default: an empty registry (`jobpool::task::builtins()`
@@ -227,7 +239,7 @@ impl PoolBuilder {
             let _ = signatures.set(r.signatures());
         }
         let registry = Arc::new(self.registry.unwrap_or_default());
-        if self.backend == Backend::Threads {
+        if self.worker_kind == WorkerKind::Threads {
             let _ = signatures.set(registry.signatures());
         }
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -240,7 +252,7 @@ impl PoolBuilder {
             grace_period: self.grace_period,
             retries: self.retries,
             retry_on: self.retry_on,
-            backend: self.backend,
+            worker_kind: self.worker_kind,
             context: Arc::from(self.context),
             registry,
             signatures,
@@ -289,7 +301,7 @@ impl Pool {
             grace_period: Duration::from_secs(1),
             retries: 0,
             retry_on: RetryOn::ALL,
-            backend: Backend::Processes,
+            worker_kind: WorkerKind::Processes,
             context: String::new(),
             registry: None,
             program: None,
@@ -713,7 +725,7 @@ impl Drop for Pool {
 
 #[cfg(test)]
 mod tests {
-    //! The threads backend runs inside the test binary; the processes backend is tested
+    //! Thread workers run inside the test binary; process workers are tested
     //! in `tests/pool.rs`, whose `main` can serve as a worker.
     use super::*;
     use crate::record::Status;
@@ -731,7 +743,7 @@ mod tests {
         });
         Pool::builder()
             .workers(2)
-            .backend(Backend::Threads)
+            .worker_kind(WorkerKind::Threads)
             .task_timeout(Duration::from_millis(200))
             .registry(r)
             .build()
@@ -791,7 +803,7 @@ mod tests {
         let run = |retry_on: RetryOn| {
             let p = Pool::builder()
                 .workers(1)
-                .backend(Backend::Threads)
+                .worker_kind(WorkerKind::Threads)
                 .registry(r.clone())
                 .retries(2)
                 .retry_on(retry_on)

@@ -184,8 +184,8 @@ impl TaskContext {
         self.worker
     }
 
-    /// Whether the pool asked this worker to stop (it was sent SIGTERM, or, on the
-    /// threads backend, its task timed out or the run was cancelled). Long tasks should
+    /// Whether the pool asked this worker to stop (it was sent SIGTERM, or, for a
+    /// thread worker, its task timed out or the run was cancelled). Long tasks should
     /// check it and return early.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -201,7 +201,7 @@ impl TaskContext {
     /// The process group a command started by this task should join
     /// (`CommandExt::process_group`), when the worker has one (process workers do):
     /// the pool kills it with the worker however the worker ends, with no window in
-    /// which a just-started command is unknown to the pool. `None` (threads backend):
+    /// which a just-started command is unknown to the pool. `None` (thread workers):
     /// give the command a group of its own and [`track`](Self::track_child_group) it.
     pub fn command_group(&self) -> Option<i32> {
         self.slot.group()

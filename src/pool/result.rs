@@ -88,7 +88,7 @@ pub struct Outcome {
     /// (and start times spread over it).
     pub duration: Duration,
     /// The process id of the worker that ran its last attempt, on a failure
-    /// (processes backend).
+    /// (process workers).
     pub worker_pid: Option<u32>,
     /// How that worker ended, when its end cost this task ([`Status::Crashed`]; `None`
     /// for a panic, which the worker survives).
@@ -276,7 +276,7 @@ pub enum PoolError {
         message: String,
         /// The worker slot that ran it.
         worker: Option<u32>,
-        /// The worker's process id (processes backend).
+        /// The worker's process id (process workers).
         pid: Option<u32>,
         /// How the worker ended (`None` for a panic).
         exit: Option<WorkerExit>,

@@ -1,6 +1,6 @@
 //! The worker side of the pool: the hook that turns a re-executed program into a
-//! worker, the handshake, and the loop that runs batches (shared with the threads
-//! backend).
+//! worker, the handshake, and the loop that runs batches (shared with thread
+//! workers).
 //!
 //! Owns: `run_if_worker`, the batch loop, result flushing. Must not: decide retries,
 //! timeouts or order (the dispatcher does).
@@ -385,7 +385,7 @@ impl Out<'_> {
     }
 
     /// Send what was gathered before stopping. The log is left as it is: a pool that
-    /// already gave up on this worker (threads backend) may be reading it.
+    /// already gave up on this worker (thread workers) may be reading it.
     fn finish(&mut self) {
         let t1 = mono_ns();
         self.send_out(t1);
