@@ -132,12 +132,29 @@ impl Parcel {
 
 pub(crate) enum Event {
     Submit(Vec<Parcel>),
-    Ready { wid: u64, sender: IpcSender<ToWorker> },
-    StartFailed { wid: u64, error: PoolError },
-    Results { wid: u64, results: ResultBatch },
-    Gone { wid: u64 },
-    Cancel { run: u64 },
-    StopSubmitting { run: u64 },
+    Ready {
+        wid: u64,
+        sender: IpcSender<ToWorker>,
+    },
+    StartFailed {
+        wid: u64,
+        error: PoolError,
+    },
+    Results {
+        wid: u64,
+        results: ResultBatch,
+    },
+    Gone {
+        wid: u64,
+    },
+    /// [`RunControl::cancel`](super::RunControl::cancel).
+    Cancel {
+        run: u64,
+    },
+    /// [`RunControl::stop_submitting`](super::RunControl::stop_submitting).
+    StopSubmitting {
+        run: u64,
+    },
     Close,
     Join,
     Terminate,
@@ -204,8 +221,12 @@ pub(crate) struct Dispatcher {
     workers: Vec<Worker>,
     next_wid: u64,
     next_seq: u64,
+    /// Runs cancelled: their running tasks were stopped, everything else of theirs
+    /// ends `cancelled`.
     cancelled_runs: HashSet<u64>,
-    stopped_runs: HashSet<u64>,
+    /// Runs that stopped submitting: they take no more tasks (not started ones end
+    /// `skipped`); their running tasks finish.
+    not_submitting: HashSet<u64>,
     startup: Option<mpsc::SyncSender<Result<(), PoolError>>>,
     start_failures: u32,
     last_start_error: String,
@@ -236,7 +257,7 @@ pub(crate) fn start(
         next_wid: 0,
         next_seq: 0,
         cancelled_runs: HashSet::new(),
-        stopped_runs: HashSet::new(),
+        not_submitting: HashSet::new(),
         startup: Some(stx),
         start_failures: 0,
         last_start_error: String::new(),
@@ -376,7 +397,7 @@ impl Dispatcher {
                         fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
                     } else if self.cancelled_runs.contains(&parcel.run) {
                         fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
-                    } else if self.stopped_runs.contains(&parcel.run) {
+                    } else if self.not_submitting.contains(&parcel.run) {
                         fail_parcel(parcel, Status::Skipped, "submitting stopped");
                     } else {
                         self.pending.push_back(parcel);
@@ -416,7 +437,7 @@ impl Dispatcher {
             Event::Results { wid, results } => self.on_results(wid, results),
             Event::Gone { wid } => self.on_gone(wid),
             Event::Cancel { run } => self.cancel_run(run),
-            Event::StopSubmitting { run } => self.stop_run(run),
+            Event::StopSubmitting { run } => self.stop_submitting(run),
             Event::Close => self.closed = true,
             Event::Join => {
                 self.closed = true;
@@ -592,10 +613,10 @@ impl Dispatcher {
                     if status.is_some() && stopping { Some(Status::Cancelled) } else { status };
                 if let Some(status) = status {
                     item.attempts += 1;
-                    let stopped = self.stopped_runs.contains(&parcel.run)
+                    let taking_no_more = self.not_submitting.contains(&parcel.run)
                         || self.cancelled_runs.contains(&parcel.run);
                     if item.attempts <= retries
-                        && !stopped
+                        && !taking_no_more
                         && status != Status::Cancelled
                         && self.cfg.retry_on.allows(status)
                     {
@@ -752,7 +773,7 @@ impl Dispatcher {
         let mut out = Deliveries::default();
         for parcel in w.inflight.drain(..) {
             let cancelled = self.cancelled_runs.contains(&parcel.run) || self.terminating;
-            let stopped = self.stopped_runs.contains(&parcel.run);
+            let not_submitting = self.not_submitting.contains(&parcel.run);
             let mut again = Vec::new();
             for (k, item) in parcel.items.iter().enumerate().skip(parcel.done) {
                 let mut item = *item;
@@ -774,7 +795,7 @@ impl Dispatcher {
                     continue;
                 }
                 if !started(seq) && !is_running {
-                    if stopped {
+                    if not_submitting {
                         out.push(
                             &parcel,
                             Outcome::failed(
@@ -811,7 +832,7 @@ impl Dispatcher {
                 };
                 // Every case above but a crash is the pool stopping the worker.
                 let by_pool = matches!(why, Some(Why::Timeout(_) | Why::Cancel));
-                if item.attempts <= retries && !stopped && retry_on.allows(status) {
+                if item.attempts <= retries && !not_submitting && retry_on.allows(status) {
                     again.push(item);
                     continue;
                 }
@@ -1046,6 +1067,8 @@ impl Dispatcher {
         }
     }
 
+    /// Cancel a run: stop its running tasks now (TERM, grace period, KILL of their
+    /// workers); its queued and running tasks end `cancelled`.
     fn cancel_run(&mut self, run: u64) {
         self.cancelled_runs.insert(run);
         let (mine, rest): (VecDeque<Parcel>, VecDeque<Parcel>) =
@@ -1062,8 +1085,11 @@ impl Dispatcher {
         }
     }
 
-    fn stop_run(&mut self, run: u64) {
-        self.stopped_runs.insert(run);
+    /// Stop submitting a run's tasks: take no more (queued and sent-but-not-started
+    /// tasks end `skipped`); its running tasks finish. Unlike a cancel, nothing is
+    /// stopped.
+    fn stop_submitting(&mut self, run: u64) {
+        self.not_submitting.insert(run);
         let (mine, rest): (VecDeque<Parcel>, VecDeque<Parcel>) =
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;

@@ -701,8 +701,9 @@ impl Pool {
         self.wait_thread();
     }
 
-    /// Stop now (Python's `terminate`): workers are killed; unfinished tasks end
-    /// `cancelled` (their results' `get` returns [`PoolError::Cancelled`], never hangs).
+    /// Cancel everything now (Python's `terminate`): workers are killed; unfinished
+    /// tasks end `cancelled` (their results' `get` returns [`PoolError::Cancelled`],
+    /// never hangs).
     pub fn terminate(&self) {
         self.close();
         let _ = self.tx.send(Event::Terminate);

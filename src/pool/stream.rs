@@ -7,13 +7,14 @@
 //! and not yet handed back to the caller, so millions of submissions stream in constant
 //! memory. Retries happen inside the pool (`Outcome::attempts`).
 //!
-//! From any thread, a [`RunControl`] can:
-//! - [`cancel`](RunControl::cancel): stop now. Running tasks are stopped (TERM, grace
-//!   period, KILL of their worker, and of the process group it registered) and come back
-//!   `cancelled`, as does every submission taken but not finished.
-//! - [`stop_submitting`](RunControl::stop_submitting): take nothing more from the
-//!   iterator; submissions taken but not started come back `skipped`; running ones
-//!   finish. Tasks already sent to a worker but not started there are skipped too; this
+//! From any thread, a [`RunControl`] can do one of two different things (the pool uses
+//! the two words for these two meanings only):
+//! - [`cancel`](RunControl::cancel): stop running tasks now. They are stopped (TERM,
+//!   grace period, KILL of their worker, and of the process group it registered) and
+//!   come back `cancelled`, as does every submission taken but not finished.
+//! - [`stop_submitting`](RunControl::stop_submitting): take no more. Nothing more is
+//!   taken from the iterator; submissions taken but not started come back `skipped`;
+//!   running ones finish (nothing is stopped). Tasks already sent to a worker but not started there are skipped too; this
 //!   applies to every task of the pool sent before the call, so use one run at a time on
 //!   a pool when you use it.
 //!
@@ -43,7 +44,8 @@ pub struct Submission {
 pub(crate) struct RunShared {
     credits: Mutex<usize>,
     cv: Condvar,
-    stop: AtomicBool,
+    /// The feeder takes no more submissions (cancel or stop submitting).
+    halted: AtomicBool,
 }
 
 /// Controls a streaming run from any thread; cheap to clone.
@@ -55,20 +57,22 @@ pub struct RunControl {
 }
 
 impl RunControl {
-    /// Stop everything now; never hangs, leaves no process.
+    /// Cancel: stop running tasks now, and end everything taken `cancelled`; never
+    /// hangs, leaves no process.
     pub fn cancel(&self) {
         self.halt();
         let _ = self.tx.send(Event::Cancel { run: self.run });
     }
 
-    /// Take no more submissions; not-started ones come back `skipped`.
+    /// Stop submitting: take no more submissions; not-started ones come back
+    /// `skipped`, running ones finish.
     pub fn stop_submitting(&self) {
         self.halt();
         let _ = self.tx.send(Event::StopSubmitting { run: self.run });
     }
 
     fn halt(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.halted.store(true, Ordering::SeqCst);
         let _g = self.shared.credits.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.cv.notify_all();
     }
@@ -81,7 +85,7 @@ pub struct RunStream {
 }
 
 impl RunStream {
-    /// A handle to cancel or stop this run from another thread.
+    /// A handle to cancel this run, or stop submitting to it, from another thread.
     pub fn control(&self) -> RunControl {
         self.control.clone()
     }
@@ -140,7 +144,7 @@ where
     let shared = Arc::new(RunShared {
         credits: Mutex::new(capacity),
         cv: Condvar::new(),
-        stop: AtomicBool::new(false),
+        halted: AtomicBool::new(false),
     });
     let (otx, orx) = mpsc::channel();
     let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
@@ -151,14 +155,14 @@ where
         loop {
             let take = {
                 let mut c = shared.credits.lock().unwrap_or_else(|e| e.into_inner());
-                while *c == 0 && !shared.stop.load(Ordering::SeqCst) {
+                while *c == 0 && !shared.halted.load(Ordering::SeqCst) {
                     c = shared
                         .cv
                         .wait_timeout(c, Duration::from_millis(50))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
-                if shared.stop.load(Ordering::SeqCst) {
+                if shared.halted.load(Ordering::SeqCst) {
                     break;
                 }
                 let take = (*c).min(FEED_BATCH);
