@@ -45,6 +45,7 @@ pub mod event;
 pub mod model;
 pub mod plan;
 pub mod pool;
+pub mod process;
 pub mod record;
 pub mod runner;
 pub mod sink;

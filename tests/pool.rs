@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobpool::pool::{
-    Backend, Payload, Pool, PoolError, Registry, RetryOn, Submission, TaskContext, TaskError,
-    WorkerExit, worker,
+    Payload, Pool, PoolError, Registry, RetryOn, Submission, TaskContext, TaskError, WorkerExit,
+    WorkerKind, worker,
 };
 use jobpool::record::Status;
 
@@ -357,8 +357,8 @@ fn grandchild_killed_with_worker() {
 }
 
 fn ordering_under_random_durations() {
-    for backend in [Backend::Processes, Backend::Threads] {
-        let p = pool(3).backend(backend).build().unwrap();
+    for kind in [WorkerKind::Processes, WorkerKind::Threads] {
+        let p = pool(3).worker_kind(kind).build().unwrap();
         let items: Vec<(u64, i64)> = (0..60i64).map(|i| (fastrand::u64(0..15), i)).collect();
         let want: Vec<i64> = (0..60).collect();
         assert_eq!(
@@ -446,8 +446,11 @@ fn recycling_after_max_tasks() {
 /// Generous task timeout: on a loaded machine a 300 ms limit turned a panic into a
 /// timeout now and then.
 fn threads_backend_parity() {
-    let p =
-        pool(2).backend(Backend::Threads).task_timeout(Duration::from_millis(1500)).build().unwrap();
+    let p = pool(2)
+        .worker_kind(WorkerKind::Threads)
+        .task_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
     assert_eq!(p.apply::<_, i64>("square", 9i64).unwrap(), 81);
     assert!(
         matches!(p.apply::<_, ()>("fail", "m".to_string()), Err(PoolError::Task { message, .. }) if message == "m")
@@ -474,9 +477,9 @@ fn threads_backend_parity() {
 }
 
 fn context_and_cache() {
-    for backend in [Backend::Processes, Backend::Threads] {
+    for kind in [WorkerKind::Processes, WorkerKind::Threads] {
         let p = pool(2)
-            .backend(backend)
+            .worker_kind(kind)
             .context("hello")
             .task_timeout(Duration::from_secs(9))
             .build()

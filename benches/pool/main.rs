@@ -69,7 +69,7 @@ fn main() {
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {
         let tp = Pool::builder()
             .workers(2)
-            .backend(jobpool::pool::Backend::Threads)
+            .worker_kind(jobpool::pool::WorkerKind::Threads)
             .registry(registry.clone())
             .build()
             .unwrap();
@@ -82,7 +82,7 @@ fn main() {
             let tp = Pool::builder()
                 .workers(w)
                 .chunk_size(chunk)
-                .backend(jobpool::pool::Backend::Threads)
+                .worker_kind(jobpool::pool::WorkerKind::Threads)
                 .registry(registry.clone())
                 .build()
                 .unwrap();

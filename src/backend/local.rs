@@ -60,9 +60,9 @@ impl Backend for LocalBackend {
             // Stdout carries the records; whatever a task prints there goes to stderr.
             .worker_stdout_to_stderr(true)
             .registry(self.registry.clone())
-            .backend(match job.backend {
-                model::Backend::Threads => pool::Backend::Threads,
-                _ => pool::Backend::Processes,
+            .worker_kind(match job.backend {
+                model::Backend::Threads => pool::WorkerKind::Threads,
+                _ => pool::WorkerKind::Processes,
             });
         if let ChunkSize::Fixed(n) = job.chunk_size {
             builder = builder.chunk_size(n.get());
@@ -139,7 +139,7 @@ impl Execution for LocalExecution {
             .remove(&o.id)
             .unwrap_or_default();
         // A timeout from the pool itself, not one the task reported.
-        let pool_timeout = o.status == Status::Timeout;
+        let pool_timeout = o.stopped_by_pool && o.status == Status::Timeout;
         let mut rec = record_from_outcome(o, key, &self.names, values, &self.task);
         if let (true, true, Some(t)) = (is_builtin(&self.task), pool_timeout, self.task_timeout) {
             // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did not
@@ -159,7 +159,7 @@ impl Execution for LocalExecution {
 
     fn join(self: Box<Self>) {
         // Every worker and task group is gone before the run reports its end (with the
-        // threads backend too: `join` settles the groups of threads it stopped).
+        // thread workers too: `join` settles the groups of threads it stopped).
         drop(self.stream);
         self.pool.join();
     }
@@ -220,13 +220,6 @@ fn record_from_outcome(
         rec.stderr = d.stderr.or(rec.stderr);
         rec.cpu_ms = d.cpu_ms.or(rec.cpu_ms);
         rec.max_rss_kb = d.max_rss_kb.or(rec.max_rss_kb);
-        if rec.status == Status::Error {
-            match d.status.as_deref() {
-                Some("timeout") => rec.status = Status::Timeout,
-                Some("cancelled") => rec.status = Status::Cancelled,
-                _ => {}
-            }
-        }
     }
     if let TaskTemplate::Command(_) = task {
         rec.stderr.get_or_insert_with(String::new);

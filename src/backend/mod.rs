@@ -102,12 +102,12 @@ pub trait Execution: Send {
 
 /// Steers an execution from any thread. Every method returns at once and never hangs.
 pub trait ExecutionControl: Send + Sync {
-    /// Stop now: running tasks are stopped (TERM, grace period, KILL) and come back
+    /// Cancel: stop running tasks now (TERM, grace period, KILL); they come back
     /// `cancelled`, as does every submission taken but not finished.
     fn cancel(&self);
 
-    /// Take no more submissions; taken ones that did not start come back `skipped`;
-    /// running ones finish.
+    /// Stop submitting: take no more submissions; taken ones that did not start come
+    /// back `skipped`; running ones finish (nothing is stopped).
     fn stop_submitting(&self);
 
     /// Kill everything at once, without a grace period (a second Ctrl-C).

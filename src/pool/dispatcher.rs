@@ -1,30 +1,32 @@
-//! The dispatcher: one thread, the single source of truth of a pool.
+//! The dispatcher: one thread, the single source of truth of a pool, and the scheduling
+//! state machine only.
 //!
 //! Owns: the queue of waiting tasks, each worker's in-flight tasks (in the order the
-//! worker runs them), batching, the credit window, task timeouts (TERM, grace, KILL),
-//! crash attribution through the shared slot, retries, respawning, close / join /
-//! terminate. Workers and callers only talk to it through [`Event`]s.
+//! worker runs them) and phase, batching, the credit window, task timeouts (TERM,
+//! grace, KILL), crash attribution through the shared slot, retries, respawning,
+//! close / join / terminate. Workers and callers only talk to it through [`Event`]s.
 //! Must not: block on anything but its event channel (sends to workers are bounded by
-//! the credit window, so they never block for long).
+//! the credit window, so they never block for long); touch a process or a thread
+//! itself (starting, signalling, reaping a worker is [`Handle`]'s, in `handle.rs`, and
+//! OS calls are `crate::process`'s); hand outcomes to callers other than through
+//! `delivery.rs`.
 
 use std::collections::{HashSet, VecDeque};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+use ipc_channel::ipc::IpcSender;
 
+use super::delivery::{self, Deliveries, Reply, fail_parcel};
+use super::handle::{self, Handle};
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, Init, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, end_at, now_ns, ns_to_time, span_share,
+    Batch, CODE_CANCELLED, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_TIMED_OUT,
+    ResultBatch, Slot, ToWorker, end_at, now_ns, ns_to_time, span_share,
 };
-use super::registry::TaskContext;
-use super::result::{Collector, Outcome, Segment, SegmentData, Stored, WorkerExit};
-use super::{Backend, Config, PoolError};
+use super::result::{Outcome, Stored, WorkerExit};
+use super::{Config, PoolError, WorkerKind};
+use crate::process;
 use crate::record::Status;
 
 /// Batches a worker may have outstanding at once (well under the ~278 messages a
@@ -41,24 +43,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the waiting tasks fail instead of respawning forever.
 const MAX_START_FAILURES: u32 = 3;
 
-/// Where a task's outcome goes.
-pub(crate) enum Reply {
-    /// A collector (`apply`, `map`, `imap`); the item's `user_id` is its index there.
-    Collect(Arc<Collector>),
-    /// A channel (`imap_unordered`, streaming runs); the outcome's id is the item's `user_id`.
-    Stream(Sender<Outcome>),
-}
-
-impl Clone for Reply {
-    fn clone(&self) -> Self {
-        match self {
-            Reply::Collect(c) => Reply::Collect(c.clone()),
-            Reply::Stream(t) => Reply::Stream(t.clone()),
-        }
-    }
-}
-
-/// One task of a [`Job`]: its id for the caller, its argument's range in the job's
+/// One task of a [`Parcel`]: its id for the caller, its argument's range in the parcel's
 /// buffer, and how often it was started.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Item {
@@ -68,10 +53,13 @@ pub(crate) struct Item {
     pub attempts: u32,
 }
 
-/// Tasks of one call that travel together: same function, same reply, arguments in one
-/// shared buffer (encoded once, never copied per task). A job is split when only part
-/// of it fits a batch, or when some of its tasks must run again.
-pub(crate) struct Job {
+/// A parcel: tasks of one pool call that travel together: same function, same reply,
+/// arguments in one shared buffer (encoded once, never copied per task). A `map` makes
+/// one parcel per chunk, an `apply` one parcel of one item, a stream one per run of
+/// consecutive submissions of the same function. A parcel is split when only part of it
+/// fits a batch, or when some of its tasks must run again. (Not a job: in jobpool a job
+/// is a job file.)
+pub(crate) struct Parcel {
     pub func: Arc<str>,
     /// `func`, interned: what the outcomes carry.
     pub task: &'static str,
@@ -88,7 +76,7 @@ pub(crate) struct Job {
     done: usize,
 }
 
-impl Job {
+impl Parcel {
     pub(crate) fn new(
         func: Arc<str>,
         json: bool,
@@ -99,10 +87,10 @@ impl Job {
         items: Vec<Item>,
     ) -> Self {
         let task = super::result::intern(&func);
-        Job { func, task, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
+        Parcel { func, task, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
     }
 
-    /// A job of one item with its own buffer.
+    /// A parcel of one item with its own buffer.
     pub(crate) fn single(
         func: Arc<str>,
         json: bool,
@@ -113,12 +101,12 @@ impl Job {
     ) -> Self {
         let end = payload.len();
         let item = Item { user_id, start: 0, end, attempts: 0 };
-        Job::new(func, json, 0, run, reply, Arc::new(payload), vec![item])
+        Parcel::new(func, json, 0, run, reply, Arc::new(payload), vec![item])
     }
 
     /// The same call with other items.
-    fn with_items(&self, items: Vec<Item>) -> Job {
-        Job {
+    fn with_items(&self, items: Vec<Item>) -> Parcel {
+        Parcel {
             func: self.func.clone(),
             task: self.task,
             json: self.json,
@@ -135,43 +123,41 @@ impl Job {
     fn arg(&self, item: &Item) -> &[u8] {
         &self.buf[item.start..item.end]
     }
+
+    /// The items whose result has not arrived yet.
+    pub(crate) fn unfinished(&self) -> &[Item] {
+        &self.items[self.done..]
+    }
 }
 
 pub(crate) enum Event {
-    Submit(Vec<Job>),
-    Ready { wid: u64, sender: IpcSender<ToWorker> },
-    StartFailed { wid: u64, error: PoolError },
-    Results { wid: u64, results: ResultBatch },
-    Gone { wid: u64 },
-    Cancel { run: u64 },
-    StopSubmitting { run: u64 },
+    Submit(Vec<Parcel>),
+    Ready {
+        wid: u64,
+        sender: IpcSender<ToWorker>,
+    },
+    StartFailed {
+        wid: u64,
+        error: PoolError,
+    },
+    Results {
+        wid: u64,
+        results: ResultBatch,
+    },
+    Gone {
+        wid: u64,
+    },
+    /// [`RunControl::cancel`](super::RunControl::cancel).
+    Cancel {
+        run: u64,
+    },
+    /// [`RunControl::stop_submitting`](super::RunControl::stop_submitting).
+    StopSubmitting {
+        run: u64,
+    },
     Close,
     Join,
     Terminate,
-}
-
-enum ThreadMsg {
-    Batch(Batch),
-    Shutdown,
-}
-
-enum Handle {
-    Process {
-        child: Child,
-        /// A pidfd of the child (opened before anyone could reap it), to learn that it
-        /// exited without `wait4`, whose global lock is slow to get while processes
-        /// exit; `None` on kernels without pidfds.
-        pidfd: Option<OwnedFd>,
-        /// The process group the worker's commands join: its leader is a zombie child
-        /// of this process (see [`command_group_leader`]), reaped after the worker.
-        group: i32,
-        server: String,
-        tx: Option<IpcSender<ToWorker>>,
-    },
-    Thread {
-        tx: Sender<ThreadMsg>,
-        stop: Arc<AtomicBool>,
-    },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -191,27 +177,56 @@ enum Phase {
     Stopping { why: Why, kill_at: Instant, killed: bool },
 }
 
+/// The dispatcher's record of one worker: its scheduling state and its [`Handle`].
 struct Worker {
     wid: u64,
     index: u32,
     phase: Phase,
-    inflight: VecDeque<Job>,
+    inflight: VecDeque<Parcel>,
     batch_ends: VecDeque<u64>,
     assigned: usize,
     slot: Slot,
     handle: Handle,
 }
 
+impl Worker {
+    fn new(wid: u64, index: u32, phase: Phase, slot: Slot, handle: Handle) -> Worker {
+        Worker {
+            wid,
+            index,
+            phase,
+            inflight: VecDeque::new(),
+            batch_ends: VecDeque::new(),
+            assigned: 0,
+            slot,
+            handle,
+        }
+    }
+
+    /// Signal a process worker and the process group it registered.
+    fn signal(&self, sig: i32) {
+        self.handle.signal(&self.slot, sig);
+    }
+
+    fn send_shutdown(&self) {
+        self.handle.send_shutdown(&self.slot);
+    }
+}
+
 pub(crate) struct Dispatcher {
     cfg: Arc<Config>,
     tx: Sender<Event>,
     rx: Receiver<Event>,
-    pending: VecDeque<Job>,
+    pending: VecDeque<Parcel>,
     workers: Vec<Worker>,
     next_wid: u64,
     next_seq: u64,
+    /// Runs cancelled: their running tasks were stopped, everything else of theirs
+    /// ends `cancelled`.
     cancelled_runs: HashSet<u64>,
-    stopped_runs: HashSet<u64>,
+    /// Runs that stopped submitting: they take no more tasks (not started ones end
+    /// `skipped`); their running tasks finish.
+    not_submitting: HashSet<u64>,
     startup: Option<mpsc::SyncSender<Result<(), PoolError>>>,
     start_failures: u32,
     last_start_error: String,
@@ -221,7 +236,7 @@ pub(crate) struct Dispatcher {
     /// `close` was called: no new calls; idle workers exit once the queue is empty.
     closed: bool,
     terminating: bool,
-    /// Threads backend: slots of stopped threads whose task may still run a process
+    /// Thread workers: slots of stopped threads whose task may still run a process
     /// group (a thread cannot be killed), with when to kill that group.
     orphaned_groups: Vec<(Slot, Instant)>,
 }
@@ -242,7 +257,7 @@ pub(crate) fn start(
         next_wid: 0,
         next_seq: 0,
         cancelled_runs: HashSet::new(),
-        stopped_runs: HashSet::new(),
+        not_submitting: HashSet::new(),
         startup: Some(stx),
         start_failures: 0,
         last_start_error: String::new(),
@@ -313,8 +328,8 @@ impl Dispatcher {
                 return false;
             }
             if terminating || now >= *kill_at {
-                // SAFETY: kill(2) of a process group a task registered.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                // A process group a task registered.
+                process::kill_group(pgid, libc::SIGKILL);
                 return false;
             }
             true
@@ -376,16 +391,16 @@ impl Dispatcher {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Submit(jobs) => {
-                for job in jobs {
+            Event::Submit(parcels) => {
+                for parcel in parcels {
                     if self.terminating {
-                        fail_job(job, Status::Cancelled, "the pool was terminated");
-                    } else if self.cancelled_runs.contains(&job.run) {
-                        fail_job(job, Status::Cancelled, "the run was cancelled");
-                    } else if self.stopped_runs.contains(&job.run) {
-                        fail_job(job, Status::Skipped, "submitting stopped");
+                        fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
+                    } else if self.cancelled_runs.contains(&parcel.run) {
+                        fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
+                    } else if self.not_submitting.contains(&parcel.run) {
+                        fail_parcel(parcel, Status::Skipped, "submitting stopped");
                     } else {
-                        self.pending.push_back(job);
+                        self.pending.push_back(parcel);
                     }
                 }
             }
@@ -422,7 +437,7 @@ impl Dispatcher {
             Event::Results { wid, results } => self.on_results(wid, results),
             Event::Gone { wid } => self.on_gone(wid),
             Event::Cancel { run } => self.cancel_run(run),
-            Event::StopSubmitting { run } => self.stop_run(run),
+            Event::StopSubmitting { run } => self.stop_submitting(run),
             Event::Close => self.closed = true,
             Event::Join => {
                 self.closed = true;
@@ -436,52 +451,41 @@ impl Dispatcher {
         self.spawn_many(&[index])
     }
 
-    /// Start workers for these slots. Process workers start concurrently: each is
-    /// spawned by its own reader thread (which lives as long as the worker's channel, so
-    /// the worker's parent-death signal, tied to the spawning thread, only fires when
-    /// the pool is really gone); this thread then collects the children. On an error,
-    /// the workers that did start are kept (the caller terminates them).
+    /// Start workers for these slots. Process workers start concurrently (see
+    /// [`handle::launch_process`]): every launch first, then this thread collects the
+    /// children. On an error, the workers that did start are kept (the caller
+    /// terminates them).
     fn spawn_many(&mut self, indices: &[u32]) -> Result<(), PoolError> {
-        if self.cfg.backend == Backend::Threads {
+        if self.cfg.worker_kind == WorkerKind::Threads {
             for &index in indices {
-                self.spawn_thread(index)?;
+                let wid = self.next_wid();
+                let (handle, slot) = handle::spawn_thread(&self.cfg, &self.tx, wid, index)?;
+                self.workers.push(Worker::new(wid, index, Phase::Ready, slot, handle));
             }
             return Ok(());
         }
         let mut launched = Vec::new();
         let mut first_err = None;
         for &index in indices {
-            match self.launch_process(index) {
+            let wid = self.next_wid();
+            match handle::launch_process(&self.cfg, &self.tx, wid, index) {
                 Ok(l) => launched.push(l),
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        for (index, wid, name, crx) in launched {
-            let (child, pidfd, group) = match crx.recv() {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(PoolError::Start(e));
-                    continue;
+        for launch in launched {
+            let (index, wid) = (launch.index, launch.wid);
+            match launch.collect() {
+                Ok((handle, slot)) => {
+                    let phase = Phase::Starting(Instant::now());
+                    self.workers.push(Worker::new(wid, index, phase, slot, handle));
                 }
-                Err(_) => {
-                    first_err.get_or_insert(PoolError::Start("the reader thread stopped".into()));
-                    continue;
+                Err(e) => {
+                    first_err.get_or_insert(e);
                 }
-            };
-            let slot = Slot::shared();
-            slot.set_group(group);
-            self.workers.push(Worker {
-                wid,
-                index,
-                phase: Phase::Starting(Instant::now()),
-                inflight: VecDeque::new(),
-                batch_ends: VecDeque::new(),
-                assigned: 0,
-                slot,
-                handle: Handle::Process { child, pidfd, group, server: name, tx: None },
-            });
+            }
         }
         match first_err {
             Some(e) => Err(e),
@@ -489,93 +493,9 @@ impl Dispatcher {
         }
     }
 
-    /// Create the handshake socket and the reader thread that spawns the worker.
-    #[allow(clippy::type_complexity)]
-    fn launch_process(
-        &mut self,
-        index: u32,
-    ) -> Result<
-        (u32, u64, String, Receiver<Result<(Child, Option<OwnedFd>, i32), String>>),
-        PoolError,
-    > {
-        let wid = self.next_wid;
+    fn next_wid(&mut self) -> u64 {
         self.next_wid += 1;
-        let cfg = &self.cfg;
-        let (server, name) = IpcOneShotServer::<FromWorker>::new()
-            .map_err(|e| PoolError::Start(format!("cannot create the handshake socket: {e}")))?;
-        let mut cmd = Command::new(&cfg.program);
-        cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
-        if cfg.stdout_to_stderr {
-            use std::os::fd::AsFd;
-            if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
-                cmd.stdout(Stdio::from(fd));
-            }
-        }
-        let program = cfg.program.display().to_string();
-        let (ctx, crx) = mpsc::channel();
-        let ev = self.tx.clone();
-        let cfg = cfg.clone();
-        std::thread::Builder::new()
-            .name(format!("jobpool-reader-{index}"))
-            .spawn(move || {
-                let group = match command_group_leader() {
-                    Ok(g) => g,
-                    Err(e) => {
-                        let _ = ctx.send(Err(format!("cannot create a process group: {e}")));
-                        return;
-                    }
-                };
-                match cmd.spawn() {
-                    Ok(child) => {
-                        let pidfd = pidfd_open(child.id());
-                        if ctx.send(Ok((child, pidfd, group))).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        reap_pid(group);
-                        let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
-                        return;
-                    }
-                }
-                reader(server, ev, wid, cfg)
-            })
-            .map_err(|e| PoolError::Start(e.to_string()))?;
-        Ok((index, wid, name, crx))
-    }
-
-    fn spawn_thread(&mut self, index: u32) -> Result<(), PoolError> {
-        let wid = self.next_wid;
-        self.next_wid += 1;
-        let cfg = self.cfg.clone();
-        let slot = Slot::local();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ttx, trx) = mpsc::channel::<ThreadMsg>();
-        let ctx = TaskContext::new(
-            cfg.context.clone(),
-            cfg.task_timeout,
-            cfg.grace_period,
-            index,
-            stop.clone(),
-            slot.clone(),
-        );
-        let ev = self.tx.clone();
-        let (s2, st2) = (slot.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name(format!("jobpool-worker-{index}"))
-            .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
-            .map_err(|e| PoolError::Start(e.to_string()))?;
-        self.workers.push(Worker {
-            wid,
-            index,
-            phase: Phase::Ready,
-            inflight: VecDeque::new(),
-            batch_ends: VecDeque::new(),
-            assigned: 0,
-            slot,
-            handle: Handle::Thread { tx: ttx, stop },
-        });
-        Ok(())
+        self.next_wid - 1
     }
 
     fn find(&mut self, wid: u64) -> Option<&mut Worker> {
@@ -585,20 +505,9 @@ impl Dispatcher {
     fn on_ready(&mut self, wid: u64, sender: IpcSender<ToWorker>) {
         let cfg = self.cfg.clone();
         let Some(w) = self.find(wid) else { return };
-        let init = Init {
-            version: PROTOCOL_VERSION,
-            worker: w.index,
-            context: cfg.context.to_string(),
-            task_timeout_ns: cfg.task_timeout.map(|d| d.as_nanos() as u64),
-            grace_ns: cfg.grace_period.as_nanos() as u64,
-            slot: w.slot.shm_for_worker().expect("process workers have shared slots"),
-        };
-        if sender.send(ToWorker::Init(init)).is_err() {
+        if !w.handle.finish_handshake(sender, &cfg, w.index, &w.slot) {
             // It died; its reader reports Gone.
             return;
-        }
-        if let Handle::Process { tx, .. } = &mut w.handle {
-            *tx = Some(sender);
         }
         if matches!(w.phase, Phase::Starting(_)) {
             w.phase = Phase::Ready;
@@ -619,10 +528,10 @@ impl Dispatcher {
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
         let n = results.len();
-        let mut out = Deliveries { current: None, items: Vec::with_capacity(n) };
+        let mut out = Deliveries::with_capacity(n);
         {
             let w = &mut self.workers[wi];
-            let pid = pid_of(w);
+            let pid = w.handle.pid();
             let ResultBatch { base, ends, blob, codes, started_ns, duration_ns, data } = results;
             let (ends, codes) = (ends.0, codes.0);
             let blob = Arc::new(blob.0);
@@ -648,20 +557,20 @@ impl Dispatcher {
                 {
                     continue;
                 }
-                let contains = |j: &Job| id >= j.seq && id < j.seq + j.items.len() as u64;
+                let contains = |j: &Parcel| id >= j.seq && id < j.seq + j.items.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
                     0
                 } else {
                     let Some(ji) = w.inflight.iter().position(contains) else { continue };
                     ji
                 };
-                let job = &mut w.inflight[ji];
-                let ki = (id - job.seq) as usize;
-                if ki < job.done {
+                let parcel = &mut w.inflight[ji];
+                let ki = (id - parcel.seq) as usize;
+                if ki < parcel.done {
                     continue; // already resolved
                 }
-                job.done = ki + 1;
-                let mut item = job.items[ki];
+                parcel.done = ki + 1;
+                let mut item = parcel.items[ki];
                 let worker = Some(w.index);
                 let started_at = Some(ns_to_time(t_start));
                 let duration = Duration::from_nanos(t_dur);
@@ -671,13 +580,13 @@ impl Dispatcher {
                             blob: blob.clone(),
                             start: text_start,
                             end,
-                            json: job.json,
+                            json: parcel.json,
                             attempts: item.attempts + 1,
                             worker: w.index,
                             started_ns: t_start,
                             duration_ns: t_dur,
                         };
-                        out.push_stored(job, item.user_id, s);
+                        out.push_stored(parcel, item.user_id, s);
                         None
                     }
                     CODE_SKIPPED => {
@@ -687,34 +596,35 @@ impl Dispatcher {
                             "submitting stopped",
                             item.attempts,
                         );
-                        out.push(job, o);
+                        out.push(parcel, o);
                         None
                     }
                     CODE_ERROR => Some(Status::Error),
+                    CODE_TIMED_OUT => Some(Status::Timeout),
+                    CODE_CANCELLED => Some(Status::Cancelled),
                     CODE_PANIC => Some(Status::Crashed),
                     _ => Some(Status::Crashed), // unknown code: a protocol error
                 };
                 // A task that fails while its run is being cancelled failed because it
                 // was stopped: it is cancelled, not an error of its own.
-                let stopping = self.cancelled_runs.contains(&job.run)
+                let stopping = self.cancelled_runs.contains(&parcel.run)
                     || matches!(w.phase, Phase::Stopping { why: Why::Cancel | Why::Terminate, .. });
                 let status =
                     if status.is_some() && stopping { Some(Status::Cancelled) } else { status };
                 if let Some(status) = status {
                     item.attempts += 1;
-                    let stopped = self.stopped_runs.contains(&job.run)
-                        || self.cancelled_runs.contains(&job.run);
-                    let kind = reported_status(status, err_data.as_deref());
+                    let taking_no_more = self.not_submitting.contains(&parcel.run)
+                        || self.cancelled_runs.contains(&parcel.run);
                     if item.attempts <= retries
-                        && !stopped
+                        && !taking_no_more
                         && status != Status::Cancelled
-                        && self.cfg.retry_on.allows(kind)
+                        && self.cfg.retry_on.allows(status)
                     {
-                        requeue.push(job.with_items(vec![item]));
+                        requeue.push(parcel.with_items(vec![item]));
                     } else {
                         let o = Outcome {
                             id: item.user_id,
-                            task: job.task,
+                            task: parcel.task,
                             status,
                             value: None,
                             error: Some(String::from_utf8_lossy(text).into_owned()),
@@ -725,11 +635,12 @@ impl Dispatcher {
                             duration,
                             worker_pid: pid,
                             worker_exit: None,
+                            stopped_by_pool: false,
                         };
-                        out.push(job, o);
+                        out.push(parcel, o);
                     }
                 }
-                if job.done == job.items.len() {
+                if parcel.done == parcel.items.len() {
                     w.inflight.remove(ji);
                 }
                 while w.batch_ends.front().is_some_and(|&e| e <= id) {
@@ -740,14 +651,14 @@ impl Dispatcher {
         out.flush();
         // A retry goes first: it keeps the sinks' reorder buffer short and a failure's
         // final outcome soon known (on-failure = "stop" sees it before later work starts).
-        for job in requeue.into_iter().rev() {
-            self.pending.push_front(job);
+        for parcel in requeue.into_iter().rev() {
+            self.pending.push_front(parcel);
         }
         self.maybe_retire(wi);
     }
 
     /// Whether `results` are all successes of consecutive items of the worker's first
-    /// job, a `map`-like call whose items all had the same number of attempts: then they
+    /// parcel, a `map`-like call whose items all had the same number of attempts: then they
     /// are delivered as one [`Segment`], without per-item work on this thread.
     fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
         let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
@@ -776,21 +687,7 @@ impl Dispatcher {
         let n = results.len();
         let last_id = results.base + n as u64 - 1;
         let j = w.inflight.front_mut().expect("checked");
-        let Reply::Collect(c) = &j.reply else { unreachable!("checked") };
-        let c = c.clone();
-        let seg = Segment {
-            data: Arc::new(SegmentData {
-                ends: results.ends.0,
-                blob: Arc::new(results.blob.0),
-                started_ns: results.started_ns,
-                duration_ns: results.duration_ns,
-            }),
-            count: n,
-            first: j.items[j.done].user_id as usize,
-            attempts: j.items[j.done].attempts + 1,
-            worker: w.index,
-            json: j.json,
-        };
+        let (c, seg) = delivery::segment(j, results, w.index);
         j.done += n;
         if j.done == j.items.len() {
             w.inflight.pop_front();
@@ -807,7 +704,7 @@ impl Dispatcher {
         let w = &mut self.workers[wi];
         if w.phase == Phase::Ready && w.assigned >= max && w.inflight.is_empty() {
             w.phase = Phase::Retiring;
-            send_shutdown(w);
+            w.send_shutdown();
             let index = w.index;
             // Replaced at once unless the pool is closed with nothing queued (`pump`
             // starts workers for a queue that has none: CPython's bug 10332).
@@ -821,55 +718,25 @@ impl Dispatcher {
         }
     }
 
-    /// Take a gone worker out of the table, kill the process group it registered, and
-    /// reap it; returns it with a description of how it ended.
-    ///
-    /// No process a process worker started outlives it, however it died, even while it
-    /// was starting a command: every process of a command is, at every moment, either
-    /// in the worker's own group (a child between its fork and its `setpgid`) or in the
-    /// worker's command group (from `setpgid` on; processes only ever move from the
-    /// first to the second). Both are killed, in that order, once the worker has exited
-    /// (so it starts nothing more) and before either group's id can be reused (the
-    /// worker and the command group's leader are still unreaped children of this
-    /// process): a process in the worker's group then dies with it, and one already in
-    /// the command group dies with that group.
+    /// Take a gone worker out of the table, take down every process it started and
+    /// reap it ([`Handle::take_down`]); returns it with a description of how it ended.
     #[allow(clippy::type_complexity)]
     fn remove_worker(&mut self, wid: u64) -> Option<(Worker, String, Option<WorkerExit>)> {
         let i = self.workers.iter().position(|w| w.wid == wid)?;
         let mut w = self.workers.swap_remove(i);
-        if let Handle::Process { child, pidfd, group, .. } = &mut w.handle {
-            wait_exit(child, pidfd.as_ref());
-            // SAFETY: plain kill(2) calls of process groups of our unreaped children.
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-                libc::kill(-*group, libc::SIGKILL);
-            }
+        // The thread was asked to stop and is stopping its command (TERM, grace, KILL);
+        // the group it registered is killed if it is still there after that.
+        if w.handle.is_thread() && w.slot.pgid() > 0 {
+            let at = Instant::now() + self.cfg.grace_period + Duration::from_millis(200);
+            self.orphaned_groups.push((w.slot.clone(), at));
         }
-        let pgid = w.slot.pgid();
-        if pgid > 0 {
-            match w.handle {
-                // SAFETY: plain kill(2) of a process group the worker registered.
-                Handle::Process { .. } => unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                },
-                // The thread was asked to stop and is stopping its command (TERM, grace,
-                // KILL); the group is killed if it is still there after that.
-                Handle::Thread { .. } => {
-                    let at = Instant::now() + self.cfg.grace_period + Duration::from_millis(200);
-                    self.orphaned_groups.push((w.slot.clone(), at));
-                }
-            }
-        }
-        let (how, exit) = reap(&mut w);
-        if let Handle::Process { group, .. } = &w.handle {
-            reap_pid(*group);
-        }
+        let (how, exit) = w.handle.take_down(&w.slot);
         Some((w, how, exit))
     }
 
     fn kill_worker(&mut self, wid: u64) {
         if let Some(w) = self.find(wid) {
-            signal(w, libc::SIGKILL);
+            w.signal(libc::SIGKILL);
         }
     }
 
@@ -891,7 +758,7 @@ impl Dispatcher {
             self.on_results(wid, batch);
         }
         let Some((mut w, status_text, exit)) = self.remove_worker(wid) else { return };
-        let pid = pid_of(&w);
+        let pid = w.handle.pid();
         let running = w.slot.running().map(|r| r.0);
         // The task it started last: it ran even if it ended (stopped) before the worker.
         let last = w.slot.last_started();
@@ -904,13 +771,13 @@ impl Dispatcher {
         let retry_on = self.cfg.retry_on;
         let mut back = Vec::new();
         let mut out = Deliveries::default();
-        for job in w.inflight.drain(..) {
-            let cancelled = self.cancelled_runs.contains(&job.run) || self.terminating;
-            let stopped = self.stopped_runs.contains(&job.run);
+        for parcel in w.inflight.drain(..) {
+            let cancelled = self.cancelled_runs.contains(&parcel.run) || self.terminating;
+            let not_submitting = self.not_submitting.contains(&parcel.run);
             let mut again = Vec::new();
-            for (k, item) in job.items.iter().enumerate().skip(job.done) {
+            for (k, item) in parcel.items.iter().enumerate().skip(parcel.done) {
                 let mut item = *item;
-                let seq = job.seq + k as u64;
+                let seq = parcel.seq + k as u64;
                 let is_running = Some(seq) == running;
                 if cancelled || why == Some(Why::Terminate) {
                     let at = last.filter(|l| l.0 == seq).map(|l| l.1);
@@ -918,18 +785,19 @@ impl Dispatcher {
                     let attempts = item.attempts + u32::from(ran);
                     let mut o =
                         Outcome::failed(item.user_id, Status::Cancelled, "cancelled", attempts);
+                    o.stopped_by_pool = ran;
                     if let Some(s) = at {
                         o.worker = Some(w.index);
                         o.started_at = Some(ns_to_time(s));
                         o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                     }
-                    out.push(&job, o);
+                    out.push(&parcel, o);
                     continue;
                 }
                 if !started(seq) && !is_running {
-                    if stopped {
+                    if not_submitting {
                         out.push(
-                            &job,
+                            &parcel,
                             Outcome::failed(
                                 item.user_id,
                                 Status::Skipped,
@@ -962,7 +830,9 @@ impl Dispatcher {
                     ),
                     _ => (Status::Crashed, format!("worker crashed: {status_text}")),
                 };
-                if item.attempts <= retries && !stopped && retry_on.allows(status) {
+                // Every case above but a crash is the pool stopping the worker.
+                let by_pool = matches!(why, Some(Why::Timeout(_) | Why::Cancel));
+                if item.attempts <= retries && !not_submitting && retry_on.allows(status) {
                     again.push(item);
                     continue;
                 }
@@ -970,19 +840,20 @@ impl Dispatcher {
                 o.worker = Some(w.index);
                 o.worker_pid = pid;
                 o.worker_exit = exit.filter(|_| status == Status::Crashed);
+                o.stopped_by_pool = by_pool;
                 if let Some(s) = last.filter(|l| l.0 == seq).map(|l| l.1) {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                 }
-                out.push(&job, o);
+                out.push(&parcel, o);
             }
             if !again.is_empty() {
-                back.push(job.with_items(again));
+                back.push(parcel.with_items(again));
             }
         }
         out.flush();
-        for job in back.into_iter().rev() {
-            self.pending.push_front(job);
+        for parcel in back.into_iter().rev() {
+            self.pending.push_front(parcel);
         }
         let replace = !self.terminating
             && (!self.closed || !self.pending.is_empty())
@@ -998,32 +869,26 @@ impl Dispatcher {
         if let Phase::Stopping { killed, .. } = w.phase {
             // Terminate does not wait for a grace period already running.
             if why == Why::Terminate && !killed {
-                signal(w, libc::SIGKILL);
+                w.signal(libc::SIGKILL);
                 w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
             }
             return;
         }
         let starting = matches!(w.phase, Phase::Starting(_));
-        match &mut w.handle {
-            Handle::Process { child, server, .. } if starting => {
-                let _ = child.kill();
-                // Unblock the reader's accept(); it reports StartFailed.
-                let _ = IpcSender::<FromWorker>::connect(server.clone());
-                w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
-            }
-            Handle::Process { .. } => {
-                let sig = if why == Why::Terminate { libc::SIGKILL } else { libc::SIGTERM };
-                signal(w, sig);
-                w.phase = Phase::Stopping {
-                    why,
-                    kill_at: Instant::now() + grace,
-                    killed: sig == libc::SIGKILL,
-                };
-            }
-            Handle::Thread { stop, .. } => {
-                stop.store(true, Ordering::SeqCst);
-                w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
-            }
+        if w.handle.is_thread() {
+            w.handle.stop_thread();
+            w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
+        } else if starting {
+            w.handle.abort_start();
+            w.phase = Phase::Stopping { why, kill_at: Instant::now(), killed: true };
+        } else {
+            let sig = if why == Why::Terminate { libc::SIGKILL } else { libc::SIGTERM };
+            w.signal(sig);
+            w.phase = Phase::Stopping {
+                why,
+                kill_at: Instant::now() + grace,
+                killed: sig == libc::SIGKILL,
+            };
         }
     }
 
@@ -1035,18 +900,10 @@ impl Dispatcher {
         for w in &mut self.workers {
             match w.phase {
                 Phase::Starting(since) => {
-                    if let Handle::Process { child, pidfd, server, .. } = &mut w.handle {
-                        let dead = match pidfd {
-                            Some(fd) => exited(fd, Duration::ZERO),
-                            None => !matches!(child.try_wait(), Ok(None)),
-                        };
-                        if dead || now.duration_since(since) > HANDSHAKE_TIMEOUT {
-                            let _ = child.kill();
-                            // Unblock the reader's accept().
-                            let _ = IpcSender::<FromWorker>::connect(server.clone());
-                            w.phase =
-                                Phase::Stopping { why: Why::Terminate, kill_at: now, killed: true };
-                        }
+                    if w.handle.died_starting() || now.duration_since(since) > HANDSHAKE_TIMEOUT {
+                        w.handle.abort_start();
+                        w.phase =
+                            Phase::Stopping { why: Why::Terminate, kill_at: now, killed: true };
                     }
                 }
                 Phase::Ready | Phase::Retiring => {
@@ -1062,14 +919,12 @@ impl Dispatcher {
                 }
                 Phase::Stopping { why, kill_at, killed } => {
                     if !killed && now >= kill_at {
-                        signal(w, libc::SIGKILL);
+                        w.signal(libc::SIGKILL);
                         w.phase = Phase::Stopping { why, kill_at, killed: true };
                     }
                 }
             }
-            if matches!(w.handle, Handle::Thread { .. })
-                && matches!(w.phase, Phase::Stopping { .. })
-            {
+            if w.handle.is_thread() && matches!(w.phase, Phase::Stopping { .. }) {
                 abandoned.push(w.wid);
             }
         }
@@ -1081,8 +936,8 @@ impl Dispatcher {
             && !self.workers.iter().any(|w| w.phase == Phase::Ready)
         {
             let msg = format!("cannot start a worker: {}", self.last_start_error);
-            for job in self.pending.drain(..) {
-                fail_job(job, Status::Crashed, &msg);
+            for parcel in self.pending.drain(..) {
+                fail_parcel(parcel, Status::Crashed, &msg);
             }
         }
     }
@@ -1164,34 +1019,34 @@ impl Dispatcher {
                 if fit == 0 {
                     break;
                 }
-                let mut job = if j.items.len() > fit {
+                let mut parcel = if j.items.len() > fit {
                     let rest = j.items.split_off(fit);
                     let head = std::mem::replace(&mut j.items, rest);
                     j.with_items(head)
                 } else {
                     self.pending.pop_front().expect("checked")
                 };
-                job.seq = self.next_seq;
-                job.done = 0;
-                self.next_seq += job.items.len() as u64;
-                taken += job.items.len();
-                let (first, last) = (job.items[0], job.items[job.items.len() - 1]);
-                if job.items.windows(2).all(|p| p[0].end == p[1].start) {
+                parcel.seq = self.next_seq;
+                parcel.done = 0;
+                self.next_seq += parcel.items.len() as u64;
+                taken += parcel.items.len();
+                let (first, last) = (parcel.items[0], parcel.items[parcel.items.len() - 1]);
+                if parcel.items.windows(2).all(|p| p[0].end == p[1].start) {
                     // The usual case (a map chunk): one copy for the whole run.
                     let off = batch.blob.0.len();
-                    batch.blob.0.extend_from_slice(&job.buf[first.start..last.end]);
-                    batch.ends.0.reserve(4 * job.items.len());
-                    for item in &job.items {
+                    batch.blob.0.extend_from_slice(&parcel.buf[first.start..last.end]);
+                    batch.ends.0.reserve(4 * parcel.items.len());
+                    for item in &parcel.items {
                         let end = (off + item.end - first.start) as u32;
                         batch.ends.0.extend_from_slice(&end.to_le_bytes());
                     }
                 } else {
-                    for item in &job.items {
-                        batch.blob.0.extend_from_slice(job.arg(item));
+                    for item in &parcel.items {
+                        batch.blob.0.extend_from_slice(parcel.arg(item));
                         batch.push_end();
                     }
                 }
-                w.inflight.push_back(job);
+                w.inflight.push_back(parcel);
             }
             let n = batch.len();
             if n == 0 {
@@ -1199,30 +1054,28 @@ impl Dispatcher {
                 continue;
             }
             let last = self.next_seq - 1;
-            let ok = match &w.handle {
-                Handle::Process { tx: Some(tx), .. } => tx.send(ToWorker::Batch(batch)).is_ok(),
-                Handle::Process { tx: None, .. } => false,
-                Handle::Thread { tx, .. } => tx.send(ThreadMsg::Batch(batch)).is_ok(),
-            };
+            let ok = w.handle.send_batch(batch);
             w.assigned += n;
             w.batch_ends.push_back(last);
             if !ok {
                 // The worker is dying. Its tasks stay in flight: some may have started
                 // (their results may still be on the way), and its Gone event settles
                 // each one. Stop using it, and make sure it goes.
-                signal(w, libc::SIGKILL);
+                w.signal(libc::SIGKILL);
                 w.phase = Phase::Stopping { why: Why::Lost, kill_at: Instant::now(), killed: true };
             }
         }
     }
 
+    /// Cancel a run: stop its running tasks now (TERM, grace period, KILL of their
+    /// workers); its queued and running tasks end `cancelled`.
     fn cancel_run(&mut self, run: u64) {
         self.cancelled_runs.insert(run);
-        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+        let (mine, rest): (VecDeque<Parcel>, VecDeque<Parcel>) =
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
-        for job in mine {
-            fail_job(job, Status::Cancelled, "the run was cancelled");
+        for parcel in mine {
+            fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
         }
         let grace = self.cfg.grace_period;
         for w in &mut self.workers {
@@ -1232,13 +1085,16 @@ impl Dispatcher {
         }
     }
 
-    fn stop_run(&mut self, run: u64) {
-        self.stopped_runs.insert(run);
-        let (mine, rest): (VecDeque<Job>, VecDeque<Job>) =
+    /// Stop submitting a run's tasks: take no more (queued and sent-but-not-started
+    /// tasks end `skipped`); its running tasks finish. Unlike a cancel, nothing is
+    /// stopped.
+    fn stop_submitting(&mut self, run: u64) {
+        self.not_submitting.insert(run);
+        let (mine, rest): (VecDeque<Parcel>, VecDeque<Parcel>) =
             self.pending.drain(..).partition(|j| j.run == run);
         self.pending = rest;
-        for job in mine {
-            fail_job(job, Status::Skipped, "submitting stopped");
+        for parcel in mine {
+            fail_parcel(parcel, Status::Skipped, "submitting stopped");
         }
         // Tasks already sent but not started are skipped by their worker.
         for w in &self.workers {
@@ -1253,8 +1109,8 @@ impl Dispatcher {
             return;
         }
         self.terminating = true;
-        for job in self.pending.drain(..) {
-            fail_job(job, Status::Cancelled, "the pool was terminated");
+        for parcel in self.pending.drain(..) {
+            fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
         }
         self.terminate_all();
     }
@@ -1264,7 +1120,7 @@ impl Dispatcher {
         for w in &mut self.workers {
             if w.inflight.is_empty() && w.phase == Phase::Ready {
                 w.phase = Phase::Retiring;
-                send_shutdown(w);
+                w.send_shutdown();
             } else {
                 Self::stop_worker(w, Why::Terminate, grace);
             }
@@ -1280,358 +1136,9 @@ impl Dispatcher {
             for w in &mut self.workers {
                 if w.phase == Phase::Ready && w.inflight.is_empty() {
                     w.phase = Phase::Retiring;
-                    send_shutdown(w);
+                    w.send_shutdown();
                 }
             }
         }
-    }
-}
-
-/// Outcomes for the same collector, delivered under one lock.
-#[derive(Default)]
-struct Deliveries {
-    current: Option<Arc<Collector>>,
-    items: Vec<(usize, Stored)>,
-}
-
-impl Deliveries {
-    fn push(&mut self, job: &Job, mut o: Outcome) {
-        o.task = job.task;
-        self.push_stored(job, o.id, Stored::Other(Box::new(o)));
-    }
-
-    fn push_stored(&mut self, job: &Job, id: u64, s: Stored) {
-        match &job.reply {
-            Reply::Collect(c) => {
-                if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
-                    self.flush();
-                    self.current = Some(c.clone());
-                }
-                self.items.push((id as usize, s));
-            }
-            Reply::Stream(tx) => {
-                let _ = tx.send(s.to_outcome(id, job.task));
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        if let Some(c) = self.current.take() {
-            c.deliver_many(self.items.drain(..));
-        }
-    }
-}
-
-/// The status a failure is reported with: a task error whose data says
-/// `"status": "timeout"` (a command or script that stopped itself at its task timeout)
-/// is a timeout, as its record will say.
-fn reported_status(status: Status, err_data: Option<&str>) -> Status {
-    #[derive(serde::Deserialize)]
-    struct Data {
-        status: Option<String>,
-    }
-    match (status, err_data) {
-        (Status::Error, Some(d)) if d.contains("timeout") => {
-            match serde_json::from_str::<Data>(d).ok().and_then(|d| d.status).as_deref() {
-                Some("timeout") => Status::Timeout,
-                _ => status,
-            }
-        }
-        _ => status,
-    }
-}
-
-/// Finish every item of a job that could not be submitted as `cancelled`.
-pub(crate) fn cancel_job(job: Job) {
-    fail_job(job, Status::Cancelled, "the pool was terminated");
-}
-
-/// Finish every item of a job that never ran (again) with `status`.
-fn fail_job(job: Job, status: Status, msg: &str) {
-    let mut out = Deliveries::default();
-    for item in &job.items[job.done..] {
-        out.push(&job, Outcome::failed(item.user_id, status, msg, item.attempts));
-    }
-    out.flush();
-}
-
-fn send_shutdown(w: &mut Worker) {
-    match &w.handle {
-        Handle::Process { tx: Some(tx), .. } => {
-            let _ = tx.send(ToWorker::Shutdown);
-        }
-        Handle::Process { tx: None, .. } => signal(w, libc::SIGKILL),
-        Handle::Thread { tx, .. } => {
-            let _ = tx.send(ThreadMsg::Shutdown);
-        }
-    }
-}
-
-/// Signal a process worker and the process group it registered.
-fn signal(w: &Worker, sig: i32) {
-    if let Handle::Process { child, group, .. } = &w.handle {
-        let pgid = w.slot.pgid();
-        // SAFETY: plain kill(2) calls on our own child, its command group (whose leader
-        // is our unreaped child) and the group it registered.
-        unsafe {
-            if pgid > 0 {
-                libc::kill(-pgid, sig);
-            }
-            libc::kill(-*group, sig);
-            libc::kill(child.id() as i32, sig);
-        }
-    }
-}
-
-/// A process worker's pid.
-fn pid_of(w: &Worker) -> Option<u32> {
-    match &w.handle {
-        Handle::Process { child, .. } => Some(child.id()),
-        Handle::Thread { .. } => None,
-    }
-}
-
-/// Wait for a gone worker process and describe how it ended.
-fn reap(w: &mut Worker) -> (String, Option<WorkerExit>) {
-    let Handle::Process { child, pidfd, .. } = &mut w.handle else {
-        return ("the worker thread stopped".into(), None);
-    };
-    let deadline = Instant::now() + Duration::from_millis(200);
-    // Wait on the pidfd first: it wakes the moment the process exits, and then a single
-    // wait4 reaps it (no sleep loop, no wait4 racing the exit for its lock).
-    if let Some(fd) = pidfd {
-        exited(fd, Duration::from_millis(200));
-    }
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
-            Ok(None) => {
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            Err(_) => break None,
-        }
-    };
-    match status {
-        Some(s) => match (s.signal(), s.code()) {
-            (Some(sig), _) => (
-                format!("killed by signal {sig} ({})", signal_name(sig)),
-                Some(WorkerExit::Signal(sig)),
-            ),
-            (None, Some(code)) => {
-                (format!("exited with code {code}"), Some(WorkerExit::Code(code)))
-            }
-            _ => ("ended".into(), None),
-        },
-        None => ("ended (status unknown)".into(), None),
-    }
-}
-
-/// Wait (at most 200 ms, then SIGKILL it) until a gone worker has exited, without
-/// reaping it: its pid, which is also its process group's id, stays ours.
-fn wait_exit(child: &mut Child, pidfd: Option<&OwnedFd>) {
-    let dead = |child: &mut Child| match pidfd {
-        Some(fd) => exited(fd, Duration::from_millis(200)),
-        None => {
-            let deadline = Instant::now() + Duration::from_millis(200);
-            loop {
-                if has_exited(child.id()) {
-                    break true;
-                }
-                if Instant::now() >= deadline {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-    };
-    if !dead(child) {
-        // SAFETY: kill(2) of our own unreaped child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        dead(child);
-    }
-}
-
-/// Whether our child `pid` has exited, without reaping it.
-fn has_exited(pid: u32) -> bool {
-    // SAFETY: waitid with a zeroed siginfo_t out-parameter; WNOWAIT leaves it waitable.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        rc == 0 && info.si_pid() != 0
-    }
-}
-
-/// Create the process group a worker's commands will join, before the worker starts.
-///
-/// A command cannot be given a group of its own race-free: with `process_group(0)` its
-/// group exists from inside `spawn()`, before the worker learns its id, so a worker
-/// killed in between leaves a group nobody knows (and a `pre_exec` hook would cost the
-/// fast `posix_spawn` path). So the group exists first: a child of this process puts
-/// itself in a new group and exits at once; unreaped, it keeps the group id valid and
-/// joinable (`setpgid` accepts a group whose only member is a zombie of the same
-/// session) for as long as the worker lives, and is reaped after the worker in
-/// [`Dispatcher::remove_worker`]. A worker runs one task at a time, so the group holds
-/// exactly the running task's processes. Returns the group id (the child's pid).
-fn command_group_leader() -> std::io::Result<i32> {
-    // SAFETY: the child only calls async-signal-safe functions (setpgid, _exit).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the child of fork: setpgid and _exit only.
-        unsafe {
-            libc::setpgid(0, 0);
-            libc::_exit(0);
-        }
-    }
-    // Wait until it has exited (so its setpgid is done), leaving it unreaped.
-    // SAFETY: waitid on our own child, zeroed siginfo_t out-parameter.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        while libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
-            < 0
-            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-        {}
-    }
-    Ok(pid)
-}
-
-/// Reap our child `pid` (a command group's leader) if it exited.
-fn reap_pid(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid on our own child.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-}
-
-/// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own).
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) returns a new fd that we then own, or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
-    // SAFETY: fd is a fresh descriptor owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Whether the process of `pidfd` has exited, waiting at most `timeout` for it.
-fn exited(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: poll(2) on one pollfd that we own.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n > 0 && p.revents != 0
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGINT => "SIGINT",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGILL => "SIGILL",
-        _ => "signal",
-    }
-}
-
-/// A process worker's reader: finishes the handshake, then forwards results.
-fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64, cfg: Arc<Config>) {
-    let program = || cfg.program.display().to_string();
-    let (rx, first) = match server.accept() {
-        Ok(x) => x,
-        Err(e) => {
-            let error = PoolError::Start(format!(
-                "the worker died during the handshake ({e:?}); does {} call \
-                 jobpool::pool::worker::run_if_worker(&registry) first thing in main?",
-                program()
-            ));
-            let _ = ev.send(Event::StartFailed { wid, error });
-            return;
-        }
-    };
-    let start_failed = |error: PoolError| {
-        let _ = ev.send(Event::StartFailed { wid, error });
-    };
-    match first {
-        FromWorker::Hello { version, tasks, kinds, .. } if version == PROTOCOL_VERSION => {
-            // Without a registry of its own, the pool takes the first worker's.
-            let ours = cfg.signatures.get_or_init(|| kinds.clone());
-            let differences = super::registry::differences(ours, &kinds);
-            if !differences.is_empty() {
-                return start_failed(PoolError::RegistryMismatch {
-                    program: program(),
-                    differences,
-                });
-            }
-            let _ = ev.send(Event::Ready { wid, sender: tasks });
-        }
-        FromWorker::Hello { version, .. } => {
-            return start_failed(PoolError::Start(format!(
-                "protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"
-            )));
-        }
-        FromWorker::Refused { .. } => {
-            return start_failed(PoolError::WorkerHookMissing { program: program() });
-        }
-        FromWorker::Results(_) => {
-            return start_failed(PoolError::Start("protocol error: no hello".into()));
-        }
-    }
-    loop {
-        match rx.recv() {
-            Ok(FromWorker::Results(results)) => {
-                if ev.send(Event::Results { wid, results }).is_err() {
-                    return;
-                }
-            }
-            Ok(FromWorker::Hello { .. } | FromWorker::Refused { .. }) => {}
-            Err(_) => {
-                let _ = ev.send(Event::Gone { wid });
-                return;
-            }
-        }
-    }
-}
-
-fn thread_worker(
-    cfg: Arc<Config>,
-    ctx: TaskContext,
-    slot: Slot,
-    stop: Arc<AtomicBool>,
-    rx: Receiver<ThreadMsg>,
-    ev: Sender<Event>,
-    wid: u64,
-) {
-    let ev2 = ev.clone();
-    let mut send = move |results: ResultBatch| ev2.send(Event::Results { wid, results }).is_ok();
-    while let Ok(ThreadMsg::Batch(batch)) = rx.recv() {
-        if !super::worker::run_batch(&cfg.registry, &ctx, &slot, &stop, batch, &mut send) {
-            break;
-        }
-    }
-    let _ = ev.send(Event::Gone { wid });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_task_that_stopped_itself_at_its_timeout_is_a_timeout_for_retry_on() {
-        let st = |s, d: Option<&str>| reported_status(s, d);
-        assert_eq!(st(Status::Error, Some(r#"{"status":"timeout"}"#)), Status::Timeout);
-        assert_eq!(st(Status::Error, Some(r#"{"status":"cancelled"}"#)), Status::Error);
-        assert_eq!(st(Status::Error, Some(r#"{"stderr":"timeout"}"#)), Status::Error);
-        assert_eq!(st(Status::Error, Some("not json, timeout")), Status::Error);
-        assert_eq!(st(Status::Crashed, Some(r#"{"status":"timeout"}"#)), Status::Crashed);
-        assert_eq!(st(Status::Error, None), Status::Error);
     }
 }

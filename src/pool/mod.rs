@@ -5,8 +5,11 @@
 //! - [`protocol`]: the ipc wire (versioned handshake, batches, results) and the shared
 //!   per-worker slot that says which task a worker is running.
 //! - [`worker`]: [`run_if_worker`](worker::run_if_worker), the worker's batch loop.
-//! - `dispatcher`: the one thread that owns the queue, in-flight tasks, timeouts,
-//!   retries, crash attribution and respawning.
+//! - `dispatcher`: the one thread that owns the scheduling state: the queue, in-flight
+//!   tasks, timeouts, retries, crash attribution and respawning.
+//! - `handle`: the parent's side of one worker: starting it (handshake), sending it
+//!   batches, signalling, taking down and reaping it (OS calls in `crate::process`).
+//! - `delivery`: handing finished outcomes to collectors and channels.
 //! - [`result`]: [`AsyncResult`], [`MapResult`], [`Imap`], [`ImapUnordered`],
 //!   [`Outcome`], [`PoolError`].
 //! - [`stream`]: the streaming run API `jobpool run` uses ([`Pool::run_stream`]).
@@ -25,7 +28,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod delivery;
 mod dispatcher;
+mod handle;
 pub mod protocol;
 pub mod registry;
 pub mod result;
@@ -33,8 +38,9 @@ mod retry;
 pub mod stream;
 pub mod worker;
 
-use dispatcher::{Event, Item, Job, MAX_AUTO_CHUNK, Reply};
-pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError};
+use delivery::Reply;
+use dispatcher::{Event, Item, MAX_AUTO_CHUNK, Parcel};
+pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError, TaskErrorKind};
 use result::Collector;
 pub use retry::{RetryOn, UnknownFailureKind};
 
@@ -45,9 +51,11 @@ pub use result::{
 };
 pub use stream::{RunControl, RunStream, Submission};
 
-/// Where tasks run.
+/// What the pool's workers are: processes or threads. (Not a backend: in jobpool a
+/// backend is where a job's submissions run, `backend::Backend`; the local one uses
+/// this pool.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
+pub enum WorkerKind {
     /// Worker processes (re-executions of this program) over `ipc-channel` (default).
     #[default]
     Processes,
@@ -56,6 +64,10 @@ pub enum Backend {
     /// thread is abandoned (it finishes on its own, its result is dropped) and replaced.
     Threads,
 }
+
+/// The old name of [`WorkerKind`].
+#[deprecated(note = "renamed to `WorkerKind`: a backend is where a job's submissions run")]
+pub type Backend = WorkerKind;
 
 pub(crate) struct Config {
     /// Unique in this process (never reused, unlike an address).
@@ -67,7 +79,7 @@ pub(crate) struct Config {
     pub grace_period: Duration,
     pub retries: u32,
     pub retry_on: RetryOn,
-    pub backend: Backend,
+    pub worker_kind: WorkerKind,
     pub context: Arc<str>,
     pub registry: Arc<Registry>,
     /// The kinds every worker must have: the registry's when one was given, else the
@@ -88,7 +100,7 @@ pub struct PoolBuilder {
     grace_period: Duration,
     retries: u32,
     retry_on: RetryOn,
-    backend: Backend,
+    worker_kind: WorkerKind,
     context: String,
     registry: Option<Registry>,
     program: Option<PathBuf>,
@@ -145,21 +157,27 @@ impl PoolBuilder {
         self
     }
 
-    /// Processes (default) or threads.
-    pub fn backend(mut self, b: Backend) -> Self {
-        self.backend = b;
+    /// Process workers (default) or thread workers.
+    pub fn worker_kind(mut self, kind: WorkerKind) -> Self {
+        self.worker_kind = kind;
         self
     }
 
+    /// The old name of [`worker_kind`](Self::worker_kind).
+    #[deprecated(note = "renamed to `worker_kind`")]
+    pub fn backend(self, kind: WorkerKind) -> Self {
+        self.worker_kind(kind)
+    }
+
     /// An opaque string every worker receives once at start
-    /// ([`TaskContext::context`]); `jobpool run` passes the job's task definition.
+    /// ([`TaskContext::context`]); `jobpool run` passes the parcel's task definition.
     pub fn context(mut self, c: impl Into<String>) -> Self {
         self.context = c.into();
         self
     }
 
-    /// The functions the pool calls. Needed by the threads backend (the processes
-    /// backend runs the registry the worker program passed to
+    /// The functions the pool calls. Needed by thread workers (process workers run
+    /// the registry the worker program passed to
     /// [`run_if_worker`](worker::run_if_worker), and refuses a worker whose registry
     /// differs from this one; without one, from the first worker's). Calls are
     /// type-checked against it. Default: an empty registry (`jobpool::task::builtins()`
@@ -221,7 +239,7 @@ impl PoolBuilder {
             let _ = signatures.set(r.signatures());
         }
         let registry = Arc::new(self.registry.unwrap_or_default());
-        if self.backend == Backend::Threads {
+        if self.worker_kind == WorkerKind::Threads {
             let _ = signatures.set(registry.signatures());
         }
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -234,7 +252,7 @@ impl PoolBuilder {
             grace_period: self.grace_period,
             retries: self.retries,
             retry_on: self.retry_on,
-            backend: self.backend,
+            worker_kind: self.worker_kind,
             context: Arc::from(self.context),
             registry,
             signatures,
@@ -265,7 +283,7 @@ pub struct Pool {
     cfg: Arc<Config>,
     next_run: AtomicU64,
     /// The thread that runs callbacks, in completion order (started on first use).
-    callbacks: Mutex<Option<Sender<result::CallbackJob>>>,
+    callbacks: Mutex<Option<Sender<result::QueuedCallback>>>,
 }
 
 fn auto_chunk(n: usize, workers: usize) -> usize {
@@ -283,7 +301,7 @@ impl Pool {
             grace_period: Duration::from_secs(1),
             retries: 0,
             retry_on: RetryOn::ALL,
-            backend: Backend::Processes,
+            worker_kind: WorkerKind::Processes,
             context: String::new(),
             registry: None,
             program: None,
@@ -297,25 +315,25 @@ impl Pool {
         self.cfg.workers
     }
 
-    fn submit(&self, jobs: Vec<Job>) -> Result<(), PoolError> {
+    fn submit(&self, parcels: Vec<Parcel>) -> Result<(), PoolError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(PoolError::Closed);
         }
-        self.tx.send(Event::Submit(jobs)).map_err(|_| PoolError::Closed)
+        self.tx.send(Event::Submit(parcels)).map_err(|_| PoolError::Closed)
     }
 
     /// The callback thread's queue. Callbacks run there, one at a time in the order their
     /// calls complete, never on the dispatcher; the thread ends when the pool and every
     /// call waiting for its callback are gone.
-    fn callback_runner(&self) -> Sender<result::CallbackJob> {
+    fn callback_runner(&self) -> Sender<result::QueuedCallback> {
         let mut g = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = g.as_ref() {
             return tx.clone();
         }
-        let (tx, rx) = mpsc::channel::<result::CallbackJob>();
+        let (tx, rx) = mpsc::channel::<result::QueuedCallback>();
         let spawned = std::thread::Builder::new()
             .name("jobpool-callbacks".into())
-            .spawn(move || rx.into_iter().for_each(|job| job()));
+            .spawn(move || rx.into_iter().for_each(|parcel| parcel()));
         if spawned.is_ok() {
             *g = Some(tx.clone());
         }
@@ -399,8 +417,8 @@ impl Pool {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
         };
-        let job = Job::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
-        self.submit(vec![job])?;
+        let parcel = Parcel::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
+        self.submit(vec![parcel])?;
         Ok(AsyncResult { c, _t: PhantomData })
     }
 
@@ -483,7 +501,7 @@ impl Pool {
             return Ok(c);
         }
         let reply = Reply::Collect(c.clone());
-        // One job per chunk, its items encoded into one buffer, each sent as soon as it
+        // One parcel per chunk, its items encoded into one buffer, each sent as soon as it
         // is encoded (the workers start while the rest is being encoded).
         for (ci, part) in items.chunks(chunk).enumerate() {
             let mut buf = Vec::with_capacity(part.len() * 4);
@@ -495,18 +513,18 @@ impl Pool {
                 its.push(Item { user_id: (ci * chunk + k) as u64, start, end, attempts: 0 });
                 start = end;
             }
-            let job = Job::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            let parcel = Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
             // Not `submit`: a `close` racing with this call must not drop half a map.
-            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![job])) {
+            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![parcel])) {
                 // The dispatcher is gone (terminated): nothing may wait for these items.
-                if let Event::Submit(jobs) = ev {
-                    jobs.into_iter().for_each(dispatcher::cancel_job);
+                if let Event::Submit(parcels) = ev {
+                    parcels.into_iter().for_each(delivery::cancel_parcel);
                 }
                 let first_unsent = (ci + 1) * chunk;
                 let rest: Vec<Item> = (first_unsent..n)
                     .map(|i| Item { user_id: i as u64, start: 0, end: 0, attempts: 0 })
                     .collect();
-                dispatcher::cancel_job(Job::new(
+                delivery::cancel_parcel(Parcel::new(
                     f.clone(),
                     false,
                     chunk,
@@ -683,8 +701,9 @@ impl Pool {
         self.wait_thread();
     }
 
-    /// Stop now (Python's `terminate`): workers are killed; unfinished tasks end
-    /// `cancelled` (their results' `get` returns [`PoolError::Cancelled`], never hangs).
+    /// Cancel everything now (Python's `terminate`): workers are killed; unfinished
+    /// tasks end `cancelled` (their results' `get` returns [`PoolError::Cancelled`],
+    /// never hangs).
     pub fn terminate(&self) {
         self.close();
         let _ = self.tx.send(Event::Terminate);
@@ -707,7 +726,7 @@ impl Drop for Pool {
 
 #[cfg(test)]
 mod tests {
-    //! The threads backend runs inside the test binary; the processes backend is tested
+    //! Thread workers run inside the test binary; process workers are tested
     //! in `tests/pool.rs`, whose `main` can serve as a worker.
     use super::*;
     use crate::record::Status;
@@ -725,7 +744,7 @@ mod tests {
         });
         Pool::builder()
             .workers(2)
-            .backend(Backend::Threads)
+            .worker_kind(WorkerKind::Threads)
             .task_timeout(Duration::from_millis(200))
             .registry(r)
             .build()
@@ -770,6 +789,52 @@ mod tests {
         let r = p.apply_async::<_, u64>("sleep_ms", 5_000u64).unwrap();
         assert!(matches!(r.get(Some(Duration::from_secs(5))), Err(PoolError::TaskTimeout { .. })));
         assert_eq!(p.apply::<_, u64>("sleep_ms", 1u64).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_task_error_kind_is_the_outcome_status_and_what_retry_on_sees() {
+        let mut r = Registry::new();
+        r.register("says", |kind: String| {
+            Err::<(), _>(match kind.as_str() {
+                "timeout" => TaskError::timed_out("timed out after 1s").with_data("{}"),
+                "cancelled" => TaskError::cancelled("cancelled"),
+                _ => TaskError::new("failed"),
+            })
+        });
+        let run = |retry_on: RetryOn| {
+            let p = Pool::builder()
+                .workers(1)
+                .worker_kind(WorkerKind::Threads)
+                .registry(r.clone())
+                .retries(2)
+                .retry_on(retry_on)
+                .build()
+                .unwrap();
+            let m = p.map_async::<_, ()>("says", ["error", "timeout", "cancelled"]).unwrap();
+            m.wait(None);
+            let outs = m.outcomes().unwrap();
+            p.join();
+            outs.into_iter().map(|o| (o.status, o.attempts, o.stopped_by_pool)).collect::<Vec<_>>()
+        };
+        let (e, t, c) = (Status::Error, Status::Timeout, Status::Cancelled);
+        // A timeout the task reported is a timeout (not stopped by the pool), retried
+        // only when `retry_on` names timeouts; a cancellation is never retried.
+        assert_eq!(run(RetryOn::ALL), [(e, 3, false), (t, 3, false), (c, 1, false)]);
+        assert_eq!(run(RetryOn::NONE.with_error()), [(e, 3, false), (t, 1, false), (c, 1, false)]);
+        assert_eq!(
+            run(RetryOn::NONE.with_timeout()),
+            [(e, 1, false), (t, 3, false), (c, 1, false)]
+        );
+    }
+
+    #[test]
+    fn threads_timeout_is_stopped_by_the_pool() {
+        let p = pool();
+        let r = p.map_async::<_, u64>("sleep_ms", [5_000u64]).unwrap();
+        r.wait(Some(Duration::from_secs(5)));
+        let o = r.outcomes().unwrap().remove(0);
+        assert_eq!((o.status, o.stopped_by_pool), (Status::Timeout, true), "{o:?}");
+        p.join();
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipc_channel::ipc::{IpcSender, IpcSharedMemory};
 use serde::{Deserialize, Serialize};
 
-use super::registry::KindSig;
+use super::registry::{KindSig, TaskErrorKind};
 
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -132,9 +132,23 @@ pub(crate) enum FromWorker {
 
 /// How a task ended on the worker.
 pub(crate) const CODE_OK: u8 = 0;
+/// A task error of kind [`TaskErrorKind::Failed`].
 pub(crate) const CODE_ERROR: u8 = 1;
 pub(crate) const CODE_SKIPPED: u8 = 2;
 pub(crate) const CODE_PANIC: u8 = 3;
+/// A task error of kind [`TaskErrorKind::TimedOut`]: the task stopped itself at its limit.
+pub(crate) const CODE_TIMED_OUT: u8 = 4;
+/// A task error of kind [`TaskErrorKind::Cancelled`]: the task stopped when asked to.
+pub(crate) const CODE_CANCELLED: u8 = 5;
+
+/// The result code of a task error of `kind`.
+pub(crate) fn error_code(kind: TaskErrorKind) -> u8 {
+    match kind {
+        TaskErrorKind::Failed => CODE_ERROR,
+        TaskErrorKind::TimedOut => CODE_TIMED_OUT,
+        TaskErrorKind::Cancelled => CODE_CANCELLED,
+    }
+}
 
 /// Results of consecutive tasks `base`, `base + 1`, ... of one batch.
 ///
@@ -312,7 +326,7 @@ const W_STARTED: usize = 1; // unix time in ns
 const W_PGID: usize = 2; // a process group a task tracks, 0 = none
 const W_SKIP: usize = 3; // skip not-started tasks with id + 1 <= this
 const W_LAST: usize = 4; // the last task started, id + 1 (not cleared when it ends)
-const W_GROUP: usize = 5; // the worker's command group (processes backend), 0 = none
+const W_GROUP: usize = 5; // the worker's command group (process workers), 0 = none
 const W_LOG_GEN: usize = 6; // bumped on every log reset
 const W_LOG_COUNT: usize = 7; // results committed to the log
 const W_LOG_BASE: usize = 8; // id of the first of them
@@ -341,7 +355,7 @@ enum Backing {
 ///
 /// Writer protocol (one writer, the worker's batch loop): entry words first
 /// (relaxed), then `W_LOG_COUNT` (release); a reset bumps `W_LOG_GEN` before it clears
-/// the count, so that a reader running at the same time (threads backend) sees a torn
+/// the count, so that a reader running at the same time (thread workers) sees a torn
 /// copy as a changed generation and discards it (a seqlock).
 #[derive(Clone)]
 pub(crate) struct Slot {
@@ -371,7 +385,7 @@ impl Slot {
         Slot { backing: Arc::new(Backing::Shm(shm)) }
     }
 
-    /// A slot inside this process (threads backend, tests).
+    /// A slot inside this process (thread workers, tests).
     pub fn local() -> Self {
         let words: Box<[AtomicU64]> = (0..WORDS).map(|_| AtomicU64::new(0)).collect();
         Slot { backing: Arc::new(Backing::Local(words)) }

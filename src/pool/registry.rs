@@ -18,11 +18,40 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::protocol::Slot;
+use crate::record::Status;
 
-/// The error a task function returns: a message, and optional data as JSON text
-/// (the command kind puts its exit code, signal and stderr tail there).
+/// How a task says it ended when it returns an error. It travels to the pool as the
+/// result's code, so the pool's outcome has the matching status (and `retry_on` sees it):
+/// nobody parses a message or the error's data to learn it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TaskErrorKind {
+    /// The task failed: status `error`.
+    #[default]
+    Failed,
+    /// The task stopped itself at its time limit: status `timeout`.
+    TimedOut,
+    /// The task stopped because it was asked to ([`TaskContext::should_stop`]): status
+    /// `cancelled`.
+    Cancelled,
+}
+
+impl TaskErrorKind {
+    /// The status of a task that ended with an error of this kind.
+    pub fn status(self) -> Status {
+        match self {
+            TaskErrorKind::Failed => Status::Error,
+            TaskErrorKind::TimedOut => Status::Timeout,
+            TaskErrorKind::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+/// The error a task function returns: its kind, a message, and optional data as JSON
+/// text (the command kind puts its exit code, signal and stderr tail there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
+    /// How the task ended: failed (the default), timed out or cancelled.
+    pub kind: TaskErrorKind,
     /// What went wrong; shown to the caller as it is.
     pub message: String,
     /// Optional machine-readable details, as JSON text.
@@ -30,9 +59,19 @@ pub struct TaskError {
 }
 
 impl TaskError {
-    /// An error with a message and no data.
+    /// A failure ([`TaskErrorKind::Failed`]) with a message and no data.
     pub fn new(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), data: None }
+        TaskError { kind: TaskErrorKind::Failed, message: message.into(), data: None }
+    }
+
+    /// The task stopped itself at its time limit ([`TaskErrorKind::TimedOut`]).
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        TaskError { kind: TaskErrorKind::TimedOut, ..TaskError::new(message) }
+    }
+
+    /// The task stopped because it was asked to ([`TaskErrorKind::Cancelled`]).
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        TaskError { kind: TaskErrorKind::Cancelled, ..TaskError::new(message) }
     }
 
     /// The same error with `data` (JSON text) attached.
@@ -145,8 +184,8 @@ impl TaskContext {
         self.worker
     }
 
-    /// Whether the pool asked this worker to stop (it was sent SIGTERM, or, on the
-    /// threads backend, its task timed out or the run was cancelled). Long tasks should
+    /// Whether the pool asked this worker to stop (it was sent SIGTERM, or, for a
+    /// thread worker, its task timed out or the run was cancelled). Long tasks should
     /// check it and return early.
     pub fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -162,7 +201,7 @@ impl TaskContext {
     /// The process group a command started by this task should join
     /// (`CommandExt::process_group`), when the worker has one (process workers do):
     /// the pool kills it with the worker however the worker ends, with no window in
-    /// which a just-started command is unknown to the pool. `None` (threads backend):
+    /// which a just-started command is unknown to the pool. `None` (thread workers):
     /// give the command a group of its own and [`track`](Self::track_child_group) it.
     pub fn command_group(&self) -> Option<i32> {
         self.slot.group()

@@ -88,11 +88,16 @@ pub struct Outcome {
     /// (and start times spread over it).
     pub duration: Duration,
     /// The process id of the worker that ran its last attempt, on a failure
-    /// (processes backend).
+    /// (process workers).
     pub worker_pid: Option<u32>,
     /// How that worker ended, when its end cost this task ([`Status::Crashed`]; `None`
     /// for a panic, which the worker survives).
     pub worker_exit: Option<WorkerExit>,
+    /// The pool itself ended this attempt while it ran: it stopped the worker at the
+    /// task timeout (a `timeout` the task did not report), or to cancel the run, so the
+    /// task never said how it ended. `false` for everything a task reported (including
+    /// a [`TaskError::timed_out`](super::TaskError::timed_out)).
+    pub stopped_by_pool: bool,
 }
 
 impl Outcome {
@@ -110,6 +115,7 @@ impl Outcome {
             duration: Duration::ZERO,
             worker_pid: None,
             worker_exit: None,
+            stopped_by_pool: false,
         }
     }
 
@@ -192,6 +198,7 @@ impl Stored {
                     duration: Duration::from_nanos(*duration_ns),
                     worker_pid: None,
                     worker_exit: None,
+                    stopped_by_pool: false,
                 }
             }
             Stored::Other(o) => (**o).clone(),
@@ -269,7 +276,7 @@ pub enum PoolError {
         message: String,
         /// The worker slot that ran it.
         worker: Option<u32>,
-        /// The worker's process id (processes backend).
+        /// The worker's process id (process workers).
         pid: Option<u32>,
         /// How the worker ended (`None` for a panic).
         exit: Option<WorkerExit>,
@@ -352,7 +359,7 @@ pub enum PoolError {
 type Done = Box<dyn FnOnce(&Collector) + Send>;
 
 /// A callback queued for the pool's callback thread.
-pub(crate) type CallbackJob = Box<dyn FnOnce() + Send>;
+pub(crate) type QueuedCallback = Box<dyn FnOnce() + Send>;
 
 struct CState {
     /// Items of the call.
@@ -363,7 +370,7 @@ struct CState {
     remaining: usize,
     done: Option<Done>,
     /// Where `done` runs (the pool's callback thread); inline when `None`.
-    runner: Option<mpsc::Sender<CallbackJob>>,
+    runner: Option<mpsc::Sender<QueuedCallback>>,
     /// The callback has not run yet: the call is not ready before it has (as in Python).
     callback_pending: bool,
     /// The callback panicked: that call's `get` reports it.
@@ -482,7 +489,7 @@ impl Collector {
         n: usize,
         task: &'static str,
         done: Option<Done>,
-        runner: Option<mpsc::Sender<CallbackJob>>,
+        runner: Option<mpsc::Sender<QueuedCallback>>,
     ) -> Arc<Self> {
         Arc::new(Collector {
             task,
@@ -567,7 +574,7 @@ impl Collector {
     fn run_done(self: &Arc<Self>, done: Done) {
         let runner = self.state.lock().unwrap_or_else(|e| e.into_inner()).runner.take();
         let c = self.clone();
-        let job: CallbackJob = Box::new(move || {
+        let parcel: QueuedCallback = Box::new(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(&c)));
             let mut s = c.state.lock().unwrap_or_else(|e| e.into_inner());
             s.callback_pending = false;
@@ -578,11 +585,11 @@ impl Collector {
         });
         match runner {
             Some(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(job) {
-                    job();
+                if let Err(mpsc::SendError(parcel)) = tx.send(parcel) {
+                    parcel();
                 }
             }
-            None => job(),
+            None => parcel(),
         }
     }
 

@@ -7,13 +7,14 @@
 //! and not yet handed back to the caller, so millions of submissions stream in constant
 //! memory. Retries happen inside the pool (`Outcome::attempts`).
 //!
-//! From any thread, a [`RunControl`] can:
-//! - [`cancel`](RunControl::cancel): stop now. Running tasks are stopped (TERM, grace
-//!   period, KILL of their worker, and of the process group it registered) and come back
-//!   `cancelled`, as does every submission taken but not finished.
-//! - [`stop_submitting`](RunControl::stop_submitting): take nothing more from the
-//!   iterator; submissions taken but not started come back `skipped`; running ones
-//!   finish. Tasks already sent to a worker but not started there are skipped too; this
+//! From any thread, a [`RunControl`] can do one of two different things (the pool uses
+//! the two words for these two meanings only):
+//! - [`cancel`](RunControl::cancel): stop running tasks now. They are stopped (TERM,
+//!   grace period, KILL of their worker, and of the process group it registered) and
+//!   come back `cancelled`, as does every submission taken but not finished.
+//! - [`stop_submitting`](RunControl::stop_submitting): take no more. Nothing more is
+//!   taken from the iterator; submissions taken but not started come back `skipped`;
+//!   running ones finish (nothing is stopped). Tasks already sent to a worker but not started there are skipped too; this
 //!   applies to every task of the pool sent before the call, so use one run at a time on
 //!   a pool when you use it.
 //!
@@ -25,7 +26,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::dispatcher::{Event, Item, Job, Reply};
+use super::delivery::Reply;
+use super::dispatcher::{Event, Item, Parcel};
 use super::result::{Outcome, Payload, PoolError};
 
 /// One submission of a streaming run.
@@ -42,7 +44,8 @@ pub struct Submission {
 pub(crate) struct RunShared {
     credits: Mutex<usize>,
     cv: Condvar,
-    stop: AtomicBool,
+    /// The feeder takes no more submissions (cancel or stop submitting).
+    halted: AtomicBool,
 }
 
 /// Controls a streaming run from any thread; cheap to clone.
@@ -54,20 +57,22 @@ pub struct RunControl {
 }
 
 impl RunControl {
-    /// Stop everything now; never hangs, leaves no process.
+    /// Cancel: stop running tasks now, and end everything taken `cancelled`; never
+    /// hangs, leaves no process.
     pub fn cancel(&self) {
         self.halt();
         let _ = self.tx.send(Event::Cancel { run: self.run });
     }
 
-    /// Take no more submissions; not-started ones come back `skipped`.
+    /// Stop submitting: take no more submissions; not-started ones come back
+    /// `skipped`, running ones finish.
     pub fn stop_submitting(&self) {
         self.halt();
         let _ = self.tx.send(Event::StopSubmitting { run: self.run });
     }
 
     fn halt(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.halted.store(true, Ordering::SeqCst);
         let _g = self.shared.credits.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.cv.notify_all();
     }
@@ -80,7 +85,7 @@ pub struct RunStream {
 }
 
 impl RunStream {
-    /// A handle to cancel or stop this run from another thread.
+    /// A handle to cancel this run, or stop submitting to it, from another thread.
     pub fn control(&self) -> RunControl {
         self.control.clone()
     }
@@ -139,7 +144,7 @@ where
     let shared = Arc::new(RunShared {
         credits: Mutex::new(capacity),
         cv: Condvar::new(),
-        stop: AtomicBool::new(false),
+        halted: AtomicBool::new(false),
     });
     let (otx, orx) = mpsc::channel();
     let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
@@ -150,22 +155,22 @@ where
         loop {
             let take = {
                 let mut c = shared.credits.lock().unwrap_or_else(|e| e.into_inner());
-                while *c == 0 && !shared.stop.load(Ordering::SeqCst) {
+                while *c == 0 && !shared.halted.load(Ordering::SeqCst) {
                     c = shared
                         .cv
                         .wait_timeout(c, Duration::from_millis(50))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
-                if shared.stop.load(Ordering::SeqCst) {
+                if shared.halted.load(Ordering::SeqCst) {
                     break;
                 }
                 let take = (*c).min(FEED_BATCH);
                 *c -= take;
                 take
             };
-            // Consecutive submissions of the same function share one job and buffer.
-            let mut jobs: Vec<Job> = Vec::new();
+            // Consecutive submissions of the same function share one parcel and buffer.
+            let mut parcels: Vec<Parcel> = Vec::new();
             let mut taken = 0;
             let mut done = false;
             for _ in 0..take {
@@ -178,7 +183,7 @@ where
                     Payload::Json(t) => (true, t.into_bytes()),
                     Payload::Bytes(b) => (false, b),
                 };
-                let same = jobs.last().is_some_and(|j| j.json == json && *j.func == *s.func);
+                let same = parcels.last().is_some_and(|j| j.json == json && *j.func == *s.func);
                 if !same {
                     let func = match &last_func {
                         Some(f) if **f == *s.func => f.clone(),
@@ -188,7 +193,7 @@ where
                             f
                         }
                     };
-                    jobs.push(Job::new(
+                    parcels.push(Parcel::new(
                         func,
                         json,
                         chunk,
@@ -198,7 +203,7 @@ where
                         Vec::new(),
                     ));
                 }
-                let j = jobs.last_mut().expect("pushed");
+                let j = parcels.last_mut().expect("pushed");
                 let buf = Arc::get_mut(&mut j.buf).expect("not shared yet");
                 let start = buf.len();
                 buf.extend_from_slice(&bytes);
@@ -208,7 +213,7 @@ where
             if unused > 0 {
                 *shared.credits.lock().unwrap_or_else(|e| e.into_inner()) += unused;
             }
-            if !jobs.is_empty() && tx.send(Event::Submit(jobs)).is_err() {
+            if !parcels.is_empty() && tx.send(Event::Submit(parcels)).is_err() {
                 break;
             }
             if done {
@@ -301,13 +306,20 @@ impl<'a> LazyFeed<'a> {
             if !items.is_empty() {
                 self.submitted += items.len() as u64;
                 let reply = Reply::Stream(otx.clone());
-                let job =
-                    Job::new(self.func.clone(), false, self.chunk, 0, reply, Arc::new(buf), items);
-                if let Err(mpsc::SendError(Event::Submit(jobs))) =
-                    self.tx.send(Event::Submit(vec![job]))
+                let parcel = Parcel::new(
+                    self.func.clone(),
+                    false,
+                    self.chunk,
+                    0,
+                    reply,
+                    Arc::new(buf),
+                    items,
+                );
+                if let Err(mpsc::SendError(Event::Submit(parcels))) =
+                    self.tx.send(Event::Submit(vec![parcel]))
                 {
                     // The pool is gone: these items end `cancelled`, never hang.
-                    jobs.into_iter().for_each(super::dispatcher::cancel_job);
+                    parcels.into_iter().for_each(super::delivery::cancel_parcel);
                 }
             }
             if end {

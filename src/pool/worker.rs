@@ -1,6 +1,6 @@
 //! The worker side of the pool: the hook that turns a re-executed program into a
-//! worker, the handshake, and the loop that runs batches (shared with the threads
-//! backend).
+//! worker, the handshake, and the loop that runs batches (shared with thread
+//! workers).
 //!
 //! Owns: `run_if_worker`, the batch loop, result flushing. Must not: decide retries,
 //! timeouts or order (the dispatcher does).
@@ -15,8 +15,8 @@ use ipc_channel::ipc::{self, IpcSender};
 
 use super::Registry;
 use super::protocol::{
-    Batch, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, LogCursor, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, now_ns,
+    Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, LogCursor, PROTOCOL_VERSION, ResultBatch,
+    Slot, ToWorker, WORKER_ARG, error_code, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
 
@@ -165,11 +165,9 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
             }
         }
         std::thread::sleep(grace + Duration::from_millis(500));
+        // Our command group, and one our task registered.
         for pgid in [slot.pgid(), slot.group().unwrap_or(0)] {
-            if pgid > 0 {
-                // SAFETY: kill(2) of our command group or one our task registered.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            }
+            crate::process::kill_group(pgid, libc::SIGKILL);
         }
         // SAFETY: _exit ends the process without running destructors on other threads.
         unsafe { libc::_exit(70) };
@@ -250,7 +248,7 @@ pub(crate) fn run_batch(
             Ok(Ok(())) => o.out.push_written(CODE_OK),
             Ok(Err(e)) => {
                 o.out.blob.0.truncate(mark);
-                o.out.push(id, CODE_ERROR, e.message.as_bytes(), e.data)
+                o.out.push(id, error_code(e.kind), e.message.as_bytes(), e.data)
             }
             Err(p) => {
                 o.out.blob.0.truncate(mark);
@@ -387,7 +385,7 @@ impl Out<'_> {
     }
 
     /// Send what was gathered before stopping. The log is left as it is: a pool that
-    /// already gave up on this worker (threads backend) may be reading it.
+    /// already gave up on this worker (thread workers) may be reading it.
     fn finish(&mut self) {
         let t1 = mono_ns();
         self.send_out(t1);
@@ -416,7 +414,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::protocol::{Blob, encode_into};
+    use crate::pool::protocol::{Blob, CODE_ERROR, encode_into};
 
     fn registry() -> Registry {
         let mut r = Registry::new();

@@ -22,7 +22,7 @@
 //! reach.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -31,8 +31,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::model::{CommandTask, Invocation, OutputMode, Template, TemplatePart, value_text};
+use crate::process::{self, kill_group};
 use crate::record::Status;
 use crate::task::quote::shell_quote;
+
+/// The conventional name of a signal number (kept here for callers of this module).
+pub use crate::process::signal_name;
 
 /// How often a running command asks `should_stop`.
 pub const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(20);
@@ -253,7 +257,7 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     let deadline = req.timeout.and_then(|t| started.checked_add(t));
     let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes), use_pidfd);
     let stop = io.run(pgid, deadline, req.grace, req.should_stop);
-    let (status, usage) = reap(&mut child);
+    let (status, usage) = process::reap_with_usage(&mut child);
     let mut outcome = finish(req.task, req.timeout, stop, status, io);
     if let Some(u) = usage {
         outcome.cpu_ms = Some(u.cpu_ms);
@@ -298,21 +302,21 @@ struct ChildIo {
     stdin_data: Vec<u8>,
     stdin_pos: usize,
     pidfd: Option<OwnedFd>,
-    pid: i32,
+    pid: u32,
     out: Vec<u8>,
     err: TailBuffer,
 }
 
 impl ChildIo {
     fn new(child: &mut Child, stdin_data: Option<Vec<u8>>, use_pidfd: bool) -> Self {
-        let pid = child.id() as i32;
+        let pid = child.id();
         let mut io = ChildIo {
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),
             stdin: child.stdin.take(),
             stdin_data: stdin_data.unwrap_or_default(),
             stdin_pos: 0,
-            pidfd: if use_pidfd { pidfd_open(pid) } else { None },
+            pidfd: if use_pidfd { process::pidfd_open(pid) } else { None },
             pid,
             out: Vec::new(),
             err: TailBuffer::default(),
@@ -432,7 +436,7 @@ impl ChildIo {
             if ready(2) {
                 self.write_stdin();
             }
-            if !exited && (ready(3) || (self.pidfd.is_none() && has_exited(self.pid))) {
+            if !exited && (ready(3) || (self.pidfd.is_none() && process::has_exited(self.pid))) {
                 exited = true;
                 // Leftovers of the group go now, while the zombie leader still holds the
                 // group id (it is reaped only after this loop).
@@ -503,72 +507,6 @@ fn set_nonblocking(fd: RawFd) {
         if flags >= 0 {
             libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
-    }
-}
-
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; on success it returns a new fd that we then own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` is a freshly opened descriptor owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Whether `pid` has exited, without reaping it (fallback when pidfd is unavailable).
-fn has_exited(pid: i32) -> bool {
-    // SAFETY: waitid with a zeroed siginfo_t out-parameter; WNOWAIT leaves the child
-    // waitable so `reap` gets its status.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        rc == 0 && info.si_pid() != 0
-    }
-}
-
-fn kill_group(pgid: i32, signal: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions. ESRCH (group already gone) is
-    // fine. pgid is the still-unreaped child's pid, so it cannot name another group.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
-}
-
-/// What a reaped command used.
-struct Usage {
-    cpu_ms: f64,
-    max_rss_kb: u64,
-}
-
-/// Reap the child with `wait4`, which also gives its resource usage (its own, plus that
-/// of the descendants it waited for).
-fn reap(child: &mut Child) -> (Option<ExitStatus>, Option<Usage>) {
-    let pid = child.id() as libc::pid_t;
-    loop {
-        let mut status = 0;
-        // SAFETY: a zeroed rusage is a valid out-parameter.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4 on our own unreaped child, with valid out-pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
-            let usage = Usage {
-                cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
-                max_rss_kb: ru.ru_maxrss.max(0) as u64,
-            };
-            return (Some(ExitStatus::from_raw(status)), Some(usage));
-        }
-        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        // Someone else reaped it (ECHILD): std may know its status.
-        return (child.try_wait().ok().flatten(), None);
     }
 }
 
@@ -673,31 +611,6 @@ fn into_text(bytes: Vec<u8>) -> String {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
-}
-
-/// The conventional name of a signal number.
-pub fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
 }
 
 /// Keeps the last bytes written to it, trimming in batches so pushes stay cheap.

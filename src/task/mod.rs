@@ -10,7 +10,8 @@
 //! (the job's task definition, folder, argument names and limits) as JSON, parsed once
 //! per worker; each submission's argument is the JSON array of its values, aligned with
 //! the names. A command's value travels as a [`CommandValue`] (value, exit code, stderr
-//! tail); a failure's details as [`ErrorData`].
+//! tail); a failure's kind as the [`TaskError`]'s kind (a command or script that stopped
+//! itself at its timeout returns [`TaskError::timed_out`]), its details as [`ErrorData`].
 
 pub mod command;
 pub mod quote;
@@ -78,9 +79,6 @@ pub struct CommandValue {
 /// Details of a failed built-in task, as the error's data (JSON).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ErrorData {
-    /// `timeout` or `cancelled` when the task stopped itself for that reason; the pool
-    /// reports any task error as `error`, so the record's status is corrected from this.
-    pub status: Option<String>,
     /// A command's exit code.
     pub exit_code: Option<i32>,
     /// The signal that ended a command.
@@ -121,8 +119,7 @@ fn values(args: &str) -> Result<Vec<Value>, TaskError> {
     serde_json::from_str(args).map_err(|e| TaskError::new(format!("bad task arguments: {e}")))
 }
 
-fn with_data(message: String, data: &ErrorData) -> TaskError {
-    let e = TaskError::new(message);
+fn with_data(e: TaskError, data: &ErrorData) -> TaskError {
     match serde_json::to_string(data) {
         Ok(d) => e.with_data(d),
         Err(_) => e,
@@ -185,18 +182,19 @@ fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
         }
         status => {
             let data = ErrorData {
-                status: match status {
-                    CommandStatus::Timeout => Some("timeout".into()),
-                    CommandStatus::Cancelled => Some("cancelled".into()),
-                    _ => None,
-                },
                 exit_code: out.exit_code,
                 signal: out.signal,
                 stderr,
                 cpu_ms: out.cpu_ms,
                 max_rss_kb: out.max_rss_kb,
             };
-            Err(with_data(out.error.unwrap_or_else(|| "command failed".into()), &data))
+            let message = out.error.unwrap_or_else(|| "command failed".into());
+            let error = match status {
+                CommandStatus::Timeout => TaskError::timed_out(message),
+                CommandStatus::Cancelled => TaskError::cancelled(message),
+                _ => TaskError::new(message),
+            };
+            Err(with_data(error, &data))
         }
     }
 }
@@ -214,18 +212,15 @@ fn run_script_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
     match engine.eval(&values, &should_stop, deadline) {
         Ok(v) => serde_json::to_string(&v).map_err(|e| TaskError::new(e.to_string())),
         Err(e) => {
-            let (status, message) = match e.kind {
-                ScriptErrorKind::Timeout => (
-                    Some("timeout".to_string()),
-                    match p.ctx.task_timeout {
-                        Some(t) => format!("timed out after {}", humantime::format_duration(t)),
-                        None => e.to_string(),
-                    },
-                ),
-                ScriptErrorKind::Stopped => (Some("cancelled".to_string()), e.to_string()),
-                _ => (None, e.to_string()),
+            let error = match e.kind {
+                ScriptErrorKind::Timeout => TaskError::timed_out(match p.ctx.task_timeout {
+                    Some(t) => format!("timed out after {}", humantime::format_duration(t)),
+                    None => e.to_string(),
+                }),
+                ScriptErrorKind::Stopped => TaskError::cancelled(e.to_string()),
+                _ => TaskError::new(e.to_string()),
             };
-            Err(with_data(message, &ErrorData { status, ..ErrorData::default() }))
+            Err(error)
         }
     }
 }

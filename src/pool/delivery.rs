@@ -1,0 +1,114 @@
+//! Delivery: handing finished outcomes to whoever waits for them.
+//!
+//! Owns: [`Reply`] (where a call's outcomes go: a collector or a channel),
+//! [`Deliveries`] (outcomes for the same collector, delivered under one lock), whole
+//! result messages delivered as one segment ([`segment`]), and finishing the items of a
+//! call that never ran ([`fail_parcel`], [`cancel_parcel`]).
+//! Must not: decide a task's status, retries or attribution (the dispatcher does, and
+//! hands finished outcomes here), or talk to workers.
+
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+
+use super::dispatcher::Parcel;
+use super::protocol::ResultBatch;
+use super::result::{Collector, Outcome, Segment, SegmentData, Stored};
+use crate::record::Status;
+
+/// Where a task's outcome goes.
+pub(crate) enum Reply {
+    /// A collector (`apply`, `map`, `imap`); the item's `user_id` is its index there.
+    Collect(Arc<Collector>),
+    /// A channel (`imap_unordered`, streaming runs); the outcome's id is the item's `user_id`.
+    Stream(Sender<Outcome>),
+}
+
+impl Clone for Reply {
+    fn clone(&self) -> Self {
+        match self {
+            Reply::Collect(c) => Reply::Collect(c.clone()),
+            Reply::Stream(t) => Reply::Stream(t.clone()),
+        }
+    }
+}
+
+/// Outcomes for the same collector, delivered under one lock.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    current: Option<Arc<Collector>>,
+    items: Vec<(usize, Stored)>,
+}
+
+impl Deliveries {
+    /// Room for `n` outcomes of one collector.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Deliveries { current: None, items: Vec::with_capacity(n) }
+    }
+
+    pub(crate) fn push(&mut self, parcel: &Parcel, mut o: Outcome) {
+        o.task = parcel.task;
+        self.push_stored(parcel, o.id, Stored::Other(Box::new(o)));
+    }
+
+    pub(crate) fn push_stored(&mut self, parcel: &Parcel, id: u64, s: Stored) {
+        match &parcel.reply {
+            Reply::Collect(c) => {
+                if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
+                    self.flush();
+                    self.current = Some(c.clone());
+                }
+                self.items.push((id as usize, s));
+            }
+            Reply::Stream(tx) => {
+                let _ = tx.send(s.to_outcome(id, parcel.task));
+            }
+        }
+    }
+
+    pub(crate) fn flush(&mut self) {
+        if let Some(c) = self.current.take() {
+            c.deliver_many(self.items.drain(..));
+        }
+    }
+}
+
+/// `results`, all successes of the next unfinished items of `parcel` (a collector's), as
+/// one [`Segment`] for its collector: delivered whole, in O(1), with no per-item work
+/// on the dispatcher's thread. Deliver it with `Collector::deliver_segment`.
+pub(crate) fn segment(
+    parcel: &Parcel,
+    results: ResultBatch,
+    worker: u32,
+) -> (Arc<Collector>, Segment) {
+    let Reply::Collect(c) = &parcel.reply else { unreachable!("checked by the dispatcher") };
+    let first = parcel.unfinished()[0];
+    let count = results.len();
+    let seg = Segment {
+        data: Arc::new(SegmentData {
+            ends: results.ends.0,
+            blob: Arc::new(results.blob.0),
+            started_ns: results.started_ns,
+            duration_ns: results.duration_ns,
+        }),
+        count,
+        first: first.user_id as usize,
+        attempts: first.attempts + 1,
+        worker,
+        json: parcel.json,
+    };
+    (c.clone(), seg)
+}
+
+/// Finish every item of a parcel that could not be submitted as `cancelled`.
+pub(crate) fn cancel_parcel(parcel: Parcel) {
+    fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
+}
+
+/// Finish every item of a parcel that never ran (again) with `status`.
+pub(crate) fn fail_parcel(parcel: Parcel, status: Status, msg: &str) {
+    let mut out = Deliveries::default();
+    for item in parcel.unfinished() {
+        out.push(&parcel, Outcome::failed(item.user_id, status, msg, item.attempts));
+    }
+    out.flush();
+}

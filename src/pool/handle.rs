@@ -1,0 +1,391 @@
+//! The parent's side of one worker: how it is started, told things, and taken down.
+//!
+//! Owns: [`Handle`] (a child process with its pidfd, command group and channel, or a
+//! thread with its channel and stop flag), starting workers ([`launch_process`] and its
+//! reader thread, [`spawn_thread`]), the handshake checks (protocol version, registry),
+//! forwarding a worker's results to the dispatcher as [`Event`]s, sending batches and
+//! shutdowns, signalling a worker and its process groups, and reaping it (the OS calls
+//! themselves are in `crate::process`).
+//! Must not: decide anything: which task goes where, timeouts, retries, when a worker
+//! is stopped or replaced. The dispatcher decides and calls these; the handle only
+//! reports back through the dispatcher's event channel.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+
+use super::dispatcher::Event;
+use super::protocol::{
+    Batch, FromWorker, Init, PROTOCOL_VERSION, ResultBatch, Slot, ToWorker, WORKER_ARG,
+};
+use super::registry::TaskContext;
+use super::result::WorkerExit;
+use super::{Config, PoolError};
+use crate::process;
+
+/// How long a gone worker process may take to exit before it is SIGKILLed.
+const EXIT_WAIT: Duration = Duration::from_millis(200);
+
+/// What the dispatcher sends a thread worker.
+pub(crate) enum ThreadMsg {
+    Batch(Batch),
+    Shutdown,
+}
+
+/// One worker as the dispatcher holds it.
+pub(crate) enum Handle {
+    Process {
+        child: Child,
+        /// A pidfd of the child (opened before anyone could reap it), to learn that it
+        /// exited without `wait4`, whose global lock is slow to get while processes
+        /// exit; `None` on kernels without pidfds.
+        pidfd: Option<OwnedFd>,
+        /// The process group the worker's commands join: its leader is a zombie child
+        /// of this process (see [`process::command_group_leader`]), reaped after the
+        /// worker.
+        group: i32,
+        server: String,
+        tx: Option<IpcSender<ToWorker>>,
+    },
+    Thread {
+        tx: Sender<ThreadMsg>,
+        stop: Arc<AtomicBool>,
+    },
+}
+
+/// A process worker being started: its reader thread spawns it and hands the child
+/// back on `child`.
+pub(crate) struct Launch {
+    pub index: u32,
+    pub wid: u64,
+    server: String,
+    #[allow(clippy::type_complexity)]
+    child: Receiver<Result<(Child, Option<OwnedFd>, i32), String>>,
+}
+
+/// Create the handshake socket and the reader thread that spawns the worker.
+///
+/// Process workers start concurrently: each is spawned by its own reader thread (which
+/// lives as long as the worker's channel, so the worker's parent-death signal, tied to
+/// the spawning thread, only fires when the pool is really gone); the dispatcher then
+/// collects the children with [`Launch::collect`].
+pub(crate) fn launch_process(
+    cfg: &Arc<Config>,
+    ev: &Sender<Event>,
+    wid: u64,
+    index: u32,
+) -> Result<Launch, PoolError> {
+    let (server, name) = IpcOneShotServer::<FromWorker>::new()
+        .map_err(|e| PoolError::Start(format!("cannot create the handshake socket: {e}")))?;
+    let mut cmd = Command::new(&cfg.program);
+    cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
+    if cfg.stdout_to_stderr
+        && let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned()
+    {
+        cmd.stdout(Stdio::from(fd));
+    }
+    let program = cfg.program.display().to_string();
+    let (ctx, crx) = mpsc::channel();
+    let ev = ev.clone();
+    let cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("jobpool-reader-{index}"))
+        .spawn(move || {
+            let group = match process::command_group_leader() {
+                Ok(g) => g,
+                Err(e) => {
+                    let _ = ctx.send(Err(format!("cannot create a process group: {e}")));
+                    return;
+                }
+            };
+            match cmd.spawn() {
+                Ok(child) => {
+                    let pidfd = process::pidfd_open(child.id());
+                    if ctx.send(Ok((child, pidfd, group))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    process::reap_if_exited(group);
+                    let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
+                    return;
+                }
+            }
+            reader(server, ev, wid, cfg)
+        })
+        .map_err(|e| PoolError::Start(e.to_string()))?;
+    Ok(Launch { index, wid, server: name, child: crx })
+}
+
+impl Launch {
+    /// Wait for the reader to have spawned the worker: its handle and its shared slot
+    /// (which names the worker's command group).
+    pub(crate) fn collect(self) -> Result<(Handle, Slot), PoolError> {
+        let (child, pidfd, group) = match self.child.recv() {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(PoolError::Start(e)),
+            Err(_) => return Err(PoolError::Start("the reader thread stopped".into())),
+        };
+        let slot = Slot::shared();
+        slot.set_group(group);
+        Ok((Handle::Process { child, pidfd, group, server: self.server, tx: None }, slot))
+    }
+}
+
+/// Start a thread worker (`WorkerKind::Threads`); it is ready at once.
+pub(crate) fn spawn_thread(
+    cfg: &Arc<Config>,
+    ev: &Sender<Event>,
+    wid: u64,
+    index: u32,
+) -> Result<(Handle, Slot), PoolError> {
+    let cfg = cfg.clone();
+    let slot = Slot::local();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ttx, trx) = mpsc::channel::<ThreadMsg>();
+    let ctx = TaskContext::new(
+        cfg.context.clone(),
+        cfg.task_timeout,
+        cfg.grace_period,
+        index,
+        stop.clone(),
+        slot.clone(),
+    );
+    let ev = ev.clone();
+    let (s2, st2) = (slot.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name(format!("jobpool-worker-{index}"))
+        .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
+        .map_err(|e| PoolError::Start(e.to_string()))?;
+    Ok((Handle::Thread { tx: ttx, stop }, slot))
+}
+
+impl Handle {
+    pub(crate) fn is_thread(&self) -> bool {
+        matches!(self, Handle::Thread { .. })
+    }
+
+    /// A process worker's pid.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            Handle::Process { child, .. } => Some(child.id()),
+            Handle::Thread { .. } => None,
+        }
+    }
+
+    /// The worker said hello: send it its `Init` and keep its channel. False when it
+    /// died meanwhile (its reader reports `Gone`).
+    pub(crate) fn finish_handshake(
+        &mut self,
+        sender: IpcSender<ToWorker>,
+        cfg: &Config,
+        index: u32,
+        slot: &Slot,
+    ) -> bool {
+        let init = Init {
+            version: PROTOCOL_VERSION,
+            worker: index,
+            context: cfg.context.to_string(),
+            task_timeout_ns: cfg.task_timeout.map(|d| d.as_nanos() as u64),
+            grace_ns: cfg.grace_period.as_nanos() as u64,
+            slot: slot.shm_for_worker().expect("process workers have shared slots"),
+        };
+        if sender.send(ToWorker::Init(init)).is_err() {
+            return false;
+        }
+        if let Handle::Process { tx, .. } = self {
+            *tx = Some(sender);
+        }
+        true
+    }
+
+    /// Whether a starting process worker already died.
+    pub(crate) fn died_starting(&mut self) -> bool {
+        match self {
+            Handle::Process { child, pidfd, .. } => match pidfd {
+                Some(fd) => process::exited(fd, Duration::ZERO),
+                None => !matches!(child.try_wait(), Ok(None)),
+            },
+            Handle::Thread { .. } => false,
+        }
+    }
+
+    /// Give up on a starting process worker: kill it and unblock its reader's
+    /// `accept()`, which then reports `StartFailed`.
+    pub(crate) fn abort_start(&mut self) {
+        if let Handle::Process { child, server, .. } = self {
+            let _ = child.kill();
+            let _ = IpcSender::<FromWorker>::connect(server.clone());
+        }
+    }
+
+    /// Set a thread worker's stop flag (what `TaskContext::should_stop` reads).
+    pub(crate) fn stop_thread(&self) {
+        if let Handle::Thread { stop, .. } = self {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Send a batch; false when the worker cannot take it (it is dying).
+    pub(crate) fn send_batch(&self, batch: Batch) -> bool {
+        match self {
+            Handle::Process { tx: Some(tx), .. } => tx.send(ToWorker::Batch(batch)).is_ok(),
+            Handle::Process { tx: None, .. } => false,
+            Handle::Thread { tx, .. } => tx.send(ThreadMsg::Batch(batch)).is_ok(),
+        }
+    }
+
+    /// Tell the worker to finish and exit (a process with no channel yet is killed).
+    pub(crate) fn send_shutdown(&self, slot: &Slot) {
+        match self {
+            Handle::Process { tx: Some(tx), .. } => {
+                let _ = tx.send(ToWorker::Shutdown);
+            }
+            Handle::Process { tx: None, .. } => self.signal(slot, libc::SIGKILL),
+            Handle::Thread { tx, .. } => {
+                let _ = tx.send(ThreadMsg::Shutdown);
+            }
+        }
+    }
+
+    /// Signal a process worker and the process group it registered.
+    pub(crate) fn signal(&self, slot: &Slot, sig: i32) {
+        if let Handle::Process { child, group, .. } = self {
+            // Our own child, its command group (whose leader is our unreaped child) and
+            // the group it registered.
+            process::kill_group(slot.pgid(), sig);
+            process::kill_group(*group, sig);
+            process::kill_process(child.id(), sig);
+        }
+    }
+
+    /// Take down a gone worker process and every process it started, then reap it;
+    /// returns how it ended. (A thread cannot be taken down: this only describes it.)
+    ///
+    /// No process a process worker started outlives it, however it died, even while it
+    /// was starting a command: every process of a command is, at every moment, either
+    /// in the worker's own group (a child between its fork and its `setpgid`) or in the
+    /// worker's command group (from `setpgid` on; processes only ever move from the
+    /// first to the second). Both are killed, in that order, once the worker has exited
+    /// (so it starts nothing more) and before either group's id can be reused (the
+    /// worker and the command group's leader are still unreaped children of this
+    /// process): a process in the worker's group then dies with it, and one already in
+    /// the command group dies with that group.
+    pub(crate) fn take_down(&mut self, slot: &Slot) -> (String, Option<WorkerExit>) {
+        let Handle::Process { child, pidfd, group, .. } = self else {
+            return ("the worker thread stopped".into(), None);
+        };
+        process::wait_exit(child, pidfd.as_ref(), EXIT_WAIT);
+        process::kill_group(child.id() as i32, libc::SIGKILL);
+        process::kill_group(*group, libc::SIGKILL);
+        // The process group the worker registered.
+        process::kill_group(slot.pgid(), libc::SIGKILL);
+        let status = process::reap_within(child, pidfd.as_ref(), EXIT_WAIT);
+        process::reap_if_exited(*group);
+        describe_exit(status)
+    }
+}
+
+/// How a reaped worker process ended, in words and as data.
+fn describe_exit(status: Option<std::process::ExitStatus>) -> (String, Option<WorkerExit>) {
+    match status {
+        Some(s) => match (s.signal(), s.code()) {
+            (Some(sig), _) => (
+                format!(
+                    "killed by signal {sig} ({})",
+                    process::signal_name(sig).unwrap_or("signal")
+                ),
+                Some(WorkerExit::Signal(sig)),
+            ),
+            (None, Some(code)) => {
+                (format!("exited with code {code}"), Some(WorkerExit::Code(code)))
+            }
+            _ => ("ended".into(), None),
+        },
+        None => ("ended (status unknown)".into(), None),
+    }
+}
+
+/// A process worker's reader: finishes the handshake, then forwards results.
+fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64, cfg: Arc<Config>) {
+    let program = || cfg.program.display().to_string();
+    let (rx, first) = match server.accept() {
+        Ok(x) => x,
+        Err(e) => {
+            let error = PoolError::Start(format!(
+                "the worker died during the handshake ({e:?}); does {} call \
+                 jobpool::pool::worker::run_if_worker(&registry) first thing in main?",
+                program()
+            ));
+            let _ = ev.send(Event::StartFailed { wid, error });
+            return;
+        }
+    };
+    let start_failed = |error: PoolError| {
+        let _ = ev.send(Event::StartFailed { wid, error });
+    };
+    match first {
+        FromWorker::Hello { version, tasks, kinds, .. } if version == PROTOCOL_VERSION => {
+            // Without a registry of its own, the pool takes the first worker's.
+            let ours = cfg.signatures.get_or_init(|| kinds.clone());
+            let differences = super::registry::differences(ours, &kinds);
+            if !differences.is_empty() {
+                return start_failed(PoolError::RegistryMismatch {
+                    program: program(),
+                    differences,
+                });
+            }
+            let _ = ev.send(Event::Ready { wid, sender: tasks });
+        }
+        FromWorker::Hello { version, .. } => {
+            return start_failed(PoolError::Start(format!(
+                "protocol version mismatch: pool {PROTOCOL_VERSION}, worker {version}"
+            )));
+        }
+        FromWorker::Refused { .. } => {
+            return start_failed(PoolError::WorkerHookMissing { program: program() });
+        }
+        FromWorker::Results(_) => {
+            return start_failed(PoolError::Start("protocol error: no hello".into()));
+        }
+    }
+    loop {
+        match rx.recv() {
+            Ok(FromWorker::Results(results)) => {
+                if ev.send(Event::Results { wid, results }).is_err() {
+                    return;
+                }
+            }
+            Ok(FromWorker::Hello { .. } | FromWorker::Refused { .. }) => {}
+            Err(_) => {
+                let _ = ev.send(Event::Gone { wid });
+                return;
+            }
+        }
+    }
+}
+
+fn thread_worker(
+    cfg: Arc<Config>,
+    ctx: TaskContext,
+    slot: Slot,
+    stop: Arc<AtomicBool>,
+    rx: Receiver<ThreadMsg>,
+    ev: Sender<Event>,
+    wid: u64,
+) {
+    let ev2 = ev.clone();
+    let mut send = move |results: ResultBatch| ev2.send(Event::Results { wid, results }).is_ok();
+    while let Ok(ThreadMsg::Batch(batch)) = rx.recv() {
+        if !super::worker::run_batch(&cfg.registry, &ctx, &slot, &stop, batch, &mut send) {
+            break;
+        }
+    }
+    let _ = ev.send(Event::Gone { wid });
+}

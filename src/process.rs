@@ -1,0 +1,264 @@
+//! Unix process helpers, written once for the pool and the command task kind.
+//!
+//! Owns: every raw `libc` call about child processes that `pool` and `task` share:
+//! pidfds ([`pidfd_open`], [`exited`]), asking whether a child exited without reaping it
+//! ([`has_exited`], [`wait_exit`]), reaping ([`reap_within`], [`reap_with_usage`],
+//! [`reap_if_exited`]), signalling a process or a whole group ([`kill_process`],
+//! [`kill_group`]), signal names ([`signal_name`]), and the zombie leader that keeps a
+//! command group's id valid ([`command_group_leader`]).
+//! Must not: use any other module of the crate, decide when to kill or wait (its callers
+//! do), start threads, or print.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own);
+/// `None` on kernels without pidfds (Linux < 5.3).
+pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) returns a new fd that we then own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the process of `pidfd` has exited, waiting at most `timeout` for it.
+pub fn exited(pidfd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: poll(2) on one pollfd that we own.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n > 0 && p.revents != 0
+}
+
+/// Whether our child `pid` has exited, without reaping it (the fallback when there is
+/// no pidfd).
+pub fn has_exited(pid: u32) -> bool {
+    // SAFETY: waitid with a zeroed siginfo_t out-parameter; WNOWAIT leaves the child
+    // waitable, so whoever reaps it later still gets its status.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc == 0 && info.si_pid() != 0
+    }
+}
+
+/// Send `signal` to the process `pid` (ESRCH, already gone, is fine).
+pub fn kill_process(pid: u32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; callers pass their own
+    // unreaped children, whose pids cannot be reused.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+}
+
+/// Send `signal` to every process of the group `pgid` (ESRCH, already gone, is fine).
+/// A `pgid` of 0 or less names no group and is ignored (`kill(0, ...)` would signal
+/// our own group).
+pub fn kill_group(pgid: i32, signal: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) has no memory-safety preconditions. Callers pass groups whose
+        // leader is an unreaped child of theirs, or one a task registered.
+        unsafe { libc::kill(-pgid, signal) };
+    }
+}
+
+/// Wait (at most `timeout`, then SIGKILL it and wait again) until our child has exited,
+/// without reaping it: its pid, which may also be its process group's id, stays ours.
+pub fn wait_exit(child: &Child, pidfd: Option<&OwnedFd>, timeout: Duration) {
+    let dead = || match pidfd {
+        Some(fd) => exited(fd, timeout),
+        None => {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if has_exited(child.id()) {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    };
+    if !dead() {
+        kill_process(child.id(), libc::SIGKILL);
+        dead();
+    }
+}
+
+/// Reap our child, giving it at most `timeout` to exit before it is SIGKILLed; `None`
+/// when its status cannot be had.
+///
+/// Waits on the pidfd first: it wakes the moment the process exits, and then a single
+/// `wait4` reaps it (no sleep loop, no `wait4` racing the exit for the kernel's
+/// task-list lock, which is slow to get while processes exit).
+pub fn reap_within(
+    child: &mut Child,
+    pidfd: Option<&OwnedFd>,
+    timeout: Duration,
+) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    if let Some(fd) = pidfd {
+        exited(fd, timeout);
+    }
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
+            Ok(None) => {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// What a reaped child used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// User + system CPU time, in ms (its own plus that of the descendants it waited for).
+    pub cpu_ms: f64,
+    /// Peak resident memory (its own, or its largest waited-for descendant's), in KiB.
+    pub max_rss_kb: u64,
+}
+
+/// Reap our child with `wait4` (blocking), which also gives its resource usage (its
+/// own, plus that of the descendants it waited for).
+pub fn reap_with_usage(child: &mut Child) -> (Option<ExitStatus>, Option<Usage>) {
+    let pid = child.id() as libc::pid_t;
+    loop {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 on our own unreaped child, with valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+            let usage = Usage {
+                cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
+                max_rss_kb: ru.ru_maxrss.max(0) as u64,
+            };
+            return (Some(ExitStatus::from_raw(status)), Some(usage));
+        }
+        if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        // Someone else reaped it (ECHILD): std may know its status.
+        return (child.try_wait().ok().flatten(), None);
+    }
+}
+
+/// Reap our child `pid` (a command group's leader) if it exited.
+pub fn reap_if_exited(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
+/// Create the process group a worker's commands will join, before the worker starts.
+///
+/// A command cannot be given a group of its own race-free: with `process_group(0)` its
+/// group exists from inside `spawn()`, before the worker learns its id, so a worker
+/// killed in between leaves a group nobody knows (and a `pre_exec` hook would cost the
+/// fast `posix_spawn` path). So the group exists first: a child of this process puts
+/// itself in a new group and exits at once; unreaped, it keeps the group id valid and
+/// joinable (`setpgid` accepts a group whose only member is a zombie of the same
+/// session) for as long as the worker lives, and is reaped after the worker (the pool's
+/// `remove_worker`, with [`reap_if_exited`]). A worker runs one task at a time, so the
+/// group holds exactly the running task's processes. Returns the group id (the child's
+/// pid).
+pub fn command_group_leader() -> io::Result<i32> {
+    // SAFETY: the child only calls async-signal-safe functions (setpgid, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the child of fork: setpgid and _exit only.
+        unsafe {
+            libc::setpgid(0, 0);
+            libc::_exit(0);
+        }
+    }
+    // Wait until it has exited (so its setpgid is done), leaving it unreaped.
+    // SAFETY: waitid on our own child, zeroed siginfo_t out-parameter.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        while libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
+    Ok(pid)
+}
+
+/// The conventional name of a signal number.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    #[test]
+    fn a_child_is_seen_to_exit_then_reaped_with_its_status() {
+        let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let fd = pidfd_open(child.id());
+        wait_exit(&child, fd.as_ref(), Duration::from_secs(5));
+        assert!(has_exited(child.id()), "exited, and still waitable");
+        let (status, usage) = reap_with_usage(&mut child);
+        assert_eq!(status.and_then(|s| s.code()), Some(3));
+        assert!(usage.is_some());
+    }
+
+    #[test]
+    fn a_child_that_does_not_exit_in_time_is_killed() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let fd = pidfd_open(child.id());
+        let status = reap_within(&mut child, fd.as_ref(), Duration::from_millis(50)).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(signal_name(libc::SIGKILL), Some("SIGKILL"));
+        assert_eq!(signal_name(0), None);
+    }
+
+    #[test]
+    fn a_command_group_leader_keeps_its_group_until_reaped() {
+        let leader = command_group_leader().unwrap();
+        assert!(has_exited(leader as u32), "a zombie");
+        let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
+        kill_group(leader, libc::SIGKILL);
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        reap_if_exited(leader);
+        assert!(!has_exited(leader as u32), "reaped");
+    }
+}
