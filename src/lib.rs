@@ -46,6 +46,7 @@ pub mod model;
 pub mod plan;
 pub mod pool;
 pub mod record;
+pub mod report;
 pub mod runner;
 pub mod sink;
 pub mod source;

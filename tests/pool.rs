@@ -446,8 +446,11 @@ fn recycling_after_max_tasks() {
 /// Generous task timeout: on a loaded machine a 300 ms limit turned a panic into a
 /// timeout now and then.
 fn threads_backend_parity() {
-    let p =
-        pool(2).backend(Backend::Threads).task_timeout(Duration::from_millis(1500)).build().unwrap();
+    let p = pool(2)
+        .backend(Backend::Threads)
+        .task_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
     assert_eq!(p.apply::<_, i64>("square", 9i64).unwrap(), 81);
     assert!(
         matches!(p.apply::<_, ()>("fail", "m".to_string()), Err(PoolError::Task { message, .. }) if message == "m")
