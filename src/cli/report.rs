@@ -191,6 +191,9 @@ pub fn write_out(path: Option<&Path>, text: &str) -> std::io::Result<()> {
         Some(path) => {
             let name =
                 path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
             let temp = path.with_file_name(format!(".{name}.tmp-{:04x}", fastrand::u16(..)));
             let result = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, path));
             if result.is_err() {

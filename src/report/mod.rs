@@ -19,6 +19,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+mod charts;
 pub mod compare;
 mod fmt;
 pub mod html;
