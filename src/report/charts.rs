@@ -3,7 +3,7 @@
 //!
 //! Past [`PER_TASK_LIMIT`] tasks a chart draws aggregates instead of one mark per task
 //! (Nextflow's lesson: per-task timelines of 100,000 tasks are unreadable and heavy):
-//! the timeline becomes time bins per worker, coloured by the worst status in each and
+//! the timeline becomes time bins per worker, each stacked by the statuses of its tasks and
 //! shaded by how busy the worker was; the value charts become a median line with a
 //! 10th–90th percentile band.
 
@@ -151,7 +151,7 @@ pub fn timeline(data: &ChartData) -> Option<String> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(0f64..t1 * 1.01, 0f64..f64::from(lanes))
+            .build_cartesian_2d(0f64..t1 * 1.01, -0.5f64..f64::from(lanes) - 0.5)
             .map_err(e)?;
         chart
             .configure_mesh()
@@ -161,8 +161,10 @@ pub fn timeline(data: &ChartData) -> Option<String> {
             .disable_y_mesh()
             .x_labels(10)
             .y_labels((lanes as usize).min(16))
-            .y_label_formatter(&|y| format!("{}", y.floor() as i64))
-            .x_label_formatter(&|x| fmt::ms(x * 1000.0))
+            .y_label_formatter(&|y| {
+                if y.fract() == 0.0 { format!("{}", *y as i64) } else { String::new() }
+            })
+            .x_label_formatter(&|x| if *x == 0.0 { "0".into() } else { fmt::ms(x * 1000.0) })
             .x_desc("time since the first task started")
             .y_desc("worker")
             .label_style(font(13))
@@ -171,62 +173,81 @@ pub fn timeline(data: &ChartData) -> Option<String> {
             .map_err(e)?;
         if per_task {
             chart
-                .draw_series(spans.iter().map(|s| {
-                    let x0 = (s.start_us - t0) as f64 / 1e6;
-                    let x1 = (x0 + f64::from(s.duration_ms) / 1000.0).max(x0 + t1 / 2000.0);
-                    let y = f64::from(s.worker);
-                    Rectangle::new([(x0, y + 0.15), (x1, y + 0.85)], status_rgb(s.status).filled())
-                }))
+                // Failures last, on top of the tasks that followed them.
+                .draw_series(
+                    spans
+                        .iter()
+                        .filter(|s| !s.status.is_failure())
+                        .chain(spans.iter().filter(|s| s.status.is_failure()))
+                        .map(|s| {
+                            let x0 = (s.start_us - t0) as f64 / 1e6;
+                            // At least a visible sliver: a 2 ms failure in a 10 s run still shows.
+                            let x1 = (x0 + f64::from(s.duration_ms) / 1000.0).max(x0 + t1 / 400.0);
+                            let y = f64::from(s.worker);
+                            Rectangle::new(
+                                [(x0, y - 0.35), (x1, y + 0.35)],
+                                status_rgb(s.status).filled(),
+                            )
+                        }),
+                )
                 .map_err(e)?;
         } else {
-            // Aggregates: per worker and time bin, the busy fraction and the worst status.
+            // Aggregates: per worker and time bin, how busy the worker was and how many
+            // tasks of each status overlapped the bin. A bin is a stack of its statuses,
+            // each as tall as its share (a failure at least 10% of the lane, so that one
+            // failure among thousands still shows), shaded by how busy the worker was.
             const BINS: usize = 300;
             let bin = t1 / BINS as f64;
-            let mut busy = vec![0f64; BINS * lanes as usize];
-            let mut worst = vec![None::<Status>; BINS * lanes as usize];
+            let cells = BINS * lanes as usize;
+            let mut busy = vec![0f64; cells];
+            let mut counts = vec![[0u32; 6]; cells];
             for s in spans {
                 let x0 = (s.start_us - t0) as f64 / 1e6;
                 let x1 = x0 + f64::from(s.duration_ms) / 1000.0;
                 let (b0, b1) = ((x0 / bin) as usize, ((x1 / bin) as usize).min(BINS - 1));
+                let slot = Status::ALL.iter().position(|x| *x == s.status).unwrap_or(0);
                 for b in b0.min(BINS - 1)..=b1 {
                     let lo = (b as f64 * bin).max(x0);
                     let hi = ((b + 1) as f64 * bin).min(x1);
                     let cell = s.worker as usize * BINS + b;
                     busy[cell] += (hi - lo).max(0.0) / bin;
-                    worst[cell] = Some(match worst[cell] {
-                        Some(w) if severity(w) >= severity(s.status) => w,
-                        _ => s.status,
-                    });
+                    counts[cell][slot] += 1;
                 }
             }
-            chart
-                .draw_series((0..busy.len()).filter_map(|cell| {
-                    let st = worst[cell]?;
-                    let (lane, b) = (cell / BINS, cell % BINS);
-                    let alpha = if st == Status::Ok { busy[cell].clamp(0.25, 1.0) } else { 1.0 };
-                    let y = lane as f64;
-                    let x0 = b as f64 * bin;
-                    Some(Rectangle::new(
-                        [(x0, y + 0.15), (x0 + bin, y + 0.85)],
+            let mut rects = Vec::new();
+            for cell in 0..cells {
+                let n: u32 = counts[cell].iter().sum();
+                if n == 0 {
+                    continue;
+                }
+                let (lane, b) = (cell / BINS, cell % BINS);
+                let alpha = busy[cell].clamp(0.35, 1.0);
+                let x0 = b as f64 * bin;
+                let mut shares: Vec<(Status, f64)> = Status::ALL
+                    .iter()
+                    .zip(counts[cell])
+                    .filter(|(_, c)| *c > 0)
+                    .map(|(st, c)| {
+                        let share = f64::from(c) / f64::from(n);
+                        (*st, if st.is_failure() { share.max(0.1) } else { share })
+                    })
+                    .collect();
+                let sum: f64 = shares.iter().map(|x| x.1).sum();
+                shares.iter_mut().for_each(|x| x.1 /= sum);
+                let mut y = lane as f64 - 0.35;
+                for (st, share) in shares {
+                    let h = share * 0.7;
+                    rects.push(Rectangle::new(
+                        [(x0, y), (x0 + bin, y + h)],
                         status_rgb(st).mix(alpha).filled(),
-                    ))
-                }))
-                .map_err(e)?;
+                    ));
+                    y += h;
+                }
+            }
+            chart.draw_series(rects).map_err(e)?;
         }
         Ok(())
     }))
-}
-
-/// How much a status stands out in an aggregate cell.
-fn severity(s: Status) -> u8 {
-    match s {
-        Status::Ok => 0,
-        Status::Skipped => 1,
-        Status::Cancelled => 2,
-        Status::Timeout => 3,
-        Status::Error => 4,
-        Status::Crashed => 5,
-    }
 }
 
 fn quantile(sorted: &[f32], q: f64) -> f64 {

@@ -189,7 +189,7 @@ pub fn render(summary: &Summary, comparison: Option<&Comparison>) -> String {
     if let Some(svg) = charts::timeline(&s.charts) {
         let note = if s.charts.spans.len() > charts::PER_TASK_LIMIT {
             format!(
-                " <span class=muted>({} tasks: time bins per worker, coloured by the worst status in each, shaded by how busy the worker was)</span>",
+                " <span class=muted>({} tasks: time bins per worker, each stacked by the statuses of its tasks, shaded by how busy the worker was)</span>",
                 s.charts.spans.len()
             )
         } else {
@@ -345,9 +345,9 @@ pub fn render(summary: &Summary, comparison: Option<&Comparison>) -> String {
         }
         o.push_str("</div>");
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<p class=muted>jobpool {} · {}</p></main></body></html>\n",
+        "<p class=muted>jobpool {} · {}</p></main></body></html>",
         env!("CARGO_PKG_VERSION"),
         s.run.job_file.as_deref().map(esc).unwrap_or_default()
     );

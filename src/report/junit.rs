@@ -53,9 +53,19 @@ fn case(r: &TaskRecord, class: &str) -> TestCase {
     case
 }
 
-/// `records` (every submission, by index) as JUnit XML: one `<testsuite>` for the job.
-pub fn render(summary: &Summary, records: &[TaskRecord]) -> io::Result<String> {
+/// `records` (every submission, any order) as JUnit XML: one `<testsuite>` for the job,
+/// its test cases in plan order. Each record becomes its test case as it is read.
+pub fn render(
+    summary: &Summary,
+    records: impl IntoIterator<Item = io::Result<TaskRecord>>,
+) -> io::Result<String> {
     let job = fmt::title(summary);
+    let mut cases: Vec<(u64, TestCase)> = Vec::new();
+    for r in records {
+        let r = r?;
+        cases.push((r.index, case(&r, &job)));
+    }
+    cases.sort_by_key(|c| c.0);
     let mut suite = TestSuite::new(job.as_str());
     suite.set_time(millis(summary.wall_ms));
     if let Some(id) = &summary.run.id {
@@ -64,7 +74,7 @@ pub fn render(summary: &Summary, records: &[TaskRecord]) -> io::Result<String> {
     if let Some(f) = &summary.run.job_file {
         suite.add_property(Property::new("job_file", f.as_str()));
     }
-    suite.add_test_cases(records.iter().map(|r| case(r, &job)));
+    suite.add_test_cases(cases.into_iter().map(|c| c.1));
     let mut report = Report::new("jobpool");
     report.set_time(millis(summary.wall_ms));
     report.add_test_suite(suite);

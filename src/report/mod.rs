@@ -33,7 +33,6 @@ pub use self::summary::{
     Builder, ParamSummary, ParamValue, REPORT_FORMAT, RunAbout, Stats, Summary, summarize_journal,
 };
 
-use crate::record::TaskRecord;
 use crate::store::{self, Records, RunInfo};
 
 /// A duration in ms as people read it (`12.3 ms`, `1.52 s`, `2m 03s`).
@@ -123,16 +122,9 @@ impl RunSource {
     }
 }
 
-/// Every record of `source` in submission order (by index), for formats that list them
-/// all.
-pub fn records_by_index(source: &RunSource) -> io::Result<Vec<TaskRecord>> {
-    let mut all: Vec<TaskRecord> = source.records()?.collect::<io::Result<_>>()?;
-    all.sort_by_key(|r| r.index);
-    Ok(all)
-}
-
 /// The one renderer: `summary` (and `comparison`, with `--compare`) as `format`.
-/// `junit` lists every submission, so it reads the records of `source` again.
+/// `junit` lists every submission, so it reads the records of `source` again (a test
+/// case per record, in memory: JUnit is for CI-sized runs).
 pub fn render(
     format: Format,
     source: &RunSource,
@@ -143,6 +135,6 @@ pub fn render(
         Format::Md => md::render(summary, comparison),
         Format::Html => html::render(summary, comparison),
         Format::Json => json::render(summary, comparison),
-        Format::Junit => junit::render(summary, &records_by_index(source)?)?,
+        Format::Junit => junit::render(summary, source.records()?)?,
     })
 }

@@ -315,6 +315,8 @@ pub struct Builder {
     failures: Vec<FailureBrief>,
     params: HashMap<String, ParamAcc>,
     unreadable: u64,
+    /// Reused for parameter values' text (no allocation per record).
+    scratch: String,
 }
 
 /// A number in a value: a JSON number, or text that parses as one.
@@ -326,10 +328,16 @@ pub fn numeric(v: &Value) -> Option<f64> {
     }
 }
 
-fn value_key(v: &Value) -> String {
+/// A value's text as a map key: a string as it is, anything else as JSON (into `buf`).
+fn value_key<'a>(v: &'a Value, buf: &'a mut String) -> &'a str {
+    use std::fmt::Write;
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => s,
+        other => {
+            buf.clear();
+            let _ = write!(buf, "{other}");
+            buf
+        }
     }
 }
 
@@ -423,8 +431,8 @@ impl Builder {
             if p.overflow {
                 continue;
             }
-            let key = value_key(v);
-            let acc = match p.values.get_mut(&key) {
+            let key = value_key(v, &mut self.scratch);
+            let acc = match p.values.get_mut(key) {
                 Some(a) => a,
                 None => {
                     if p.values.len() >= MAX_PARAM_VALUES {
@@ -432,7 +440,7 @@ impl Builder {
                         p.values = HashMap::new();
                         continue;
                     }
-                    p.values.entry(key).or_insert_with(|| ValueAcc {
+                    p.values.entry(key.to_string()).or_insert_with(|| ValueAcc {
                         value: v.clone(),
                         first_index: r.index,
                         ..ValueAcc::default()
@@ -544,6 +552,7 @@ impl Builder {
             mut failures,
             params,
             unreadable,
+            scratch: _,
         } = self;
         let total = counts.total();
         let span_ms = match (first_start_us, last_end_us) {
