@@ -47,6 +47,7 @@ pub mod plan;
 pub mod pool;
 pub mod process;
 pub mod record;
+pub mod report;
 pub mod runner;
 pub mod sink;
 pub mod source;

@@ -73,7 +73,9 @@ impl std::fmt::Display for Status {
 }
 
 /// Records of one run by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(default)]
 pub struct StatusCounts {
     /// `ok` records.

@@ -18,6 +18,7 @@ use super::exit_code;
 use crate::event::{CancelReason, RunEvent, RunSummary};
 use crate::model::Job;
 use crate::record::{Status, TaskRecord};
+use crate::report::{self, Format, RunSource};
 use crate::runner::FrontEndError;
 use crate::sink::OrderedSinks;
 use crate::store::{RunEnd, RunStore};
@@ -92,6 +93,8 @@ pub struct Frontends<'j> {
     output_closed: bool,
     code: Option<u8>,
     shard: Option<crate::plan::Shard>,
+    reports: Vec<(Format, std::path::PathBuf)>,
+    report: Option<report::Builder>,
 }
 
 impl<'j> Frontends<'j> {
@@ -115,12 +118,22 @@ impl<'j> Frontends<'j> {
             output_closed: false,
             code: None,
             shard: None,
+            reports: Vec::new(),
+            report: None,
         }
     }
 
     /// This run is one shard of a run: the summary says so and what comes next.
     pub fn shard(mut self, shard: Option<crate::plan::Shard>) -> Self {
         self.shard = shard;
+        self
+    }
+
+    /// Also write these reports when the run ends (`--report FORMAT=PATH`), from a
+    /// summary built as records arrive.
+    pub fn with_reports(mut self, reports: Vec<(Format, std::path::PathBuf)>) -> Self {
+        self.report = (!reports.is_empty()).then(report::Builder::new);
+        self.reports = reports;
         self
     }
 
@@ -199,6 +212,9 @@ impl<'j> Frontends<'j> {
                 result = Err(FrontEndError { reason: CancelReason::FrontEndFailed, message });
             }
         }
+        if let Some(b) = &mut self.report {
+            b.add(rec);
+        }
         self.progress.record(rec.status.is_failure());
         result
     }
@@ -225,11 +241,15 @@ impl<'j> Frontends<'j> {
         self.code = Some(code);
         if let Some(j) = self.journal.take() {
             let cancelled = summary.cancelled.map(|r| r.as_str().to_string());
-            if let Err(e) = j.finish(RunEnd { exit_code: code, cancelled }) {
-                summary
-                    .front_end_error
-                    .get_or_insert_with(|| format!("cannot finish the run: {e}"));
-                self.code = Some(exit_code::worse(code, exit_code::TASK_FAILED));
+            let journal = j.dir().join(crate::store::RECORDS_FILE);
+            match j.finish(RunEnd { exit_code: code, cancelled }) {
+                Ok(info) => self.write_reports(RunSource { journal, info: Some(info) }),
+                Err(e) => {
+                    summary
+                        .front_end_error
+                        .get_or_insert_with(|| format!("cannot finish the run: {e}"));
+                    self.code = Some(exit_code::worse(code, exit_code::TASK_FAILED));
+                }
             }
         }
         if let Some(e) = &summary.front_end_error {
@@ -241,6 +261,30 @@ impl<'j> Frontends<'j> {
         say(&summary_line(self.job, &summary, self.shard));
         if let Some(rec) = &summary.first_failure {
             say(&diag::render(&failure_diagnostic(rec, summary.counts.failures())));
+        }
+    }
+}
+
+impl Frontends<'_> {
+    /// `--report`: the live summary through the same renderer as `jobpool report`. A
+    /// report that cannot be written is a diagnostic; the run's exit code stays the
+    /// records' (and `run.json`'s).
+    fn write_reports(&mut self, source: RunSource) {
+        let Some(builder) = self.report.take() else { return };
+        let summary = builder.finish(source.info.as_ref());
+        for (format, path) in &self.reports {
+            let result = report::render(*format, &source, &summary, None)
+                .and_then(|text| super::report::write_out(Some(path), &text));
+            if let Err(e) = result {
+                say(&diag::render(&RunProblem {
+                    what: format!(
+                        "cannot write the {} report {}: {e}",
+                        format.name(),
+                        path.display()
+                    ),
+                    help: None,
+                }));
+            }
         }
     }
 }

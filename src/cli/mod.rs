@@ -16,6 +16,7 @@ mod frontend;
 mod init;
 mod kinds;
 mod plan;
+mod report;
 mod run;
 mod schema;
 mod watch;
@@ -56,6 +57,10 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Run job files, then rerun a job when a file it depends on changes.
     Watch(watch::WatchArgs),
+    /// Summarise a run: md, html, json or junit; compare two runs.
+    Report(report::ReportArgs),
+    /// List past runs (id, state, start, wall time, counts); prune old ones.
+    Runs(report::RunsArgs),
     /// Print the job file's JSON Schema.
     Schema(schema::SchemaArgs),
     /// List the task kinds this binary knows.
@@ -91,6 +96,8 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Man(args) => init::man(args),
         Command::Plan(args) => plan::run(args, &registry),
         Command::Watch(args) => watch::run(args, &registry),
+        Command::Report(args) => report::run(args, &registry),
+        Command::Runs(args) => report::runs(args, &registry),
         Command::Schema(args) => schema::run(args),
         Command::Kinds(args) => kinds::run(args, &registry),
     };

@@ -18,6 +18,7 @@ use crate::event::CancelReason;
 use crate::model::{Backend, Job, TaskTemplate, args_map};
 use crate::plan::Plan;
 use crate::pool::Registry;
+use crate::report::Format;
 use crate::runner::{Control, RunError, RunOptions, Runner, workers_for};
 use crate::sink::OrderedSinks;
 use crate::store::{self, RunMeta, RunStore};
@@ -77,6 +78,20 @@ pub struct RunSettings {
     /// every shard of the same job agrees without talking to the others).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+    /// Write a report when the run ends: FORMAT is md, html, json or junit; PATH may
+    /// use `{name}` (the job's name) and `{run}` (the run id). Repeatable.
+    #[arg(long = "report", value_name = "FORMAT=PATH", value_parser = parse_report)]
+    pub reports: Vec<(Format, String)>,
+}
+
+fn parse_report(s: &str) -> Result<(Format, String), String> {
+    let (f, path) = s
+        .split_once('=')
+        .filter(|(_, p)| !p.is_empty())
+        .ok_or_else(|| format!("`{s}`: expected FORMAT=PATH, e.g. html=report.html"))?;
+    let format = Format::from_name(f)
+        .ok_or_else(|| format!("unknown report format `{f}`; use md, html, json or junit"))?;
+    Ok((format, path.to_string()))
 }
 
 /// The id every shard of a run of `job` in `count` slices derives alike: the job's name,
@@ -238,8 +253,14 @@ pub(super) fn run_job(
             }
         },
     };
-    let mut frontends =
-        Frontends::new(job, journal, sinks, args.progress, args.quiet).shard(args.shard);
+    let reports = args
+        .reports
+        .iter()
+        .map(|(f, p)| (*f, PathBuf::from(p.replace("{name}", &job.name).replace("{run}", &run_id))))
+        .collect();
+    let mut frontends = Frontends::new(job, journal, sinks, args.progress, args.quiet)
+        .shard(args.shard)
+        .with_reports(reports);
     let options = RunOptions { run_id, resume, shard: args.shard };
     match Runner::new(backend).run(job, options, control, |e| frontends.on_event(e)) {
         Ok(_) => frontends.exit_code().unwrap_or(TASK_FAILED),

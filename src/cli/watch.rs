@@ -457,6 +457,7 @@ impl Session<'_> {
             quiet: self.args.quiet,
             shard: None,
             run_id: None,
+            reports: Vec::new(),
         };
         // The run reads the index again (it takes records out of it as it goes).
         drop(resume);

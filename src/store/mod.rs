@@ -26,9 +26,11 @@ pub use crate::record::StatusCounts;
 use crate::record::TaskRecord;
 
 mod journal;
+mod prune;
 mod resume;
 
 pub use self::journal::{Records, read_records, records};
+pub use self::prune::{Pruned, prune};
 pub use self::resume::{ResumeIndex, resume_index};
 
 /// The folder under a job file's folder that holds jobpool's state.
@@ -156,6 +158,10 @@ pub struct RunInfo {
     /// `output closed`, `front end failed` (filled in when the run ends).
     #[serde(default)]
     pub cancelled: Option<String>,
+    /// Not a run: the `ok` records of pruned runs that `--resume` still uses, kept by
+    /// `jobpool runs --prune` (see [`prune`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
 }
 
 /// What the caller knows about a run when it starts.
@@ -287,6 +293,7 @@ impl RunStore {
             wall_ms: None,
             exit_code: None,
             cancelled: None,
+            compacted: false,
         };
         write_json_atomic(&info_path, &info)?;
         // A shard run again appends to its journal (collect takes the best record of
@@ -407,6 +414,11 @@ pub struct RunDir {
 }
 
 impl RunDir {
+    /// Whether this is the folder of kept `ok` records that `--prune` writes, not a run.
+    pub fn is_compacted(&self) -> bool {
+        self.info.as_ref().is_some_and(|i| i.compacted)
+    }
+
     /// The run's journal.
     pub fn records_path(&self) -> PathBuf {
         self.path.join(RECORDS_FILE)
@@ -474,9 +486,36 @@ pub fn list_runs(job_dir: &Path, job_name: &str) -> io::Result<Vec<RunDir>> {
     Ok(runs)
 }
 
-/// The latest run of the job `job_name` beside `job_dir`, if any.
+/// The latest run of the job `job_name` beside `job_dir`, if any (the folder of records
+/// kept by `--prune` is not a run).
 pub fn latest_run(job_dir: &Path, job_name: &str) -> io::Result<Option<RunDir>> {
-    Ok(list_runs(job_dir, job_name)?.pop())
+    Ok(list_runs(job_dir, job_name)?.into_iter().rev().find(|r| !r.is_compacted()))
+}
+
+/// Every job's runs beside `job_dir` (`.jobpool/runs/*/*`), by job folder name, each
+/// oldest first.
+pub fn list_all_runs(job_dir: &Path) -> io::Result<Vec<(String, Vec<RunDir>)>> {
+    let root = runs_root(job_dir);
+    let entries = match fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        // The folder name is already safe, so it maps to itself.
+        let runs = list_runs(job_dir, &name)?;
+        if !runs.is_empty() {
+            out.push((name, runs));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -24,11 +24,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("backend", &["model", "record", "pool", "task"]),
     ("runner", &["backend", "event", "model", "plan", "record", "store"]),
     ("watch", &["model", "plan", "record", "store"]),
+    ("report", &["event", "model", "record", "store"]),
     (
         "cli",
         &[
             "backend", "event", "model", "plan", "pool", "record", "runner", "sink", "source",
-            "spec", "store", "task", "validate", "watch",
+            "report", "spec", "store", "task", "validate", "watch",
         ],
     ),
 ];

@@ -13,6 +13,7 @@ mod init;
 mod jobfiles;
 mod layering;
 mod pool_examples;
+mod report;
 mod run;
 mod run_faults;
 mod script_kind;
