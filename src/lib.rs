@@ -39,20 +39,33 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "jobs")]
 pub mod backend;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "jobs")]
 pub mod event;
 pub mod model;
+#[cfg(feature = "jobs")]
 pub mod plan;
 pub mod pool;
 pub mod process;
 pub mod record;
+#[cfg(feature = "jobs")]
 pub mod report;
+#[cfg(feature = "jobs")]
 pub mod runner;
+#[cfg(feature = "jobs")]
 pub mod sink;
+#[cfg(feature = "jobs")]
 pub mod source;
+#[cfg(feature = "jobs")]
 pub mod spec;
+#[cfg(feature = "jobs")]
 pub mod store;
+#[cfg(feature = "jobs")]
 pub mod task;
+#[cfg(feature = "jobs")]
 pub mod validate;
+#[cfg(feature = "cli")]
 pub mod watch;

@@ -73,9 +73,8 @@ impl std::fmt::Display for Status {
 }
 
 /// Records of one run by status.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "jobs", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct StatusCounts {
     /// `ok` records.

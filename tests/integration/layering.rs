@@ -158,3 +158,28 @@ fn watch_does_not_print() {
         }
     }
 }
+
+/// A program that wants only the pool builds without the command line, diagnostics,
+/// scripting, watch or report stacks: `default-features = false` compiles the pool, the
+/// records and their model alone.
+#[test]
+fn the_pool_builds_without_default_features() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["check", "--quiet", "--offline", "--lib", "--no-default-features"])
+        .env("CARGO_TARGET_DIR", root.join("target/slim-check"))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "-e", "normal", "--no-default-features", "--prefix", "none"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    for heavy in ["clap ", "miette ", "rhai ", "notify ", "indicatif ", "plotters ", "schemars "] {
+        assert!(!tree.contains(heavy), "the slim library pulls in {heavy}");
+    }
+    assert!(tree.contains("ipc-channel "), "{tree}");
+}
