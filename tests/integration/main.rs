@@ -7,6 +7,7 @@ mod run_support;
 
 mod command_kind;
 mod custom_kinds;
+mod docs;
 mod exec;
 mod fuzz_jobfiles;
 mod init;
