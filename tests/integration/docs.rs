@@ -91,3 +91,66 @@ fn every_job_file_in_the_book_and_readme_checks() {
         failures.join("\n")
     );
 }
+
+/// Every relative link of the book and the README points at a file that exists (and
+/// every chapter is in SUMMARY.md), so the built book has no broken link.
+#[test]
+fn the_book_has_no_broken_links() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("book/src");
+    let mut pages = vec![root.join("README.md")];
+    let mut stack = vec![src.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                pages.push(p);
+            }
+        }
+    }
+    let summary = fs::read_to_string(src.join("SUMMARY.md")).unwrap();
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = fs::read_to_string(page).unwrap();
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+            }
+            if in_code {
+                continue;
+            }
+            let mut rest = line;
+            while let Some(at) = rest.find("](") {
+                let tail = &rest[at + 2..];
+                let Some(end) = tail.find(')') else { break };
+                let target = &tail[..end];
+                rest = &tail[end..];
+                if target.contains("://")
+                    || target.starts_with('#')
+                    || target.starts_with("mailto:")
+                {
+                    continue;
+                }
+                let file = target.split('#').next().unwrap();
+                if file.is_empty() {
+                    continue;
+                }
+                let resolved = page.parent().unwrap().join(file);
+                if !resolved.exists() {
+                    broken
+                        .push(format!("{}: {target}", page.strip_prefix(root).unwrap().display()));
+                }
+            }
+        }
+        if page.starts_with(&src) && !page.ends_with("SUMMARY.md") {
+            let rel = page.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            if !summary.contains(&format!("({rel})")) {
+                broken.push(format!("{rel} is not in SUMMARY.md"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
