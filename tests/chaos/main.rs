@@ -1,0 +1,220 @@
+//! The chaos runner (issue 13): random jobs, random faults at random moments, then
+//! `--resume` until a run completes without faults — and after every round, the
+//! promises of `book/src/failures.md` and `book/src/resume.md` are checked.
+//!
+//! ```text
+//! cargo test --test chaos                      # 3 trials, none started after 45 s (CI)
+//! CHAOS_TRIALS=1000 cargo test --test chaos    # a long run
+//! CHAOS_SEED=1234 cargo test --test chaos      # replay one trial
+//! CHAOS_BASE=42 cargo test --test chaos        # the same trials as another run with base 42
+//! CHAOS_VERBOSE=1 ...                          # also print each trial's schedule and events
+//! ```
+//!
+//! `harness = false`: `main` runs the trials one after another and prints one line per
+//! trial, every violation, and a tally; it exits 1 if any trial broke an invariant.
+//!
+//! # A trial
+//!
+//! Everything a trial does is drawn from its seed (`plan.rs`, `fastrand::Rng::with_seed`),
+//! so `CHAOS_SEED=<seed>` replays the same job and the same fault schedule. The moments
+//! are the same milliseconds after start; what runs at that moment on a loaded machine is
+//! not, so a replay reproduces a timing-dependent defect often, not always.
+//!
+//! - **The job**: 20–300 `command` submissions `sh -c SCRIPT sh {i} {b} {s}` (argument
+//!   `i` is the submission's index, `b` its behaviour, `s` its sleep, zipped). Behaviours:
+//!   `ok` (sleep 0–250 ms, print `v<i>`), `fail` (sleep, exit 3), `hang` (sleep 30 s, past
+//!   every `task-timeout`; at most 3), `bg` (leave `sleep 30` running in the background,
+//!   then as `ok`). Every attempt appends `S <i> <pid>` to `side.log` first thing and
+//!   `E <i> <pid>` just before it exits on its own (`G <i> <pid>` for a grandchild).
+//!   Random `workers` (1–4), `retries` (0–2), `retry-on`, `max-failures` (a number or a
+//!   share), `on-failure = "stop"`, `chunk-size`, `max-tasks-per-worker`, `task-timeout`
+//!   (2–3 s), `grace-period` (50–500 ms), sometimes a job `timeout` (2–8 s), and a
+//!   non-empty set of `jsonl`, `csv` and `json` sinks in `out/`.
+//! - **Rounds**: 0–3 faulty rounds, then one clean round. The first round runs with or
+//!   without `--resume`, every later one with it. Before a faulty round, maybe: the last
+//!   line of the newest journal is cut mid-line (`records.jsonl` truncated); the sink
+//!   folder is read-only (a read-only bind mount, as CI runs as root; mode 0555 for other
+//!   users); the sink folder is full (when it is a 4 MiB tmpfs, in 30% of the trials; if
+//!   mounting fails, that fault is skipped with a printed note, never a failure). During
+//!   a faulty round, 1–4 faults at random moments (a quarter of them in the first 150 ms,
+//!   start-up): SIGKILL of a worker (a child of jobpool whose `argv[1]` is
+//!   `__jobpool-worker`), SIGKILL of a task process (a `sh` child of a worker; its index
+//!   is read from its command line), SIGKILL of jobpool, SIGINT or SIGTERM to jobpool
+//!   (sometimes followed by a second SIGINT). A fault whose target does not exist yet is
+//!   retried for 500 ms, then dropped. The clean round has no fault of any kind.
+//! - **Processes**: jobpool is started with `CHAOS_TRIAL_MARK=<pid>-<seed>-<round>` in its
+//!   environment, which every worker, task and grandchild inherits; the trial's processes
+//!   are found by that mark in `/proc/*/environ` (a process that left the group with
+//!   `setsid` included). Every round is under a hard timeout ([`trial::HARD_TIMEOUT`],
+//!   120 s); after it, whatever carries the mark is SIGKILLed, the mounts are undone, and
+//!   the temporary folder is removed, so a trial leaves nothing behind even when it fails.
+//! - **Failures** print the seed and save the trial under `target/chaos-failures/<seed>/`:
+//!   `schedule.txt` (the trial, its schedule, and what was injected when, with targets),
+//!   `violations.txt`, and `job/` (the job file, `side.log`, each round's stdout and
+//!   stderr, the run folders and the sinks).
+//!
+//! # Invariants
+//!
+//! After every round (`check::round`):
+//! 1. **No hang**: jobpool exits within the hard timeout.
+//! 2. **No panic**: stderr has no `panicked`, the exit code is not 101.
+//! 3. **Exit codes**: 0, 1, 3 (only with a job `timeout`), 130 (only after a SIGINT or
+//!    SIGTERM), or death by a signal the harness sent. 2 (invalid job) is a violation:
+//!    the job is valid.
+//! 4. **Nothing left behind**: no process carrying the round's mark is alive 3 s after
+//!    jobpool exited (zombies do not count).
+//! 5. **The journal is readable**: each round makes at most one run folder; its
+//!    `run.json` parses; if jobpool exited with a code, `run.json` says `finished` with
+//!    that exit code; every newline-terminated line of `records.jsonl` is a record; a
+//!    torn last line only after a SIGKILL of jobpool; at most one record per submission.
+//! 6. **Every submission gets a record**: a run that exited with a code journaled one
+//!    record per submission (or none, when a sink fault kept it from starting).
+//! 7. **No journaled ok runs again**. Observable: the set `OK` of submissions with an
+//!    `ok` record on a complete line of any journal when the round starts (after the
+//!    harness tore a line), and the `S` lines the round's tasks wrote. For every `i` in
+//!    `OK`: no `S i` line in the round, and the round's record of `i` is `ok` with
+//!    `resumed: true`. A resumed record is always `ok` and always in `OK`.
+//! 8. **No unseen duplicate run**: for each record of the round, the number of `S i`
+//!    lines written during the round is at most its `attempts` (an attempt killed before
+//!    its first line writes none, so not "equal" in faulty rounds); in the clean round,
+//!    equal for `ok`, `error` and `timeout` records. `attempts` ≤ `retries` + 1; a
+//!    skipped record has 0.
+//! 9. **Statuses agree with the task and the faults**: `ok` only for `ok`/`bg`, with value
+//!    `v<i>` and an `E i` line in the same round (the attempt really finished); `error`
+//!    only for `fail`, or a task whose process the harness killed in that round;
+//!    `timeout` only for `hang` (others sleep ≤ 250 ms against a ≥ 2 s limit);
+//!    `crashed` only in a round where a worker was killed; `cancelled` only after
+//!    SIGINT/SIGTERM, with a job `timeout`, or with a sink fault; `skipped` only with
+//!    `max-failures` or `on-failure = "stop"`. In the clean round, an `error`/`timeout`
+//!    that `retry-on` covers used every retry (unless `max-failures`, `on-failure` or a
+//!    job `timeout` is set).
+//!
+//! After the clean round (`check::final_state`):
+//! 10. **Complete, ordered sinks**: every sink holds exactly one record per submission,
+//!     in submission order (`index` / column `i` = position), each with the status (and
+//!     key) of that submission's record in the final journal.
+//! 11. **No lost ok**: every submission in `OK` is `ok` and `resumed` in the final run.
+//! 12. **The exit code is what the records say**: 3 if any is `cancelled`, else 1 if any
+//!     is `error`, `timeout` or `crashed`, else 0.
+//! 13. **No temporary sink file** (`.tmp-` in the name) in the sink folder. (A run killed
+//!     by SIGKILL leaves its temporary file; the next run removes it once it is 1 s
+//!     old — the harness waits that second before the clean round.)
+
+mod check;
+mod observe;
+mod plan;
+mod procs;
+mod trial;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use check::Kind;
+
+/// Trials of `cargo test --test chaos` without `CHAOS_TRIALS`: short enough for CI on a
+/// loaded 2-core machine.
+const DEFAULT_TRIALS: u64 = 3;
+
+/// Without `CHAOS_TRIALS`, no new trial starts after this long (a trial takes 2–60 s).
+const DEFAULT_BUDGET: Duration = Duration::from_secs(45);
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name}={v}: not a number"),
+    }
+}
+
+fn main() {
+    let failures = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("chaos-failures");
+    let budget = std::env::var_os("CHAOS_TRIALS").is_none().then_some(DEFAULT_BUDGET);
+    let seeds: Vec<u64> = if let Some(seed) = env_u64("CHAOS_SEED") {
+        println!("chaos: replaying seed {seed}");
+        vec![seed]
+    } else {
+        let trials = env_u64("CHAOS_TRIALS").unwrap_or(DEFAULT_TRIALS);
+        let base = env_u64("CHAOS_BASE").unwrap_or_else(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
+        println!("chaos: {trials} trial(s), CHAOS_BASE={base}; replay one with CHAOS_SEED=<seed>");
+        (0..trials).map(|k| splitmix(base.wrapping_add(k))).collect()
+    };
+
+    let verbose = std::env::var_os("CHAOS_VERBOSE").is_some();
+    let start = Instant::now();
+    let mut tally: BTreeMap<Kind, usize> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut notes = BTreeMap::new();
+    let mut ran = 0;
+    for &seed in &seeds {
+        if budget.is_some_and(|b| ran > 0 && start.elapsed() > b) {
+            println!(
+                "chaos: time budget of {budget:?} spent; {} trial(s) not started",
+                seeds.len() - ran
+            );
+            break;
+        }
+        ran += 1;
+        let t = plan::Trial::generate(seed);
+        let outcome = trial::run(&t, &failures);
+        println!("{}", outcome.summary);
+        if verbose {
+            println!("  {}", outcome.log.trim_end().replace('\n', "\n  "));
+        }
+        for note in outcome.notes {
+            *notes.entry(note).or_insert(0) += 1;
+        }
+        if !outcome.violations.is_empty() {
+            for v in &outcome.violations {
+                println!("  [{:?}] {}", v.kind, v.message.replace('\n', "\n    "));
+            }
+            let mut kinds: Vec<Kind> = outcome.violations.iter().map(|v| v.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            for k in kinds {
+                *tally.entry(k).or_default() += 1;
+            }
+            println!(
+                "  seed {seed} failed; saved in {}; replay: CHAOS_SEED={seed} cargo test --test chaos",
+                failures.join(seed.to_string()).display()
+            );
+            failed.push(seed);
+        }
+    }
+    for (note, count) in notes {
+        println!("note ({count}x): {note}");
+    }
+    let count = |k: Kind| tally.get(&k).copied().unwrap_or(0);
+    let other: usize = tally
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k, Kind::Hang | Kind::Orphan | Kind::Lost | Kind::Duplicated | Kind::Panic)
+        })
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "chaos: {} trials in {:.0}s; trials with hangs {}, orphans {}, lost {}, duplicated {}, \
+         panics {}, other violations {}",
+        ran,
+        start.elapsed().as_secs_f64(),
+        count(Kind::Hang),
+        count(Kind::Orphan),
+        count(Kind::Lost),
+        count(Kind::Duplicated),
+        count(Kind::Panic),
+        other
+    );
+    if !failed.is_empty() {
+        println!("chaos: failed seeds: {failed:?}");
+        std::process::exit(1);
+    }
+}

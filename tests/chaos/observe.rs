@@ -1,0 +1,188 @@
+//! Reading what a trial left on disk: the side log the tasks append to, the journals
+//! and `run.json` of every run, and the sinks.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// One line of the side log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `S i pid`: attempt of submission `i` started.
+    Started(usize),
+    /// `E i pid`: the attempt reached its end (about to exit on its own).
+    Ended(usize),
+    /// `G i pid`: a background grandchild.
+    Grandchild(usize),
+}
+
+/// The side log's lines in `[from, to)` (byte offsets); a line still being written at
+/// `to` is left out.
+pub fn side_lines(path: &Path, from: u64, to: u64) -> Vec<Side> {
+    let bytes = fs::read(path).unwrap_or_default();
+    let to = (to as usize).min(bytes.len());
+    let from = (from as usize).min(to);
+    String::from_utf8_lossy(&bytes[from..to])
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let tag = it.next()?;
+            let i = it.next()?.parse().ok()?;
+            match tag {
+                "S" => Some(Side::Started(i)),
+                "E" => Some(Side::Ended(i)),
+                "G" => Some(Side::Grandchild(i)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+pub fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The run folders of the job, sorted by name (so by start time).
+pub fn run_dirs(job_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(job_dir.join(".jobpool/runs/job"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// A journal as read back: its records, whether its last line is torn, and complete
+/// lines that are not records.
+#[derive(Debug, Default)]
+pub struct Journal {
+    pub records: Vec<Value>,
+    pub torn: bool,
+    pub bad: Vec<String>,
+}
+
+pub fn read_journal(run: &Path) -> Journal {
+    let mut j = Journal::default();
+    let Ok(bytes) = fs::read(run.join("records.jsonl")) else { return j };
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            j.torn = true;
+            break;
+        };
+        let line = &rest[..end];
+        rest = &rest[end + 1..];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) if record_index(&v).is_some() && v["status"].is_string() => j.records.push(v),
+            _ => j.bad.push(String::from_utf8_lossy(line).chars().take(200).collect()),
+        }
+    }
+    j
+}
+
+/// A run's `run.json`, if it parses.
+pub fn run_info(run: &Path) -> Result<Value, String> {
+    let text = fs::read_to_string(run.join("run.json")).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+}
+
+/// The submission a record belongs to: its argument `i`.
+pub fn record_index(r: &Value) -> Option<usize> {
+    r["args"]["i"].as_u64().map(|i| i as usize)
+}
+
+pub fn status(r: &Value) -> &str {
+    r["status"].as_str().unwrap_or("?")
+}
+
+/// Submissions with an `ok` record in any journal (complete lines only), as `--resume`
+/// reads them.
+pub fn journaled_ok(job_dir: &Path) -> BTreeSet<usize> {
+    run_dirs(job_dir)
+        .iter()
+        .flat_map(|d| read_journal(d).records)
+        .filter(|r| status(r) == "ok")
+        .filter_map(|r| record_index(&r))
+        .collect()
+}
+
+/// Cut the last line of the newest non-empty journal at `permille` of its length
+/// (dropping at least its newline). Returns what was done.
+pub fn tear_journal(job_dir: &Path, permille: u32) -> Option<String> {
+    for run in run_dirs(job_dir).iter().rev() {
+        let path = run.join("records.jsonl");
+        let Ok(bytes) = fs::read(&path) else { continue };
+        if bytes.is_empty() {
+            continue;
+        }
+        // The last line: from after the previous newline to the end (with its newline).
+        let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let len = bytes.len() - start;
+        let keep = start + (len - 1) * permille as usize / 1000;
+        let f = fs::OpenOptions::new().write(true).open(&path).ok()?;
+        f.set_len(keep as u64).ok()?;
+        return Some(format!(
+            "tore {} at byte {keep} (last line {start}..{})",
+            path.strip_prefix(job_dir).unwrap_or(&path).display(),
+            bytes.len()
+        ));
+    }
+    None
+}
+
+/// Files whose name contains `.tmp-` in `dir`.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// A minimal RFC 4180 reader: rows of cells.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cell.push('"');
+                }
+                '"' => quoted = false,
+                _ => cell.push(c),
+            }
+        } else {
+            match c {
+                '"' => quoted = true,
+                ',' => row.push(std::mem::take(&mut cell)),
+                '\r' if chars.peek() == Some(&'\n') => {}
+                '\n' => {
+                    row.push(std::mem::take(&mut cell));
+                    rows.push(std::mem::take(&mut row));
+                }
+                _ => cell.push(c),
+            }
+        }
+    }
+    if !cell.is_empty() || !row.is_empty() {
+        row.push(cell);
+        rows.push(row);
+    }
+    rows
+}
