@@ -108,7 +108,12 @@ pub(crate) fn cancel_parcel(parcel: Parcel) {
 pub(crate) fn fail_parcel(parcel: Parcel, status: Status, msg: &str) {
     let mut out = Deliveries::default();
     for item in parcel.unfinished() {
-        out.push(&parcel, Outcome::failed(item.user_id, status, msg, item.attempts));
+        let o = if status == Status::Skipped {
+            parcel.skipped(item)
+        } else {
+            Outcome::failed(item.user_id, status, msg, item.attempts)
+        };
+        out.push(&parcel, o);
     }
     out.flush();
 }

@@ -74,6 +74,9 @@ pub(crate) struct Parcel {
     seq: u64,
     /// Items whose result arrived (a prefix: results come in order).
     done: usize,
+    /// The last failed attempt of items queued to run again: what they end as if they
+    /// never start again (submitting stopped), since they did run.
+    failed: Vec<Outcome>,
 }
 
 impl Parcel {
@@ -87,7 +90,19 @@ impl Parcel {
         items: Vec<Item>,
     ) -> Self {
         let task = super::result::intern(&func);
-        Parcel { func, task, json, chunk, run, reply, buf, items, seq: 0, done: 0 }
+        Parcel {
+            func,
+            task,
+            json,
+            chunk,
+            run,
+            reply,
+            buf,
+            items,
+            seq: 0,
+            done: 0,
+            failed: Vec::new(),
+        }
     }
 
     /// A parcel of one item with its own buffer.
@@ -114,10 +129,31 @@ impl Parcel {
             run: self.run,
             reply: self.reply.clone(),
             buf: self.buf.clone(),
+            failed: self
+                .failed
+                .iter()
+                .filter(|o| items.iter().any(|i| i.user_id == o.id))
+                .cloned()
+                .collect(),
             items,
             seq: 0,
             done: 0,
         }
+    }
+
+    /// Remember `o`, a failed attempt of one of the items, as its outcome if it never
+    /// runs again.
+    fn remember(&mut self, o: Outcome) {
+        self.failed.retain(|f| f.id != o.id);
+        self.failed.push(o);
+    }
+
+    /// The outcome of an item that will not start (submitting stopped): its last failed
+    /// attempt if it had one, otherwise `skipped`.
+    pub(crate) fn skipped(&self, item: &Item) -> Outcome {
+        self.failed.iter().find(|o| o.id == item.user_id).cloned().unwrap_or_else(|| {
+            Outcome::failed(item.user_id, Status::Skipped, "submitting stopped", item.attempts)
+        })
     }
 
     fn arg(&self, item: &Item) -> &[u8] {
@@ -590,12 +626,7 @@ impl Dispatcher {
                         None
                     }
                     CODE_SKIPPED => {
-                        let o = Outcome::failed(
-                            item.user_id,
-                            Status::Skipped,
-                            "submitting stopped",
-                            item.attempts,
-                        );
+                        let o = parcel.skipped(&item);
                         out.push(parcel, o);
                         None
                     }
@@ -615,28 +646,30 @@ impl Dispatcher {
                     item.attempts += 1;
                     let taking_no_more = self.not_submitting.contains(&parcel.run)
                         || self.cancelled_runs.contains(&parcel.run);
-                    if item.attempts <= retries
+                    let retry = item.attempts <= retries
                         && !taking_no_more
                         && status != Status::Cancelled
-                        && self.cfg.retry_on.allows(status)
-                    {
-                        requeue.push(parcel.with_items(vec![item]));
+                        && self.cfg.retry_on.allows(status);
+                    let o = Outcome {
+                        id: item.user_id,
+                        task: parcel.task,
+                        status,
+                        value: None,
+                        error: Some(String::from_utf8_lossy(text).into_owned()),
+                        error_data: err_data,
+                        attempts: item.attempts,
+                        worker,
+                        started_at,
+                        duration,
+                        worker_pid: pid,
+                        worker_exit: None,
+                        stopped_by_pool: false,
+                    };
+                    if retry {
+                        let mut again = parcel.with_items(vec![item]);
+                        again.remember(o);
+                        requeue.push(again);
                     } else {
-                        let o = Outcome {
-                            id: item.user_id,
-                            task: parcel.task,
-                            status,
-                            value: None,
-                            error: Some(String::from_utf8_lossy(text).into_owned()),
-                            error_data: err_data,
-                            attempts: item.attempts,
-                            worker,
-                            started_at,
-                            duration,
-                            worker_pid: pid,
-                            worker_exit: None,
-                            stopped_by_pool: false,
-                        };
                         out.push(parcel, o);
                     }
                 }
@@ -775,6 +808,7 @@ impl Dispatcher {
             let cancelled = self.cancelled_runs.contains(&parcel.run) || self.terminating;
             let not_submitting = self.not_submitting.contains(&parcel.run);
             let mut again = Vec::new();
+            let mut again_failed = Vec::new();
             for (k, item) in parcel.items.iter().enumerate().skip(parcel.done) {
                 let mut item = *item;
                 let seq = parcel.seq + k as u64;
@@ -796,15 +830,7 @@ impl Dispatcher {
                 }
                 if !started(seq) && !is_running {
                     if not_submitting {
-                        out.push(
-                            &parcel,
-                            Outcome::failed(
-                                item.user_id,
-                                Status::Skipped,
-                                "submitting stopped",
-                                item.attempts,
-                            ),
-                        );
+                        out.push(&parcel, parcel.skipped(&item));
                     } else {
                         again.push(item);
                     }
@@ -832,10 +858,6 @@ impl Dispatcher {
                 };
                 // Every case above but a crash is the pool stopping the worker.
                 let by_pool = matches!(why, Some(Why::Timeout(_) | Why::Cancel));
-                if item.attempts <= retries && !not_submitting && retry_on.allows(status) {
-                    again.push(item);
-                    continue;
-                }
                 let mut o = Outcome::failed(item.user_id, status, msg, item.attempts);
                 o.worker = Some(w.index);
                 o.worker_pid = pid;
@@ -845,10 +867,19 @@ impl Dispatcher {
                     o.started_at = Some(ns_to_time(s));
                     o.duration = Duration::from_nanos(now_ns().saturating_sub(s));
                 }
+                if item.attempts <= retries && !not_submitting && retry_on.allows(status) {
+                    again.push(item);
+                    again_failed.push(o);
+                    continue;
+                }
                 out.push(&parcel, o);
             }
             if !again.is_empty() {
-                back.push(parcel.with_items(again));
+                let mut retry = parcel.with_items(again);
+                for o in again_failed {
+                    retry.remember(o);
+                }
+                back.push(retry);
             }
         }
         out.flush();

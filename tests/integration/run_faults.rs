@@ -1453,3 +1453,45 @@ format = "jsonl"
         assert!(r["max_rss_kb"].as_u64().is_some_and(|kb| kb > 100), "{r}");
     }
 }
+
+/// A task whose retry was still waiting when `max-failures` stopped the job ends as its
+/// last attempt (`error`, 1 attempt, its exit code), not `skipped`: it did start (found
+/// by the chaos runner, `CHAOS_SEED=3414065303791915612`).
+#[test]
+fn a_retry_left_waiting_by_max_failures_keeps_its_failure() {
+    let job = Job::new(
+        r#"
+workers = 1
+chunk-size = 4
+retries = 1
+retry-on = ["error"]
+max-failures = 1
+task-timeout = "300ms"
+grace-period = "50ms"
+[task]
+kind = "command"
+shell = "echo {i} >> ran.log; case {i} in 0) echo no >&2; exit 3;; 1|2) sleep 30;; esac; echo {i}"
+[args]
+i = [0, 1, 2, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    no_panic(&out);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    let ran = fs::read_to_string(job.path("ran.log")).unwrap();
+    let runs_of_0 = ran.lines().filter(|l| *l == "0").count() as u64;
+    assert_eq!(statuses(&recs)[1..3], ["timeout", "timeout"], "{recs:?}");
+    // Task 0 ran once or twice; its record is its last attempt, whatever stopped its retry.
+    assert_eq!(recs[0]["attempts"], runs_of_0, "{}", recs[0]);
+    assert_eq!(
+        (recs[0]["status"].as_str(), recs[0]["exit_code"].as_i64()),
+        (Some("error"), Some(3)),
+        "{}",
+        recs[0]
+    );
+    assert_eq!(recs[0]["stderr"], "no");
+}
