@@ -108,6 +108,8 @@ mod trial;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use check::Kind;
@@ -134,7 +136,19 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
+/// Set by SIGINT or SIGTERM to the harness: the running trial is stopped (its processes
+/// killed, its mounts undone) and no other starts.
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+fn interrupted() -> bool {
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
 fn main() {
+    let flag = INTERRUPTED.get_or_init(Default::default);
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone()).expect("signal handler");
+    }
     let failures = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("chaos-failures");
     let budget = std::env::var_os("CHAOS_TRIALS").is_none().then_some(DEFAULT_BUDGET);
     let seeds: Vec<u64> = if let Some(seed) = env_u64("CHAOS_SEED") {
@@ -161,6 +175,10 @@ fn main() {
                 "chaos: time budget of {budget:?} spent; {} trial(s) not started",
                 seeds.len() - ran
             );
+            break;
+        }
+        if interrupted() {
+            println!("chaos: interrupted");
             break;
         }
         ran += 1;
@@ -216,5 +234,8 @@ fn main() {
     if !failed.is_empty() {
         println!("chaos: failed seeds: {failed:?}");
         std::process::exit(1);
+    }
+    if interrupted() {
+        std::process::exit(130);
     }
 }

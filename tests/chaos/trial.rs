@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -152,6 +152,15 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
         cmd.stdout(fs::File::create(job_dir.join(format!("logs/round-{k}.stdout"))).unwrap());
         let stderr_path = job_dir.join(format!("logs/round-{k}.stderr"));
         cmd.stderr(fs::File::create(&stderr_path).unwrap());
+        // SAFETY: prctl(PR_SET_PDEATHSIG) in the child only sets a flag of that process:
+        // jobpool does not outlive the harness (killed with it, its run ends like any
+        // SIGKILLed one).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
         let mut child = cmd.spawn().expect("start jobpool");
         let pid = child.id() as i32;
         let began = Instant::now();
@@ -169,6 +178,18 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
                 break;
             }
             let t = began.elapsed();
+            if crate::interrupted() {
+                let _ = writeln!(log, "round {k}: the harness was interrupted; killing jobpool");
+                let _ = child.kill();
+                let _ = child.wait();
+                procs::kill_all(&mark);
+                return Outcome {
+                    violations: Vec::new(),
+                    summary: format!("seed {}: interrupted", trial.seed),
+                    notes,
+                    log,
+                };
+            }
             if t > HARD_TIMEOUT {
                 let _ = writeln!(log, "round {k}: hung for {HARD_TIMEOUT:?}; killing it");
                 let _ = child.kill();
