@@ -3,8 +3,8 @@
 //! promises of `book/src/failures.md` and `book/src/resume.md` are checked.
 //!
 //! ```text
-//! cargo test --test chaos                      # 3 trials, none started after 45 s (CI)
-//! CHAOS_TRIALS=1000 cargo test --test chaos    # a long run
+//! cargo test --test chaos                      # 3 fixed trials, none started after 45 s (CI)
+//! CHAOS_TRIALS=1000 cargo test --test chaos    # a long run, new seeds (or CHAOS_BASE=random)
 //! CHAOS_SEED=1234 cargo test --test chaos      # replay one trial
 //! CHAOS_BASE=42 cargo test --test chaos        # the same trials as another run with base 42
 //! CHAOS_VERBOSE=1 ...                          # also print each trial's schedule and events
@@ -116,6 +116,8 @@ use check::Kind;
 
 /// Trials of `cargo test --test chaos` without `CHAOS_TRIALS`: short enough for CI on a
 /// loaded 2-core machine.
+/// The seeds of the short default run.
+const DEFAULT_BASE: u64 = 0x6368_616f_7331;
 const DEFAULT_TRIALS: u64 = 3;
 
 /// Without `CHAOS_TRIALS`, no new trial starts after this long (a trial takes 2–60 s).
@@ -161,9 +163,15 @@ fn main() {
         vec![seed]
     } else {
         let trials = env_u64("CHAOS_TRIALS").unwrap_or(DEFAULT_TRIALS);
-        let base = env_u64("CHAOS_BASE").unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
-        });
+        // The short default run (`cargo test`, CI) is repeatable, like the fuzz test's
+        // fixed seed; a long run (`CHAOS_TRIALS`) or `CHAOS_BASE=random` tries new seeds.
+        let random = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let base = match std::env::var("CHAOS_BASE").ok().as_deref() {
+            Some("random") => random(),
+            Some(_) => env_u64("CHAOS_BASE").expect("CHAOS_BASE is a number or `random`"),
+            None if std::env::var_os("CHAOS_TRIALS").is_some() => random(),
+            None => DEFAULT_BASE,
+        };
         println!("chaos: {trials} trial(s), CHAOS_BASE={base}; replay one with CHAOS_SEED=<seed>");
         (0..trials).map(|k| splitmix(base.wrapping_add(k))).collect()
     };
