@@ -679,6 +679,11 @@ fn content_digests(base: &Path, values: &[String]) -> Vec<[u8; 16]> {
         .collect()
 }
 
+/// The longest line a `lines` file may have: each line is an argument value that travels
+/// to a worker, into records, journals and sinks; megabytes of it are a mistake (a data
+/// file given as `lines`), and a gigabyte would exhaust memory.
+const MAX_LINE_BYTES: usize = 16 << 20;
+
 fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<(ParamValues, ParamOrigin)> {
     let rel = ctx.string("lines", node, "lines = \"inputs.txt\"")?;
     if rel.trim().is_empty() {
@@ -693,7 +698,24 @@ fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<(ParamValues, ParamOr
     }
     let path = ctx.dir.join(&rel);
     let text = match std::fs::read(&path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(bytes) => {
+            match String::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Never reinterpret bytes: a value is the line as written, or an error.
+                    let at = e.utf8_error().valid_up_to();
+                    let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                    ctx.error(
+                    "jobpool::bad-value",
+                    format!("line {line} of `lines` file {} of `{name}` is not valid UTF-8", path.display()),
+                    &node.loc,
+                    "this file",
+                    Some("values are text: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)".into()),
+                );
+                    return None;
+                }
+            }
+        }
         Err(e) => {
             ctx.error(
                 "jobpool::missing-file",
@@ -705,6 +727,22 @@ fn lines(ctx: &mut Ctx, name: &str, node: &Node) -> Option<(ParamValues, ParamOr
             return None;
         }
     };
+    if let Some((n, long)) = text.lines().enumerate().find(|(_, l)| l.len() > MAX_LINE_BYTES) {
+        ctx.error(
+            "jobpool::bad-value",
+            format!(
+                "line {} of `lines` file {} of `{name}` is {} MiB long; a value is at most {} MiB",
+                n + 1,
+                path.display(),
+                long.len() >> 20,
+                MAX_LINE_BYTES >> 20
+            ),
+            &node.loc,
+            "this file",
+            Some("a line is one argument value: pass large data as a file name (e.g. { glob = \"data/*\" })".into()),
+        );
+        return None;
+    }
     let values: Vec<Value> = text
         .lines()
         .map(|l| l.strip_suffix('\r').unwrap_or(l))

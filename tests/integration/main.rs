@@ -5,6 +5,7 @@
 mod record_support;
 mod run_support;
 
+mod boundaries;
 mod command_kind;
 mod custom_kinds;
 mod docs;
