@@ -3,6 +3,7 @@
 //! Owns: the [`Backend`] seam between the runner and an execution engine, and its
 //! implementations:
 //! - [`local`]: the process (or thread) pool on this machine;
+//! - [`slurm`]: one Slurm job array whose elements run shards with the local pool;
 //! - `fake` (tests only): a scripted backend that makes the runner's policies
 //!   (resume, on-failure, max-failures, deadline, cancel reasons) unit-testable without
 //!   processes.
@@ -25,8 +26,10 @@ use crate::record::TaskRecord;
 #[cfg(test)]
 pub mod fake;
 pub mod local;
+pub mod slurm;
 
 pub use self::local::LocalBackend;
+pub use self::slurm::{SlurmBackend, SlurmSettings};
 
 /// The submissions a backend is to run: lazy, pulled as the backend has room for them
 /// (a plan of 10 million submissions is never held in memory).

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::diag;
 use super::exit_code::{self, INTERRUPTED, INVALID, OK, TASK_FAILED};
 use super::frontend::{Frontends, ProgressWhen, RunProblem, error_chain, say};
-use crate::backend::LocalBackend;
+use crate::backend::{LocalBackend, SlurmBackend, SlurmSettings};
 use crate::event::CancelReason;
 use crate::model::{Backend, Job, TaskTemplate, args_map};
 use crate::plan::Plan;
@@ -82,6 +82,10 @@ pub struct RunSettings {
     /// use `{name}` (the job's name) and `{run}` (the run id). Repeatable.
     #[arg(long = "report", value_name = "FORMAT=PATH", value_parser = parse_report)]
     pub reports: Vec<(Format, String)>,
+    /// The `--set` (and `--timeout`) overrides the job was loaded with: a `slurm` run
+    /// passes them to every array element.
+    #[arg(skip)]
+    pub overrides: Vec<String>,
 }
 
 fn parse_report(s: &str) -> Result<(Format, String), String> {
@@ -126,6 +130,9 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
         overrides.push(format!("timeout={}", toml_string(t)));
     }
     overrides.extend(args.set.iter().cloned());
+    // Array elements size their pool from Slurm's CPUs, not from `--workers`.
+    let mut settings = args.settings;
+    settings.overrides = overrides.iter().filter(|o| !o.starts_with("workers=")).cloned().collect();
     let opts = super::load_options(registry, overrides);
 
     // Every job is checked before any runs: a typo in the third file should not surface
@@ -144,7 +151,7 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     if invalid {
         return INVALID;
     }
-    run_jobs(&jobs, &args.settings, registry)
+    run_jobs(&jobs, &settings, registry)
 }
 
 /// Run loaded jobs one after another; the most serious exit code.
@@ -196,12 +203,6 @@ pub(super) fn run_job(
     backend: &LocalBackend,
     control: &Control,
 ) -> u8 {
-    if job.backend == Backend::Slurm {
-        return fail(
-            format!("{}: backend \"slurm\" is not supported yet", job.path.display()),
-            Some("use backend = \"processes\" or \"threads\"".into()),
-        );
-    }
     let resume = if args.resume {
         match store::resume_index(job) {
             Ok(ix) => Some(ix),
@@ -252,6 +253,32 @@ pub(super) fn run_job(
                 return fail(format!("cannot open a sink: {}", error_chain(&e)), None);
             }
         },
+    };
+    // A `slurm` job submits an array whose elements run its shards (`--shard`) here, on
+    // the local pool.
+    let slurm;
+    let backend: &dyn crate::backend::Backend = if job.backend == Backend::Slurm
+        && args.shard.is_none()
+    {
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => {
+                let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
+                return fail(
+                    format!("cannot find the jobpool binary for the array elements: {e}"),
+                    None,
+                );
+            }
+        };
+        slurm = SlurmBackend::new(SlurmSettings {
+            run_id: run_id.clone(),
+            overrides: args.overrides.clone(),
+            resume: args.resume,
+            exe,
+        });
+        &slurm
+    } else {
+        backend
     };
     let reports = args
         .reports

@@ -458,6 +458,7 @@ impl Session<'_> {
             shard: None,
             run_id: None,
             reports: Vec::new(),
+            overrides: Vec::new(),
         };
         // The run reads the index again (it takes records out of it as it goes).
         drop(resume);

@@ -54,7 +54,8 @@ pub fn job_runs_dir(job_dir: &Path, job_name: &str) -> PathBuf {
     runs_root(job_dir).join(folder_name(job_name))
 }
 
-fn folder_name(name: &str) -> String {
+/// `name` made safe as a single folder name (see [`job_runs_dir`]).
+pub fn folder_name(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
