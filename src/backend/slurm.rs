@@ -336,9 +336,11 @@ impl Backend for SlurmBackend {
         let plan_len = Plan::new(job).len();
         let elements = element_count(plan_len, config.per_element);
         let run_id = &self.settings.run_id;
-        let run_dir = store::job_runs_dir(&job.dir, &job.name).join(run_id);
+        // Absolute: the elements and Slurm's output files do not depend on a working folder.
+        let job_dir = std::path::absolute(&job.dir).unwrap_or_else(|_| job.dir.clone());
+        let run_dir = store::job_runs_dir(&job_dir, &job.name).join(run_id);
         let slurm_dir = match &config.shared_dir {
-            Some(d) => job.dir.join(d).join(store::folder_name(&job.name)).join(run_id),
+            Some(d) => job_dir.join(d).join(store::folder_name(&job.name)).join(run_id),
             None => run_dir.join("slurm"),
         };
         let io_err = |what: &str, p: &Path, e: io::Error| {
@@ -546,7 +548,7 @@ impl SlurmExecution {
             if !self.is_expected(rec.index) {
                 continue;
             }
-            if rec.status == Status::Cancelled {
+            if held_back(&rec) {
                 self.held.insert(rec.index, rec);
             } else {
                 self.deliver(rec);
@@ -636,6 +638,14 @@ impl SlurmExecution {
                     continue;
                 }
                 let held = self.held.remove(&index);
+                if let Some(rec) = &held
+                    && !matches!(state, ElementState::Timeout | ElementState::Cancelled)
+                {
+                    // The element was not stopped by Slurm: the record stands as it is.
+                    self.set_expected(index, false);
+                    self.events.push_back(BackendEvent::Finished(rec.clone()));
+                    continue;
+                }
                 let mut rec = match held {
                     Some(r) => r,
                     None => {
@@ -665,10 +675,9 @@ impl SlurmExecution {
                     (ElementState::Cancelled, _) if stopped && !self.started[i] => {
                         (Status::Skipped, "not started: no more submissions were taken".into())
                     }
-                    (ElementState::Cancelled, _) => (
-                        Status::Cancelled,
-                        rec.error.clone().unwrap_or_else(|| format!("{element} was cancelled")),
-                    ),
+                    (ElementState::Cancelled, _) => {
+                        (Status::Cancelled, format!("{element} was cancelled (scancel)"))
+                    }
                     (ElementState::Completed, _) if !self.tails.get(&e).is_some_and(|t| t.seen) => {
                         (
                             Status::Crashed,
@@ -742,6 +751,15 @@ impl SlurmExecution {
             self.waiting();
         }
     }
+}
+
+/// Whether a record waits for its element's end before it is delivered. Slurm stops an
+/// element (`scancel`, its time limit) by signalling every process of it at once, so a
+/// task stopped that way may come back `cancelled`, `crashed` (its worker got the
+/// signal first) or `error` with a signal: the element's state says which it was.
+fn held_back(rec: &TaskRecord) -> bool {
+    matches!(rec.status, Status::Cancelled | Status::Crashed)
+        || (rec.status == Status::Error && rec.signal.is_some())
 }
 
 /// The complete lines appended to `path` after `offset`, and how many bytes they take.

@@ -107,3 +107,46 @@ fn bad_shards_and_nothing_to_collect_are_usage_errors() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("no run with shards"), "{}", stderr(&out));
 }
+
+const SLURM_JOB: &str = r#"
+backend = "slurm"
+[task]
+kind = "command"
+program = ["echo", "{i}"]
+[args]
+i = { range = [0, 4] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#;
+
+/// A shard of a `slurm` job (what each array element runs) uses the local pool: no Slurm
+/// needed.
+#[test]
+fn a_shard_of_a_slurm_job_runs_on_the_local_pool() {
+    let job = Job::new(SLURM_JOB);
+    let out = jp(&job, &["run", "--shard", "0/1", "--run-id", "r1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = jp(&job, &["collect", "--run-id", "r1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(job.jsonl("out.jsonl").len(), 4);
+}
+
+/// Without `sbatch` on PATH, `backend = "slurm"` says so and what to do instead.
+#[test]
+fn slurm_without_sbatch_is_a_clear_error() {
+    let job = Job::new(SLURM_JOB);
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["run"])
+        .arg(job.path("job.toml"))
+        .current_dir(job.dir.path())
+        .env("NO_COLOR", "1")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("`sbatch` not found on PATH"), "{err}");
+    assert!(err.contains("--shard"), "the help names the alternative: {err}");
+}
