@@ -1,5 +1,6 @@
 //! `jobpool run`: wiring only. Load every job (all are checked before any runs), then
-//! run them one after another: a [`Runner`] on the local backend, its events fanned out
+//! run them one after another: a [`Runner`] on the local backend (or, for `backend =
+//! "slurm"` outside a shard, the Slurm backend), its events fanned out
 //! to the front ends ([`Frontends`]: journal, sinks, progress), Ctrl-C turned into a
 //! cancel, and one exit code per job from [`exit_code::of`].
 

@@ -21,7 +21,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("process", &[]),
     ("pool", &["record", "process"]),
     ("task", &["model", "record", "pool", "process"]),
-    ("backend", &["model", "record", "pool", "task"]),
+    // `plan` and `store`: the Slurm backend cuts the plan into its elements' slices and
+    // reads the shard journals they write.
+    ("backend", &["model", "plan", "record", "pool", "store", "task"]),
     ("runner", &["backend", "event", "model", "plan", "record", "store"]),
     ("watch", &["model", "plan", "record", "store"]),
     ("report", &["event", "model", "record", "store"]),
