@@ -220,3 +220,78 @@ fn an_edited_glob_match_reruns_alone_and_a_broken_job_file_waits_for_its_fix() {
     assert!(w.stdout().ends_with("ALPHA\nbeta\ngamma\n"), "{}", w.stdout());
     assert_eq!(w.interrupt(), 130);
 }
+
+const BUSY_JOB: &str = r#"
+workers = 1
+grace-period = "100ms"
+[task]
+kind = "command"
+shell = "case {x} in slow*) sleep 30;; esac; echo got-{x}"
+
+[args]
+x = { lines = "inputs.txt" }
+
+[[sink]]
+to = "out/{name}.jsonl"
+format = "jsonl"
+"#;
+
+/// `--on-busy restart` (the default): a change during a run cancels it (its slow task
+/// killed) and the next run starts at once with the change.
+#[test]
+fn a_change_during_a_run_restarts_it() {
+    let dir = tempfile::Builder::new().prefix("jp-watch-").tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("job.toml"), BUSY_JOB).unwrap();
+    fs::write(d.join("inputs.txt"), "a\n").unwrap();
+    let w = Watching::start(d, &[]);
+    w.wait_for("watching 1 job file", 1);
+    append(&d.join("inputs.txt"), "slow1\n");
+    w.wait_for("[watch] job: 1 new, 1 unchanged", 1);
+    std::thread::sleep(Duration::from_millis(500)); // the slow task is running
+    let started = Instant::now();
+    // Replace the slow line: the run in progress is superseded, not waited for.
+    fs::write(d.join("inputs.txt"), "a\nb\n").unwrap();
+    // (A superseded run goes straight to the next: no "watching" line between them.)
+    w.wait_for("watching 1 job file", 2);
+    assert!(w.stderr().contains("superseded by a change; running again"), "{}", w.stderr());
+    assert!(started.elapsed() < Duration::from_secs(20), "waited for the slow task");
+    assert_eq!(values(&d.join("out/job.jsonl")), [("got-a".into(), true), ("got-b".into(), false)]);
+    assert_eq!(w.interrupt(), 130);
+}
+
+/// `--on-busy queue`: the run in progress finishes; then the job runs once more with
+/// everything that changed meanwhile (nothing lost).
+#[test]
+fn a_change_during_a_run_is_queued_and_not_lost() {
+    let dir = tempfile::Builder::new().prefix("jp-watch-").tempdir().unwrap();
+    let d = dir.path();
+    let job = BUSY_JOB.replace("sleep 30", "sleep 2");
+    fs::write(d.join("job.toml"), job).unwrap();
+    fs::write(d.join("inputs.txt"), "a\n").unwrap();
+    let w = Watching::start(d, &["--on-busy", "queue"]);
+    w.wait_for("watching 1 job file", 1);
+    append(&d.join("inputs.txt"), "slow1\n");
+    w.wait_for("[watch] job: 1 new, 1 unchanged", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    // Two changes while the slow task runs: both are in the next run.
+    append(&d.join("inputs.txt"), "b\n");
+    std::thread::sleep(Duration::from_millis(200));
+    append(&d.join("inputs.txt"), "c\n");
+    w.wait_for("watching 1 job file", 2);
+    assert!(
+        w.stderr().contains("[watch] job: 2 new, 2 unchanged"),
+        "one run for both changes: {}",
+        w.stderr()
+    );
+    let got = values(&d.join("out/job.jsonl"));
+    assert_eq!(
+        got.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>(),
+        ["got-a", "got-slow1", "got-b", "got-c"],
+        "{}",
+        w.stderr()
+    );
+    // The slow run finished (it was not cancelled): its record is reused, not rerun.
+    assert_eq!(got[1], ("got-slow1".into(), true), "{}", w.stderr());
+    assert_eq!(w.interrupt(), 130);
+}
