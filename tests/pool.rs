@@ -63,6 +63,16 @@ fn registry() -> Registry {
         }
         Ok::<_, TaskError>(x)
     });
+    // Appends `tag` to the file `log` (one line per start), then sleeps `ms`.
+    r.register("log_sleep", |(ms, tag, log): (u64, i64, String)| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&log)?;
+        // One write, so that lines of workers appending at once do not interleave.
+        f.write_all(format!("{tag}\n").as_bytes())?;
+        drop(f);
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok::<_, TaskError>(tag)
+    });
     r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
     r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
     r.register("square_u64", |x: u64| Ok::<_, TaskError>(x * x));
@@ -377,6 +387,62 @@ fn ordering_under_random_durations() {
         // starmap with several arguments
         let sums: Vec<i64> = p.starmap("add", (0..5i64).zip((0..10i64).step_by(2))).unwrap();
         assert_eq!(sums, vec![0, 3, 6, 9, 12]);
+    }
+}
+
+/// Regression (issue 12): each worker is sent several batches ahead, so short tasks sat
+/// behind a long one on its worker while the other worker went idle (1.3 s for 1.0 s of
+/// work). Now the idle worker takes them back (`Dispatcher::rebalance`): every short task
+/// runs on the other worker and ends before the long one does, whether the tasks came
+/// one per batch or four per batch (taken back from inside the long task's batch).
+fn uneven_tasks_never_wait_behind_a_busy_worker() {
+    for kind in [WorkerKind::Processes, WorkerKind::Threads] {
+        for chunk in [None, Some(4)] {
+            let mut b = pool(2).worker_kind(kind);
+            if let Some(c) = chunk {
+                b = b.chunk_size(c);
+            }
+            let p = b.build().unwrap();
+            let mut items = vec![(1000u64, 0i64)];
+            items.extend((1..8).map(|i| (100u64, i)));
+            let r = p.map_async::<_, i64>("sleep_ms", items).unwrap();
+            assert_eq!(r.get(Some(Duration::from_secs(60))).unwrap(), (0..8).collect::<Vec<_>>());
+            let outs = r.outcomes().unwrap();
+            let long = &outs[0];
+            let long_end = long.started_at.unwrap() + long.duration;
+            for o in &outs[1..] {
+                let why = format!("{kind:?}, chunk {chunk:?}: {o:?}\nlong task: {long:?}");
+                assert_eq!((o.status, o.attempts), (Status::Ok, 1), "{why}");
+                assert_ne!(o.worker, long.worker, "a short task waited for the long one: {why}");
+                assert!(o.started_at.unwrap() + o.duration < long_end, "{why}");
+            }
+            p.join();
+        }
+    }
+}
+
+/// Taking tasks back never runs one twice and never loses one: uneven tasks in batches
+/// of 8 over 3 workers, each start logged.
+fn stolen_tasks_run_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ran.log").to_string_lossy().into_owned();
+    for kind in [WorkerKind::Processes, WorkerKind::Threads] {
+        let _ = std::fs::remove_file(&log);
+        let p = pool(3).worker_kind(kind).chunk_size(8).build().unwrap();
+        let items: Vec<(u64, i64, String)> = (0..120i64)
+            .map(|i| (if i % 17 == 0 { 60 } else { fastrand::u64(0..4) }, i, log.clone()))
+            .collect();
+        let r = p.map_async::<_, i64>("log_sleep", items).unwrap();
+        assert_eq!(r.get(Some(Duration::from_secs(60))).unwrap(), (0..120).collect::<Vec<_>>());
+        for o in r.outcomes().unwrap() {
+            assert_eq!((o.status, o.attempts), (Status::Ok, 1), "{kind:?}: {o:?}");
+        }
+        let ran = std::fs::read_to_string(&log).unwrap();
+        for i in 0..120i64 {
+            let starts = ran.lines().filter(|l| *l == i.to_string()).count();
+            assert_eq!(starts, 1, "{kind:?}: item {i} started {starts} times");
+        }
+        p.join();
     }
 }
 
@@ -998,6 +1064,11 @@ fn main() {
         ("apply_and_error_message", apply_and_error_message),
         ("json_calls", json_calls),
         ("sigkill_mid_task", sigkill_mid_task),
+        (
+            "uneven_tasks_never_wait_behind_a_busy_worker",
+            uneven_tasks_never_wait_behind_a_busy_worker,
+        ),
+        ("stolen_tasks_run_exactly_once", stolen_tasks_run_exactly_once),
         ("sigkill_with_retries", sigkill_with_retries),
         ("abort_inside_a_chunk_costs_one_task", abort_inside_a_chunk_costs_one_task),
         (

@@ -21,8 +21,8 @@ use ipc_channel::ipc::IpcSender;
 use super::delivery::{self, Deliveries, Reply, fail_parcel};
 use super::handle::{self, Handle};
 use super::protocol::{
-    Batch, CODE_CANCELLED, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_TIMED_OUT,
-    ResultBatch, Slot, ToWorker, end_at, now_ns, ns_to_time, span_share,
+    Batch, CODE_CANCELLED, CODE_ERROR, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_STOLEN,
+    CODE_TIMED_OUT, ResultBatch, Slot, ToWorker, end_at, now_ns, ns_to_time, span_share,
 };
 use super::result::{Outcome, Stored, WorkerExit};
 use super::{Config, PoolError, WorkerKind};
@@ -34,6 +34,10 @@ use crate::record::Status;
 const WINDOW: usize = 4;
 /// Largest batch (argument bytes) sent to a worker that is still busy.
 const BUSY_BATCH_BYTES: usize = 32 * 1024;
+/// A worker whose task has run this long while another worker is idle with nothing
+/// queued gives up half of the tasks it was sent and has not started (see
+/// [`Dispatcher::rebalance`]). Far above a trivial task, so fast work is never moved.
+const STEAL_AFTER: Duration = Duration::from_millis(1);
 /// Largest automatic batch.
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
@@ -221,6 +225,11 @@ struct Worker {
     inflight: VecDeque<Parcel>,
     batch_ends: VecDeque<u64>,
     assigned: usize,
+    /// Results arrived for every task with id < this (they come in id order).
+    reported: u64,
+    /// A steal is unresolved: the worker has not yet reported every task with id < this
+    /// (all it was sent before the steal). It is sent nothing new until then.
+    steal_until: Option<u64>,
     slot: Slot,
     handle: Handle,
 }
@@ -234,6 +243,8 @@ impl Worker {
             inflight: VecDeque::new(),
             batch_ends: VecDeque::new(),
             assigned: 0,
+            reported: 0,
+            steal_until: None,
             slot,
             handle,
         }
@@ -345,6 +356,9 @@ impl Dispatcher {
             }
             self.tick();
             self.pump();
+            if self.rebalance() {
+                self.pump();
+            }
             self.join_step();
             if self.finished() {
                 break;
@@ -418,6 +432,10 @@ impl Dispatcher {
             matches!(w.phase, Phase::Starting(_) | Phase::Stopping { .. })
                 || (self.cfg.task_timeout.is_some() && !w.inflight.is_empty())
         });
+        if self.steal_candidate().is_some() {
+            // Look again soon: a task may pass `STEAL_AFTER` while a worker waits.
+            return Duration::from_millis(1);
+        }
         if busy { Duration::from_millis(5) } else { Duration::from_millis(100) }
     }
 
@@ -564,6 +582,7 @@ impl Dispatcher {
         let Some(wi) = self.workers.iter().position(|w| w.wid == wid) else { return };
         let mut requeue = Vec::new();
         let n = results.len();
+        self.note_reported(wi, results.base + n as u64);
         let mut out = Deliveries::with_capacity(n);
         {
             let w = &mut self.workers[wi];
@@ -587,6 +606,9 @@ impl Dispatcher {
                     if i == id {
                         err_data = Some(d);
                     }
+                }
+                while w.batch_ends.front().is_some_and(|&e| e <= id) {
+                    w.batch_ends.pop_front();
                 }
                 if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase
                     && t == id
@@ -628,6 +650,26 @@ impl Dispatcher {
                     CODE_SKIPPED => {
                         let o = parcel.skipped(&item);
                         out.push(parcel, o);
+                        None
+                    }
+                    CODE_STOLEN => {
+                        // Taken back before it started (`rebalance`): it runs elsewhere,
+                        // with no attempt counted.
+                        w.assigned = w.assigned.saturating_sub(1);
+                        if self.cancelled_runs.contains(&parcel.run) {
+                            let o = Outcome::failed(
+                                item.user_id,
+                                Status::Cancelled,
+                                "the run was cancelled",
+                                item.attempts,
+                            );
+                            out.push(parcel, o);
+                        } else if self.not_submitting.contains(&parcel.run) {
+                            let o = parcel.skipped(&item);
+                            out.push(parcel, o);
+                        } else {
+                            requeue.push(parcel.with_items(vec![item]));
+                        }
                         None
                     }
                     CODE_ERROR => Some(Status::Error),
@@ -676,9 +718,6 @@ impl Dispatcher {
                 if parcel.done == parcel.items.len() {
                     w.inflight.remove(ji);
                 }
-                while w.batch_ends.front().is_some_and(|&e| e <= id) {
-                    w.batch_ends.pop_front();
-                }
             }
         }
         out.flush();
@@ -715,7 +754,21 @@ impl Dispatcher {
         its[n - 1].user_id - its[0].user_id == n as u64 - 1 && its.iter().all(|i| i.attempts == a)
     }
 
+    /// Results arrived for every task before `next`: a steal from this worker is
+    /// resolved once it reported every task it was sent before the steal.
+    fn note_reported(&mut self, wi: usize, next: u64) {
+        let w = &mut self.workers[wi];
+        w.reported = w.reported.max(next);
+        if w.steal_until.is_some_and(|u| w.reported >= u) {
+            // Nothing sent before the steal is left on the worker, and nothing was sent
+            // since: it is safe to let it start tasks again.
+            w.slot.clear_steal();
+            w.steal_until = None;
+        }
+    }
+
     fn deliver_fast(&mut self, wi: usize, results: ResultBatch) {
+        self.note_reported(wi, results.base + results.len() as u64);
         let w = &mut self.workers[wi];
         let n = results.len();
         let last_id = results.base + n as u64 - 1;
@@ -1008,6 +1061,7 @@ impl Dispatcher {
                 .enumerate()
                 .filter(|(i, w)| {
                     w.phase == Phase::Ready
+                        && w.steal_until.is_none()
                         && w.batch_ends.len() < WINDOW
                         && w.assigned < max_tasks
                         && !excluded.contains(i)
@@ -1096,6 +1150,111 @@ impl Dispatcher {
                 w.phase = Phase::Stopping { why: Why::Lost, kill_at: Instant::now(), killed: true };
             }
         }
+    }
+
+    /// Whether a worker is idle with nothing queued for it while another has tasks
+    /// sent and not finished: the index of an idle worker.
+    fn steal_candidate(&self) -> Option<usize> {
+        if !self.pending.is_empty() || self.terminating {
+            return None;
+        }
+        let max_tasks = self.cfg.max_tasks_per_worker.unwrap_or(usize::MAX);
+        let idle = self.workers.iter().position(|w| {
+            w.phase == Phase::Ready
+                && w.inflight.is_empty()
+                && w.steal_until.is_none()
+                && w.assigned < max_tasks
+        })?;
+        let loaded = self.workers.iter().any(|w| {
+            w.phase == Phase::Ready
+                && w.inflight.iter().map(|p| p.unfinished().len()).sum::<usize>() > 1
+        });
+        loaded.then_some(idle)
+    }
+
+    /// Work stealing: when a worker is idle and nothing is queued, take back from the
+    /// busy worker with the most tasks sent but not started (whose running task has run
+    /// for at least [`STEAL_AFTER`]) the later half of those tasks, and queue them
+    /// again for the idle worker. So no task waits behind a long one while a worker is
+    /// idle, and the prefetch that makes trivial tasks fast stays.
+    ///
+    /// Why no task runs twice, or is lost: the tasks are taken back with
+    /// [`Slot::steal_from`]: those at or past both the cut and the worker's claim will
+    /// not start on it (the claim / steal handshake), so they are queued again at once,
+    /// with no attempt counted; those between the cut and the claim stay in flight and
+    /// the worker's result for each says whether it ran (a result) or not
+    /// ([`CODE_STOLEN`]: queued again then). The worker is sent nothing new until it has
+    /// reported every task it had (`steal_until`); then the steal is cleared. Should the
+    /// worker die meanwhile, its remaining tasks are settled by `on_gone` as always: a
+    /// backed-off task never set `W_LAST`, so it counts as not started.
+    ///
+    /// Returns whether tasks were queued again.
+    fn rebalance(&mut self) -> bool {
+        if self.steal_candidate().is_none() {
+            return false;
+        }
+        let now = now_ns();
+        let after = STEAL_AFTER.as_nanos() as u64;
+        // (worker, the ids of its tasks that have not started, as far as is known)
+        let mut best: Option<(usize, Vec<u64>)> = None;
+        for (i, w) in self.workers.iter().enumerate() {
+            if w.phase != Phase::Ready || w.inflight.is_empty() {
+                continue;
+            }
+            let Some((running, started)) = w.slot.running() else { continue };
+            if now.saturating_sub(started) < after {
+                continue;
+            }
+            let first = (running + 1).max(w.slot.claimed());
+            let mut ids = Vec::new();
+            for p in &w.inflight {
+                for k in p.done..p.items.len() {
+                    let seq = p.seq + k as u64;
+                    if seq >= first {
+                        ids.push(seq);
+                    }
+                }
+            }
+            if !ids.is_empty() && best.as_ref().is_none_or(|b| ids.len() > b.1.len()) {
+                best = Some((i, ids));
+            }
+        }
+        let Some((vi, ids)) = best else { return false };
+        // The later half, rounded up: the victim keeps the earlier ones it will reach first.
+        let from = ids[ids.len() / 2];
+        let w = &mut self.workers[vi];
+        let claim = w.slot.steal_from(from);
+        let cut = from.max(claim);
+        let sent_until = w.batch_ends.back().map_or(w.reported, |&e| e + 1);
+        w.steal_until = Some(w.steal_until.map_or(sent_until, |u| u.max(sent_until)));
+        let mut back = Vec::new();
+        let mut kept = VecDeque::with_capacity(w.inflight.len());
+        for mut p in w.inflight.drain(..) {
+            if p.seq >= cut {
+                back.push(p.with_items(p.items[p.done..].to_vec()));
+            } else if p.seq + (p.items.len() as u64) > cut {
+                let tail = p.items.split_off((cut - p.seq) as usize);
+                back.push(p.with_items(tail));
+                kept.push_back(p);
+            } else {
+                kept.push_back(p);
+            }
+        }
+        w.inflight = kept;
+        let moved: usize = back.iter().map(|p| p.items.len()).sum();
+        w.assigned = w.assigned.saturating_sub(moved);
+        let mut queued = false;
+        for parcel in back.into_iter().rev() {
+            if self.cancelled_runs.contains(&parcel.run) {
+                fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
+            } else if self.not_submitting.contains(&parcel.run) {
+                fail_parcel(parcel, Status::Skipped, "submitting stopped");
+            } else {
+                self.pending.push_front(parcel);
+                queued = true;
+            }
+        }
+        queued
     }
 
     /// Cancel a run: stop its running tasks now (TERM, grace period, KILL of their

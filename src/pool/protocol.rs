@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::registry::{KindSig, TaskErrorKind};
 
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -140,6 +140,8 @@ pub(crate) const CODE_PANIC: u8 = 3;
 pub(crate) const CODE_TIMED_OUT: u8 = 4;
 /// A task error of kind [`TaskErrorKind::Cancelled`]: the task stopped when asked to.
 pub(crate) const CODE_CANCELLED: u8 = 5;
+/// Not started: the pool took it back for another worker ([`Slot::steal_from`]).
+pub(crate) const CODE_STOLEN: u8 = 6;
 
 /// The result code of a task error of `kind`.
 pub(crate) fn error_code(kind: TaskErrorKind) -> u8 {
@@ -332,7 +334,9 @@ const W_LOG_COUNT: usize = 7; // results committed to the log
 const W_LOG_BASE: usize = 8; // id of the first of them
 const W_LOG_STARTED: usize = 9; // unix ns the first of them started
 const W_LOG_UNTIL: usize = 10; // unix ns of the last clock reading when one was committed
-const HEADER_WORDS: usize = 11;
+const W_STEAL: usize = 11; // taken back by the pool: do not start tasks with id + 1 >= this (0 = none)
+const W_CLAIM: usize = 12; // the worker may start tasks with id < this without looking at W_STEAL again
+const HEADER_WORDS: usize = 13;
 /// The whole slot: 64 KiB, most of it the log of results not yet sent.
 const WORDS: usize = 8 * 1024;
 const LOG_WORDS: usize = WORDS - HEADER_WORDS;
@@ -459,6 +463,51 @@ impl Slot {
 
     pub fn should_skip(&self, id: u64) -> bool {
         id < self.word(W_SKIP).load(Ordering::Relaxed)
+    }
+
+    /// Take back (pool side) every task with id >= `from` that the worker has not
+    /// claimed; returns the worker's claim `c`: tasks with id >= `max(from, c)` will not
+    /// start, those in `from..c` may or may not (their results say which: a real result,
+    /// or [`CODE_STOLEN`]).
+    ///
+    /// Why this is exact: the worker stores its claim, then loads this word; the pool
+    /// stores this word, then loads the claim; all four are `SeqCst`, so (the
+    /// store-buffering pattern) at least one side sees the other's store. Either the
+    /// pool sees the claim, and does not count on the claimed tasks, or the worker sees
+    /// the steal before it starts any task past its previous claim, which the pool saw.
+    /// Only the pool writes this word; it only lowers it while a steal is unresolved,
+    /// and clears it ([`Slot::clear_steal`]) once the worker has reported every task sent
+    /// before the steal, before it sends the worker anything new.
+    pub fn steal_from(&self, from: u64) -> u64 {
+        let cur = self.word(W_STEAL).load(Ordering::Relaxed);
+        let new = if cur == 0 { from + 1 } else { cur.min(from + 1) };
+        self.word(W_STEAL).store(new, Ordering::SeqCst);
+        self.word(W_CLAIM).load(Ordering::SeqCst)
+    }
+
+    /// The worker's claim as the pool last saw it (a hint, for choosing what to steal).
+    pub fn claimed(&self) -> u64 {
+        self.word(W_CLAIM).load(Ordering::Relaxed)
+    }
+
+    /// Forget the steal (pool side): every task it concerned has been reported.
+    pub fn clear_steal(&self) {
+        self.word(W_STEAL).store(0, Ordering::SeqCst);
+    }
+
+    /// Claim (worker side) the tasks with id < `upto`, then look for a steal (see
+    /// [`Slot::steal_from`]); returns whether task `id` (the next one) was taken back.
+    /// Called before starting a task at or past the last claim.
+    pub fn claim(&self, id: u64, upto: u64) -> bool {
+        self.word(W_CLAIM).store(upto, Ordering::SeqCst);
+        let s = self.word(W_STEAL).load(Ordering::SeqCst);
+        s != 0 && id + 1 >= s
+    }
+
+    /// Whether the pool took task `id` back (worker side, after [`Slot::claim`]).
+    pub fn stolen(&self, id: u64) -> bool {
+        let s = self.word(W_STEAL).load(Ordering::Relaxed);
+        s != 0 && id + 1 >= s
     }
 
     /// Commit a result to the log: `span` is when the first result of the log started

@@ -15,8 +15,8 @@ use ipc_channel::ipc::{self, IpcSender};
 
 use super::Registry;
 use super::protocol::{
-    Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, FromWorker, LogCursor, PROTOCOL_VERSION, ResultBatch,
-    Slot, ToWorker, WORKER_ARG, error_code, now_ns,
+    Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_STOLEN, FromWorker, LogCursor, PROTOCOL_VERSION,
+    ResultBatch, Slot, ToWorker, WORKER_ARG, error_code, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
 
@@ -212,6 +212,10 @@ pub(crate) fn run_batch(
         log: LogCursor::default(),
         send,
     };
+    let end = batch.base + batch.len() as u64;
+    // Tasks with id < `claimed` may start without looking for a steal again: claiming
+    // costs a full barrier, so fast tasks claim a stride at a time (see `Slot::claim`).
+    let mut claimed = 0u64;
     for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Acquire) {
             o.finish();
@@ -222,6 +226,20 @@ pub(crate) fn run_batch(
         }
         if slot.should_skip(id) {
             o.out.push(id, CODE_SKIPPED, &[], None);
+            if !o.commit(id) {
+                return false;
+            }
+            continue;
+        }
+        let taken_back = if id >= claimed {
+            claimed = (id + o.stride as u64).min(end);
+            slot.claim(id, claimed)
+        } else {
+            slot.stolen(id)
+        };
+        if taken_back {
+            // The pool gave it to another worker: report it as not started.
+            o.out.push(id, CODE_STOLEN, &[], None);
             if !o.commit(id) {
                 return false;
             }
