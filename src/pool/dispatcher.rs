@@ -2,7 +2,8 @@
 //! state machine only.
 //!
 //! Owns: the queue of waiting tasks, each worker's in-flight tasks (in the order the
-//! worker runs them) and phase, batching, the credit window, task timeouts (TERM,
+//! worker runs them) and phase, batching, the credit window, taking unstarted tasks
+//! back from a busy worker for an idle one ([`Dispatcher::rebalance`]), task timeouts (TERM,
 //! grace, KILL), crash attribution through the shared slot, retries, respawning,
 //! close / join / terminate. Workers and callers only talk to it through [`Event`]s.
 //! Must not: block on anything but its event channel (sends to workers are bounded by
