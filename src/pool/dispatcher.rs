@@ -1166,9 +1166,12 @@ impl Dispatcher {
                 && w.steal_until.is_none()
                 && w.assigned < max_tasks
         })?;
+        // Some worker has a task besides the one it may be running (no sum over parcels:
+        // this is asked on every turn of the loop).
         let loaded = self.workers.iter().any(|w| {
             w.phase == Phase::Ready
-                && w.inflight.iter().map(|p| p.unfinished().len()).sum::<usize>() > 1
+                && (w.inflight.len() > 1
+                    || w.inflight.front().is_some_and(|p| p.unfinished().len() > 1))
         });
         loaded.then_some(idle)
     }
