@@ -66,7 +66,9 @@ for r in range(RUNS):
             durs = [x["duration_ms"] / 1000 for x in recs]
             res.setdefault((name, b), []).append((wall - ideal(durs, workers)) * 1000)
 
-print(f"{'workload':32s} " + "  ".join(f"{os.path.basename(os.path.dirname(b)) + '/' + os.path.basename(b):>26s}" for b in BINS))
+for k, b in enumerate(BINS):
+    print(f"[{k}] {b}")
+print(f"{'workload (beyond ideal)':32s} " + "  ".join(f"{f'[{k}]':>26s}" for k in range(len(BINS))))
 for name in cases:
     cells = []
     for b in BINS:
