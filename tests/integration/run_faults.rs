@@ -57,43 +57,6 @@ fn no_panic(o: &Output) {
     assert_ne!(o.status.code(), Some(101), "{err}");
 }
 
-/// A minimal RFC 4180 reader: rows of cells.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut cell = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cell.push('"');
-                }
-                '"' => quoted = false,
-                _ => cell.push(c),
-            }
-        } else {
-            match c {
-                '"' => quoted = true,
-                ',' => row.push(std::mem::take(&mut cell)),
-                '\r' if chars.peek() == Some(&'\n') => {}
-                '\n' => {
-                    row.push(std::mem::take(&mut cell));
-                    rows.push(std::mem::take(&mut row));
-                }
-                _ => cell.push(c),
-            }
-        }
-    }
-    if !cell.is_empty() || !row.is_empty() {
-        row.push(cell);
-        rows.push(row);
-    }
-    rows
-}
-
 /// A value as text, as templates and CSV cells write it.
 fn as_text(v: &Value) -> String {
     match v {

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod csv;
+pub use csv::parse_csv;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_jobpool");
 /// Upper bound for any one `jobpool run` in these tests: far above what they need, so a
 /// hang fails the test instead of the suite.
