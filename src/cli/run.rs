@@ -198,12 +198,7 @@ pub(super) fn fail(what: String, help: Option<String>) -> u8 {
     TASK_FAILED
 }
 
-pub(super) fn run_job(
-    job: &Job,
-    args: &RunSettings,
-    backend: &LocalBackend,
-    control: &Control,
-) -> u8 {
+fn run_job(job: &Job, args: &RunSettings, backend: &LocalBackend, control: &Control) -> u8 {
     let resume = if args.resume {
         match store::resume_index(job) {
             Ok(ix) => Some(ix),
@@ -212,6 +207,18 @@ pub(super) fn run_job(
     } else {
         None
     };
+    run_job_with(job, args, resume, backend, control)
+}
+
+/// Run one job with a resume index the caller already read (`--resume`; watch mode reads
+/// it to say why each submission runs, then hands it over).
+pub(super) fn run_job_with(
+    job: &Job,
+    args: &RunSettings,
+    resume: Option<store::ResumeIndex>,
+    backend: &LocalBackend,
+    control: &Control,
+) -> u8 {
     let run_id = match (&args.run_id, args.shard) {
         (Some(id), _) => id.clone(),
         (None, Some(shard)) => shard_run_id(job, shard.count),

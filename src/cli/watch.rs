@@ -2,7 +2,7 @@
 //!
 //! Wiring and printing only. The watcher, debouncing, ignore rules, a job's paths, the
 //! on-busy policy and the reasons per submission are [`crate::watch`]'s; one run is
-//! [`run::run_job`] (the runner and its front ends), with resume semantics after the first
+//! [`run::run_job_with`] (the runner and its front ends), with resume semantics after the first
 //! run, so only submissions whose key changed (or that have no `ok` record) run.
 //!
 //! Threads: this one runs the jobs, one after another; the watcher's thread hands over
@@ -460,9 +460,7 @@ impl Session<'_> {
             reports: Vec::new(),
             overrides: Vec::new(),
         };
-        // The run reads the index again (it takes records out of it as it goes).
-        drop(resume);
-        run::run_job(&job, &settings, &self.backend, &control);
+        run::run_job_with(&job, &settings, resume, &self.backend, &control);
         *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.entries[i].ran = true;
         if control.reason() == Some(CancelReason::Superseded) {
