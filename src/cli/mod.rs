@@ -19,6 +19,7 @@ mod plan;
 mod report;
 mod run;
 mod schema;
+mod signals;
 mod watch;
 
 pub use self::exit_code::{

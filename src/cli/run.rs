@@ -5,8 +5,6 @@
 //! cancel, and one exit code per job from [`exit_code::of`].
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use serde_json::Value;
@@ -14,8 +12,8 @@ use serde_json::Value;
 use super::diag;
 use super::exit_code::{self, INTERRUPTED, INVALID, OK, TASK_FAILED};
 use super::frontend::{Frontends, ProgressWhen, RunProblem, error_chain, say};
+use super::signals::Signals;
 use crate::backend::{LocalBackend, SlurmBackend, SlurmSettings};
-use crate::event::CancelReason;
 use crate::model::{Backend, Job, TaskTemplate, args_map};
 use crate::plan::Plan;
 use crate::pool::Registry;
@@ -157,7 +155,7 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
 
 /// Run loaded jobs one after another; the most serious exit code.
 pub fn run_jobs(jobs: &[Job], settings: &RunSettings, registry: &Registry) -> u8 {
-    let signals = match Signals::install() {
+    let signals = match Signals::install(|| {}) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot install signal handlers: {e}");
@@ -303,63 +301,6 @@ pub(super) fn run_job_with(
             frontends.abort();
             fail(e.message, e.help)
         }
-    }
-}
-
-/// Ctrl-C, SIGTERM and SIGHUP. The first cancels the current run (TERM, grace, KILL of
-/// running tasks; records flushed, sinks complete); the second kills what runs at once
-/// and lets the run end (sinks complete, `run.json` finished), exiting after 5 s if it
-/// cannot; the third exits at once. A first signal while no run is registered (between
-/// two jobs) is remembered: no further job starts.
-struct Signals {
-    current: Arc<Mutex<Option<Control>>>,
-    seen: Arc<AtomicU8>,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let current: Arc<Mutex<Option<Control>>> = Arc::new(Mutex::new(None));
-        let seen = Arc::new(AtomicU8::new(0));
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        let (cur, n) = (current.clone(), seen.clone());
-        std::thread::Builder::new().name("jobpool-signals".into()).spawn(move || {
-            for _ in signals.forever() {
-                // Counted under the lock: a run registering itself afterwards sees it.
-                let cur = cur.lock().unwrap_or_else(|e| e.into_inner());
-                let count = n.fetch_add(1, Ordering::SeqCst) + 1;
-                match (count, cur.as_ref()) {
-                    (1, Some(control)) => control.cancel(CancelReason::Interrupt),
-                    (1, None) => {}
-                    (2, Some(control)) => {
-                        say("killing every running task now\n");
-                        control.kill();
-                        std::thread::spawn(|| {
-                            std::thread::sleep(std::time::Duration::from_secs(5));
-                            std::process::exit(INTERRUPTED as i32);
-                        });
-                    }
-                    _ => std::process::exit(INTERRUPTED as i32),
-                }
-            }
-        })?;
-        Ok(Signals { current, seen })
-    }
-
-    /// Make `control` the one signals act on; `false` (and `control` cancelled) if a
-    /// signal already came.
-    fn register(&self, control: &Control) -> bool {
-        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        *cur = Some(control.clone());
-        if self.seen.load(Ordering::SeqCst) > 0 {
-            control.cancel(CancelReason::Interrupt);
-            return false;
-        }
-        true
-    }
-
-    fn unregister(&self) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

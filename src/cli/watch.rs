@@ -10,7 +10,6 @@
 //! thread turns Ctrl-C into an interrupt of the run and the end of watching.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +20,7 @@ use super::diag;
 use super::exit_code::{INTERRUPTED, INVALID, TASK_FAILED};
 use super::frontend::{ProgressWhen, say};
 use super::run::{self, RunSettings};
+use super::signals::Signals;
 use crate::backend::LocalBackend;
 use crate::event::CancelReason;
 use crate::model::args_map;
@@ -135,7 +135,7 @@ struct Session<'a> {
     folders: Vec<PathBuf>,
     watcher: Watcher,
     busy: Arc<Mutex<Option<Busy>>>,
-    interrupted: Arc<AtomicBool>,
+    signals: Signals,
     cwd: PathBuf,
 }
 
@@ -158,11 +158,19 @@ pub fn run(args: WatchArgs, registry: &Registry) -> u8 {
     }
     let (tx, rx) = mpsc::channel::<Msg>();
     let busy: Arc<Mutex<Option<Busy>>> = Arc::default();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    if let Err(e) = install_signals(tx.clone(), busy.clone(), interrupted.clone()) {
-        say(&format!("error: cannot install signal handlers: {e}\n"));
-        return TASK_FAILED;
-    }
+    let signals = {
+        // Wake the loop, which may be waiting for file changes, not for a run.
+        let tx = tx.clone();
+        match Signals::install(move || {
+            let _ = tx.send(Msg::Signal);
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                say(&format!("error: cannot install signal handlers: {e}\n"));
+                return TASK_FAILED;
+            }
+        }
+    };
     let watcher = {
         let (busy, policy, tx) = (busy.clone(), args.on_busy, tx);
         Watcher::start(args.debounce, move |ev| {
@@ -187,7 +195,7 @@ pub fn run(args: WatchArgs, registry: &Registry) -> u8 {
         folders,
         watcher,
         busy,
-        interrupted,
+        signals,
         cwd: std::env::current_dir().unwrap_or_default(),
     };
     session.sync_watches();
@@ -231,44 +239,6 @@ fn is_toml(p: &Path) -> bool {
     p.extension().is_some_and(|x| x == "toml")
 }
 
-/// Ctrl-C, SIGTERM, SIGHUP: the first interrupts the run in progress (TERM, grace, KILL;
-/// sinks and journal complete) and ends watching; the second kills what runs at once;
-/// the third exits at once.
-fn install_signals(
-    tx: mpsc::Sender<Msg>,
-    busy: Arc<Mutex<Option<Busy>>>,
-    interrupted: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    let seen = AtomicU8::new(0);
-    std::thread::Builder::new().name("jobpool-signals".into()).spawn(move || {
-        for _ in signals.forever() {
-            let busy = busy.lock().unwrap_or_else(|e| e.into_inner());
-            interrupted.store(true, Ordering::SeqCst);
-            match (seen.fetch_add(1, Ordering::SeqCst) + 1, busy.as_ref()) {
-                (1, b) => {
-                    if let Some(b) = b {
-                        b.control.cancel(CancelReason::Interrupt);
-                    }
-                    let _ = tx.send(Msg::Signal);
-                }
-                (2, Some(b)) => {
-                    say("killing every running task now\n");
-                    b.control.kill();
-                    std::thread::spawn(|| {
-                        std::thread::sleep(Duration::from_secs(5));
-                        std::process::exit(INTERRUPTED as i32);
-                    });
-                }
-                (2, None) => {}
-                _ => std::process::exit(INTERRUPTED as i32),
-            }
-        }
-    })?;
-    Ok(())
-}
-
 impl Session<'_> {
     fn main_loop(&mut self, rx: &mpsc::Receiver<Msg>) {
         let mut told = false;
@@ -276,7 +246,7 @@ impl Session<'_> {
             // Run what is pending, oldest change first, taking in what came meanwhile.
             loop {
                 self.drain(rx);
-                if self.interrupted.load(Ordering::SeqCst) {
+                if self.signals.interrupted() {
                     return;
                 }
                 let next = (0..self.entries.len())
@@ -313,7 +283,7 @@ impl Session<'_> {
 
     fn take(&mut self, msg: Msg) {
         match msg {
-            Msg::Signal => self.interrupted.store(true, Ordering::SeqCst),
+            Msg::Signal => {} // `signals` knows; the loop looks after each message
             Msg::Watch(WatchEvent::Error(e)) => {
                 say(&format!("[watch] warning: {}\n", super::frontend::error_chain(&e)))
             }
@@ -447,9 +417,8 @@ impl Session<'_> {
         let control = Control::new();
         *self.busy.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Busy { control: control.clone(), paths });
-        if self.interrupted.load(Ordering::SeqCst) {
-            control.cancel(CancelReason::Interrupt);
-        }
+        // A signal that came before cancels the run at once.
+        self.signals.register(&control);
         let settings = RunSettings {
             resume: resume.is_some(),
             dry_run: false,
@@ -461,6 +430,7 @@ impl Session<'_> {
             overrides: Vec::new(),
         };
         run::run_job_with(&job, &settings, resume, &self.backend, &control);
+        self.signals.unregister();
         *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.entries[i].ran = true;
         if control.reason() == Some(CancelReason::Superseded) {
