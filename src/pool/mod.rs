@@ -65,10 +65,6 @@ pub enum WorkerKind {
     Threads,
 }
 
-/// The old name of [`WorkerKind`].
-#[deprecated(note = "renamed to `WorkerKind`: a backend is where a job's submissions run")]
-pub type Backend = WorkerKind;
-
 pub(crate) struct Config {
     /// Unique in this process (never reused, unlike an address).
     pub id: u64,
@@ -161,12 +157,6 @@ impl PoolBuilder {
     pub fn worker_kind(mut self, kind: WorkerKind) -> Self {
         self.worker_kind = kind;
         self
-    }
-
-    /// The old name of [`worker_kind`](Self::worker_kind).
-    #[deprecated(note = "renamed to `worker_kind`")]
-    pub fn backend(self, kind: WorkerKind) -> Self {
-        self.worker_kind(kind)
     }
 
     /// An opaque string every worker receives once at start

@@ -372,7 +372,7 @@ fn apply_override(doc: &mut Node, sources: &mut Sources, raw: &str) -> Result<()
     Ok(())
 }
 
-/// Error of [`collect_jobs`].
+/// Error of [`collect`].
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CollectError {
     /// A path given on the command line does not exist.
@@ -440,11 +440,6 @@ pub fn collect(paths: &[PathBuf]) -> Result<Collected, CollectError> {
         }
     }
     Ok(out)
-}
-
-/// [`collect`] without the skipped files.
-pub fn collect_jobs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectError> {
-    collect(paths).map(|c| c.jobs)
 }
 
 /// Whether a `*.toml` file found in a folder is a job file: it has at least one top-level
@@ -643,15 +638,15 @@ shared-dir = "/scratch"
     }
 
     #[test]
-    fn collect_jobs_expands_folders_sorted() {
+    fn collect_expands_folders_sorted() {
         let dir = tempfile::tempdir().unwrap();
         for f in ["b.toml", "a.toml", "notes.txt"] {
             std::fs::write(dir.path().join(f), "[task]\n").unwrap();
         }
-        let got = collect_jobs(&[dir.path().to_path_buf()]).unwrap();
+        let got = collect(&[dir.path().to_path_buf()]).unwrap().jobs;
         assert_eq!(got, [dir.path().join("a.toml"), dir.path().join("b.toml")]);
         assert!(matches!(
-            collect_jobs(&[dir.path().join("none.toml")]),
+            collect(&[dir.path().join("none.toml")]),
             Err(CollectError::NotFound(_))
         ));
     }
