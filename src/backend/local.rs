@@ -49,11 +49,11 @@ impl Backend for LocalBackend {
         let mut builder = Pool::builder()
             .workers(request.workers)
             .retries(job.limits.retries)
-            .retry_on(pool::RetryOn::of(job.limits.retry_on.iter().map(|f| match f {
-                model::Failure::Error => Status::Error,
-                model::Failure::Timeout => Status::Timeout,
-                model::Failure::Crashed => Status::Crashed,
-            })))
+            .retry_on(pool::RetryOn::of(
+                Status::ALL
+                    .into_iter()
+                    .filter(|s| s.failure().is_some_and(|f| job.limits.retry_on.contains(f))),
+            ))
             .grace_period(job.limits.grace_period)
             .max_tasks_per_worker(job.max_tasks_per_worker.try_into().unwrap_or(usize::MAX))
             .context(context)

@@ -42,7 +42,7 @@ use delivery::Reply;
 use dispatcher::{Event, Item, MAX_AUTO_CHUNK, Parcel};
 pub use registry::{ArgNames, KindSig, Registry, TaskContext, TaskError, TaskErrorKind};
 use result::Collector;
-pub use retry::{RetryOn, UnknownFailureKind};
+pub use retry::RetryOn;
 
 /// What runs in the parent when a call's last outcome is in.
 type Done = Box<dyn FnOnce(&Collector) + Send>;

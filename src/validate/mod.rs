@@ -645,10 +645,7 @@ shared-dir = "/scratch"
         }
         let got = collect(&[dir.path().to_path_buf()]).unwrap().jobs;
         assert_eq!(got, [dir.path().join("a.toml"), dir.path().join("b.toml")]);
-        assert!(matches!(
-            collect(&[dir.path().join("none.toml")]),
-            Err(CollectError::NotFound(_))
-        ));
+        assert!(matches!(collect(&[dir.path().join("none.toml")]), Err(CollectError::NotFound(_))));
     }
 
     #[test]
