@@ -37,7 +37,7 @@ pub enum ProgressWhen {
 /// The failure shown at the end of a run, as Python's `get()` re-raises a task's error.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("task {index} failed ({status}): {message}")]
-#[diagnostic(code(jobpool::task_failed))]
+#[diagnostic(code("jobpool::task-failed"))]
 struct TaskFailed {
     index: u64,
     status: Status,

@@ -12,6 +12,7 @@ mod collect;
 pub mod diag;
 mod exec;
 pub mod exit_code;
+mod explain;
 mod frontend;
 mod init;
 mod kinds;
@@ -62,6 +63,8 @@ enum Command {
     Report(report::ReportArgs),
     /// List past runs (id, state, start, wall time, counts); prune old ones.
     Runs(report::RunsArgs),
+    /// Explain a diagnostic code (`jobpool explain unknown-key`), or list them all.
+    Explain(explain::ExplainArgs),
     /// Print the job file's JSON Schema.
     Schema(schema::SchemaArgs),
     /// List the task kinds this binary knows.
@@ -100,6 +103,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Report(args) => report::run(args, &registry),
         Command::Runs(args) => report::runs(args, &registry),
         Command::Schema(args) => schema::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Kinds(args) => kinds::run(args, &registry),
     };
     ExitCode::from(code)

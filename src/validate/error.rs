@@ -197,6 +197,18 @@ impl Diagnostic for JobFileError {
         Some(Box::new("jobpool::invalid-job"))
     }
 
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        let first = self.problems.first()?.code;
+        let code = first.strip_prefix("jobpool::").unwrap_or(first);
+        Some(Box::new(if self.problems.iter().all(|p| p.code == first) {
+            format!("`jobpool explain {code}` explains the problem and how to fix it")
+        } else {
+            format!(
+                "`jobpool explain CODE` explains each code below, e.g. `jobpool explain {code}`"
+            )
+        }))
+    }
+
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
         Some(Box::new(self.problems.iter().map(|p| p as &dyn Diagnostic)))
     }

@@ -8,6 +8,7 @@ mod run_support;
 mod boundaries;
 mod command_kind;
 mod custom_kinds;
+mod diagnostic_pages;
 mod docs;
 mod exec;
 mod fuzz_jobfiles;
