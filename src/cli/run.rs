@@ -256,7 +256,14 @@ pub(super) fn run_job_with(
             Err(e) => {
                 // Nothing ran: the run folder says so rather than staying "running".
                 let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
-                return fail(format!("cannot open a sink: {}", error_chain(&e)), None);
+                return fail(
+                    format!("cannot open a sink: {}", error_chain(&e)),
+                    Some(format!(
+                        "nothing ran; a sink's folder must exist or be creatable, and be \
+                         writable: fix its `to` in {} or the folder, then run again",
+                        job.path.display()
+                    )),
+                );
             }
         },
     };
