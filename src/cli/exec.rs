@@ -277,13 +277,34 @@ pub fn run(args: ExecArgs, registry: &Registry) -> u8 {
     }
     let opts = super::load_options(registry, Vec::new());
     // The journal of exec runs lives in ./.jobpool/runs/exec/, so `--resume` works.
+    let mut settings = args.settings;
+    settings.rerun_hint = Some(rerun_hint(std::env::args().skip(1)));
     match validate::load_str(&cwd.join("exec.toml"), &text, &opts) {
-        Ok(job) => run_jobs(&[job], &args.settings, registry),
+        Ok(job) => run_jobs(&[job], &settings, registry),
         Err(e) => {
             eprint!("{}", diag::render(&e));
             INVALID
         }
     }
+}
+
+/// The same command line with `--resume`, quoted for a shell: `exec` has no job file
+/// to give `jobpool run --resume`, and its journal is found again from the same line.
+fn rerun_hint(args: impl Iterator<Item = String>) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut resume = false;
+    let mut in_command = false;
+    for a in args {
+        in_command |= a == "--";
+        resume |= !in_command && a == "--resume";
+        words.push(a);
+    }
+    if !resume {
+        let at = words.iter().position(|w| w == "exec").map_or(0, |i| i + 1);
+        words.insert(at, "--resume".into());
+    }
+    let quoted: Vec<String> = words.iter().map(|w| crate::task::quote::shell_quote(w)).collect();
+    format!("jobpool {}", quoted.join(" "))
 }
 
 #[cfg(test)]
@@ -292,6 +313,21 @@ mod tests {
 
     fn words(s: &str) -> Vec<String> {
         s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn the_rerun_hint_is_the_same_line_with_resume() {
+        let hint = |line: &str| rerun_hint(line.split(' ').map(String::from));
+        assert_eq!(
+            hint("exec -j 2 -- sh -c exit_{} ::: 0 3"),
+            "jobpool exec --resume -j 2 -- sh -c 'exit_{}' ::: 0 3"
+        );
+        assert_eq!(
+            hint("--color never exec --resume -- true"),
+            "jobpool --color never exec --resume -- true"
+        );
+        // A `--resume` after `--` belongs to the command, not to jobpool.
+        assert_eq!(hint("exec -- cmd --resume"), "jobpool exec --resume -- cmd --resume");
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub struct Frontends<'j> {
     output_closed: bool,
     code: Option<u8>,
     shard: Option<crate::plan::Shard>,
+    rerun: Option<String>,
     reports: Vec<(Format, std::path::PathBuf)>,
     report: Option<report::Builder>,
 }
@@ -118,6 +119,7 @@ impl<'j> Frontends<'j> {
             output_closed: false,
             code: None,
             shard: None,
+            rerun: None,
             reports: Vec::new(),
             report: None,
         }
@@ -126,6 +128,12 @@ impl<'j> Frontends<'j> {
     /// This run is one shard of a run: the summary says so and what comes next.
     pub fn shard(mut self, shard: Option<crate::plan::Shard>) -> Self {
         self.shard = shard;
+        self
+    }
+
+    /// How to run only what is left, when it is not `jobpool run --resume JOB` (`exec`).
+    pub fn rerun_hint(mut self, rerun: Option<String>) -> Self {
+        self.rerun = rerun;
         self
     }
 
@@ -258,7 +266,7 @@ impl<'j> Frontends<'j> {
         if self.quiet || summary.cancelled == Some(CancelReason::OutputClosed) {
             return;
         }
-        say(&summary_line(self.job, &summary, self.shard));
+        say(&summary_line(self.job, &summary, self.shard, self.rerun.as_deref()));
         if let Some(rec) = &summary.first_failure {
             say(&diag::render(&failure_diagnostic(rec, summary.counts.failures())));
         }
@@ -290,7 +298,12 @@ impl Frontends<'_> {
 }
 
 /// `name: 8 ok, 2 error in 1.20s; run <id>`, then how to resume when something is left.
-fn summary_line(job: &Job, s: &RunSummary, shard: Option<crate::plan::Shard>) -> String {
+fn summary_line(
+    job: &Job,
+    s: &RunSummary,
+    shard: Option<crate::plan::Shard>,
+    rerun: Option<&str>,
+) -> String {
     let mut parts = vec![format!("{} ok", s.counts.get(Status::Ok))];
     for st in &Status::ALL[1..] {
         let n = s.counts.get(*st);
@@ -328,11 +341,11 @@ fn summary_line(job: &Job, s: &RunSummary, shard: Option<crate::plan::Shard>) ->
     {
         let again =
             shard.map(|sh| format!("--shard {}/{} ", sh.index, sh.count)).unwrap_or_default();
-        line.push_str(&format!(
-            "{}: {left} not ok; to run only those: jobpool run --resume {again}{}\n",
-            job.name,
-            job.path.display()
-        ));
+        let rerun = rerun.map_or_else(
+            || format!("jobpool run --resume {again}{}", job.path.display()),
+            str::to_string,
+        );
+        line.push_str(&format!("{}: {left} not ok; to run only those: {rerun}\n", job.name));
     }
     if shard.is_some() {
         line.push_str(&format!(

@@ -85,6 +85,10 @@ pub struct RunSettings {
     /// passes them to every array element.
     #[arg(skip)]
     pub overrides: Vec<String>,
+    /// How to run only what is left, when it is not `jobpool run --resume JOB` (`exec`
+    /// has no job file: it says to run the same command line with `--resume`).
+    #[arg(skip)]
+    pub rerun_hint: Option<String>,
 }
 
 fn parse_report(s: &str) -> Result<(Format, String), String> {
@@ -300,6 +304,7 @@ pub(super) fn run_job_with(
         .collect();
     let mut frontends = Frontends::new(job, journal, sinks, args.progress, args.quiet)
         .shard(args.shard)
+        .rerun_hint(args.rerun_hint.clone())
         .with_reports(reports);
     let options = RunOptions { run_id, resume, shard: args.shard };
     match Runner::new(backend).run(job, options, control, |e| frontends.on_event(e)) {

@@ -428,6 +428,7 @@ impl Session<'_> {
             run_id: None,
             reports: Vec::new(),
             overrides: Vec::new(),
+            rerun_hint: None,
         };
         run::run_job_with(&job, &settings, resume, &self.backend, &control);
         self.signals.unregister();

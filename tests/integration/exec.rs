@@ -139,3 +139,54 @@ fn usage_mistakes_exit_2_with_a_hint() {
         assert!(stderr(&out).contains(says) && stderr(&out).contains("help:"), "{}", stderr(&out));
     }
 }
+
+/// The one-liners of the book's "Coming from GNU parallel" table print what GNU parallel
+/// (`-k`, keep order) prints for the same values. Needs GNU parallel (`.ci/run` installs
+/// it); without it the test says so and checks nothing.
+#[test]
+fn the_books_one_liners_print_what_gnu_parallel_prints() {
+    let has_parallel = Command::new("parallel").arg("--version").output().is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("GNU parallel")
+    });
+    if !has_parallel {
+        eprintln!("NOTE: GNU parallel is not installed: the comparison with it did NOT run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("lines.txt"), "one two\n  spaced  \nthree's\n").unwrap();
+    let cases: &[&[&str]] = &[
+        &["echo", "{}", ":::", "a", "b", "c"],
+        &["echo", ":::", "a", "b"],
+        &["echo", "{1}-{2}", ":::", "a", "b", ":::", "1", "2"],
+        &["echo", "{2}/{1}", ":::", "a", "b", ":::", "x", "y", "z"],
+        &["--link", "echo", "{1}", "{2}", ":::", "a", "b", ":::", "x", "y"],
+        &["echo", "[{}]", "::::", "lines.txt"],
+        &["echo", ":::", "a b; echo injected", "$(id)", "'quoted'", "*"],
+        &["echo", "{}.", ":::", "tab\there", "x"],
+    ];
+    for case in cases {
+        let (flags, cmd): (Vec<&str>, Vec<&str>) = match case[0] {
+            "--link" => (vec!["--link"], case[1..].to_vec()),
+            _ => (vec![], case.to_vec()),
+        };
+        let mut ours: Vec<&str> = flags.clone();
+        ours.push("--");
+        ours.extend(&cmd);
+        let jp = exec(dir.path(), &ours);
+        assert_eq!(code(&jp), 0, "{case:?}: {}", stderr(&jp));
+        let gnu = Command::new("parallel")
+            .args(["--will-cite", "-k", "-j", "2"])
+            .args(&flags)
+            .args(&cmd)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(gnu.status.success(), "{case:?}: {}", String::from_utf8_lossy(&gnu.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&jp.stdout),
+            String::from_utf8_lossy(&gnu.stdout),
+            "`jobpool exec` and `parallel -k` differ on {case:?}"
+        );
+    }
+}

@@ -23,4 +23,5 @@ mod script_kind;
 mod shards;
 mod sinks;
 mod store;
+mod transcripts;
 mod watch;
