@@ -154,3 +154,25 @@ fn the_book_has_no_broken_links() {
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// The tutorial's job files shown in "Coming from Python's Pool" are the files in `jobs/`
+/// (without their comment lines), so the page cannot drift from what runs.
+#[test]
+fn the_python_chapter_shows_the_seed_job_files_as_they_are() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = fs::read_to_string(root.join("book/src/coming-from-python.md")).unwrap();
+    let blocks = toml_blocks(&page);
+    for name in ["seed-apply", "seed-map", "seed-starmap"] {
+        let file = fs::read_to_string(root.join(format!("jobs/{name}.toml"))).unwrap();
+        let code: Vec<&str> = file.lines().filter(|l| !l.starts_with('#')).collect();
+        let code = code.join("\n").trim().to_string();
+        assert!(
+            page.contains(&format!("`jobs/{name}.toml`")),
+            "the chapter does not name jobs/{name}.toml"
+        );
+        assert!(
+            blocks.iter().any(|b| b.trim() == code),
+            "the chapter's copy of jobs/{name}.toml differs from the file:\n{code}"
+        );
+    }
+}
