@@ -71,3 +71,39 @@ fn starmap_async_example() {
         assert_value_of(got(line), 6.0 * i as f64, &out);
     }
 }
+
+/// `examples/run_job.rs` (the book's "The library API"): the runner as a library runs a
+/// job file on the local pool and hands every record to the program's own callback.
+#[test]
+fn the_runner_example_runs_a_job_file_through_its_own_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("cubes.toml");
+    std::fs::write(
+        &job,
+        "name = \"cubes\"\nworkers = 2\n[task]\nkind = \"script\"\nscript = \"if x == 3 { throw \\\"three\\\" } x * x * x\"\n[args]\nx = { range = [0, 6] }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO"))
+        .args(["run", "-q", "--example", "run_job", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--")
+        .arg(&job)
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "a failed task makes it exit 1:\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"started cubes: 6 submissions on 2 workers"), "{stdout}");
+    assert!(lines.last().is_some_and(|l| l.starts_with("cubes: 5 ok of 6 in ")), "{stdout}");
+    for x in 0..6u64 {
+        let line = lines.iter().find(|l| l.starts_with(&format!("#{x} "))).unwrap();
+        if x == 3 {
+            assert!(line.starts_with("#3 error: ") && line.ends_with(": three"), "{stdout}");
+        } else {
+            assert!(line.starts_with(&format!("#{x} ok after ")), "{stdout}");
+            assert!(line.ends_with(&format!(": {}", x * x * x)), "{stdout}");
+        }
+    }
+    // The library run keeps no journal: only what the callback does happens.
+    assert!(!dir.path().join(".jobpool").exists());
+}
