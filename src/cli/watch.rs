@@ -441,8 +441,12 @@ impl Session<'_> {
 
     /// `changed inputs.txt, data/a.csv and 3 more`, or `first run`.
     fn what_changed(&self, pending: &Pending, i: usize) -> String {
+        // A job that never ran (a new file, or one invalid until now) runs for the first time.
+        if !self.entries[i].ran {
+            return "first run".into();
+        }
         if pending.changed.is_empty() {
-            return if self.entries[i].ran { "run again".into() } else { "first run".into() };
+            return "run again".into();
         }
         const SHOWN: usize = 3;
         let names: Vec<String> = pending

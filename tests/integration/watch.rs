@@ -295,3 +295,127 @@ fn a_change_during_a_run_is_queued_and_not_lost() {
     assert_eq!(got[1], ("got-slow1".into(), true), "{}", w.stderr());
     assert_eq!(w.interrupt(), 130);
 }
+
+/// `jobpool watch DIR` watches the job files of a folder, also those created after it
+/// started: a new file is run as a first run, and a file written in two steps (created
+/// empty, then filled, as editors do) runs once it is valid.
+#[test]
+fn a_job_file_created_in_a_watched_folder_is_run() {
+    let dir = tempfile::Builder::new().prefix("jp-watch-").tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("jobs")).unwrap();
+    let job = |word: &str| {
+        format!(
+            "[task]\nkind = \"command\"\nprogram = [\"echo\", \"{word}-{{x}}\"]\n[args]\nx = [1, 2]\n[[sink]]\nto = \"../out/{{name}}.jsonl\"\nformat = \"jsonl\"\n"
+        )
+    };
+    fs::write(d.join("jobs/first.toml"), job("first")).unwrap();
+    let w = Watching::start(d, &["jobs"]);
+    w.wait_for("watching 1 job file", 1);
+    assert_eq!(
+        values(&d.join("out/first.jsonl")),
+        [("first-1".into(), false), ("first-2".into(), false)]
+    );
+
+    // Created empty first (not a job file yet: nothing happens), then written whole.
+    fs::write(d.join("jobs/second.toml"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!w.stderr().contains("second"), "{}", w.stderr());
+    fs::write(d.join("jobs/second.toml"), job("second")).unwrap();
+    w.wait_for("watching 2 job files", 1);
+    assert!(w.stderr().contains("[watch] new job file jobs/second.toml"), "{}", w.stderr());
+    assert!(w.stderr().contains("[watch] jobs/second.toml: first run"), "{}", w.stderr());
+    assert_eq!(
+        values(&d.join("out/second.jsonl")),
+        [("second-1".into(), false), ("second-2".into(), false)],
+        "{}",
+        w.stderr()
+    );
+    // The first job did not run again for the second's arrival.
+    assert_eq!(w.stderr().matches("[watch] jobs/first.toml:").count(), 1, "{}", w.stderr());
+    assert_eq!(w.interrupt(), 130);
+}
+
+/// `--clear` clears the terminal before each rerun, and only a terminal: run under a
+/// pseudo-terminal (`script`), the escape codes appear; with stderr in a pipe, never.
+#[test]
+fn clear_clears_a_terminal_only() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("NOTE: `script` (util-linux) is missing: the --clear terminal test did NOT run");
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("jp-watch-").tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("job.toml"), LINES_JOB).unwrap();
+    fs::write(d.join("inputs.txt"), "a\n").unwrap();
+    // In a pipe: no escape codes.
+    let w = Watching::start(d, &["--clear"]);
+    w.wait_for("watching 1 job file", 1);
+    append(&d.join("inputs.txt"), "b\n");
+    w.wait_for("watching 1 job file", 2);
+    assert!(!w.stderr().contains("\x1b[2J"), "{:?}", w.stderr());
+    assert_eq!(w.interrupt(), 130);
+
+    // Under a pseudo-terminal: the screen is cleared before the rerun.
+    let marker = format!("jp-watch-test-{}-{}", std::process::id(), fastrand::u64(..));
+    let line = format!("{BIN} watch --debounce 50ms --clear job.toml");
+    let mut child = Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .current_dir(d)
+        .env("JOBPOOL_WATCH_TEST", &marker)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut pipe = child.stdout.take().unwrap();
+    let o = out.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            o.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    let text = || String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let wait_for = |what: &str, n: usize| {
+        let until = Instant::now() + WAIT;
+        while text().matches(what).count() < n {
+            assert!(Instant::now() < until, "no {n}× {what:?} in time:\n{:?}", text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("watching 1 job file", 1);
+    append(&d.join("inputs.txt"), "c\n");
+    wait_for("watching 1 job file", 2);
+    let all = text();
+    let rerun = all.rfind("changed inputs.txt").expect("the rerun header");
+    assert!(all[..rerun].contains("\x1b[2J"), "no clear before the rerun: {all:?}");
+    // Stop it: SIGINT to the watch process (the pty's child), then everything is gone.
+    for p in processes_with(&marker) {
+        let Some(pid) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if fs::read(p.join("cmdline")).is_ok_and(|c| c.starts_with(BIN.as_bytes())) {
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+    }
+    let until = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("watch under script did not stop: {:?}", text());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(processes_with(&marker).is_empty(), "left behind: {:?}", processes_with(&marker));
+}
