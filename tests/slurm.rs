@@ -63,12 +63,39 @@ impl Job {
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
-    /// The one run's `slurm/submission.json`.
+    /// The latest run's `slurm/submission.json`.
     fn submission(&self) -> Value {
         let runs = self.path(".jobpool/runs/job");
-        let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+        let mut all: Vec<PathBuf> =
+            fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
+        all.sort();
+        let run = all.last().unwrap();
         serde_json::from_str(&fs::read_to_string(run.join("slurm/submission.json")).unwrap())
             .unwrap()
+    }
+
+    /// Run `run_id`'s `run.json`.
+    fn run_json(&self, run_id: &str) -> Value {
+        let path = self.path(&format!(".jobpool/runs/job/{run_id}/run.json"));
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wait (bounded) until `squeue` no longer knows job `id`: it ended `MinJobAge` ago.
+fn wait_until_forgotten(id: &str, within: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let out =
+            Command::new("squeue").args(["-h", "-r", "-t", "all", "-j", id]).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(t0.elapsed() < within, "squeue still knows job {id} after {within:?}");
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -151,6 +178,7 @@ fn same_records_as_processes() {
     assert_eq!(essence(&slurm.jsonl("out.jsonl")), expected);
     let sub = slurm.submission();
     assert_eq!(sub["elements"], 7, "{sub}");
+    assert_eq!(sub["layout"]["chunks"], 28, "{sub}");
     // The run's own journal has every record once; each element journaled its shard.
     let run = Path::new(sub["shard_journals"].as_str().unwrap()).to_path_buf();
     let journal = fs::read_to_string(run.join("records.jsonl")).unwrap();
@@ -159,7 +187,7 @@ fn same_records_as_processes() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".jsonl"))
         .count();
-    assert_eq!(shards, 8, "records.jsonl and 7 shard journals");
+    assert_eq!(shards, 29, "records.jsonl and 28 chunk journals");
     // `collect` over the shard journals gives the same again.
     let out = Command::new(BIN)
         .args(["collect", "--run-id", run.file_name().unwrap().to_str().unwrap()])
@@ -306,6 +334,222 @@ partition = "no-such-partition"
     assert!(err.to_lowercase().contains("partition"), "Slurm's own words: {err}");
 }
 
+/// `--detach` submits and prints the run id; `--attach` follows the run: the same records
+/// as a followed run; attaching again to the finished run only writes the sinks; an
+/// unknown run id and an edited job file are clear errors.
+fn detach_then_attach() {
+    let local = Job::new(SAME);
+    let out = local.run(&["--set", "backend=processes"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let expected = essence(&local.jsonl("out.jsonl"));
+
+    let job = Job::new(SAME);
+    let out = job.run(&["--detach"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run_id = stdout(&out).trim().to_string();
+    assert!(
+        stderr(&out).contains(&format!("jobpool run --attach {run_id} ")),
+        "says how to attach: {}",
+        stderr(&out)
+    );
+    assert!(!job.path("out.jsonl").exists(), "a detached run writes no sinks");
+    assert_eq!(job.run_json(&run_id)["state"], "running");
+
+    let out = job.run(&["--attach", &run_id]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(essence(&job.jsonl("out.jsonl")), expected);
+    let run = job.run_json(&run_id);
+    assert_eq!(run["state"], "finished", "{run}");
+    assert_eq!(run["exit_code"], 1, "{run}");
+    let journal = job.jsonl(&format!(".jobpool/runs/job/{run_id}/records.jsonl"));
+    assert_eq!(journal.len(), 28);
+
+    // Attaching to a run that ended: the sinks again, from the journals.
+    fs::remove_file(job.path("out.jsonl")).unwrap();
+    let out = job.run(&["--attach", &run_id]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(essence(&job.jsonl("out.jsonl")), expected);
+    assert_eq!(job.jsonl(&format!(".jobpool/runs/job/{run_id}/records.jsonl")).len(), 28);
+
+    let out = job.run(&["--attach", "no-such-run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("job has no run no-such-run"), "{}", stderr(&out));
+
+    fs::write(job.path("job.toml"), SAME.replace("range = [0, 14]", "range = [0, 15]")).unwrap();
+    let out = job.run(&["--attach", &run_id]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("changed since run"), "{}", stderr(&out));
+}
+
+/// Attaching after `squeue` forgot the array: the element states come from `sacct`
+/// (the element past its time limit gives a `timeout` record).
+fn attach_after_squeue_forgot_uses_sacct() {
+    let sacct = Command::new("sacct").args(["-n", "-X", "-j", "1"]).output().unwrap();
+    let said = format!("{}{}", stdout(&sacct), stderr(&sacct));
+    assert!(
+        sacct.status.success() && !said.contains("disabled"),
+        "this test needs Slurm accounting (start the cluster with LOCAL_SLURM_ACCOUNTING=1): {said}"
+    );
+    let job = Job::new(
+        r#"
+name = "job"
+backend = "slurm"
+[task]
+kind = "command"
+program = ["sh", "-c", "sleep {s}; echo done"]
+[args]
+s = [0, 600]
+[slurm]
+per-element = 1
+time-limit = "1m"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&["--detach"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run_id = stdout(&out).trim().to_string();
+    let job_id = job.submission()["job_id"].as_str().unwrap().to_string();
+    wait_until_forgotten(&job_id, Duration::from_secs(200));
+    let out = job.run(&["--attach", &run_id]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let records = job.jsonl("out.jsonl");
+    assert_eq!(records[0]["status"], "ok", "{records:?}");
+    assert_eq!(records[1]["status"], "timeout", "{records:?}");
+    let error = records[1]["error"].as_str().unwrap();
+    assert!(error.contains("time limit (time-limit = 1m)"), "{error}");
+}
+
+/// `--resume` submits only what is missing: one element for the one failed submission;
+/// with nothing missing, nothing at all.
+fn resume_submits_only_what_is_missing() {
+    let job = Job::new(
+        r#"
+name = "job"
+backend = "slurm"
+[task]
+kind = "command"
+program = ["sh", "-c", "echo {i} >> ran.log; test {i} -ne 3 -o -e fixed && echo {i}"]
+output = "json"
+[args]
+i = { range = [0, 8] }
+[slurm]
+per-element = 2
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(job.submission()["elements"], 4);
+    fs::write(job.path("fixed"), "").unwrap();
+    let out = job.run(&["--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sub = job.submission();
+    assert_eq!(sub["elements"], 1, "{sub}");
+    assert_eq!(sub["todo"], serde_json::json!([3]), "{sub}");
+    assert_eq!(sub["resumed"], 7, "{sub}");
+    assert!(sub["sbatch"].to_string().contains("--array=0-0"), "{sub}");
+    let records = job.jsonl("out.jsonl");
+    let got: Vec<(u64, &str, bool, Value)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["resumed"].as_bool().unwrap_or(false),
+                r["value"].clone(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, &str, bool, Value)> =
+        (0..8).map(|i| (i, "ok", i != 3, Value::from(i))).collect();
+    assert_eq!(got, want);
+    let mut ran: Vec<String> =
+        fs::read_to_string(job.path("ran.log")).unwrap().lines().map(str::to_string).collect();
+    ran.sort();
+    assert_eq!(ran, ["0", "1", "2", "3", "3", "4", "5", "6", "7"], "only 3 ran again");
+
+    // Nothing missing: nothing submitted, every record taken from earlier runs.
+    let out = job.run(&["--resume"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sub = job.submission();
+    assert_eq!(sub["job_id"], Value::Null, "{sub}");
+    assert_eq!(sub["elements"], 0, "{sub}");
+    let records = job.jsonl("out.jsonl");
+    assert_eq!(records.len(), 8);
+    assert!(records.iter().all(|r| r["status"] == "ok" && r["resumed"] == true), "{records:?}");
+}
+
+/// Elements claim chunks as they finish: the element stuck on the slow task claims
+/// nothing else; the other runs every other chunk (fixed slices would give 4 and 4).
+fn elements_claim_chunks_as_they_finish() {
+    let job = Job::new(
+        r#"
+name = "job"
+backend = "slurm"
+workers = 1
+[task]
+kind = "command"
+program = ["sh", "-c", "if [ {i} = 0 ]; then sleep 10; else sleep 0.2; fi; echo {i}"]
+output = "json"
+[args]
+i = { range = [0, 8] }
+[slurm]
+per-element = 4
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sub = job.submission();
+    assert_eq!((sub["elements"].as_u64(), sub["layout"]["chunks"].as_u64()), (Some(2), Some(8)));
+    let values: Vec<Value> = job.jsonl("out.jsonl").iter().map(|r| r["value"].clone()).collect();
+    assert_eq!(values, (0..8).map(Value::from).collect::<Vec<_>>());
+    let run = Path::new(sub["shard_journals"].as_str().unwrap()).to_path_buf();
+    let owner = |c: u64| -> u64 {
+        let text = fs::read_to_string(run.join(format!("slurm/claims/chunk-{c:06}"))).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["element"].as_u64().unwrap()
+    };
+    let slow = owner(0);
+    let others: Vec<u64> = (1..8).map(owner).collect();
+    assert!(others.iter().all(|e| *e != slow), "the slow element claimed more: {slow} {others:?}");
+}
+
+/// Elements that cannot see the job's folder (here: they run as `nobody`, who cannot
+/// read it) claim nothing: every submission says so, with where to look.
+fn a_folder_the_elements_cannot_see_is_named() {
+    let job = Job::new(
+        r#"
+name = "job"
+backend = "slurm"
+[task]
+kind = "command"
+program = ["true"]
+[args]
+i = [1, 2]
+[slurm]
+sbatch-args = ["--uid=nobody"]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let records = job.jsonl("out.jsonl");
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r["status"], "crashed", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains("visible and writable from the compute nodes"), "{error}");
+    }
+}
+
 fn main() {
     if std::env::var_os("JOBPOOL_SLURM").is_none_or(|v| v != "1") {
         println!(
@@ -320,6 +564,11 @@ fn main() {
         ("array_limit_is_respected", array_limit_is_respected),
         ("interrupt_cancels_the_array", interrupt_cancels_the_array),
         ("a_refused_submission_shows_slurms_message", a_refused_submission_shows_slurms_message),
+        ("attach_after_squeue_forgot_uses_sacct", attach_after_squeue_forgot_uses_sacct),
+        ("detach_then_attach", detach_then_attach),
+        ("resume_submits_only_what_is_missing", resume_submits_only_what_is_missing),
+        ("elements_claim_chunks_as_they_finish", elements_claim_chunks_as_they_finish),
+        ("a_folder_the_elements_cannot_see_is_named", a_folder_the_elements_cannot_see_is_named),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let chosen: Vec<_> = tests

@@ -1,47 +1,57 @@
-//! The Slurm backend: one job array whose elements run shards of the plan.
+//! The Slurm backend: one job array whose elements claim chunks of the plan.
 //!
-//! Owns: the submission (the batch script and a reference to the plan written to the
-//! shared folder, one `sbatch --array=0-K%L --parsable`), following it (`squeue`, with
-//! `sacct` once `squeue` has forgotten the job; polled with back-off), tailing the shard
-//! journals the elements write (`jobpool run --shard E/N --run-id ID`, see
-//! `store::shard_stem`) and turning each new record into [`BackendEvent::Finished`],
-//! Slurm's pending reason into [`BackendEvent::Waiting`], and, at the end, the state of
-//! an element into the records its submissions never got (`TIMEOUT` → timeout,
-//! `OUT_OF_MEMORY`/`FAILED`/`NODE_FAIL` → crashed, `CANCELLED` → cancelled).
+//! Owns: the submission ([`submit`]: the batch script, the list of chunks to run and a
+//! reference to the plan written to the shared folder, the records `--resume` reuses set
+//! aside, one `sbatch --array=0-K%L --parsable`), the elements' claiming of chunks
+//! ([`claim_chunk`]: one hard link per claim, atomic on NFS too), and following a
+//! submission ([`SlurmBackend`], in the same process or later with `--attach`): `squeue`,
+//! with `sacct` for the elements `squeue` has forgotten, polled with back-off; the claims
+//! and the chunk journals the elements write (`store::shard_stem`) tailed and each new
+//! record turned into [`BackendEvent::Finished`], Slurm's pending reason into
+//! [`BackendEvent::Waiting`], and, at the end, the state of an element into the records
+//! its claimed chunks never got (`TIMEOUT` → timeout, `OUT_OF_MEMORY`/`FAILED`/
+//! `NODE_FAIL` → crashed, `CANCELLED` → cancelled).
 //! Must not: apply run policies (the runner does), print, or write the run's journal
 //! and sinks (the front ends do, from the events).
 //!
 //! ```text
-//!  start: plan reference + element.sh ─▶ sbatch --array=0-K%L ─▶ job id
-//!  next_event (forwarder thread):
-//!     take Work (the submissions to expect) ─▶ loop {
-//!        tail shard-EEEE-of-NNNN.jsonl of started elements ─▶ Finished(record)
-//!        squeue -r -t all -j ID (0.5 s, growing to 5 s) ─▶ Waiting{queued, running, reason}
+//!  submit: resume index ─▶ resumed.jsonl + the chunks to run ─▶ submission.json,
+//!          element.sh ─▶ sbatch --array=0-K%L ─▶ job id (─▶ exit, with --detach)
+//!  element E (cli::slurm): loop { claim the next free chunk C (link claims/chunk-C)
+//!                                 ─▶ run --shard C/CHUNKS on the local pool }
+//!  next_event (forwarder thread, now or on --attach):
+//!     take Work ─▶ resumed.jsonl ─▶ Finished(resumed record) ─▶ loop {
+//!        new claims ─▶ who runs which chunk
+//!        tail shard-CCCC-of-NNNN.jsonl of claimed chunks ─▶ Finished(record)
+//!        squeue -r -t all -j ID (0.5 s, growing to 5 s), sacct for what it forgot
+//!            ─▶ Waiting{queued, running, reason}
 //!        every element ended ─▶ records for what is missing, by element state ─▶ None
 //!     }
 //!  ExecutionControl::cancel ─▶ scancel ID
 //! ```
 //!
-//! The pure parts (the `sbatch` command line, the batch script, parsing `squeue` and
-//! `sacct`, states → statuses) are functions with unit tests; `tests/slurm.rs` runs
-//! the rest against a real cluster.
+//! The pure parts (the layout, the `sbatch` command line, the batch script, parsing
+//! `squeue` and `sacct`, states → statuses) are functions with unit tests;
+//! `tests/slurm.rs` runs the rest against a real cluster.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendEvent, Execution, ExecutionControl, StartRequest, Work};
 use crate::model::{Job, SlurmConfig, TaskTemplate, args_map};
 use crate::plan::{Plan, Shard};
 use crate::record::{Status, TaskRecord};
-use crate::store;
+use crate::store::{self, ResumeIndex};
 
 /// At most this many array elements when `per-element` is not given.
 pub const DEFAULT_MAX_ELEMENTS: u64 = 1000;
@@ -59,32 +69,52 @@ pub struct SlurmSettings {
     pub exe: PathBuf,
 }
 
-/// Runs a job as one Slurm job array (`backend = "slurm"`).
-pub struct SlurmBackend {
-    settings: SlurmSettings,
+/// Chunks per array element's share of the plan: an element that is done with its
+/// chunk claims the next free one, so a slow node holds up at most one small chunk.
+pub const CHUNKS_PER_ELEMENT: u64 = 4;
+
+/// How a plan is cut: into `chunks` (what an element claims and runs at a time, each
+/// journaled as shard `C/chunks`), and elements of about `per_element` submissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// Submissions per array element (`[slurm] per-element`, or enough for at most
+    /// [`DEFAULT_MAX_ELEMENTS`] elements).
+    pub per_element: u64,
+    /// The chunks of the plan.
+    pub chunks: u64,
 }
 
-impl SlurmBackend {
-    /// A backend submitting one run with `settings`.
-    pub fn new(settings: SlurmSettings) -> SlurmBackend {
-        SlurmBackend { settings }
+impl Layout {
+    /// The layout of a plan of `plan_len` submissions.
+    pub fn new(plan_len: u64, per_element: Option<u64>) -> Layout {
+        let per = per_element.unwrap_or_else(|| plan_len.div_ceil(DEFAULT_MAX_ELEMENTS)).max(1);
+        let chunk = per.div_ceil(CHUNKS_PER_ELEMENT).max(1);
+        Layout { per_element: per, chunks: plan_len.div_ceil(chunk).max(1) }
+    }
+
+    /// The submissions of chunk `c`.
+    pub fn chunk(&self, c: u64, plan_len: u64) -> Range<u64> {
+        Shard { index: c, count: self.chunks }.range(plan_len)
+    }
+
+    /// The chunk holding submission `index`.
+    pub fn chunk_of(&self, index: u64, plan_len: u64) -> u64 {
+        slice_of(index, plan_len, self.chunks)
+    }
+
+    /// The array elements for `todo` submissions in `todo_chunks` chunks: one per
+    /// `per_element` submissions, never more than there are chunks to claim.
+    pub fn elements(&self, todo: u64, todo_chunks: u64) -> u64 {
+        todo.div_ceil(self.per_element).min(todo_chunks).max(1)
     }
 }
 
-/// How a plan of `plan_len` submissions is cut into array elements: the count of
-/// elements (each runs `--shard E/elements`).
-pub fn element_count(plan_len: u64, per_element: Option<u64>) -> u64 {
-    let per = per_element.unwrap_or_else(|| plan_len.div_ceil(DEFAULT_MAX_ELEMENTS)).max(1);
-    plan_len.div_ceil(per).max(1)
-}
-
-/// The element whose shard holds submission `index`.
-pub fn element_of(index: u64, plan_len: u64, elements: u64) -> u64 {
-    let start =
-        |e: u64| Shard { index: e.min(elements - 1), count: elements }.range(plan_len).start;
-    let mut e = ((u128::from(index) * u128::from(elements)) / u128::from(plan_len.max(1))) as u64;
-    e = e.min(elements - 1);
-    while e + 1 < elements && start(e + 1) <= index {
+/// The slice of `slices` equal slices of a plan of `plan_len` holding submission `index`.
+pub fn slice_of(index: u64, plan_len: u64, slices: u64) -> u64 {
+    let start = |e: u64| Shard { index: e.min(slices - 1), count: slices }.range(plan_len).start;
+    let mut e = ((u128::from(index) * u128::from(slices)) / u128::from(plan_len.max(1))) as u64;
+    e = e.min(slices - 1);
+    while e + 1 < slices && start(e + 1) <= index {
         e += 1;
     }
     while e > 0 && start(e) > index {
@@ -149,20 +179,20 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The batch script every element runs: its shard of the run, with the local process
-/// pool sized by `SLURM_CPUS_PER_TASK`.
+/// The batch script every element runs: claim chunks of the run from `slurm_dir` and
+/// run them with the local process pool sized by `SLURM_CPUS_PER_TASK`.
 pub fn element_script(
     exe: &Path,
     job_file: &Path,
-    run_id: &str,
-    elements: u64,
+    slurm_dir: &Path,
     settings: &SlurmSettings,
 ) -> String {
+    let run_id = &settings.run_id;
     let mut cmd = vec![
         sh_quote(&exe.display().to_string()),
         "run".into(),
-        "--shard".into(),
-        format!("\"$SLURM_ARRAY_TASK_ID/{elements}\""),
+        "--slurm-element".into(),
+        sh_quote(&slurm_dir.display().to_string()),
         "--run-id".into(),
         sh_quote(run_id),
         "--workers".into(),
@@ -179,8 +209,8 @@ pub fn element_script(
     }
     cmd.push(sh_quote(&job_file.display().to_string()));
     format!(
-        "#!/bin/sh\n# Written by jobpool for run {run_id}: array element $SLURM_ARRAY_TASK_ID runs \
-         shard $SLURM_ARRAY_TASK_ID of {elements}.\nexec {}\n",
+        "#!/bin/sh\n# Written by jobpool for run {run_id}: every array element claims chunks of \
+         the plan (claims/) and runs them.\nexec {}\n",
         cmd.join(" ")
     )
 }
@@ -323,6 +353,368 @@ fn find_tool(name: &str) -> Result<PathBuf, BackendError> {
     })
 }
 
+/// What a submission wrote to its folder (`submission.json`): enough to follow it from
+/// another process (`--attach`) and for the elements to know what to claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submission {
+    /// The run's id.
+    pub run_id: String,
+    /// The job file (absolute).
+    pub job_file: PathBuf,
+    /// Slurm's id of the array; `None` before `sbatch` answered, or when nothing was
+    /// left to run (`--resume` found every submission done).
+    pub job_id: Option<String>,
+    /// Submissions in the plan.
+    pub plan_len: u64,
+    /// [`plan_fingerprint`] of the job as submitted: attaching with an edited job file
+    /// is refused.
+    pub plan: String,
+    /// How the plan is cut into chunks.
+    pub layout: Layout,
+    /// Array elements submitted.
+    pub elements: u64,
+    /// The chunks the elements claim, in plan order (with `--resume`, those with
+    /// something left to run).
+    pub todo: Vec<u64>,
+    /// Submissions in those chunks that need running.
+    pub todo_submissions: u64,
+    /// Submissions whose `ok` record an earlier run had (in `resumed.jsonl`).
+    pub resumed: u64,
+    /// The run's folder, where the chunk journals go.
+    pub shard_journals: PathBuf,
+    /// `--set` overrides the job was loaded with (every element uses them).
+    pub overrides: Vec<String>,
+    /// `--resume`.
+    pub resume: bool,
+    /// The `jobpool` the elements run.
+    pub jobpool: PathBuf,
+    /// The `sbatch` arguments.
+    pub sbatch: Vec<String>,
+}
+
+/// A submission and the folder it lives in.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// What was submitted.
+    pub submission: Submission,
+    /// Its folder: `element.sh`, `submission.json`, `claims/`, Slurm's output files.
+    pub slurm_dir: PathBuf,
+}
+
+/// The job's folder, absolute: the elements and Slurm's output files do not depend on a
+/// working folder.
+fn job_dir(job: &Job) -> PathBuf {
+    std::path::absolute(&job.dir).unwrap_or_else(|_| job.dir.clone())
+}
+
+/// The folder of run `run_id` of `job`.
+pub fn run_dir(job: &Job, run_id: &str) -> PathBuf {
+    store::job_runs_dir(&job_dir(job), &job.name).join(run_id)
+}
+
+/// Where run `run_id` of `job` keeps its submission: `slurm/` in the run's folder, or
+/// `<shared-dir>/<job>/<run id>/`.
+pub fn slurm_dir(job: &Job, run_id: &str) -> PathBuf {
+    match job.slurm.as_ref().and_then(|c| c.shared_dir.as_ref()) {
+        Some(d) => job_dir(job).join(d).join(store::folder_name(&job.name)).join(run_id),
+        None => run_dir(job, run_id).join("slurm"),
+    }
+}
+
+/// The claims of a submission: one file per claimed chunk.
+pub fn claims_dir(slurm_dir: &Path) -> PathBuf {
+    slurm_dir.join("claims")
+}
+
+/// What the plan is: the job's name, task definition and plan size, hashed.
+pub fn plan_fingerprint(job: &Job) -> String {
+    let mut input = job.name.as_bytes().to_vec();
+    input.extend_from_slice(&crate::plan::task_key_prefix(job));
+    input.extend_from_slice(&Plan::new(job).len().to_le_bytes());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&input))
+}
+
+fn write_submission(slurm_dir: &Path, submission: &Submission) -> io::Result<()> {
+    let path = slurm_dir.join("submission.json");
+    let temp = slurm_dir.join(".submission.json.tmp");
+    let mut text = serde_json::to_vec_pretty(submission).map_err(io::Error::from)?;
+    text.push(b'\n');
+    fs::write(&temp, text)?;
+    fs::rename(&temp, path)
+}
+
+/// Read the submission in `slurm_dir`.
+pub fn read_submission(slurm_dir: &Path) -> io::Result<Submission> {
+    let text = fs::read(slurm_dir.join("submission.json"))?;
+    serde_json::from_slice(&text).map_err(io::Error::other)
+}
+
+/// The submission of run `run_id` of `job`, for `--attach`: a clear message when there
+/// is no such run, it was not submitted to Slurm, or the job file changed since.
+pub fn find_submission(job: &Job, run_id: &str) -> Result<Submitted, BackendError> {
+    let run = run_dir(job, run_id);
+    if !run.is_dir() {
+        return Err(BackendError {
+            message: format!("{} has no run {run_id} (no folder {})", job.name, run.display()),
+            help: Some(format!(
+                "`jobpool runs {}` lists the runs; `jobpool run --detach` printed the id",
+                job.path.display()
+            )),
+        });
+    }
+    let dir = slurm_dir(job, run_id);
+    let submission = match read_submission(&dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(BackendError::new(format!(
+                "run {run_id} of {} was not submitted to Slurm: {} does not exist",
+                job.name,
+                dir.join("submission.json").display()
+            )));
+        }
+        Err(e) => {
+            return Err(BackendError::new(format!(
+                "cannot read {}: {e}",
+                dir.join("submission.json").display()
+            )));
+        }
+    };
+    if submission.plan != plan_fingerprint(job) {
+        return Err(BackendError {
+            message: format!(
+                "{} changed since run {run_id} was submitted: its plan is not the one the array runs",
+                job.path.display()
+            ),
+            help: Some(format!(
+                "attach with the job file as it was submitted (with the same --set), or write \
+                 the sinks from what the elements recorded: jobpool collect --run-id {run_id} {}",
+                job.path.display()
+            )),
+        });
+    }
+    Ok(Submitted { submission, slurm_dir: dir })
+}
+
+/// Submit `job` as one job array for run `settings.run_id` (whose folder exists):
+/// with a resume index, set aside the records it reuses (`resumed.jsonl`) and submit
+/// only elements for the chunks that have something left to run (none at all when
+/// nothing is left).
+pub fn submit(
+    job: &Job,
+    settings: &SlurmSettings,
+    resume: Option<ResumeIndex>,
+) -> Result<Submitted, BackendError> {
+    let config = job.slurm.clone().unwrap_or_default();
+    let sbatch = find_tool("sbatch")?;
+    find_tool("squeue")?;
+    let plan_len = Plan::new(job).len();
+    let layout = Layout::new(plan_len, config.per_element);
+    let run_id = &settings.run_id;
+    let run_dir = run_dir(job, run_id);
+    let slurm_dir = slurm_dir(job, run_id);
+    let io_err = |what: &str, p: &Path, e: io::Error| {
+        BackendError::new(format!("cannot write {what} {}: {e}", p.display()))
+    };
+    let claims = claims_dir(&slurm_dir);
+    fs::create_dir_all(&claims).map_err(|e| io_err("the folder", &claims, e))?;
+
+    // What runs: with a resume index, the submissions it has no `ok` record for (taken
+    // the way the runner takes them: a key is used once).
+    let mut todo = Vec::new();
+    let (mut todo_submissions, mut resumed) = (0u64, 0u64);
+    match resume.filter(|ix| !ix.is_empty()) {
+        Some(mut ix) => {
+            let path = slurm_dir.join("resumed.jsonl");
+            let mut write = || -> io::Result<()> {
+                let mut w = BufWriter::new(File::create(&path)?);
+                let mut plan = Plan::new(job);
+                for c in 0..layout.chunks {
+                    let r = layout.chunk(c, plan_len);
+                    let mut runs = false;
+                    for sub in plan.by_ref().take((r.end - r.start) as usize) {
+                        match ix.take(&sub.key) {
+                            Some(rec) => {
+                                serde_json::to_writer(&mut w, &rec.resumed_at(sub.index))?;
+                                w.write_all(b"\n")?;
+                                resumed += 1;
+                            }
+                            None => {
+                                runs = true;
+                                todo_submissions += 1;
+                            }
+                        }
+                    }
+                    if runs {
+                        todo.push(c);
+                    }
+                }
+                w.flush()
+            };
+            write().map_err(|e| io_err("the resumed records", &path, e))?;
+        }
+        None if plan_len > 0 => {
+            todo = (0..layout.chunks).collect();
+            todo_submissions = plan_len;
+        }
+        None => {}
+    }
+    let elements =
+        if todo.is_empty() { 0 } else { layout.elements(todo_submissions, todo.len() as u64) };
+    let job_file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
+    let script_path = slurm_dir.join("element.sh");
+    let argv = sbatch_args(
+        &config,
+        elements.max(1),
+        &job.name,
+        job.workers.map(|w| w.get()),
+        &slurm_dir.join("element-%a.out"),
+        &script_path,
+    );
+    let mut submission = Submission {
+        run_id: run_id.clone(),
+        job_file: job_file.clone(),
+        job_id: None,
+        plan_len,
+        plan: plan_fingerprint(job),
+        layout,
+        elements,
+        todo,
+        todo_submissions,
+        resumed,
+        shard_journals: run_dir,
+        overrides: settings.overrides.clone(),
+        resume: settings.resume,
+        jobpool: settings.exe.clone(),
+        sbatch: argv.clone(),
+    };
+    let reference = slurm_dir.join("submission.json");
+    // Before `sbatch`: an element may start at once and reads what to claim from it.
+    write_submission(&slurm_dir, &submission)
+        .map_err(|e| io_err("the plan reference", &reference, e))?;
+    if elements == 0 {
+        return Ok(Submitted { submission, slurm_dir });
+    }
+    let script = element_script(&settings.exe, &job_file, &slurm_dir, settings);
+    fs::write(&script_path, script).map_err(|e| io_err("the batch script", &script_path, e))?;
+
+    let out = Command::new(&sbatch)
+        .args(&argv)
+        .output()
+        .map_err(|e| BackendError::new(format!("cannot run {}: {e}", sbatch.display())))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let job_id = match (out.status.success(), parse_job_id(&stdout)) {
+        (true, Some(id)) => id,
+        _ => {
+            let said = [stderr.trim(), stdout.trim()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(BackendError {
+                message: format!(
+                    "sbatch refused the submission of {}: {}",
+                    job.name,
+                    if said.is_empty() { format!("{}", out.status) } else { said }
+                ),
+                help: Some(format!(
+                    "check `[slurm]` (partition, time-limit, sbatch-args) in {}; the \
+                     command was: sbatch {}",
+                    job.path.display(),
+                    argv.join(" ")
+                )),
+            });
+        }
+    };
+    submission.job_id = Some(job_id.clone());
+    if let Err(e) = write_submission(&slurm_dir, &submission) {
+        // The array runs: it must not run unfollowed and unfindable.
+        let _ = slurm_command("scancel", std::slice::from_ref(&job_id));
+        return Err(io_err("the plan reference", &reference, e));
+    }
+    Ok(Submitted { submission, slurm_dir })
+}
+
+/// What a claim file says: who took the chunk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClaimNote {
+    /// The array element (`SLURM_ARRAY_TASK_ID`).
+    pub element: Option<u64>,
+    /// The array's job id (`SLURM_ARRAY_JOB_ID`).
+    pub job_id: Option<String>,
+    /// The node (`SLURMD_NODENAME`).
+    pub node: Option<String>,
+    /// The claiming process.
+    pub pid: u32,
+}
+
+fn claim_path(claims: &Path, chunk: u64) -> PathBuf {
+    claims.join(format!("chunk-{chunk:06}"))
+}
+
+/// Claim `chunk` in the folder `claims`: `Ok(true)` when this caller has it now,
+/// `Ok(false)` when someone else had claimed it.
+///
+/// The note is written to a file of this process's own, then hard-linked to the chunk's
+/// claim name: `link` fails when the name exists, atomically, on NFS as on a local disk,
+/// and the claim is complete when it appears. (On NFS the reply to a `link` that
+/// succeeded can be lost; the link count of our own file then says it did.)
+pub fn claim_chunk(claims: &Path, chunk: u64, note: &ClaimNote) -> io::Result<bool> {
+    let target = claim_path(claims, chunk);
+    let temp = claims.join(format!(
+        ".claiming-{chunk:06}-{}-{}-{}",
+        note.node.as_deref().unwrap_or("local"),
+        note.element.map_or_else(|| "x".to_string(), |e| e.to_string()),
+        note.pid
+    ));
+    fs::write(&temp, serde_json::to_vec(note).map_err(io::Error::from)?)?;
+    let won = match fs::hard_link(&temp, &target) {
+        Ok(()) => Ok(true),
+        Err(e) => match fs::metadata(&temp) {
+            Ok(m) if m.nlink() == 2 => Ok(true),
+            _ if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            _ => Err(e),
+        },
+    };
+    let _ = fs::remove_file(&temp);
+    won
+}
+
+/// The chunks claimed so far in `claims`.
+pub fn claimed_chunks(claims: &Path) -> io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(claims)? {
+        let name = entry?.file_name();
+        if let Some(c) = name.to_str().and_then(|n| n.strip_prefix("chunk-")?.parse().ok()) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Tell the elements to claim no more chunks (the run was cancelled or takes no more).
+pub fn stop_claiming(claims: &Path) -> io::Result<()> {
+    fs::write(claims.join("stop"), "")
+}
+
+/// Whether the elements are to claim no more chunks.
+pub fn claiming_stopped(claims: &Path) -> bool {
+    claims.join("stop").exists()
+}
+
+/// Follows a submitted job array (`backend = "slurm"`), in the process that submitted
+/// it or later (`jobpool run --attach`).
+pub struct SlurmBackend {
+    submitted: Submitted,
+}
+
+impl SlurmBackend {
+    /// A backend following `submitted`.
+    pub fn new(submitted: Submitted) -> SlurmBackend {
+        SlurmBackend { submitted }
+    }
+}
+
 impl Backend for SlurmBackend {
     fn name(&self, _job: &Job) -> String {
         "slurm".into()
@@ -330,101 +722,50 @@ impl Backend for SlurmBackend {
 
     fn start(&self, request: StartRequest<'_>) -> Result<Box<dyn Execution>, BackendError> {
         let job = request.job;
-        let config = job.slurm.clone().unwrap_or_default();
-        let sbatch = find_tool("sbatch")?;
-        find_tool("squeue")?;
-        let plan_len = Plan::new(job).len();
-        let elements = element_count(plan_len, config.per_element);
-        let run_id = &self.settings.run_id;
-        // Absolute: the elements and Slurm's output files do not depend on a working folder.
-        let job_dir = std::path::absolute(&job.dir).unwrap_or_else(|_| job.dir.clone());
-        let run_dir = store::job_runs_dir(&job_dir, &job.name).join(run_id);
-        let slurm_dir = match &config.shared_dir {
-            Some(d) => job_dir.join(d).join(store::folder_name(&job.name)).join(run_id),
-            None => run_dir.join("slurm"),
-        };
-        let io_err = |what: &str, p: &Path, e: io::Error| {
-            BackendError::new(format!("cannot write {what} {}: {e}", p.display()))
-        };
-        fs::create_dir_all(&slurm_dir).map_err(|e| io_err("the folder", &slurm_dir, e))?;
-        let job_file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
-        let script_path = slurm_dir.join("element.sh");
-        let script =
-            element_script(&self.settings.exe, &job_file, run_id, elements, &self.settings);
-        fs::write(&script_path, script).map_err(|e| io_err("the batch script", &script_path, e))?;
-        let output = slurm_dir.join("element-%a.out");
-        let argv = sbatch_args(
-            &config,
-            elements,
-            &job.name,
-            job.workers.map(|w| w.get()),
-            &output,
-            &script_path,
-        );
-        // The plan reference: enough to find (and re-derive) everything the elements run.
-        let reference = json!({
-            "run_id": run_id,
-            "job_file": job_file,
-            "plan_len": plan_len,
-            "elements": elements,
-            "shard_journals": run_dir,
-            "overrides": self.settings.overrides,
-            "resume": self.settings.resume,
-            "jobpool": self.settings.exe,
-            "sbatch": argv,
-        });
-        let reference_path = slurm_dir.join("submission.json");
-        fs::write(&reference_path, format!("{reference:#}\n"))
-            .map_err(|e| io_err("the plan reference", &reference_path, e))?;
-
-        let out = Command::new(&sbatch)
-            .args(&argv)
-            .output()
-            .map_err(|e| BackendError::new(format!("cannot run {}: {e}", sbatch.display())))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let job_id = match (out.status.success(), parse_job_id(&stdout)) {
-            (true, Some(id)) => id,
-            _ => {
-                let said = [stderr.trim(), stdout.trim()]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                return Err(BackendError {
-                    message: format!(
-                        "sbatch refused the submission of {}: {}",
-                        job.name,
-                        if said.is_empty() { format!("{}", out.status) } else { said }
-                    ),
-                    help: Some(format!(
-                        "check `[slurm]` (partition, time-limit, sbatch-args) in {}; the \
-                         command was: sbatch {}",
-                        job.path.display(),
-                        argv.join(" ")
-                    )),
-                });
+        let Submitted { submission: sub, slurm_dir } = self.submitted.clone();
+        let resumed_path = slurm_dir.join("resumed.jsonl");
+        let resumed = match store::Records::open(&resumed_path) {
+            Ok(r) => Some(r),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(BackendError::new(format!(
+                    "cannot read {}: {e}",
+                    resumed_path.display()
+                )));
             }
         };
+        let chunks = sub.layout.chunks as usize;
+        let elements = sub.elements as usize;
+        let mut todo = vec![false; chunks];
+        for c in &sub.todo {
+            if let Some(t) = todo.get_mut(*c as usize) {
+                *t = true;
+            }
+        }
         let control = Arc::new(SlurmControl {
-            job_id: job_id.clone(),
+            job_id: sub.job_id.clone(),
             cancelled: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
         Ok(Box::new(SlurmExecution {
             job: job.clone(),
-            config,
+            config: job.slurm.clone().unwrap_or_default(),
             work: Some(request.work),
-            job_id,
-            plan_len,
-            elements,
-            run_dir,
+            job_id: sub.job_id.clone(),
+            plan_len: sub.plan_len,
+            layout: sub.layout,
+            run_dir: sub.shard_journals.clone(),
+            claims: claims_dir(&slurm_dir),
             slurm_dir,
             control,
+            resumed,
             expected: Vec::new(),
-            outstanding: vec![0; elements as usize],
-            states: vec![ElementState::Pending(None); elements as usize],
-            started: vec![false; elements as usize],
+            outstanding: vec![0; chunks],
+            todo,
+            owner: vec![None; chunks],
+            unclaimed: sub.todo.len() as u64,
+            states: vec![ElementState::Pending(None); elements],
+            started: vec![false; elements],
             tails: HashMap::new(),
             held: BTreeMap::new(),
             events: VecDeque::new(),
@@ -432,6 +773,8 @@ impl Backend for SlurmBackend {
             next_poll: Instant::now(),
             interval: FIRST_POLL,
             failures: 0,
+            pending_cancelled: false,
+            stop_written: false,
             done: false,
         }))
     }
@@ -442,44 +785,68 @@ impl Backend for SlurmBackend {
 const FIRST_POLL: Duration = Duration::from_millis(500);
 const AFTER_CHANGE: Duration = Duration::from_secs(1);
 const LAST_POLL: Duration = Duration::from_secs(5);
-/// How often the shard journals of started elements are read (files, not the controller).
+/// How often the claims and chunk journals are read (files, not the controller).
 const TICK: Duration = Duration::from_millis(250);
 /// `squeue` and `sacct` failing this many times in a row: Slurm is gone for this run.
 const MAX_FAILURES: u32 = 30;
+/// Resumed records delivered per round (the rest wait in `resumed.jsonl`, not memory).
+const RESUMED_PER_ROUND: usize = 256;
 
-/// Where one shard journal has been read to.
+/// Where one chunk journal has been read to.
 #[derive(Default)]
 struct Tail {
     offset: u64,
     seen: bool,
 }
 
+/// Who claimed a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Array element E.
+    Element(u64),
+    /// A claim that names no element of this array.
+    Unknown,
+}
+
 struct SlurmExecution {
     job: Job,
     config: SlurmConfig,
     work: Option<Work>,
-    job_id: String,
+    job_id: Option<String>,
     plan_len: u64,
-    elements: u64,
+    layout: Layout,
     run_dir: PathBuf,
     slurm_dir: PathBuf,
+    claims: PathBuf,
     control: Arc<SlurmControl>,
+    /// The records an earlier run had, not yet delivered.
+    resumed: Option<store::Records>,
     /// Bit per plan index: a submission taken from the work that has no record yet.
     expected: Vec<u64>,
-    /// Per element: its submissions still without a record.
+    /// Per chunk: its submissions still without a record.
     outstanding: Vec<u64>,
+    /// Per chunk: the elements claim it.
+    todo: Vec<bool>,
+    /// Per chunk: who claimed it.
+    owner: Vec<Option<Owner>>,
+    /// Chunks to claim not seen claimed yet.
+    unclaimed: u64,
+    /// Per element.
     states: Vec<ElementState>,
     /// Per element: seen running (or ended) at least once.
     started: Vec<bool>,
     tails: HashMap<u64, Tail>,
-    /// `cancelled` records of elements that have not ended: their element's state
-    /// decides (an element stopped by its time limit gives `timeout`).
+    /// `cancelled`/`crashed` records of elements that have not ended: their element's
+    /// state decides (an element stopped by its time limit gives `timeout`).
     held: BTreeMap<u64, TaskRecord>,
     events: VecDeque<BackendEvent>,
     last_waiting: Option<(u64, u64, Option<String>)>,
     next_poll: Instant,
     interval: Duration,
     failures: u32,
+    /// Every chunk was claimed and the elements still pending were cancelled.
+    pending_cancelled: bool,
+    stop_written: bool,
     done: bool,
 }
 
@@ -493,15 +860,19 @@ impl SlurmExecution {
         if on { self.expected[w] |= b } else { self.expected[w] &= !b }
     }
 
-    /// Take the work: the submissions to expect a record for (the runner has already
-    /// given the resumed ones their records).
+    fn chunk_of(&self, index: u64) -> usize {
+        self.layout.chunk_of(index, self.plan_len) as usize
+    }
+
+    /// Take the work: the submissions to expect a record for.
     fn take_work(&mut self) {
         let Some(work) = self.work.take() else { return };
         self.expected = vec![0; self.plan_len.div_ceil(64) as usize];
         for sub in work {
             if sub.index < self.plan_len && !self.is_expected(sub.index) {
                 self.set_expected(sub.index, true);
-                self.outstanding[element_of(sub.index, self.plan_len, self.elements) as usize] += 1;
+                let c = self.chunk_of(sub.index);
+                self.outstanding[c] += 1;
             }
         }
     }
@@ -513,34 +884,84 @@ impl SlurmExecution {
         }
         self.set_expected(rec.index, false);
         self.held.remove(&rec.index);
-        let e = element_of(rec.index, self.plan_len, self.elements) as usize;
-        self.outstanding[e] = self.outstanding[e].saturating_sub(1);
+        let c = self.chunk_of(rec.index);
+        self.outstanding[c] = self.outstanding[c].saturating_sub(1);
         self.events.push_back(BackendEvent::Finished(rec));
     }
 
-    fn journal_path(&self, element: u64) -> PathBuf {
-        self.run_dir.join(format!("{}.jsonl", store::shard_stem(element, self.elements)))
+    /// Deliver the next records taken from earlier runs; `false` when none are left.
+    fn deliver_resumed(&mut self) -> bool {
+        let Some(records) = self.resumed.as_mut() else { return false };
+        let mut batch = Vec::new();
+        for rec in records.by_ref().take(RESUMED_PER_ROUND) {
+            // A line that cannot be read back: its submission stays expected and is
+            // reported at the end.
+            batch.extend(rec.ok());
+        }
+        if batch.is_empty() {
+            self.resumed = None;
+            return false;
+        }
+        for rec in batch {
+            self.deliver(rec);
+        }
+        true
     }
 
-    /// Read what the started elements appended to their journals since the last time.
-    /// Only those of elements seen started, unless `all`.
-    fn read_journals(&mut self, all: bool) {
-        let mut fresh = Vec::new();
-        for e in 0..self.elements {
-            let i = e as usize;
-            if !(all || self.started[i]) || self.outstanding[i] == 0 {
+    fn journal_path(&self, chunk: u64) -> PathBuf {
+        self.run_dir.join(format!("{}.jsonl", store::shard_stem(chunk, self.layout.chunks)))
+    }
+
+    fn output_path(&self, element: u64) -> PathBuf {
+        self.slurm_dir.join(format!("element-{element}.out"))
+    }
+
+    /// Learn the claims that appeared since the last look.
+    fn read_claims(&mut self) {
+        if self.unclaimed == 0 {
+            return;
+        }
+        let Ok(found) = claimed_chunks(&self.claims) else { return };
+        for c in found {
+            let Some(slot) = self.owner.get(c as usize) else { continue };
+            if slot.is_some() || !self.todo[c as usize] {
                 continue;
             }
-            let path = self.journal_path(e);
-            let tail = self.tails.entry(e).or_default();
-            match read_new_lines(&path, tail.offset) {
-                Ok((lines, consumed)) => {
-                    tail.seen = true;
-                    tail.offset += consumed;
-                    fresh.extend(lines);
+            let note: Option<ClaimNote> = fs::read(claim_path(&self.claims, c))
+                .ok()
+                .and_then(|t| serde_json::from_slice(&t).ok());
+            let owner = match note {
+                Some(n)
+                    if n.element.is_some_and(|e| e < self.states.len() as u64)
+                        && n.job_id.as_ref().is_none_or(|j| Some(j) == self.job_id.as_ref()) =>
+                {
+                    Owner::Element(n.element.unwrap_or_default())
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(_) => {}
+                _ => Owner::Unknown,
+            };
+            if let Owner::Element(e) = owner {
+                self.started[e as usize] = true;
+            }
+            self.owner[c as usize] = Some(owner);
+            self.unclaimed -= 1;
+        }
+    }
+
+    /// Read what the elements appended to the journals of their chunks since the last
+    /// time. Only those of claimed chunks, unless `all`.
+    fn read_journals(&mut self, all: bool) {
+        let mut fresh = Vec::new();
+        for c in 0..self.layout.chunks {
+            let i = c as usize;
+            if self.outstanding[i] == 0 || !(all || self.owner[i].is_some()) {
+                continue;
+            }
+            let path = self.journal_path(c);
+            let tail = self.tails.entry(c).or_default();
+            if let Ok((lines, consumed)) = read_new_lines(&path, tail.offset) {
+                tail.seen = true;
+                tail.offset += consumed;
+                fresh.extend(lines);
             }
         }
         for line in fresh {
@@ -556,62 +977,90 @@ impl SlurmExecution {
         }
     }
 
-    /// Ask Slurm about the elements; `false` when neither `squeue` nor `sacct` answered.
-    fn poll_slurm(&mut self) -> bool {
+    /// Ask Slurm about the elements: `squeue`, and `sacct` for those `squeue` no longer
+    /// lists. `Err` when some element not known to have ended is known to neither, with
+    /// whether that is final (the job is gone from `squeue` and accounting is off).
+    fn poll_slurm(&mut self) -> Result<(), (bool, String)> {
+        let Some(job_id) = self.job_id.clone() else { return Ok(()) };
         let squeue = slurm_command(
             "squeue",
-            &["-h", "-r", "-t", "all", "-j", &self.job_id, "-o", "%i|%T|%r"].map(String::from),
+            &["-h", "-r", "-t", "all", "-j", &job_id, "-o", "%i|%T|%r"].map(String::from),
         );
-        let found = match squeue {
-            Ok(text) => parse_squeue(&text, &self.job_id),
+        let mut found = match &squeue {
+            Ok(text) => parse_squeue(text, &job_id),
             Err(_) => Vec::new(),
         };
-        let found = if found.is_empty() {
-            // `squeue` forgets a job `MinJobAge` after it ended; accounting remembers.
+        let listed = |found: &[(u64, ElementState)], e: u64| found.iter().any(|(f, _)| *f == e);
+        let unknown = |found: &[(u64, ElementState)], states: &[ElementState]| -> Vec<u64> {
+            (0..states.len() as u64)
+                .filter(|e| !states[*e as usize].ended() && !listed(found, *e))
+                .collect()
+        };
+        let mut sacct_said = None;
+        if !unknown(&found, &self.states).is_empty() {
+            // `squeue` forgets an element `MinJobAge` after it ended; accounting remembers.
             match slurm_command(
                 "sacct",
-                &["-n", "-P", "-X", "-j", &self.job_id, "-o", "JobID,State"].map(String::from),
+                &["-n", "-P", "-X", "-j", &job_id, "-o", "JobID,State"].map(String::from),
             ) {
-                Ok(text) => parse_sacct(&text, &self.job_id),
-                Err(_) => Vec::new(),
+                Ok(text) => {
+                    for (e, state) in parse_sacct(&text, &job_id) {
+                        if !listed(&found, e) {
+                            found.push((e, state));
+                        }
+                    }
+                }
+                Err(e) => sacct_said = Some(e),
             }
-        } else {
-            found
-        };
-        if found.is_empty() {
-            return false;
         }
         let mut changed = false;
-        for (e, state) in found {
-            let Some(slot) = self.states.get_mut(e as usize) else { continue };
-            if *slot != state {
+        for (e, state) in &found {
+            let Some(slot) = self.states.get_mut(*e as usize) else { continue };
+            if *slot != *state {
                 changed = true;
                 if !matches!(state, ElementState::Pending(_)) {
-                    self.started[e as usize] = true;
+                    self.started[*e as usize] = true;
                 }
-                *slot = state;
+                *slot = state.clone();
             }
         }
         if changed {
             self.interval = AFTER_CHANGE;
         }
-        true
+        let missing = unknown(&found, &self.states);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let squeue_said = match &squeue {
+            Ok(_) => format!("squeue no longer lists job {job_id}"),
+            Err(e) => format!("squeue: {e}"),
+        };
+        let forgotten = squeue.as_ref().err().is_some_and(|e| e.contains("Invalid job id"));
+        let no_accounting = sacct_said.as_ref().is_some_and(|e| e.contains("disabled"));
+        let sacct_said = match sacct_said {
+            Some(e) => format!("sacct: {e}"),
+            None => format!("sacct does not know element {} of it", missing[0]),
+        };
+        Err((forgotten && no_accounting, format!("{squeue_said}; {sacct_said}")))
     }
 
     fn waiting(&mut self) {
-        let (mut queued, mut running, mut reason) = (0, 0, None);
-        for (i, s) in self.states.iter().enumerate() {
-            match s {
-                ElementState::Pending(r) => {
-                    queued += self.outstanding[i];
-                    if reason.is_none() && self.outstanding[i] > 0 {
-                        reason = r.clone();
-                    }
-                }
-                ElementState::Running => running += self.outstanding[i],
-                _ => {}
+        let (mut queued, mut running) = (0, 0);
+        for (c, n) in self.outstanding.iter().enumerate() {
+            match self.owner[c] {
+                _ if !self.todo[c] => {}
+                Some(_) => running += n,
+                None => queued += n,
             }
         }
+        let reason = if queued > 0 {
+            self.states.iter().find_map(|s| match s {
+                ElementState::Pending(r) => r.clone(),
+                _ => None,
+            })
+        } else {
+            None
+        };
         let now = (queued, running, reason);
         if self.last_waiting.as_ref() != Some(&now) {
             self.last_waiting = Some(now.clone());
@@ -620,95 +1069,161 @@ impl SlurmExecution {
         }
     }
 
+    /// A blank record of submission `index` (it never ran, or its record was lost).
+    fn blank(&self, plan: &mut Plan, index: u64) -> Option<TaskRecord> {
+        let sub = plan.get(index)?;
+        let args = args_map(&self.job.args.names, &sub.args);
+        let mut r = TaskRecord::new(index, sub.key, args, Status::Crashed);
+        r.stderr = matches!(self.job.task, TaskTemplate::Command(_)).then(String::new);
+        Some(r)
+    }
+
+    /// Status and message of a submission of a chunk that element `e` claimed and did
+    /// not record (or recorded as stopped), by the element's state.
+    fn by_element(&self, e: u64, chunk: u64, lost: Option<&str>) -> (Status, String) {
+        let state = &self.states[e as usize];
+        let element =
+            format!("array element {e} (Slurm job {}_{e})", self.job_id.as_deref().unwrap_or("?"));
+        let output = self.output_path(e);
+        match (state, lost) {
+            (_, Some(why)) if !state.ended() => {
+                (Status::Crashed, format!("lost track of {element}: {why}"))
+            }
+            (ElementState::Timeout, _) => (Status::Timeout, self.timeout_message(&element)),
+            (ElementState::Cancelled, _) => {
+                (Status::Cancelled, format!("{element} was cancelled (scancel)"))
+            }
+            (ElementState::Completed, _) if !self.tails.get(&chunk).is_some_and(|t| t.seen) => (
+                Status::Crashed,
+                format!(
+                    "{element} completed but its chunk journal {} never appeared: is the job's folder visible from the compute nodes? (Slurm's output: {})",
+                    self.journal_path(chunk).display(),
+                    output.display()
+                ),
+            ),
+            (ElementState::Failed(s), _) if s == "OUT_OF_MEMORY" => (
+                Status::Crashed,
+                format!(
+                    "{element} ran out of memory (OUT_OF_MEMORY); ask for more with `[slurm] sbatch-args = [\"--mem=...\"]`"
+                ),
+            ),
+            (s, _) => (
+                s.status(),
+                format!(
+                    "{element} ended {} before recording this submission (Slurm's output: {})",
+                    match s {
+                        ElementState::Failed(name) => name.as_str(),
+                        ElementState::Completed => "COMPLETED",
+                        _ => "",
+                    },
+                    output.display()
+                ),
+            ),
+        }
+    }
+
+    fn timeout_message(&self, element: &str) -> String {
+        match self.config.time_limit.map(|t| humantime::format_duration(t).to_string()) {
+            Some(t) => format!(
+                "{element} reached its Slurm time limit (time-limit = {t}) before this submission finished"
+            ),
+            None => format!(
+                "{element} reached its Slurm time limit before this submission finished; set `[slurm] time-limit`"
+            ),
+        }
+    }
+
+    /// Status and message of a submission whose chunk no element claimed, once every
+    /// element ended.
+    fn unclaimed_status(&self, lost: Option<&str>) -> (Status, String) {
+        let stopped = self.control.stopped.load(Ordering::SeqCst);
+        let cancelled = self.control.cancelled.load(Ordering::SeqCst);
+        let ended = |f: fn(&ElementState) -> bool| self.states.iter().position(f);
+        if stopped && !cancelled {
+            return (Status::Skipped, "not started: no more submissions were taken".into());
+        }
+        if cancelled || ended(|s| matches!(s, ElementState::Cancelled)).is_some() {
+            return (
+                Status::Cancelled,
+                "not started: the array was cancelled before an element claimed it".into(),
+            );
+        }
+        if let Some(e) = ended(|s| matches!(s, ElementState::Timeout)) {
+            let element = format!(
+                "not started: every array element ended before claiming it; element {e} (Slurm job {}_{e})",
+                self.job_id.as_deref().unwrap_or("?")
+            );
+            return (Status::Timeout, self.timeout_message(&element));
+        }
+        if let Some(why) = lost {
+            return (Status::Crashed, format!("lost track of the array: {why}"));
+        }
+        let states: Vec<String> = self
+            .states
+            .iter()
+            .map(|s| match s {
+                ElementState::Failed(n) => n.clone(),
+                other => format!("{other:?}").to_uppercase(),
+            })
+            .collect();
+        (
+            Status::Crashed,
+            format!(
+                "no array element claimed this submission's chunk (the elements ended: {}): is the job's folder ({}) visible and writable from the compute nodes? (Slurm's output: {})",
+                states.join(", "),
+                self.claims.display(),
+                self.output_path(0).display()
+            ),
+        )
+    }
+
     /// Every element ended (or Slurm is gone): records for what has none.
     fn finish(&mut self, lost: Option<&str>) {
         let mut plan = Plan::new(&self.job);
-        let time_limit = self.config.time_limit.map(|t| humantime::format_duration(t).to_string());
-        let stopped = self.control.stopped.load(Ordering::SeqCst);
-        for e in 0..self.elements {
-            let i = e as usize;
+        for c in 0..self.layout.chunks {
+            let i = c as usize;
             if self.outstanding[i] == 0 {
                 continue;
             }
-            let state = self.states[i].clone();
-            let element = format!("array element {e} (Slurm job {}_{e})", self.job_id);
-            let range = Shard { index: e, count: self.elements }.range(self.plan_len);
-            for index in range {
+            let owner = match self.owner[i] {
+                Some(Owner::Element(e)) => Some(e),
+                _ => None,
+            };
+            let verdict = if !self.todo[i] {
+                (
+                    Status::Crashed,
+                    format!(
+                        "its ok record from an earlier run could not be read back from {}; run `jobpool run --resume` again",
+                        self.slurm_dir.join("resumed.jsonl").display()
+                    ),
+                )
+            } else {
+                match owner {
+                    Some(e) => self.by_element(e, c, lost),
+                    None => self.unclaimed_status(lost),
+                }
+            };
+            let stopped_by_slurm = owner.is_some_and(|e| {
+                matches!(self.states[e as usize], ElementState::Timeout | ElementState::Cancelled)
+            });
+            for index in self.layout.chunk(c, self.plan_len) {
                 if !self.is_expected(index) {
                     continue;
                 }
                 let held = self.held.remove(&index);
                 if let Some(rec) = &held
-                    && !matches!(state, ElementState::Timeout | ElementState::Cancelled)
+                    && !stopped_by_slurm
                 {
                     // The element was not stopped by Slurm: the record stands as it is.
                     self.set_expected(index, false);
                     self.events.push_back(BackendEvent::Finished(rec.clone()));
                     continue;
                 }
-                let mut rec = match held {
-                    Some(r) => r,
-                    None => {
-                        let Some(sub) = plan.get(index) else { continue };
-                        let args = args_map(&self.job.args.names, &sub.args);
-                        let mut r = TaskRecord::new(index, sub.key, args, Status::Crashed);
-                        r.stderr =
-                            matches!(self.job.task, TaskTemplate::Command(_)).then(String::new);
-                        r
-                    }
+                let Some(mut rec) = held.or_else(|| self.blank(&mut plan, index)) else {
+                    continue;
                 };
-                let (status, error) = match (&state, lost) {
-                    (_, Some(why)) if !state.ended() => {
-                        (Status::Crashed, format!("lost track of {element}: {why}"))
-                    }
-                    (ElementState::Timeout, _) => (
-                        Status::Timeout,
-                        match &time_limit {
-                            Some(t) => format!(
-                                "{element} reached its Slurm time limit (time-limit = {t}) before this submission finished"
-                            ),
-                            None => format!(
-                                "{element} reached its Slurm time limit before this submission finished; set `[slurm] time-limit`"
-                            ),
-                        },
-                    ),
-                    (ElementState::Cancelled, _) if stopped && !self.started[i] => {
-                        (Status::Skipped, "not started: no more submissions were taken".into())
-                    }
-                    (ElementState::Cancelled, _) => {
-                        (Status::Cancelled, format!("{element} was cancelled (scancel)"))
-                    }
-                    (ElementState::Completed, _) if !self.tails.get(&e).is_some_and(|t| t.seen) => {
-                        (
-                            Status::Crashed,
-                            format!(
-                                "{element} completed but its shard journal {} never appeared: is the job's folder visible from the compute nodes? (Slurm's output: {})",
-                                self.journal_path(e).display(),
-                                self.slurm_dir.join(format!("element-{e}.out")).display()
-                            ),
-                        )
-                    }
-                    (ElementState::Failed(s), _) if s == "OUT_OF_MEMORY" => (
-                        Status::Crashed,
-                        format!(
-                            "{element} ran out of memory (OUT_OF_MEMORY); ask for more with `[slurm] sbatch-args = [\"--mem=...\"]`"
-                        ),
-                    ),
-                    (s, _) => (
-                        s.status(),
-                        format!(
-                            "{element} ended {} before recording this submission (Slurm's output: {})",
-                            match s {
-                                ElementState::Failed(name) => name.as_str(),
-                                ElementState::Completed => "COMPLETED",
-                                _ => "",
-                            },
-                            self.slurm_dir.join(format!("element-{e}.out")).display()
-                        ),
-                    ),
-                };
-                rec.status = status;
-                rec.error = Some(error);
+                rec.status = verdict.0;
+                rec.error = Some(verdict.1.clone());
                 self.set_expected(index, false);
                 self.events.push_back(BackendEvent::Finished(rec));
             }
@@ -717,39 +1232,64 @@ impl SlurmExecution {
         self.done = true;
     }
 
-    /// One round: read journals; ask Slurm when due; decide whether it is over.
+    /// One round: read claims and journals; ask Slurm when due; decide whether it is
+    /// over.
     fn step(&mut self) {
+        self.read_claims();
         self.read_journals(false);
         if self.outstanding.iter().all(|n| *n == 0) {
             self.done = true;
             return;
         }
+        if self.job_id.is_none() {
+            // Nothing was submitted: what is left are resumed records that could not
+            // be read back.
+            self.finish(None);
+            return;
+        }
         let cancelled = self.control.cancelled.load(Ordering::SeqCst);
+        let stopped = self.control.stopped.load(Ordering::SeqCst);
+        if (cancelled || stopped) && !self.stop_written {
+            self.stop_written = true;
+            let _ = stop_claiming(&self.claims);
+        }
         if cancelled && self.interval > AFTER_CHANGE {
             self.interval = AFTER_CHANGE;
             self.next_poll = self.next_poll.min(Instant::now() + AFTER_CHANGE);
         }
-        if Instant::now() >= self.next_poll {
-            if self.poll_slurm() {
-                self.failures = 0;
-            } else {
+        if Instant::now() < self.next_poll {
+            return;
+        }
+        match self.poll_slurm() {
+            Ok(()) => self.failures = 0,
+            Err((final_, why)) => {
                 self.failures += 1;
-                if self.failures >= MAX_FAILURES {
+                if final_ || self.failures >= MAX_FAILURES {
+                    self.read_claims();
                     self.read_journals(true);
-                    self.finish(Some("squeue and sacct no longer know the job"));
+                    self.finish(Some(&why));
                     return;
                 }
             }
-            self.next_poll = Instant::now() + self.interval;
-            self.interval = (self.interval.mul_f64(1.5)).min(LAST_POLL);
-            if self.states.iter().all(ElementState::ended) {
-                // Ended elements wrote all they will: read them to the end, then fill in.
-                self.read_journals(true);
-                self.finish(None);
-                return;
-            }
-            self.waiting();
         }
+        self.next_poll = Instant::now() + self.interval;
+        self.interval = (self.interval.mul_f64(1.5)).min(LAST_POLL);
+        if self.states.iter().all(ElementState::ended) {
+            // Ended elements wrote all they will: read them to the end, then fill in.
+            self.read_claims();
+            self.read_journals(true);
+            self.finish(None);
+            return;
+        }
+        if self.unclaimed == 0
+            && !self.pending_cancelled
+            && self.states.iter().any(|s| matches!(s, ElementState::Pending(_)))
+        {
+            // Every chunk is taken: elements that have not started would find nothing.
+            self.pending_cancelled = true;
+            self.control.scancel(&["--state=PENDING"]);
+        }
+        self.waiting();
     }
 }
 
@@ -787,6 +1327,9 @@ impl Execution for SlurmExecution {
             if self.done {
                 return None;
             }
+            if self.deliver_resumed() {
+                continue;
+            }
             self.step();
             if self.events.is_empty() && !self.done {
                 std::thread::sleep(TICK);
@@ -804,7 +1347,7 @@ impl Execution for SlurmExecution {
 }
 
 struct SlurmControl {
-    job_id: String,
+    job_id: Option<String>,
     cancelled: AtomicBool,
     stopped: AtomicBool,
 }
@@ -812,8 +1355,9 @@ struct SlurmControl {
 impl SlurmControl {
     /// `scancel` on a thread of its own: controls return at once.
     fn scancel(&self, extra: &[&str]) {
+        let Some(job_id) = &self.job_id else { return };
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        args.push(self.job_id.clone());
+        args.push(job_id.clone());
         let _ = std::thread::Builder::new()
             .name("jobpool-scancel".into())
             .spawn(move || drop(slurm_command("scancel", &args)));
@@ -845,20 +1389,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn elements_cover_the_plan() {
-        assert_eq!(element_count(10, Some(3)), 4);
-        assert_eq!(element_count(10, None), 10);
-        assert_eq!(element_count(2500, None), 834);
-        assert_eq!(element_count(1, Some(100)), 1);
-        for (len, n) in [(10, 4), (7, 7), (2500, 834), (5, 1)] {
-            for index in 0..len {
-                let e = element_of(index, len, n);
-                assert!(
-                    Shard { index: e, count: n }.range(len).contains(&index),
-                    "{index} {len} {n}"
-                );
+    fn chunks_cover_the_plan() {
+        let l = Layout::new(10, Some(3));
+        assert_eq!(l, Layout { per_element: 3, chunks: 10 });
+        assert_eq!(l.elements(10, 10), 4);
+        assert_eq!(Layout::new(10, None), Layout { per_element: 1, chunks: 10 });
+        assert_eq!(Layout::new(2500, None), Layout { per_element: 3, chunks: 2500 });
+        let l = Layout::new(100_000, None);
+        assert_eq!(l, Layout { per_element: 100, chunks: 4000 });
+        assert_eq!(l.elements(100_000, 4000), 1000);
+        // Resuming 3 submissions in 2 chunks: 1 element; 0 chunks is still 1 (never 0).
+        assert_eq!(l.elements(3, 2), 1);
+        assert_eq!(Layout::new(28, Some(4)).elements(28, 28), 7);
+        assert_eq!(Layout::new(1, Some(100)), Layout { per_element: 100, chunks: 1 });
+        for (len, per) in [(10, 4), (7, 7), (2500, 834), (5, 1), (1000, 9)] {
+            let l = Layout::new(len, Some(per));
+            let mut covered = 0;
+            for c in 0..l.chunks {
+                let r = l.chunk(c, len);
+                assert!(r.end - r.start <= per.div_ceil(CHUNKS_PER_ELEMENT), "{len} {per} {c}");
+                covered += r.end - r.start;
+                for index in r {
+                    assert_eq!(l.chunk_of(index, len), c, "{index} {len} {per}");
+                }
             }
+            assert_eq!(covered, len);
         }
+    }
+
+    #[test]
+    fn a_chunk_is_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let note =
+            |e: u64| ClaimNote { element: Some(e), job_id: Some("7".into()), node: None, pid: 1 };
+        assert!(claim_chunk(dir.path(), 3, &note(0)).unwrap());
+        assert!(!claim_chunk(dir.path(), 3, &note(1)).unwrap());
+        assert!(claim_chunk(dir.path(), 4, &note(1)).unwrap());
+        let mut got = claimed_chunks(dir.path()).unwrap();
+        got.sort();
+        assert_eq!(got, [3, 4]);
+        // The claim says who has it; no temporary file is left.
+        let text = fs::read(dir.path().join("chunk-000003")).unwrap();
+        assert_eq!(serde_json::from_slice::<ClaimNote>(&text).unwrap(), note(0));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        // Racing claimers: each chunk has exactly one winner.
+        let wins: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8u64)
+                .map(|e| {
+                    let d = dir.path();
+                    s.spawn(move || {
+                        (10..60).filter(|c| claim_chunk(d, *c, &note(e)).unwrap()).count() as u64
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(wins.iter().sum::<u64>(), 50);
+        // A folder that cannot be written is an error, not "someone else has it".
+        assert!(claim_chunk(&dir.path().join("missing"), 1, &note(0)).is_err());
+        assert!(!claiming_stopped(dir.path()));
+        stop_claiming(dir.path()).unwrap();
+        assert!(claiming_stopped(dir.path()));
     }
 
     #[test]
@@ -909,7 +1500,7 @@ mod tests {
     }
 
     #[test]
-    fn the_element_script_runs_a_shard() {
+    fn the_element_script_claims_chunks() {
         let settings = SlurmSettings {
             run_id: "r1".into(),
             overrides: vec!["args.x=[1, 2]".into(), "it's".into()],
@@ -919,13 +1510,12 @@ mod tests {
         let s = element_script(
             Path::new("/bin/jobpool"),
             Path::new("/d/my job.toml"),
-            "r1",
-            8,
+            Path::new("/d/.jobpool/runs/j/r1/slurm"),
             &settings,
         );
         assert_eq!(
             s.lines().last().unwrap(),
-            "exec /bin/jobpool run --shard \"$SLURM_ARRAY_TASK_ID/8\" --run-id r1 --workers \
+            "exec /bin/jobpool run --slurm-element /d/.jobpool/runs/j/r1/slurm --run-id r1 --workers \
              \"${SLURM_CPUS_PER_TASK:-1}\" --progress never --resume --set 'args.x=[1, 2]' \
              --set 'it'\\''s' '/d/my job.toml'"
         );

@@ -21,6 +21,7 @@ mod report;
 mod run;
 mod schema;
 mod signals;
+mod slurm;
 mod watch;
 
 pub use self::exit_code::{

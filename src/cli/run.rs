@@ -1,8 +1,9 @@
 //! `jobpool run`: wiring only. Load every job (all are checked before any runs), then
 //! run them one after another: a [`Runner`] on the local backend (or, for `backend =
-//! "slurm"` outside a shard, the Slurm backend), its events fanned out
-//! to the front ends ([`Frontends`]: journal, sinks, progress), Ctrl-C turned into a
-//! cancel, and one exit code per job from [`exit_code::of`].
+//! "slurm"` outside a shard, a submission followed by the Slurm backend: see
+//! [`super::slurm`], which also has `--detach`, `--attach` and the array elements), its
+//! events fanned out to the front ends ([`Frontends`]: journal, sinks, progress), Ctrl-C
+//! turned into a cancel, and one exit code per job from [`exit_code::of`].
 
 use std::path::PathBuf;
 
@@ -13,7 +14,7 @@ use super::diag;
 use super::exit_code::{self, INTERRUPTED, INVALID, OK, TASK_FAILED};
 use super::frontend::{Frontends, ProgressWhen, RunProblem, error_chain, say};
 use super::signals::Signals;
-use crate::backend::{LocalBackend, SlurmBackend, SlurmSettings};
+use crate::backend::LocalBackend;
 use crate::model::{Backend, Job, TaskTemplate, args_map};
 use crate::plan::Plan;
 use crate::pool::Registry;
@@ -32,6 +33,8 @@ use crate::validate;
   jobpool run --set 'args.seed=[1, 2, 3]' sweep.toml
   jobpool run --resume sweep.toml        # after a crash, Ctrl-C or an edit: only what is missing
   jobpool run --dry-run sweep.toml       # check and show the plan, run nothing
+  jobpool run --detach sweep.toml        # backend = \"slurm\": submit, print the run id, exit
+  jobpool run --attach RUN sweep.toml    # follow that run later: statuses and sinks
 
 Exit codes: 0 every task ok, 1 a task failed, 2 invalid job file or usage,
 3 the job's timeout passed, 130 interrupted.")]
@@ -49,6 +52,19 @@ pub struct RunArgs {
     /// VALUE a TOML value or a plain string. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// `backend = "slurm"`: submit the job array, print the run id and exit; follow it
+    /// later with `--attach`.
+    #[arg(long, conflicts_with_all = ["attach", "shard", "dry_run"])]
+    detach: bool,
+    /// Follow run RUN of a `slurm` job submitted earlier (`--detach`, or a submitting
+    /// `jobpool` that went away): records as they appear, the rest as the array ends,
+    /// and the sinks, as if the run had been followed from the start.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["shard", "dry_run", "resume", "run_id"])]
+    attach: Option<String>,
+    /// Run as an element of a Slurm job array submitted by jobpool: claim chunks of the
+    /// run from the submission folder DIR and run them (written into `element.sh`).
+    #[arg(long, value_name = "DIR", hide = true, conflicts_with_all = ["shard", "dry_run"])]
+    slurm_element: Option<PathBuf>,
     #[command(flatten)]
     settings: RunSettings,
 }
@@ -89,6 +105,9 @@ pub struct RunSettings {
     /// has no job file: it says to run the same command line with `--resume`).
     #[arg(skip)]
     pub rerun_hint: Option<String>,
+    /// `--detach`: a `slurm` job is submitted, not followed.
+    #[arg(skip)]
+    pub detach: bool,
 }
 
 fn parse_report(s: &str) -> Result<(Format, String), String> {
@@ -136,6 +155,7 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     // Array elements size their pool from Slurm's CPUs, not from `--workers`.
     let mut settings = args.settings;
     settings.overrides = overrides.iter().filter(|o| !o.starts_with("workers=")).cloned().collect();
+    settings.detach = args.detach;
     let opts = super::load_options(registry, overrides);
 
     // Every job is checked before any runs: a typo in the third file should not surface
@@ -154,7 +174,45 @@ pub fn run(args: RunArgs, registry: &Registry) -> u8 {
     if invalid {
         return INVALID;
     }
+    let one_slurm_job = |flag: &str| -> Result<&Job, u8> {
+        match jobs.as_slice() {
+            [job] if job.backend == Backend::Slurm => Ok(job),
+            [job] => Err(usage(format!(
+                "{flag} is for jobs with backend = \"slurm\"; {} has backend = \"{}\"",
+                job.path.display(),
+                format!("{:?}", job.backend).to_lowercase()
+            ))),
+            _ => Err(usage(format!("{flag} takes one job file, not {}", jobs.len()))),
+        }
+    };
+    if let Some(run_id) = &args.attach {
+        return match one_slurm_job("--attach") {
+            Ok(job) => super::slurm::attach(job, run_id, &settings, registry),
+            Err(code) => code,
+        };
+    }
+    if let Some(dir) = &args.slurm_element {
+        return match one_slurm_job("--slurm-element") {
+            Ok(job) => super::slurm::element(job, dir, &settings, registry),
+            Err(code) => code,
+        };
+    }
+    if settings.detach
+        && let Some(job) = jobs.iter().find(|j| j.backend != Backend::Slurm)
+    {
+        return usage(format!(
+            "--detach is for jobs with backend = \"slurm\"; {} has backend = \"{}\"",
+            job.path.display(),
+            format!("{:?}", job.backend).to_lowercase()
+        ));
+    }
     run_jobs(&jobs, &settings, registry)
+}
+
+/// A usage error (exit code 2).
+fn usage(message: String) -> u8 {
+    say(&format!("error: {message}\n"));
+    INVALID
 }
 
 /// Run loaded jobs one after another; the most serious exit code.
@@ -200,7 +258,12 @@ pub(super) fn fail(what: String, help: Option<String>) -> u8 {
     TASK_FAILED
 }
 
-fn run_job(job: &Job, args: &RunSettings, backend: &LocalBackend, control: &Control) -> u8 {
+pub(super) fn run_job(
+    job: &Job,
+    args: &RunSettings,
+    backend: &LocalBackend,
+    control: &Control,
+) -> u8 {
     let resume = if args.resume {
         match store::resume_index(job) {
             Ok(ix) => Some(ix),
@@ -221,6 +284,9 @@ pub(super) fn run_job_with(
     backend: &LocalBackend,
     control: &Control,
 ) -> u8 {
+    if job.backend == Backend::Slurm && args.shard.is_none() {
+        return super::slurm::submit_and_follow(job, args, resume, control);
+    }
     let run_id = match (&args.run_id, args.shard) {
         (Some(id), _) => id.clone(),
         (None, Some(shard)) => shard_run_id(job, shard.count),
@@ -241,72 +307,71 @@ pub(super) fn run_job_with(
     };
     let journal = match RunStore::create(job, meta) {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                format!("cannot create the run folder under {}: {e}", job.dir.display()),
-                Some(
-                    "jobpool keeps runs in .jobpool/ beside the job file; it must be writable; \
-                     a run id given with --run-id must be new"
-                        .into(),
-                ),
-            );
-        }
+        Err(e) => return cannot_create(job, e),
     };
     // A shard writes no sinks: `jobpool collect` writes them complete, in order.
     let sinks = match args.shard {
         Some(_) => None,
-        None => match OrderedSinks::open(job, &run_id) {
+        None => match open_sinks(job, journal.run_id()) {
             Ok(s) => Some(s),
-            Err(e) => {
+            Err(code) => {
                 // Nothing ran: the run folder says so rather than staying "running".
                 let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
-                return fail(
-                    format!("cannot open a sink: {}", error_chain(&e)),
-                    Some(format!(
-                        "nothing ran; a sink's folder must exist or be creatable, and be \
-                         writable: fix its `to` in {} or the folder, then run again",
-                        job.path.display()
-                    )),
-                );
+                return code;
             }
         },
     };
-    // A `slurm` job submits an array whose elements run its shards (`--shard`) here, on
-    // the local pool.
-    let slurm;
-    let backend: &dyn crate::backend::Backend = if job.backend == Backend::Slurm
-        && args.shard.is_none()
-    {
-        let exe = match std::env::current_exe() {
-            Ok(exe) => exe,
-            Err(e) => {
-                let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
-                return fail(
-                    format!("cannot find the jobpool binary for the array elements: {e}"),
-                    None,
-                );
-            }
-        };
-        slurm = SlurmBackend::new(SlurmSettings {
-            run_id: run_id.clone(),
-            overrides: args.overrides.clone(),
-            resume: args.resume,
-            exe,
-        });
-        &slurm
-    } else {
-        backend
-    };
+    let options = RunOptions { run_id, resume, shard: args.shard };
+    drive(job, args, backend, journal, sinks, options, control)
+}
+
+/// The run folder could not be created: exit code 1 with what to do.
+pub(super) fn cannot_create(job: &Job, e: std::io::Error) -> u8 {
+    fail(
+        format!("cannot create the run folder under {}: {e}", job.dir.display()),
+        Some(
+            "jobpool keeps runs in .jobpool/ beside the job file; it must be writable; \
+             a run id given with --run-id must be new"
+                .into(),
+        ),
+    )
+}
+
+/// The job's sinks, or the exit code of a sink that cannot be opened (said).
+pub(super) fn open_sinks(job: &Job, run_id: &str) -> Result<OrderedSinks, u8> {
+    OrderedSinks::open(job, run_id).map_err(|e| {
+        fail(
+            format!("cannot open a sink: {}", error_chain(&e)),
+            Some(format!(
+                "nothing ran; a sink's folder must exist or be creatable, and be \
+                 writable: fix its `to` in {} or the folder, then run again",
+                job.path.display()
+            )),
+        )
+    })
+}
+
+/// Run `job` on `backend` with its journal and sinks open: the events to the front ends,
+/// the exit code from them.
+pub(super) fn drive(
+    job: &Job,
+    args: &RunSettings,
+    backend: &dyn crate::backend::Backend,
+    journal: RunStore,
+    sinks: Option<OrderedSinks>,
+    options: RunOptions,
+    control: &Control,
+) -> u8 {
+    let run_id = &options.run_id;
     let reports = args
         .reports
         .iter()
-        .map(|(f, p)| (*f, PathBuf::from(p.replace("{name}", &job.name).replace("{run}", &run_id))))
+        .map(|(f, p)| (*f, PathBuf::from(p.replace("{name}", &job.name).replace("{run}", run_id))))
         .collect();
     let mut frontends = Frontends::new(job, journal, sinks, args.progress, args.quiet)
         .shard(args.shard)
         .rerun_hint(args.rerun_hint.clone())
         .with_reports(reports);
-    let options = RunOptions { run_id, resume, shard: args.shard };
     match Runner::new(backend).run(job, options, control, |e| frontends.on_event(e)) {
         Ok(_) => frontends.exit_code().unwrap_or(TASK_FAILED),
         Err(RunError::Backend(e)) => {

@@ -429,6 +429,7 @@ impl Session<'_> {
             reports: Vec::new(),
             overrides: Vec::new(),
             rerun_hint: None,
+            detach: false,
         };
         run::run_job_with(&job, &settings, resume, &self.backend, &control);
         self.signals.unregister();

@@ -150,3 +150,113 @@ fn slurm_without_sbatch_is_a_clear_error() {
     assert!(err.contains("`sbatch` not found on PATH"), "{err}");
     assert!(err.contains("--shard"), "the help names the alternative: {err}");
 }
+
+/// A folder with stand-ins for `sbatch` (prints a job id) and `squeue`, to put first on
+/// PATH: `--detach` then submits without a cluster.
+fn fake_slurm() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in [("sbatch", "echo 4242"), ("squeue", "exit 0")] {
+        let p = dir.path().join(name);
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+fn with_path(fake: &tempfile::TempDir) -> String {
+    format!("{}:{}", fake.path().display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// The array elements, run by hand at the same time (no Slurm needed): they claim the
+/// chunks between them, each chunk runs once, and `collect` equals the single-machine
+/// run.
+#[test]
+fn array_elements_claim_every_chunk_once() {
+    let single = Job::new(JOB);
+    let out = jp(&single, &["run"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let expected = essence(&single.jsonl("out.jsonl"));
+
+    let job = Job::new(&format!("backend = \"slurm\"\n{JOB}\n[slurm]\nper-element = 8\n"));
+    let fake = fake_slurm();
+    let out = Command::new(BIN)
+        .args(["run", "--detach"])
+        .arg(job.path("job.toml"))
+        .current_dir(job.dir.path())
+        .env("PATH", with_path(&fake))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run_id = stdout(&out).trim().to_string();
+    let slurm = job.path(&format!(".jobpool/runs/job/{run_id}/slurm"));
+    let sub: Value =
+        serde_json::from_str(&fs::read_to_string(slurm.join("submission.json")).unwrap()).unwrap();
+    assert_eq!(sub["job_id"], "4242");
+    assert_eq!((sub["elements"].as_u64(), sub["layout"]["chunks"].as_u64()), (Some(3), Some(12)));
+    let elements: Vec<_> = (0..3)
+        .map(|e| {
+            Command::new("sh")
+                .arg(slurm.join("element.sh"))
+                .current_dir(job.dir.path())
+                .env("SLURM_ARRAY_TASK_ID", e.to_string())
+                .env("SLURM_ARRAY_JOB_ID", "4242")
+                .env("SLURM_CPUS_PER_TASK", "1")
+                .env("NO_COLOR", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = elements.into_iter().map(|c| code(&wait_output(c))).collect();
+    assert!(codes.iter().all(|c| *c <= 1), "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 1).count(), 1, "index 7 fails in one: {codes:?}");
+    let mut ran: Vec<u64> = fs::read_to_string(job.path("ran.log"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    ran.sort();
+    assert_eq!(ran, (0..23).collect::<Vec<_>>(), "every submission ran once");
+    let mut owners = std::collections::BTreeSet::new();
+    for c in 0..12 {
+        let text = fs::read_to_string(slurm.join(format!("claims/chunk-{c:06}"))).unwrap();
+        let note: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(note["job_id"], "4242");
+        owners.insert(note["element"].as_u64().unwrap());
+    }
+    assert!(owners.iter().all(|e| *e < 3), "{owners:?}");
+    let out = jp(&job, &["collect", "--run-id", &run_id]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(essence(&job.jsonl("out.jsonl")), expected);
+
+    // An element that cannot read its submission says so.
+    let out = jp(&job, &["run", "--slurm-element", "/nonexistent/slurm"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot read the submission"), "{}", stderr(&out));
+}
+
+/// `--attach` of a run that does not exist, or was not submitted to Slurm, and
+/// `--detach` of a job that does not run on Slurm: clear usage errors.
+#[test]
+fn attach_and_detach_errors() {
+    let job = Job::new(SLURM_JOB);
+    let out = jp(&job, &["run", "--attach", "no-such-run"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("job has no run no-such-run"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("jobpool runs"), "{}", stderr(&out));
+
+    let out = jp(&job, &["run", "--shard", "0/1", "--run-id", "r1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = jp(&job, &["run", "--attach", "r1"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("run r1 of job was not submitted to Slurm"), "{}", stderr(&out));
+
+    let local = Job::new(JOB);
+    for flag in [&["--detach"][..], &["--attach", "r1"]] {
+        let out = jp(&local, &[&["run"], flag].concat());
+        assert_eq!(code(&out), 2, "{flag:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("is for jobs with backend = \"slurm\""), "{}", stderr(&out));
+    }
+}
