@@ -3,8 +3,8 @@
 //! prints that it did not run and reports no test as passed.
 //!
 //! ```sh
-//! sudo bash .ci/slurm/start-local-slurm.sh
-//! JOBPOOL_SLURM=1 cargo test --test slurm            # all, concurrently (~70-90 s: a time limit)
+//! sudo LOCAL_SLURM_ACCOUNTING=1 LOCAL_SLURM_MIN_JOB_AGE=10 bash .ci/slurm/start-local-slurm.sh
+//! JOBPOOL_SLURM=1 cargo test --test slurm            # all, concurrently (~100 s: a time limit, then MinJobAge)
 //! JOBPOOL_SLURM=1 cargo test --test slurm -- cancel  # the tests whose name contains "cancel"
 //! sudo bash .ci/slurm/stop-local-slurm.sh
 //! ```
@@ -390,6 +390,16 @@ fn attach_after_squeue_forgot_uses_sacct() {
         sacct.status.success() && !said.contains("disabled"),
         "this test needs Slurm accounting (start the cluster with LOCAL_SLURM_ACCOUNTING=1): {said}"
     );
+    let config = Command::new("scontrol").args(["show", "config"]).output().unwrap();
+    let min_job_age: Option<u64> = stdout(&config)
+        .lines()
+        .find(|l| l.starts_with("MinJobAge"))
+        .and_then(|l| l.split('=').nth(1)?.split_whitespace().next()?.parse().ok());
+    assert!(
+        min_job_age.is_some_and(|s| s <= 60),
+        "this test waits until squeue forgets a job: it needs MinJobAge <= 60 s, not \
+         {min_job_age:?} (start the cluster with LOCAL_SLURM_MIN_JOB_AGE=10)"
+    );
     let job = Job::new(
         r#"
 name = "job"
@@ -550,6 +560,38 @@ format = "jsonl"
     }
 }
 
+/// An element claims no chunk it has no time left for: with a 1-minute limit and 25-s
+/// tasks, the one element runs one chunk and stops; the rest come back `timeout`, saying
+/// why, without any element being killed.
+fn an_element_claims_no_chunk_it_has_no_time_for() {
+    let job = Job::new(
+        r#"
+name = "job"
+backend = "slurm"
+workers = 1
+[task]
+kind = "command"
+program = ["sh", "-c", "sleep 25; echo {i}"]
+[args]
+i = { range = [0, 4] }
+[slurm]
+per-element = 4
+time-limit = "1m"
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let statuses: Vec<String> =
+        job.jsonl("out.jsonl").iter().map(|r| r["status"].as_str().unwrap().into()).collect();
+    assert_eq!(statuses, ["ok", "timeout", "timeout", "timeout"]);
+    let records = job.jsonl("out.jsonl");
+    let error = records[1]["error"].as_str().unwrap();
+    assert!(error.contains("no array element had enough of its time limit"), "{error}");
+}
+
 fn main() {
     if std::env::var_os("JOBPOOL_SLURM").is_none_or(|v| v != "1") {
         println!(
@@ -569,6 +611,10 @@ fn main() {
         ("resume_submits_only_what_is_missing", resume_submits_only_what_is_missing),
         ("elements_claim_chunks_as_they_finish", elements_claim_chunks_as_they_finish),
         ("a_folder_the_elements_cannot_see_is_named", a_folder_the_elements_cannot_see_is_named),
+        (
+            "an_element_claims_no_chunk_it_has_no_time_for",
+            an_element_claims_no_chunk_it_has_no_time_for,
+        ),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let chosen: Vec<_> = tests

@@ -1158,6 +1158,20 @@ impl SlurmExecution {
         if let Some(why) = lost {
             return (Status::Crashed, format!("lost track of the array: {why}"));
         }
+        if self.owner.iter().any(|o| matches!(o, Some(Owner::Element(_)))) {
+            // The elements could claim (they claimed other chunks) and stopped: what
+            // was left did not fit in their time limit.
+            return (
+                Status::Timeout,
+                format!(
+                    "not started: no array element had enough of its time limit{} left to claim it; raise `[slurm] time-limit` or lower `per-element` (`jobpool run --resume` runs what is missing)",
+                    self.config
+                        .time_limit
+                        .map(|t| format!(" (time-limit = {})", humantime::format_duration(t)))
+                        .unwrap_or_default()
+                ),
+            );
+        }
         let states: Vec<String> = self
             .states
             .iter()

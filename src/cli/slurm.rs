@@ -11,6 +11,7 @@
 //!   local pool, until none is left.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::exit_code::{self, INTERRUPTED, INVALID, OK, TASK_FAILED};
 use super::frontend::say;
@@ -240,11 +241,26 @@ pub fn element(job: &Job, slurm_dir: &Path, args: &RunSettings, registry: &Regis
         (Some(e), n) if n > 0 => (e.min(n - 1) as usize * todo.len()) / n as usize,
         _ => 0,
     };
+    // With a time limit, no chunk is claimed that would likely not finish in time: the
+    // longest chunk so far, half again, must fit in what is left.
+    let limit = job.slurm.as_ref().and_then(|c| c.time_limit);
+    let started = Instant::now();
+    let mut longest = Duration::ZERO;
     let mut worst = OK;
     let mut ran = 0;
     let mut taken = std::collections::HashSet::new();
     loop {
         if signals.interrupted() || slurm::claiming_stopped(&claims) {
+            break;
+        }
+        if let Some(limit) = limit
+            && ran > 0
+            && started.elapsed() + longest.mul_f64(1.5) > limit
+        {
+            say(&format!(
+                "{}: not enough of the time limit left for another chunk; claiming no more\n",
+                job.name
+            ));
             break;
         }
         match slurm::claimed_chunks(&claims) {
@@ -267,7 +283,9 @@ pub fn element(job: &Job, slurm_dir: &Path, args: &RunSettings, registry: &Regis
         settings.shard = Some(Shard { index: chunk, count: sub.layout.chunks });
         let control = Control::new();
         signals.register(&control);
+        let t0 = Instant::now();
         let code = run_job(job, &settings, &backend, &control);
+        longest = longest.max(t0.elapsed());
         signals.unregister();
         worst = exit_code::worse(worst, code);
         if code == INTERRUPTED || code == INVALID {
