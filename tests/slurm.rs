@@ -592,6 +592,38 @@ format = "jsonl"
     assert!(error.contains("no array element had enough of its time limit"), "{error}");
 }
 
+/// `on-failure = "stop"`: after the first failure the elements claim no more chunks and
+/// what no element claimed comes back `skipped`; nothing after it is `cancelled`.
+fn on_failure_stop_claims_no_more() {
+    let job = Job::new(
+        r#"
+name = "job"
+backend = "slurm"
+workers = 1
+on-failure = "stop"
+[task]
+kind = "command"
+program = ["sh", "-c", "test {i} -ne 0 || exit 1; sleep 2; echo {i}"]
+[args]
+i = { range = [0, 8] }
+[slurm]
+per-element = 8
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let out = job.run(&[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let statuses: Vec<String> =
+        job.jsonl("out.jsonl").iter().map(|r| r["status"].as_str().unwrap().into()).collect();
+    assert_eq!(statuses[0], "error", "{statuses:?}");
+    let ok = statuses.iter().filter(|s| *s == "ok").count();
+    let skipped = statuses.iter().filter(|s| *s == "skipped").count();
+    assert_eq!(1 + ok + skipped, 8, "{statuses:?}");
+    assert!(skipped >= 4, "the element went on claiming: {statuses:?}");
+}
+
 fn main() {
     if std::env::var_os("JOBPOOL_SLURM").is_none_or(|v| v != "1") {
         println!(
@@ -615,6 +647,7 @@ fn main() {
             "an_element_claims_no_chunk_it_has_no_time_for",
             an_element_claims_no_chunk_it_has_no_time_for,
         ),
+        ("on_failure_stop_claims_no_more", on_failure_stop_claims_no_more),
     ];
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let chosen: Vec<_> = tests
