@@ -189,9 +189,19 @@ fn follow_attached(job: &Job, submitted: Submitted, args: &RunSettings) -> u8 {
         Ok(s) => s,
         Err(e) => return cannot_create(job, e),
     };
-    let sinks = match open_sinks(job, &run_id) {
+    let sinks = match crate::sink::OrderedSinks::open(job, &run_id) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => {
+            let _ = journal.finish(store::RunEnd { exit_code: TASK_FAILED, cancelled: None });
+            return fail(
+                format!("cannot open a sink: {}", super::frontend::error_chain(&e)),
+                Some(format!(
+                    "the array's records are kept: fix the sink's `to` in {} or its folder, \
+                     then attach again (jobpool run --attach {run_id} ...)",
+                    job.path.display()
+                )),
+            );
+        }
     };
     let backend = SlurmBackend::new(submitted);
     let options = RunOptions { run_id, resume: None, shard: None };
