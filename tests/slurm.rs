@@ -63,15 +63,19 @@ impl Job {
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
-    /// The latest run's `slurm/submission.json`.
+    /// The `slurm/submission.json` of the only run.
     fn submission(&self) -> Value {
         let runs = self.path(".jobpool/runs/job");
-        let mut all: Vec<PathBuf> =
-            fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
-        all.sort();
-        let run = all.last().unwrap();
-        serde_json::from_str(&fs::read_to_string(run.join("slurm/submission.json")).unwrap())
-            .unwrap()
+        let all: Vec<PathBuf> = fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        let id = all[0].file_name().unwrap().to_str().unwrap().to_string();
+        self.submission_of(&id)
+    }
+
+    /// The `slurm/submission.json` of run `run_id`.
+    fn submission_of(&self, run_id: &str) -> Value {
+        let path = self.path(&format!(".jobpool/runs/job/{run_id}/slurm/submission.json"));
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
     }
 
     /// Run `run_id`'s `run.json`.
@@ -83,6 +87,13 @@ impl Job {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The run id in a run's summary line (`...; run ID`).
+fn run_id_of(out: &Output) -> String {
+    let err = stderr(out);
+    let at = err.rfind("; run ").unwrap_or_else(|| panic!("no run id in: {err}"));
+    err[at + 6..].split_whitespace().next().unwrap().to_string()
 }
 
 /// Wait (bounded) until `squeue` no longer knows job `id`: it ended `MinJobAge` ago.
@@ -420,7 +431,7 @@ format = "jsonl"
     let out = job.run(&["--detach"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let run_id = stdout(&out).trim().to_string();
-    let job_id = job.submission()["job_id"].as_str().unwrap().to_string();
+    let job_id = job.submission_of(&run_id)["job_id"].as_str().unwrap().to_string();
     wait_until_forgotten(&job_id, Duration::from_secs(200));
     let out = job.run(&["--attach", &run_id]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
@@ -457,7 +468,7 @@ format = "jsonl"
     fs::write(job.path("fixed"), "").unwrap();
     let out = job.run(&["--resume"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let sub = job.submission();
+    let sub = job.submission_of(&run_id_of(&out));
     assert_eq!(sub["elements"], 1, "{sub}");
     assert_eq!(sub["todo"], serde_json::json!([3]), "{sub}");
     assert_eq!(sub["resumed"], 7, "{sub}");
@@ -485,7 +496,7 @@ format = "jsonl"
     // Nothing missing: nothing submitted, every record taken from earlier runs.
     let out = job.run(&["--resume"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let sub = job.submission();
+    let sub = job.submission_of(&run_id_of(&out));
     assert_eq!(sub["job_id"], Value::Null, "{sub}");
     assert_eq!(sub["elements"], 0, "{sub}");
     let records = job.jsonl("out.jsonl");
