@@ -95,9 +95,45 @@ pub fn submit_and_follow(
         drop(journal);
         return OK;
     }
+    // Nothing else can follow a run that was just submitted, but an `--attach` may come.
+    let _lock = lock_follower(&submitted.slurm_dir, &run_id).ok();
     let backend = SlurmBackend::new(submitted);
     let options = RunOptions { run_id, resume: None, shard: None };
     drive(job, args, &backend, journal, sinks, options, control)
+}
+
+/// Hold `follower.lock` of a submission while following it: two processes writing one
+/// run's journal and sinks would garble them. `Err` with the exit code (said) when
+/// another process holds it; a file system that cannot lock is not an error.
+fn lock_follower(slurm_dir: &Path, run_id: &str) -> Result<Option<std::fs::File>, u8> {
+    use std::io::{Read, Seek, Write};
+    let path = slurm_dir.join("follower.lock");
+    let Ok(mut file) =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
+    else {
+        return Ok(None);
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "pid {} on {}", std::process::id(), host.trim());
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut who = String::new();
+            let _ = file.read_to_string(&mut who);
+            say(&format!(
+                "error: run {run_id} is already followed by another jobpool ({})\n  help: \
+                 wait for it to end (its sinks will be complete), or stop it first; Ctrl-C \
+                 there cancels the array\n",
+                if who.trim().is_empty() { "pid unknown" } else { who.trim() }
+            ));
+            Err(INVALID)
+        }
+        Err(std::fs::TryLockError::Error(_)) => Ok(None),
+    }
 }
 
 /// Say what `--detach` submitted: the run id alone on stdout (for scripts), the rest on
@@ -183,6 +219,10 @@ fn follow_attached(job: &Job, submitted: Submitted, args: &RunSettings) -> u8 {
     let control = Control::new();
     signals.register(&control);
     let run_id = submitted.submission.run_id.clone();
+    let _lock = match lock_follower(&submitted.slurm_dir, &run_id) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
     // The run's journal and `run.json` are written anew, like `collect` does: complete.
     let meta = meta(Some(run_id.clone()), job, submitted.submission.resume, true);
     let journal = match RunStore::create(job, meta) {

@@ -231,6 +231,15 @@ fn array_elements_claim_every_chunk_once() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(essence(&job.jsonl("out.jsonl")), expected);
 
+    // While another process follows the run, `--attach` is refused (it would write
+    // the same journal and sinks).
+    let lock = fs::File::create(slurm.join("follower.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = jp(&job, &["run", "--attach", &run_id]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is already followed by another jobpool"), "{}", stderr(&out));
+    drop(lock);
+
     // An element that cannot read its submission says so.
     let out = jp(&job, &["run", "--slurm-element", "/nonexistent/slurm"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
