@@ -426,12 +426,37 @@ pub fn claims_dir(slurm_dir: &Path) -> PathBuf {
     slurm_dir.join("claims")
 }
 
-/// What the plan is: the job's name, task definition and plan size, hashed.
+/// What the plan is: the job's name and every submission's key (its task definition
+/// and arguments), in order, hashed. One pass over the plan.
 pub fn plan_fingerprint(job: &Job) -> String {
-    let mut input = job.name.as_bytes().to_vec();
-    input.extend_from_slice(&crate::plan::task_key_prefix(job));
-    input.extend_from_slice(&Plan::new(job).len().to_le_bytes());
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&input))
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(job.name.as_bytes());
+    for sub in Plan::new(job) {
+        h.update(b"\n");
+        h.update(sub.key.as_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
+/// Why an element refused to run (its job file no longer gives the submitted plan),
+/// for the follower to report: `claims/refused-E`.
+pub fn refuse(claims: &Path, element: Option<u64>, why: &str) -> io::Result<()> {
+    let name = format!("refused-{}", element.map_or_else(|| "x".into(), |e| e.to_string()));
+    fs::write(claims.join(name), why)
+}
+
+/// The first refusal an element left, if any.
+fn refusal(claims: &Path) -> Option<String> {
+    let mut found: Vec<PathBuf> = fs::read_dir(claims)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("refused-"))
+        })
+        .collect();
+    found.sort();
+    let text = fs::read_to_string(found.first()?).ok()?;
+    Some(text.trim().to_string())
 }
 
 fn write_submission(slurm_dir: &Path, submission: &Submission) -> io::Result<()> {
@@ -1157,6 +1182,9 @@ impl SlurmExecution {
         }
         if let Some(why) = lost {
             return (Status::Crashed, format!("lost track of the array: {why}"));
+        }
+        if let Some(why) = refusal(&self.claims) {
+            return (Status::Crashed, format!("not started: {why}"));
         }
         if self.owner.iter().any(|o| matches!(o, Some(Owner::Element(_)))) {
             // The elements could claim (they claimed other chunks) and stopped: what

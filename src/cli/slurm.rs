@@ -280,6 +280,21 @@ pub fn element(job: &Job, slurm_dir: &Path, args: &RunSettings, registry: &Regis
         pid: std::process::id(),
     };
     let claims = slurm::claims_dir(slurm_dir);
+    if slurm::plan_fingerprint(job) != sub.plan {
+        // The job file was edited after the submission: its plan is not the one the
+        // follower expects records of.
+        let why = format!(
+            "array element {} refused to run: {} changed after run {} was submitted (its plan differs); submit it again",
+            element.map_or_else(|| "?".into(), |e| e.to_string()),
+            job.path.display(),
+            sub.run_id
+        );
+        say(&format!("error: {why}\n"));
+        if let Err(e) = slurm::refuse(&claims, element, &why) {
+            return claim_error(&claims, e);
+        }
+        return INVALID;
+    }
     let mut settings = args.clone();
     settings.run_id = Some(sub.run_id.clone());
     let backend = LocalBackend::new(registry.clone());

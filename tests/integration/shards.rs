@@ -154,9 +154,14 @@ fn slurm_without_sbatch_is_a_clear_error() {
 /// A folder with stand-ins for `sbatch` (prints a job id) and `squeue`, to put first on
 /// PATH: `--detach` then submits without a cluster.
 fn fake_slurm() -> tempfile::TempDir {
+    fake_slurm_saying("exit 0")
+}
+
+/// Stand-ins for `sbatch` and `squeue`; `squeue` runs `squeue_body`.
+fn fake_slurm_saying(squeue_body: &str) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    for (name, body) in [("sbatch", "echo 4242"), ("squeue", "exit 0")] {
+    for (name, body) in [("sbatch", "echo 4242"), ("squeue", squeue_body)] {
         let p = dir.path().join(name);
         fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -267,5 +272,59 @@ fn attach_and_detach_errors() {
         let out = jp(&local, &[&["run"], flag].concat());
         assert_eq!(code(&out), 2, "{flag:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("is for jobs with backend = \"slurm\""), "{}", stderr(&out));
+    }
+}
+
+/// An element whose job file was edited after the submission (a different plan) runs
+/// nothing and says why; the follower gives that reason to every submission.
+#[test]
+fn an_element_refuses_an_edited_job() {
+    let toml = format!("backend = \"slurm\"\n{JOB}\n[slurm]\nper-element = 8\n");
+    let job = Job::new(&toml);
+    // Every element has ended FAILED, says this `squeue`.
+    let fake = fake_slurm_saying(
+        "printf '4242_0|FAILED|None\\n4242_1|FAILED|None\\n4242_2|FAILED|None\\n'",
+    );
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg(job.path("job.toml"))
+            .current_dir(job.dir.path())
+            .env("PATH", with_path(&fake))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "--detach"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run_id = stdout(&out).trim().to_string();
+    let slurm = job.path(&format!(".jobpool/runs/job/{run_id}/slurm"));
+
+    // The same number of submissions, other arguments.
+    job.write("job.toml", &toml.replace("range = [0, 23]", "range = [1, 24]"));
+    let out = Command::new("sh")
+        .arg(slurm.join("element.sh"))
+        .current_dir(job.dir.path())
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .env("SLURM_ARRAY_JOB_ID", "4242")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("refused to run"), "{}", stderr(&out));
+    assert!(!job.path("ran.log").exists(), "nothing ran");
+    let out = run(&["run", "--attach", &run_id]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("changed since run"), "{}", stderr(&out));
+
+    job.write("job.toml", &toml);
+    let out = run(&["run", "--attach", &run_id]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let records = job.jsonl("out.jsonl");
+    assert_eq!(records.len(), 23);
+    for r in &records {
+        assert_eq!(r["status"], "crashed", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains("array element 0 refused to run"), "{error}");
+        assert!(error.contains("changed after run"), "{error}");
     }
 }
