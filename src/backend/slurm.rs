@@ -504,6 +504,15 @@ pub fn find_submission(job: &Job, run_id: &str) -> Result<Submitted, BackendErro
             )));
         }
     };
+    if submission.job_id.is_none() && submission.elements > 0 {
+        return Err(BackendError {
+            message: format!(
+                "run {run_id} of {} was never submitted: sbatch did not accept it",
+                job.name
+            ),
+            help: Some(format!("run the job again: jobpool run {}", job.path.display())),
+        });
+    }
     if submission.plan != plan_fingerprint(job) {
         return Err(BackendError {
             message: format!(

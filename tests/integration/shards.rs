@@ -267,6 +267,22 @@ fn attach_and_detach_errors() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("run r1 of job was not submitted to Slurm"), "{}", stderr(&out));
 
+    // A submission sbatch refused: attaching says so.
+    let fake = fake_slurm_saying("exit 0");
+    fs::write(fake.path().join("sbatch"), "#!/bin/sh\necho 'sbatch: error: no' >&2; exit 1\n")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--run-id", "r2"])
+        .arg(job.path("job.toml"))
+        .env("PATH", with_path(&fake))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("sbatch refused the submission"), "{}", stderr(&out));
+    let out = jp(&job, &["run", "--attach", "r2"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("run r2 of job was never submitted"), "{}", stderr(&out));
+
     let local = Job::new(JOB);
     for flag in [&["--detach"][..], &["--attach", "r1"]] {
         let out = jp(&local, &[&["run"], flag].concat());
