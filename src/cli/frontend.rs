@@ -249,9 +249,9 @@ impl<'j> Frontends<'j> {
         self.code = Some(code);
         if let Some(j) = self.journal.take() {
             let cancelled = summary.cancelled.map(|r| r.as_str().to_string());
-            let journal = j.dir().join(crate::store::RECORDS_FILE);
+            let dir = j.dir().to_path_buf();
             match j.finish(RunEnd { exit_code: code, cancelled }) {
-                Ok(info) => self.write_reports(RunSource { journal, info: Some(info) }),
+                Ok(info) => self.write_reports(RunSource::of_run(&dir, Some(info))),
                 Err(e) => {
                     summary
                         .front_end_error

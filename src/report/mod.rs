@@ -31,9 +31,10 @@ pub mod summary;
 pub use self::compare::{Change, Comparison, Outcome, Ratio, compare};
 pub use self::summary::{
     Builder, ParamSummary, ParamValue, REPORT_FORMAT, RunAbout, Stats, Summary, summarize_journal,
+    summarize_run,
 };
 
-use crate::store::{self, Records, RunInfo};
+use crate::store::{self, RunInfo, RunRecords};
 
 /// A duration in ms as people read it (`12.3 ms`, `1.52 s`, `2m 03s`).
 pub fn fmt_ms(ms: f64) -> String {
@@ -77,29 +78,44 @@ impl Format {
     }
 }
 
-/// Where a run's records are: a run folder (journal + `run.json`) or a bare records file.
+/// Where a run's records are: a run folder (journal + `run.json` + the references of
+/// what it took from earlier runs) or a bare records file.
 #[derive(Debug, Clone)]
 pub struct RunSource {
     /// The records, JSON lines.
     pub journal: PathBuf,
     /// The run's metadata, when there is a `run.json`.
     pub info: Option<RunInfo>,
+    /// The run's folder, when the records are a run's journal: the records it took from
+    /// earlier runs are read through it (see [`store::records`]).
+    pub run_dir: Option<PathBuf>,
 }
 
 impl RunSource {
     /// A run folder; its `run.json` is optional (a run whose metadata was lost still has
     /// its records).
     pub fn run_dir(dir: &Path) -> RunSource {
-        RunSource { journal: dir.join(store::RECORDS_FILE), info: store::read_run_info(dir).ok() }
+        RunSource::of_run(dir, store::read_run_info(dir).ok())
     }
 
-    /// A JSON-lines file of records (a journal, or a `jsonl` sink's output). A `run.json`
-    /// beside a `records.jsonl` is read too.
+    /// A run folder whose `run.json` the caller has.
+    pub fn of_run(dir: &Path, info: Option<RunInfo>) -> RunSource {
+        RunSource { journal: dir.join(store::RECORDS_FILE), info, run_dir: Some(dir.to_path_buf()) }
+    }
+
+    /// A JSON-lines file of records (a journal, or a `jsonl` sink's output). A
+    /// `records.jsonl` is read as its run's journal (with its `run.json`, and what the run
+    /// took from earlier runs).
     pub fn records_file(path: &Path) -> RunSource {
-        let info = (path.file_name().is_some_and(|n| n == store::RECORDS_FILE))
-            .then(|| path.parent().and_then(|d| store::read_run_info(d).ok()))
-            .flatten();
-        RunSource { journal: path.to_path_buf(), info }
+        match path.parent().filter(|_| path.file_name().is_some_and(|n| n == store::RECORDS_FILE))
+        {
+            Some(dir) => RunSource {
+                journal: path.to_path_buf(),
+                info: store::read_run_info(dir).ok(),
+                run_dir: Some(dir.to_path_buf()),
+            },
+            None => RunSource { journal: path.to_path_buf(), info: None, run_dir: None },
+        }
     }
 
     /// What the run is, for comparisons.
@@ -111,14 +127,15 @@ impl RunSource {
         })
     }
 
-    /// The records, in the order they were written.
-    pub fn records(&self) -> io::Result<Records> {
-        Records::open(&self.journal)
+    /// The records: the journal in the order written, then those the run took from
+    /// earlier runs.
+    pub fn records(&self) -> io::Result<RunRecords> {
+        RunRecords::open(&self.journal, self.run_dir.as_deref(), self.info.as_ref())
     }
 
-    /// Read the whole journal into a summary (in parallel).
+    /// Read every record into a summary (in parallel).
     pub fn summarize(&self) -> io::Result<Summary> {
-        summarize_journal(&self.journal, self.info.as_ref())
+        summarize_run(&self.journal, self.run_dir.as_deref(), self.info.as_ref())
     }
 }
 

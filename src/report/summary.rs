@@ -718,6 +718,42 @@ fn parse_block(block: &[u8]) -> Builder {
 /// Summarise a journal (or any JSON-lines file of records), parsing blocks of lines in
 /// parallel. Memory: a few blocks of the file at a time, plus what [`Builder`] keeps.
 pub fn summarize_journal(path: &Path, info: Option<&RunInfo>) -> io::Result<Summary> {
+    Ok(journal_builder(path)?.finish(info))
+}
+
+/// Summarise a run: its journal (as [`summarize_journal`]) and the records it took from
+/// earlier runs (references resolved through the job's resume index, in parallel). A
+/// reference whose record is gone counts as an unreadable line.
+pub fn summarize_run(
+    journal: &Path,
+    run_dir: Option<&Path>,
+    info: Option<&RunInfo>,
+) -> io::Result<Summary> {
+    let mut total = journal_builder(journal)?;
+    if let Some(dir) = run_dir {
+        let refs = crate::store::resumed_refs(dir, info)?;
+        if !refs.is_empty() {
+            let index = crate::store::job_index_of(dir)?;
+            let part = refs
+                .par_chunks(4096)
+                .map(|chunk| {
+                    let mut b = Builder::new();
+                    for (i, key) in chunk {
+                        match index.get(key) {
+                            Some(r) => b.add(&r.resumed_at(*i)),
+                            None => b.unreadable(),
+                        }
+                    }
+                    b
+                })
+                .reduce(Builder::new, Builder::merge);
+            total = total.merge(part);
+        }
+    }
+    Ok(total.finish(info))
+}
+
+fn journal_builder(path: &Path) -> io::Result<Builder> {
     let file = File::open(path)?;
     let mut reader = file;
     let mut carry = Vec::new();
@@ -731,7 +767,7 @@ pub fn summarize_journal(path: &Path, info: Option<&RunInfo>) -> io::Result<Summ
         let part = blocks.par_iter().map(|b| parse_block(b)).reduce(Builder::new, Builder::merge);
         total = total.merge(part);
     }
-    Ok(total.finish(info))
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use std::path::Path;
 
 use crate::record::TaskRecord;
 
-use super::RECORDS_FILE;
 
 /// The complete lines of a journal, as bytes without their newline; a torn last line
 /// (one without a newline) is left out.
@@ -98,15 +97,4 @@ impl Iterator for Records {
             }
         }
     }
-}
-
-/// Stream the records of the run in `run_dir`.
-pub fn records(run_dir: &Path) -> io::Result<Records> {
-    Records::open(&run_dir.join(RECORDS_FILE))
-}
-
-/// Every record of the run in `run_dir`, in completion order (sort by `index` for
-/// submission order). A torn last line is ignored.
-pub fn read_records(run_dir: &Path) -> io::Result<Vec<TaskRecord>> {
-    records(run_dir)?.collect()
 }

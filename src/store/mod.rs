@@ -27,11 +27,16 @@ use crate::record::TaskRecord;
 
 mod journal;
 mod prune;
+mod refs;
 mod resume;
 
-pub use self::journal::{Records, read_records, records};
+pub use self::journal::Records;
 pub use self::prune::{Pruned, prune};
-pub use self::resume::{ResumeIndex, resume_index};
+pub use self::refs::{
+    RESUMED_DIR, RESUMED_FILE, RunRecords, job_index_of, read_records, records, resumed_path,
+    resumed_refs,
+};
+pub use self::resume::{INDEX_FILE, ResumeIndex, compact, resume_index, resume_index_in};
 
 /// The folder under a job file's folder that holds jobpool's state.
 pub const STATE_DIR: &str = ".jobpool";
@@ -159,6 +164,10 @@ pub struct RunInfo {
     /// `output closed`, `front end failed` (filled in when the run ends).
     #[serde(default)]
     pub cancelled: Option<String>,
+    /// The shared file of the records this run took from earlier runs
+    /// (`resumed/<this>.jsonl` beside the runs; see [`records`]), once it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_set: Option<String>,
     /// Not a run: the `ok` records of pruned runs that `--resume` still uses, kept by
     /// `jobpool runs --prune` (see [`prune`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -241,6 +250,12 @@ pub struct RunStore {
     started: Instant,
     /// A write failed part-way: the journal may end with a partial line.
     torn: bool,
+    /// Whether records taken from earlier runs are referenced rather than journaled
+    /// (not in a shard's journal, which other processes read, nor in `collect`'s).
+    refs_only: bool,
+    refs: Option<refs::RefWriter>,
+    /// A shard's part of a run: many may end at once, so none writes the index file.
+    shard: bool,
 }
 
 impl RunStore {
@@ -294,9 +309,11 @@ impl RunStore {
             wall_ms: None,
             exit_code: None,
             cancelled: None,
+            resumed_set: None,
             compacted: false,
         };
         write_json_atomic(&info_path, &info)?;
+        let refs_only = meta.shard.is_none() && !meta.into_existing;
         // A shard run again appends to its journal (collect takes the best record of
         // each submission); a merged run replaces an earlier merge; a new run is new.
         let journal = match (meta.shard, meta.into_existing) {
@@ -316,6 +333,9 @@ impl RunStore {
             line: Vec::with_capacity(512),
             started: Instant::now(),
             torn: false,
+            refs_only,
+            refs: None,
+            shard: meta.shard.is_some(),
         })
     }
 
@@ -340,7 +360,19 @@ impl RunStore {
     ///
     /// After a failed append (a full disk), the next one starts with a newline, so the
     /// partial line stays a line of its own that readers skip, and later records are whole.
+    ///
+    /// A record taken from an earlier run (`resumed`) is not copied: the run references it
+    /// (one short line in `resumed.jsonl`; see [`records`]). Shards journal it in full.
     pub fn append(&mut self, r: &TaskRecord) -> io::Result<()> {
+        if r.resumed && self.refs_only {
+            if self.refs.is_none() {
+                self.refs = Some(refs::RefWriter::create(&self.dir)?);
+            }
+            self.refs.as_mut().expect("created above").add(r.index, &r.key)?;
+            self.info.counts.add(r.status);
+            self.info.resumed += 1;
+            return Ok(());
+        }
         self.line.clear();
         if self.torn {
             self.line.push(b'\n');
@@ -360,15 +392,34 @@ impl RunStore {
     }
 
     /// End the run: fsync the journal once and rewrite `run.json` with the end time, the
-    /// counts by status, the wall time and the exit code.
+    /// counts by status, the wall time and the exit code. The references of records taken
+    /// from earlier runs move to the job's shared `resumed/` folder, and the job's resume
+    /// index file is brought up to date (not by a shard: many may end at once).
     pub fn finish(mut self, end: RunEnd) -> io::Result<RunInfo> {
         self.journal.sync_all()?;
+        let runs_dir = self.dir.parent().map(Path::to_path_buf);
+        let mut local_refs = None;
+        if let (Some(refs), Some(runs)) = (self.refs.take(), &runs_dir) {
+            let (hash, local) = refs.finish(runs)?;
+            self.info.resumed_set = Some(hash);
+            local_refs = Some(local);
+        }
         self.info.state = RunState::Finished;
         self.info.ended_at = Some(now_rfc3339());
         self.info.wall_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         self.info.exit_code = Some(end.exit_code);
         self.info.cancelled = end.cancelled;
         write_json_atomic(&self.info_path, &self.info)?;
+        if let Some(local) = local_refs {
+            // run.json names the shared file now.
+            let _ = fs::remove_file(local);
+        }
+        if !self.shard
+            && let Some(runs) = &runs_dir
+        {
+            // A cache: when it cannot be written, the next `--resume` reads the journals.
+            let _ = compact(runs);
+        }
         Ok(self.info)
     }
 }
@@ -461,8 +512,12 @@ pub fn read_run_info(run_dir: &Path) -> io::Result<RunInfo> {
 /// Every run of the job `job_name` beside `job_dir`, oldest first (by `started_at`, then
 /// id). Folders without a journal (nor a shard's journal) are left out. No runs (or no `.jobpool/`): empty.
 pub fn list_runs(job_dir: &Path, job_name: &str) -> io::Result<Vec<RunDir>> {
-    let parent = job_runs_dir(job_dir, job_name);
-    let entries = match fs::read_dir(&parent) {
+    list_runs_in(&job_runs_dir(job_dir, job_name))
+}
+
+/// [`list_runs`] of the job whose runs are in `parent` (`.jobpool/runs/<job>`).
+pub fn list_runs_in(parent: &Path) -> io::Result<Vec<RunDir>> {
+    let entries = match fs::read_dir(parent) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),

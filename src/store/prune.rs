@@ -8,7 +8,8 @@
 //! `"compacted": true`), dated like the newest removed run so it sorts before every kept
 //! run. It replaces the previous such folder, is not counted as a run, and is not a
 //! report's "latest run". Disk use after a prune is the kept runs plus at most one record
-//! per key; resume reads KEEP + 1 journals, however many runs there were.
+//! per key. Shared reference files (`resumed/`) that no kept run names are removed, and
+//! the job's resume index file is written anew.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -133,6 +134,7 @@ pub fn prune(job_dir: &Path, job_name: &str, keep: usize) -> io::Result<Pruned> 
             wall_ms: None,
             exit_code: None,
             cancelled: None,
+            resumed_set: None,
             compacted: true,
         };
         write_json_atomic(&temp.join(RUN_FILE), &info)?;
@@ -150,5 +152,36 @@ pub fn prune(job_dir: &Path, job_name: &str, keep: usize) -> io::Result<Pruned> 
         fs::remove_dir_all(&run.path)?;
         out.removed.push(run.id.clone());
     }
+    let runs_dir = super::job_runs_dir(job_dir, job_name);
+    remove_unused_refs(&runs_dir)?;
+    // The index pointed into removed journals: write it anew from what is left.
+    match fs::remove_file(runs_dir.join(super::INDEX_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    super::compact(&runs_dir)?;
     Ok(out)
+}
+
+/// Remove the shared reference files (`resumed/*.jsonl`) no remaining run names.
+fn remove_unused_refs(runs_dir: &Path) -> io::Result<()> {
+    let dir = runs_dir.join(super::RESUMED_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let used: HashSet<String> = super::list_runs_in(runs_dir)?
+        .into_iter()
+        .filter_map(|r| r.info.and_then(|i| i.resumed_set))
+        .map(|h| format!("{h}.jsonl"))
+        .collect();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".jsonl") && !used.contains(&name) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }

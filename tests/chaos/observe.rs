@@ -44,21 +44,25 @@ pub fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// The run folders of the job, sorted by name (so by start time).
+/// The run folders of the job, sorted by name (so by start time). (`resumed/`, the
+/// shared references of resumed runs, is not a run.)
 pub fn run_dirs(job_dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = fs::read_dir(job_dir.join(".jobpool/runs/job"))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !p.ends_with("resumed"))
         .collect();
     dirs.sort();
     dirs
 }
 
 /// A journal as read back: its records, whether its last line is torn, and complete
-/// lines that are not records.
+/// lines that are not records. A resumed run journals only what it ran; the records it
+/// took from earlier runs are references (`{"index", "key"}` lines in its `resumed.jsonl`,
+/// or in the job's `resumed/<hash>.jsonl` that its `run.json` names), resolved here to
+/// the `ok` record of that key in another journal, with its index and `resumed: true`.
 #[derive(Debug, Default)]
 pub struct Journal {
     pub records: Vec<Value>,
@@ -67,6 +71,57 @@ pub struct Journal {
 }
 
 pub fn read_journal(run: &Path) -> Journal {
+    let mut j = own_journal(run);
+    for (index, key) in resumed_refs(run) {
+        let found = run.parent().and_then(|job| {
+            run_dirs_in(job)
+                .iter()
+                .filter(|d| d.as_path() != run)
+                .flat_map(|d| own_journal(d).records)
+                .find(|r| r["key"].as_str() == Some(key.as_str()) && status(r) == "ok")
+        });
+        match found {
+            Some(mut r) => {
+                r["index"] = index.into();
+                r["resumed"] = true.into();
+                j.records.push(r);
+            }
+            None => j.bad.push(format!("a reference to {key} (index {index}) without an ok record")),
+        }
+    }
+    j
+}
+
+fn run_dirs_in(job_runs: &Path) -> Vec<PathBuf> {
+    fs::read_dir(job_runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.ends_with("resumed"))
+        .collect()
+}
+
+/// A run's references: `(index, key)` (a torn last line left out).
+fn resumed_refs(run: &Path) -> Vec<(u64, String)> {
+    let shared = run_info(run).ok().and_then(|i| {
+        let h = i["resumed_set"].as_str()?.to_string();
+        Some(run.parent()?.join("resumed").join(format!("{h}.jsonl")))
+    });
+    let path = shared.filter(|p| p.is_file()).unwrap_or_else(|| run.join("resumed.jsonl"));
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            Some((v["index"].as_u64()?, v["key"].as_str()?.to_string()))
+        })
+        .collect()
+}
+
+/// The records of a run's own `records.jsonl`.
+fn own_journal(run: &Path) -> Journal {
     let mut j = Journal::default();
     let Ok(bytes) = fs::read(run.join("records.jsonl")) else { return j };
     let mut rest = &bytes[..];
