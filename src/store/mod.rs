@@ -2,17 +2,28 @@
 //! the lookups `--resume` and `jobpool report` need.
 //!
 //! Owns: the layout of `.jobpool/` beside a job file, run ids, `run.json`, the
-//! `records.jsonl` journal (one flushed line per record, in completion order), reading
-//! journals back (tolerating a torn last line), and the resume index.
+//! `records.jsonl` journal (one flushed line per record, in completion order), the
+//! references of resumed records, reading a run's records back (tolerating a torn last
+//! line), and the resume index and its file.
 //! Must not: run tasks, order records for sinks, or print.
 //!
 //! ```text
 //! <job dir>/.jobpool/
 //!   .gitignore                  "*": nothing under .jobpool/ is committed by accident
-//!   runs/<job name>/<run id>/
-//!     run.json                  metadata; rewritten (atomically) when the run ends
-//!     records.jsonl             one TaskRecord per line, flushed as each completes
+//!   runs/<job name>/
+//!     index.jsonl               the resume index: where each key's latest ok line is
+//!                               (a cache of the journals; see `resume`)
+//!     resumed/<hash>.jsonl      what finished resumed runs took (shared; see `refs`)
+//!     <run id>/
+//!       run.json                metadata; rewritten (atomically) when the run ends
+//!       records.jsonl           one TaskRecord per line, flushed as each completes:
+//!                               what this run ran (a shard's journal: every record)
+//!       resumed.jsonl           while a resumed run goes on: {"index","key"} of each
+//!                               record it took from an earlier run
 //! ```
+//!
+//! So the store grows with what runs execute, not with how often a job is resumed, and
+//! `--resume` reads the index instead of every past journal.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

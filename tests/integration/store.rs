@@ -9,7 +9,7 @@ use jobpool::store::{
     self, RunEnd, RunMeta, RunState, RunStore, latest_run, list_runs, read_records, records,
     resume_index,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn keyed(index: u64, key: &str, status: Status, value: i64) -> TaskRecord {
     let mut r = record(index, status, &[("x", json!(index))], Some(json!(value)));
@@ -261,4 +261,200 @@ fn resume_index_reads_records_back_across_odd_lines_and_removed_runs() {
     fs::remove_dir_all(&first_dir).unwrap();
     assert!(index.contains_key("gone"));
     assert!(index.get("gone").is_none());
+}
+
+/// A finished run of `j` with `records` appended.
+fn finished_run(j: &jobpool::model::Job, records: &[TaskRecord]) -> std::path::PathBuf {
+    let mut run = RunStore::create(j, RunMeta { resume: true, ..RunMeta::default() }).unwrap();
+    for r in records {
+        run.append(r).unwrap();
+    }
+    let dir = run.dir().to_path_buf();
+    run.finish(RunEnd { exit_code: 0, cancelled: None }).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    dir
+}
+
+fn journal_lines(run: &std::path::Path) -> usize {
+    fs::read_to_string(run.join("records.jsonl")).unwrap().lines().count()
+}
+
+#[test]
+fn a_resumed_run_references_what_it_took_and_reads_back_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let runs = store::job_runs_dir(dir.path(), "j");
+    finished_run(
+        &j,
+        &[keyed(0, "a", Status::Ok, 1), keyed(1, "b", Status::Ok, 2), keyed(2, "c", Status::Error, 0)],
+    );
+    let mut index = resume_index(&j).unwrap();
+    let took = |index: &mut store::ResumeIndex, key: &str, at: u64| {
+        index.take(key).unwrap().resumed_at(at)
+    };
+    // The second run takes a and b (at new positions) and runs c again.
+    let second = finished_run(
+        &j,
+        &[took(&mut index, "b", 5), took(&mut index, "a", 4), keyed(6, "c", Status::Ok, 3)],
+    );
+    assert_eq!(journal_lines(&second), 1, "only what it ran is journaled");
+    let info = store::read_run_info(&second).unwrap();
+    assert_eq!((info.resumed, info.counts.ok), (2, 3));
+    let set = info.resumed_set.clone().expect("a shared references file");
+    assert!(runs.join("resumed").join(format!("{set}.jsonl")).is_file());
+    assert!(!second.join("resumed.jsonl").exists(), "moved to the shared folder");
+    let mut all = read_records(&second).unwrap();
+    all.sort_by_key(|r| r.index);
+    let got: Vec<(u64, &str, bool, Option<Value>)> =
+        all.iter().map(|r| (r.index, r.key.as_str(), r.resumed, r.value.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (4, "a", true, Some(json!(1))),
+            (5, "b", true, Some(json!(2))),
+            (6, "c", false, Some(json!(3)))
+        ]
+    );
+
+    // Two fully resumed runs of the same plan share one references file and journal nothing.
+    let mut sets = Vec::new();
+    for _ in 0..2 {
+        let mut index = resume_index(&j).unwrap();
+        let run = finished_run(
+            &j,
+            &[took(&mut index, "a", 0), took(&mut index, "b", 1), took(&mut index, "c", 2)],
+        );
+        assert_eq!(journal_lines(&run), 0);
+        assert_eq!(read_records(&run).unwrap().len(), 3);
+        sets.push(store::read_run_info(&run).unwrap().resumed_set.unwrap());
+    }
+    assert_eq!(sets[0], sets[1]);
+    assert_eq!(fs::read_dir(runs.join("resumed")).unwrap().count(), 2, "{sets:?} and {set}");
+}
+
+#[test]
+fn a_killed_resumed_run_still_reads_back_what_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    finished_run(&j, &[keyed(0, "a", Status::Ok, 1), keyed(1, "b", Status::Ok, 2)]);
+    let mut index = resume_index(&j).unwrap();
+    let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
+    run.append(&index.take("a").unwrap().resumed_at(0)).unwrap();
+    run.append(&keyed(1, "b", Status::Error, 0)).unwrap();
+    let dir_of_run = run.dir().to_path_buf();
+    drop(run); // no finish: what a crash leaves (the references are in the run's folder)
+    let mut torn = fs::OpenOptions::new()
+        .append(true)
+        .open(dir_of_run.join(store::RESUMED_FILE))
+        .unwrap();
+    torn.write_all(b"{\"index\":7,\"ke").unwrap();
+    let mut all = read_records(&dir_of_run).unwrap();
+    all.sort_by_key(|r| r.index);
+    assert_eq!(all.len(), 2);
+    assert!(all[0].resumed && all[0].key == "a" && all[0].value == Some(json!(1)));
+    assert_eq!(all[1].status, Status::Error);
+    // A reference whose record is gone (its run removed by hand) is skipped and counted.
+    let first = list_runs(dir.path(), "j").unwrap()[0].path.clone();
+    fs::remove_dir_all(first).unwrap();
+    let mut reader = records(&dir_of_run).unwrap();
+    let read: Vec<TaskRecord> = reader.by_ref().map(Result::unwrap).collect();
+    assert_eq!((read.len(), reader.skipped()), (1, 1));
+}
+
+#[test]
+fn resume_reads_the_index_file_not_the_journals_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let runs = store::job_runs_dir(dir.path(), "j");
+    finished_run(&j, &[keyed(0, "a", Status::Ok, 1), keyed(1, "b", Status::Error, 0)]);
+    finished_run(&j, &[keyed(0, "a", Status::Ok, 2), keyed(1, "b", Status::Ok, 3)]);
+    let index = resume_index(&j).unwrap();
+    assert!(index.used_index_file());
+    assert_eq!((index.journals_read(), index.len()), (0, 2));
+    assert_eq!(index.get("a").unwrap().value, Some(json!(2)), "the latest ok");
+    assert_eq!(index.get("b").unwrap().value, Some(json!(3)));
+
+    // A run killed before it finished is not covered: only its journal is read.
+    let mut killed = RunStore::create(&j, RunMeta::default()).unwrap();
+    killed.append(&keyed(2, "c", Status::Ok, 4)).unwrap();
+    drop(killed);
+    let index = resume_index(&j).unwrap();
+    assert!(index.used_index_file());
+    assert_eq!((index.journals_read(), index.len()), (1, 3));
+    assert_eq!(index.get("c").unwrap().value, Some(json!(4)));
+    // The next compaction covers it.
+    assert_eq!(store::compact(&runs).unwrap().journals_read(), 1);
+    assert_eq!(resume_index(&j).unwrap().journals_read(), 0);
+
+    // A damaged index file (cut short, or garbage) is ignored: the journals are read.
+    let path = runs.join(store::INDEX_FILE);
+    let whole = fs::read(&path).unwrap();
+    for damaged in [&whole[..whole.len() - 5], &whole[..20], b"not json\n".as_slice()] {
+        fs::write(&path, damaged).unwrap();
+        let index = resume_index(&j).unwrap();
+        assert!(!index.used_index_file());
+        assert_eq!((index.journals_read(), index.len()), (3, 3));
+        assert_eq!(index.get("a").unwrap().value, Some(json!(2)));
+    }
+    // Missing: the same; compaction writes it again.
+    fs::remove_file(&path).unwrap();
+    assert_eq!(resume_index(&j).unwrap().len(), 3);
+    store::compact(&runs).unwrap();
+    assert!(resume_index(&j).unwrap().used_index_file());
+
+    // A journal rewritten behind the index is read again, not trusted.
+    let newest = list_runs(dir.path(), "j").unwrap().pop().unwrap().path;
+    let line = serde_json::to_string(&keyed(0, "c", Status::Ok, 9)).unwrap();
+    fs::write(newest.join("records.jsonl"), format!("{line}\n")).unwrap();
+    let index = resume_index(&j).unwrap();
+    assert_eq!(index.journals_read(), 1);
+    assert_eq!(index.get("c").unwrap().value, Some(json!(9)));
+    // A journal appended to since (a shard run again) is read on from where it was.
+    store::compact(&runs).unwrap();
+    let mut f = OpenOptions::new().append(true).open(newest.join("records.jsonl")).unwrap();
+    writeln!(f, "{}", serde_json::to_string(&keyed(3, "d", Status::Ok, 5)).unwrap()).unwrap();
+    let index = resume_index(&j).unwrap();
+    assert_eq!((index.journals_read(), index.len()), (1, 4));
+    assert_eq!(index.get("d").unwrap().value, Some(json!(5)));
+    assert_eq!(index.get("c").unwrap().value, Some(json!(9)));
+}
+
+#[test]
+fn journals_of_earlier_versions_with_every_record_copied_are_still_read() {
+    // A fully resumed run as the version before references wrote it: every record copied
+    // into its journal with `"resumed": true`, no `resumed_set`, no index file.
+    let dir = tempfile::tempdir().unwrap();
+    let j = job(dir.path(), "j", &["x"], vec![]);
+    let runs = store::job_runs_dir(dir.path(), "j");
+    for (id, resumed) in [("20260101T000000Z-0001", false), ("20260101T000001Z-0002", true)] {
+        let run = runs.join(id);
+        fs::create_dir_all(&run).unwrap();
+        let mut text = String::new();
+        for (i, key) in ["a", "b"].iter().enumerate() {
+            let mut r = keyed(i as u64, key, Status::Ok, i as i64);
+            r.resumed = resumed;
+            text.push_str(&serde_json::to_string(&r).unwrap());
+            text.push('\n');
+        }
+        fs::write(run.join("records.jsonl"), text).unwrap();
+        let info = json!({
+            "format": 1, "run_id": id, "job": "j", "job_file": "j.toml",
+            "jobpool_version": "0.1.0", "state": "finished",
+            "started_at": format!("2026-01-01T00:00:0{}.000000Z", u8::from(resumed)),
+            "task_kind": "test", "backend": "processes", "order": "submission",
+            "resume": resumed, "counts": {"ok": 2}, "resumed": if resumed { 2 } else { 0 },
+        });
+        fs::write(run.join("run.json"), info.to_string()).unwrap();
+    }
+    let index = resume_index(&j).unwrap();
+    assert!(!index.used_index_file());
+    assert_eq!((index.len(), index.get("b").unwrap().value), (2, Some(json!(1))));
+    let latest = latest_run(dir.path(), "j").unwrap().unwrap();
+    let recs = read_records(&latest.path).unwrap();
+    assert_eq!(recs.len(), 2);
+    assert!(recs.iter().all(|r| r.resumed));
+    // The first compaction writes the index file; nothing else changes.
+    store::compact(&runs).unwrap();
+    let index = resume_index(&j).unwrap();
+    assert!(index.used_index_file() && index.len() == 2 && index.journals_read() == 0);
 }
