@@ -281,8 +281,9 @@ impl Frontends<'_> {
         let Some(builder) = self.report.take() else { return };
         let summary = builder.finish(source.info.as_ref());
         for (format, path) in &self.reports {
-            let result = report::render(*format, &source, &summary, None)
-                .and_then(|text| super::report::write_out(Some(path), &text));
+            let result = super::report::write_with(Some(path), |out| {
+                report::render_to(*format, &source, &summary, None, out)
+            });
             if let Err(e) = result {
                 say(&diag::render(&RunProblem {
                     what: format!(

@@ -180,10 +180,19 @@ fn previous(dir: &Path) -> Result<Found, (String, Option<&'static str>)> {
 
 /// Write `text` to `path` through a temporary file beside it, or to stdout.
 pub fn write_out(path: Option<&Path>, text: &str) -> std::io::Result<()> {
+    write_with(path, |out| out.write_all(text.as_bytes()))
+}
+
+/// Let `fill` write to `path` through a temporary file beside it (renamed into place
+/// only when `fill` succeeds), or to stdout (a closed stdout is not an error).
+pub fn write_with(
+    path: Option<&Path>,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     match path {
         None => {
-            let r = std::io::stdout().lock().write_all(text.as_bytes());
-            match r {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match fill(&mut out).and_then(|()| out.flush()) {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 r => r,
             }
@@ -195,12 +204,35 @@ pub fn write_out(path: Option<&Path>, text: &str) -> std::io::Result<()> {
                 std::fs::create_dir_all(parent)?;
             }
             let temp = path.with_file_name(format!(".{name}.tmp-{:04x}", fastrand::u16(..)));
-            let result = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, path));
+            let result = std::fs::File::create(&temp)
+                .and_then(|f| {
+                    let mut out = std::io::BufWriter::with_capacity(256 * 1024, f);
+                    fill(&mut out)?;
+                    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+                })
+                .and_then(|()| std::fs::rename(&temp, path));
             if result.is_err() {
                 let _ = std::fs::remove_file(&temp);
             }
             result
         }
+    }
+}
+
+/// A writer that remembers whether a write failed (to tell a report's read errors from
+/// its write errors).
+struct Tracked<'a> {
+    inner: &'a mut dyn Write,
+    failed: bool,
+}
+
+impl Write for Tracked<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }
 
@@ -276,11 +308,21 @@ pub fn run(args: ReportArgs, registry: &Registry) -> u8 {
             }
         }
     };
-    let text = match report::render(format, &new.source, &summary, comparison.as_ref()) {
-        Ok(t) => t,
-        Err(e) => return read(e, &new.source),
-    };
-    if let Err(e) = write_out(args.output.as_deref(), &text) {
+    let mut read_error = None;
+    let written = write_with(args.output.as_deref(), |out| {
+        let mut out = Tracked { inner: out, failed: false };
+        let r = report::render_to(format, &new.source, &summary, comparison.as_ref(), &mut out);
+        if let Err(e) = &r
+            && !out.failed
+        {
+            read_error = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        r
+    });
+    if let Some(e) = read_error {
+        return read(e, &new.source);
+    }
+    if let Err(e) = written {
         let to = args.output.as_deref().map_or("stdout".into(), |p| p.display().to_string());
         say(&diag::render(&RunProblem { what: format!("cannot write {to}: {e}"), help: None }));
         return TASK_FAILED;

@@ -4,14 +4,14 @@
 //! `ok` is a pass; `error` a `<failure>` (the task said no); `timeout` and `crashed` an
 //! `<error>` (it never gave an answer); `cancelled` and `skipped` are `<skipped>`.
 
-use std::io;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::fmt;
 use super::summary::Summary;
-use crate::record::{Status, TaskRecord};
+use crate::record::{Status, StatusCounts, TaskRecord};
 
 fn millis(ms: f64) -> Duration {
     Duration::from_secs_f64((ms / 1000.0).max(0.0))
@@ -53,19 +53,12 @@ fn case(r: &TaskRecord, class: &str) -> TestCase {
     case
 }
 
-/// `records` (every submission, any order) as JUnit XML: one `<testsuite>` for the job,
-/// its test cases in plan order. Each record becomes its test case as it is read.
-pub fn render(
-    summary: &Summary,
-    records: impl IntoIterator<Item = io::Result<TaskRecord>>,
-) -> io::Result<String> {
+/// Test cases serialized at a time.
+const BATCH: usize = 2048;
+
+/// The suite around the test cases: its name, time, properties and totals.
+fn envelope(summary: &Summary, counts: StatusCounts) -> Report {
     let job = fmt::title(summary);
-    let mut cases: Vec<(u64, TestCase)> = Vec::new();
-    for r in records {
-        let r = r?;
-        cases.push((r.index, case(&r, &job)));
-    }
-    cases.sort_by_key(|c| c.0);
     let mut suite = TestSuite::new(job.as_str());
     suite.set_time(millis(summary.wall_ms));
     if let Some(id) = &summary.run.id {
@@ -74,9 +67,142 @@ pub fn render(
     if let Some(f) = &summary.run.job_file {
         suite.add_property(Property::new("job_file", f.as_str()));
     }
-    suite.add_test_cases(cases.into_iter().map(|c| c.1));
+    suite.add_property(Property::new("records", counts.total().to_string()));
+    suite.tests = counts.total() as usize;
+    suite.failures = counts.error as usize;
+    suite.errors = (counts.timeout + counts.crashed) as usize;
+    suite.skipped = (counts.cancelled + counts.skipped) as usize;
     let mut report = Report::new("jobpool");
     report.set_time(millis(summary.wall_ms));
     report.add_test_suite(suite);
-    report.to_string().map_err(io::Error::other)
+    report
+}
+
+/// Where the test cases go in `xml` (a report of one suite): before the line of its last
+/// `</testsuite>`.
+fn cases_end(xml: &str) -> io::Result<usize> {
+    let close = xml
+        .rfind("</testsuite>")
+        .ok_or_else(|| io::Error::other("quick-junit wrote no </testsuite>"))?;
+    Ok(xml[..close].rfind('\n').map_or(close, |n| n + 1))
+}
+
+/// The serialized test cases of `batch` (whole lines, as they sit in a suite).
+fn write_batch(name: &str, batch: &mut Vec<TestCase>, out: &mut dyn Write) -> io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut suite = TestSuite::new(name);
+    suite.add_test_cases(batch.drain(..));
+    let mut report = Report::new("jobpool");
+    report.add_test_suite(suite);
+    let xml = report.to_string().map_err(io::Error::other)?;
+    let first = xml.find("<testcase").ok_or_else(|| io::Error::other("no <testcase>"))?;
+    let start = xml[..first].rfind('\n').map_or(first, |n| n + 1);
+    out.write_all(&xml.as_bytes()[start..cases_end(&xml)?])
+}
+
+/// Write `records` — every submission, **in plan order** (as [`crate::store::ByIndex`]
+/// reads a run) — as JUnit XML to `out`: one `<testsuite>` for the job. `counts` are
+/// the records by status, known before: the totals come before the test cases in the
+/// XML. Memory: [`BATCH`] test cases at a time; every piece of XML is quick-junit's
+/// (a batch of cases is serialized in a suite of its own and its case lines are spliced
+/// into the suite of the job).
+///
+/// Fails, after writing part of the XML, when the records do not match `counts` (the
+/// run changed while being read).
+pub fn write(
+    summary: &Summary,
+    counts: StatusCounts,
+    records: impl IntoIterator<Item = io::Result<TaskRecord>>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let job = fmt::title(summary);
+    let head = envelope(summary, counts).to_string().map_err(io::Error::other)?;
+    let cut = cases_end(&head)?;
+    out.write_all(&head.as_bytes()[..cut])?;
+    let mut seen = StatusCounts::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    for r in records {
+        let r = r?;
+        seen.add(r.status);
+        batch.push(case(&r, &job));
+        if batch.len() == BATCH {
+            write_batch(&job, &mut batch, out)?;
+        }
+    }
+    write_batch(&job, &mut batch, out)?;
+    if seen != counts {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the run's records changed while being read",
+        ));
+    }
+    out.write_all(&head.as_bytes()[cut..])
+}
+
+/// `records` (every submission, any order) as JUnit XML (see [`write`]): they are held
+/// and sorted in memory; [`write`] with [`crate::store::ByIndex`] is for whole runs.
+pub fn render(
+    summary: &Summary,
+    records: impl IntoIterator<Item = io::Result<TaskRecord>>,
+) -> io::Result<String> {
+    let mut all = records.into_iter().collect::<io::Result<Vec<TaskRecord>>>()?;
+    all.sort_by_key(|r| r.index);
+    let mut counts = StatusCounts::default();
+    for r in &all {
+        counts.add(r.status);
+    }
+    let mut out = Vec::new();
+    write(summary, counts, all.into_iter().map(Ok), &mut out)?;
+    String::from_utf8(out).map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, json};
+
+    /// The XML of the same suite built whole by quick-junit.
+    fn whole(summary: &Summary, records: &[TaskRecord]) -> String {
+        let mut counts = StatusCounts::default();
+        records.iter().for_each(|r| counts.add(r.status));
+        let mut report = envelope(summary, counts);
+        let job = fmt::title(summary);
+        let suite = &mut report.test_suites[0];
+        suite.test_cases = records.iter().map(|r| case(r, &job)).collect();
+        report.to_string().unwrap()
+    }
+
+    #[test]
+    fn batches_spliced_into_the_suite_are_the_xml_quick_junit_writes_whole() {
+        let statuses = [Status::Ok, Status::Error, Status::Timeout, Status::Skipped];
+        for n in [0, 1, BATCH - 1, BATCH, 2 * BATCH + 3] {
+            let records: Vec<TaskRecord> = (0..n as u64)
+                .map(|i| {
+                    let mut args = Map::new();
+                    args.insert("x".into(), json!(format!("<{i}> & \"q\"")));
+                    let st = statuses[i as usize % 4];
+                    let mut r = TaskRecord::new(i, format!("k{i}"), args, st);
+                    r.value = (st == Status::Ok).then(|| json!(i));
+                    r.error = (st != Status::Ok).then(|| format!("bad ]]> {i}"));
+                    r.stderr = Some(if i % 3 == 0 { String::new() } else { format!("e{i}") });
+                    r
+                })
+                .collect();
+            let mut summary = crate::report::Builder::new().finish(None);
+            summary.run.id = Some("r1".into());
+            let streamed = render(&summary, records.iter().rev().cloned().map(Ok)).unwrap();
+            assert_eq!(streamed, whole(&summary, &records), "{n} records");
+        }
+    }
+
+    #[test]
+    fn records_that_do_not_match_the_counts_are_an_error() {
+        let r = TaskRecord::new(0, "k".into(), Map::new(), Status::Ok);
+        let counts = StatusCounts { error: 1, ..StatusCounts::default() };
+        let mut out = Vec::new();
+        let e = write(&crate::report::Builder::new().finish(None), counts, [Ok(r)], &mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
 }

@@ -133,6 +133,11 @@ impl RunSource {
         RunRecords::open(&self.journal, self.run_dir.as_deref(), self.info.as_ref())
     }
 
+    /// The records in submission order, read back one at a time.
+    pub fn records_by_index(&self) -> io::Result<store::ByIndex> {
+        store::ByIndex::open(&self.journal, self.run_dir.as_deref(), self.info.as_ref())
+    }
+
     /// Read every record into a summary (in parallel).
     pub fn summarize(&self) -> io::Result<Summary> {
         summarize_run(&self.journal, self.run_dir.as_deref(), self.info.as_ref())
@@ -140,18 +145,36 @@ impl RunSource {
 }
 
 /// The one renderer: `summary` (and `comparison`, with `--compare`) as `format`.
-/// `junit` lists every submission, so it reads the records of `source` again (a test
-/// case per record, in memory: JUnit is for CI-sized runs).
+/// `junit` lists every submission, so it reads the records of `source` again, in plan
+/// order (see [`render_to`]).
 pub fn render(
     format: Format,
     source: &RunSource,
     summary: &Summary,
     comparison: Option<&Comparison>,
 ) -> io::Result<String> {
-    Ok(match format {
-        Format::Md => md::render(summary, comparison),
-        Format::Html => html::render(summary, comparison),
-        Format::Json => json::render(summary, comparison),
-        Format::Junit => junit::render(summary, source.records()?)?,
-    })
+    let mut out = Vec::new();
+    render_to(format, source, summary, comparison, &mut out)?;
+    String::from_utf8(out).map_err(io::Error::other)
+}
+
+/// [`render`] into `out`. JUnit is written as it is read: its test cases are read back
+/// from the journal by index ([`store::ByIndex`]: about 32 bytes per record held, not
+/// the records) and serialized a batch at a time.
+pub fn render_to(
+    format: Format,
+    source: &RunSource,
+    summary: &Summary,
+    comparison: Option<&Comparison>,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
+    match format {
+        Format::Md => out.write_all(md::render(summary, comparison).as_bytes()),
+        Format::Html => out.write_all(html::render(summary, comparison).as_bytes()),
+        Format::Json => out.write_all(json::render(summary, comparison).as_bytes()),
+        Format::Junit => {
+            let records = source.records_by_index()?;
+            junit::write(summary, records.counts(), records, out)
+        }
+    }
 }

@@ -44,7 +44,7 @@ mod resume;
 pub use self::journal::Records;
 pub use self::prune::{Pruned, prune};
 pub use self::refs::{
-    RESUMED_DIR, RESUMED_FILE, RunRecords, job_index_of, read_records, records, resumed_path,
+    ByIndex, RESUMED_DIR, RESUMED_FILE, RunRecords, job_index_of, read_records, records, resumed_path,
     resumed_refs,
 };
 pub use self::resume::{INDEX_FILE, ResumeIndex, compact, resume_index, resume_index_in};

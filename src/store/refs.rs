@@ -202,3 +202,116 @@ pub fn records(run_dir: &Path) -> io::Result<RunRecords> {
 pub fn read_records(run_dir: &Path) -> io::Result<Vec<TaskRecord>> {
     records(run_dir)?.collect()
 }
+
+/// Where one record of [`ByIndex`] is.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    /// A journal line.
+    Line { offset: u64, len: u32 },
+    /// A reference (its position in the references).
+    Ref(u32),
+}
+
+/// The records of a run in submission order (by `index`), read back one at a time:
+/// memory is about 32 bytes per record (plus the references' keys), not the records.
+/// A first pass over the journal reads each line's index and status ([`ByIndex::counts`]
+/// are known before the first record); the records are then read back by offset.
+#[derive(Debug)]
+pub struct ByIndex {
+    entries: Vec<(u64, Entry)>,
+    next: usize,
+    journal: File,
+    refs: Vec<(u64, String)>,
+    index: Option<ResumeIndex>,
+    counts: crate::record::StatusCounts,
+    skipped: u64,
+}
+
+/// The fields the first pass of [`ByIndex`] reads; serde skips the rest.
+#[derive(Deserialize)]
+struct IndexHead {
+    index: u64,
+    status: crate::record::Status,
+}
+
+impl ByIndex {
+    /// The records in `journal` and those the run in `run_dir` took from earlier runs.
+    pub fn open(
+        journal: &Path,
+        run_dir: Option<&Path>,
+        info: Option<&RunInfo>,
+    ) -> io::Result<ByIndex> {
+        let file = File::open(journal)?;
+        let mut entries = Vec::new();
+        let mut counts = crate::record::StatusCounts::default();
+        let mut skipped = 0;
+        let mut lines = Lines::new(BufReader::with_capacity(256 * 1024, file.try_clone()?));
+        while let Some((offset, line)) = lines.next_line()? {
+            match (serde_json::from_slice::<IndexHead>(line), u32::try_from(line.len())) {
+                (Ok(h), Ok(len)) => {
+                    counts.add(h.status);
+                    entries.push((h.index, Entry::Line { offset, len }));
+                }
+                _ => skipped += 1,
+            }
+        }
+        let mut refs = Vec::new();
+        let mut index = None;
+        if let Some(dir) = run_dir {
+            refs = resumed_refs(dir, info)?;
+            if !refs.is_empty() {
+                let ix = job_index_of(dir)?;
+                for (n, (i, key)) in refs.iter().enumerate() {
+                    if ix.contains_key(key) {
+                        counts.add(crate::record::Status::Ok);
+                        entries.push((*i, Entry::Ref(n as u32)));
+                    } else {
+                        skipped += 1;
+                    }
+                }
+                index = Some(ix);
+            }
+        }
+        entries.sort_by_key(|e| e.0);
+        Ok(ByIndex { entries, next: 0, journal: file, refs, index, counts, skipped })
+    }
+
+    /// The records by status (before reading them).
+    pub fn counts(&self) -> crate::record::StatusCounts {
+        self.counts
+    }
+
+    /// Journal lines that are not records, and references whose record is gone.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    fn changed() -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, "the run's records changed while being read")
+    }
+}
+
+impl Iterator for ByIndex {
+    type Item = io::Result<TaskRecord>;
+
+    fn next(&mut self) -> Option<io::Result<TaskRecord>> {
+        use std::os::unix::fs::FileExt;
+        let (i, entry) = *self.entries.get(self.next)?;
+        self.next += 1;
+        Some(match entry {
+            Entry::Line { offset, len } => {
+                let mut buf = vec![0; len as usize];
+                self.journal
+                    .read_exact_at(&mut buf, offset)
+                    .and_then(|()| serde_json::from_slice(&buf).map_err(|_| ByIndex::changed()))
+            }
+            Entry::Ref(n) => {
+                let key = &self.refs[n as usize].1;
+                match self.index.as_ref().and_then(|ix| ix.get(key)) {
+                    Some(r) => Ok(r.resumed_at(i)),
+                    None => Err(ByIndex::changed()),
+                }
+            }
+        })
+    }
+}
