@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use rayon::prelude::*;
 
 use super::fmt;
 use super::summary::Summary;
@@ -53,8 +54,8 @@ fn case(r: &TaskRecord, class: &str) -> TestCase {
     case
 }
 
-/// Test cases serialized at a time.
-const BATCH: usize = 2048;
+/// Records held and serialized at a time.
+const BATCH: usize = 4096;
 
 /// The suite around the test cases: its name, time, properties and totals.
 fn envelope(summary: &Summary, counts: StatusCounts) -> Report {
@@ -87,27 +88,36 @@ fn cases_end(xml: &str) -> io::Result<usize> {
     Ok(xml[..close].rfind('\n').map_or(close, |n| n + 1))
 }
 
-/// The serialized test cases of `batch` (whole lines, as they sit in a suite).
-fn write_batch(name: &str, batch: &mut Vec<TestCase>, out: &mut dyn Write) -> io::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+/// The test cases of `records`, serialized by quick-junit (whole lines, as they sit in
+/// a suite).
+fn serialize_cases(name: &str, records: &[TaskRecord]) -> io::Result<Vec<u8>> {
     let mut suite = TestSuite::new(name);
-    suite.add_test_cases(batch.drain(..));
+    suite.add_test_cases(records.iter().map(|r| case(r, name)));
     let mut report = Report::new("jobpool");
     report.add_test_suite(suite);
     let xml = report.to_string().map_err(io::Error::other)?;
     let first = xml.find("<testcase").ok_or_else(|| io::Error::other("no <testcase>"))?;
     let start = xml[..first].rfind('\n').map_or(first, |n| n + 1);
-    out.write_all(&xml.as_bytes()[start..cases_end(&xml)?])
+    Ok(xml.as_bytes()[start..cases_end(&xml)?].to_vec())
+}
+
+/// Write the test cases of `batch` (serialized in parallel, written in order) and empty it.
+fn write_batch(name: &str, batch: &mut Vec<TaskRecord>, out: &mut dyn Write) -> io::Result<()> {
+    let parts: Vec<io::Result<Vec<u8>>> =
+        batch.par_chunks(256).map(|c| serialize_cases(name, c)).collect();
+    for p in parts {
+        out.write_all(&p?)?;
+    }
+    batch.clear();
+    Ok(())
 }
 
 /// Write `records` — every submission, **in plan order** (as [`crate::store::ByIndex`]
 /// reads a run) — as JUnit XML to `out`: one `<testsuite>` for the job. `counts` are
 /// the records by status, known before: the totals come before the test cases in the
-/// XML. Memory: [`BATCH`] test cases at a time; every piece of XML is quick-junit's
-/// (a batch of cases is serialized in a suite of its own and its case lines are spliced
-/// into the suite of the job).
+/// XML. Memory: [`BATCH`] records at a time, serialized in parallel; every piece of XML
+/// is quick-junit's (a slice of cases is serialized in a suite of its own and its case
+/// lines are spliced into the suite of the job).
 ///
 /// Fails, after writing part of the XML, when the records do not match `counts` (the
 /// run changed while being read).
@@ -126,7 +136,7 @@ pub fn write(
     for r in records {
         let r = r?;
         seen.add(r.status);
-        batch.push(case(&r, &job));
+        batch.push(r);
         if batch.len() == BATCH {
             write_batch(&job, &mut batch, out)?;
         }

@@ -484,3 +484,80 @@ fn the_html_report_renders_in_headless_chromium() {
         assert!(png_is_not_blank(&bytes), "blank screenshot: {} bytes", bytes.len());
     }
 }
+
+/// The run folders of job `sq`, oldest first (no kept folders).
+fn sq_runs(dir: &Path) -> Vec<PathBuf> {
+    store::list_runs(dir, "sq")
+        .unwrap()
+        .into_iter()
+        .filter(|r| !r.is_compacted())
+        .map(|r| r.path)
+        .collect()
+}
+
+fn report_json(dir: &Path, run: &Path) -> Value {
+    let out = jobpool(dir, &["report", "--format", "json", run.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+#[test]
+fn resumed_runs_journal_only_what_ran_and_still_report_every_record() {
+    let job = Job::new(
+        "name = \"sq\"\n[task]\nkind = \"script\"\nscript = \"i * i\"\n[args]\ni = { range = [0, 20] }\n",
+    );
+    let d = job.dir.path();
+    assert_eq!(code(&job.run(&["-q"])), 0);
+    for _ in 0..2 {
+        let out = job.run(&["-q", "--resume"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let runs = sq_runs(d);
+    assert_eq!(runs.len(), 3);
+    for run in &runs[1..] {
+        assert_eq!(fs::read_to_string(run.join("records.jsonl")).unwrap(), "", "nothing ran");
+    }
+    let shared: Vec<_> = fs::read_dir(d.join(".jobpool/runs/sq/resumed")).unwrap().collect();
+    assert_eq!(shared.len(), 1, "two fully resumed runs share one references file");
+    assert!(d.join(".jobpool/runs/sq/index.jsonl").is_file());
+
+    // Every format sees all 20 records of the latest run.
+    let doc = report_json(d, &runs[2]);
+    assert_eq!((doc["summary"]["total"].as_u64(), doc["summary"]["resumed"].as_u64()), (Some(20), Some(20)));
+    assert_eq!(doc["summary"]["value"]["count"], 20);
+    let out = jobpool(d, &["report", "--format", "junit", runs[2].to_str().unwrap()]);
+    let xml = stdout(&out);
+    let parsed = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let cases: Vec<_> = parsed.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 20);
+    assert!(cases[19].attribute("name").unwrap().starts_with("[19] i=19"), "{xml}");
+    let out = jobpool(d, &["report", "--compare", "previous", "--format", "json"]);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["comparison"]["unchanged"], 20, "{doc}");
+    // `runs` counts them too.
+    assert!(stdout(&jobpool(d, &["runs"])).contains("20 ok"));
+
+    // Prune to the latest run: its report is still complete, and resume takes everything.
+    let out = jobpool(d, &["runs", "--prune", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(sq_runs(d), runs[2..].to_vec());
+    assert_eq!(report_json(d, &runs[2])["summary"]["total"], 20);
+    assert_eq!(fs::read_dir(d.join(".jobpool/runs/sq/resumed")).unwrap().count(), 1);
+    assert_eq!(code(&job.run(&["-q", "--resume"])), 0);
+    let latest = sq_runs(d).pop().unwrap();
+    assert_eq!(fs::read_to_string(latest.join("records.jsonl")).unwrap(), "");
+    assert_eq!(store::read_run_info(&latest).unwrap().resumed, 20);
+
+    // Five more values: five run, twenty are referenced, the sink has all 25 in order.
+    job.write(
+        "job.toml",
+        "name = \"sq\"\n[task]\nkind = \"script\"\nscript = \"i * i\"\n[args]\ni = { range = [0, 25] }\n[[sink]]\nto = \"out.jsonl\"\nformat = \"jsonl\"\n",
+    );
+    assert_eq!(code(&job.run(&["-q", "--resume"])), 0);
+    let latest = sq_runs(d).pop().unwrap();
+    assert_eq!(fs::read_to_string(latest.join("records.jsonl")).unwrap().lines().count(), 5);
+    let values: Vec<u64> = job.jsonl("out.jsonl").iter().map(|r| r["value"].as_u64().unwrap()).collect();
+    assert_eq!(values, (0..25).map(|i| i * i).collect::<Vec<u64>>());
+    let doc = report_json(d, &latest);
+    assert_eq!((doc["summary"]["total"].as_u64(), doc["summary"]["ran"].as_u64()), (Some(25), Some(5)));
+}
