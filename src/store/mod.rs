@@ -411,9 +411,11 @@ impl RunStore {
         let runs_dir = self.dir.parent().map(Path::to_path_buf);
         let mut local_refs = None;
         if let (Some(refs), Some(runs)) = (self.refs.take(), &runs_dir) {
-            let (hash, local) = refs.finish(runs)?;
-            self.info.resumed_set = Some(hash);
-            local_refs = Some(local);
+            // When the shared file cannot be made, the run's own file stays and is read.
+            if let Ok((hash, local)) = refs.finish(runs) {
+                self.info.resumed_set = Some(hash);
+                local_refs = Some(local);
+            }
         }
         self.info.state = RunState::Finished;
         self.info.ended_at = Some(now_rfc3339());

@@ -74,19 +74,30 @@ impl RefWriter {
     }
 
     /// Flush and sync the file, then give it its shared name in `runs_dir/resumed/`
-    /// (a hard link; an identical file there already is kept). Returns the name (the
-    /// hash) for `run.json`; the caller removes the run's own file once `run.json` names
-    /// the shared one ([`RefWriter::remove_local`]).
+    /// (a hard link, else a copy; an identical file there already is kept). Returns the
+    /// name (the hash) for `run.json` and the run's own file, which the caller removes
+    /// once `run.json` names the shared one.
     pub(crate) fn finish(self, runs_dir: &Path) -> io::Result<(String, PathBuf)> {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         let hash = self.hasher.finalize().to_hex()[..32].to_string();
         let dir = runs_dir.join(RESUMED_DIR);
         fs::create_dir_all(&dir)?;
-        match fs::hard_link(&self.path, dir.join(format!("{hash}.jsonl"))) {
+        let shared = dir.join(format!("{hash}.jsonl"));
+        match fs::hard_link(&self.path, &shared) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+            // A file system without hard links: a copy, renamed into place whole.
+            Err(_) => {
+                let temp = dir.join(format!(".{hash}.tmp-{:04x}", fastrand::u16(..)));
+                let copied = fs::copy(&self.path, &temp)
+                    .and_then(|_| File::open(&temp)?.sync_all())
+                    .and_then(|()| fs::rename(&temp, &shared));
+                if copied.is_err() {
+                    let _ = fs::remove_file(&temp);
+                }
+                copied?;
+            }
         }
         Ok((hash, self.path))
     }
