@@ -212,7 +212,8 @@ mod tests {
         let r = TaskRecord::new(0, "k".into(), Map::new(), Status::Ok);
         let counts = StatusCounts { error: 1, ..StatusCounts::default() };
         let mut out = Vec::new();
-        let e = write(&crate::report::Builder::new().finish(None), counts, [Ok(r)], &mut out).unwrap_err();
+        let e = write(&crate::report::Builder::new().finish(None), counts, [Ok(r)], &mut out)
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

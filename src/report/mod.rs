@@ -107,8 +107,7 @@ impl RunSource {
     /// `records.jsonl` is read as its run's journal (with its `run.json`, and what the run
     /// took from earlier runs).
     pub fn records_file(path: &Path) -> RunSource {
-        match path.parent().filter(|_| path.file_name().is_some_and(|n| n == store::RECORDS_FILE))
-        {
+        match path.parent().filter(|_| path.file_name().is_some_and(|n| n == store::RECORDS_FILE)) {
             Some(dir) => RunSource {
                 journal: path.to_path_buf(),
                 info: store::read_run_info(dir).ok(),

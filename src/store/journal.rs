@@ -11,7 +11,6 @@ use std::path::Path;
 
 use crate::record::TaskRecord;
 
-
 /// The complete lines of a journal, as bytes without their newline; a torn last line
 /// (one without a newline) is left out.
 #[derive(Debug)]

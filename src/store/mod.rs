@@ -44,8 +44,8 @@ mod resume;
 pub use self::journal::Records;
 pub use self::prune::{Pruned, prune};
 pub use self::refs::{
-    ByIndex, RESUMED_DIR, RESUMED_FILE, RunRecords, job_index_of, read_records, records, resumed_path,
-    resumed_refs,
+    ByIndex, RESUMED_DIR, RESUMED_FILE, RunRecords, job_index_of, read_records, records,
+    resumed_path, resumed_refs,
 };
 pub use self::resume::{INDEX_FILE, ResumeIndex, compact, resume_index, resume_index_in};
 

@@ -238,7 +238,8 @@ impl ResumeIndex {
         let mut seen = 0u64;
         for line in reader.split(b'\n') {
             let line = line.ok()?;
-            let (j, offset, len, hash): (u32, u64, u32, u64) = serde_json::from_slice(&line).ok()?;
+            let (j, offset, len, hash): (u32, u64, u32, u64) =
+                serde_json::from_slice(&line).ok()?;
             seen += 1;
             if let Some(Some(n)) = slot.get(j as usize) {
                 entries.insert(hash, Location { journal: *n, len, offset });
@@ -273,7 +274,8 @@ impl ResumeIndex {
             .map(|(h, l)| (number[l.journal as usize], l.offset, l.len, *h))
             .collect();
         lines.sort_unstable();
-        let header = IndexHeader { jobpool_index: INDEX_FORMAT, journals, entries: lines.len() as u64 };
+        let header =
+            IndexHeader { jobpool_index: INDEX_FORMAT, journals, entries: lines.len() as u64 };
         let path = runs_dir.join(INDEX_FILE);
         let temp = runs_dir.join(format!(".{INDEX_FILE}.tmp-{:04x}", fastrand::u16(..)));
         let result = (|| {

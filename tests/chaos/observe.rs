@@ -86,7 +86,9 @@ pub fn read_journal(run: &Path) -> Journal {
                 r["resumed"] = true.into();
                 j.records.push(r);
             }
-            None => j.bad.push(format!("a reference to {key} (index {index}) without an ok record")),
+            None => {
+                j.bad.push(format!("a reference to {key} (index {index}) without an ok record"))
+            }
         }
     }
     j

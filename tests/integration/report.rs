@@ -523,7 +523,10 @@ fn resumed_runs_journal_only_what_ran_and_still_report_every_record() {
 
     // Every format sees all 20 records of the latest run.
     let doc = report_json(d, &runs[2]);
-    assert_eq!((doc["summary"]["total"].as_u64(), doc["summary"]["resumed"].as_u64()), (Some(20), Some(20)));
+    assert_eq!(
+        (doc["summary"]["total"].as_u64(), doc["summary"]["resumed"].as_u64()),
+        (Some(20), Some(20))
+    );
     assert_eq!(doc["summary"]["value"]["count"], 20);
     let out = jobpool(d, &["report", "--format", "junit", runs[2].to_str().unwrap()]);
     let xml = stdout(&out);
@@ -556,8 +559,12 @@ fn resumed_runs_journal_only_what_ran_and_still_report_every_record() {
     assert_eq!(code(&job.run(&["-q", "--resume"])), 0);
     let latest = sq_runs(d).pop().unwrap();
     assert_eq!(fs::read_to_string(latest.join("records.jsonl")).unwrap().lines().count(), 5);
-    let values: Vec<u64> = job.jsonl("out.jsonl").iter().map(|r| r["value"].as_u64().unwrap()).collect();
+    let values: Vec<u64> =
+        job.jsonl("out.jsonl").iter().map(|r| r["value"].as_u64().unwrap()).collect();
     assert_eq!(values, (0..25).map(|i| i * i).collect::<Vec<u64>>());
     let doc = report_json(d, &latest);
-    assert_eq!((doc["summary"]["total"].as_u64(), doc["summary"]["ran"].as_u64()), (Some(25), Some(5)));
+    assert_eq!(
+        (doc["summary"]["total"].as_u64(), doc["summary"]["ran"].as_u64()),
+        (Some(25), Some(5))
+    );
 }

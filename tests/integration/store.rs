@@ -286,7 +286,11 @@ fn a_resumed_run_references_what_it_took_and_reads_back_complete() {
     let runs = store::job_runs_dir(dir.path(), "j");
     finished_run(
         &j,
-        &[keyed(0, "a", Status::Ok, 1), keyed(1, "b", Status::Ok, 2), keyed(2, "c", Status::Error, 0)],
+        &[
+            keyed(0, "a", Status::Ok, 1),
+            keyed(1, "b", Status::Ok, 2),
+            keyed(2, "c", Status::Error, 0),
+        ],
     );
     let mut index = resume_index(&j).unwrap();
     let took = |index: &mut store::ResumeIndex, key: &str, at: u64| {
@@ -343,10 +347,8 @@ fn a_killed_resumed_run_still_reads_back_what_it_took() {
     run.append(&keyed(1, "b", Status::Error, 0)).unwrap();
     let dir_of_run = run.dir().to_path_buf();
     drop(run); // no finish: what a crash leaves (the references are in the run's folder)
-    let mut torn = fs::OpenOptions::new()
-        .append(true)
-        .open(dir_of_run.join(store::RESUMED_FILE))
-        .unwrap();
+    let mut torn =
+        fs::OpenOptions::new().append(true).open(dir_of_run.join(store::RESUMED_FILE)).unwrap();
     torn.write_all(b"{\"index\":7,\"ke").unwrap();
     let mut all = read_records(&dir_of_run).unwrap();
     all.sort_by_key(|r| r.index);
