@@ -10,10 +10,11 @@
 //! ```text
 //! <job dir>/.jobpool/
 //!   .gitignore                  "*": nothing under .jobpool/ is committed by accident
-//!   runs/<job name>/
-//!     index.jsonl               the resume index: where each key's latest ok line is
+//!   index/<job name>.jsonl      the resume index: where each key's latest ok line is
 //!                               (a cache of the journals; see `resume`)
-//!     resumed/<hash>.jsonl      what finished resumed runs took (shared; see `refs`)
+//!   resumed/<job name>/<hash>.jsonl
+//!                               what finished resumed runs took (shared; see `refs`)
+//!   runs/<job name>/
 //!     <run id>/
 //!       run.json                metadata; rewritten (atomically) when the run ends
 //!       records.jsonl           one TaskRecord per line, flushed as each completes:
@@ -44,10 +45,10 @@ mod resume;
 pub use self::journal::Records;
 pub use self::prune::{Pruned, prune};
 pub use self::refs::{
-    ByIndex, RESUMED_DIR, RESUMED_FILE, RunRecords, job_index_of, read_records, records,
-    resumed_path, resumed_refs,
+    ByIndex, RESUMED_FILE, RunRecords, job_index_of, read_records, records, resumed_path,
+    resumed_refs,
 };
-pub use self::resume::{INDEX_FILE, ResumeIndex, compact, resume_index, resume_index_in};
+pub use self::resume::{ResumeIndex, compact, resume_index, resume_index_in};
 
 /// The folder under a job file's folder that holds jobpool's state.
 pub const STATE_DIR: &str = ".jobpool";
@@ -61,6 +62,28 @@ pub const RUN_FORMAT: u32 = 1;
 /// `<job dir>/.jobpool/runs`: the folder of every job's runs.
 pub fn runs_root(job_dir: &Path) -> PathBuf {
     job_dir.join(STATE_DIR).join("runs")
+}
+
+/// `.jobpool/index/<job>.jsonl`, the resume index file of the job whose runs are in
+/// `runs_dir` (`.jobpool/runs/<job>`); `None` when `runs_dir` is not in a `runs/` folder.
+pub fn index_path(runs_dir: &Path) -> Option<PathBuf> {
+    beside_runs(runs_dir, "index").map(|(dir, job)| dir.join(format!("{job}.jsonl")))
+}
+
+/// `.jobpool/resumed/<job>/`, the shared references files of the job whose runs are in
+/// `runs_dir`; `None` when `runs_dir` is not in a `runs/` folder.
+pub fn resumed_dir(runs_dir: &Path) -> Option<PathBuf> {
+    beside_runs(runs_dir, "resumed").map(|(dir, job)| dir.join(job))
+}
+
+/// `(.jobpool/<what>, <job>)` for `.jobpool/runs/<job>`.
+fn beside_runs(runs_dir: &Path, what: &str) -> Option<(PathBuf, String)> {
+    let job = runs_dir.file_name()?.to_str()?.to_string();
+    let runs = runs_dir.parent()?;
+    if runs.file_name()? != "runs" {
+        return None;
+    }
+    Some((runs.parent()?.join(what), job))
 }
 
 /// `<job dir>/.jobpool/runs/<job name>`: the folder of one job's runs. The name is made
@@ -176,7 +199,7 @@ pub struct RunInfo {
     #[serde(default)]
     pub cancelled: Option<String>,
     /// The shared file of the records this run took from earlier runs
-    /// (`resumed/<this>.jsonl` beside the runs; see [`records`]), once it finished.
+    /// (`.jobpool/resumed/<job>/<this>.jsonl`; see [`records`]), once it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_set: Option<String>,
     /// Not a run: the `ok` records of pruned runs that `--resume` still uses, kept by
@@ -404,7 +427,7 @@ impl RunStore {
 
     /// End the run: fsync the journal once and rewrite `run.json` with the end time, the
     /// counts by status, the wall time and the exit code. The references of records taken
-    /// from earlier runs move to the job's shared `resumed/` folder, and the job's resume
+    /// from earlier runs move to the job's shared `.jobpool/resumed/<job>/`, and its resume
     /// index file is brought up to date (not by a shard: many may end at once).
     pub fn finish(mut self, end: RunEnd) -> io::Result<RunInfo> {
         self.journal.sync_all()?;

@@ -8,7 +8,7 @@
 //! `"compacted": true`), dated like the newest removed run so it sorts before every kept
 //! run. It replaces the previous such folder, is not counted as a run, and is not a
 //! report's "latest run". Disk use after a prune is the kept runs plus at most one record
-//! per key. Shared reference files (`resumed/`) that no kept run names are removed, and
+//! per key. Shared reference files (`.jobpool/resumed/<job>/`) no kept run names are removed, and
 //! the job's resume index file is written anew.
 
 use std::collections::{HashMap, HashSet};
@@ -155,17 +155,20 @@ pub fn prune(job_dir: &Path, job_name: &str, keep: usize) -> io::Result<Pruned> 
     let runs_dir = super::job_runs_dir(job_dir, job_name);
     remove_unused_refs(&runs_dir)?;
     // The index pointed into removed journals: write it anew from what is left.
-    match fs::remove_file(runs_dir.join(super::INDEX_FILE)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+    if let Some(index) = super::index_path(&runs_dir) {
+        match fs::remove_file(index) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     super::compact(&runs_dir)?;
     Ok(out)
 }
 
-/// Remove the shared reference files (`resumed/*.jsonl`) no remaining run names.
+/// Remove the shared reference files (`.jobpool/resumed/<job>/*.jsonl`) no remaining
+/// run names.
 fn remove_unused_refs(runs_dir: &Path) -> io::Result<()> {
-    let dir = runs_dir.join(super::RESUMED_DIR);
+    let Some(dir) = super::resumed_dir(runs_dir) else { return Ok(()) };
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

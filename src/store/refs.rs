@@ -3,7 +3,7 @@
 //! A run started with `--resume` journals only what it executed. For each record it took
 //! from an earlier run it writes one reference line, `{"index":5,"key":"…"}` (its
 //! position in this run's plan and its content key), to `resumed.jsonl` in its folder.
-//! When the run finishes, that file moves to the job's `resumed/<hash>.jsonl`, named by
+//! When the run finishes, that file moves to `.jobpool/resumed/<job>/<hash>.jsonl`, named by
 //! the hash of its content, and `run.json` names it (`resumed_set`): successive runs
 //! that took the same records share one file, so a fully resumed run adds a `run.json`
 //! and an empty journal to the store, not a copy of every record.
@@ -27,12 +27,10 @@ use crate::record::TaskRecord;
 
 use super::journal::{Lines, Records};
 use super::resume::{ResumeIndex, resume_index_in};
-use super::{RECORDS_FILE, RunInfo, read_run_info};
+use super::{RECORDS_FILE, RunInfo, read_run_info, resumed_dir};
 
 /// The references of a run still going on (or killed), in its folder.
 pub const RESUMED_FILE: &str = "resumed.jsonl";
-/// The folder of finished runs' references, in a job's runs folder.
-pub const RESUMED_DIR: &str = "resumed";
 
 /// One reference line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,7 +71,7 @@ impl RefWriter {
         self.out.write_all(&self.line)
     }
 
-    /// Flush and sync the file, then give it its shared name in `runs_dir/resumed/`
+    /// Flush and sync the file, then give it its shared name in `.jobpool/resumed/<job>/`
     /// (a hard link, else a copy; an identical file there already is kept). Returns the
     /// name (the hash) for `run.json` and the run's own file, which the caller removes
     /// once `run.json` names the shared one.
@@ -81,7 +79,8 @@ impl RefWriter {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         let hash = self.hasher.finalize().to_hex()[..32].to_string();
-        let dir = runs_dir.join(RESUMED_DIR);
+        let dir = resumed_dir(runs_dir)
+            .ok_or_else(|| io::Error::other("the run is not in a .jobpool/runs/ folder"))?;
         fs::create_dir_all(&dir)?;
         let shared = dir.join(format!("{hash}.jsonl"));
         match fs::hard_link(&self.path, &shared) {
@@ -107,7 +106,7 @@ impl RefWriter {
 /// the run's own (a run still going on, or killed before it finished).
 pub fn resumed_path(run_dir: &Path, info: Option<&RunInfo>) -> Option<PathBuf> {
     if let Some(hash) = info.and_then(|i| i.resumed_set.as_deref()) {
-        let shared = run_dir.parent()?.join(RESUMED_DIR).join(format!("{hash}.jsonl"));
+        let shared = resumed_dir(run_dir.parent()?)?.join(format!("{hash}.jsonl"));
         if shared.is_file() {
             return Some(shared);
         }

@@ -8,7 +8,7 @@
 //! key is compared then, so a hash collision can only cause a rerun, never a wrong record.
 //! Lines of other statuses are never kept.
 //!
-//! The compacted index, `runs/<job>/index.jsonl`: the same entries on disk, written
+//! The compacted index, `.jobpool/index/<job>.jsonl`: the same entries on disk, written
 //! atomically (temporary file, fsync, rename) when a run finishes. Its first line names
 //! the journals it covers, each with the length it covered and a fingerprint of its first
 //! bytes; then one `[journal, offset, len, key hash]` line per key. Loading it costs one
@@ -30,10 +30,8 @@ use crate::model::Job;
 use crate::record::{Status, TaskRecord};
 
 use super::journal::Lines;
-use super::{job_runs_dir, list_runs_in};
+use super::{index_path, job_runs_dir, list_runs_in};
 
-/// The compacted index's file name, in a job's runs folder.
-pub const INDEX_FILE: &str = "index.jsonl";
 /// Version of the index layout.
 const INDEX_FORMAT: u32 = 1;
 /// Bytes of a journal's head that its fingerprint covers.
@@ -204,7 +202,7 @@ impl ResumeIndex {
     /// Returns, per journal path, its slot and the bytes it covered; `None`: no usable
     /// index file (missing, another version, damaged).
     fn load_file(&mut self, runs_dir: &Path) -> Option<HashMap<String, (u32, u64)>> {
-        let file = File::open(runs_dir.join(INDEX_FILE)).ok()?;
+        let file = File::open(index_path(runs_dir)?).ok()?;
         let mut reader = BufReader::with_capacity(64 * 1024, file);
         let mut line = String::new();
         reader.read_line(&mut line).ok()?;
@@ -234,7 +232,9 @@ impl ResumeIndex {
                 n
             }));
         }
-        let mut entries = HashMap::with_capacity(header.entries as usize);
+        // Not more than the file could hold (a damaged header must not allocate wildly).
+        let most = reader.get_ref().metadata().map_or(0, |m| m.len() / 8);
+        let mut entries = HashMap::with_capacity(header.entries.min(most) as usize);
         let mut seen = 0u64;
         for line in reader.split(b'\n') {
             let line = line.ok()?;
@@ -276,8 +276,11 @@ impl ResumeIndex {
         lines.sort_unstable();
         let header =
             IndexHeader { jobpool_index: INDEX_FORMAT, journals, entries: lines.len() as u64 };
-        let path = runs_dir.join(INDEX_FILE);
-        let temp = runs_dir.join(format!(".{INDEX_FILE}.tmp-{:04x}", fastrand::u16(..)));
+        let Some(path) = index_path(runs_dir) else { return Ok(()) };
+        let dir = path.parent().unwrap_or(runs_dir);
+        fs::create_dir_all(dir)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = dir.join(format!(".{name}.tmp-{:04x}", fastrand::u16(..)));
         let result = (|| {
             let mut w = io::BufWriter::with_capacity(256 * 1024, File::create(&temp)?);
             serde_json::to_writer(&mut w, &header)?;

@@ -69,7 +69,7 @@
 //!    torn last line only after a SIGKILL of jobpool; at most one record per submission.
 //!    A run's records are its journal plus the records it took from earlier runs, which
 //!    it references (`{"index","key"}` lines in its `resumed.jsonl`, or in the shared
-//!    `resumed/<hash>.jsonl` its `run.json` names); the harness resolves each reference
+//!    `.jobpool/resumed/<job>/<hash>.jsonl` its `run.json` names); the harness resolves each reference
 //!    to the `ok` record of that key in another journal, and one that resolves to none
 //!    is a violation.
 //! 6. **Every submission gets a record**: a run that exited with a code journaled one

@@ -44,15 +44,14 @@ pub fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// The run folders of the job, sorted by name (so by start time). (`resumed/`, the
-/// shared references of resumed runs, is not a run.)
+/// The run folders of the job, sorted by name (so by start time).
 pub fn run_dirs(job_dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = fs::read_dir(job_dir.join(".jobpool/runs/job"))
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !p.ends_with("resumed"))
+        .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
     dirs
@@ -61,7 +60,7 @@ pub fn run_dirs(job_dir: &Path) -> Vec<PathBuf> {
 /// A journal as read back: its records, whether its last line is torn, and complete
 /// lines that are not records. A resumed run journals only what it ran; the records it
 /// took from earlier runs are references (`{"index", "key"}` lines in its `resumed.jsonl`,
-/// or in the job's `resumed/<hash>.jsonl` that its `run.json` names), resolved here to
+/// or in `.jobpool/resumed/<job>/<hash>.jsonl` that its `run.json` names), resolved here to
 /// the `ok` record of that key in another journal, with its index and `resumed: true`.
 #[derive(Debug, Default)]
 pub struct Journal {
@@ -100,7 +99,7 @@ fn run_dirs_in(job_runs: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !p.ends_with("resumed"))
+        .filter(|p| p.is_dir())
         .collect()
 }
 
@@ -108,7 +107,10 @@ fn run_dirs_in(job_runs: &Path) -> Vec<PathBuf> {
 fn resumed_refs(run: &Path) -> Vec<(u64, String)> {
     let shared = run_info(run).ok().and_then(|i| {
         let h = i["resumed_set"].as_str()?.to_string();
-        Some(run.parent()?.join("resumed").join(format!("{h}.jsonl")))
+        // .jobpool/runs/<job>/<run> -> .jobpool/resumed/<job>/<h>.jsonl
+        let job = run.parent()?;
+        let state = job.parent()?.parent()?;
+        Some(state.join("resumed").join(job.file_name()?).join(format!("{h}.jsonl")))
     });
     let path = shared.filter(|p| p.is_file()).unwrap_or_else(|| run.join("resumed.jsonl"));
     let text = fs::read_to_string(path).unwrap_or_default();

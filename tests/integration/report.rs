@@ -517,9 +517,9 @@ fn resumed_runs_journal_only_what_ran_and_still_report_every_record() {
     for run in &runs[1..] {
         assert_eq!(fs::read_to_string(run.join("records.jsonl")).unwrap(), "", "nothing ran");
     }
-    let shared: Vec<_> = fs::read_dir(d.join(".jobpool/runs/sq/resumed")).unwrap().collect();
+    let shared: Vec<_> = fs::read_dir(d.join(".jobpool/resumed/sq")).unwrap().collect();
     assert_eq!(shared.len(), 1, "two fully resumed runs share one references file");
-    assert!(d.join(".jobpool/runs/sq/index.jsonl").is_file());
+    assert!(d.join(".jobpool/index/sq.jsonl").is_file());
 
     // Every format sees all 20 records of the latest run.
     let doc = report_json(d, &runs[2]);
@@ -545,7 +545,7 @@ fn resumed_runs_journal_only_what_ran_and_still_report_every_record() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(sq_runs(d), runs[2..].to_vec());
     assert_eq!(report_json(d, &runs[2])["summary"]["total"], 20);
-    assert_eq!(fs::read_dir(d.join(".jobpool/runs/sq/resumed")).unwrap().count(), 1);
+    assert_eq!(fs::read_dir(d.join(".jobpool/resumed/sq")).unwrap().count(), 1);
     assert_eq!(code(&job.run(&["-q", "--resume"])), 0);
     let latest = sq_runs(d).pop().unwrap();
     assert_eq!(fs::read_to_string(latest.join("records.jsonl")).unwrap(), "");

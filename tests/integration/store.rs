@@ -305,7 +305,9 @@ fn a_resumed_run_references_what_it_took_and_reads_back_complete() {
     let info = store::read_run_info(&second).unwrap();
     assert_eq!((info.resumed, info.counts.ok), (2, 3));
     let set = info.resumed_set.clone().expect("a shared references file");
-    assert!(runs.join("resumed").join(format!("{set}.jsonl")).is_file());
+    let shared = store::resumed_dir(&runs).unwrap();
+    assert_eq!(shared, dir.path().join(".jobpool/resumed/j"));
+    assert!(shared.join(format!("{set}.jsonl")).is_file());
     assert!(!second.join("resumed.jsonl").exists(), "moved to the shared folder");
     let mut all = read_records(&second).unwrap();
     all.sort_by_key(|r| r.index);
@@ -333,7 +335,9 @@ fn a_resumed_run_references_what_it_took_and_reads_back_complete() {
         sets.push(store::read_run_info(&run).unwrap().resumed_set.unwrap());
     }
     assert_eq!(sets[0], sets[1]);
-    assert_eq!(fs::read_dir(runs.join("resumed")).unwrap().count(), 2, "{sets:?} and {set}");
+    assert_eq!(fs::read_dir(&shared).unwrap().count(), 2, "{sets:?} and {set}");
+    // The job's runs folder holds runs only.
+    assert!(fs::read_dir(&runs).unwrap().all(|e| e.unwrap().path().join("run.json").is_file()));
 }
 
 #[test]
@@ -389,9 +393,13 @@ fn resume_reads_the_index_file_not_the_journals_it_covers() {
     assert_eq!(resume_index(&j).unwrap().journals_read(), 0);
 
     // A damaged index file (cut short, or garbage) is ignored: the journals are read.
-    let path = runs.join(store::INDEX_FILE);
+    let path = store::index_path(&runs).unwrap();
+    assert_eq!(path, dir.path().join(".jobpool/index/j.jsonl"));
     let whole = fs::read(&path).unwrap();
-    for damaged in [&whole[..whole.len() - 5], &whole[..20], b"not json\n".as_slice()] {
+    let huge = b"{\"jobpool_index\":1,\"journals\":[],\"entries\":1000000000000000}\n";
+    for damaged in
+        [&whole[..whole.len() - 5], &whole[..20], b"not json\n".as_slice(), huge.as_slice()]
+    {
         fs::write(&path, damaged).unwrap();
         let index = resume_index(&j).unwrap();
         assert!(!index.used_index_file());
