@@ -215,18 +215,20 @@ impl ResumeIndex {
         let mut covered = HashMap::new();
         for c in &header.journals {
             let path = runs_dir.join(&c.path);
-            let same = File::open(&path).ok().filter(|f| {
+            // The file is opened again on first use: only journals that hold a taken
+            // record stay open, not one descriptor per past run.
+            let same = File::open(&path).is_ok_and(|f| {
                 f.metadata().is_ok_and(|m| m.len() >= c.len)
-                    && fingerprint(f, c.len).is_ok_and(|h| h == c.head)
+                    && fingerprint(&f, c.len).is_ok_and(|h| h == c.head)
             });
-            slot.push(same.map(|f| {
+            slot.push(same.then(|| {
                 let n = self.journals.len() as u32;
                 self.journals.push(Journal {
                     rel: c.path.clone(),
                     path,
                     covered: c.len,
                     head: c.head,
-                    file: OnceLock::from(Some(f)),
+                    file: OnceLock::new(),
                 });
                 covered.insert(c.path.clone(), (n, c.len));
                 n
