@@ -265,7 +265,7 @@ pub(super) fn run_job(
     control: &Control,
 ) -> u8 {
     let resume = if args.resume {
-        match store::resume_index(job) {
+        match store::resume_index_saved(job) {
             Ok(ix) => Some(ix),
             Err(e) => return fail(format!("cannot read earlier runs of {}: {e}", job.name), None),
         }

@@ -381,7 +381,7 @@ impl Session<'_> {
         };
         let resume = match all {
             Some(_) => None,
-            None => match store::resume_index(&job) {
+            None => match store::resume_index_saved(&job) {
                 Ok(ix) => Some(ix),
                 Err(e) => {
                     say(&format!(

@@ -48,7 +48,7 @@ pub use self::refs::{
     ByIndex, RESUMED_FILE, RunRecords, job_index_of, read_records, records, resumed_path,
     resumed_refs,
 };
-pub use self::resume::{ResumeIndex, compact, resume_index, resume_index_in};
+pub use self::resume::{ResumeIndex, compact, resume_index, resume_index_in, resume_index_saved};
 
 /// The folder under a job file's folder that holds jobpool's state.
 pub const STATE_DIR: &str = ".jobpool";
@@ -288,8 +288,6 @@ pub struct RunStore {
     /// (not in a shard's journal, which other processes read, nor in `collect`'s).
     refs_only: bool,
     refs: Option<refs::RefWriter>,
-    /// A shard's part of a run: many may end at once, so none writes the index file.
-    shard: bool,
 }
 
 impl RunStore {
@@ -369,7 +367,6 @@ impl RunStore {
             torn: false,
             refs_only,
             refs: None,
-            shard: meta.shard.is_some(),
         })
     }
 
@@ -449,12 +446,6 @@ impl RunStore {
         if let Some(local) = local_refs {
             // run.json names the shared file now.
             let _ = fs::remove_file(local);
-        }
-        if !self.shard
-            && let Some(runs) = &runs_dir
-        {
-            // A cache: when it cannot be written, the next `--resume` reads the journals.
-            let _ = compact(runs);
         }
         Ok(self.info)
     }

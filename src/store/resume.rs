@@ -307,6 +307,20 @@ pub fn resume_index(job: &Job) -> io::Result<ResumeIndex> {
     resume_index_in(&job_runs_dir(&job.dir, &job.name))
 }
 
+/// [`resume_index`] for a run about to use it (`run --resume`, watch mode): when it had
+/// to read journals the index file does not cover, the index file is written again, so
+/// the next `--resume` reads only what comes after. A plain run never pays for the index:
+/// each journal is read once by the first `--resume` after it. The file is a cache: when
+/// it cannot be written, the index is still returned.
+pub fn resume_index_saved(job: &Job) -> io::Result<ResumeIndex> {
+    let runs_dir = job_runs_dir(&job.dir, &job.name);
+    let index = resume_index_in(&runs_dir)?;
+    if index.read > 0 || !index.from_file {
+        let _ = index.write_file(&runs_dir);
+    }
+    Ok(index)
+}
+
 /// [`resume_index`] of the job whose runs are in `runs_dir` (`.jobpool/runs/<job>`).
 pub fn resume_index_in(runs_dir: &Path) -> io::Result<ResumeIndex> {
     let mut index = ResumeIndex::default();
@@ -352,7 +366,7 @@ pub fn resume_index_in(runs_dir: &Path) -> io::Result<ResumeIndex> {
 
 /// Bring the index file of the job whose runs are in `runs_dir` up to date: read what it
 /// does not cover and write it again, when anything was read (or it was missing).
-/// Returns the index. Called when a run finishes, by `collect` and after a prune.
+/// Returns the index. Called by `collect` and after a prune.
 pub fn compact(runs_dir: &Path) -> io::Result<ResumeIndex> {
     let index = resume_index_in(runs_dir)?;
     if index.read > 0 || !index.from_file {

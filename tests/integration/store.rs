@@ -374,6 +374,13 @@ fn resume_reads_the_index_file_not_the_journals_it_covers() {
     let runs = store::job_runs_dir(dir.path(), "j");
     finished_run(&j, &[keyed(0, "a", Status::Ok, 1), keyed(1, "b", Status::Error, 0)]);
     finished_run(&j, &[keyed(0, "a", Status::Ok, 2), keyed(1, "b", Status::Ok, 3)]);
+    // A plain run does not write the index: the first `--resume` reads both journals,
+    // and (as `run --resume` does) saves the index for the next one.
+    let index = resume_index(&j).unwrap();
+    assert!(!index.used_index_file());
+    assert_eq!((index.journals_read(), index.len()), (2, 2));
+    assert!(!store::index_path(&runs).unwrap().exists());
+    assert_eq!(store::resume_index_saved(&j).unwrap().journals_read(), 2);
     let index = resume_index(&j).unwrap();
     assert!(index.used_index_file());
     assert_eq!((index.journals_read(), index.len()), (0, 2));
@@ -467,4 +474,40 @@ fn journals_of_earlier_versions_with_every_record_copied_are_still_read() {
     store::compact(&runs).unwrap();
     let index = resume_index(&j).unwrap();
     assert!(index.used_index_file() && index.len() == 2 && index.journals_read() == 0);
+}
+
+/// A plain `jobpool run` never writes the resume index (it costs nothing at the end of a
+/// run); the first `run --resume` after it reads the journals and saves the index.
+#[test]
+fn only_a_resume_writes_the_index_file() {
+    use crate::run_support::{BIN, code, stderr};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sq.toml");
+    fs::write(
+        &file,
+        "name = \"sq\"\n[task]\nkind = \"script\"\nscript = \"x * x\"\n[args]\nx = { range = [0, 50] }\n[[sink]]\nto = \"out.jsonl\"\nformat = \"jsonl\"\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("run")
+            .args(extra)
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        stderr(&out)
+    };
+    let index = dir.path().join(".jobpool/index/sq.jsonl");
+    run(&[]);
+    run(&[]);
+    assert!(!index.exists(), "a plain run wrote the index");
+    assert!(run(&["--resume"]).contains("(0 ran, 50 resumed)"));
+    assert!(index.exists(), "--resume did not save the index");
+    let j = jobpool::validate::load(&file, &Default::default()).unwrap();
+    let ix = resume_index(&j).unwrap();
+    assert!(ix.used_index_file());
+    // The resumed run's journal holds nothing it ran; the index covers the two first runs.
+    assert_eq!((ix.journals_read(), ix.len()), (1, 50));
 }
