@@ -1,5 +1,5 @@
 //! The planner alone: expand a job's plan (with keys) and report submissions per second.
-//! Used by `benches/plan.sh`; run as `cargo run --release --example plan_speed -- JOB`.
+//! The divan bench `cargo bench --bench micro -- planner` measures the same; run as `cargo run --release --example plan_speed -- JOB`.
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,5 +1,6 @@
-//! Pool benchmarks, printed as `name value unit` lines (`benches/pool.sh` runs them
-//! next to the same measurements of Python's `multiprocessing.Pool` and prints ratios).
+//! Pool benchmarks, printed as `name value unit` lines (`benches/compare.py`, group
+//! `library`, runs them in turn with the same measurements of Python's
+//! `multiprocessing.Pool` in `bench.py` and prints ratios).
 //!
 //! - `map_async`: 100,000 trivial items, automatic chunk size, 2 workers (items/s);
 //! - `apply_async`: 20,000 one-by-one `apply_async` calls, then every `get` (tasks/s);

@@ -1,5 +1,5 @@
 //! The floor for the `command` kind: spawn `/bin/true` N times, 2 at a time, from Rust.
-//! Built by `benches/run.sh` with `rustc -O`; not part of the crate.
+//! Built by `benches/compare.py` with `rustc -O`; not part of the crate.
 use std::process::Command;
 use std::thread;
 

@@ -1,4 +1,5 @@
-"""Python peer of jobs/square-100k.toml: Pool(2).map_async of x*x, records as JSON lines."""
+"""Python peer of the `script` job (square-*.toml): Pool(2).map_async of x*x over
+range(N), records as JSON lines. Usage: square.py OUT.jsonl [N]   (N: 100000)"""
 import json
 import sys
 from multiprocessing import Pool
@@ -9,8 +10,9 @@ def square(x):
 
 
 if __name__ == "__main__":
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
     with Pool(2) as pool:
-        values = pool.map_async(square, range(100_000)).get()
+        values = pool.map_async(square, range(n)).get()
     with open(sys.argv[1], "w") as out:
         for i, v in enumerate(values):
             out.write(json.dumps({"index": i, "args": {"x": i}, "status": "ok", "value": v}) + "\n")
