@@ -96,8 +96,8 @@ def cargo_artifact(args, name, kind):
 
 
 class Sample:
-    def __init__(self, wall, rss_kib, out):
-        self.wall, self.rss_kib, self.out = wall, rss_kib, out
+    def __init__(self, wall, cpu, rss_kib, out):
+        self.wall, self.cpu, self.rss_kib, self.out = wall, cpu, rss_kib, out
 
 
 def run_once(argv, stdin=None, cwd=None, pipe_to=None, env=None):
@@ -113,17 +113,20 @@ def run_once(argv, stdin=None, cwd=None, pipe_to=None, env=None):
                 q = subprocess.Popen(pipe_to, stdin=p.stdout, stdout=subprocess.PIPE)
                 p.stdout.close()
                 out = q.communicate()[0]
-                p.wait()
             else:
-                out = p.communicate()[0]
+                out = p.stdout.read()
+                p.stdout.close()
+            # wait4 on GNU time: its rusage covers the command and everything it waited for.
+            _, status, ru = os.wait4(p.pid, 0)
             wall = time.perf_counter() - t
+            p.returncode = os.waitstatus_to_exitcode(status)
         finally:
             if stdin:
                 stdin_f.close()
         if p.returncode != 0:
             sys.exit(f"failed (exit {p.returncode}): {' '.join(argv)}")
         rss = int(mem.read().strip().splitlines()[-1])
-    return Sample(wall, rss, out.decode())
+    return Sample(wall, ru.ru_utime + ru.ru_stime, rss, out.decode())
 
 
 def rounds(cmds):
@@ -142,7 +145,12 @@ def rounds(cmds):
 
 # ---------------------------------------------------------------- the table
 
-ROWS = []  # (workload, tool, median, spread, ratio, peak)
+ROWS = []  # (workload, tool, median, spread, ratio, peak, cpu)
+TARGETS = []  # (what, measured, op, bound, unit)
+
+
+def target(what, measured, op, bound, unit):
+    TARGETS.append((what, measured, op, bound, unit))
 
 
 def fmt_time(s):
@@ -151,13 +159,18 @@ def fmt_time(s):
     return f"{s * 1e3:.1f} ms"
 
 
-def add(workload, tool, values, fmt, peak_kib=None, ratio=None):
+def add(workload, tool, values, fmt, peak_kib=None, ratio=None, cpu=None):
     med = statistics.median(values)
     spread = f"{fmt(min(values))}–{fmt(max(values))}"
     peak = f"{peak_kib / 1024:.1f} MiB" if peak_kib else "—"
     ROWS.append((workload, tool, fmt(med), spread,
-                 "" if ratio is None else f"{ratio:.2f}×", peak))
+                 "" if ratio is None else f"{ratio:.2f}×", peak,
+                 "—" if cpu is None else fmt_time(cpu)))
     return med
+
+
+def median_wall(res, label):
+    return statistics.median(s.wall for s in res[label])
 
 
 def add_timed(workload, res, ours, peers, note=None):
@@ -166,14 +179,16 @@ def add_timed(workload, res, ours, peers, note=None):
     for label in [ours] + peers:
         v = [s.wall for s in res[label]]
         ratio = None if label == ours else med_ours / statistics.median(v)
-        add(workload, label, v, fmt_time, max(s.rss_kib for s in res[label]), ratio)
+        add(workload, label, v, fmt_time, max(s.rss_kib for s in res[label]), ratio,
+            statistics.median(s.cpu for s in res[label]))
     if note:
-        ROWS.append((workload, note, "", "", "", ""))
+        ROWS.append((workload, note, "", "", "", "", ""))
 
 
 def print_table():
-    head = ("workload", "tool", "median", "spread (min–max)", "jobpool ÷ peer", "peak RSS")
-    widths = [max(len(r[i]) for r in ROWS + [head]) for i in range(6)]
+    head = ("workload", "tool", "median", "spread (min–max)", "jobpool ÷ peer", "peak RSS",
+            "CPU")
+    widths = [max(len(r[i]) for r in ROWS + [head]) for i in range(7)]
     print()
     print(f"jobpool compare, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, {RUNS} rounds")
@@ -187,6 +202,15 @@ def print_table():
         else:
             last = cells[0]
         print("| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |")
+    print("\njobpool ÷ peer: jobpool's median time ÷ the peer's (for rates, the peer's rate ÷ "
+          "jobpool's);\nbelow 1 means jobpool is faster. Spread: min–max over the rounds. "
+          "Peak RSS: largest single process.\nCPU: median user + system time of the "
+          "process and all it waited for (steadier than wall time on a busy machine).")
+    if TARGETS:
+        print("\nTargets (issue 12), from the medians above:")
+        for what, measured, op, bound, unit in TARGETS:
+            ok = measured <= bound if op == "≤" else measured >= bound
+            print(f"  {'met ' if ok else 'MISS'}  {what}: {measured:.2f} {unit} (target {op} {bound} {unit})")
 
 
 # ---------------------------------------------------------------- workloads
@@ -214,13 +238,17 @@ def library(pool_bin):
     ours = [parse(s) for s in res["jobpool"]]
     theirs = [parse(s) for s in res["python Pool(2)"]]
     rate = lambda unit: (lambda v: f"{v / 1e6:.2f} M{unit}/s" if v >= 1e6 else f"{v / 1e3:.0f} k{unit}/s")
-    for key, workload, unit in [("map_async", "library: map_async, 100,000 items", "items"),
-                                ("apply_async", "library: 20,000 × apply_async", "tasks")]:
+    peak_a = max(s.rss_kib for s in res["jobpool"])
+    peak_b = max(s.rss_kib for s in res["python Pool(2)"])
+    for key, workload, bound in [("map_async", "library: map_async, 100,000 items", 5),
+                                 ("apply_async", "library: 20,000 × apply_async", 30)]:
         a = [d[key] for d in ours]
         b = [d[key] for d in theirs]
-        add(workload, "jobpool", a, rate(""))
-        add(workload, "python Pool(2)", b, rate(""),
+        add(workload, "jobpool", a, rate(""), peak_a)
+        add(workload, "python Pool(2)", b, rate(""), peak_b,
             ratio=statistics.median(b) / statistics.median(a))
+        target(f"{key}: throughput × Python's", statistics.median(a) / statistics.median(b),
+               "≥", bound, "×")
     a = [d["start_shutdown"] / 1e3 for d in ours]
     b = [d["start_shutdown"] / 1e3 for d in theirs]
     add("library: pool start + shutdown, in process", "jobpool", a, fmt_time)
@@ -239,6 +267,8 @@ def script(jp, work):
     if lines != 100_000:
         sys.exit(f"the jsonl sink has {lines} lines, not 100000")
     add_timed("script job, 100,000 × x*x → jsonl", res, "jobpool", ["python Pool(2).map_async"])
+    target("100 k script job: time ÷ Python's", median_wall(res, "jobpool")
+           / median_wall(res, "python Pool(2).map_async"), "≤", 0.33, "×")
 
 
 def command(jp, work, floor, rust_parallel):
@@ -261,6 +291,11 @@ def command(jp, work, floor, rust_parallel):
         sys.exit("the command job did not report 2000 ok records")
     add_timed("command kind, true × 2000, 2 workers", res, "jobpool",
               [k for k in cmds if k != "jobpool"])
+    target("true × 2000: time ÷ the floor", median_wall(res, "jobpool")
+           / median_wall(res, "floor (Rust spawn loop)"), "≤", 1.1, "×")
+    if "rust-parallel -j2" in res:
+        target("true × 2000: time ÷ rust-parallel's", median_wall(res, "jobpool")
+               / median_wall(res, "rust-parallel -j2"), "≤", 1.0, "×")
 
 
 def startup(jp, work):
@@ -272,6 +307,8 @@ def startup(jp, work):
     })
     add_timed("one-submission job, whole process", res, "jobpool",
               ["python Pool(2) + apply_async", "launch floor (/bin/true)"])
+    target("one-submission job: whole process", median_wall(res, "jobpool") * 1e3, "≤", 5,
+           "ms")
 
 
 def tutorial(jp, work):
@@ -316,6 +353,10 @@ def tutorial(jp, work):
         b = statistics.median(beyond["python original"])
         add(w, "python original", beyond["python original"], fmt_time,
             max(s.rss_kib for s in res["python original"]), ratio=a / b if b > 0 else None)
+        if workload.startswith("tutorial"):
+            target(f"{workload}: beyond the ideal", a * 1e3, "≤", 5, "ms")
+        else:
+            target(f"{workload}: beyond the ideal", a / ideal_s * 100, "≤", 1, "%")
 
 
 def scale(jp, work):
@@ -328,18 +369,23 @@ def scale(jp, work):
     })
     add_timed("script job, 1,000,000 × x*x → jsonl", res, "jobpool", ["python Pool(2).map_async"])
     rate = [1e6 / s.wall for s in res["jobpool"]]
-    add("script job, 1,000,000 × x*x → jsonl", "jobpool throughput", rate,
-        lambda v: f"{v / 1e6:.2f} M/s")
+    med = add("script job, 1,000,000 × x*x → jsonl", "jobpool throughput", rate,
+              lambda v: f"{v / 1e6:.2f} M/s")
+    target("1 M script job: submissions/s", med / 1e6, "≥", 1.0, "M/s")
+    target("1 M script job: peak memory", max(s.rss_kib for s in res["jobpool"]) / 1024, "≤",
+           100, "MiB")
 
     plan = os.path.join(HERE, "jobs/ten-million.toml")
     res = rounds({"jobpool plan | wc -l": lambda: run_once([jp, "plan", plan], pipe_to=["wc", "-l"])})
     s = res["jobpool plan | wc -l"]
     if int(s[0].out.split()[0]) != 10_000_000:
         sys.exit(f"jobpool plan printed {s[0].out.strip()} lines, not 10000000")
-    add("plan, 10,000,000 submissions", "jobpool plan | wc -l", [x.wall for x in s], fmt_time,
+    add("plan, 10,000,000 submissions", "jobpool plan → wc -l", [x.wall for x in s], fmt_time,
         max(x.rss_kib for x in s))
-    add("plan, 10,000,000 submissions", "submissions/s printed", [1e7 / x.wall for x in s],
-        lambda v: f"{v / 1e6:.2f} M/s")
+    rate = add("plan, 10,000,000 submissions", "submissions/s printed",
+               [1e7 / x.wall for x in s], lambda v: f"{v / 1e6:.2f} M/s")
+    target("10 M plan: peak memory", max(x.rss_kib for x in s) / 1024, "≤", 50, "MiB")
+    return rate
 
 
 def main():
