@@ -21,8 +21,10 @@
 //! cannot be reused in between. A process that leaves the group (`setsid`) is out of
 //! reach.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -222,24 +224,50 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     let Some(program) = rendered.argv.first().filter(|p| !p.is_empty()) else {
         return CommandOutcome::failed(CommandStatus::Error, "the program is empty".to_string());
     };
-    let mut cmd = Command::new(program);
-    cmd.args(&rendered.argv[1..]).process_group(req.group.unwrap_or(0)).stderr(Stdio::piped());
-    if let Some(dir) = &rendered.cwd {
-        cmd.current_dir(dir);
-    }
-    for (k, v) in &rendered.env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    cmd.stdout(if req.task.output == OutputMode::None { Stdio::null() } else { Stdio::piped() });
-
-    let spawned = match cmd.spawn() {
+    // A program found on PATH before (and PATH not set by the task) starts from its path:
+    // the search would try `execve` in every PATH folder before it, each time.
+    let found =
+        if rendered.env.iter().any(|(k, _)| k == "PATH") { None } else { program_on_path(program) };
+    let command = |path: Option<&Path>| {
+        let mut cmd = match path {
+            Some(path) => {
+                let mut cmd = Command::new(path);
+                cmd.arg0(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        cmd.args(&rendered.argv[1..]).process_group(req.group.unwrap_or(0)).stderr(Stdio::piped());
+        if let Some(dir) = &rendered.cwd {
+            cmd.current_dir(dir);
+        }
+        for (k, v) in &rendered.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(if req.task.output == OutputMode::None {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        });
+        cmd
+    };
+    let spawn = |mut cmd: Command| match cmd.spawn() {
         // The caller's group is gone (its leader was reaped by someone else, e.g. a
         // program that reaps every child): a group of its own, reported to `on_spawn`.
         Err(e) if req.group.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
             cmd.process_group(0).spawn().map(|c| (c, None))
         }
         r => r.map(|c| (c, req.group)),
+    };
+    let spawned = match spawn(command(found.as_deref())) {
+        // The program found earlier is gone (or changed): search PATH again, as if it had
+        // never been found.
+        Err(_) if found.is_some() => {
+            forget_program(program);
+            spawn(command(None))
+        }
+        r => r,
     };
     let (mut child, group) = match spawned {
         Ok(x) => x,
@@ -264,6 +292,52 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
         outcome.max_rss_kb = Some(u.max_rss_kb);
     }
     outcome
+}
+
+/// Where `execvp` would find `program` on this process's `PATH`, looked up once per
+/// process and remembered (a worker runs the same program thousands of times): the first
+/// PATH folder holding an executable file of that name. `None` — start it by name, letting
+/// the system search — when the name has a `/`, when a relative or empty PATH entry comes
+/// before a match (it would depend on the command's working folder), or when nothing
+/// matches (the system's search then gives the error).
+fn program_on_path(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return None;
+    }
+    let mut cache = PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = cache.get(program) {
+        return found.clone();
+    }
+    let found = search_path(program, std::env::var_os("PATH").as_deref());
+    cache.insert(program.to_string(), found.clone());
+    found
+}
+
+/// Forget what [`program_on_path`] found for `program`.
+fn forget_program(program: &str) {
+    PROGRAMS.lock().unwrap_or_else(|e| e.into_inner()).remove(program);
+}
+
+static PROGRAMS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, Option<PathBuf>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// [`program_on_path`]'s search over the folders of `path` (a `PATH` value).
+fn search_path(program: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    for dir in std::env::split_paths(path?) {
+        if !dir.is_absolute() {
+            return None;
+        }
+        let candidate = dir.join(program);
+        let Ok(c) = std::ffi::CString::new(candidate.as_os_str().as_bytes()) else {
+            return None;
+        };
+        // SAFETY: access(2) reads a NUL-terminated path we own.
+        let executable = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        if executable && candidate.metadata().is_ok_and(|m| m.is_file()) {
+            return Some(candidate);
+        }
+    }
+    None
 }
 
 fn spawn_error(program: &str, rendered: &RenderedCommand, err: &io::Error) -> String {
@@ -758,6 +832,62 @@ mod tests {
         let out = run(&task("sleep 30"), Some(Duration::from_millis(200)));
         assert_eq!(out.status, CommandStatus::Timeout);
         assert_eq!(out.error.as_deref(), Some("timed out after 200ms"));
+    }
+
+    #[test]
+    fn a_program_is_found_on_path_as_execvp_would() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let write = |path: &Path, mode: u32| {
+            std::fs::write(path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(&a.join("prog"), 0o644); // not executable: skipped
+        write(&b.join("prog"), 0o755);
+        std::fs::create_dir(a.join("dir")).unwrap(); // a folder: skipped
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        assert_eq!(search_path("prog", Some(&path)), Some(b.join("prog")));
+        assert_eq!(search_path("dir", Some(&path)), None);
+        assert_eq!(search_path("missing", Some(&path)), None);
+        assert_eq!(search_path("prog", None), None);
+        // A relative (or empty) entry before a match depends on the working folder.
+        let relative = std::env::join_paths([Path::new("rel"), b.as_path()]).unwrap();
+        assert_eq!(search_path("prog", Some(&relative)), None);
+        let empty = format!(":{}", b.display());
+        assert_eq!(search_path("prog", Some(std::ffi::OsStr::new(&empty))), None);
+        assert_eq!(program_on_path("./prog"), None, "a name with a slash is a path");
+    }
+
+    #[test]
+    fn a_program_found_earlier_but_gone_is_searched_again() {
+        // As if `uname` had been found at a path that no longer exists.
+        let bogus = PathBuf::from("/nonexistent-jobpool-test/uname");
+        PROGRAMS.lock().unwrap().insert("uname".into(), Some(bogus.clone()));
+        let task = CommandTask {
+            invocation: Invocation::Program(vec![Template::literal("uname")]),
+            cwd: None,
+            env: Vec::new(),
+            stdin: None,
+            output: OutputMode::Text,
+            success_codes: vec![0],
+        };
+        let out = run_command(CommandRequest {
+            task: &task,
+            job_dir: Path::new(""),
+            names: &[],
+            args: &[],
+            timeout: None,
+            grace: Duration::from_millis(200),
+            should_stop: &|| false,
+            group: None,
+            on_spawn: &mut |_| {},
+        });
+        assert_eq!(out.status, CommandStatus::Ok, "{out:?}");
+        assert_ne!(PROGRAMS.lock().unwrap().get("uname"), Some(&Some(bogus)));
     }
 
     #[test]
