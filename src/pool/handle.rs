@@ -97,25 +97,28 @@ pub(crate) fn launch_process(
     std::thread::Builder::new()
         .name(format!("jobpool-reader-{index}"))
         .spawn(move || {
+            // The worker first, then its command group's leader, while the worker is
+            // still loading: the worker starts no command before its `Init`, which is
+            // sent after `collect` has the group.
+            let mut child = match cmd.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
+                    return;
+                }
+            };
+            let pidfd = process::pidfd_open(child.id());
             let group = match process::command_group_leader() {
                 Ok(g) => g,
                 Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
                     let _ = ctx.send(Err(format!("cannot create a process group: {e}")));
                     return;
                 }
             };
-            match cmd.spawn() {
-                Ok(child) => {
-                    let pidfd = process::pidfd_open(child.id());
-                    if ctx.send(Ok((child, pidfd, group))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    process::reap_if_exited(group);
-                    let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
-                    return;
-                }
+            if ctx.send(Ok((child, pidfd, group))).is_err() {
+                return;
             }
             reader(server, ev, wid, cfg)
         })
