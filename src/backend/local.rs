@@ -23,13 +23,70 @@ type Inflight = HashMap<u64, (String, Vec<Value>)>;
 /// The process or thread pool of this machine, with the task kinds of `registry`.
 pub struct LocalBackend {
     registry: Registry,
+    /// A pool started ahead of its run by [`LocalBackend::prestart`]: the address of the
+    /// job it was started for (the same loaded job, not only the same file), the worker
+    /// count, and the pool.
+    warm: Mutex<Option<(usize, usize, Arc<Pool>)>>,
 }
 
 impl LocalBackend {
     /// A backend running the kinds of `registry`.
     pub fn new(registry: Registry) -> LocalBackend {
-        LocalBackend { registry }
+        LocalBackend { registry, warm: Mutex::new(None) }
     }
+
+    /// Start the pool of `job` with `workers` now, for the next [`Backend::start`] of the
+    /// same `job` (the same value) with the same worker count to take: the workers then load while the
+    /// caller prepares the run (its run folder, its sinks) instead of after. A start
+    /// with other settings builds its own pool and this one is dropped (its workers
+    /// stopped). Errors are left for that start to report.
+    pub fn prestart(&self, job: &Job, workers: usize) {
+        let pool = pool_for(&self.registry, job, workers).ok().map(Arc::new);
+        *self.warm.lock().unwrap_or_else(|e| e.into_inner()) =
+            pool.map(|p| (std::ptr::from_ref(job) as usize, workers, p));
+    }
+
+    /// Stop a pool [`LocalBackend::prestart`] started that no run took.
+    pub fn discard_prestarted(&self) {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// The pool that runs `job` on `workers` workers.
+fn pool_for(registry: &Registry, job: &Job, workers: usize) -> Result<Pool, BackendError> {
+    let builtin = is_builtin(&job.task);
+    let context = serde_json::to_string(&BuiltinContext::new(job))
+        .map_err(|e| BackendError::new(format!("cannot encode the task: {e}")))?;
+    let mut builder = Pool::builder()
+        .workers(workers)
+        .retries(job.limits.retries)
+        .retry_on(pool::RetryOn::of(
+            Status::ALL
+                .into_iter()
+                .filter(|s| s.failure().is_some_and(|f| job.limits.retry_on.contains(f))),
+        ))
+        .grace_period(job.limits.grace_period)
+        .max_tasks_per_worker(job.max_tasks_per_worker.try_into().unwrap_or(usize::MAX))
+        .context(context)
+        // Stdout carries the records; whatever a task prints there goes to stderr.
+        .worker_stdout_to_stderr(true)
+        .registry(registry.clone())
+        .worker_kind(match job.backend {
+            model::Backend::Threads => pool::WorkerKind::Threads,
+            _ => pool::WorkerKind::Processes,
+        });
+    if let ChunkSize::Fixed(n) = job.chunk_size {
+        builder = builder.chunk_size(n.get());
+    }
+    if let Some(t) = job.limits.task_timeout {
+        // The built-in kinds stop themselves at the task timeout (killing a command's
+        // whole group, keeping its stderr), so their worker survives; the pool's own
+        // limit is the backstop for a task that does not.
+        let backstop =
+            if builtin { t + job.limits.grace_period + Duration::from_secs(2) } else { t };
+        builder = builder.task_timeout(backstop);
+    }
+    builder.build().map_err(|e| BackendError::new(format!("cannot start the workers: {e}")))
 }
 
 fn is_builtin(task: &TaskTemplate) -> bool {
@@ -44,42 +101,15 @@ impl Backend for LocalBackend {
     fn start(&self, request: StartRequest<'_>) -> Result<Box<dyn Execution>, BackendError> {
         let job = request.job;
         let builtin = is_builtin(&job.task);
-        let context = serde_json::to_string(&BuiltinContext::new(job))
-            .map_err(|e| BackendError::new(format!("cannot encode the task: {e}")))?;
-        let mut builder = Pool::builder()
-            .workers(request.workers)
-            .retries(job.limits.retries)
-            .retry_on(pool::RetryOn::of(
-                Status::ALL
-                    .into_iter()
-                    .filter(|s| s.failure().is_some_and(|f| job.limits.retry_on.contains(f))),
-            ))
-            .grace_period(job.limits.grace_period)
-            .max_tasks_per_worker(job.max_tasks_per_worker.try_into().unwrap_or(usize::MAX))
-            .context(context)
-            // Stdout carries the records; whatever a task prints there goes to stderr.
-            .worker_stdout_to_stderr(true)
-            .registry(self.registry.clone())
-            .worker_kind(match job.backend {
-                model::Backend::Threads => pool::WorkerKind::Threads,
-                _ => pool::WorkerKind::Processes,
-            });
-        if let ChunkSize::Fixed(n) = job.chunk_size {
-            builder = builder.chunk_size(n.get());
-        }
-        if let Some(t) = job.limits.task_timeout {
-            // The built-in kinds stop themselves at the task timeout (killing a command's
-            // whole group, keeping its stderr), so their worker survives; the pool's own
-            // limit is the backstop for a task that does not.
-            let backstop =
-                if builtin { t + job.limits.grace_period + Duration::from_secs(2) } else { t };
-            builder = builder.task_timeout(backstop);
-        }
-        let pool = Arc::new(
-            builder
-                .build()
-                .map_err(|e| BackendError::new(format!("cannot start the workers: {e}")))?,
-        );
+        let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let pool = match warm {
+            Some((addr, workers, pool))
+                if addr == std::ptr::from_ref(job) as usize && workers == request.workers =>
+            {
+                pool
+            }
+            _ => Arc::new(pool_for(&self.registry, job, request.workers)?),
+        };
 
         let names: Arc<[String]> = job.args.names.clone().into();
         let func: Arc<str> = job.task.kind().into();
@@ -225,4 +255,56 @@ fn record_from_outcome(
         rec.stderr.get_or_insert_with(String::new);
     }
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    fn job(dir: &std::path::Path) -> Job {
+        let text = "backend = \"threads\"\n[task]\nkind = \"script\"\nscript = \"x * 2\"\n\
+                    [args]\nx = [1, 2, 3]\n";
+        let opts = crate::validate::LoadOptions::default();
+        crate::validate::load_str(&dir.join("job.toml"), text, &opts).unwrap()
+    }
+
+    /// Start `job` on `workers` and run it through: its values, and whether the start
+    /// took the pool that was prestarted (it was still in use during the run).
+    fn run(backend: &LocalBackend, job: &Job, workers: usize) -> (Vec<Value>, bool) {
+        let prestarted = backend.warm.lock().unwrap().as_ref().map(|(_, _, p)| p.clone());
+        let work: super::super::Work = Box::new(Plan::new(job).collect::<Vec<_>>().into_iter());
+        let mut ex = backend.start(StartRequest { job, workers, work }).unwrap();
+        let taken = prestarted.is_some_and(|p| Arc::strong_count(&p) > 1);
+        let mut out = Vec::new();
+        while let Some(BackendEvent::Finished(r)) = ex.next_event() {
+            out.push(r.value.unwrap());
+        }
+        ex.join();
+        out.sort_by_key(|v| v.as_i64());
+        assert!(backend.warm.lock().unwrap().is_none(), "a start empties the slot");
+        (out, taken)
+    }
+
+    #[test]
+    fn a_prestarted_pool_is_taken_by_the_same_start_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path());
+        let backend = LocalBackend::new(task::builtins());
+        let expected: Vec<Value> = [2, 4, 6].map(Value::from).into();
+
+        backend.prestart(&job, 2);
+        assert_eq!(run(&backend, &job, 2), (expected.clone(), true), "the same job and count");
+        backend.prestart(&job, 2);
+        assert_eq!(run(&backend, &job, 1), (expected.clone(), false), "another worker count");
+        backend.prestart(&job, 2);
+        let other = job.clone();
+        assert_eq!(run(&backend, &other, 2), (expected, false), "another job value");
+
+        // Never taken: discarded.
+        backend.prestart(&job, 3);
+        assert!(backend.warm.lock().unwrap().is_some());
+        backend.discard_prestarted();
+        assert!(backend.warm.lock().unwrap().is_none());
+    }
 }

@@ -293,13 +293,34 @@ pub(super) fn run_job_with(
         (None, None) => store::new_run_id(),
     };
     let plan_len = Plan::new(job).len();
+    let to_run = args.shard.map_or(plan_len, |s| {
+        let r = s.range(plan_len);
+        r.end - r.start
+    });
+    // The workers load while the run folder and the sinks are made (the runner takes
+    // this pool when it asks for the same worker count; with `--resume` it may ask for
+    // fewer, so the pool is not started ahead then).
+    if resume.as_ref().is_none_or(|ix| ix.is_empty()) {
+        backend.prestart(job, crate::runner::workers_for(job, to_run));
+    }
+    let code = prepare_and_drive(job, args, resume, backend, control, run_id, to_run);
+    backend.discard_prestarted();
+    code
+}
+
+fn prepare_and_drive(
+    job: &Job,
+    args: &RunSettings,
+    resume: Option<store::ResumeIndex>,
+    backend: &LocalBackend,
+    control: &Control,
+    run_id: String,
+    to_run: u64,
+) -> u8 {
     let meta = RunMeta {
         run_id: Some(run_id.clone()),
         argv: std::env::args().collect(),
-        submissions: Some(args.shard.map_or(plan_len, |s| {
-            let r = s.range(plan_len);
-            r.end - r.start
-        })),
+        submissions: Some(to_run),
         workers: None,
         resume: args.resume,
         shard: args.shard.map(|s| (s.index, s.count)),
