@@ -344,7 +344,7 @@ impl RunStore {
             resumed_set: None,
             compacted: false,
         };
-        write_json_atomic(&info_path, &info)?;
+        write_json_atomic_with(&info_path, &info, false)?;
         let refs_only = meta.shard.is_none() && !meta.into_existing;
         // A shard run again appends to its journal (collect takes the best record of
         // each submission); a merged run replaces an earlier merge; a new run is new.
@@ -465,20 +465,33 @@ pub fn ensure_state_dir(job_dir: &Path) -> io::Result<PathBuf> {
     Ok(state)
 }
 
-fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+/// Write `value` as JSON to `path` through a temporary file renamed over it, so a reader
+/// never sees half a file. `durable`: also `fsync` it first (the end of a run), so the
+/// file survives a power cut; the `running` state written when a run starts is not worth
+/// the wait (an `fsync` costs 0.5 ms on an idle disk, up to 30 ms on a busy one, on the
+/// path of every run's first task), since a run whose `run.json` is lost is still
+/// listed and its journal still read.
+fn write_json_atomic_with<T: Serialize>(path: &Path, value: &T, durable: bool) -> io::Result<()> {
     let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::from)?;
     text.push(b'\n');
     let temp = path.with_extension(format!("json.tmp-{:04x}", fastrand::u16(..)));
     let result = (|| {
         let mut f = File::create(&temp)?;
         f.write_all(&text)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&temp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// [`write_json_atomic_with`], durable.
+fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    write_json_atomic_with(path, value, true)
 }
 
 /// A run's folder, as listed by [`list_runs`].
