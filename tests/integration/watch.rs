@@ -75,6 +75,17 @@ impl Watching {
         }
     }
 
+    /// Wait until stdout ends with `text` (its reader thread may lag behind stderr's).
+    fn wait_stdout_ends_with(&self, text: &str) {
+        let until = Instant::now() + WAIT;
+        while !self.stdout().ends_with(text) {
+            if Instant::now() > until {
+                panic!("stdout does not end with {text:?}: {:?}", self.stdout());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Ctrl-C; the exit code, after checking that nothing it started is left.
     fn interrupt(mut self) -> i32 {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
@@ -171,7 +182,7 @@ fn a_new_line_runs_alone_ignored_paths_do_not_run_and_ctrl_c_leaves_nothing() {
         values(&d.join("out/job.jsonl")),
         [("got-a".into(), true), ("got-b".into(), true), ("got-c".into(), false)]
     );
-    assert!(w.stdout().ends_with("got-a\ngot-b\ngot-c\n"), "{}", w.stdout());
+    w.wait_stdout_ends_with("got-a\ngot-b\ngot-c\n");
 
     // jobpool's own state and the job's own sink do not trigger a run.
     fs::write(d.join(".jobpool/scratch"), "x").unwrap();
@@ -205,7 +216,7 @@ fn an_edited_glob_match_reruns_alone_and_a_broken_job_file_waits_for_its_fix() {
     let err = w.stderr();
     assert!(err.contains("[watch] job: 1 input changed, 1 unchanged"), "{err}");
     assert!(err.contains(r#"[0] {"f":"data/a.txt"}: input changed"#), "{err}");
-    assert!(w.stdout().ends_with("ALPHA\nbeta\n"), "{}", w.stdout());
+    w.wait_stdout_ends_with("ALPHA\nbeta\n");
 
     fs::write(d.join("data/c.txt"), "gamma").unwrap();
     w.wait_for("[watch] job: 1 new, 2 unchanged", 1);
@@ -217,7 +228,7 @@ fn an_edited_glob_match_reruns_alone_and_a_broken_job_file_waits_for_its_fix() {
     fs::write(d.join("job.toml"), job.replace("cat", "/bin/cat")).unwrap();
     w.wait_for("[watch] job: 3 task changed", 1);
     w.wait_for("watching 1 job file", 5);
-    assert!(w.stdout().ends_with("ALPHA\nbeta\ngamma\n"), "{}", w.stdout());
+    w.wait_stdout_ends_with("ALPHA\nbeta\ngamma\n");
     assert_eq!(w.interrupt(), 130);
 }
 
