@@ -4,7 +4,7 @@
 //! Owns: what a run tells the outside world, in a fixed order:
 //!
 //! ```text
-//! RunStarted ─▶ (TaskFinished | Waiting | Cancelling)* ─▶ RunFinished
+//! RunStarted ─▶ (TaskFinished | Flush | Waiting | Cancelling)* ─▶ RunFinished
 //! ```
 //!
 //! Exactly one `TaskFinished` per submission of the plan (resumed, skipped and
@@ -154,6 +154,11 @@ pub enum RunEvent {
         /// The backend's reason, e.g. Slurm's pending reason.
         reason: Option<String>,
     },
+    /// No record is waiting: the runner is about to wait for more (the end of a burst
+    /// of records). Front ends that buffer — the journal writes its lines in one
+    /// `write` per burst, and only then hands them to the sinks — write out what they
+    /// hold now. Nothing to do for the others.
+    Flush,
     /// The run is being cancelled; later records are cancelled or skipped.
     Cancelling(CancelReason),
     /// The run ended: always last.

@@ -97,6 +97,13 @@ impl StatusCounts {
         *self.slot(status) += 1;
     }
 
+    /// Count every record of `other` too.
+    pub fn add_counts(&mut self, other: &StatusCounts) {
+        for st in Status::ALL {
+            *self.slot(st) += other.get(st);
+        }
+    }
+
     /// Records of `status`.
     pub fn get(&self, status: Status) -> u64 {
         let mut copy = *self;

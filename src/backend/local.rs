@@ -118,7 +118,8 @@ impl Backend for LocalBackend {
             let (inflight, names) = (inflight.clone(), names.clone());
             request.work.map(move |sub| {
                 let payload = if builtin {
-                    Value::Array(sub.args.clone()).to_string()
+                    // The JSON array of the values, without copying them into a `Value`.
+                    serde_json::to_string(&sub.args).expect("JSON values serialise")
                 } else {
                     Value::Object(args_map(&names, &sub.args)).to_string()
                 };
@@ -161,26 +162,34 @@ struct LocalExecution {
 
 impl Execution for LocalExecution {
     fn next_event(&mut self) -> Option<BackendEvent> {
-        let o = self.stream.next()?;
-        let (key, values) = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&o.id)
-            .unwrap_or_default();
-        // A timeout from the pool itself, not one the task reported.
-        let pool_timeout = o.stopped_by_pool && o.status == Status::Timeout;
-        let mut rec = record_from_outcome(o, key, &self.names, values, &self.task);
-        if let (true, true, Some(t)) = (is_builtin(&self.task), pool_timeout, self.task_timeout) {
-            // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did not
-            // stop the task itself (it hung or was stopped). Say so in the user's terms,
-            // not the backstop's.
-            rec.error = Some(format!(
-                "timed out after {}; the worker did not respond and was killed",
-                humantime::format_duration(t)
-            ));
-        }
-        Some(BackendEvent::Finished(rec))
+        // Every outcome that arrived together becomes one event: one lock of the
+        // in-flight table and one message to the runner per batch, not per record.
+        let outcomes = self.stream.next_batch()?;
+        let entries: Vec<(String, Vec<Value>)> = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            outcomes.iter().map(|o| inflight.remove(&o.id).unwrap_or_default()).collect()
+        };
+        let builtin = is_builtin(&self.task);
+        let records = outcomes
+            .into_iter()
+            .zip(entries)
+            .map(|(o, (key, values))| {
+                // A timeout from the pool itself, not one the task reported.
+                let pool_timeout = o.stopped_by_pool && o.status == Status::Timeout;
+                let mut rec = record_from_outcome(o, key, &self.names, values, &self.task);
+                if let (true, true, Some(t)) = (builtin, pool_timeout, self.task_timeout) {
+                    // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did
+                    // not stop the task itself (it hung or was stopped). Say so in the
+                    // user's terms, not the backstop's.
+                    rec.error = Some(format!(
+                        "timed out after {}; the worker did not respond and was killed",
+                        humantime::format_duration(t)
+                    ));
+                }
+                rec
+            })
+            .collect();
+        Some(BackendEvent::FinishedMany(records))
     }
 
     fn control(&self) -> Arc<dyn ExecutionControl> {
@@ -227,7 +236,7 @@ fn record_from_outcome(
     rec.error = o.error;
     rec.attempts = o.attempts;
     rec.worker = o.worker;
-    rec.started_at = o.started_at.map(|t| humantime::format_rfc3339_micros(t).to_string());
+    rec.started_at = o.started_at.map(crate::store::rfc3339_micros);
     rec.duration_ms = o.duration.as_nanos() as f64 / 1e6;
     if let Some(Payload::Json(text)) = &o.value {
         let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);

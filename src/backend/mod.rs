@@ -52,6 +52,9 @@ pub struct StartRequest<'a> {
 pub enum BackendEvent {
     /// A submission's final record (after the backend's retries).
     Finished(TaskRecord),
+    /// Final records that arrived together, in completion order (never empty): a
+    /// backend with many fast tasks hands them over a batch at a time.
+    FinishedMany(Vec<TaskRecord>),
     /// A backend that polls reports what it is waiting for.
     Waiting {
         /// Submissions queued, not started.

@@ -2,7 +2,10 @@
 //!
 //! Owns: [`Frontends`], which fans each [`RunEvent`] out without a trait, journal first
 //! (a crash after the journal line loses nothing), then the ordered sinks, then the
-//! progress bar; at the end the summary line, the first failure as a diagnostic, the
+//! progress bar. Records are journalled a burst at a time: each record's line goes to
+//! the journal's buffer, and at the end of the burst ([`RunEvent::Flush`], or every
+//! [`BURST_RECORDS`] records) the buffer is written in one `write`, and only then are
+//! the records handed to the sinks (a jsonl sink gets the journal's very bytes); at the end the summary line, the first failure as a diagnostic, the
 //! exit code (from [`exit_code::of`]) and `run.json`, which records that same code.
 //! Must not: apply run policies (the runner's) or run tasks.
 
@@ -80,11 +83,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Most records journalled before they are written out, when no burst ends sooner.
+pub const BURST_RECORDS: usize = 4096;
+/// Most journal bytes held before they are written out, when no burst ends sooner.
+const BURST_BYTES: usize = 1 << 20;
+
 /// Journal, sinks and progress of one run.
 pub struct Frontends<'j> {
     job: &'j Job,
     journal: Option<RunStore>,
     sinks: Option<OrderedSinks>,
+    /// Records in the journal's buffer, not yet written nor given to the sinks.
+    unsunk: Vec<Unsunk>,
+    /// An empty vector with the capacity of a burst, swapped with `unsunk` at a flush.
+    spare: Vec<Unsunk>,
     progress: Progress,
     progress_when: ProgressWhen,
     quiet: bool,
@@ -111,6 +123,8 @@ impl<'j> Frontends<'j> {
             job,
             journal: Some(journal),
             sinks,
+            unsunk: Vec::new(),
+            spare: Vec::new(),
             progress: Progress::Hidden,
             progress_when: progress,
             quiet,
@@ -169,6 +183,7 @@ impl<'j> Frontends<'j> {
                 Ok(())
             }
             RunEvent::TaskFinished(rec) => self.record(rec),
+            RunEvent::Flush => self.flush(),
             RunEvent::Waiting { queued, running, reason } => {
                 self.progress.waiting(*queued, *running, reason.as_deref());
                 Ok(())
@@ -187,6 +202,8 @@ impl<'j> Frontends<'j> {
                 Ok(())
             }
             RunEvent::RunFinished(summary) => {
+                // Errors of this last flush are in the summary's front-end error below.
+                let _ = self.flush();
                 self.finish(summary);
                 Ok(())
             }
@@ -195,19 +212,65 @@ impl<'j> Frontends<'j> {
 
     fn record(&mut self, rec: &TaskRecord) -> Result<(), FrontEndError> {
         let mut result = Ok(());
-        if let Some(j) = &mut self.journal
-            && let Err(e) = j.append(rec)
-            && self.journal_error.is_none()
-        {
-            let message = format!("cannot write the journal: {e}");
-            self.journal_error = Some(message.clone());
-            result = Err(FrontEndError { reason: CancelReason::FrontEndFailed, message });
+        let mut line = None;
+        if let Some(j) = &mut self.journal {
+            match j.push(rec) {
+                Ok(range) => line = range,
+                Err(e) => result = self.journal_failed(&e),
+            }
         }
-        if let Some(s) = &mut self.sinks
-            && !self.output_closed
-            && self.sink_error.is_none()
-            && let Err(e) = s.accept(rec.clone())
-        {
+        if let Some(s) = &self.sinks {
+            // Sinks that only take JSON lines need no copy of the record.
+            let record = (line.is_none() || !s.lines_only()).then(|| rec.clone());
+            self.unsunk.push(Unsunk { index: rec.index, record, line });
+        }
+        if let Some(b) = &mut self.report {
+            b.add(rec);
+        }
+        self.progress.record(rec.status.is_failure());
+        let full = self.unsunk.len() >= BURST_RECORDS
+            || self.journal.as_ref().is_some_and(|j| j.pending() >= BURST_BYTES);
+        if full {
+            result = result.and(self.flush());
+        }
+        result
+    }
+
+    fn journal_failed(&mut self, e: &std::io::Error) -> Result<(), FrontEndError> {
+        if self.journal_error.is_some() {
+            return Ok(());
+        }
+        let message = format!("cannot write the journal: {e}");
+        self.journal_error = Some(message.clone());
+        Err(FrontEndError { reason: CancelReason::FrontEndFailed, message })
+    }
+
+    /// Write the journal's buffer, then hand its records to the sinks: a record reaches
+    /// a sink only once the journal has it (also when the journal failed: the run fails,
+    /// but no finished result is kept from the sinks).
+    fn flush(&mut self) -> Result<(), FrontEndError> {
+        if self.unsunk.is_empty() && self.journal.as_ref().is_none_or(|j| j.pending() == 0) {
+            return Ok(());
+        }
+        let spare = std::mem::take(&mut self.spare);
+        let mut unsunk = std::mem::replace(&mut self.unsunk, spare);
+        let sinks =
+            self.sinks.as_mut().filter(|_| !self.output_closed && self.sink_error.is_none());
+        let mut sink_result = Ok(());
+        let journal_result = match &mut self.journal {
+            Some(j) => j.flush_with(|bytes| sink_result = to_sinks(sinks, &mut unsunk, bytes)),
+            None => {
+                sink_result = to_sinks(sinks, &mut unsunk, &[]);
+                Ok(())
+            }
+        };
+        unsunk.clear();
+        self.spare = unsunk;
+        let mut result = match journal_result {
+            Ok(()) => Ok(()),
+            Err(e) => self.journal_failed(&e),
+        };
+        if let Err(e) = sink_result {
             if e.is_broken_pipe() {
                 self.output_closed = true;
                 result = result.and(Err(FrontEndError {
@@ -220,10 +283,6 @@ impl<'j> Frontends<'j> {
                 result = Err(FrontEndError { reason: CancelReason::FrontEndFailed, message });
             }
         }
-        if let Some(b) = &mut self.report {
-            b.add(rec);
-        }
-        self.progress.record(rec.status.is_failure());
         result
     }
 
@@ -296,6 +355,35 @@ impl Frontends<'_> {
             }
         }
     }
+}
+
+/// Give `records` to the sinks in completion order (each with its journal line in
+/// `bytes`, when it has one) and flush stdout once.
+fn to_sinks(
+    sinks: Option<&mut OrderedSinks>,
+    records: &mut Vec<Unsunk>,
+    bytes: &[u8],
+) -> Result<(), crate::sink::SinkError> {
+    let Some(s) = sinks else { return Ok(()) };
+    let mut written = 0;
+    for u in records.drain(..) {
+        written += match (u.line.and_then(|r| bytes.get(r)), u.record) {
+            (Some(line), record) => s.push_line(u.index, record, line)?,
+            (None, Some(record)) => s.push(record)?,
+            // Not reachable: a record without a journal line is always kept.
+            (None, None) => 0,
+        };
+    }
+    if written > 0 { s.flush() } else { Ok(()) }
+}
+
+/// A record journalled and not yet given to the sinks.
+struct Unsunk {
+    index: u64,
+    /// The record, unless every sink takes JSON lines and it has one.
+    record: Option<TaskRecord>,
+    /// Its line's place in the journal's buffer (`None`: not journalled).
+    line: Option<std::ops::Range<usize>>,
 }
 
 /// `name: 8 ok, 2 error in 1.20s; run <id>`, then how to resume when something is left.

@@ -19,8 +19,12 @@ use crate::record::Status;
 pub(crate) enum Reply {
     /// A collector (`apply`, `map`, `imap`); the item's `user_id` is its index there.
     Collect(Arc<Collector>),
-    /// A channel (`imap_unordered`, streaming runs); the outcome's id is the item's `user_id`.
+    /// A channel (`imap_unordered`); the outcome's id is the item's `user_id`.
     Stream(Sender<Outcome>),
+    /// A channel of batches (streaming runs): the outcomes of one result message travel
+    /// as one `Vec`, so the reader pays one channel operation (and at most one wake-up)
+    /// per batch, not per outcome. The outcome's id is the item's `user_id`.
+    Batches(Arc<Sender<Vec<Outcome>>>),
 }
 
 impl Clone for Reply {
@@ -28,21 +32,33 @@ impl Clone for Reply {
         match self {
             Reply::Collect(c) => Reply::Collect(c.clone()),
             Reply::Stream(t) => Reply::Stream(t.clone()),
+            Reply::Batches(t) => Reply::Batches(t.clone()),
         }
     }
 }
 
-/// Outcomes for the same collector, delivered under one lock.
+/// Outcomes for the same collector, delivered under one lock; outcomes for the same
+/// channel of batches, sent as one batch. Delivered by [`Deliveries::flush`] (or when
+/// dropped).
 #[derive(Default)]
 pub(crate) struct Deliveries {
     current: Option<Arc<Collector>>,
     items: Vec<(usize, Stored)>,
+    batch: Option<(Arc<Sender<Vec<Outcome>>>, Vec<Outcome>)>,
+    /// How many outcomes are expected (the capacity of a new batch).
+    expect: usize,
+}
+
+impl Drop for Deliveries {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl Deliveries {
     /// Room for `n` outcomes of one collector.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Deliveries { current: None, items: Vec::with_capacity(n) }
+        Deliveries { current: None, items: Vec::new(), batch: None, expect: n }
     }
 
     pub(crate) fn push(&mut self, parcel: &Parcel, mut o: Outcome) {
@@ -56,11 +72,21 @@ impl Deliveries {
                 if !self.current.as_ref().is_some_and(|x| Arc::ptr_eq(x, c)) {
                     self.flush();
                     self.current = Some(c.clone());
+                    self.items.reserve(self.expect);
                 }
                 self.items.push((id as usize, s));
             }
             Reply::Stream(tx) => {
                 let _ = tx.send(s.to_outcome(id, parcel.task));
+            }
+            Reply::Batches(tx) => {
+                if !self.batch.as_ref().is_some_and(|(x, _)| Arc::ptr_eq(x, tx)) {
+                    self.flush_batch();
+                    self.batch = Some((tx.clone(), Vec::with_capacity(self.expect)));
+                }
+                if let Some((_, out)) = &mut self.batch {
+                    out.push(s.to_outcome(id, parcel.task));
+                }
             }
         }
     }
@@ -68,6 +94,15 @@ impl Deliveries {
     pub(crate) fn flush(&mut self) {
         if let Some(c) = self.current.take() {
             c.deliver_many(self.items.drain(..));
+        }
+        self.flush_batch();
+    }
+
+    fn flush_batch(&mut self) {
+        if let Some((tx, out)) = self.batch.take()
+            && !out.is_empty()
+        {
+            let _ = tx.send(out);
         }
     }
 }

@@ -78,9 +78,14 @@ impl RunControl {
     }
 }
 
-/// The outcomes of a streaming run, in completion order.
+/// The outcomes of a streaming run, in completion order: one at a time (as an
+/// [`Iterator`]) or as they arrived, a batch at a time ([`RunStream::next_batch`]).
 pub struct RunStream {
-    rx: Receiver<Outcome>,
+    rx: Receiver<Vec<Outcome>>,
+    /// The rest of the last batch received, when taken one at a time.
+    held: std::vec::IntoIter<Outcome>,
+    /// Outcomes of `held`'s batch handed back and not yet released to the feeder.
+    handed: usize,
     control: RunControl,
 }
 
@@ -94,19 +99,44 @@ impl RunStream {
     /// `Err(())` on timeout.
     #[allow(clippy::result_unit_err)]
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>, ()> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(o) => {
-                self.release();
-                Ok(Some(o))
+        if self.held.len() == 0 {
+            match self.rx.recv_timeout(timeout) {
+                Ok(batch) => self.held = batch.into_iter(),
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
         }
+        Ok(self.take_one())
     }
 
-    fn release(&self) {
+    /// Every outcome that arrived together (those of one result message of a worker, or
+    /// what is left of it after [`next`](Iterator::next)), waiting for them; `None` when
+    /// the run is over. Never empty.
+    pub fn next_batch(&mut self) -> Option<Vec<Outcome>> {
+        let batch = if self.held.len() > 0 {
+            std::mem::take(&mut self.held).collect()
+        } else {
+            self.rx.recv().ok()?
+        };
+        self.handed += batch.len();
+        self.release();
+        Some(batch)
+    }
+
+    fn take_one(&mut self) -> Option<Outcome> {
+        let o = self.held.next()?;
+        self.handed += 1;
+        if self.held.len() == 0 {
+            // The whole batch is handed back: one release for all of it.
+            self.release();
+        }
+        Some(o)
+    }
+
+    fn release(&mut self) {
+        let n = std::mem::take(&mut self.handed);
         let mut c = self.control.shared.credits.lock().unwrap_or_else(|e| e.into_inner());
-        *c += 1;
+        *c += n;
         self.control.shared.cv.notify_all();
     }
 }
@@ -115,9 +145,11 @@ impl Iterator for RunStream {
     type Item = Outcome;
 
     fn next(&mut self) -> Option<Outcome> {
-        let o = self.rx.recv().ok()?;
-        self.release();
-        Some(o)
+        while self.held.len() == 0 {
+            // Batches are never empty; a loop costs nothing and guards the invariant.
+            self.held = self.rx.recv().ok()?.into_iter();
+        }
+        self.take_one()
     }
 }
 
@@ -146,7 +178,8 @@ where
         cv: Condvar::new(),
         halted: AtomicBool::new(false),
     });
-    let (otx, orx) = mpsc::channel();
+    let (otx, orx) = mpsc::channel::<Vec<Outcome>>();
+    let otx = Arc::new(otx);
     let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
     let feeder_shared = shared.clone();
     let spawned = std::thread::Builder::new().name("jobpool-feeder".into()).spawn(move || {
@@ -193,14 +226,15 @@ where
                             f
                         }
                     };
+                    let left = take - taken + 1;
                     parcels.push(Parcel::new(
                         func,
                         json,
                         chunk,
                         run,
-                        Reply::Stream(otx.clone()),
-                        Arc::new(Vec::new()),
-                        Vec::new(),
+                        Reply::Batches(otx.clone()),
+                        Arc::new(Vec::with_capacity(left * (bytes.len() + 1))),
+                        Vec::with_capacity(left),
                     ));
                 }
                 let j = parcels.last_mut().expect("pushed");
@@ -225,7 +259,7 @@ where
     if spawned.is_err() {
         // No feeder: the stream is empty (its sender was dropped with the closure).
     }
-    RunStream { rx: orx, control }
+    RunStream { rx: orx, held: Vec::new().into_iter(), handed: 0, control }
 }
 
 /// Encodes the next input item of a lazy call (`imap`) into a buffer; `None` at the end.

@@ -82,20 +82,21 @@ struct Backlog {
 }
 
 impl Backlog {
-    /// Before sending a record: wait while the backlog is full.
-    fn add(&self) {
+    /// Before sending `records` records: wait while the backlog is full.
+    fn add(&self, records: usize) {
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
         while *n >= BACKLOG_HIGH {
             n = self.cv.wait(n).unwrap_or_else(|e| e.into_inner());
         }
-        *n += 1;
+        *n += records;
     }
 
-    /// After receiving a record.
-    fn done(&self) {
+    /// After receiving `records` records.
+    fn done(&self, records: usize) {
         let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        *n = n.saturating_sub(1);
-        if *n == BACKLOG_LOW {
+        let before = *n;
+        *n = n.saturating_sub(records);
+        if before > BACKLOG_LOW && *n <= BACKLOG_LOW {
             self.cv.notify_all();
         }
     }
@@ -105,6 +106,8 @@ impl Backlog {
 enum Internal {
     /// A record from the backend.
     Finished(TaskRecord),
+    /// Records from the backend that arrived together.
+    FinishedMany(Vec<TaskRecord>),
     /// A record taken from an earlier run.
     Resumed(TaskRecord),
     Waiting {
@@ -340,7 +343,7 @@ impl<'b> Runner<'b> {
                 match reused {
                     Some(rec) => {
                         // Not holding the `resume` lock: this may wait for the caller.
-                        backlog.add();
+                        backlog.add(1);
                         let _ = tx.send(Internal::Resumed(rec.resumed_at(sub.index)));
                         None
                     }
@@ -357,8 +360,12 @@ impl<'b> Runner<'b> {
                 while let Some(ev) = execution.next_event() {
                     let msg = match ev {
                         BackendEvent::Finished(rec) => {
-                            backlog.add();
+                            backlog.add(1);
                             Internal::Finished(rec)
+                        }
+                        BackendEvent::FinishedMany(recs) => {
+                            backlog.add(recs.len());
+                            Internal::FinishedMany(recs)
                         }
                         BackendEvent::Waiting { queued, running, reason } => {
                             Internal::Waiting { queued, running, reason }
@@ -407,27 +414,50 @@ impl<'b> Runner<'b> {
         run.announce();
 
         let deadline = job.limits.timeout.map(|t| started + t);
+        let deadline_open = |run: &RunLoop<'_, F>| {
+            deadline.filter(|_| run.control.reason().is_none_or(|r| r < CancelReason::Deadline))
+        };
         loop {
-            let msg = match deadline {
-                Some(d) if run.control.reason().is_none_or(|r| r < CancelReason::Deadline) => {
-                    match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
-                        Ok(m) => m,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            run.control.cancel(CancelReason::Deadline);
-                            continue;
+            let msg = match rx.try_recv() {
+                Ok(m) => {
+                    if deadline_open(&run).is_some_and(|d| Instant::now() >= d) {
+                        run.control.cancel(CancelReason::Deadline);
+                    }
+                    m
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Nothing is waiting: the end of a burst. Front ends that buffer
+                    // write out what they hold before this thread waits.
+                    run.emit(RunEvent::Flush);
+                    match deadline_open(&run) {
+                        Some(d) => {
+                            match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                                Ok(m) => m,
+                                Err(mpsc::RecvTimeoutError::Timeout) => {
+                                    run.control.cancel(CancelReason::Deadline);
+                                    continue;
+                                }
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            }
                         }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        None => match rx.recv() {
+                            Ok(m) => m,
+                            Err(_) => break,
+                        },
                     }
                 }
-                _ => match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
             };
             match msg {
                 Internal::Finished(rec) | Internal::Resumed(rec) => {
-                    backlog.done();
+                    backlog.done(1);
                     run.finish(rec);
+                }
+                Internal::FinishedMany(recs) => {
+                    backlog.done(recs.len());
+                    for rec in recs {
+                        run.finish(rec);
+                    }
                 }
                 Internal::Waiting { queued, running, reason } => {
                     run.emit(RunEvent::Waiting { queued, running, reason });

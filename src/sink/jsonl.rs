@@ -30,6 +30,14 @@ impl Sink for JsonlSink {
         self.out.write_all(&self.line)
     }
 
+    fn takes_json_lines(&self) -> bool {
+        true
+    }
+
+    fn write_json_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.out.write_all(line)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush_stream()
     }

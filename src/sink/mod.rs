@@ -31,7 +31,7 @@ pub use self::csv::CsvSink;
 pub use self::dest::{AtomicFile, Destination};
 pub use self::json::JsonSink;
 pub use self::jsonl::JsonlSink;
-pub use self::reorder::{Ready, ReorderBuffer};
+pub use self::reorder::{Indexed, Ready, ReorderBuffer};
 pub use self::text::TextSink;
 
 /// One output of a job, in one format.
@@ -42,6 +42,20 @@ pub use self::text::TextSink;
 pub trait Sink: Send {
     /// Write one record.
     fn write_record(&mut self, r: &TaskRecord) -> io::Result<()>;
+
+    /// Whether this sink writes a record as its compact JSON line, exactly as the
+    /// journal does (`jsonl`): then it is handed the journal's bytes
+    /// ([`Sink::write_json_line`]) instead of serialising the record again.
+    fn takes_json_lines(&self) -> bool {
+        false
+    }
+
+    /// Write one record given as its compact JSON line, newline included (only called
+    /// when [`Sink::takes_json_lines`]).
+    fn write_json_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let _ = line;
+        Err(io::Error::other("this sink takes records, not JSON lines"))
+    }
 
     /// Make what was written visible to a reader of a stream (stdout); files ignore it.
     fn flush(&mut self) -> io::Result<()> {
@@ -236,6 +250,28 @@ impl SinkManager {
         Ok(())
     }
 
+    /// Whether every sink takes JSON lines ([`Sink::takes_json_lines`]), and whether any
+    /// does.
+    fn line_use(&self) -> (bool, bool) {
+        let lines = self.sinks.iter().filter(|(_, s)| s.takes_json_lines()).count();
+        (lines == self.sinks.len(), lines > 0)
+    }
+
+    /// Write one outgoing record to every sink: its JSON line to those that take lines
+    /// (when it has one), the record to the others.
+    fn write_outgoing(&mut self, o: &Outgoing) -> Result<(), SinkError> {
+        for (target, sink) in &mut self.sinks {
+            let result = match (&o.line, &o.record) {
+                (Some(line), _) if sink.takes_json_lines() => sink.write_json_line(line),
+                (_, Some(r)) => sink.write_record(r),
+                (Some(_), None) => Err(io::Error::other("a record came without its fields")),
+                (None, None) => Ok(()),
+            };
+            result.map_err(|source| SinkError::Write { target: target.clone(), source })?;
+        }
+        Ok(())
+    }
+
     /// Make what was written visible on stdout. Cheap to call once per batch of ready
     /// records; a no-op for file sinks.
     pub fn flush(&mut self) -> Result<(), SinkError> {
@@ -265,14 +301,33 @@ impl SinkManager {
     }
 }
 
+/// A record on its way to the sinks, in the form they need: the record, its JSON line
+/// as the journal wrote it (for sinks that take lines), or both.
+#[derive(Debug)]
+pub struct Outgoing {
+    index: u64,
+    record: Option<TaskRecord>,
+    line: Option<Box<[u8]>>,
+}
+
+impl Indexed for Outgoing {
+    fn index(&self) -> u64 {
+        self.index
+    }
+}
+
 /// A [`ReorderBuffer`] in front of a [`SinkManager`]: give it records as they complete;
 /// it writes them in the job's order and flushes stdout once per batch of ready records,
 /// so a reader sees each record as soon as its turn comes without a flush per record.
 #[derive(Debug)]
 pub struct OrderedSinks {
-    buffer: ReorderBuffer,
+    buffer: ReorderBuffer<Outgoing>,
     sinks: SinkManager,
     written: u64,
+    /// Every sink takes JSON lines: a record given with its line is not kept.
+    lines_only: bool,
+    /// Some sink takes JSON lines: a line given with a record is kept.
+    lines_used: bool,
 }
 
 impl OrderedSinks {
@@ -281,9 +336,14 @@ impl OrderedSinks {
         Ok(OrderedSinks::new(ReorderBuffer::new(job.order), SinkManager::open(job, run_id)?))
     }
 
-    /// Put `buffer` in front of `sinks`.
-    pub fn new(buffer: ReorderBuffer, sinks: SinkManager) -> OrderedSinks {
-        OrderedSinks { buffer, sinks, written: 0 }
+    /// Put `buffer` (its order, and the records it holds) in front of `sinks`.
+    pub fn new(mut buffer: ReorderBuffer, sinks: SinkManager) -> OrderedSinks {
+        let (lines_only, lines_used) = sinks.line_use();
+        let mut own = ReorderBuffer::starting_at(buffer.order(), buffer.next_index());
+        for r in buffer.drain() {
+            let _ = own.push(Outgoing { index: r.index, record: Some(r), line: None }).count();
+        }
+        OrderedSinks { buffer: own, sinks, written: 0, lines_only, lines_used }
     }
 
     /// Accept one record (completion order); write every record now ready and flush
@@ -296,9 +356,37 @@ impl OrderedSinks {
     /// for a runner that drains every record already waiting in its channel, then calls
     /// [`OrderedSinks::flush`] once. Returns how many records were written.
     pub fn push(&mut self, record: TaskRecord) -> Result<usize, SinkError> {
+        self.push_outgoing(Outgoing { index: record.index, record: Some(record), line: None })
+    }
+
+    /// Whether every sink takes JSON lines: then [`OrderedSinks::push_line`] needs no
+    /// record, only its index and line.
+    pub fn lines_only(&self) -> bool {
+        self.lines_only
+    }
+
+    /// [`OrderedSinks::push`] of the record at `index` whose compact JSON line (newline
+    /// included) is `line`, as the journal wrote it: sinks that take lines write these
+    /// bytes instead of serialising the record again. `record` may be `None` when
+    /// [`OrderedSinks::lines_only`] (otherwise writing it fails).
+    pub fn push_line(
+        &mut self,
+        index: u64,
+        record: Option<TaskRecord>,
+        line: &[u8],
+    ) -> Result<usize, SinkError> {
+        let o = Outgoing {
+            index,
+            record: record.filter(|_| !self.lines_only),
+            line: self.lines_used.then(|| line.into()),
+        };
+        self.push_outgoing(o)
+    }
+
+    fn push_outgoing(&mut self, o: Outgoing) -> Result<usize, SinkError> {
         let mut n = 0;
-        for r in self.buffer.push(record) {
-            self.sinks.write(&r)?;
+        for r in self.buffer.push(o) {
+            self.sinks.write_outgoing(&r)?;
             n += 1;
         }
         self.written += n as u64;
@@ -316,15 +404,15 @@ impl OrderedSinks {
     }
 
     /// The reorder buffer (for its statistics).
-    pub fn buffer(&self) -> &ReorderBuffer {
+    pub fn buffer(&self) -> &ReorderBuffer<Outgoing> {
         &self.buffer
     }
 
     /// Write whatever is still held (in index order, over gaps), then finish every sink.
     pub fn finish(mut self) -> Result<(), SinkError> {
-        let rest: Vec<TaskRecord> = self.buffer.drain().collect();
+        let rest: Vec<Outgoing> = self.buffer.drain().collect();
         for r in &rest {
-            if let Err(e) = self.sinks.write(r) {
+            if let Err(e) = self.sinks.write_outgoing(r) {
                 self.sinks.abort();
                 return Err(e);
             }

@@ -21,16 +21,28 @@ use crate::record::TaskRecord;
 /// throughput times that task's duration; records are held in a `BTreeMap` so memory is
 /// proportional to what is held, not to the size of the gap.
 #[derive(Debug)]
-pub struct ReorderBuffer {
+pub struct ReorderBuffer<T = TaskRecord> {
     order: Order,
     next: u64,
-    held: BTreeMap<u64, TaskRecord>,
-    ready: VecDeque<TaskRecord>,
+    held: BTreeMap<u64, T>,
+    ready: VecDeque<T>,
     stale: u64,
     peak: usize,
 }
 
-impl ReorderBuffer {
+/// What a [`ReorderBuffer`] can hold: anything with a plan index.
+pub trait Indexed {
+    /// The position in the plan.
+    fn index(&self) -> u64;
+}
+
+impl Indexed for TaskRecord {
+    fn index(&self) -> u64 {
+        self.index
+    }
+}
+
+impl<T: Indexed> ReorderBuffer<T> {
     /// A buffer for `order`, starting at index 0.
     pub fn new(order: Order) -> Self {
         ReorderBuffer::starting_at(order, 0)
@@ -53,13 +65,14 @@ impl ReorderBuffer {
     /// In submission order, a record whose index was already emitted (a duplicate, which
     /// the runner never produces) is dropped and counted in [`ReorderBuffer::stale`]; a
     /// second record for an index still held replaces the first.
-    pub fn push(&mut self, record: TaskRecord) -> Ready<'_> {
+    pub fn push(&mut self, record: T) -> Ready<'_, T> {
         match self.order {
             Order::Completion => self.ready.push_back(record),
             Order::Submission => {
-                if record.index < self.next {
+                let index = record.index();
+                if index < self.next {
                     self.stale += 1;
-                } else if record.index == self.next {
+                } else if index == self.next {
                     self.ready.push_back(record);
                     self.next += 1;
                     while let Some(entry) = self.held.first_entry() {
@@ -70,7 +83,7 @@ impl ReorderBuffer {
                         self.next += 1;
                     }
                 } else {
-                    self.held.insert(record.index, record);
+                    self.held.insert(index, record);
                     self.peak = self.peak.max(self.held.len());
                 }
             }
@@ -80,12 +93,17 @@ impl ReorderBuffer {
 
     /// Everything still held, in index order, skipping indexes that never came: for the
     /// end of a run that stopped before every record was produced.
-    pub fn drain(&mut self) -> impl Iterator<Item = TaskRecord> + use<> {
+    pub fn drain(&mut self) -> impl Iterator<Item = T> + use<T> {
         let held = std::mem::take(&mut self.held);
         if let Some((&last, _)) = held.last_key_value() {
             self.next = last + 1;
         }
         std::mem::take(&mut self.ready).into_iter().chain(held.into_values())
+    }
+
+    /// The order it restores.
+    pub fn order(&self) -> Order {
+        self.order
     }
 
     /// The next index due in submission order.
@@ -112,14 +130,14 @@ impl ReorderBuffer {
 /// The records a [`ReorderBuffer::push`] made ready, in order. Records not taken from it
 /// stay in the buffer and come out of the next `push` (or `drain`).
 #[derive(Debug)]
-pub struct Ready<'a> {
-    buffer: &'a mut ReorderBuffer,
+pub struct Ready<'a, T = TaskRecord> {
+    buffer: &'a mut ReorderBuffer<T>,
 }
 
-impl Iterator for Ready<'_> {
-    type Item = TaskRecord;
+impl<T> Iterator for Ready<'_, T> {
+    type Item = T;
 
-    fn next(&mut self) -> Option<TaskRecord> {
+    fn next(&mut self) -> Option<T> {
         self.buffer.ready.pop_front()
     }
 }

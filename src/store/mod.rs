@@ -2,9 +2,10 @@
 //! the lookups `--resume` and `jobpool report` need.
 //!
 //! Owns: the layout of `.jobpool/` beside a job file, run ids, `run.json`, the
-//! `records.jsonl` journal (one flushed line per record, in completion order), the
-//! references of resumed records, reading a run's records back (tolerating a torn last
-//! line), and the resume index and its file.
+//! `records.jsonl` journal (one line per record, in completion order, written whole
+//! lines at a time: per record, or per burst of records with [`RunStore::push`] and
+//! [`RunStore::flush`]), the references of resumed records, reading a run's records back
+//! (tolerating a torn last line), and the resume index and its file.
 //! Must not: run tasks, order records for sinks, or print.
 //!
 //! ```text
@@ -125,7 +126,53 @@ fn run_id_at(time: SystemTime) -> String {
 /// The current UTC time as RFC 3339 with microseconds (`2026-11-26T14:04:55.123456Z`):
 /// fixed width, so these strings sort as times.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+    rfc3339_micros(SystemTime::now())
+}
+
+/// `time` as RFC 3339 UTC with microseconds (`2026-11-26T14:04:55.123456Z`), the form of
+/// a record's `started_at`: the same text as `humantime::format_rfc3339_micros`, written
+/// directly (one allocation, no formatting machinery: it is done once per record).
+pub fn rfc3339_micros(time: SystemTime) -> String {
+    use std::time::UNIX_EPOCH;
+    // Whole seconds since the epoch (rounded down) and the microseconds after them.
+    let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            if n == 0 { (-s, 0) } else { (-s - 1, (1_000_000_000 - n) / 1000) }
+        }
+    };
+    if !(-62_167_219_200..253_402_300_800).contains(&secs) {
+        // Outside years 0000 to 9999.
+        return humantime::format_rfc3339_micros(time).to_string();
+    }
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u64);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u64;
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(micros));
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Whether a run ended.
@@ -280,7 +327,12 @@ pub struct RunStore {
     info_path: PathBuf,
     info: RunInfo,
     journal: File,
-    line: Vec<u8>,
+    /// Whole lines pushed and not written yet.
+    pending: Vec<u8>,
+    /// The statuses of the pending lines (counted into `info` once written), and how
+    /// many of them were resumed.
+    pending_counts: StatusCounts,
+    pending_resumed: u64,
     started: Instant,
     /// A write failed part-way: the journal may end with a partial line.
     torn: bool,
@@ -288,6 +340,14 @@ pub struct RunStore {
     /// (not in a shard's journal, which other processes read, nor in `collect`'s).
     refs_only: bool,
     refs: Option<refs::RefWriter>,
+}
+
+impl Drop for RunStore {
+    /// Dropped without [`RunStore::finish`] (an error path, a panic): what was pushed
+    /// is written, as a crash after the last flush would have left it.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 impl RunStore {
@@ -362,7 +422,9 @@ impl RunStore {
             info_path,
             info,
             journal,
-            line: Vec::with_capacity(512),
+            pending: Vec::with_capacity(64 * 1024),
+            pending_counts: StatusCounts::default(),
+            pending_resumed: 0,
             started: Instant::now(),
             torn: false,
             refs_only,
@@ -387,7 +449,7 @@ impl RunStore {
 
     /// Append one record to the journal: one `write` of the whole line, so the operating
     /// system has it when this returns (a crash of jobpool loses nothing appended; no fsync
-    /// per record).
+    /// per record). The same as [`RunStore::push`] then [`RunStore::flush`].
     ///
     /// After a failed append (a full disk), the next one starts with a newline, so the
     /// partial line stays a line of its own that readers skip, and later records are whole.
@@ -395,6 +457,20 @@ impl RunStore {
     /// A record taken from an earlier run (`resumed`) is not copied: the run references it
     /// (one short line in `resumed.jsonl`; see [`records`]). Shards journal it in full.
     pub fn append(&mut self, r: &TaskRecord) -> io::Result<()> {
+        self.push(r)?;
+        self.flush()
+    }
+
+    /// Add one record to the journal's buffer, as one whole line: written by the next
+    /// [`RunStore::flush`] (or [`RunStore::finish`]), never before. Returns where the
+    /// line (with its newline) lies in the bytes that flush writes, for a caller that
+    /// writes the same line elsewhere (a jsonl sink) after the journal has it; `None` for
+    /// a record taken from an earlier run that is referenced, not journaled (see
+    /// [`RunStore::append`]).
+    ///
+    /// Whoever reports a record anywhere else must flush first: a record seen in an
+    /// output is in the journal.
+    pub fn push(&mut self, r: &TaskRecord) -> io::Result<Option<std::ops::Range<usize>>> {
         if r.resumed && self.refs_only {
             if self.refs.is_none() {
                 self.refs = Some(refs::RefWriter::create(&self.dir)?);
@@ -402,31 +478,71 @@ impl RunStore {
             self.refs.as_mut().expect("created above").add(r.index, &r.key)?;
             self.info.counts.add(r.status);
             self.info.resumed += 1;
+            return Ok(None);
+        }
+        let start = self.pending.len();
+        if let Err(e) = serde_json::to_writer(&mut self.pending, r) {
+            self.pending.truncate(start);
+            return Err(io::Error::from(e));
+        }
+        self.pending.push(b'\n');
+        self.pending_counts.add(r.status);
+        if r.resumed {
+            self.pending_resumed += 1;
+        }
+        Ok(Some(start..self.pending.len()))
+    }
+
+    /// Bytes pushed and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Write every line pushed since the last flush in one `write` (so a crash from here
+    /// on loses none of them; no fsync), then hand the bytes to `then` (each range
+    /// [`RunStore::push`] returned is a line in them) and forget them. `then` is called
+    /// even when the write failed: the lines are whole either way.
+    pub fn flush_with(&mut self, then: impl FnOnce(&[u8])) -> io::Result<()> {
+        let result = self.write_pending();
+        then(&self.pending);
+        self.pending.clear();
+        result
+    }
+
+    /// [`RunStore::flush_with`], with nothing to do after the write.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_with(|_| {})
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        self.line.clear();
-        if self.torn {
-            self.line.push(b'\n');
-        }
-        serde_json::to_writer(&mut self.line, r).map_err(io::Error::from)?;
-        self.line.push(b'\n');
-        if let Err(e) = self.journal.write_all(&self.line) {
+        let result = if self.torn {
+            // The partial line a failed write left gets its own line; later ones are whole.
+            self.journal.write_all(b"\n").and_then(|()| self.journal.write_all(&self.pending))
+        } else {
+            self.journal.write_all(&self.pending)
+        };
+        let counts = std::mem::take(&mut self.pending_counts);
+        let resumed = std::mem::take(&mut self.pending_resumed);
+        if let Err(e) = result {
             self.torn = true;
             return Err(e);
         }
         self.torn = false;
-        self.info.counts.add(r.status);
-        if r.resumed {
-            self.info.resumed += 1;
-        }
+        self.info.counts.add_counts(&counts);
+        self.info.resumed += resumed;
         Ok(())
     }
 
-    /// End the run: fsync the journal once and rewrite `run.json` with the end time, the
-    /// counts by status, the wall time and the exit code. The references of records taken
-    /// from earlier runs move to the job's shared `.jobpool/resumed/<job>/`, and its resume
-    /// index file is brought up to date (not by a shard: many may end at once).
+    /// End the run: write what is pushed, fsync the journal once and rewrite `run.json`
+    /// with the end time, the counts by status, the wall time and the exit code. The
+    /// references of records taken from earlier runs move to the job's shared
+    /// `.jobpool/resumed/<job>/`, and its resume index file is brought up to date (not by
+    /// a shard: many may end at once).
     pub fn finish(mut self, end: RunEnd) -> io::Result<RunInfo> {
+        self.flush()?;
         self.journal.sync_all()?;
         let runs_dir = self.dir.parent().map(Path::to_path_buf);
         let mut local_refs = None;
@@ -447,7 +563,7 @@ impl RunStore {
             // run.json names the shared file now.
             let _ = fs::remove_file(local);
         }
-        Ok(self.info)
+        Ok(self.info.clone())
     }
 }
 
@@ -617,6 +733,39 @@ pub fn list_all_runs(job_dir: &Path) -> io::Result<Vec<(String, Vec<RunDir>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_humantimes_text() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut times: Vec<SystemTime> = [
+            0u64,
+            951_782_400,     // 2000-02-29
+            951_868_799,     // 2000-02-29T23:59:59
+            4_107_542_400,   // 2100-03-01
+            1_795_000_000,   // 2026
+            253_402_300_799, // 9999-12-31T23:59:59
+        ]
+        .iter()
+        .map(|s| UNIX_EPOCH + Duration::new(*s, 999_999_999))
+        .collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(
+                UNIX_EPOCH + Duration::new(x % 253_402_300_800, (x >> 32) as u32 % 1_000_000_000),
+            );
+        }
+        for t in times {
+            assert_eq!(rfc3339_micros(t), humantime::format_rfc3339_micros(t).to_string());
+        }
+        // Before the epoch (where humantime panics).
+        let before = UNIX_EPOCH - Duration::from_micros(1);
+        assert_eq!(rfc3339_micros(before), "1969-12-31T23:59:59.999999Z");
+        let before = UNIX_EPOCH - Duration::from_secs(86_400 * 365);
+        assert_eq!(rfc3339_micros(before), "1969-01-01T00:00:00.000000Z");
+    }
 
     #[test]
     fn run_ids_carry_the_utc_second() {

@@ -43,7 +43,10 @@ pub struct ScriptLimits {
     pub max_call_levels: usize,
     /// CPU time of one evaluation (sleeping does not count). The operation limit does
     /// not see all work: Rhai re-measures an array after each `push`, so a loop growing
-    /// an array costs time quadratic in its length with few operations.
+    /// an array costs time quadratic in its length with few operations. The clock is
+    /// first read at the first progress check (after 1024 operations), so a trivial
+    /// script costs no CPU-clock read (a system call); the few microseconds before that
+    /// reading do not count.
     pub max_cpu_time: Duration,
 }
 
@@ -186,8 +189,10 @@ const PROGRESS_CHECK_EVERY: u64 = 1024;
 struct EvalCtx<'a> {
     should_stop: &'a dyn Fn() -> bool,
     deadline: Option<Instant>,
-    /// The thread's CPU time when the evaluation started, and the most it may use.
-    cpu: Option<(Duration, Duration)>,
+    /// The thread's CPU time at the first check (read then, not when the evaluation
+    /// starts: most evaluations end before any check), and the most it may use.
+    cpu_start: Cell<Option<Duration>>,
+    max_cpu: Duration,
 }
 
 /// CPU time used by the calling thread so far.
@@ -234,14 +239,25 @@ fn interruption() -> Option<&'static str> {
     let ctx = unsafe { &*ptr };
     if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
         Some(TIMED_OUT)
-    } else if ctx.cpu.is_some_and(|(start, max)| {
-        thread_cpu_time().is_some_and(|now| now.saturating_sub(start) > max)
-    }) {
+    } else if over_cpu_limit(ctx) {
         Some(CPU_LIMIT)
     } else if (ctx.should_stop)() {
         Some(STOPPED)
     } else {
         None
+    }
+}
+
+/// Whether the evaluation used more CPU time than it may; the first call only starts
+/// the count.
+fn over_cpu_limit(ctx: &EvalCtx<'_>) -> bool {
+    let Some(now) = thread_cpu_time() else { return false };
+    match ctx.cpu_start.get() {
+        None => {
+            ctx.cpu_start.set(Some(now));
+            false
+        }
+        Some(start) => now.saturating_sub(start) > ctx.max_cpu,
     }
 }
 
@@ -343,13 +359,24 @@ impl ScriptEngine {
         should_stop: &dyn Fn() -> bool,
         deadline: Option<Instant>,
     ) -> Result<Value, ScriptError> {
-        let cpu = thread_cpu_time().map(|start| (start, self.limits.max_cpu_time));
-        let ctx = EvalCtx { should_stop, deadline, cpu };
+        let ctx = EvalCtx {
+            should_stop,
+            deadline,
+            cpu_start: Cell::new(None),
+            max_cpu: self.limits.max_cpu_time,
+        };
         let _guard = CtxGuard::set(&ctx);
-        if let Some(why) = interruption() {
-            let kind =
-                if why == TIMED_OUT { ScriptErrorKind::Timeout } else { ScriptErrorKind::Stopped };
-            return Err(ScriptError { kind, message: why.to_string(), line: None, column: None });
+        // Stopped or past the deadline before it starts (no CPU used yet: no clock read).
+        let early = if deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(ScriptErrorKind::Timeout)
+        } else if should_stop() {
+            Some(ScriptErrorKind::Stopped)
+        } else {
+            None
+        };
+        if let Some(kind) = early {
+            let message = kind_message(kind).to_string();
+            return Err(ScriptError { kind, message, line: None, column: None });
         }
 
         let mut fresh;
