@@ -1073,7 +1073,7 @@ impl Dispatcher {
             let front = self.pending.front().expect("not empty");
             let chunk = match (self.cfg.chunk_size, front.chunk) {
                 (Some(c), _) => c,
-                (None, 0) => (self.pending.len() / (2 * ready)).clamp(1, 256),
+                (None, 0) => (self.queued_tasks() / (2 * ready)).clamp(1, 256),
                 (None, c) => c,
             };
             let w = &mut self.workers[wi];
@@ -1151,6 +1151,15 @@ impl Dispatcher {
                 w.phase = Phase::Stopping { why: Why::Lost, kill_at: Instant::now(), killed: true };
             }
         }
+    }
+
+    /// About how many tasks are queued, for the automatic batch size: exact while few
+    /// parcels wait (a stream's parcels hold up to 256 tasks each), at least the number
+    /// of parcels otherwise (one-by-one calls: a task each), without a walk of a long
+    /// queue on every turn.
+    fn queued_tasks(&self) -> usize {
+        let first: usize = self.pending.iter().take(64).map(|p| p.items.len()).sum();
+        first.max(self.pending.len())
     }
 
     /// Whether a worker is idle with nothing queued for it while another has tasks
