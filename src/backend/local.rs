@@ -232,7 +232,12 @@ fn record_from_outcome(
     values: Vec<Value>,
     task: &TaskTemplate,
 ) -> TaskRecord {
-    let mut rec = TaskRecord::new(o.id, key, args_map(names, &values), o.status);
+    // The values are the record's own now: moved into the map, not copied.
+    let mut args = serde_json::Map::with_capacity(names.len());
+    for (name, v) in names.iter().zip(values) {
+        args.insert(name.clone(), v);
+    }
+    let mut rec = TaskRecord::new(o.id, key, args, o.status);
     rec.error = o.error;
     rec.attempts = o.attempts;
     rec.worker = o.worker;

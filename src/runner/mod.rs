@@ -333,13 +333,19 @@ impl<'b> Runner<'b> {
         let work: Work = {
             let (resume, taken, backlog, tx) =
                 (resume.clone(), taken.clone(), backlog.clone(), tx.clone());
+            let resuming = resume.lock().unwrap_or_else(|e| e.into_inner()).is_some();
             Box::new(plan().filter_map(move |sub| {
-                taken.store(sub.index + 1, Ordering::SeqCst);
-                let reused = resume
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                    .and_then(|ix| ix.take(&sub.key));
+                taken.store(sub.index + 1, Ordering::Release);
+                // No lock per submission when nothing is resumed.
+                let reused = resuming
+                    .then(|| {
+                        resume
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_mut()
+                            .and_then(|ix| ix.take(&sub.key))
+                    })
+                    .flatten();
                 match reused {
                     Some(rec) => {
                         // Not holding the `resume` lock: this may wait for the caller.
@@ -474,7 +480,7 @@ impl<'b> Runner<'b> {
         // Submissions never taken from the plan still get a record: reused when
         // `--resume` has one, otherwise skipped (a failure policy stopped submitting) or
         // cancelled.
-        let next = taken.load(Ordering::SeqCst);
+        let next = taken.load(Ordering::Acquire);
         if next < end {
             let rest = Plan::new(job).slice(next, end);
             let status = if run.skipped.is_some() && run.control.reason().is_none() {

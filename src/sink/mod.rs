@@ -306,7 +306,8 @@ impl SinkManager {
 #[derive(Debug)]
 pub struct Outgoing {
     index: u64,
-    record: Option<TaskRecord>,
+    /// Boxed: an `Outgoing` held in the reorder buffer's tree is moved around there.
+    record: Option<Box<TaskRecord>>,
     line: Option<Box<[u8]>>,
 }
 
@@ -341,7 +342,9 @@ impl OrderedSinks {
         let (lines_only, lines_used) = sinks.line_use();
         let mut own = ReorderBuffer::starting_at(buffer.order(), buffer.next_index());
         for r in buffer.drain() {
-            let _ = own.push(Outgoing { index: r.index, record: Some(r), line: None }).count();
+            let _ = own
+                .push(Outgoing { index: r.index, record: Some(Box::new(r)), line: None })
+                .count();
         }
         OrderedSinks { buffer: own, sinks, written: 0, lines_only, lines_used }
     }
@@ -356,7 +359,8 @@ impl OrderedSinks {
     /// for a runner that drains every record already waiting in its channel, then calls
     /// [`OrderedSinks::flush`] once. Returns how many records were written.
     pub fn push(&mut self, record: TaskRecord) -> Result<usize, SinkError> {
-        self.push_outgoing(Outgoing { index: record.index, record: Some(record), line: None })
+        let index = record.index;
+        self.push_outgoing(Outgoing { index, record: Some(Box::new(record)), line: None })
     }
 
     /// Whether every sink takes JSON lines: then [`OrderedSinks::push_line`] needs no
@@ -377,7 +381,7 @@ impl OrderedSinks {
     ) -> Result<usize, SinkError> {
         let o = Outgoing {
             index,
-            record: record.filter(|_| !self.lines_only),
+            record: record.filter(|_| !self.lines_only).map(Box::new),
             line: self.lines_used.then(|| line.into()),
         };
         self.push_outgoing(o)

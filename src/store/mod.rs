@@ -172,7 +172,8 @@ pub fn rfc3339_micros(time: SystemTime) -> String {
     put(14, 2, of_day / 60 % 60);
     put(17, 2, of_day % 60);
     put(20, 6, u64::from(micros));
-    String::from_utf8_lossy(&out).into_owned()
+    // Only ASCII digits and separators were written.
+    std::str::from_utf8(&out).map(str::to_owned).unwrap_or_default()
 }
 
 /// Whether a run ended.
