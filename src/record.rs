@@ -204,6 +204,52 @@ impl TaskRecord {
         }
     }
 
+    /// Append the record's compact JSON (exactly `serde_json::to_writer`'s bytes: the
+    /// same fields, order and number forms) to `out`: the journal's and a jsonl sink's
+    /// line, written without serde's per-field machinery (this runs once per record).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        fn put<T: Serialize + ?Sized>(
+            out: &mut Vec<u8>,
+            key: &[u8],
+            v: &T,
+        ) -> serde_json::Result<()> {
+            out.extend_from_slice(key);
+            serde_json::to_writer(&mut *out, v)
+        }
+        fn opt<T: Serialize>(
+            out: &mut Vec<u8>,
+            key: &[u8],
+            v: &Option<T>,
+        ) -> serde_json::Result<()> {
+            match v {
+                Some(v) => put(out, key, v),
+                None => Ok(()),
+            }
+        }
+        put(out, b"{\"index\":", &self.index)?;
+        put(out, b",\"key\":", self.key.as_str())?;
+        put(out, b",\"args\":", &self.args)?;
+        out.extend_from_slice(b",\"status\":\"");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b'"');
+        opt(out, b",\"value\":", &self.value)?;
+        opt(out, b",\"error\":", &self.error)?;
+        put(out, b",\"attempts\":", &self.attempts)?;
+        opt(out, b",\"worker\":", &self.worker)?;
+        opt(out, b",\"started_at\":", &self.started_at)?;
+        put(out, b",\"duration_ms\":", &self.duration_ms)?;
+        opt(out, b",\"exit_code\":", &self.exit_code)?;
+        opt(out, b",\"signal\":", &self.signal)?;
+        opt(out, b",\"stderr\":", &self.stderr)?;
+        opt(out, b",\"cpu_ms\":", &self.cpu_ms)?;
+        opt(out, b",\"max_rss_kb\":", &self.max_rss_kb)?;
+        if self.resumed {
+            out.extend_from_slice(b",\"resumed\":true");
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
     /// The same record taken over by `--resume` into a new plan: `resumed` set and `index`
     /// replaced by the submission's position in the current plan.
     pub fn resumed_at(mut self, index: u64) -> TaskRecord {
@@ -343,6 +389,45 @@ mod tests {
             json.as_object().unwrap().keys().map(String::as_str).filter(|k| *k != "args").collect();
         assert_eq!(keys, FIELD_NAMES);
         assert_eq!(csv_fields().collect::<Vec<_>>(), ["status", "value", "error", "duration_ms"]);
+    }
+
+    #[test]
+    fn write_json_is_serdes_text() {
+        let mut r = record();
+        let mut cases = vec![r.clone()];
+        r.args.insert("name \"quoted\"\n".into(), json!([1.5, -0.0, 1e300, "é\u{1}"]));
+        r.args.insert("n".into(), json!(u64::MAX));
+        r.value = None;
+        r.error = Some("tab\there".into());
+        r.worker = Some(3);
+        r.started_at = Some("2026-11-30T05:36:43.681504Z".into());
+        r.duration_ms = 0.1 + 0.2;
+        r.exit_code = Some(-1);
+        r.signal = Some(9);
+        r.stderr = Some(String::new());
+        r.cpu_ms = None;
+        r.max_rss_kb = Some(2048);
+        r.resumed = true;
+        cases.push(r.clone());
+        r.status = Status::Crashed;
+        r.duration_ms = f64::NAN; // serde writes null
+        r.value = Some(json!(null));
+        r.resumed = false;
+        cases.push(r.clone());
+        for s in Status::ALL {
+            let mut x = TaskRecord::new(u64::MAX, "k".into(), Map::new(), s);
+            x.duration_ms = 12345.678;
+            cases.push(x);
+        }
+        for c in cases {
+            let mut ours = Vec::new();
+            c.write_json(&mut ours).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&c).unwrap(),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl Sink for JsonlSink {
     fn write_record(&mut self, r: &TaskRecord) -> io::Result<()> {
         // One write per record: two sinks on stdout interleave only between records.
         self.line.clear();
-        serde_json::to_writer(&mut self.line, r).map_err(io::Error::from)?;
+        r.write_json(&mut self.line).map_err(io::Error::from)?;
         self.line.push(b'\n');
         self.out.write_all(&self.line)
     }

@@ -482,7 +482,7 @@ impl RunStore {
             return Ok(None);
         }
         let start = self.pending.len();
-        if let Err(e) = serde_json::to_writer(&mut self.pending, r) {
+        if let Err(e) = r.write_json(&mut self.pending) {
             self.pending.truncate(start);
             return Err(io::Error::from(e));
         }
