@@ -24,8 +24,11 @@ pub(crate) enum Reply {
     /// A channel of batches (streaming runs): the outcomes of one result message travel
     /// as one `Vec`, so the reader pays one channel operation (and at most one wake-up)
     /// per batch, not per outcome. The outcome's id is the item's `user_id`.
-    Batches(Arc<Sender<Vec<Outcome>>>),
+    Batches(BatchSender),
 }
+
+/// The sending end of a streaming run's channel of batches (shared by its parcels).
+pub(crate) type BatchSender = Arc<Sender<Vec<Outcome>>>;
 
 impl Clone for Reply {
     fn clone(&self) -> Self {
@@ -44,7 +47,7 @@ impl Clone for Reply {
 pub(crate) struct Deliveries {
     current: Option<Arc<Collector>>,
     items: Vec<(usize, Stored)>,
-    batch: Option<(Arc<Sender<Vec<Outcome>>>, Vec<Outcome>)>,
+    batch: Option<(BatchSender, Vec<Outcome>)>,
     /// How many outcomes are expected (the capacity of a new batch).
     expect: usize,
 }
