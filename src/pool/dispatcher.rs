@@ -39,6 +39,9 @@ const BUSY_BATCH_BYTES: usize = 32 * 1024;
 /// queued gives up half of the tasks it was sent and has not started (see
 /// [`Dispatcher::rebalance`]). Far above a trivial task, so fast work is never moved.
 const STEAL_AFTER: Duration = Duration::from_millis(1);
+/// Tasks faster than this on average (measured from the workers' results) are sent in
+/// batches sized by the tasks queued; slower ones in small batches.
+const FAST_TASK_NS: u64 = 50_000;
 /// Largest automatic batch.
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
@@ -287,6 +290,9 @@ pub(crate) struct Dispatcher {
     /// Thread workers: slots of stopped threads whose task may still run a process
     /// group (a thread cannot be killed), with when to kill that group.
     orphaned_groups: Vec<(Slot, Instant)>,
+    /// The mean time of a task lately (a moving average over result messages); slow
+    /// until the first results are in.
+    task_ns: u64,
 }
 
 /// Start the dispatcher thread and its workers; returns once every worker finished its
@@ -314,6 +320,7 @@ pub(crate) fn start(
         closed: false,
         terminating: false,
         orphaned_groups: Vec::new(),
+        task_ns: u64::MAX,
     };
     let handle = std::thread::Builder::new()
         .name("jobpool-dispatcher".into())
@@ -573,6 +580,11 @@ impl Dispatcher {
     }
 
     fn on_results(&mut self, wid: u64, results: ResultBatch) {
+        if !results.is_empty() {
+            let per = results.duration_ns / results.len() as u64;
+            self.task_ns =
+                if self.task_ns == u64::MAX { per } else { (self.task_ns * 3 + per) / 4 };
+        }
         if self.on_results_fast(wid, &results) {
             let wi = self.workers.iter().position(|w| w.wid == wid).expect("checked");
             self.deliver_fast(wi, results);
@@ -1073,7 +1085,12 @@ impl Dispatcher {
             let front = self.pending.front().expect("not empty");
             let chunk = match (self.cfg.chunk_size, front.chunk) {
                 (Some(c), _) => c,
-                (None, 0) => (self.queued_tasks() / (2 * ready)).clamp(1, 256),
+                // Fast tasks (as measured) go in batches by the tasks queued; slower ones
+                // by the parcels queued (small batches: the next task is never far).
+                (None, 0) if self.task_ns < FAST_TASK_NS => {
+                    (self.queued_tasks() / (2 * ready)).clamp(1, 256)
+                }
+                (None, 0) => (self.pending.len() / (2 * ready)).clamp(1, 256),
                 (None, c) => c,
             };
             let w = &mut self.workers[wi];
