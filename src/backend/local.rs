@@ -291,8 +291,14 @@ mod tests {
         let mut ex = backend.start(StartRequest { job, workers, work }).unwrap();
         let taken = prestarted.is_some_and(|p| Arc::strong_count(&p) > 1);
         let mut out = Vec::new();
-        while let Some(BackendEvent::Finished(r)) = ex.next_event() {
-            out.push(r.value.unwrap());
+        while let Some(ev) = ex.next_event() {
+            match ev {
+                BackendEvent::Finished(r) => out.push(r.value.unwrap()),
+                BackendEvent::FinishedMany(rs) => {
+                    out.extend(rs.into_iter().map(|r| r.value.unwrap()))
+                }
+                BackendEvent::Waiting { .. } => {}
+            }
         }
         ex.join();
         out.sort_by_key(|v| v.as_i64());
