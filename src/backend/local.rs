@@ -244,16 +244,29 @@ fn record_from_outcome(
     rec.started_at = o.started_at.map(crate::store::rfc3339_micros);
     rec.duration_ms = o.duration.as_nanos() as f64 / 1e6;
     if let Some(Payload::Json(text)) = &o.value {
-        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-        if let TaskTemplate::Command(_) = task {
-            let env: task::CommandValue = serde_json::from_value(v).unwrap_or_default();
-            rec.value = Some(env.value);
-            rec.exit_code = env.exit_code;
-            rec.stderr = env.stderr;
-            rec.cpu_ms = env.cpu_ms;
-            rec.max_rss_kb = env.max_rss_kb;
-        } else {
-            rec.value = Some(v);
+        // A value the worker sent that does not decode is not a value: never an `ok`
+        // with a made-up `null` (a worker that wrote garbage on its channel).
+        let decoded = serde_json::from_str::<Value>(text).and_then(|v| match task {
+            TaskTemplate::Command(_) => serde_json::from_value::<task::CommandValue>(v).map(Ok),
+            _ => Ok(Err(v)),
+        });
+        match decoded {
+            Ok(Ok(env)) => {
+                rec.value = Some(env.value);
+                rec.exit_code = env.exit_code;
+                rec.stderr = env.stderr;
+                rec.cpu_ms = env.cpu_ms;
+                rec.max_rss_kb = env.max_rss_kb;
+            }
+            Ok(Err(v)) => rec.value = Some(v),
+            Err(e) => {
+                rec.status = crate::record::Status::Crashed;
+                let shown: String = text.chars().take(80).collect();
+                rec.error = Some(format!(
+                    "the worker sent a value that cannot be read ({e}): {shown:?}; \
+                     it is not used"
+                ));
+            }
         }
     }
     if let Some(data) = o.error_data.as_deref()

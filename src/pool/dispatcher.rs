@@ -191,6 +191,11 @@ pub(crate) enum Event {
     Gone {
         wid: u64,
     },
+    /// The worker sent what the pool cannot read (its reader stopped reading).
+    Broken {
+        wid: u64,
+        why: String,
+    },
     /// [`RunControl::cancel`](super::RunControl::cancel).
     Cancel {
         run: u64,
@@ -227,13 +232,17 @@ struct Worker {
     index: u32,
     phase: Phase,
     inflight: VecDeque<Parcel>,
-    batch_ends: VecDeque<u64>,
+    /// The batches sent and not fully reported, oldest first: (first id, last id).
+    batches: VecDeque<(u64, u64)>,
     assigned: usize,
     /// Results arrived for every task with id < this (they come in id order).
     reported: u64,
     /// A steal is unresolved: the worker has not yet reported every task with id < this
     /// (all it was sent before the steal). It is sent nothing new until then.
     steal_until: Option<u64>,
+    /// The worker broke the protocol (a message the pool cannot read or that does not
+    /// fit what it was sent): why. It is killed, and its tasks settled as for a crash.
+    broken: Option<String>,
     slot: Slot,
     handle: Handle,
 }
@@ -245,10 +254,11 @@ impl Worker {
             index,
             phase,
             inflight: VecDeque::new(),
-            batch_ends: VecDeque::new(),
+            batches: VecDeque::new(),
             assigned: 0,
             reported: 0,
             steal_until: None,
+            broken: None,
             slot,
             handle,
         }
@@ -262,6 +272,104 @@ impl Worker {
     fn send_shutdown(&self) {
         self.handle.send_shutdown(&self.slot);
     }
+
+    /// The id of the next result the worker owes: results come in id order, one per task
+    /// sent, batch after batch.
+    fn next_result(&self) -> Option<u64> {
+        self.batches.front().map(|&(first, _)| first.max(self.reported))
+    }
+
+    /// The part of `log` (the results a dead worker committed to its slot) that it had
+    /// not sent: `None` if nothing, or if the log does not fit what the worker owes (a
+    /// worker that scribbled on its slot; its tasks are then settled as for a crash).
+    fn unsent(&self, mut log: ResultBatch) -> Option<ResultBatch> {
+        malformed(&log).ok()?;
+        let next = self.next_result()?;
+        let n = log.len() as u64;
+        let seen = next.checked_sub(log.base)?;
+        if seen >= n {
+            return None;
+        }
+        if seen > 0 {
+            log = log.split_off_last((n - seen) as usize);
+        }
+        self.check(&log).ok()?;
+        Some(log)
+    }
+
+    /// Why `r`, a message of this worker, cannot be applied: malformed, or not the
+    /// results it owes next (an id it was never sent, one already reported, a gap).
+    fn check(&self, r: &ResultBatch) -> Result<(), String> {
+        malformed(r)?;
+        let n = r.len() as u64;
+        let Some(next) = self.next_result() else {
+            return Err(format!("results for tasks {}.. when it owed none", r.base));
+        };
+        if r.base != next {
+            return Err(format!(
+                "results for tasks {}..{} when task {next} was next",
+                r.base,
+                r.base.saturating_add(n)
+            ));
+        }
+        let last = self.batches.front().map_or(0, |b| b.1);
+        if r.base + n - 1 > last {
+            return Err(format!(
+                "{n} results from task {} on, past the last task of its batch ({last})",
+                r.base
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The error of a task the pool stopped at its timeout.
+fn timeout_message(limit: Option<Duration>) -> String {
+    format!(
+        "task stopped after its task timeout of {}",
+        humantime::format_duration(limit.unwrap_or_default())
+    )
+}
+
+/// Why a result message is malformed, if it is: its table of payload ends, codes and
+/// error data must describe exactly its results (a worker that wrote garbage must not
+/// make the pool read out of bounds or take one task's status for another's).
+fn malformed(r: &ResultBatch) -> Result<(), String> {
+    let n = r.len();
+    if r.ends.0.len() % 4 != 0 {
+        return Err(format!("a table of ends of {} bytes", r.ends.0.len()));
+    }
+    if n == 0 {
+        return Err("an empty result message".into());
+    }
+    if r.base.checked_add(n as u64).is_none() {
+        return Err(format!("task ids past the largest ({}.. and {n} more)", r.base));
+    }
+    let mut prev = 0u32;
+    for k in 0..n {
+        let e = r.end(k);
+        if e < prev || e as usize > r.blob.0.len() {
+            return Err(format!(
+                "result {k}'s payload ends at byte {e}, outside the message's {} bytes",
+                r.blob.0.len()
+            ));
+        }
+        prev = e;
+    }
+    if !r.codes.0.is_empty() && r.codes.0.len() != n {
+        return Err(format!("{} result codes for {n} results", r.codes.0.len()));
+    }
+    if let Some(c) = r.codes.0.iter().find(|&&c| c > CODE_STOLEN) {
+        return Err(format!("unknown result code {c}"));
+    }
+    let mut after = None;
+    for (id, _) in &r.data {
+        if *id < r.base || *id >= r.base + n as u64 || after.is_some_and(|a| *id <= a) {
+            return Err(format!("error data for task {id}, not a result of the message"));
+        }
+        after = Some(*id);
+    }
+    Ok(())
 }
 
 pub(crate) struct Dispatcher {
@@ -425,7 +533,11 @@ impl Dispatcher {
     fn drain_until_empty(&mut self) {
         while !self.workers.is_empty() {
             match self.rx.recv_timeout(Duration::from_millis(5)) {
-                Ok(Event::Gone { wid }) | Ok(Event::StartFailed { wid, .. }) => {
+                Ok(
+                    Event::Gone { wid }
+                    | Event::StartFailed { wid, .. }
+                    | Event::Broken { wid, .. },
+                ) => {
                     self.remove_worker(wid);
                 }
                 Ok(Event::Ready { wid, .. }) => self.kill_worker(wid),
@@ -496,8 +608,9 @@ impl Dispatcher {
                 }
                 self.check_startup();
             }
-            Event::Results { wid, results } => self.on_results(wid, results),
+            Event::Results { wid, results } => self.on_message(wid, results),
             Event::Gone { wid } => self.on_gone(wid),
+            Event::Broken { wid, why } => self.protocol_error(wid, why),
             Event::Cancel { run } => self.cancel_run(run),
             Event::StopSubmitting { run } => self.stop_submitting(run),
             Event::Close => self.closed = true,
@@ -579,6 +692,33 @@ impl Dispatcher {
         self.check_startup();
     }
 
+    /// A result message from a worker: applied if it is the results the worker owes
+    /// next, well formed; otherwise the worker broke the protocol.
+    fn on_message(&mut self, wid: u64, results: ResultBatch) {
+        let Some(w) = self.find(wid) else { return };
+        if w.broken.is_some() {
+            return;
+        }
+        match w.check(&results) {
+            Ok(()) => self.on_results(wid, results),
+            Err(why) => self.protocol_error(wid, why),
+        }
+    }
+
+    /// A worker broke the protocol: kill it at once (what it sent cannot be trusted, nor
+    /// can what it would send next) and settle its tasks as for a crash. Results it sent
+    /// before are kept; so are those in its log that it had not sent.
+    fn protocol_error(&mut self, wid: u64, why: String) {
+        let Some(w) = self.find(wid) else { return };
+        if w.broken.is_some() {
+            return;
+        }
+        w.broken = Some(why);
+        w.signal(libc::SIGKILL);
+        w.handle.stop_thread();
+        self.on_gone(wid);
+    }
+
     fn on_results(&mut self, wid: u64, results: ResultBatch) {
         if !results.is_empty() {
             let per = results.duration_ns / results.len() as u64;
@@ -620,14 +760,15 @@ impl Dispatcher {
                         err_data = Some(d);
                     }
                 }
-                while w.batch_ends.front().is_some_and(|&e| e <= id) {
-                    w.batch_ends.pop_front();
+                while w.batches.front().is_some_and(|b| b.1 <= id) {
+                    w.batches.pop_front();
                 }
-                if let Phase::Stopping { why: Why::Timeout(t), .. } = w.phase
-                    && t == id
-                {
-                    continue;
-                }
+                // The task the pool is stopping for its timeout: whatever it reported
+                // (it may have ended at that very moment, or failed from the TERM), it
+                // is a timeout. Settled here, in order, like any result.
+                let timed_out =
+                    matches!(w.phase, Phase::Stopping { why: Why::Timeout(t), .. } if t == id);
+                let code = if timed_out { CODE_TIMED_OUT } else { code };
                 let contains = |j: &Parcel| id >= j.seq && id < j.seq + j.items.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
                     0
@@ -705,20 +846,25 @@ impl Dispatcher {
                         && !taking_no_more
                         && status != Status::Cancelled
                         && self.cfg.retry_on.allows(status);
+                    let error = if timed_out {
+                        timeout_message(self.cfg.task_timeout)
+                    } else {
+                        String::from_utf8_lossy(text).into_owned()
+                    };
                     let o = Outcome {
                         id: item.user_id,
                         task: parcel.task,
                         status,
                         value: None,
-                        error: Some(String::from_utf8_lossy(text).into_owned()),
-                        error_data: err_data,
+                        error: Some(error),
+                        error_data: err_data.filter(|_| !timed_out),
                         attempts: item.attempts,
                         worker,
                         started_at,
                         duration,
                         worker_pid: pid,
                         worker_exit: None,
-                        stopped_by_pool: false,
+                        stopped_by_pool: timed_out,
                     };
                     if retry {
                         let mut again = parcel.with_items(vec![item]);
@@ -791,8 +937,8 @@ impl Dispatcher {
         if j.done == j.items.len() {
             w.inflight.pop_front();
         }
-        while w.batch_ends.front().is_some_and(|&e| e <= last_id) {
-            w.batch_ends.pop_front();
+        while w.batches.front().is_some_and(|b| b.1 <= last_id) {
+            w.batches.pop_front();
         }
         c.deliver_segment(seg);
     }
@@ -822,15 +968,21 @@ impl Dispatcher {
     #[allow(clippy::type_complexity)]
     fn remove_worker(&mut self, wid: u64) -> Option<(Worker, String, Option<WorkerExit>)> {
         let i = self.workers.iter().position(|w| w.wid == wid)?;
-        let mut w = self.workers.swap_remove(i);
+        let (how, exit) = self.take_down(i);
+        Some((self.workers.swap_remove(i), how, exit))
+    }
+
+    /// Take down worker `i` (still in the table) and every process it started
+    /// ([`Handle::take_down`]; once only); returns how it ended.
+    fn take_down(&mut self, i: usize) -> (String, Option<WorkerExit>) {
+        let w = &mut self.workers[i];
         // The thread was asked to stop and is stopping its command (TERM, grace, KILL);
         // the group it registered is killed if it is still there after that.
         if w.handle.is_thread() && w.slot.pgid() > 0 {
             let at = Instant::now() + self.cfg.grace_period + Duration::from_millis(200);
             self.orphaned_groups.push((w.slot.clone(), at));
         }
-        let (how, exit) = w.handle.take_down(&w.slot);
-        Some((w, how, exit))
+        w.handle.take_down(&w.slot)
     }
 
     fn kill_worker(&mut self, wid: u64) {
@@ -850,13 +1002,25 @@ impl Dispatcher {
     /// started: it counts an attempt, and runs again only if `retries` and `retry-on`
     /// allow) or never started (it goes back to the queue as it was).
     fn on_gone(&mut self, wid: u64) {
+        let Some(i) = self.workers.iter().position(|w| w.wid == wid) else { return };
+        // Taken down first: once it has exited, its log is final (a worker that broke
+        // the protocol may still be running when this starts).
+        let (status_text, exit) = self.take_down(i);
         // Results the worker finished but had not sent yet. Every message it sent came
         // before this event (one reader thread per worker, in order), so results that
-        // arrived are already resolved and skipped here.
-        if let Some(batch) = self.find(wid).and_then(|w| w.slot.log_read()) {
+        // arrived are already resolved; the log may repeat some of them (a worker that
+        // died between a send and the log's reset): only the rest is applied.
+        if let Some(batch) = self.workers[i].slot.log_read()
+            && let Some(batch) = self.workers[i].unsent(batch)
+        {
             self.on_results(wid, batch);
         }
-        let Some((mut w, status_text, exit)) = self.remove_worker(wid) else { return };
+        let Some(i) = self.workers.iter().position(|w| w.wid == wid) else { return };
+        let mut w = self.workers.swap_remove(i);
+        let status_text = match &w.broken {
+            Some(why) => format!("the worker broke the protocol ({why}) and was killed"),
+            None => format!("worker crashed: {status_text}"),
+        };
         let pid = w.handle.pid();
         let running = w.slot.running().map(|r| r.0);
         // The task it started last: it ran even if it ended (stopped) before the worker.
@@ -904,13 +1068,9 @@ impl Dispatcher {
                 }
                 item.attempts += 1;
                 let (status, msg) = match why {
-                    Some(Why::Timeout(t)) if t == seq => (
-                        Status::Timeout,
-                        format!(
-                            "task stopped after its task timeout of {}",
-                            humantime::format_duration(self.cfg.task_timeout.unwrap_or_default())
-                        ),
-                    ),
+                    Some(Why::Timeout(t)) if t == seq => {
+                        (Status::Timeout, timeout_message(self.cfg.task_timeout))
+                    }
                     // Started after the task that timed out, as the worker was stopped.
                     Some(Why::Timeout(t)) => (
                         Status::Crashed,
@@ -920,7 +1080,7 @@ impl Dispatcher {
                         Status::Crashed,
                         "stopped with its worker when another run was cancelled".to_string(),
                     ),
-                    _ => (Status::Crashed, format!("worker crashed: {status_text}")),
+                    _ => (Status::Crashed, status_text.clone()),
                 };
                 // Every case above but a crash is the pool stopping the worker.
                 let by_pool = matches!(why, Some(Why::Timeout(_) | Why::Cancel));
@@ -1075,7 +1235,7 @@ impl Dispatcher {
                 .filter(|(i, w)| {
                     w.phase == Phase::Ready
                         && w.steal_until.is_none()
-                        && w.batch_ends.len() < WINDOW
+                        && w.batches.len() < WINDOW
                         && w.assigned < max_tasks
                         && !excluded.contains(i)
                 })
@@ -1098,7 +1258,7 @@ impl Dispatcher {
             // A message bigger than ~200 KB makes `send` wait until the worker reads it,
             // which a busy worker does only after its current batch: big batches go to
             // idle workers only, so the dispatcher never waits on a running task.
-            let byte_cap = if w.batch_ends.is_empty() { usize::MAX } else { BUSY_BATCH_BYTES };
+            let byte_cap = if w.batches.is_empty() { usize::MAX } else { BUSY_BATCH_BYTES };
             let mut taken = 0usize;
             let func = front.func.clone();
             let json = front.json;
@@ -1156,10 +1316,10 @@ impl Dispatcher {
                 excluded.push(wi);
                 continue;
             }
-            let last = self.next_seq - 1;
+            let (first, last) = (batch.base, self.next_seq - 1);
             let ok = w.handle.send_batch(batch);
             w.assigned += n;
-            w.batch_ends.push_back(last);
+            w.batches.push_back((first, last));
             if !ok {
                 // The worker is dying. Its tasks stay in flight: some may have started
                 // (their results may still be on the way), and its Gone event settles
@@ -1255,7 +1415,7 @@ impl Dispatcher {
         let w = &mut self.workers[vi];
         let claim = w.slot.steal_from(from);
         let cut = from.max(claim);
-        let sent_until = w.batch_ends.back().map_or(w.reported, |&e| e + 1);
+        let sent_until = w.batches.back().map_or(w.reported, |b| b.1 + 1);
         w.steal_until = Some(w.steal_until.map_or(sent_until, |u| u.max(sent_until)));
         let mut back = Vec::new();
         let mut kept = VecDeque::with_capacity(w.inflight.len());

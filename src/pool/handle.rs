@@ -359,18 +359,25 @@ fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64, cfg
         }
     }
     loop {
-        match rx.recv() {
+        let why = match rx.recv() {
             Ok(FromWorker::Results(results)) => {
                 if ev.send(Event::Results { wid, results }).is_err() {
                     return;
                 }
+                continue;
             }
-            Ok(FromWorker::Hello { .. } | FromWorker::Refused { .. }) => {}
-            Err(_) => {
+            Ok(FromWorker::Hello { .. }) => "a second hello".to_string(),
+            Ok(FromWorker::Refused { .. }) => "a refusal after its hello".to_string(),
+            Err(ipc_channel::IpcError::Disconnected) => {
                 let _ = ev.send(Event::Gone { wid });
                 return;
             }
-        }
+            Err(e) => format!("a message the pool cannot read: {e}"),
+        };
+        // Nothing it sends from here on can be trusted: stop reading; the dispatcher
+        // kills it and settles its tasks.
+        let _ = ev.send(Event::Broken { wid, why });
+        return;
     }
 }
 

@@ -28,6 +28,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(debug_assertions)]
+mod abuse;
 mod delivery;
 mod dispatcher;
 mod handle;

@@ -563,6 +563,14 @@ impl Slot {
         *cur = LogCursor::default();
     }
 
+    /// Empty the log without the worker's cursor (a test-only worker that throws its
+    /// results away: `abuse.rs`); the worker's next reset puts its cursor right.
+    #[cfg(debug_assertions)]
+    pub(crate) fn log_forget(&self) {
+        self.word(W_LOG_GEN).fetch_add(1, Ordering::AcqRel);
+        self.word(W_LOG_COUNT).store(0, Ordering::Release);
+    }
+
     /// The results committed to the log and not sent since, as one message (timing: the
     /// log's span, shared evenly); `None` when there are none or the log changed while
     /// it was read.

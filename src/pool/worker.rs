@@ -90,9 +90,16 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         IpcSender::connect(name).map_err(|e| format!("cannot connect to the pool: {e}"))?;
     let (tx, rx) =
         ipc::channel::<ToWorker>().map_err(|e| format!("cannot create a channel: {e}"))?;
+    // A test-only worker that breaks the protocol on purpose (debug builds only).
+    #[cfg(debug_assertions)]
+    let mut abuse = super::abuse::Abuse::from_env();
+    #[cfg(debug_assertions)]
+    let version = abuse.as_ref().map_or(PROTOCOL_VERSION, |a| a.hello_version());
+    #[cfg(not(debug_assertions))]
+    let version = PROTOCOL_VERSION;
     to_parent
         .send(FromWorker::Hello {
-            version: PROTOCOL_VERSION,
+            version,
             pid: std::process::id(),
             tasks: tx,
             kinds: registry.signatures(),
@@ -120,7 +127,14 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         stop.clone(),
         slot.clone(),
     );
-    let mut send = |results: ResultBatch| to_parent.send(FromWorker::Results(results)).is_ok();
+    let mut to_parent = Some(to_parent);
+    let mut send = |results: ResultBatch| {
+        #[cfg(debug_assertions)]
+        if let Some(a) = abuse.as_mut() {
+            return a.send(&mut to_parent, &slot, results);
+        }
+        to_parent.as_ref().is_some_and(|t| t.send(FromWorker::Results(results)).is_ok())
+    };
     loop {
         match rx.recv() {
             Ok(ToWorker::Batch(batch)) => {

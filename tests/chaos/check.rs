@@ -60,7 +60,10 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
         |kind: Kind, msg: String| v.push(Violation::new(kind, format!("round {k}: {msg}")));
     let exit = o.status.expect("checked rounds ended");
     let interrupted = o.signals.iter().any(|&s| s == libc::SIGINT || s == libc::SIGTERM);
-    let killed = o.signals.contains(&libc::SIGKILL);
+    // A third SIGINT/SIGTERM exits at once (`cli/signals.rs`), as abruptly as a SIGKILL.
+    let forced =
+        o.signals.iter().filter(|&&s| s == libc::SIGINT || s == libc::SIGTERM).count() >= 3;
+    let killed = o.signals.contains(&libc::SIGKILL) || forced;
 
     if o.stderr.contains("panicked") || exit.code() == Some(101) {
         bad(Kind::Panic, format!("exit {exit:?}; stderr:\n{}", o.stderr));
@@ -106,7 +109,7 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
             Err(e) => bad(Kind::Journal, format!("{}: run.json unreadable: {e}", run.display())),
             Ok(info) => {
                 let state = info["state"].as_str().unwrap_or("?");
-                if let Some(c) = exit.code() {
+                if let Some(c) = exit.code().filter(|_| !forced) {
                     if state != "finished" || info["exit_code"].as_i64() != Some(i64::from(c)) {
                         bad(
                             Kind::Journal,
@@ -131,7 +134,7 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
             }
         }
     }
-    if exit.code().is_some_and(|c| c != 2) && !o.runs.is_empty() {
+    if exit.code().is_some_and(|c| c != 2) && !o.runs.is_empty() && !forced {
         // A run that ended on its own has a record for every submission — or none, when
         // its sinks could not be opened.
         let n = trial.n();

@@ -8,10 +8,14 @@
 //! CHAOS_SEED=1234 cargo test --test chaos      # replay one trial
 //! CHAOS_BASE=42 cargo test --test chaos        # the same trials as another run with base 42
 //! CHAOS_VERBOSE=1 ...                          # also print each trial's schedule and events
+//! CHAOS_JOBS=3 ...                             # run 3 trials at a time (independent: own
+//!                                              # folder, mounts and process mark each)
+//! CHAOS_BIN=/path/to/jobpool ...               # test that binary (a copy: a long run is
+//!                                              # then not disturbed by a rebuild)
 //! ```
 //!
-//! `harness = false`: `main` runs the trials one after another and prints one line per
-//! trial, every violation, and a tally; it exits 1 if any trial broke an invariant.
+//! `harness = false`: `main` runs the trials (one at a time, or `CHAOS_JOBS` at a time)
+//! and prints one line per trial as it ends, every violation, and a tally; it exits 1 if any trial broke an invariant.
 //!
 //! # A trial
 //!
@@ -22,13 +26,13 @@
 //!
 //! - **The job**: 20–300 `command` submissions `sh -c SCRIPT sh {i} {b} {s}` (argument
 //!   `i` is the submission's index, `b` its behaviour, `s` its sleep, zipped). Behaviours:
-//!   `ok` (sleep 0–250 ms, print `v<i>`), `fail` (sleep, exit 3), `hang` (sleep 30 s, past
+//!   `ok` (sleep 0–120 ms, print `v<i>`), `fail` (sleep, exit 3), `hang` (sleep 30 s, past
 //!   every `task-timeout`; at most 3), `bg` (leave `sleep 30` running in the background,
 //!   then as `ok`). Every attempt appends `S <i> <pid>` to `side.log` first thing and
 //!   `E <i> <pid>` just before it exits on its own (`G <i> <pid>` for a grandchild).
 //!   Random `workers` (1–4), `retries` (0–2), `retry-on`, `max-failures` (a number or a
 //!   share), `on-failure = "stop"`, `chunk-size`, `max-tasks-per-worker`, `task-timeout`
-//!   (2–3 s), `grace-period` (50–500 ms), sometimes a job `timeout` (2–8 s), and a
+//!   (1.2–1.8 s), `grace-period` (50–500 ms), sometimes a job `timeout` (1.5–5 s), and a
 //!   non-empty set of `jsonl`, `csv` and `json` sinks in `out/`.
 //! - **Rounds**: 0–3 faulty rounds, then one clean round. The first round runs with or
 //!   without `--resume`, every later one with it. Before a faulty round, maybe: the last
@@ -72,6 +76,8 @@
 //!    `.jobpool/resumed/<job>/<hash>.jsonl` its `run.json` names); the harness resolves each reference
 //!    to the `ok` record of that key in another journal, and one that resolves to none
 //!    is a violation.
+//!    A third SIGINT/SIGTERM makes jobpool exit at once (130), as abruptly as a SIGKILL:
+//!    it counts as one here and in 6.
 //! 6. **Every submission gets a record**: a run that exited with a code journaled one
 //!    record per submission (or none, when a sink fault kept it from starting).
 //! 7. **No journaled ok runs again**. Observable: the set `OK` of submissions with an
@@ -87,7 +93,7 @@
 //! 9. **Statuses agree with the task and the faults**: `ok` only for `ok`/`bg`, with value
 //!    `v<i>` and an `E i` line in the same round (the attempt really finished); `error`
 //!    only for `fail`, or a task whose process the harness killed in that round;
-//!    `timeout` only for `hang` (others sleep ≤ 250 ms against a ≥ 2 s limit);
+//!    `timeout` only for `hang` (others sleep ≤ 120 ms against a ≥ 1.2 s limit);
 //!    `crashed` only in a round where a worker was killed; `cancelled` only after
 //!    SIGINT/SIGTERM, with a job `timeout`, or with a sink fault; `skipped` only with
 //!    `max-failures` or `on-failure = "stop"`. In the clean round, an `error`/`timeout`
@@ -113,7 +119,8 @@ mod trial;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -182,48 +189,72 @@ fn main() {
     };
 
     let verbose = std::env::var_os("CHAOS_VERBOSE").is_some();
+    let jobs = env_u64("CHAOS_JOBS").unwrap_or(1).clamp(1, 16) as usize;
+    if jobs > 1 {
+        println!("chaos: {jobs} trials at a time");
+    }
     let start = Instant::now();
     let mut tally: BTreeMap<Kind, usize> = BTreeMap::new();
     let mut failed = Vec::new();
     let mut notes = BTreeMap::new();
     let mut ran = 0;
-    for &seed in &seeds {
-        if budget.is_some_and(|b| ran > 0 && start.elapsed() > b) {
+    // Trials run on `jobs` threads; each has its own folder, mounts and process mark, so
+    // they are independent. Outcomes are printed here, in the order they end.
+    let next = AtomicUsize::new(0);
+    let (otx, orx) = mpsc::channel::<(u64, trial::Outcome)>();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            let (next, otx, seeds, failures) = (&next, otx.clone(), &seeds, &failures);
+            s.spawn(move || {
+                loop {
+                    if budget.is_some_and(|b| start.elapsed() > b) || interrupted() {
+                        return;
+                    }
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&seed) = seeds.get(k) else { return };
+                    let t = plan::Trial::generate(seed);
+                    if otx.send((seed, trial::run(&t, failures))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(otx);
+        for (seed, outcome) in orx {
+            ran += 1;
+            println!("{}", outcome.summary);
+            if verbose {
+                println!("  {}", outcome.log.trim_end().replace('\n', "\n  "));
+            }
+            for note in outcome.notes {
+                *notes.entry(note).or_insert(0) += 1;
+            }
+            if !outcome.violations.is_empty() {
+                for v in &outcome.violations {
+                    println!("  [{:?}] {}", v.kind, v.message.replace('\n', "\n    "));
+                }
+                let mut kinds: Vec<Kind> = outcome.violations.iter().map(|v| v.kind).collect();
+                kinds.sort();
+                kinds.dedup();
+                for k in kinds {
+                    *tally.entry(k).or_default() += 1;
+                }
+                println!(
+                    "  seed {seed} failed; saved in {}; replay: CHAOS_SEED={seed} cargo test --test chaos",
+                    failures.join(seed.to_string()).display()
+                );
+                failed.push(seed);
+            }
+        }
+    });
+    if ran < seeds.len() {
+        if interrupted() {
+            println!("chaos: interrupted");
+        } else {
             println!(
                 "chaos: time budget of {budget:?} spent; {} trial(s) not started",
                 seeds.len() - ran
             );
-            break;
-        }
-        if interrupted() {
-            println!("chaos: interrupted");
-            break;
-        }
-        ran += 1;
-        let t = plan::Trial::generate(seed);
-        let outcome = trial::run(&t, &failures);
-        println!("{}", outcome.summary);
-        if verbose {
-            println!("  {}", outcome.log.trim_end().replace('\n', "\n  "));
-        }
-        for note in outcome.notes {
-            *notes.entry(note).or_insert(0) += 1;
-        }
-        if !outcome.violations.is_empty() {
-            for v in &outcome.violations {
-                println!("  [{:?}] {}", v.kind, v.message.replace('\n', "\n    "));
-            }
-            let mut kinds: Vec<Kind> = outcome.violations.iter().map(|v| v.kind).collect();
-            kinds.sort();
-            kinds.dedup();
-            for k in kinds {
-                *tally.entry(k).or_default() += 1;
-            }
-            println!(
-                "  seed {seed} failed; saved in {}; replay: CHAOS_SEED={seed} cargo test --test chaos",
-                failures.join(seed.to_string()).display()
-            );
-            failed.push(seed);
         }
     }
     for (note, count) in notes {

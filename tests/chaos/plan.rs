@@ -42,7 +42,12 @@ pub struct Submission {
 }
 
 /// The longest sleep of a task that is meant to finish: far below every `task-timeout`.
-pub const MAX_SLEEP_MS: u32 = 250;
+pub const MAX_SLEEP_MS: u32 = 120;
+
+/// The range of `task-timeout`: ten times the longest sleep at least, so that only a
+/// `hang` task ever reaches it, even on a loaded machine; short, since every attempt of
+/// a `hang` task costs that much wall time.
+const TASK_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1200..=1800;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkFormat {
@@ -187,9 +192,9 @@ impl Trial {
         let on_failure_stop = max_failures.is_none() && rng.u32(0..10) == 0;
         let chunk_size = (rng.u32(0..3) == 0).then(|| rng.u32(1..=10));
         let max_tasks_per_worker = if rng.u32(0..4) == 0 { rng.u32(3..=40) } else { 0 };
-        let task_timeout_ms = rng.u64(2000..=3000);
+        let task_timeout_ms = rng.u64(TASK_TIMEOUT_MS);
         let grace_ms = rng.u64(50..=500);
-        let job_timeout_ms = (rng.u32(0..8) == 0).then(|| rng.u64(2000..=8000));
+        let job_timeout_ms = (rng.u32(0..8) == 0).then(|| rng.u64(1500..=5000));
         let mut sinks: Vec<SinkFormat> = [SinkFormat::Jsonl, SinkFormat::Csv, SinkFormat::Json]
             .into_iter()
             .filter(|_| rng.bool())

@@ -15,7 +15,11 @@ use crate::observe::{self, Side};
 use crate::plan::{Before, Fault, Trial};
 use crate::procs::{self, SinkMounts};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jobpool");
+/// The jobpool under test: `CHAOS_BIN` if set (a copy, so that a long run is not
+/// disturbed by a rebuild), else the one cargo built.
+fn bin() -> std::ffi::OsString {
+    std::env::var_os("CHAOS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_jobpool").into())
+}
 
 /// No round may take longer: far above what any trial needs even on a loaded machine.
 pub const HARD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -100,7 +104,7 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
     let mut last_exit = Instant::now();
     for (k, round) in trial.rounds.iter().enumerate() {
         let last = k + 1 == trial.rounds.len();
-        if last {
+        if last && !observe::temp_files(&job_dir.join("out")).is_empty() {
             // A temporary sink file left by a killed run counts as stale after 1 s; only
             // then may the next run remove it.
             let since = last_exit.elapsed();
@@ -142,7 +146,7 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
         let side_from = observe::file_len(&job_dir.join("side.log"));
         let mark = format!("{}-{}-{k}", std::process::id(), trial.seed);
 
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("run");
         if round.resume {
             cmd.arg("--resume");
