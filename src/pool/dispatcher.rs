@@ -1522,3 +1522,47 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::protocol::{Blob, CODE_ERROR};
+
+    fn two() -> ResultBatch {
+        let mut r = ResultBatch::with_capacity(10, 2);
+        r.push(10, CODE_OK, b"ab", None);
+        r.push(11, CODE_ERROR, b"c", Some("{}".into()));
+        r
+    }
+
+    #[test]
+    fn a_well_formed_message_passes_and_every_malformation_is_named() {
+        assert_eq!(malformed(&two()), Ok(()));
+        let cases: Vec<(Box<dyn Fn(&mut ResultBatch)>, &str)> = vec![
+            (Box::new(|r| r.ends.0.push(0)), "a table of ends of 9 bytes"),
+            (Box::new(|r| *r = ResultBatch::default()), "an empty result message"),
+            (Box::new(|r| r.base = u64::MAX - 1), "task ids past the largest"),
+            (
+                Box::new(|r| r.ends.0[4..].copy_from_slice(&1u32.to_le_bytes())),
+                "result 1's payload ends at byte 1",
+            ),
+            (
+                Box::new(|r| r.ends.0[4..].copy_from_slice(&9u32.to_le_bytes())),
+                "outside the message's 3 bytes",
+            ),
+            (Box::new(|r| r.codes = Blob(vec![CODE_OK])), "1 result codes for 2 results"),
+            (Box::new(|r| r.codes = Blob(vec![CODE_OK, 77])), "unknown result code 77"),
+            (Box::new(|r| r.data = vec![(12, "{}".into())]), "error data for task 12"),
+            (
+                Box::new(|r| r.data = vec![(11, "{}".into()), (11, "{}".into())]),
+                "error data for task 11",
+            ),
+        ];
+        for (break_it, says) in cases {
+            let mut r = two();
+            break_it(&mut r);
+            let e = malformed(&r).unwrap_err();
+            assert!(e.contains(says), "{e} / {says}");
+        }
+    }
+}

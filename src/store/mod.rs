@@ -277,6 +277,19 @@ pub struct RunMeta {
     pub into_existing: bool,
 }
 
+/// Whether a journal is non-empty and does not end with a newline.
+fn ends_torn(path: &Path) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    if f.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
 /// The file stem of shard `index` of `count` in a run's folder: `shard-0003-of-0010`
 /// (`.json` for its metadata, `.jsonl` for its journal).
 pub fn shard_stem(index: u64, count: u64) -> String {
@@ -418,6 +431,10 @@ impl RunStore {
                 OpenOptions::new().create_new(true).append(true).open(&journal_path)?
             }
         };
+        // A shard journal appended to again may end with a torn line (a run killed or
+        // out of disk mid-write): the first record then starts a line of its own, or it
+        // would be glued to the torn one and unreadable.
+        let torn = meta.shard.is_some() && ends_torn(&journal_path)?;
         Ok(RunStore {
             dir,
             info_path,
@@ -427,7 +444,7 @@ impl RunStore {
             pending_counts: StatusCounts::default(),
             pending_resumed: 0,
             started: Instant::now(),
-            torn: false,
+            torn,
             refs_only,
             refs: None,
         })

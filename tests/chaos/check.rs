@@ -89,7 +89,20 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
     }
     let mut records: BTreeMap<usize, Value> = BTreeMap::new();
     for run in &o.runs {
-        let j = observe::read_journal(run);
+        // A shard's journal and metadata are its own files in the shared run folder,
+        // appended to by every run of the shard: only what this round appended counts.
+        let (journal, info, from) = match o.shard {
+            Some((s, c)) => {
+                let stem = format!("shard-{s:04}-of-{c:04}");
+                (
+                    run.join(format!("{stem}.jsonl")),
+                    run.join(format!("{stem}.json")),
+                    o.journal_from,
+                )
+            }
+            None => (run.join("records.jsonl"), run.join("run.json"), 0),
+        };
+        let j = observe::read_journal_file(&journal, from);
         for line in &j.bad {
             bad(
                 Kind::Journal,
@@ -102,10 +115,10 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
                 format!("{}: torn last line, yet jobpool was not SIGKILLed", run.display()),
             );
         }
-        match observe::run_info(run) {
+        match observe::info_file(&info) {
             // SIGKILLed between creating the folder and writing run.json: readers skip a
             // folder without a journal, and there is none yet.
-            Err(_) if killed && j.records.is_empty() && !run.join("records.jsonl").exists() => {}
+            Err(_) if killed && j.records.is_empty() && !journal.exists() => {}
             Err(e) => bad(Kind::Journal, format!("{}: run.json unreadable: {e}", run.display())),
             Ok(info) => {
                 let state = info["state"].as_str().unwrap_or("?");
@@ -134,13 +147,16 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
             }
         }
     }
+    if let Some(i) = records.keys().find(|i| !o.slice.contains(i)) {
+        bad(Kind::Journal, format!("a record of submission {i}, not of this shard {:?}", o.slice));
+    }
     if exit.code().is_some_and(|c| c != 2) && !o.runs.is_empty() && !forced {
         // A run that ended on its own has a record for every submission — or none, when
         // its sinks could not be opened.
-        let n = trial.n();
+        let n = o.slice.len();
         if records.len() != n && !(o.sink_fault && records.is_empty()) {
             let missing: Vec<usize> =
-                (0..n).filter(|i| !records.contains_key(i)).take(20).collect();
+                o.slice.clone().filter(|i| !records.contains_key(i)).take(20).collect();
             bad(
                 Kind::Lost,
                 format!(
@@ -269,7 +285,11 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
 
 /// Checks after the last (clean) round: complete, ordered sinks that agree with the
 /// final journal, no lost `ok`, an exit code that matches the records, no temporary file.
-pub fn final_state(trial: &Trial, o: &RoundObs, job_dir: &Path) -> Vec<Violation> {
+///
+/// `collected`: the final journal and sinks were written by `jobpool collect` from shard
+/// journals, which takes a submission's `ok` record whichever run of its shard wrote it
+/// (so not necessarily a `resumed` one), and exits 1 on a failure, else 0 (never 3).
+pub fn final_state(trial: &Trial, o: &RoundObs, job_dir: &Path, collected: bool) -> Vec<Violation> {
     let mut v = Vec::new();
     let mut bad = |kind: Kind, msg: String| v.push(Violation::new(kind, format!("final: {msg}")));
     let n = trial.n();
@@ -284,7 +304,8 @@ pub fn final_state(trial: &Trial, o: &RoundObs, job_dir: &Path) -> Vec<Violation
         .collect();
     for &i in &o.ok_before {
         match journal.get(&i) {
-            Some(r) if status(r) == "ok" && r["resumed"].as_bool() == Some(true) => {}
+            Some(r) if status(r) == "ok" && (collected || r["resumed"].as_bool() == Some(true)) => {
+            }
             Some(r) => {
                 bad(Kind::Lost, format!("submission {i} had a journaled ok, final record: {r}"))
             }
@@ -297,7 +318,7 @@ pub fn final_state(trial: &Trial, o: &RoundObs, job_dir: &Path) -> Vec<Violation
 
     // Exit code from the records.
     let statuses: Vec<&str> = (0..n).map(|i| journal.get(&i).map_or("?", status)).collect();
-    let want = if statuses.contains(&"cancelled") {
+    let want = if statuses.contains(&"cancelled") && !collected {
         3
     } else if statuses.iter().any(|s| matches!(*s, "error" | "timeout" | "crashed")) {
         1

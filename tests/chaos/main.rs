@@ -3,7 +3,8 @@
 //! promises of `book/src/failures.md` and `book/src/resume.md` are checked.
 //!
 //! ```text
-//! cargo test --test chaos                      # 3 fixed trials, none started after 45 s (CI)
+//! cargo test --test chaos                      # 3 fixed trials and the regression seeds,
+//!                                              # none started after 45 s (CI)
 //! CHAOS_TRIALS=1000 cargo test --test chaos    # a long run, new seeds (or CHAOS_BASE=random)
 //! CHAOS_SEED=1234 cargo test --test chaos      # replay one trial
 //! CHAOS_BASE=42 cargo test --test chaos        # the same trials as another run with base 42
@@ -46,6 +47,15 @@
 //!   is read from its command line), SIGKILL of jobpool, SIGINT or SIGTERM to jobpool
 //!   (sometimes followed by a second SIGINT). A fault whose target does not exist yet is
 //!   retried for 500 ms, then dropped. The clean round has no fault of any kind.
+//! - **Shards**: a quarter of the trials run as 2–4 shards (`shards.rs`): every round
+//!   starts all N `jobpool run [--resume] --shard I/N --run-id chaos` at once; worker and
+//!   task kills hit any shard, a jobpool kill or signal one of them; a torn journal line is
+//!   cut in one shard journal; no sink faults (shards write no sinks). Each shard's run is
+//!   checked like a whole run (below) on what it appended to its `shard-I-of-N.jsonl` and
+//!   on its slice of the plan, plus: after a torn line, the next record starts a line of
+//!   its own. After the clean round, `jobpool collect --run-id chaos` writes the sinks,
+//!   checked like a final round (10–13; its `ok` records need not be `resumed`, and it
+//!   exits 1 on a failure, else 0).
 //! - **Processes**: jobpool is started with `CHAOS_TRIAL_MARK=<pid>-<seed>-<round>` in its
 //!   environment, which every worker, task and grandchild inherits; the trial's processes
 //!   are found by that mark in `/proc/*/environ` (a process that left the group with
@@ -115,6 +125,7 @@ mod check;
 mod observe;
 mod plan;
 mod procs;
+mod shards;
 mod trial;
 
 use std::collections::BTreeMap;
@@ -131,6 +142,13 @@ use check::Kind;
 /// The seeds of the short default run.
 const DEFAULT_BASE: u64 = 0x6368_616f_7331;
 const DEFAULT_TRIALS: u64 = 3;
+
+/// Seeds of trials that once found a defect, run by default after the three above (each
+/// also has a regression test of its own; these keep the runner's path to it exercised):
+/// - 3522078215160363135 (sharded, 0.6 s): a shard run again after a torn line in its
+///   journal appended its first record to that line (`tests/integration/shards.rs`,
+///   `a_shard_run_again_after_a_torn_journal_line_keeps_every_record_readable`).
+const REGRESSION_SEEDS: [u64; 1] = [3522078215160363135];
 
 /// Without `CHAOS_TRIALS`, no new trial starts after this long (a trial takes 2–60 s).
 const DEFAULT_BUDGET: Duration = Duration::from_secs(45);
@@ -185,7 +203,11 @@ fn main() {
             None => DEFAULT_BASE,
         };
         println!("chaos: {trials} trial(s), CHAOS_BASE={base}; replay one with CHAOS_SEED=<seed>");
-        (0..trials).map(|k| splitmix(base.wrapping_add(k))).collect()
+        let mut seeds: Vec<u64> = (0..trials).map(|k| splitmix(base.wrapping_add(k))).collect();
+        if std::env::var_os("CHAOS_TRIALS").is_none() && std::env::var_os("CHAOS_BASE").is_none() {
+            seeds.extend(REGRESSION_SEEDS);
+        }
+        seeds
     };
 
     let verbose = std::env::var_os("CHAOS_VERBOSE").is_some();

@@ -105,7 +105,7 @@ fn run_dirs_in(job_runs: &Path) -> Vec<PathBuf> {
 
 /// A run's references: `(index, key)` (a torn last line left out).
 fn resumed_refs(run: &Path) -> Vec<(u64, String)> {
-    let shared = run_info(run).ok().and_then(|i| {
+    let shared = info_file(&run.join("run.json")).ok().and_then(|i| {
         let h = i["resumed_set"].as_str()?.to_string();
         // .jobpool/runs/<job>/<run> -> .jobpool/resumed/<job>/<h>.jsonl
         let job = run.parent()?;
@@ -126,9 +126,14 @@ fn resumed_refs(run: &Path) -> Vec<(u64, String)> {
 
 /// The records of a run's own `records.jsonl`.
 fn own_journal(run: &Path) -> Journal {
+    read_journal_file(&run.join("records.jsonl"), 0)
+}
+
+/// A journal file from byte `from` on (what one shard run appended to its journal).
+pub fn read_journal_file(path: &Path, from: u64) -> Journal {
     let mut j = Journal::default();
-    let Ok(bytes) = fs::read(run.join("records.jsonl")) else { return j };
-    let mut rest = &bytes[..];
+    let Ok(bytes) = fs::read(path) else { return j };
+    let mut rest = &bytes[(from as usize).min(bytes.len())..];
     while !rest.is_empty() {
         let Some(end) = rest.iter().position(|&b| b == b'\n') else {
             j.torn = true;
@@ -147,9 +152,9 @@ fn own_journal(run: &Path) -> Journal {
     j
 }
 
-/// A run's `run.json`, if it parses.
-pub fn run_info(run: &Path) -> Result<Value, String> {
-    let text = fs::read_to_string(run.join("run.json")).map_err(|e| e.to_string())?;
+/// A run's `run.json` (or a shard's `shard-I-of-N.json`), if it parses.
+pub fn info_file(path: &Path) -> Result<Value, String> {
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
 }
 
@@ -162,12 +167,26 @@ pub fn status(r: &Value) -> &str {
     r["status"].as_str().unwrap_or("?")
 }
 
-/// Submissions with an `ok` record in any journal (complete lines only), as `--resume`
-/// reads them.
+/// Every journal of a run folder: `records.jsonl` and the shard journals.
+pub fn journals(run: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(run)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Submissions with an `ok` record in any journal (complete lines only; shard journals
+/// too), as `--resume` reads them.
 pub fn journaled_ok(job_dir: &Path) -> BTreeSet<usize> {
     run_dirs(job_dir)
         .iter()
-        .flat_map(|d| read_journal(d).records)
+        .flat_map(|d| journals(d))
+        .flat_map(|j| read_journal_file(&j, 0).records)
         .filter(|r| status(r) == "ok")
         .filter_map(|r| record_index(&r))
         .collect()
@@ -176,8 +195,27 @@ pub fn journaled_ok(job_dir: &Path) -> BTreeSet<usize> {
 /// Cut the last line of the newest non-empty journal at `permille` of its length
 /// (dropping at least its newline). Returns what was done.
 pub fn tear_journal(job_dir: &Path, permille: u32) -> Option<String> {
-    for run in run_dirs(job_dir).iter().rev() {
-        let path = run.join("records.jsonl");
+    let paths = run_dirs(job_dir).iter().rev().map(|r| r.join("records.jsonl")).collect();
+    tear_one_of(job_dir, paths, permille)
+}
+
+/// The same in one of the shard journals of `run` (chosen with `permille`).
+pub fn tear_shard_journal(job_dir: &Path, run: &Path, permille: u32) -> Option<String> {
+    let mut paths: Vec<PathBuf> = journals(run)
+        .into_iter()
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("shard-")))
+        .collect();
+    if paths.is_empty() {
+        return None;
+    }
+    let k = permille as usize % paths.len();
+    paths.rotate_left(k);
+    tear_one_of(job_dir, paths, permille)
+}
+
+fn tear_one_of(job_dir: &Path, paths: Vec<PathBuf>, permille: u32) -> Option<String> {
+    for path in paths {
         let Ok(bytes) = fs::read(&path) else { continue };
         if bytes.is_empty() {
             continue;

@@ -127,6 +127,9 @@ pub struct Trial {
     pub sinks: Vec<SinkFormat>,
     /// Whether the sink folder is a small tmpfs (needed for `FullDisk`).
     pub tmpfs: bool,
+    /// Run as N shards (`jobpool run --shard I/N --run-id chaos`, all N at once in every
+    /// round), then `jobpool collect`: see `trial::run_sharded`.
+    pub shards: Option<u32>,
     /// Every round: the faulty ones, then one clean round (always last).
     pub rounds: Vec<Round>,
 }
@@ -252,8 +255,12 @@ impl Trial {
             faults: vec![],
         });
 
+        // Drawn last: the trials of earlier versions of the runner keep their draws.
+        let shards = (rng.u32(0..4) == 0).then(|| rng.u32(2..=4));
+
         Trial {
             seed,
+            shards,
             subs,
             workers,
             retries,
@@ -273,6 +280,18 @@ impl Trial {
 
     pub fn n(&self) -> usize {
         self.subs.len()
+    }
+
+    /// The submissions of shard `s` (all of them for an unsharded trial): what
+    /// `--shard s/N` takes, `n*s/N .. n*(s+1)/N`.
+    pub fn slice(&self, s: u32) -> std::ops::Range<usize> {
+        match self.shards {
+            None => 0..self.n(),
+            Some(count) => {
+                let (n, s, c) = (self.n() as u64, u64::from(s), u64::from(count));
+                (n * s / c) as usize..(n * (s + 1) / c) as usize
+            }
+        }
     }
 
     /// `retries` applies to a failure of this status.
@@ -350,7 +369,7 @@ impl Trial {
             t,
             "seed {}: {} submissions ({} fail, {} hang, {} bg), workers {}, retries {} on {:?}, \
              max-failures {:?}, stop {}, chunk {:?}, max-tasks {}, task-timeout {} ms, grace {} ms, \
-             timeout {:?} ms, sinks {:?}, tmpfs {}",
+             timeout {:?} ms, sinks {:?}, tmpfs {}, shards {:?}",
             self.seed,
             self.n(),
             count(Behaviour::Fail),
@@ -368,6 +387,7 @@ impl Trial {
             self.job_timeout_ms,
             self.sinks,
             self.tmpfs,
+            self.shards,
         );
         for (k, r) in self.rounds.iter().enumerate() {
             let _ = writeln!(t, "round {k}: resume {}, before {:?}", r.resume, r.before);

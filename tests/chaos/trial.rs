@@ -17,7 +17,7 @@ use crate::procs::{self, SinkMounts};
 
 /// The jobpool under test: `CHAOS_BIN` if set (a copy, so that a long run is not
 /// disturbed by a rebuild), else the one cargo built.
-fn bin() -> std::ffi::OsString {
+pub fn bin() -> std::ffi::OsString {
     std::env::var_os("CHAOS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_jobpool").into())
 }
 
@@ -48,8 +48,15 @@ pub struct RoundObs {
     pub ok_before: BTreeSet<usize>,
     /// The side log of the round.
     pub side: Vec<Side>,
-    /// Run folders the round created.
+    /// Run folders the round created (for a shard: the shared run folder, if this
+    /// round's run of the shard started recording).
     pub runs: Vec<PathBuf>,
+    /// `(I, N)` for a round of shard I of N: its journal and metadata are
+    /// `shard-I-of-N.json{l}` in the run folder, appended to from byte `journal_from`.
+    pub shard: Option<(u32, u32)>,
+    pub journal_from: u64,
+    /// The submissions this run takes (all, or the shard's slice).
+    pub slice: std::ops::Range<usize>,
 }
 
 impl RoundObs {
@@ -82,6 +89,9 @@ pub struct Outcome {
 }
 
 pub fn run(trial: &Trial, failures: &Path) -> Outcome {
+    if trial.shards.is_some() {
+        return crate::shards::run_sharded(trial, failures);
+    }
     let start = Instant::now();
     let dir = tempfile::Builder::new().prefix("jp-chaos-").tempdir().expect("temporary folder");
     let job_dir = dir.path().to_path_buf();
@@ -311,6 +321,9 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
             ok_before,
             side: observe::side_lines(&job_dir.join("side.log"), side_from, side_to),
             runs,
+            shard: None,
+            journal_from: 0,
+            slice: trial.slice(0),
         };
         if !hung {
             violations.extend(check::round(trial, &obs));
@@ -323,7 +336,7 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
     if let Some(last) = rounds.last()
         && last.status.is_some()
     {
-        violations.extend(check::final_state(trial, last, &job_dir));
+        violations.extend(check::final_state(trial, last, &job_dir, false));
     }
 
     let faults: usize = trial.rounds.iter().map(|r| r.faults.len() + r.before.len()).sum();
@@ -357,7 +370,7 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
 }
 
 /// Copy regular files and folders (best effort; what could not be read is skipped).
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     let _ = fs::create_dir_all(to);
     for e in fs::read_dir(from).into_iter().flatten().flatten() {
         let Ok(ft) = e.file_type() else { continue };

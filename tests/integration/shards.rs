@@ -344,3 +344,37 @@ fn an_element_refuses_an_edited_job() {
         assert!(error.contains("changed after run"), "{error}");
     }
 }
+
+#[test]
+fn a_shard_run_again_after_a_torn_journal_line_keeps_every_record_readable() {
+    // Found by the chaos runner (issue 13): the next run of the shard appended its first
+    // record to the torn line, which made that record unreadable: an `ok` lost, its
+    // task run again by the next --resume.
+    let job = Job::new(JOB);
+    let out = jp(&job, &["run", "--shard", "0/2", "--run-id", "r"]);
+    assert_eq!(code(&out), 1, "index 7 fails: {}", stderr(&out));
+    let journal = job.path(".jobpool/runs/job/r/shard-0000-of-0002.jsonl");
+    let text = fs::read(&journal).unwrap();
+    assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), 11);
+    // Cut the last record in the middle, as a full disk or a kill mid-write leaves it.
+    let last_start = text[..text.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    fs::write(&journal, &text[..last_start + 20]).unwrap();
+    let out = jp(&job, &["run", "--resume", "--shard", "0/2", "--run-id", "r"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // Every line is a record but the torn one, which stays a line of its own.
+    let text = fs::read_to_string(&journal).unwrap();
+    let bad: Vec<&str> =
+        text.lines().filter(|l| serde_json::from_str::<Value>(l).is_err()).collect();
+    assert_eq!(bad.len(), 1, "only the torn line is unreadable: {bad:?}");
+    assert_eq!(bad[0].len(), 20);
+    jp(&job, &["run", "--shard", "1/2", "--run-id", "r"]);
+    // The torn record's task (index 10) ran again (its first record was lost to the
+    // tear); every other ok of shard 0 was reused.
+    fs::remove_file(job.path("ran.log")).unwrap();
+    let out = jp(&job, &["run", "--resume", "--shard", "0/2", "--run-id", "r"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(job.path("ran.log")).unwrap(), "7\n", "only the failure");
+    let out = jp(&job, &["collect", "--run-id", "r"]);
+    assert!(stderr(&out).contains("collected 23 of 23"), "{}", stderr(&out));
+    assert_eq!(job.jsonl("out.jsonl").len(), 23);
+}
