@@ -130,6 +130,9 @@ pub struct Trial {
     /// Run as N shards (`jobpool run --shard I/N --run-id chaos`, all N at once in every
     /// round), then `jobpool collect`: see `trial::run_sharded`.
     pub shards: Option<u32>,
+    /// `backend = "threads"` (never with shards): tasks run on jobpool's own threads, so
+    /// task processes are jobpool's children and there is no worker to kill.
+    pub threads: bool,
     /// Every round: the faulty ones, then one clean round (always last).
     pub rounds: Vec<Round>,
 }
@@ -257,10 +260,12 @@ impl Trial {
 
         // Drawn last: the trials of earlier versions of the runner keep their draws.
         let shards = (rng.u32(0..4) == 0).then(|| rng.u32(2..=4));
+        let threads = shards.is_none() && rng.u32(0..5) == 0;
 
         Trial {
             seed,
             shards,
+            threads,
             subs,
             workers,
             retries,
@@ -303,6 +308,9 @@ impl Trial {
         let mut t = String::new();
         let _ = writeln!(t, "# chaos trial, seed {}", self.seed);
         let _ = writeln!(t, "workers = {}", self.workers);
+        if self.threads {
+            let _ = writeln!(t, "backend = \"threads\"");
+        }
         let _ = writeln!(t, "task-timeout = \"{}ms\"", self.task_timeout_ms);
         let _ = writeln!(t, "grace-period = \"{}ms\"", self.grace_ms);
         if let Some(ms) = self.job_timeout_ms {
@@ -369,7 +377,7 @@ impl Trial {
             t,
             "seed {}: {} submissions ({} fail, {} hang, {} bg), workers {}, retries {} on {:?}, \
              max-failures {:?}, stop {}, chunk {:?}, max-tasks {}, task-timeout {} ms, grace {} ms, \
-             timeout {:?} ms, sinks {:?}, tmpfs {}, shards {:?}",
+             timeout {:?} ms, sinks {:?}, tmpfs {}, shards {:?}, threads {}",
             self.seed,
             self.n(),
             count(Behaviour::Fail),
@@ -388,6 +396,7 @@ impl Trial {
             self.sinks,
             self.tmpfs,
             self.shards,
+            self.threads,
         );
         for (k, r) in self.rounds.iter().enumerate() {
             let _ = writeln!(t, "round {k}: resume {}, before {:?}", r.resume, r.before);

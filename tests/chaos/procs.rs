@@ -97,6 +97,20 @@ pub fn tasks(parent: i32, mark: &str) -> Vec<(Proc, usize)> {
     t
 }
 
+/// Task processes started by `parent` itself (`backend = "threads"`) and their index.
+pub fn thread_tasks(parent: i32, mark: &str) -> Vec<(Proc, usize)> {
+    let mut t: Vec<(Proc, usize)> = marked(mark)
+        .into_iter()
+        .filter(|p| p.ppid == parent && p.cmdline.first().is_some_and(|a| a == "sh"))
+        .filter_map(|p| {
+            let i = p.cmdline.get(4)?.parse().ok()?;
+            Some((p, i))
+        })
+        .collect();
+    t.sort_by_key(|(p, _)| p.pid);
+    t
+}
+
 pub fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) of a process this trial started (found by its marker or its pid).
     unsafe { libc::kill(pid, sig) };

@@ -229,10 +229,13 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
                         })
                     }
                     Fault::KillTask { pick } => {
-                        let tasks: Vec<_> = procs::tasks(pid, &mark)
-                            .into_iter()
-                            .filter(|(p, _)| !hit.contains(&p.pid))
-                            .collect();
+                        let tasks = if trial.threads {
+                            procs::thread_tasks(pid, &mark)
+                        } else {
+                            procs::tasks(pid, &mark)
+                        };
+                        let tasks: Vec<_> =
+                            tasks.into_iter().filter(|(p, _)| !hit.contains(&p.pid)).collect();
                         tasks.get(pick as usize % tasks.len().max(1)).map(|(p, i)| {
                             procs::signal(p.pid, libc::SIGKILL);
                             hit.insert(p.pid);
@@ -272,7 +275,17 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
         let hung = status.is_none();
         faulty |= !signals.is_empty() || worker_kills > 0 || !killed_tasks.is_empty();
         let survivors = procs::survivors(&mark, ORPHAN_DEADLINE.saturating_sub(exited.elapsed()));
-        if !survivors.is_empty() {
+        if !survivors.is_empty() && trial.threads && signals.contains(&libc::SIGKILL) {
+            // A known limitation (book/src/failures.md): with `backend = "threads"` no
+            // process of jobpool's outlives it to kill the task groups of a SIGKILLed
+            // jobpool. Counted as a note, not a violation.
+            notes.push(
+                "threads backend: task processes outlived a SIGKILLed jobpool (known limitation)"
+                    .to_string(),
+            );
+            let _ =
+                writeln!(log, "round {k}: {} process(es) outlived the SIGKILL", survivors.len());
+        } else if !survivors.is_empty() {
             let list: Vec<String> =
                 survivors.iter().map(|p| format!("  {}", p.describe())).collect();
             violations.push(Violation::new(
