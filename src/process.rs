@@ -4,7 +4,7 @@
 //! pidfds ([`pidfd_open`], [`exited`]), asking whether a child exited without reaping it
 //! ([`has_exited`], [`wait_exit`]), reaping ([`reap_within`], [`reap_with_usage`],
 //! [`reap_if_exited`]), signalling a process or a whole group ([`kill_process`],
-//! [`kill_group`]), signal names ([`signal_name`]), and the zombie leader that keeps a
+//! [`kill_group`]), signal names ([`signal_name`]), and the group leader that keeps a
 //! command group's id valid ([`command_group_leader`]).
 //! Must not: use any other module of the crate, decide when to kill or wait (its callers
 //! do), start threads, or print.
@@ -167,36 +167,86 @@ pub fn reap_if_exited(pid: i32) {
 /// A command cannot be given a group of its own race-free: with `process_group(0)` its
 /// group exists from inside `spawn()`, before the worker learns its id, so a worker
 /// killed in between leaves a group nobody knows (and a `pre_exec` hook would cost the
-/// fast `posix_spawn` path). So the group exists first: a child of this process puts
-/// itself in a new group and exits at once; unreaped, it keeps the group id valid and
-/// joinable (`setpgid` accepts a group whose only member is a zombie of the same
-/// session) for as long as the worker lives, and is reaped after the worker (the pool's
-/// `remove_worker`, with [`reap_if_exited`]). A worker runs one task at a time, so the
-/// group holds exactly the running task's processes. Returns the group id (the child's
-/// pid).
+/// fast `posix_spawn` path). So the group exists first: a child of this process (of the
+/// calling thread) puts itself in a new group and waits there, keeping the group id
+/// valid and joinable for as long as the worker lives (killed with the group, it stays
+/// an unreaped zombie, which keeps the id valid too); it is ended and reaped after the
+/// worker (the pool's `take_down`, with [`end_group_leader`]). A worker runs one task at
+/// a time, so the group holds exactly the running task's processes and the leader.
+///
+/// The leader is also the group's last guard: when the thread that created it ends (the
+/// pool's reader of that worker, which ends with the worker's channel, or with the whole
+/// pool, even a SIGKILLed one), the kernel sends it its parent-death signal and it kills
+/// its whole group. So a task survives neither its worker and its pool killed at once
+/// (no other process then knows the group) nor a pool that lost its worker. Returns the
+/// group id (the child's pid).
 pub fn command_group_leader() -> io::Result<i32> {
-    // SAFETY: the child only calls async-signal-safe functions (setpgid, _exit).
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the child only calls async-signal-safe functions (setpgid, signal,
+    // sigprocmask, prctl, getppid, kill, pause).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        // SAFETY: in the child of fork: setpgid and _exit only.
+        // SAFETY: in the child of fork, async-signal-safe calls only (see above).
         unsafe {
             libc::setpgid(0, 0);
-            libc::_exit(0);
+            // The parent's handlers (signal-hook's, which would write to the parent's
+            // pipes) must not run here: default dispositions, nothing blocked.
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::signal(libc::SIGUSR1, kill_own_group as *const () as libc::sighandler_t);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
+            if libc::getppid() != parent {
+                kill_own_group(0);
+            }
+            loop {
+                libc::pause();
+            }
         }
     }
-    // Wait until it has exited (so its setpgid is done), leaving it unreaped.
-    // SAFETY: waitid on our own child, zeroed siginfo_t out-parameter.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        while libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
-            < 0
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
+    // Wait until it is in its group (the group exists once its leader's setpgid ran).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: getpgid has no preconditions.
+    while unsafe { libc::getpgid(pid) } != pid && !has_exited(pid as u32) {
+        if Instant::now() >= deadline {
+            kill_process(pid as u32, libc::SIGKILL);
+            reap_if_exited(pid);
+            return Err(io::Error::other("the process group leader did not start"));
+        }
+        std::thread::yield_now();
     }
     Ok(pid)
+}
+
+/// A command group leader's parent-death signal: kill the whole group (itself included).
+extern "C" fn kill_own_group(_: libc::c_int) {
+    // SAFETY: kill(2) is async-signal-safe.
+    unsafe { libc::kill(0, libc::SIGKILL) };
+}
+
+/// End a command group leader made by [`command_group_leader`]: kill its group (it is
+/// in it) and reap it (waiting for it at most 1 s).
+pub fn end_group_leader(pid: i32) {
+    kill_group(pid, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc != 0 || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// The conventional name of a signal number.
@@ -252,13 +302,33 @@ mod tests {
     }
 
     #[test]
-    fn a_command_group_leader_keeps_its_group_until_reaped() {
+    fn a_command_group_leader_keeps_its_group_until_ended() {
         let leader = command_group_leader().unwrap();
-        assert!(has_exited(leader as u32), "a zombie");
+        assert!(!has_exited(leader as u32), "it waits in its group");
         let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
-        kill_group(leader, libc::SIGKILL);
+        end_group_leader(leader);
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
-        reap_if_exited(leader);
         assert!(!has_exited(leader as u32), "reaped");
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        assert_ne!(unsafe { libc::kill(leader, 0) }, 0, "gone");
+    }
+
+    #[test]
+    fn a_command_group_leader_kills_its_group_when_its_thread_ends() {
+        // The thread that made the leader ends (as the pool's reader does with its
+        // worker, or the whole pool when it is SIGKILLed): the group dies with it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(command_group_leader().unwrap()).unwrap();
+            let _ = wait.recv();
+        });
+        let leader = rx.recv().unwrap();
+        let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
+        drop(go);
+        t.join().unwrap();
+        let st = child.wait().unwrap();
+        assert_eq!(st.signal(), Some(libc::SIGKILL), "the command died with its group");
+        end_group_leader(leader);
     }
 }

@@ -137,10 +137,17 @@ fn pool(workers: usize) -> jobpool::pool::PoolBuilder {
     Pool::builder().workers(workers).registry(registry())
 }
 
-/// The live children: the workers (each worker also has an unreaped zombie child of this
-/// process leading its command group).
+/// The live workers: children of this process started as workers (each worker also has
+/// a child of this process leading its command group, which is not one).
 fn live_children() -> Vec<(u32, char)> {
-    children().into_iter().filter(|k| k.1 != 'Z').collect()
+    children()
+        .into_iter()
+        .filter(|k| k.1 != 'Z')
+        .filter(|k| {
+            std::fs::read(format!("/proc/{}/cmdline", k.0))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"__jobpool-worker"))
+        })
+        .collect()
 }
 
 fn children() -> Vec<(u32, char)> {

@@ -46,9 +46,8 @@ pub(crate) enum Handle {
         /// exited without `wait4`, whose global lock is slow to get while processes
         /// exit; `None` on kernels without pidfds.
         pidfd: Option<OwnedFd>,
-        /// The process group the worker's commands join: its leader is a zombie child
-        /// of this process (see [`process::command_group_leader`]), reaped after the
-        /// worker.
+        /// The process group the worker's commands join: its leader is a child of this
+        /// process (see [`process::command_group_leader`]), ended after the worker.
         group: i32,
         server: String,
         tx: Option<IpcSender<ToWorker>>,
@@ -290,7 +289,7 @@ impl Handle {
         // The process group the worker registered.
         process::kill_group(slot.pgid(), libc::SIGKILL);
         let status = process::reap_within(child, pidfd.as_ref(), EXIT_WAIT);
-        process::reap_if_exited(*group);
+        process::end_group_leader(*group);
         describe_exit(status)
     }
 }
