@@ -336,7 +336,7 @@ fn timeout_message(limit: Option<Duration>) -> String {
 /// make the pool read out of bounds or take one task's status for another's).
 fn malformed(r: &ResultBatch) -> Result<(), String> {
     let n = r.len();
-    if r.ends.0.len() % 4 != 0 {
+    if !r.ends.0.len().is_multiple_of(4) {
         return Err(format!("a table of ends of {} bytes", r.ends.0.len()));
     }
     if n == 0 {
@@ -1538,7 +1538,8 @@ mod tests {
     #[test]
     fn a_well_formed_message_passes_and_every_malformation_is_named() {
         assert_eq!(malformed(&two()), Ok(()));
-        let cases: Vec<(Box<dyn Fn(&mut ResultBatch)>, &str)> = vec![
+        type Break = Box<dyn Fn(&mut ResultBatch)>;
+        let cases: Vec<(Break, &str)> = vec![
             (Box::new(|r| r.ends.0.push(0)), "a table of ends of 9 bytes"),
             (Box::new(|r| *r = ResultBatch::default()), "an empty result message"),
             (Box::new(|r| r.base = u64::MAX - 1), "task ids past the largest"),
