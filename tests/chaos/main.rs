@@ -209,6 +209,7 @@ fn main() {
         println!("chaos: {trials} trial(s), CHAOS_BASE={base}; replay one with CHAOS_SEED=<seed>");
         let mut seeds: Vec<u64> = (0..trials).map(|k| splitmix(base.wrapping_add(k))).collect();
         if std::env::var_os("CHAOS_TRIALS").is_none() && std::env::var_os("CHAOS_BASE").is_none() {
+            println!("chaos: and {} regression seed(s)", REGRESSION_SEEDS.len());
             seeds.extend(REGRESSION_SEEDS);
         }
         seeds
