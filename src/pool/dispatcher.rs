@@ -46,6 +46,11 @@ const FAST_TASK_NS: u64 = 50_000;
 pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
 /// Give up on a worker that has not finished its handshake in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A process worker that runs nothing for this long while it has tasks to run, or after
+/// it was told to exit, is killed: it is stopped (SIGSTOP) or otherwise stuck, and would
+/// hang the run. Its tasks go back to the queue (none was running). Far above any pause
+/// between two tasks, even on a loaded machine.
+const STALL_LIMIT: Duration = Duration::from_secs(10);
 /// Consecutive failed worker starts, with no worker up in between, after which the
 /// program is taken for one that cannot be a worker: an error at start-up, and later
 /// the waiting tasks fail instead of respawning forever.
@@ -243,6 +248,12 @@ struct Worker {
     /// The worker broke the protocol (a message the pool cannot read or that does not
     /// fit what it was sent): why. It is killed, and its tasks settled as for a crash.
     broken: Option<String>,
+    /// What the worker had done when last seen (last task started, results reported),
+    /// and since when it has done nothing more (see [`STALL_LIMIT`]).
+    progress: (Option<u64>, u64),
+    progress_at: Instant,
+    /// It was killed for making no progress.
+    stalled: bool,
     slot: Slot,
     handle: Handle,
 }
@@ -259,6 +270,9 @@ impl Worker {
             reported: 0,
             steal_until: None,
             broken: None,
+            progress: (None, 0),
+            progress_at: Instant::now(),
+            stalled: false,
             slot,
             handle,
         }
@@ -1019,6 +1033,11 @@ impl Dispatcher {
         let mut w = self.workers.swap_remove(i);
         let status_text = match &w.broken {
             Some(why) => format!("the worker broke the protocol ({why}) and was killed"),
+            None if w.stalled => format!(
+                "the worker stopped responding (nothing ran for {} while it had tasks) and \
+                 was killed",
+                humantime::format_duration(STALL_LIMIT)
+            ),
             None => format!("worker crashed: {status_text}"),
         };
         let pid = w.handle.pid();
@@ -1172,6 +1191,24 @@ impl Dispatcher {
                             .any(|j| seq >= j.seq && seq < j.seq + j.items.len() as u64)
                     {
                         Self::stop_worker(w, Why::Timeout(seq), grace);
+                    }
+                    // Stuck between tasks: nothing runs, though it has tasks (or was told
+                    // to exit). A running task is the task timeout's business.
+                    let waiting = !w.inflight.is_empty() || w.phase == Phase::Retiring;
+                    let p = (w.slot.last_started().map(|l| l.0), w.reported);
+                    if w.handle.is_thread()
+                        || !waiting
+                        || w.slot.running().is_some()
+                        || p != w.progress
+                    {
+                        w.progress = p;
+                        w.progress_at = now;
+                    } else if now.duration_since(w.progress_at) > STALL_LIMIT
+                        && matches!(w.phase, Phase::Ready | Phase::Retiring)
+                    {
+                        w.stalled = true;
+                        w.signal(libc::SIGKILL);
+                        w.phase = Phase::Stopping { why: Why::Lost, kill_at: now, killed: true };
                     }
                 }
                 Phase::Stopping { why, kill_at, killed } => {

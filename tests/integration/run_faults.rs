@@ -1489,3 +1489,42 @@ i = [0]
     let pids = read_pids(&job.path("pids"));
     assert_eq!(survivors(&pids), Vec::<i32>::new(), "the task and its background sleep");
 }
+
+#[test]
+fn a_worker_stopped_with_sigstop_does_not_hang_the_run() {
+    // A worker stopped (SIGSTOP) between tasks runs nothing and never exits: the run
+    // waited for it forever. Now a worker that runs nothing for 10 s while it has tasks,
+    // or after it was told to exit, is killed (its tasks, none started, run elsewhere).
+    let job = Job::new(
+        r#"workers = 2
+chunk-size = 1
+[task]
+kind = "command"
+program = ["sh", "-c", "echo $PPID > w$0; sleep $1; echo v$0", "{i}", "{s}"]
+[args]
+combine = "zip"
+i = [0, 1]
+s = [0, 3]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let child = job.spawn(&[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(job.path("w0").exists() && job.path("w1").exists()) {
+        assert!(Instant::now() < deadline, "the tasks never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The worker of task 0, idle now (task 1 runs on the other for 3 s).
+    let w0: i32 = fs::read_to_string(job.path("w0")).unwrap().trim().parse().unwrap();
+    let w1: i32 = fs::read_to_string(job.path("w1")).unwrap().trim().parse().unwrap();
+    assert_ne!(w0, w1, "one task per worker");
+    unsafe { libc::kill(w0, libc::SIGSTOP) };
+    let out = wait_output(child);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(statuses(&recs), ["ok", "ok"]);
+    assert_eq!(survivors(&[w0, w1]), Vec::<i32>::new(), "the stopped worker was killed");
+}
