@@ -1348,15 +1348,18 @@ format = "jsonl"
 }
 
 /// A worker killed during start-up is replaced like any other (before the fix the whole
-/// run failed: "cannot start the workers: ... died during the handshake").
+/// run failed: "cannot start the workers: ... died during the handshake"). The tasks take
+/// a moment, so that even a loaded machine sees a worker before the run is over; should
+/// the kill land after start-up, on a running task, the retry keeps the run whole.
 #[test]
 fn a_worker_killed_during_start_up_is_replaced() {
     let job = Job::new(
         r#"
 workers = 4
+retries = 2
 [task]
 kind = "command"
-program = ["echo", "v{i}"]
+program = ["sh", "-c", "sleep 0.2; echo v$0", "{i}"]
 [args]
 i = { range = [0, 10] }
 [[sink]]
