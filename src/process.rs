@@ -183,8 +183,8 @@ pub fn reap_if_exited(pid: i32) {
 pub fn command_group_leader() -> io::Result<i32> {
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: the child only calls async-signal-safe functions (setpgid, signal,
-    // sigprocmask, prctl, getppid, kill, pause).
+    // SAFETY: the child only calls async-signal-safe functions (setpgid, close_range or
+    // close, signal, sigprocmask, prctl, getppid, kill, pause).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -193,6 +193,13 @@ pub fn command_group_leader() -> io::Result<i32> {
         // SAFETY: in the child of fork, async-signal-safe calls only (see above).
         unsafe {
             libc::setpgid(0, 0);
+            // It needs no file: holding copies of the parent's (its journal, sinks,
+            // channels, pipes, locks) would keep them open as long as the worker lives.
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..1024 {
+                    libc::close(fd);
+                }
+            }
             // The parent's handlers (signal-hook's, which would write to the parent's
             // pipes) must not run here: default dispositions, nothing blocked.
             for sig in 1..32 {
