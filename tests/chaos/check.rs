@@ -102,7 +102,11 @@ pub fn round(trial: &Trial, o: &RoundObs) -> Vec<Violation> {
             }
             None => (run.join("records.jsonl"), run.join("run.json"), 0),
         };
-        let j = observe::read_journal_file(&journal, from);
+        // A whole run's records: its journal and the references it took from earlier runs.
+        let j = match o.shard {
+            Some(_) => observe::read_journal_file(&journal, from),
+            None => observe::read_journal(run),
+        };
         for line in &j.bad {
             bad(
                 Kind::Journal,

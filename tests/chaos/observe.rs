@@ -185,8 +185,15 @@ pub fn journals(run: &Path) -> Vec<PathBuf> {
 pub fn journaled_ok(job_dir: &Path) -> BTreeSet<usize> {
     run_dirs(job_dir)
         .iter()
-        .flat_map(|d| journals(d))
-        .flat_map(|j| read_journal_file(&j, 0).records)
+        .flat_map(|d| {
+            let mut records = read_journal(d).records;
+            for shard in journals(d).into_iter().filter(|p| {
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+            }) {
+                records.extend(read_journal_file(&shard, 0).records);
+            }
+            records
+        })
         .filter(|r| status(r) == "ok")
         .filter_map(|r| record_index(&r))
         .collect()
