@@ -162,7 +162,7 @@ pub fn reap_if_exited(pid: i32) {
     unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
 }
 
-/// Create the process group a worker's commands will join, before the worker starts.
+/// Create the process group a worker's commands will join, before it runs any.
 ///
 /// A command cannot be given a group of its own race-free: with `process_group(0)` its
 /// group exists from inside `spawn()`, before the worker learns its id, so a worker
