@@ -98,18 +98,7 @@ fn every_job_file_in_the_book_and_readme_checks() {
 fn the_book_has_no_broken_links() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("book/src");
-    let mut pages = vec![root.join("README.md")];
-    let mut stack = vec![src.clone()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "md") {
-                pages.push(p);
-            }
-        }
-    }
+    let pages = crate::transcripts::pages();
     let summary = fs::read_to_string(src.join("SUMMARY.md")).unwrap();
     let mut broken = Vec::new();
     for page in &pages {

@@ -85,8 +85,9 @@ fn finish((line, mut expected, at): (String, Vec<String>, usize)) -> Step {
     Step::Command { line, expected, exit, at }
 }
 
-/// Does one output line match one expected line (`[..]`: any text)?
-fn line_matches(pattern: &str, line: &str) -> bool {
+/// Does one output line match one expected line (`[..]`: any text)? Also the
+/// diagnostic pages' matcher.
+pub(crate) fn line_matches(pattern: &str, line: &str) -> bool {
     let (pattern, line) = (pattern.trim_end(), line.trim_end());
     let parts: Vec<&str> = pattern.split("[..]").collect();
     if parts.len() == 1 {
@@ -118,8 +119,8 @@ fn output_matches(expected: &[String], got: &[&str]) -> bool {
     }
 }
 
-/// The pages that may hold transcripts: the README and every chapter.
-fn pages() -> Vec<PathBuf> {
+/// The README and every chapter of the book, sorted (also the link check's pages).
+pub(crate) fn pages() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut pages = vec![root.join("README.md")];
     let mut stack = vec![root.join("book/src")];
