@@ -202,7 +202,8 @@ impl<'j> Frontends<'j> {
                 Ok(())
             }
             RunEvent::RunFinished(summary) => {
-                // Errors of this last flush are in the summary's front-end error below.
+                // The runner cannot hear of an error of this last flush any more: it
+                // goes into the summary (and the exit code) in `finish`.
                 let _ = self.flush();
                 self.finish(summary);
                 Ok(())
@@ -289,6 +290,11 @@ impl<'j> Frontends<'j> {
     fn finish(&mut self, summary: &RunSummary) {
         self.progress.finish();
         let mut summary = summary.clone();
+        // A journal or sink error the runner was told of is in the summary already; one
+        // of the last flush (after the last record) is not: the run failed all the same.
+        if let Some(e) = self.journal_error.as_ref().or(self.sink_error.as_ref()) {
+            summary.front_end_error.get_or_insert_with(|| e.clone());
+        }
         if let Some(sinks) = self.sinks.take() {
             let result = if self.sink_error.is_some() {
                 sinks.abort();

@@ -1531,3 +1531,33 @@ format = "jsonl"
     assert_eq!(statuses(&recs), ["ok", "ok"]);
     assert_eq!(survivors(&[w0, w1]), Vec::<i32>::new(), "the stopped worker was killed");
 }
+
+/// A journal that cannot be written fails the run, also when the write that fails is the
+/// last one (the burst after the last record, which the runner cannot hear of): exit code
+/// 1 and a message, never 0. Here the one record too long for the journal (a 128 KiB
+/// value) is the only one, written by the flush after it. The file size limit (`ulimit -f`, with SIGXFSZ ignored) makes
+/// every write past 80 KiB fail with EFBIG (the pool's 64 KiB shared slots still fit).
+#[test]
+fn a_journal_that_cannot_be_written_fails_the_run_even_at_the_last_write() {
+    let job = Job::new(
+        "name = \"j\"\nworkers = 2\n[task]\nkind = \"script\"\n\
+         script = \"let s = `x`; for i in 0..17 { s += s; } if x == 0 { s } else { x }\"\n\
+         [args]\nx = [0]\n[[sink]]\nto = \"stdout\"\nformat = \"jsonl\"\n",
+    );
+    let line = format!(
+        "trap '' XFSZ; ulimit -f 160; exec {BIN} run -q --progress never {}",
+        job.path("job.toml").display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &line])
+        .current_dir(job.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    no_panic(&out);
+    assert_eq!(code(&out), 1, "stderr:\n{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot write the journal"), "{}", stderr(&out));
+    // Every record reached stdout all the same (the sinks are not the journal).
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stderr(&out));
+}
