@@ -231,7 +231,85 @@ pub fn command_group_leader() -> io::Result<i32> {
         }
         std::thread::yield_now();
     }
+    match group_guard(pid, parent) {
+        Ok(guard) => {
+            GUARDS.lock().unwrap_or_else(|e| e.into_inner()).push((pid, guard));
+            Ok(pid)
+        }
+        Err(e) => {
+            end_group_leader(pid);
+            Err(e)
+        }
+    }
+}
+
+/// The guards of command groups, by leader: `(leader, guard)`.
+static GUARDS: std::sync::Mutex<Vec<(i32, i32)>> = std::sync::Mutex::new(Vec::new());
+
+/// The group a guard kills when its parent thread ends; set just before the guard is
+/// forked (under [`GUARD_FORK`]), so the guard's copy of memory holds its own group.
+static GUARDED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static GUARD_FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A command group's guard: a child of this thread in a group of its own, which kills
+/// the command group `group` when the thread that created it ends (its parent-death
+/// signal), however this process ends.
+///
+/// The leader alone cannot be that guard for long: it is a member of its group, so the
+/// first task whose leftovers are killed with the group (`kill(-group, SIGKILL)` after
+/// every task, and on every timeout) kills the leader too — a zombie still holds the
+/// group id, but nothing would kill a later task's processes if the worker and jobpool
+/// died at once. The guard stays outside the group, out of reach of those kills and of
+/// signals to the terminal's process group.
+fn group_guard(group: i32, parent: i32) -> io::Result<i32> {
+    let _one_at_a_time = GUARD_FORK.lock().unwrap_or_else(|e| e.into_inner());
+    GUARDED.store(group, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: the child only calls async-signal-safe functions (setpgid, close_range or
+    // close, signal, sigprocmask, prctl, getppid, kill, pause).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the child of fork, async-signal-safe calls only (see above).
+        unsafe {
+            libc::setpgid(0, 0);
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..1024 {
+                    libc::close(fd);
+                }
+            }
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::signal(libc::SIGUSR1, kill_guarded_group as *const () as libc::sighandler_t);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
+            if libc::getppid() != parent {
+                kill_guarded_group(0);
+            }
+            loop {
+                libc::pause();
+            }
+        }
+    }
     Ok(pid)
+}
+
+/// A guard's parent-death signal: kill the group it guards, then exit.
+extern "C" fn kill_guarded_group(_: libc::c_int) {
+    let group = GUARDED.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: kill(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        if group > 0 {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        libc::_exit(0);
+    }
 }
 
 /// A command group leader's parent-death signal: kill the whole group (itself included).
@@ -241,9 +319,24 @@ extern "C" fn kill_own_group(_: libc::c_int) {
 }
 
 /// End a command group leader made by [`command_group_leader`]: kill its group (it is
-/// in it) and reap it (waiting for it at most 1 s).
+/// in it) and reap it, then its guard (waiting for each at most 1 s).
 pub fn end_group_leader(pid: i32) {
     kill_group(pid, libc::SIGKILL);
+    reap_within_1s(pid);
+    // Its guard: no longer needed (the group is gone), ended and reaped.
+    let guard = {
+        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        let at = guards.iter().position(|(leader, _)| *leader == pid);
+        at.map(|i| guards.swap_remove(i).1)
+    };
+    if let Some(guard) = guard {
+        kill_process(guard as u32, libc::SIGKILL);
+        reap_within_1s(guard);
+    }
+}
+
+/// Reap our child `pid`, waiting for it at most 1 s.
+fn reap_within_1s(pid: i32) {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         let mut status = 0;
