@@ -412,6 +412,9 @@ pub(crate) struct Dispatcher {
     /// Thread workers: slots of stopped threads whose task may still run a process
     /// group (a thread cannot be killed), with when to kill that group.
     orphaned_groups: Vec<(Slot, Instant)>,
+    /// The command groups of stopped thread workers (their leaders and guards), ended
+    /// once their grace period is over, like `orphaned_groups`.
+    thread_groups: Vec<(i32, Instant)>,
     /// The mean time of a task lately (a moving average over result messages); slow
     /// until the first results are in.
     task_ns: u64,
@@ -442,6 +445,7 @@ pub(crate) fn start(
         closed: false,
         terminating: false,
         orphaned_groups: Vec::new(),
+        thread_groups: Vec::new(),
         task_ns: u64::MAX,
     };
     let handle = std::thread::Builder::new()
@@ -514,13 +518,21 @@ impl Dispatcher {
             }
             true
         });
+        self.thread_groups.retain(|(group, end_at)| {
+            if terminating || now >= *end_at {
+                // Killed with whatever is still in it; the leader and guard reaped.
+                process::end_group_leader(*group);
+                return false;
+            }
+            true
+        });
     }
 
     /// Before the dispatcher ends: no task group outlives the pool.
     fn settle_orphaned_groups(&mut self) {
-        while !self.orphaned_groups.is_empty() {
+        while !self.orphaned_groups.is_empty() || !self.thread_groups.is_empty() {
             self.reap_orphaned_groups(Instant::now());
-            if !self.orphaned_groups.is_empty() {
+            if !self.orphaned_groups.is_empty() || !self.thread_groups.is_empty() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -992,9 +1004,12 @@ impl Dispatcher {
         let w = &mut self.workers[i];
         // The thread was asked to stop and is stopping its command (TERM, grace, KILL);
         // the group it registered is killed if it is still there after that.
+        let at = Instant::now() + self.cfg.grace_period + Duration::from_millis(200);
         if w.handle.is_thread() && w.slot.pgid() > 0 {
-            let at = Instant::now() + self.cfg.grace_period + Duration::from_millis(200);
             self.orphaned_groups.push((w.slot.clone(), at));
+        }
+        if let Some(group) = w.handle.thread_group() {
+            self.thread_groups.push((group, at));
         }
         w.handle.take_down(&w.slot)
     }

@@ -55,6 +55,11 @@ pub(crate) enum Handle {
     Thread {
         tx: Sender<ThreadMsg>,
         stop: Arc<AtomicBool>,
+        /// The process group the thread's commands join, as a process worker's do (its
+        /// leader and guard are children of the dispatcher thread, which forked them, so
+        /// the guard kills the group when the pool goes, even a SIGKILLed one); `None`
+        /// when it could not be made: each command then gets a group of its own.
+        group: Option<i32>,
     },
 }
 
@@ -149,6 +154,10 @@ pub(crate) fn spawn_thread(
 ) -> Result<(Handle, Slot), PoolError> {
     let cfg = cfg.clone();
     let slot = Slot::local();
+    let group = process::command_group_leader().ok();
+    if let Some(g) = group {
+        slot.set_group(g);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (ttx, trx) = mpsc::channel::<ThreadMsg>();
     let ctx = TaskContext::new(
@@ -164,13 +173,26 @@ pub(crate) fn spawn_thread(
     std::thread::Builder::new()
         .name(format!("jobpool-worker-{index}"))
         .spawn(move || thread_worker(cfg, ctx, s2, st2, trx, ev, wid))
-        .map_err(|e| PoolError::Start(e.to_string()))?;
-    Ok((Handle::Thread { tx: ttx, stop }, slot))
+        .map_err(|e| {
+            if let Some(g) = group {
+                process::end_group_leader(g);
+            }
+            PoolError::Start(e.to_string())
+        })?;
+    Ok((Handle::Thread { tx: ttx, stop, group }, slot))
 }
 
 impl Handle {
     pub(crate) fn is_thread(&self) -> bool {
         matches!(self, Handle::Thread { .. })
+    }
+
+    /// A thread worker's command group (see [`Handle::Thread`]).
+    pub(crate) fn thread_group(&self) -> Option<i32> {
+        match self {
+            Handle::Thread { group, .. } => *group,
+            Handle::Process { .. } => None,
+        }
     }
 
     /// A process worker's pid.

@@ -275,17 +275,9 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
         let hung = status.is_none();
         faulty |= !signals.is_empty() || worker_kills > 0 || !killed_tasks.is_empty();
         let survivors = procs::survivors(&mark, ORPHAN_DEADLINE.saturating_sub(exited.elapsed()));
-        if !survivors.is_empty() && trial.threads && signals.contains(&libc::SIGKILL) {
-            // A known limitation (book/src/failures.md): with `backend = "threads"` no
-            // process of jobpool's outlives it to kill the task groups of a SIGKILLed
-            // jobpool. Counted as a note, not a violation.
-            notes.push(
-                "threads backend: task processes outlived a SIGKILLed jobpool (known limitation)"
-                    .to_string(),
-            );
-            let _ =
-                writeln!(log, "round {k}: {} process(es) outlived the SIGKILL", survivors.len());
-        } else if !survivors.is_empty() {
+        // (With `backend = "threads"` a SIGKILLed jobpool used to leave its commands
+        // running, counted as a note; its thread workers' groups have a guard now.)
+        if !survivors.is_empty() {
             let list: Vec<String> =
                 survivors.iter().map(|p| format!("  {}", p.describe())).collect();
             violations.push(Violation::new(

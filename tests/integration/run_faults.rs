@@ -324,6 +324,37 @@ format = "jsonl"
     assert_eq!(alive, Vec::<i32>::new(), "task processes outlived jobpool");
 }
 
+/// With threads, a SIGKILLed jobpool leaves no command behind either, also not a later
+/// task's: each thread worker's commands join a process group whose guard (a child of the
+/// pool's dispatcher thread, outside the group) kills it when jobpool dies. Found by the
+/// chaos runner (its `threads` notes).
+#[test]
+fn threads_backend_commands_do_not_outlive_a_sigkilled_jobpool() {
+    let job = Job::new(
+        r#"
+workers = 2
+backend = "threads"
+chunk-size = 1
+[task]
+kind = "command"
+program = ["sh", "-c", "if [ $0 -ge 2 ]; then sleep 30 & echo $! >> pids/$0; echo $$ >> pids/$0; wait; fi", "{i}"]
+[args]
+i = [0, 1, 2, 3]
+"#,
+    );
+    fs::create_dir(job.path("pids")).unwrap();
+    let mut child = job.spawn(&[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_pids(&job.path("pids")).len() < 4 {
+        assert!(Instant::now() < deadline, "the tasks never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pids = read_pids(&job.path("pids"));
+    assert_eq!(survivors(&pids), Vec::<i32>::new(), "task processes outlived jobpool");
+}
+
 // ---------------------------------------------------------------------------------------
 // Worker deaths
 
