@@ -190,35 +190,8 @@ pub fn command_group_leader() -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        // SAFETY: in the child of fork, async-signal-safe calls only (see above).
-        unsafe {
-            libc::setpgid(0, 0);
-            // It needs no file: holding copies of the parent's (its journal, sinks,
-            // channels, pipes, locks) would keep them open as long as the worker lives.
-            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-                for fd in 0..1024 {
-                    libc::close(fd);
-                }
-            }
-            // The parent's handlers (signal-hook's, which would write to the parent's
-            // pipes) must not run here: default dispositions, nothing blocked.
-            for sig in 1..32 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            libc::signal(libc::SIGUSR1, kill_own_group as *const () as libc::sighandler_t);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
-            if libc::getppid() != parent {
-                kill_own_group(0);
-            }
-            loop {
-                libc::pause();
-            }
-        }
+        // SAFETY: in the child of fork.
+        unsafe { wait_for_parent_death(parent, kill_own_group) }
     }
     // Wait until it is in its group (the group exists once its leader's setpgid ran).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -271,31 +244,8 @@ fn group_guard(group: i32, parent: i32) -> io::Result<i32> {
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        // SAFETY: in the child of fork, async-signal-safe calls only (see above).
-        unsafe {
-            libc::setpgid(0, 0);
-            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-                for fd in 0..1024 {
-                    libc::close(fd);
-                }
-            }
-            for sig in 1..32 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            libc::signal(libc::SIGUSR1, kill_guarded_group as *const () as libc::sighandler_t);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
-            if libc::getppid() != parent {
-                kill_guarded_group(0);
-            }
-            loop {
-                libc::pause();
-            }
-        }
+        // SAFETY: in the child of fork.
+        unsafe { wait_for_parent_death(parent, kill_guarded_group) }
     }
     Ok(pid)
 }
@@ -309,6 +259,46 @@ extern "C" fn kill_guarded_group(_: libc::c_int) {
             libc::kill(-group, libc::SIGKILL);
         }
         libc::_exit(0);
+    }
+}
+
+/// The rest of the life of a child of `fork` (of `parent`) that waits for its parent
+/// thread to end: it puts itself in a group of its own, holds no file, takes signals the
+/// default way, and when its parent-death signal (SIGUSR1) comes — or if the parent is
+/// gone already — runs `on_parent_death`.
+///
+/// # Safety
+/// Call only in the child of `fork`, at once: it makes async-signal-safe calls only
+/// (setpgid, close_range or close, signal, sigprocmask, prctl, getppid, pause).
+unsafe fn wait_for_parent_death(parent: i32, on_parent_death: extern "C" fn(libc::c_int)) -> ! {
+    // SAFETY: see the function's contract.
+    unsafe {
+        libc::setpgid(0, 0);
+        // It needs no file: holding copies of the parent's (its journal, sinks, channels,
+        // pipes, locks) would keep them open as long as the worker lives.
+        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+            for fd in 0..1024 {
+                libc::close(fd);
+            }
+        }
+        // The parent's handlers (signal-hook's, which would write to the parent's pipes)
+        // must not run here: default dispositions, nothing blocked.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::signal(libc::SIGUSR1, on_parent_death as *const () as libc::sighandler_t);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
+        if libc::getppid() != parent {
+            on_parent_death(0);
+        }
+        loop {
+            libc::pause();
+        }
     }
 }
 
