@@ -313,11 +313,7 @@ pub fn resume_index(job: &Job) -> io::Result<ResumeIndex> {
 /// each journal is read once by the first `--resume` after it. The file is a cache: when
 /// it cannot be written, the index is still returned.
 pub fn resume_index_saved(job: &Job) -> io::Result<ResumeIndex> {
-    let runs_dir = job_runs_dir(&job.dir, &job.name);
-    let index = resume_index_in(&runs_dir)?;
-    if index.read > 0 || !index.from_file {
-        let _ = index.write_file(&runs_dir);
-    }
+    let (index, _cache_written) = read_and_save(&job_runs_dir(&job.dir, &job.name))?;
     Ok(index)
 }
 
@@ -368,9 +364,16 @@ pub fn resume_index_in(runs_dir: &Path) -> io::Result<ResumeIndex> {
 /// does not cover and write it again, when anything was read (or it was missing).
 /// Returns the index. Called by `collect` and after a prune.
 pub fn compact(runs_dir: &Path) -> io::Result<ResumeIndex> {
-    let index = resume_index_in(runs_dir)?;
-    if index.read > 0 || !index.from_file {
-        index.write_file(runs_dir)?;
-    }
+    let (index, written) = read_and_save(runs_dir)?;
+    written?;
     Ok(index)
+}
+
+/// The resume index of the runs in `runs_dir`, and the result of writing its file again
+/// when anything was read beyond it (or it was missing).
+fn read_and_save(runs_dir: &Path) -> io::Result<(ResumeIndex, io::Result<()>)> {
+    let index = resume_index_in(runs_dir)?;
+    let written =
+        if index.read > 0 || !index.from_file { index.write_file(runs_dir) } else { Ok(()) };
+    Ok((index, written))
 }

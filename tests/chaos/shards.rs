@@ -20,7 +20,7 @@ use crate::check::{self, Kind, Violation};
 use crate::observe;
 use crate::plan::{Before, Fault, Trial};
 use crate::procs;
-use crate::trial::{HARD_TIMEOUT, ORPHAN_DEADLINE, Outcome, RoundObs, bin, copy_tree};
+use crate::trial::{HARD_TIMEOUT, ORPHAN_DEADLINE, Outcome, RoundObs, bin, save_failure};
 
 /// The run id every shard of the trial records under.
 const RUN_ID: &str = "chaos";
@@ -373,16 +373,7 @@ pub fn run_sharded(trial: &Trial, failures: &Path) -> Outcome {
         }
     );
     if !violations.is_empty() {
-        let saved = failures.join(trial.seed.to_string());
-        let _ = fs::remove_dir_all(&saved);
-        let _ = fs::create_dir_all(&saved);
-        let _ = fs::write(saved.join("schedule.txt"), &log);
-        let mut text = String::new();
-        for v in &violations {
-            let _ = writeln!(text, "[{:?}] {}\n", v.kind, v.message);
-        }
-        let _ = fs::write(saved.join("violations.txt"), text);
-        copy_tree(&job_dir, &saved.join("job"));
+        save_failure(&failures.join(trial.seed.to_string()), &log, &violations, &job_dir);
     }
     Outcome { violations, summary, notes: Vec::new(), log }
 }

@@ -359,22 +359,27 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
         }
     );
     if !violations.is_empty() {
-        let saved = failures.join(trial.seed.to_string());
-        let _ = fs::remove_dir_all(&saved);
-        let _ = fs::create_dir_all(&saved);
-        let _ = fs::write(saved.join("schedule.txt"), &log);
-        let mut text = String::new();
-        for v in &violations {
-            let _ = writeln!(text, "[{:?}] {}\n", v.kind, v.message);
-        }
-        let _ = fs::write(saved.join("violations.txt"), text);
-        copy_tree(&job_dir, &saved.join("job"));
+        save_failure(&failures.join(trial.seed.to_string()), &log, &violations, &job_dir);
     }
     drop(mounts);
     Outcome { violations, summary, notes, log }
 }
 
 /// Copy regular files and folders (best effort; what could not be read is skipped).
+/// Save a failed trial under `saved` for replay and reading: its schedule and log, its
+/// violations, and its job folder (job file, side log, rounds' output, runs, sinks).
+pub fn save_failure(saved: &Path, log: &str, violations: &[Violation], job_dir: &Path) {
+    let _ = fs::remove_dir_all(saved);
+    let _ = fs::create_dir_all(saved);
+    let _ = fs::write(saved.join("schedule.txt"), log);
+    let mut text = String::new();
+    for v in violations {
+        let _ = writeln!(text, "[{:?}] {}\n", v.kind, v.message);
+    }
+    let _ = fs::write(saved.join("violations.txt"), text);
+    copy_tree(job_dir, &saved.join("job"));
+}
+
 pub fn copy_tree(from: &Path, to: &Path) {
     let _ = fs::create_dir_all(to);
     for e in fs::read_dir(from).into_iter().flatten().flatten() {

@@ -344,11 +344,7 @@ i = [0, 1, 2, 3]
     );
     fs::create_dir(job.path("pids")).unwrap();
     let mut child = job.spawn(&[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read_pids(&job.path("pids")).len() < 4 {
-        assert!(Instant::now() < deadline, "the tasks never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_pids(&job.path("pids"), 4);
     child.kill().unwrap();
     child.wait().unwrap();
     let pids = read_pids(&job.path("pids"));
@@ -1514,11 +1510,7 @@ i = {tasks}
         ));
         fs::create_dir(job.path("pids")).unwrap();
         let mut child = job.spawn(&[]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while read_pids(&job.path("pids")).len() < 2 {
-            assert!(Instant::now() < deadline, "the task never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_pids(&job.path("pids"), 2);
         let workers = worker_children(child.id());
         assert_eq!(workers.len(), 1);
         unsafe { libc::kill(workers[0], libc::SIGKILL) };

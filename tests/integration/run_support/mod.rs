@@ -142,6 +142,24 @@ pub fn read_pids(dir: &Path) -> Vec<i32> {
     pids
 }
 
+/// Wait (up to 30 s) until the files in `dir` hold at least `n` pids (tasks write them
+/// when they start); the pids. Panics when they do not come.
+pub fn wait_for_pids(dir: &Path, n: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids = read_pids(dir);
+        if pids.len() >= n {
+            return pids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} pids: the tasks never started",
+            pids.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Wait (generously) for every pid to be gone; return those still alive.
 pub fn survivors(pids: &[i32]) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(5);
