@@ -260,8 +260,18 @@ impl SinkManager {
     /// Write one outgoing record to every sink: its JSON line to those that take lines
     /// (when it has one), the record to the others.
     fn write_outgoing(&mut self, o: &Outgoing) -> Result<(), SinkError> {
+        self.write_parts(o.line.as_deref(), o.record.as_deref())
+    }
+
+    /// Write one record to every sink: its JSON line to the sinks that take lines, the
+    /// record to the others.
+    fn write_parts(
+        &mut self,
+        line: Option<&[u8]>,
+        record: Option<&TaskRecord>,
+    ) -> Result<(), SinkError> {
         for (target, sink) in &mut self.sinks {
-            let result = match (&o.line, &o.record) {
+            let result = match (line, record) {
                 (Some(line), _) if sink.takes_json_lines() => sink.write_json_line(line),
                 (_, Some(r)) => sink.write_record(r),
                 (Some(_), None) => Err(io::Error::other("a record came without its fields")),
@@ -379,6 +389,14 @@ impl OrderedSinks {
         record: Option<TaskRecord>,
         line: &[u8],
     ) -> Result<usize, SinkError> {
+        if self.buffer.pass(index) {
+            // Due now and nothing waits behind it: written straight from the journal's
+            // buffer, without a copy into the reorder buffer.
+            let record = record.filter(|_| !self.lines_only);
+            self.sinks.write_parts(self.lines_used.then_some(line), record.as_ref())?;
+            self.written += 1;
+            return Ok(1);
+        }
         let o = Outgoing {
             index,
             record: record.filter(|_| !self.lines_only).map(Box::new),

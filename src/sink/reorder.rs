@@ -91,6 +91,29 @@ impl<T: Indexed> ReorderBuffer<T> {
         Ready { buffer: self }
     }
 
+    /// Take the record at `index` as emitted, if it may be written at once without
+    /// coming through [`ReorderBuffer::push`]: in completion order always; in submission
+    /// order when it is the next due, nothing is ready to be taken, and no held record
+    /// follows it (which writing it would release). Returns false, changing nothing,
+    /// otherwise: then push it.
+    pub fn pass(&mut self, index: u64) -> bool {
+        if !self.ready.is_empty() {
+            return false;
+        }
+        match self.order {
+            Order::Completion => true,
+            Order::Submission => {
+                let releases =
+                    self.held.first_key_value().is_some_and(|(k, _)| Some(*k) == index.checked_add(1));
+                if index != self.next || releases {
+                    return false;
+                }
+                self.next += 1;
+                true
+            }
+        }
+    }
+
     /// Everything still held, in index order, skipping indexes that never came: for the
     /// end of a run that stopped before every record was produced.
     pub fn drain(&mut self) -> impl Iterator<Item = T> + use<T> {

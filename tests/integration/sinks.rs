@@ -207,6 +207,44 @@ proptest! {
     }
 
     #[test]
+    fn journal_lines_reach_every_sink_in_submission_order(
+        (n, swaps) in (1usize..150).prop_flat_map(|n| (Just(n), proptest::collection::vec((0..n, 0usize..4), 0..n / 2 + 1))),
+        both in any::<bool>(),
+    ) {
+        // Mostly in order with local swaps (as two workers' batches arrive), so records
+        // that are due at once (written straight through) and records that must wait
+        // alternate; with `both`, a jsonl sink (lines) and a csv sink (records) at once.
+        let mut perm: Vec<u64> = (0..n as u64).collect();
+        for (at, by) in swaps {
+            let other = (at + by).min(n - 1);
+            perm.swap(at, other);
+        }
+        let (jsonl, jsonl_out) = sink_to(SinkFormat::Jsonl, &["x", "name"]);
+        let mut sinks = vec![("jsonl".to_string(), jsonl)];
+        let (csv, csv_out) = sink_to(SinkFormat::Csv, &["x", "name"]);
+        if both {
+            sinks.push(("csv".to_string(), csv));
+        }
+        let mut ordered = OrderedSinks::new(ReorderBuffer::new(Order::Submission), SinkManager::from_sinks(sinks));
+        for &i in &perm {
+            let rec = ok(i);
+            let mut line = Vec::new();
+            rec.write_json(&mut line).unwrap();
+            line.push(b'\n');
+            let record = (!ordered.lines_only()).then_some(rec);
+            ordered.push_line(i, record, &line).unwrap();
+        }
+        prop_assert_eq!(ordered.buffer().held(), 0);
+        prop_assert_eq!(ordered.written(), n as u64);
+        ordered.finish().unwrap();
+        let expected: Vec<u64> = (0..n as u64).collect();
+        prop_assert_eq!(indexes(&SinkFormat::Jsonl, &jsonl_out.text()), expected.clone());
+        if both {
+            prop_assert_eq!(indexes(&SinkFormat::Csv, &csv_out.text()), expected);
+        }
+    }
+
+    #[test]
     fn each_record_is_visible_as_soon_as_its_turn_comes(perm in (1usize..60).prop_flat_map(|n| Just((0..n as u64).collect::<Vec<_>>()).prop_shuffle())) {
         // A stream reader sees exactly the prefix that is complete, after every push.
         let (sink, out) = sink_to(SinkFormat::Text(template("{index}")), &[]);
@@ -238,6 +276,21 @@ fn reorder_buffer_drains_over_gaps_and_drops_duplicates() {
     let rest: Vec<u64> = buffer.drain().map(|r| r.index).collect();
     assert_eq!(rest, vec![3, 5]);
     assert_eq!(buffer.held(), 0);
+}
+
+#[test]
+fn a_record_passes_the_buffer_only_when_nothing_waits_on_it() {
+    let mut buffer = ReorderBuffer::new(Order::Submission);
+    assert!(!buffer.pass(1), "not due yet");
+    assert!(buffer.pass(0));
+    assert_eq!(buffer.push(ok(2)).count(), 0);
+    assert!(!buffer.pass(1), "2 is held behind it: it must be pushed to release 2");
+    let ready: Vec<u64> = buffer.push(ok(1)).map(|r| r.index).collect();
+    assert_eq!(ready, vec![1, 2]);
+    assert!(buffer.pass(3));
+    assert_eq!(buffer.next_index(), 4);
+    let mut any: ReorderBuffer = ReorderBuffer::new(Order::Completion);
+    assert!(any.pass(7) && any.pass(3));
 }
 
 #[test]
