@@ -72,7 +72,7 @@ fn records(job: &Job, n: usize) -> Vec<TaskRecord> {
         .map(|s| {
             let args: Map<String, Value> =
                 job.args.names.iter().cloned().zip(s.args.iter().cloned()).collect();
-            let mut r = TaskRecord::new(s.index, s.key, args, Status::Ok);
+            let mut r = TaskRecord::new(s.index, s.key, args.into(), Status::Ok);
             r.value = Some(json!(s.index as f64 * 1.5));
             r.attempts = 1;
             r.worker = Some((s.index % 2) as u32);

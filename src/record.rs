@@ -4,7 +4,10 @@
 //! book's "Sinks and records" chapter). Must not: know how records are produced.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+mod args;
+pub use args::Args;
 
 /// How a submission ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -138,9 +141,9 @@ pub struct TaskRecord {
     /// Position in the plan, from 0.
     pub index: u64,
     /// Content key (hash of the task definition and the arguments).
-    pub key: String,
+    pub key: crate::plan::Key,
     /// Arguments by name, in declared order.
-    pub args: Map<String, Value>,
+    pub args: Args,
     /// How it ended.
     pub status: Status,
     /// The result, on `ok`.
@@ -183,10 +186,15 @@ pub struct TaskRecord {
 impl TaskRecord {
     /// A record with only its identity and status: no value, error, attempt, worker,
     /// timing or command fields yet. Producers fill in what they know.
-    pub fn new(index: u64, key: String, args: Map<String, Value>, status: Status) -> TaskRecord {
+    pub fn new(
+        index: u64,
+        key: impl Into<crate::plan::Key>,
+        args: Args,
+        status: Status,
+    ) -> TaskRecord {
         TaskRecord {
             index,
-            key,
+            key: key.into(),
             args,
             status,
             value: None,
@@ -228,7 +236,8 @@ impl TaskRecord {
         }
         put(out, b"{\"index\":", &self.index)?;
         put(out, b",\"key\":", self.key.as_str())?;
-        put(out, b",\"args\":", &self.args)?;
+        out.extend_from_slice(b",\"args\":");
+        self.args.write_json(out)?;
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.status.as_str().as_bytes());
         out.push(b'"');
@@ -271,7 +280,7 @@ impl TaskRecord {
             "status" => self.status.as_str().to_string(),
             "error" => opt(&self.error),
             "index" => self.index.to_string(),
-            "key" => self.key.clone(),
+            "key" => self.key.to_string(),
             "duration_ms" => self.duration_ms.to_string(),
             "attempts" => self.attempts.to_string(),
             "worker" => opt(&self.worker),
@@ -347,7 +356,7 @@ mod tests {
         TaskRecord {
             index: 7,
             key: "k".into(),
-            args: Map::new(),
+            args: Args::default(),
             status: Status::Ok,
             value: Some(json!({"a": "b"})),
             error: None,
@@ -415,7 +424,7 @@ mod tests {
         r.resumed = false;
         cases.push(r.clone());
         for s in Status::ALL {
-            let mut x = TaskRecord::new(u64::MAX, "k".into(), Map::new(), s);
+            let mut x = TaskRecord::new(u64::MAX, "k", Args::default(), s);
             x.duration_ms = 12345.678;
             cases.push(x);
         }

@@ -5,7 +5,6 @@
 //! and pool outcomes back into records (a command's exit code, signal, stderr).
 //! Must not: apply run policies (resume, on-failure, deadline): the runner does.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,11 +13,11 @@ use serde_json::Value;
 use super::{Backend, BackendError, BackendEvent, Execution, ExecutionControl, StartRequest};
 use crate::model::{self, ChunkSize, Job, TaskTemplate, args_map};
 use crate::pool::{self, Outcome, Payload, Pool, Registry, RunControl, RunStream};
-use crate::record::{Status, TaskRecord};
+use crate::record::{Args, Status, TaskRecord};
 use crate::task::{self, BuiltinContext};
 
 /// Submissions handed to the pool, by index: their key and arguments.
-type Inflight = HashMap<u64, (String, Vec<Value>)>;
+type Inflight = rustc_hash::FxHashMap<u64, (crate::plan::Key, Vec<Value>)>;
 
 /// The process or thread pool of this machine, with the task kinds of `registry`.
 pub struct LocalBackend {
@@ -129,7 +128,7 @@ impl Backend for LocalBackend {
                     .insert(sub.index, (sub.key, sub.args));
                 pool::Submission {
                     id: sub.index,
-                    func: func.to_string(),
+                    func: func.clone(),
                     args: Payload::Json(payload),
                 }
             })
@@ -165,7 +164,7 @@ impl Execution for LocalExecution {
         // Every outcome that arrived together becomes one event: one lock of the
         // in-flight table and one message to the runner per batch, not per record.
         let outcomes = self.stream.next_batch()?;
-        let entries: Vec<(String, Vec<Value>)> = {
+        let entries: Vec<(crate::plan::Key, Vec<Value>)> = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             outcomes.iter().map(|o| inflight.remove(&o.id).unwrap_or_default()).collect()
         };
@@ -227,17 +226,13 @@ impl ExecutionControl for LocalControl {
 /// Turn one pool outcome into a record.
 fn record_from_outcome(
     o: Outcome,
-    key: String,
-    names: &[String],
+    key: crate::plan::Key,
+    names: &Arc<[String]>,
     values: Vec<Value>,
     task: &TaskTemplate,
 ) -> TaskRecord {
-    // The values are the record's own now: moved into the map, not copied.
-    let mut args = serde_json::Map::with_capacity(names.len());
-    for (name, v) in names.iter().zip(values) {
-        args.insert(name.clone(), v);
-    }
-    let mut rec = TaskRecord::new(o.id, key, args, o.status);
+    // The values are the record's own now (moved, not copied); the names are shared.
+    let mut rec = TaskRecord::new(o.id, key, Args::new(names.clone(), values), o.status);
     rec.error = o.error;
     rec.attempts = o.attempts;
     rec.worker = o.worker;

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Backend, BackendError, BackendEvent, Execution, ExecutionControl, StartRequest, Work};
-use crate::model::{Job, SlurmConfig, TaskTemplate, args_map};
+use crate::model::{Job, SlurmConfig, TaskTemplate};
 use crate::plan::{Plan, Shard};
 use crate::record::{Status, TaskRecord};
 use crate::store::{self, ResumeIndex};
@@ -1106,7 +1106,7 @@ impl SlurmExecution {
     /// A blank record of submission `index` (it never ran, or its record was lost).
     fn blank(&self, plan: &mut Plan, index: u64) -> Option<TaskRecord> {
         let sub = plan.get(index)?;
-        let args = args_map(&self.job.args.names, &sub.args);
+        let args = crate::record::Args::new(self.job.args.names.clone().into(), sub.args);
         let mut r = TaskRecord::new(index, sub.key, args, Status::Crashed);
         r.stderr = matches!(self.job.task, TaskTemplate::Command(_)).then(String::new);
         Some(r)

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use miette::Diagnostic;
-use serde_json::Value;
 
 use super::diag;
 use super::exit_code;
@@ -453,7 +452,7 @@ fn summary_line(
 }
 
 fn failure_diagnostic(rec: &TaskRecord, failures: u64) -> TaskFailed {
-    let mut help = format!("arguments: {}", Value::Object(rec.args.clone()));
+    let mut help = format!("arguments: {}", serde_json::to_string(&rec.args).unwrap_or_default());
     if let Some(stderr) = rec.stderr.as_deref().filter(|s| !s.trim().is_empty()) {
         let tail: Vec<&str> = stderr.trim_end().lines().rev().take(5).collect();
         help.push_str("\nstderr (last lines):");

@@ -28,6 +28,9 @@
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
+mod key;
+pub use key::Key;
+
 use crate::model::{
     ArgForm, Invocation, Job, OutputMode, ParamOrigin, ParamValues, Submission, TaskTemplate,
     Template,
@@ -245,7 +248,7 @@ impl Plan {
             }
             self.buf.push(0);
         }
-        let key = hex128(xxh3_128(&self.buf));
+        let key = Key::from_hash(xxh3_128(&self.buf));
         Submission { index, key, args }
     }
 }
@@ -273,20 +276,9 @@ impl Iterator for Plan {
     }
 }
 
-fn hex128(hash: u128) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; 32];
-    for (i, b) in hash.to_be_bytes().into_iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
-    }
-    // Only ASCII hex digits were written, so this never falls back.
-    String::from_utf8(out).unwrap_or_default()
-}
-
 /// The key of a submission with `args` (aligned with `names`) under a task `prefix`:
 /// what [`Plan`] puts in [`Submission::key`], for code that makes submissions itself.
-pub fn submission_key(prefix: &[u8; 32], names: &[String], args: &[Value]) -> String {
+pub fn submission_key(prefix: &[u8; 32], names: &[String], args: &[Value]) -> Key {
     let mut order: Vec<usize> = (0..names.len().min(args.len())).collect();
     order.sort_by(|a, b| names[*a].cmp(&names[*b]));
     let mut buf = prefix.to_vec();
@@ -296,7 +288,7 @@ pub fn submission_key(prefix: &[u8; 32], names: &[String], args: &[Value]) -> St
         let _ = serde_json::to_writer(&mut buf, &args[i]);
         buf.push(0);
     }
-    hex128(xxh3_128(&buf))
+    Key::from_hash(xxh3_128(&buf))
 }
 
 /// The hash of `job`'s task definition in canonical form: the first half of every key.

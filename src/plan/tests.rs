@@ -157,7 +157,7 @@ fn keys_are_stable_and_content_based() {
             .map(|s| {
                 let mut pairs: Vec<(String, Value)> = names.iter().cloned().zip(s.args).collect();
                 pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                (pairs.into_iter().map(|p| p.1).collect(), s.key)
+                (pairs.into_iter().map(|p| p.1).collect(), s.key.to_string())
             })
             .collect()
     };

@@ -35,8 +35,9 @@ use super::result::{Outcome, Payload, PoolError};
 pub struct Submission {
     /// The caller's id; comes back in [`Outcome::id`].
     pub id: u64,
-    /// The registered function (task kind) to call.
-    pub func: String,
+    /// The registered function (task kind) to call (shared: a run's submissions usually
+    /// all name the same one).
+    pub func: Arc<str>,
     /// Its argument: JSON text (the value comes back as JSON text) or postcard bytes.
     pub args: Payload,
 }
@@ -184,7 +185,6 @@ where
     let feeder_shared = shared.clone();
     let spawned = std::thread::Builder::new().name("jobpool-feeder".into()).spawn(move || {
         let shared = feeder_shared;
-        let mut last_func: Option<Arc<str>> = None;
         loop {
             let take = {
                 let mut c = shared.credits.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,14 +218,7 @@ where
                 };
                 let same = parcels.last().is_some_and(|j| j.json == json && *j.func == *s.func);
                 if !same {
-                    let func = match &last_func {
-                        Some(f) if **f == *s.func => f.clone(),
-                        _ => {
-                            let f: Arc<str> = Arc::from(s.func.as_str());
-                            last_func = Some(f.clone());
-                            f
-                        }
-                    };
+                    let func = s.func.clone();
                     let left = take - taken + 1;
                     parcels.push(Parcel::new(
                         func,

@@ -98,7 +98,7 @@ where
     A: IntoIterator<Item = io::Result<TaskRecord>>,
     B: IntoIterator<Item = io::Result<TaskRecord>>,
 {
-    let mut before: HashMap<String, TaskRecord> = HashMap::new();
+    let mut before: HashMap<crate::plan::Key, TaskRecord> = HashMap::new();
     for r in a {
         let mut r = r?;
         r.stderr = None;
@@ -121,8 +121,8 @@ where
         let r = r?;
         let Some(old) = before.remove(&r.key) else {
             let change = Change {
-                key: r.key.clone(),
-                args: r.args.clone(),
+                key: r.key.to_string(),
+                args: r.args.to_map(),
                 before: None,
                 after: Some(outcome(&r)),
             };
@@ -136,8 +136,8 @@ where
             ratios.push((r.duration_ms / old.duration_ms) as f32);
         }
         let change = || Change {
-            key: r.key.clone(),
-            args: r.args.clone(),
+            key: r.key.to_string(),
+            args: r.args.to_map(),
             before: Some(outcome(&old)),
             after: Some(outcome(&r)),
         };
@@ -155,8 +155,8 @@ where
     }
     for (key, old) in before {
         c.gone.push(Change {
-            key,
-            args: old.args.clone(),
+            key: key.to_string(),
+            args: old.args.to_map(),
             before: Some(outcome(&old)),
             after: None,
         });
@@ -199,7 +199,7 @@ mod tests {
         Ok(TaskRecord {
             index: key.as_bytes()[0] as u64,
             key: key.into(),
-            args,
+            args: args.into(),
             status,
             value: (status == Status::Ok).then(|| json!(value)),
             error: (status != Status::Ok).then(|| "boom".into()),

@@ -443,8 +443,8 @@ mod tests {
         args.insert("x".into(), json!(index % 3));
         TaskRecord {
             index,
-            key: format!("k{index}"),
-            args,
+            key: format!("k{index}").into(),
+            args: args.into(),
             status,
             value: (status == Status::Ok).then(|| json!(1)),
             error: (status != Status::Ok).then(|| "<b>&</b>".into()),

@@ -33,7 +33,7 @@ fn case(r: &TaskRecord, class: &str) -> TestCase {
             status.set_description(e.as_str());
         }
     }
-    let name = format!("[{}] {}", r.index, fmt::cut(&fmt::args(&r.args), 200));
+    let name = format!("[{}] {}", r.index, fmt::cut(&fmt::args(&r.args.to_map()), 200));
     let mut case = TestCase::new(name, status);
     case.set_classname(class);
     case.set_time(millis(r.duration_ms));
@@ -193,7 +193,7 @@ mod tests {
                     let mut args = Map::new();
                     args.insert("x".into(), json!(format!("<{i}> & \"q\"")));
                     let st = statuses[i as usize % 4];
-                    let mut r = TaskRecord::new(i, format!("k{i}"), args, st);
+                    let mut r = TaskRecord::new(i, format!("k{i}"), args.into(), st);
                     r.value = (st == Status::Ok).then(|| json!(i));
                     r.error = (st != Status::Ok).then(|| format!("bad ]]> {i}"));
                     r.stderr = Some(if i % 3 == 0 { String::new() } else { format!("e{i}") });
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn records_that_do_not_match_the_counts_are_an_error() {
-        let r = TaskRecord::new(0, "k".into(), Map::new(), Status::Ok);
+        let r = TaskRecord::new(0, "k", Default::default(), Status::Ok);
         let counts = StatusCounts { error: 1, ..StatusCounts::default() };
         let mut out = Vec::new();
         let e = write(&crate::report::Builder::new().finish(None), counts, [Ok(r)], &mut out)

@@ -396,8 +396,8 @@ impl Builder {
         if r.status.is_failure() {
             self.failures.push(FailureBrief {
                 index: r.index,
-                key: r.key.clone(),
-                args: r.args.clone(),
+                key: r.key.to_string(),
+                args: r.args.to_map(),
                 status: r.status.as_str().to_string(),
                 error: r.error.clone().unwrap_or_default(),
                 attempts: r.attempts,
@@ -466,8 +466,8 @@ impl Builder {
         }
         self.slowest.push(TaskBrief {
             index: r.index,
-            key: r.key.clone(),
-            args: r.args.clone(),
+            key: r.key.to_string(),
+            args: r.args.to_map(),
             status: r.status.as_str().to_string(),
             duration_ms: r.duration_ms,
             worker: r.worker,
@@ -781,8 +781,8 @@ mod tests {
         args.insert("c".into(), json!("const"));
         TaskRecord {
             index,
-            key: format!("k{index}"),
-            args,
+            key: format!("k{index}").into(),
+            args: args.into(),
             status,
             value,
             error: (status != Status::Ok).then(|| format!("e{index}")),

@@ -496,7 +496,7 @@ impl<'b> Runner<'b> {
                     .and_then(|ix| ix.take(&sub.key))
                     .map(|r| r.resumed_at(sub.index));
                 let rec = reused.unwrap_or_else(|| {
-                    let args = crate::model::args_map(&job.args.names, &sub.args);
+                    let args = crate::record::Args::new(job.args.names.clone().into(), sub.args);
                     let mut r = TaskRecord::new(sub.index, sub.key, args, status);
                     r.error = Some("not started: the backend took no more submissions".into());
                     // A command record always has the same fields.

@@ -152,7 +152,7 @@ mod tests {
         load_str(Path::new("t.toml"), text, &opts).unwrap()
     }
 
-    fn keys(j: &Job) -> HashSet<String> {
+    fn keys(j: &Job) -> HashSet<crate::plan::Key> {
         Plan::new(j).map(|s| s.key).collect()
     }
 

@@ -29,7 +29,7 @@ fn sweep_record(index: u64, status: Status) -> TaskRecord {
     let rate = [0.5, 1.0, 2.0][(index % 3) as usize];
     let mode = ["fast", "slow"][(index / 3 % 2) as usize];
     let mut r = record(index, status, &[("rate", json!(rate)), ("mode", json!(mode))], None);
-    r.key = format!("key-{index}");
+    r.key = format!("key-{index}").into();
     if status == Status::Ok {
         r.value = Some(json!(rate * 10.0 + index as f64 / 100.0));
     }
@@ -278,7 +278,7 @@ fn resumable(dir: &Path) -> Vec<(String, Value)> {
         .unwrap()
         .into_map()
         .into_iter()
-        .map(|(k, r)| (k, r.value.unwrap()))
+        .map(|(k, r)| (k.to_string(), r.value.unwrap()))
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -289,7 +289,7 @@ fn run_with(dir: &Path, recs: &[(&str, Status, i64)]) {
     let mut run = RunStore::create(&j, RunMeta::default()).unwrap();
     for (i, (key, st, value)) in recs.iter().enumerate() {
         let mut r = record(i as u64, *st, &[("k", json!(key))], Some(json!(value)));
-        r.key = key.to_string();
+        r.key = (*key).into();
         run.append(&r).unwrap();
     }
     run.finish(RunEnd { exit_code: 0, cancelled: None }).unwrap();
@@ -321,7 +321,7 @@ fn prune_keeps_every_ok_record_that_resume_uses() {
     assert!(runs[0].is_compacted() && !runs[1].is_compacted());
     // Only what resume takes was kept: a, b and c (d is ok in the kept run).
     let kept: Vec<String> =
-        store::read_records(&runs[0].path).unwrap().into_iter().map(|r| r.key).collect();
+        store::read_records(&runs[0].path).unwrap().into_iter().map(|r| r.key.to_string()).collect();
     assert_eq!(kept.len(), 3);
     // The folder of kept records is not the latest run.
     assert_eq!(store::latest_run(d, "sweep").unwrap().unwrap().id, runs[1].id);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 fn keyed(index: u64, key: &str, status: Status, value: i64) -> TaskRecord {
     let mut r = record(index, status, &[("x", json!(index))], Some(json!(value)));
-    r.key = key.to_string();
+    r.key = key.into();
     r
 }
 

@@ -70,7 +70,7 @@ pub fn record(
     for (k, v) in args {
         map.insert(k.to_string(), v.clone());
     }
-    let mut r = TaskRecord::new(index, format!("key-{index}"), map, status);
+    let mut r = TaskRecord::new(index, format!("key-{index}"), map.into(), status);
     if status == Status::Ok {
         r.value = value;
     } else {
