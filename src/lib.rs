@@ -65,6 +65,7 @@ pub mod spec;
 pub mod store;
 #[cfg(feature = "jobs")]
 pub mod task;
+pub mod text;
 #[cfg(feature = "jobs")]
 pub mod validate;
 #[cfg(feature = "cli")]

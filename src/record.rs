@@ -141,7 +141,7 @@ pub struct TaskRecord {
     /// Position in the plan, from 0.
     pub index: u64,
     /// Content key (hash of the task definition and the arguments).
-    pub key: crate::plan::Key,
+    pub key: crate::text::Key,
     /// Arguments by name, in declared order.
     pub args: Args,
     /// How it ended.
@@ -159,7 +159,7 @@ pub struct TaskRecord {
     pub worker: Option<u32>,
     /// RFC 3339 UTC time the last attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
+    pub started_at: Option<crate::text::SmallText>,
     /// Wall time of the last attempt in milliseconds.
     #[serde(default)]
     pub duration_ms: f64,
@@ -188,7 +188,7 @@ impl TaskRecord {
     /// timing or command fields yet. Producers fill in what they know.
     pub fn new(
         index: u64,
-        key: impl Into<crate::plan::Key>,
+        key: impl Into<crate::text::Key>,
         args: Args,
         status: Status,
     ) -> TaskRecord {
@@ -245,7 +245,7 @@ impl TaskRecord {
         opt(out, b",\"error\":", &self.error)?;
         put(out, b",\"attempts\":", &self.attempts)?;
         opt(out, b",\"worker\":", &self.worker)?;
-        opt(out, b",\"started_at\":", &self.started_at)?;
+        opt(out, b",\"started_at\":", &self.started_at.as_deref())?;
         put(out, b",\"duration_ms\":", &self.duration_ms)?;
         opt(out, b",\"exit_code\":", &self.exit_code)?;
         opt(out, b",\"signal\":", &self.signal)?;

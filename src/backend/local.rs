@@ -126,11 +126,7 @@ impl Backend for LocalBackend {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(sub.index, (sub.key, sub.args));
-                pool::Submission {
-                    id: sub.index,
-                    func: func.clone(),
-                    args: Payload::Json(payload),
-                }
+                pool::Submission { id: sub.index, func: func.clone(), args: Payload::Json(payload) }
             })
         };
         let stream = pool

@@ -515,7 +515,7 @@ pub struct Submission {
     /// Position in the plan, from 0.
     pub index: u64,
     /// Content key: a stable hash of the task definition and the arguments.
-    pub key: crate::plan::Key,
+    pub key: crate::text::Key,
     /// Argument values, aligned with `ArgSpace::names`.
     pub args: Vec<Value>,
 }

@@ -28,8 +28,7 @@
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
-mod key;
-pub use key::Key;
+pub use crate::text::Key;
 
 use crate::model::{
     ArgForm, Invocation, Job, OutputMode, ParamOrigin, ParamValues, Submission, TaskTemplate,

@@ -98,7 +98,7 @@ where
     A: IntoIterator<Item = io::Result<TaskRecord>>,
     B: IntoIterator<Item = io::Result<TaskRecord>>,
 {
-    let mut before: HashMap<crate::plan::Key, TaskRecord> = HashMap::new();
+    let mut before: HashMap<crate::text::Key, TaskRecord> = HashMap::new();
     for r in a {
         let mut r = r?;
         r.stderr = None;

@@ -788,7 +788,7 @@ mod tests {
             error: (status != Status::Ok).then(|| format!("e{index}")),
             attempts: u32::from(status != Status::Skipped),
             worker: Some((index % 2) as u32),
-            started_at: Some(format!("2026-01-01T00:00:0{}.000000Z", index % 10)),
+            started_at: Some(format!("2026-01-01T00:00:0{}.000000Z", index % 10).into()),
             duration_ms: ms,
             exit_code: None,
             signal: None,

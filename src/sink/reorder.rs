@@ -103,8 +103,10 @@ impl<T: Indexed> ReorderBuffer<T> {
         match self.order {
             Order::Completion => true,
             Order::Submission => {
-                let releases =
-                    self.held.first_key_value().is_some_and(|(k, _)| Some(*k) == index.checked_add(1));
+                let releases = self
+                    .held
+                    .first_key_value()
+                    .is_some_and(|(k, _)| Some(*k) == index.checked_add(1));
                 if index != self.next || releases {
                     return false;
                 }

@@ -126,13 +126,13 @@ fn run_id_at(time: SystemTime) -> String {
 /// The current UTC time as RFC 3339 with microseconds (`2026-11-26T14:04:55.123456Z`):
 /// fixed width, so these strings sort as times.
 pub fn now_rfc3339() -> String {
-    rfc3339_micros(SystemTime::now())
+    rfc3339_micros(SystemTime::now()).into()
 }
 
 /// `time` as RFC 3339 UTC with microseconds (`2026-11-26T14:04:55.123456Z`), the form of
 /// a record's `started_at`: the same text as `humantime::format_rfc3339_micros`, written
-/// directly (one allocation, no formatting machinery: it is done once per record).
-pub fn rfc3339_micros(time: SystemTime) -> String {
+/// directly, inline (no allocation, no formatting machinery: it is done once per record).
+pub fn rfc3339_micros(time: SystemTime) -> crate::text::SmallText {
     use std::time::UNIX_EPOCH;
     // Whole seconds since the epoch (rounded down) and the microseconds after them.
     let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
@@ -145,7 +145,7 @@ pub fn rfc3339_micros(time: SystemTime) -> String {
     };
     if !(-62_167_219_200..253_402_300_800).contains(&secs) {
         // Outside years 0000 to 9999.
-        return humantime::format_rfc3339_micros(time).to_string();
+        return humantime::format_rfc3339_micros(time).to_string().into();
     }
     let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u64);
     // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
@@ -173,7 +173,7 @@ pub fn rfc3339_micros(time: SystemTime) -> String {
     put(17, 2, of_day % 60);
     put(20, 6, u64::from(micros));
     // Only ASCII digits and separators were written.
-    std::str::from_utf8(&out).map(str::to_owned).unwrap_or_default()
+    std::str::from_utf8(&out).unwrap_or_default().into()
 }
 
 /// Whether a run ended.

@@ -154,7 +154,7 @@ impl ResumeIndex {
     }
 
     /// Every entry read back, as a map from key to record (memory: every record).
-    pub fn into_map(self) -> HashMap<crate::plan::Key, TaskRecord> {
+    pub fn into_map(self) -> HashMap<crate::text::Key, TaskRecord> {
         self.entries
             .values()
             .filter_map(|loc| self.read(*loc))

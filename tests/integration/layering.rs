@@ -11,13 +11,14 @@ use std::path::Path;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("source", &[]),
     ("spec", &["source"]),
-    ("model", &[]),
-    ("record", &["model"]),
+    ("text", &[]),
+    ("model", &["text"]),
+    ("record", &["model", "text"]),
     ("event", &["record"]),
     ("validate", &["source", "spec", "model", "record"]),
-    ("plan", &["model"]),
+    ("plan", &["model", "text"]),
     ("sink", &["model", "record"]),
-    ("store", &["model", "record"]),
+    ("store", &["model", "record", "text"]),
     ("process", &[]),
     ("pool", &["record", "process"]),
     ("task", &["model", "record", "pool", "process"]),
@@ -26,7 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("backend", &["model", "plan", "record", "pool", "store", "task"]),
     ("runner", &["backend", "event", "model", "plan", "record", "store"]),
     ("watch", &["model", "plan", "record", "store"]),
-    ("report", &["event", "model", "record", "store"]),
+    ("report", &["event", "model", "record", "store", "text"]),
     (
         "cli",
         &[

@@ -39,7 +39,8 @@ fn sweep_record(index: u64, status: Status) -> TaskRecord {
         r.started_at = None;
         r.duration_ms = 0.0;
     } else {
-        r.started_at = Some(format!("2026-11-26T14:04:{:02}.{:06}Z", 10 + index / 4, index * 1000));
+        r.started_at =
+            Some(format!("2026-11-26T14:04:{:02}.{:06}Z", 10 + index / 4, index * 1000).into());
         r.exit_code = Some(if status == Status::Ok { 0 } else { 1 });
         r.stderr =
             Some(if status == Status::Ok { String::new() } else { "trace\nlast line".into() });
@@ -320,8 +321,11 @@ fn prune_keeps_every_ok_record_that_resume_uses() {
     assert_eq!(runs.len(), 2);
     assert!(runs[0].is_compacted() && !runs[1].is_compacted());
     // Only what resume takes was kept: a, b and c (d is ok in the kept run).
-    let kept: Vec<String> =
-        store::read_records(&runs[0].path).unwrap().into_iter().map(|r| r.key.to_string()).collect();
+    let kept: Vec<String> = store::read_records(&runs[0].path)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key.to_string())
+        .collect();
     assert_eq!(kept.len(), 3);
     // The folder of kept records is not the latest run.
     assert_eq!(store::latest_run(d, "sweep").unwrap().unwrap().id, runs[1].id);

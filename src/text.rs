@@ -1,0 +1,226 @@
+//! [`SmallText`]: short text kept inline, for the strings every record carries.
+//!
+//! The record path makes and drops millions of content keys (32 lowercase hex digits of
+//! an XXH3-128, [`crate::plan::Key`]) and start times (27 characters of RFC 3339): text
+//! of up to 32 bytes lives in the value itself, without an allocation, so nothing is
+//! allocated on one thread and freed on another for them. Longer text is kept on the
+//! heap. Either way it is the same text: it compares, hashes, prints and serialises as
+//! the `str`.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// Text of any length, inline up to [`SmallText::INLINE`] bytes. Behaves as its text.
+#[derive(Clone)]
+pub struct SmallText(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// The first `len` bytes are the text (copied from a `str`: valid UTF-8).
+    Inline { len: u8, bytes: [u8; SmallText::INLINE] },
+    /// Longer text.
+    Heap(Box<str>),
+}
+
+/// A content key: the 32 hex digits of an XXH3-128 (see [`crate::plan`]), inline.
+pub type Key = SmallText;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl SmallText {
+    /// The longest text kept inline, in bytes.
+    pub const INLINE: usize = 32;
+
+    /// The 32 lowercase hex digits of a 128-bit hash, big-endian (a content key).
+    pub fn from_hash(hash: u128) -> SmallText {
+        let mut bytes = [0u8; SmallText::INLINE];
+        for (i, b) in hash.to_be_bytes().into_iter().enumerate() {
+            bytes[2 * i] = HEX[usize::from(b >> 4)];
+            bytes[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        SmallText(Repr::Inline { len: 32, bytes })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Copied from a `str` (or ASCII written by `from_hash`): never falls back.
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for SmallText {
+    fn from(s: &str) -> SmallText {
+        if s.len() <= SmallText::INLINE {
+            let mut bytes = [0u8; SmallText::INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            SmallText(Repr::Inline { len: s.len() as u8, bytes })
+        } else {
+            SmallText(Repr::Heap(s.into()))
+        }
+    }
+}
+
+impl From<String> for SmallText {
+    fn from(s: String) -> SmallText {
+        if s.len() <= SmallText::INLINE {
+            SmallText::from(s.as_str())
+        } else {
+            SmallText(Repr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl From<SmallText> for String {
+    fn from(k: SmallText) -> String {
+        k.as_str().to_string()
+    }
+}
+
+impl std::ops::Deref for SmallText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for SmallText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for SmallText {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for SmallText {
+    fn eq(&self, other: &SmallText) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SmallText {}
+
+impl PartialEq<str> for SmallText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for SmallText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for SmallText {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialOrd for SmallText {
+    fn partial_cmp(&self, other: &SmallText) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SmallText {
+    fn cmp(&self, other: &SmallText) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for SmallText {
+    /// As the text hashes, so that a map of keys can be searched with a `&str`.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Display for SmallText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for SmallText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Default for SmallText {
+    fn default() -> SmallText {
+        SmallText::from("")
+    }
+}
+
+impl serde::Serialize for SmallText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SmallText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SmallText, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SmallText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SmallText, E> {
+                Ok(SmallText::from(s))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<SmallText, E> {
+                Ok(SmallText::from(s))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_inline_and_any_text_is_itself() {
+        let h = SmallText::from_hash(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(h.as_str(), "0123456789abcdef0011223344556677");
+        assert!(matches!(h.0, Repr::Inline { .. }));
+        let back: SmallText = serde_json::from_str("\"0123456789abcdef0011223344556677\"").unwrap();
+        assert!(matches!(back.0, Repr::Inline { .. }));
+        assert_eq!(back, h);
+        let long = "é".repeat(17); // 34 bytes
+        for text in ["", "k1", "2026-11-30T07:59:03.964445Z", "é\u{1}\"", &"x".repeat(32), &long] {
+            let t: SmallText = serde_json::from_str(&serde_json::to_string(text).unwrap()).unwrap();
+            assert_eq!(
+                matches!(t.0, Repr::Inline { .. }),
+                text.len() <= SmallText::INLINE,
+                "{text:?}"
+            );
+            assert_eq!(t, text);
+            assert_eq!(SmallText::from(text.to_string()), t);
+            assert_eq!(serde_json::to_string(&t).unwrap(), serde_json::to_string(text).unwrap());
+            assert_eq!(format!("{t}|{t:?}"), format!("{text}|{text:?}"));
+        }
+        // Maps answer lookups by text, whichever form the value took.
+        let mut m = std::collections::HashMap::new();
+        m.insert(h.clone(), 1);
+        m.insert(SmallText::from(long.as_str()), 2);
+        assert_eq!(m.get("0123456789abcdef0011223344556677"), Some(&1));
+        assert_eq!(m.get(long.as_str()), Some(&2));
+        assert!(SmallText::from("a") < SmallText::from_hash(u128::MAX));
+        assert!(serde_json::from_str::<SmallText>("3").is_err());
+    }
+}
