@@ -141,6 +141,7 @@ impl Backend for LocalBackend {
             names,
             task: job.task.clone(),
             task_timeout: job.limits.task_timeout,
+            times: Default::default(),
         }))
     }
 }
@@ -153,6 +154,8 @@ struct LocalExecution {
     names: Arc<[String]>,
     task: TaskTemplate,
     task_timeout: Option<Duration>,
+    /// Formats the records' start times.
+    times: crate::store::Rfc3339Micros,
 }
 
 impl Execution for LocalExecution {
@@ -165,13 +168,14 @@ impl Execution for LocalExecution {
             outcomes.iter().map(|o| inflight.remove(&o.id).unwrap_or_default()).collect()
         };
         let builtin = is_builtin(&self.task);
+        let (names, task, times) = (&self.names, &self.task, &mut self.times);
         let records = outcomes
             .into_iter()
             .zip(entries)
             .map(|(o, (key, values))| {
                 // A timeout from the pool itself, not one the task reported.
                 let pool_timeout = o.stopped_by_pool && o.status == Status::Timeout;
-                let mut rec = record_from_outcome(o, key, &self.names, values, &self.task);
+                let mut rec = record_from_outcome(o, key, names, values, task, times);
                 if let (true, true, Some(t)) = (builtin, pool_timeout, self.task_timeout) {
                     // The pool's backstop (task-timeout + grace + 2 s) fired: the worker did
                     // not stop the task itself (it hung or was stopped). Say so in the
@@ -226,13 +230,14 @@ fn record_from_outcome(
     names: &Arc<[String]>,
     values: Vec<Value>,
     task: &TaskTemplate,
+    times: &mut crate::store::Rfc3339Micros,
 ) -> TaskRecord {
     // The values are the record's own now (moved, not copied); the names are shared.
     let mut rec = TaskRecord::new(o.id, key, Args::new(names.clone(), values), o.status);
     rec.error = o.error;
     rec.attempts = o.attempts;
     rec.worker = o.worker;
-    rec.started_at = o.started_at.map(crate::store::rfc3339_micros);
+    rec.started_at = o.started_at.map(|t| times.format(t));
     rec.duration_ms = o.duration.as_nanos() as f64 / 1e6;
     if let Some(Payload::Json(text)) = &o.value {
         // A value the worker sent that does not decode is not a value: never an `ok`

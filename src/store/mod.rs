@@ -133,20 +133,53 @@ pub fn now_rfc3339() -> String {
 /// a record's `started_at`: the same text as `humantime::format_rfc3339_micros`, written
 /// directly, inline (no allocation, no formatting machinery: it is done once per record).
 pub fn rfc3339_micros(time: SystemTime) -> crate::text::SmallText {
-    use std::time::UNIX_EPOCH;
-    // Whole seconds since the epoch (rounded down) and the microseconds after them.
-    let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
-        Err(e) => {
-            let d = e.duration();
-            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
-            if n == 0 { (-s, 0) } else { (-s - 1, (1_000_000_000 - n) / 1000) }
+    Rfc3339Micros::default().format(time)
+}
+
+/// [`rfc3339_micros`] for a stream of times: the date and time of day of the last whole
+/// second are kept, so times within the same second (most of a fast run's records) only
+/// write their microseconds.
+#[derive(Debug, Default, Clone)]
+pub struct Rfc3339Micros {
+    /// The whole second last formatted, and its text up to the seconds' digits.
+    last: Option<(i64, [u8; 19])>,
+}
+
+impl Rfc3339Micros {
+    /// `time` in the form of [`rfc3339_micros`].
+    pub fn format(&mut self, time: SystemTime) -> crate::text::SmallText {
+        use std::time::UNIX_EPOCH;
+        // Whole seconds since the epoch (rounded down) and the microseconds after them.
+        let (secs, micros) = match time.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_micros()),
+            Err(e) => {
+                let d = e.duration();
+                let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+                if n == 0 { (-s, 0) } else { (-s - 1, (1_000_000_000 - n) / 1000) }
+            }
+        };
+        if !(-62_167_219_200..253_402_300_800).contains(&secs) {
+            // Outside years 0000 to 9999.
+            return humantime::format_rfc3339_micros(time).to_string().into();
         }
-    };
-    if !(-62_167_219_200..253_402_300_800).contains(&secs) {
-        // Outside years 0000 to 9999.
-        return humantime::format_rfc3339_micros(time).to_string().into();
+        let head = match self.last {
+            Some((s, head)) if s == secs => head,
+            _ => {
+                let head = date_time(secs);
+                self.last = Some((secs, head));
+                head
+            }
+        };
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        out[..19].copy_from_slice(&head);
+        put_digits(&mut out[20..26], u64::from(micros));
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(&out).unwrap_or_default().into()
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `secs` since the epoch (years 0000 to 9999).
+fn date_time(secs: i64) -> [u8; 19] {
     let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u64);
     // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
     let z = days + 719_468;
@@ -158,22 +191,22 @@ pub fn rfc3339_micros(time: SystemTime) -> crate::text::SmallText {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
     let year = (yoe + era * 400 + i64::from(month <= 2)) as u64;
-    let mut out = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut v: u64| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 6, u64::from(micros));
-    // Only ASCII digits and separators were written.
-    std::str::from_utf8(&out).unwrap_or_default().into()
+    let mut out = *b"0000-00-00T00:00:00";
+    put_digits(&mut out[0..4], year);
+    put_digits(&mut out[5..7], month);
+    put_digits(&mut out[8..10], day);
+    put_digits(&mut out[11..13], of_day / 3600);
+    put_digits(&mut out[14..16], of_day / 60 % 60);
+    put_digits(&mut out[17..19], of_day % 60);
+    out
+}
+
+/// `v` in decimal, zero-padded to fill `out` (its lowest digits).
+fn put_digits(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Whether a run ended.
@@ -775,8 +808,19 @@ mod tests {
                 UNIX_EPOCH + Duration::new(x % 253_402_300_800, (x >> 32) as u32 % 1_000_000_000),
             );
         }
+        for t in &times {
+            assert_eq!(rfc3339_micros(*t), humantime::format_rfc3339_micros(*t).to_string());
+        }
+        // A stream of times, many in the same second, some crossing seconds, days and
+        // years, through one formatter that remembers the last second.
+        let mut f = Rfc3339Micros::default();
+        let mut t = humantime::parse_rfc3339("2026-12-31T23:59:58.999990Z").unwrap();
+        for i in 0..5000u64 {
+            t += Duration::from_micros(1 + (i * 7919) % 900);
+            assert_eq!(f.format(t), humantime::format_rfc3339_micros(t).to_string());
+        }
         for t in times {
-            assert_eq!(rfc3339_micros(t), humantime::format_rfc3339_micros(t).to_string());
+            assert_eq!(f.format(t), humantime::format_rfc3339_micros(t).to_string());
         }
         // Before the epoch (where humantime panics).
         let before = UNIX_EPOCH - Duration::from_micros(1);
