@@ -78,7 +78,6 @@ impl std::str::FromStr for Shard {
 /// A lazy plan: `Iterator<Item = Submission>`, numbered from 0.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    width: usize,
     form: Form,
     constants: Vec<(usize, Value)>,
     prefix: [u8; 32],
@@ -87,10 +86,25 @@ pub struct Plan {
     key_order: Vec<KeyPart>,
     /// Per position, the index of the value used by the current submission.
     picked: Vec<usize>,
+    /// Per position, where its value comes from.
+    slots: Vec<Slot>,
     len: u64,
     next: u64,
     end: u64,
     buf: Vec<u8>,
+}
+
+/// Where the argument at one position comes from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Parameter `k` of a product or zip.
+    Param(usize),
+    /// Element `k` of the current tuple.
+    Tuple(usize),
+    /// Constant `k`.
+    Constant(usize),
+    /// Nothing (not produced by a validated job).
+    Missing,
 }
 
 #[derive(Debug, Clone)]
@@ -164,16 +178,38 @@ impl Plan {
             })
             .collect();
         key_order.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut slots = vec![Slot::Missing; space.names.len()];
+        match &form {
+            Form::Single => {}
+            Form::Product(params) => {
+                for (k, (pos, _, _)) in params.iter().enumerate() {
+                    slots[*pos] = Slot::Param(k);
+                }
+            }
+            Form::Zip(params) => {
+                for (k, (pos, _)) in params.iter().enumerate() {
+                    slots[*pos] = Slot::Param(k);
+                }
+            }
+            Form::Tuples(positions, _) => {
+                for (k, pos) in positions.iter().enumerate() {
+                    slots[*pos] = Slot::Tuple(k);
+                }
+            }
+        }
+        for (k, (pos, _)) in space.constants.iter().enumerate() {
+            slots[*pos] = Slot::Constant(k);
+        }
         let prefix = task_key_prefix(job);
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&prefix);
         Plan {
-            width: space.names.len(),
             form,
             constants: space.constants.clone(),
             prefix,
             key_order,
             picked: vec![0; space.names.len()],
+            slots,
             len,
             next: 0,
             end: len,
@@ -210,31 +246,41 @@ impl Plan {
     }
 
     fn make(&mut self, index: u64) -> Submission {
-        let mut args = vec![Value::Null; self.width];
-        match &self.form {
-            Form::Single => {}
+        // Which value each parameter takes, then the arguments in one pass by position
+        // (no placeholder vector to fill and drop).
+        let tuple = match &self.form {
+            Form::Single => None,
             Form::Product(params) => {
                 for (pos, values, stride) in params {
-                    let i = (index / stride) % values.len();
-                    self.picked[*pos] = i as usize;
-                    args[*pos] = values.get(i);
+                    self.picked[*pos] = ((index / stride) % values.len()) as usize;
                 }
+                None
             }
             Form::Zip(params) => {
-                for (pos, values) in params {
+                for (pos, _) in params {
                     self.picked[*pos] = index as usize;
-                    args[*pos] = values.get(index);
                 }
+                None
             }
-            Form::Tuples(positions, tuples) => {
-                for (pos, v) in positions.iter().zip(&tuples[index as usize]) {
-                    args[*pos] = v.clone();
-                }
-            }
-        }
-        for (pos, v) in &self.constants {
-            args[*pos] = v.clone();
-        }
+            Form::Tuples(_, tuples) => Some(&tuples[index as usize]),
+        };
+        let args: Vec<Value> = self
+            .slots
+            .iter()
+            .map(|slot| match *slot {
+                Slot::Param(k) => match &self.form {
+                    Form::Product(params) => {
+                        let (pos, values, _) = &params[k];
+                        values.get(self.picked[*pos] as u64)
+                    }
+                    Form::Zip(params) => params[k].1.get(index),
+                    _ => Value::Null,
+                },
+                Slot::Tuple(k) => tuple.map_or(Value::Null, |t| t[k].clone()),
+                Slot::Constant(k) => self.constants[k].1.clone(),
+                Slot::Missing => Value::Null,
+            })
+            .collect();
         self.buf.truncate(self.prefix.len());
         for (pos, name, cached) in &self.key_order {
             self.buf.extend_from_slice(name);

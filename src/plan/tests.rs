@@ -268,3 +268,31 @@ fn a_glob_match_key_covers_the_file_content() {
     std::fs::write(dir.path().join("a.txt"), "1").unwrap();
     assert_eq!(keys(), before);
 }
+
+#[test]
+fn keys_stay_the_same_across_versions() {
+    // `--resume` and watch mode find earlier results by key: these values were made by
+    // an earlier version of the planner and must never change (a change of the key's
+    // definition needs a new prefix tag, `jobpool-key-v2`, and a word in the book).
+    let text = "[task]\nkind = \"script\"\nscript = \"a\"\n[args]\na = { range = [0, 50] }\n\
+                k = \"const\"\nb = { range = [0.0, 5.0], step = 0.5 }\nc = [\"x\", \"y\", \"z\"]\n";
+    let mut plan = Plan::new(&job(text));
+    for (i, key) in [
+        (0, "a0c722a8749c32881a8c3b3b2c0e8b84"),
+        (776, "d71cb3caffaa9aef36bc6bccb4396674"),
+        (1499, "f0e02fdf2a87a2f69c9ebad2aa2bde19"),
+    ] {
+        assert_eq!(plan.get(i).unwrap().key, key, "submission {i}");
+    }
+    let text = "[task]\nkind = \"script\"\nscript = \"a\"\n[args]\n\
+                tuples = [[1, \"a\"], [2, \"b\"], [3, \"c\"]]\nnames = [\"n\", \"s\"]\nz = true\n";
+    let keys: Vec<String> = Plan::new(&job(text)).map(|s| s.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "5681f42a4fa37c87260c806fd451f6a7",
+            "c478fdcf6b5093d053de2bf0d11997bc",
+            "f611f0ebdd93ab18d9432fd917221899"
+        ]
+    );
+}
