@@ -44,6 +44,8 @@ pub mod backend;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "jobs")]
+pub mod durable;
+#[cfg(feature = "jobs")]
 pub mod event;
 pub mod model;
 #[cfg(feature = "jobs")]

@@ -7,6 +7,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Stdout, Write};
 use std::path::{Path, PathBuf};
 
+use crate::durable::Writeback;
+
 /// Buffer size for every destination: large enough that a record is never split across
 /// many syscalls, small enough not to matter per sink.
 const BUFFER: usize = 64 * 1024;
@@ -133,7 +135,7 @@ impl Write for Destination {
 pub struct AtomicFile {
     target: PathBuf,
     temp: PathBuf,
-    writer: BufWriter<File>,
+    writer: BufWriter<Writeback>,
     done: bool,
 }
 
@@ -164,7 +166,7 @@ impl AtomicFile {
                     return Ok(AtomicFile {
                         target: target.to_path_buf(),
                         temp,
-                        writer: BufWriter::with_capacity(BUFFER, file),
+                        writer: BufWriter::with_capacity(BUFFER, Writeback::new(file)),
                         done: false,
                     });
                 }
@@ -190,7 +192,7 @@ impl AtomicFile {
     pub fn commit(mut self) -> io::Result<()> {
         let result = (|| {
             self.writer.flush()?;
-            self.writer.get_ref().sync_all()?;
+            self.writer.get_ref().get_ref().sync_all()?;
             fs::rename(&self.temp, &self.target)
         })();
         if result.is_ok() {
