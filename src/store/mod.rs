@@ -387,6 +387,13 @@ pub struct RunStore {
     /// (not in a shard's journal, which other processes read, nor in `collect`'s).
     refs_only: bool,
     refs: Option<refs::RefWriter>,
+    /// Bytes written to the journal so far.
+    written: u64,
+    /// The journal's `fsync`, started in the background as soon as the last expected
+    /// record is written (see [`RunStore::write_pending`]), with how many bytes were
+    /// written then: it runs while the pool shuts down, and [`RunStore::finish`] waits
+    /// for it (and syncs again only if more was written since).
+    early_sync: Option<(u64, std::thread::JoinHandle<io::Result<()>>)>,
 }
 
 impl Drop for RunStore {
@@ -480,6 +487,8 @@ impl RunStore {
             torn,
             refs_only,
             refs: None,
+            written: 0,
+            early_sync: None,
         })
     }
 
@@ -582,9 +591,43 @@ impl RunStore {
             return Err(e);
         }
         self.torn = false;
+        self.written += self.pending.len() as u64;
         self.info.counts.add_counts(&counts);
         self.info.resumed += resumed;
+        self.start_early_sync();
         Ok(())
+    }
+
+    /// Once every expected record is written, start the journal's `fsync` in the
+    /// background, so that it overlaps the end of the run (the pool shutting down) instead
+    /// of following it. Only an early start: [`RunStore::finish`] still waits for it, and
+    /// syncs again if anything was written after it started.
+    fn start_early_sync(&mut self) {
+        let done = self.info.submissions.is_some_and(|n| self.info.counts.total() >= n);
+        if !done || self.early_sync.is_some() {
+            return;
+        }
+        let Ok(journal) = self.journal.try_clone() else { return };
+        let sync = std::thread::Builder::new()
+            .name("jobpool-fsync".into())
+            .spawn(move || journal.sync_all());
+        if let Ok(handle) = sync {
+            self.early_sync = Some((self.written, handle));
+        }
+    }
+
+    /// Make everything written to the journal durable after the early `fsync` `early`:
+    /// wait for it (its error is the journal's), and `fsync` again only if more was
+    /// written after it started.
+    fn sync_journal_after(
+        &mut self,
+        (at, handle): (u64, std::thread::JoinHandle<io::Result<()>>),
+    ) -> io::Result<()> {
+        let synced = handle.join().unwrap_or_else(|_| Err(io::Error::other("fsync panicked")));
+        // A failed fsync is reported, not retried: a retry may find the pages marked clean
+        // and succeed although the data never reached the disk.
+        synced?;
+        if at == self.written { Ok(()) } else { self.journal.sync_all() }
     }
 
     /// End the run: write what is pushed, fsync the journal once and rewrite `run.json`
@@ -594,7 +637,6 @@ impl RunStore {
     /// a shard: many may end at once).
     pub fn finish(mut self, end: RunEnd) -> io::Result<RunInfo> {
         self.flush()?;
-        self.journal.sync_all()?;
         let runs_dir = self.dir.parent().map(Path::to_path_buf);
         let mut local_refs = None;
         if let (Some(refs), Some(runs)) = (self.refs.take(), &runs_dir) {
@@ -609,7 +651,29 @@ impl RunStore {
         self.info.wall_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
         self.info.exit_code = Some(end.exit_code);
         self.info.cancelled = end.cancelled;
-        write_json_atomic(&self.info_path, &self.info)?;
+        // The new `run.json` is written and fsynced beside the old one while the journal's
+        // fsync runs (two waits for the disk at once rather than one after the other);
+        // it takes the old one's place only once both are durable, so a `run.json` that
+        // says the run finished never names records the disk may not have.
+        let (synced, staged) = match self.early_sync.take() {
+            Some(early) => {
+                let staged = stage_json(&self.info_path, &self.info, true);
+                (self.sync_journal_after(early), staged)
+            }
+            None => std::thread::scope(|s| {
+                let journal = &self.journal;
+                let sync = s.spawn(move || journal.sync_all());
+                let staged = stage_json(&self.info_path, &self.info, true);
+                let synced =
+                    sync.join().unwrap_or_else(|_| Err(io::Error::other("fsync panicked")));
+                (synced, staged)
+            }),
+        };
+        let temp = staged?;
+        if let Err(e) = synced.and_then(|()| fs::rename(&temp, &self.info_path)) {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
         if let Some(local) = local_refs {
             // run.json names the shared file now.
             let _ = fs::remove_file(local);
@@ -639,6 +703,16 @@ pub fn ensure_state_dir(job_dir: &Path) -> io::Result<PathBuf> {
 /// path of every run's first task), since a run whose `run.json` is lost is still
 /// listed and its journal still read.
 fn write_json_atomic_with<T: Serialize>(path: &Path, value: &T, durable: bool) -> io::Result<()> {
+    let temp = stage_json(path, value, durable)?;
+    fs::rename(&temp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&temp);
+    })
+}
+
+/// The first half of [`write_json_atomic_with`]: `value` as JSON in a new temporary file
+/// beside `path` (fsynced if `durable`), whose path is returned for the caller to rename
+/// over `path`. Nothing is left behind on an error.
+fn stage_json<T: Serialize>(path: &Path, value: &T, durable: bool) -> io::Result<PathBuf> {
     let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::from)?;
     text.push(b'\n');
     let temp = path.with_extension(format!("json.tmp-{:04x}", fastrand::u16(..)));
@@ -648,12 +722,15 @@ fn write_json_atomic_with<T: Serialize>(path: &Path, value: &T, durable: bool) -
         if durable {
             f.sync_all()?;
         }
-        fs::rename(&temp, path)
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// [`write_json_atomic_with`], durable.
@@ -784,6 +861,60 @@ pub fn list_all_runs(job_dir: &Path) -> io::Result<Vec<(String, Vec<RunDir>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_submission_job(dir: &Path) -> Job {
+        let text = "[task]\nkind = \"script\"\nscript = \"x\"\n\n[args]\nx = { range = [0, 2] }\n";
+        let opts =
+            crate::validate::LoadOptions { kinds: vec!["script".into()], ..Default::default() };
+        crate::validate::load_str(&dir.join("job.toml"), text, &opts).expect("a valid job")
+    }
+
+    fn record(index: u64) -> TaskRecord {
+        TaskRecord::new(index, format!("k{index}"), Default::default(), crate::record::Status::Ok)
+    }
+
+    #[test]
+    fn the_journal_fsync_starts_once_the_last_expected_record_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = two_submission_job(dir.path());
+        let meta = RunMeta { submissions: Some(2), ..Default::default() };
+        let mut store = RunStore::create(&job, meta).unwrap();
+        store.push(&record(0)).unwrap();
+        store.flush().unwrap();
+        assert!(store.early_sync.is_none(), "not before the last record");
+        store.push(&record(1)).unwrap();
+        assert!(store.early_sync.is_none(), "not before the last record is written");
+        store.flush().unwrap();
+        let (at, _) = store.early_sync.as_ref().expect("started with the last record written");
+        assert_eq!(*at, store.written);
+        // A record written after it (a duplicate) is synced by finish itself.
+        store.append(&record(1)).unwrap();
+        let info = store.finish(RunEnd { exit_code: 0, cancelled: None }).unwrap();
+        assert_eq!(info.state, RunState::Finished);
+        let run = read_run_info(&dir.path().join(".jobpool/runs/job").join(&info.run_id)).unwrap();
+        assert_eq!((run.state, run.counts.ok), (RunState::Finished, 3));
+        let leftovers: Vec<_> =
+            fs::read_dir(dir.path().join(".jobpool/runs/job").join(&info.run_id))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.contains(".tmp-"))
+                .collect();
+        assert!(leftovers.is_empty(), "no temporary file left: {leftovers:?}");
+    }
+
+    #[test]
+    fn a_run_with_fewer_records_than_expected_still_ends_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = two_submission_job(dir.path());
+        let meta = RunMeta { submissions: Some(2), ..Default::default() };
+        let mut store = RunStore::create(&job, meta).unwrap();
+        store.append(&record(0)).unwrap();
+        assert!(store.early_sync.is_none());
+        let info =
+            store.finish(RunEnd { exit_code: 1, cancelled: Some("interrupt".into()) }).unwrap();
+        let run = read_run_info(&dir.path().join(".jobpool/runs/job").join(&info.run_id)).unwrap();
+        assert_eq!((run.state, run.exit_code, run.counts.ok), (RunState::Finished, Some(1), 1));
+    }
 
     #[test]
     fn timestamps_are_humantimes_text() {
