@@ -193,6 +193,11 @@ pub fn command_group_leader() -> io::Result<i32> {
         // SAFETY: in the child of fork.
         unsafe { wait_for_parent_death(parent, kill_own_group) }
     }
+    // Put it in its group from here too (as shells do: whichever of the two calls runs
+    // first makes the group, the other changes nothing), so the group exists when this
+    // returns instead of when the child gets to run; the wait below then ends at once.
+    // SAFETY: setpgid on our own child, which has not exec'd (it never does).
+    unsafe { libc::setpgid(pid, pid) };
     // Wait until it is in its group (the group exists once its leader's setpgid ran).
     let deadline = Instant::now() + Duration::from_secs(5);
     // SAFETY: getpgid has no preconditions.
@@ -309,10 +314,12 @@ extern "C" fn kill_own_group(_: libc::c_int) {
 }
 
 /// End a command group leader made by [`command_group_leader`]: kill its group (it is
-/// in it) and reap it, then its guard (waiting for each at most 1 s).
+/// in it) and its guard, then reap both (waiting for each at most 1 s).
+///
+/// Both are killed before either is waited for, so their exits overlap, and each wait
+/// wakes the moment the process is gone (on its pidfd) rather than on a sleep's tick.
 pub fn end_group_leader(pid: i32) {
     kill_group(pid, libc::SIGKILL);
-    reap_within_1s(pid);
     // Its guard: no longer needed (the group is gone), ended and reaped.
     let guard = {
         let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
@@ -321,20 +328,31 @@ pub fn end_group_leader(pid: i32) {
     };
     if let Some(guard) = guard {
         kill_process(guard as u32, libc::SIGKILL);
+    }
+    reap_within_1s(pid);
+    if let Some(guard) = guard {
         reap_within_1s(guard);
     }
 }
 
 /// Reap our child `pid`, waiting for it at most 1 s.
 fn reap_within_1s(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
+    let reaped = || {
         let mut status = 0;
         // SAFETY: waitpid on our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc != 0 || Instant::now() >= deadline {
-            return;
-        }
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) != 0 }
+    };
+    if reaped() {
+        return;
+    }
+    // Not yet gone: wait on a pidfd (the child is unreaped, so the pid is still its own).
+    if let Some(fd) = pidfd_open(pid as u32) {
+        exited(&fd, Duration::from_secs(1));
+        reaped();
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !reaped() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(200));
     }
 }
@@ -394,13 +412,20 @@ mod tests {
     #[test]
     fn a_command_group_leader_keeps_its_group_until_ended() {
         let leader = command_group_leader().unwrap();
+        // SAFETY: getpgid has no preconditions.
+        assert_eq!(unsafe { libc::getpgid(leader) }, leader, "its group exists on return");
         assert!(!has_exited(leader as u32), "it waits in its group");
+        let guard = GUARDS.lock().unwrap().iter().find(|(l, _)| *l == leader).unwrap().1;
         let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
+        let started = Instant::now();
         end_group_leader(leader);
+        assert!(started.elapsed() < Duration::from_millis(500), "no wait for a killed child");
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
-        assert!(!has_exited(leader as u32), "reaped");
-        // SAFETY: kill with signal 0 only asks whether the process exists.
-        assert_ne!(unsafe { libc::kill(leader, 0) }, 0, "gone");
+        for pid in [leader, guard] {
+            assert!(!has_exited(pid as u32), "reaped");
+            // SAFETY: kill with signal 0 only asks whether the process exists.
+            assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "gone");
+        }
     }
 
     #[test]
