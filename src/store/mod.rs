@@ -662,10 +662,17 @@ impl RunStore {
             }
             None => std::thread::scope(|s| {
                 let journal = &self.journal;
-                let sync = s.spawn(move || journal.sync_all());
+                let sync = std::thread::Builder::new()
+                    .name("jobpool-fsync".into())
+                    .spawn_scoped(s, move || journal.sync_all());
                 let staged = stage_json(&self.info_path, &self.info, true);
-                let synced =
-                    sync.join().unwrap_or_else(|_| Err(io::Error::other("fsync panicked")));
+                let synced = match sync {
+                    Ok(sync) => {
+                        sync.join().unwrap_or_else(|_| Err(io::Error::other("fsync panicked")))
+                    }
+                    // No thread to be had: one after the other.
+                    Err(_) => journal.sync_all(),
+                };
                 (synced, staged)
             }),
         };
