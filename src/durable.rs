@@ -1,5 +1,5 @@
-//! [`Writeback`]: a file that will be `fsync`ed when complete, written so that the
-//! `fsync` finds little left to do.
+//! Files that will be `fsync`ed when complete, written so that the `fsync` finds little
+//! left to do: [`start_writeback`], and [`Writeback`], a writer that calls it as it goes.
 //!
 //! A run's journal and its file sinks are made durable at the end of the run (`fsync`,
 //! then rename). Left to the kernel, the pages of a 20 MB file are still dirty then, and
@@ -21,8 +21,25 @@ pub struct Writeback {
     file: File,
     /// Bytes written through this writer.
     written: u64,
-    /// Bytes whose writeback was started (from the first write).
+    /// Bytes written when writeback was last started.
     started: u64,
+}
+
+/// Start writing `file`'s dirty pages to the disk, without waiting for them (those
+/// already on their way are left alone). Advisory: nothing is promised and no error is
+/// reported (the final `fsync` reports what matters); a no-op off Linux.
+pub fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
+        // `file`'s, open for the whole call. Offset 0 and length 0: the whole file.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 impl Writeback {
@@ -36,24 +53,8 @@ impl Writeback {
         &self.file
     }
 
-    /// Start writing what was written since the last start to the disk, without waiting.
-    /// Advisory: an error here is not one (the final `fsync` reports what matters).
     fn start_writeback(&mut self) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let (from, len) = (self.started as i64, (self.written - self.started) as i64);
-            // SAFETY: sync_file_range only reads its integer arguments; the descriptor is
-            // this file's, open for the whole call.
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    from,
-                    len,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-        }
+        start_writeback(&self.file);
         self.started = self.written;
     }
 }

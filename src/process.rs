@@ -419,7 +419,7 @@ mod tests {
         let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
         let started = Instant::now();
         end_group_leader(leader);
-        assert!(started.elapsed() < Duration::from_millis(500), "no wait for a killed child");
+        assert!(started.elapsed() < Duration::from_millis(1500), "no full wait for a killed child");
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
         for pid in [leader, guard] {
             assert!(!has_exited(pid as u32), "reaped");

@@ -60,6 +60,9 @@ pub const RECORDS_FILE: &str = "records.jsonl";
 /// Version of the `run.json` layout.
 pub const RUN_FORMAT: u32 = 1;
 
+/// Journal bytes written between two starts of its writeback ([`crate::durable`]).
+const WRITEBACK_EVERY: u64 = 1 << 20;
+
 /// `<job dir>/.jobpool/runs`: the folder of every job's runs.
 pub fn runs_root(job_dir: &Path) -> PathBuf {
     job_dir.join(STATE_DIR).join("runs")
@@ -389,6 +392,8 @@ pub struct RunStore {
     refs: Option<refs::RefWriter>,
     /// Bytes written to the journal so far.
     written: u64,
+    /// `written` when the journal's writeback was last started.
+    writeback_at: u64,
     /// The journal's `fsync`, started in the background as soon as the last expected
     /// record is written (see [`RunStore::write_pending`]), with how many bytes were
     /// written then: it runs while the pool shuts down, and [`RunStore::finish`] waits
@@ -488,6 +493,7 @@ impl RunStore {
             refs_only,
             refs: None,
             written: 0,
+            writeback_at: 0,
             early_sync: None,
         })
     }
@@ -592,6 +598,11 @@ impl RunStore {
         }
         self.torn = false;
         self.written += self.pending.len() as u64;
+        if self.written - self.writeback_at >= WRITEBACK_EVERY {
+            // On its way to the disk already, so the end's fsync has little left to do.
+            crate::durable::start_writeback(&self.journal);
+            self.writeback_at = self.written;
+        }
         self.info.counts.add_counts(&counts);
         self.info.resumed += resumed;
         self.start_early_sync();

@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("validate", &["source", "spec", "model", "record"]),
     ("plan", &["model", "text"]),
     ("sink", &["model", "record", "durable"]),
-    ("store", &["model", "record", "text"]),
+    ("store", &["model", "record", "text", "durable"]),
     ("process", &[]),
     ("pool", &["record", "process"]),
     ("task", &["model", "record", "pool", "process"]),
