@@ -80,13 +80,14 @@ fn main() {
             eprintln!("threads backend map: {:?} ({})", t0.elapsed(), v.len());
         }
         for (w, chunk) in [(1, 0), (1, 100_000), (2, 50_000)] {
-            let tp = Pool::builder()
+            let mut b = Pool::builder()
                 .workers(w)
-                .chunk_size(chunk)
                 .worker_kind(jobpool::pool::WorkerKind::Threads)
-                .registry(registry.clone())
-                .build()
-                .unwrap();
+                .registry(registry.clone());
+            if chunk > 0 {
+                b = b.chunk_size(chunk); // 0: automatic
+            }
+            let tp = b.build().unwrap();
             let t0 = Instant::now();
             let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
             eprintln!("threads w={w} chunk={chunk}: {:?} ({})", t0.elapsed(), v.len());

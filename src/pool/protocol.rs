@@ -404,11 +404,18 @@ impl Slot {
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
+        &self.words()[i]
+    }
+
+    /// All the slot's words.
+    fn words(&self) -> &[AtomicU64] {
         match &*self.backing {
             // SAFETY: mmap'd memory is page aligned, at least WORDS * 8 bytes long, and
             // shared (MAP_SHARED); it is only accessed atomically.
-            Backing::Shm(s) => unsafe { &*(s.as_ptr() as *const AtomicU64).add(i) },
-            Backing::Local(w) => &w[i],
+            Backing::Shm(s) => unsafe {
+                std::slice::from_raw_parts(s.as_ptr() as *const AtomicU64, WORDS)
+            },
+            Backing::Local(w) => &w[..WORDS],
         }
     }
 
@@ -530,26 +537,27 @@ impl Slot {
         {
             return false;
         }
+        // One lookup of the mapping for the whole entry (this runs after every task).
+        let words = self.words();
         if cur.count == 0 {
-            self.word(W_LOG_BASE).store(id, Ordering::Relaxed);
-            self.word(W_LOG_STARTED).store(started_ns, Ordering::Relaxed);
+            words[W_LOG_BASE].store(id, Ordering::Relaxed);
+            words[W_LOG_STARTED].store(started_ns, Ordering::Relaxed);
         }
         let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
-        let mut at = HEADER_WORDS + cur.used;
-        self.word(at).store(head, Ordering::Relaxed);
-        at += 1;
+        let at = HEADER_WORDS + cur.used;
+        let entry = &words[at..at + need];
+        entry[0].store(head, Ordering::Relaxed);
+        let mut k = 1;
         for bytes in [payload, data] {
             for chunk in bytes.chunks(8) {
-                let mut w = [0u8; 8];
-                w[..chunk.len()].copy_from_slice(chunk);
-                self.word(at).store(u64::from_le_bytes(w), Ordering::Relaxed);
-                at += 1;
+                entry[k].store(pack_le(chunk), Ordering::Relaxed);
+                k += 1;
             }
         }
         cur.used += need;
         cur.count += 1;
-        self.word(W_LOG_UNTIL).store(until_ns, Ordering::Relaxed);
-        self.word(W_LOG_COUNT).store(cur.count, Ordering::Release);
+        words[W_LOG_UNTIL].store(until_ns, Ordering::Relaxed);
+        words[W_LOG_COUNT].store(cur.count, Ordering::Release);
         true
     }
 
@@ -618,6 +626,16 @@ impl Slot {
     }
 }
 
+/// Up to 8 bytes as a little-endian word, the missing high bytes zero. (Not a copy into
+/// a `[u8; 8]`: that is a `memcpy` call and a stalled load, per result, in the worker.)
+#[inline]
+fn pack_le(bytes: &[u8]) -> u64 {
+    if let Ok(w) = <[u8; 8]>::try_from(bytes) {
+        return u64::from_le_bytes(w);
+    }
+    bytes.iter().rev().fold(0u64, |w, &b| w << 8 | b as u64)
+}
+
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
@@ -629,6 +647,16 @@ pub(crate) fn ns_to_time(ns: u64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pack_le_is_the_bytes_zero_padded() {
+        for n in 0..=8usize {
+            let bytes: Vec<u8> = (1..=n as u8).map(|b| b * 17).collect();
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(&bytes);
+            assert_eq!(pack_le(&bytes), u64::from_le_bytes(w), "{n} bytes");
+        }
+    }
 
     #[test]
     fn slot_words_are_shared_between_mappings() {
