@@ -12,7 +12,8 @@
 //! Profiling aids (environment): `POOL_BENCH_RUNS=N` repetitions; `POOL_BENCH_PHASES=1`
 //! prints phase timings to stderr; `POOL_BENCH_MAP_ONLY=K` runs only the map K times
 //! (`POOL_BENCH_CHUNK=C` with a fixed chunk size); `POOL_BENCH_START_ONLY=K` runs only
-//! start + join K times.
+//! start + join K times; `POOL_BENCH_APPLY_ONLY=K` runs only the 20,000 one-by-one
+//! `apply_async` calls K times.
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,23 @@ fn main() {
         }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         eprintln!("map ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
+        return;
+    }
+    if let Some(k) =
+        std::env::var("POOL_BENCH_APPLY_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
+    {
+        // Profiling aid: only the one-by-one apply measurement, k times.
+        let mut times = Vec::new();
+        for _ in 0..k {
+            let t0 = Instant::now();
+            let rs: Vec<_> =
+                (0..20_000i64).map(|i| pool.apply_async::<_, i64>("noop", i).unwrap()).collect();
+            let sum: i64 = rs.iter().map(|r| r.get(None).unwrap()).sum();
+            assert_eq!(sum, (1..=20_000i64).sum::<i64>());
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!("apply ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
         return;
     }
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {

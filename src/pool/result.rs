@@ -377,6 +377,18 @@ struct CState {
     callback_panic: Option<String>,
     /// Runs of successes not yet written into `outcomes` (see [`Segment`]).
     segments: Vec<Segment>,
+    /// Threads waiting on the condition variable: a notification is a system call, and
+    /// most calls complete with nobody waiting (one-by-one `apply_async`, then `get`).
+    waiters: usize,
+}
+
+impl CState {
+    /// Wake the waiters, if there are any (call with the lock held).
+    fn notify(&self, cv: &Condvar) {
+        if self.waiters > 0 {
+            cv.notify_all();
+        }
+    }
 }
 
 /// A worker's result message, shared by the outcomes that point into it.
@@ -502,6 +514,7 @@ impl Collector {
                 runner,
                 callback_panic: None,
                 segments: Vec::new(),
+                waiters: 0,
             }),
             cv: Condvar::new(),
         })
@@ -519,7 +532,7 @@ impl Collector {
                 s.remaining -= 1;
             }
             if s.remaining == 0 {
-                self.cv.notify_all();
+                s.notify(&self.cv);
             }
             if s.remaining == 0 { s.done.take() } else { None }
         };
@@ -538,7 +551,7 @@ impl Collector {
             s.remaining -= seg.count;
             s.segments.push(seg);
             if s.remaining == 0 {
-                self.cv.notify_all();
+                s.notify(&self.cv);
             }
             if s.remaining == 0 { s.done.take() } else { None }
         };
@@ -555,16 +568,22 @@ impl Collector {
             if pred(&s) {
                 return true;
             }
-            match deadline {
-                None => s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+            let left = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return false;
                     }
-                    s = self.cv.wait_timeout(s, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    Some(d - now)
                 }
-            }
+            };
+            s.waiters += 1;
+            s = match left {
+                None => self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => self.cv.wait_timeout(s, t).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            s.waiters -= 1;
         }
     }
 
@@ -581,7 +600,7 @@ impl Collector {
             if let Err(p) = r {
                 s.callback_panic = Some(super::worker::panic_message(&*p));
             }
-            c.cv.notify_all();
+            s.notify(&c.cv);
         });
         match runner {
             Some(tx) => {
