@@ -380,6 +380,9 @@ struct CState {
     /// Threads waiting on the condition variable: a notification is a system call, and
     /// most calls complete with nobody waiting (one-by-one `apply_async`, then `get`).
     waiters: usize,
+    /// Wake the waiters once `remaining` is down to this (0: only when all are in). A
+    /// `MapResult::get` decodes what arrived while the rest is still running.
+    wake_at: usize,
 }
 
 impl CState {
@@ -480,6 +483,23 @@ impl CState {
     }
 }
 
+/// The values of a segment's `count` results.
+fn decode_run<T: DeserializeOwned>(
+    d: &SegmentData,
+    count: usize,
+    json: bool,
+) -> Result<Vec<T>, PoolError> {
+    let mut v = Vec::with_capacity(count);
+    let mut start = 0usize;
+    for k in 0..count {
+        let end = super::protocol::end_at(&d.ends, k) as usize;
+        let b = d.blob.get(start..end).ok_or_else(|| PoolError::Decode("bad segment".into()))?;
+        v.push(decode_value(b, json)?);
+        start = end;
+    }
+    Ok(v)
+}
+
 fn decode_value<T: DeserializeOwned>(b: &[u8], json: bool) -> Result<T, PoolError> {
     if json {
         serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
@@ -507,7 +527,9 @@ impl Collector {
             task,
             state: Mutex::new(CState {
                 n,
-                outcomes: Vec::new(),
+                // A one-item call (apply) always ends up with its table: built here, it is
+                // allocated by the thread that frees it (not by the dispatcher).
+                outcomes: if n == 1 { vec![None] } else { Vec::new() },
                 remaining: n,
                 callback_pending: done.is_some(),
                 done,
@@ -515,6 +537,7 @@ impl Collector {
                 callback_panic: None,
                 segments: Vec::new(),
                 waiters: 0,
+                wake_at: 0,
             }),
             cv: Condvar::new(),
         })
@@ -531,7 +554,7 @@ impl Collector {
                 s.outcomes[index] = Some(outcome);
                 s.remaining -= 1;
             }
-            if s.remaining == 0 {
+            if s.remaining <= s.wake_at {
                 s.notify(&self.cv);
             }
             if s.remaining == 0 { s.done.take() } else { None }
@@ -550,7 +573,7 @@ impl Collector {
             }
             s.remaining -= seg.count;
             s.segments.push(seg);
-            if s.remaining == 0 {
+            if s.remaining <= s.wake_at {
                 s.notify(&self.cv);
             }
             if s.remaining == 0 { s.done.take() } else { None }
@@ -649,6 +672,95 @@ impl Collector {
     pub(crate) fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>, PoolError> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).values()
     }
+
+    /// Wait (at most `timeout`), then the callback's panic, or every value in item order,
+    /// or the first failing item's error: `wait_all`, `callback_error` and `values`, with
+    /// the values of the segments that arrive while waiting decoded as they arrive (a
+    /// few wake-ups per call), so that decoding overlaps the run instead of following
+    /// it. Anything but all successes in segments falls back to `values`, for the very
+    /// same answer.
+    pub(crate) fn wait_values<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<T>, PoolError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // Decoded runs, by their first item.
+        let mut pieces: BTreeMap<usize, Vec<T>> = BTreeMap::new();
+        let mut decoding = true;
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let step = (s.n / 16).max(256);
+        loop {
+            // Segments are only ever added, until `materialize` moves them into the
+            // table (then `values` decides).
+            decoding &= s.outcomes.is_empty();
+            let todo: Vec<(usize, usize, Arc<SegmentData>, bool)> = if decoding {
+                s.segments
+                    .iter()
+                    .filter(|g| !pieces.contains_key(&g.first))
+                    .map(|g| (g.first, g.count, g.data.clone(), g.json))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !todo.is_empty() {
+                drop(s);
+                for (first, count, data, json) in todo {
+                    match decode_run::<T>(&data, count, json) {
+                        Ok(v) => {
+                            pieces.insert(first, v);
+                        }
+                        Err(_) => {
+                            decoding = false; // `values` reports it, in item order
+                            break;
+                        }
+                    }
+                }
+                s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if s.remaining == 0 && !s.callback_pending {
+                break;
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(PoolError::WaitTimeout);
+                    }
+                    Some(d - now)
+                }
+            };
+            s.wake_at = if decoding { s.remaining.saturating_sub(step) } else { 0 };
+            s.waiters += 1;
+            s = match left {
+                None => self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => self.cv.wait_timeout(s, t).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            s.waiters -= 1;
+            s.wake_at = 0;
+        }
+        if let Some(message) = &s.callback_panic {
+            return Err(PoolError::Callback { task: self.task.to_string(), message: message.clone() });
+        }
+        let complete = decoding
+            && s.outcomes.is_empty()
+            && pieces.len() == s.segments.len()
+            && s.segments.iter().all(|g| pieces.get(&g.first).is_some_and(|v| v.len() == g.count));
+        if !complete {
+            return s.values();
+        }
+        drop(s);
+        let mut out = Vec::with_capacity(pieces.values().map(Vec::len).sum());
+        for (first, v) in pieces {
+            if first != out.len() {
+                // Not contiguous: cannot happen, but never guess.
+                return self.values();
+            }
+            out.extend(v);
+        }
+        Ok(out)
+    }
 }
 
 /// The result of [`Pool::apply_async`](super::Pool::apply_async): Python's `AsyncResult`.
@@ -703,11 +815,7 @@ pub struct MapResult<T> {
 impl<T: DeserializeOwned> MapResult<T> {
     /// Every value in item order, or the first failing item's error.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<T>, PoolError> {
-        if !self.c.wait_all(timeout) {
-            return Err(PoolError::WaitTimeout);
-        }
-        self.c.callback_error()?;
-        self.c.values()
+        self.c.wait_values(timeout)
     }
 
     /// Every item's result, in item order.
