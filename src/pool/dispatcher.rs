@@ -43,7 +43,7 @@ const STEAL_AFTER: Duration = Duration::from_millis(1);
 /// batches sized by the tasks queued; slower ones in small batches.
 const FAST_TASK_NS: u64 = 50_000;
 /// Largest automatic batch.
-pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
+pub(crate) const MAX_AUTO_CHUNK: usize = 4096;
 /// Give up on a worker that has not finished its handshake in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A process worker that runs nothing for this long while it has tasks to run, or after

@@ -115,7 +115,7 @@ impl PoolBuilder {
     }
 
     /// Tasks sent to a worker at once (Python's `chunksize`); at least 1 (`build`
-    /// refuses 0). Unset = automatic: `ceil(n / (4 * workers))` capped at 1024 for `map`,
+    /// refuses 0). Unset = automatic: `ceil(n / (4 * workers))` capped at 4096 for `map`,
     /// and for one-by-one calls as many as are waiting, shared between workers.
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = Some(n);
