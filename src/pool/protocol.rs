@@ -252,6 +252,13 @@ impl ResultBatch {
     }
 }
 
+/// Decode one postcard value, inlined where it is called (`postcard::from_bytes` is not
+/// inlined: a call per item costs as much as decoding a small value).
+#[inline]
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> postcard::Result<T> {
+    T::deserialize(&mut postcard::Deserializer::from_bytes(bytes))
+}
+
 /// Append `v`'s postcard encoding to `out`.
 ///
 /// `postcard::to_extend` copies each varint with a `memcpy` call, which costs more than
@@ -311,6 +318,7 @@ impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
 }
 
 /// End offset k of a little-endian `u32` ends string.
+#[inline]
 pub(crate) fn end_at(ends: &[u8], k: usize) -> u32 {
     let e = &ends[4 * k..4 * k + 4];
     u32::from_le_bytes([e[0], e[1], e[2], e[3]])

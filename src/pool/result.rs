@@ -500,11 +500,12 @@ fn decode_run<T: DeserializeOwned>(
     Ok(v)
 }
 
+#[inline]
 fn decode_value<T: DeserializeOwned>(b: &[u8], json: bool) -> Result<T, PoolError> {
     if json {
         serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
     } else {
-        postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
+        super::protocol::decode(b).map_err(|e| PoolError::Decode(e.to_string()))
     }
 }
 
