@@ -302,10 +302,7 @@ impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
     #[inline(always)]
     fn try_extend(&mut self, b: &[u8]) -> postcard::Result<()> {
         if b.len() <= 16 {
-            self.0.reserve(b.len());
-            for &x in b {
-                self.0.push(x);
-            }
+            append_small(self.0, b);
         } else {
             self.0.extend_from_slice(b);
         }
@@ -314,6 +311,36 @@ impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
 
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
+    }
+}
+
+/// Append up to 16 bytes with two fixed-size (overlapping) copies: no `memcpy` call and
+/// no capacity check per byte (a varint is 1 to 10 bytes; this runs once per value).
+#[inline(always)]
+fn append_small(v: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    debug_assert!(n <= 16);
+    v.reserve(16);
+    let len = v.len();
+    // SAFETY: `reserve(16)` leaves room for 16 more bytes after `len`, and `n <= 16`.
+    // Every read is inside `b`: each pair of copies covers `b` from both ends (they
+    // overlap when `n` is not twice their size), and only when `n` is at least their
+    // size. The `n` bytes after `len` are initialized before `set_len`.
+    unsafe {
+        let (src, dst) = (b.as_ptr(), v.as_mut_ptr().add(len));
+        if n >= 8 {
+            std::ptr::copy_nonoverlapping(src, dst, 8);
+            std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
+        } else if n >= 4 {
+            std::ptr::copy_nonoverlapping(src, dst, 4);
+            std::ptr::copy_nonoverlapping(src.add(n - 4), dst.add(n - 4), 4);
+        } else if n >= 2 {
+            std::ptr::copy_nonoverlapping(src, dst, 2);
+            std::ptr::copy_nonoverlapping(src.add(n - 2), dst.add(n - 2), 2);
+        } else if n == 1 {
+            *dst = *src;
+        }
+        v.set_len(len + n);
     }
 }
 
@@ -655,6 +682,39 @@ pub(crate) fn ns_to_time(ns: u64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_is_postcard_byte_for_byte() {
+        // Every length of small piece (varints of every size, short strings) and more.
+        let mut out = Vec::new();
+        let mut want = Vec::new();
+        for shift in 0..64 {
+            for v in [1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift] {
+                encode_into(&v, &mut out).unwrap();
+                want.extend(postcard::to_allocvec(&v).unwrap());
+                encode_into(&(v as i64).wrapping_neg(), &mut out).unwrap();
+                want.extend(postcard::to_allocvec(&(v as i64).wrapping_neg()).unwrap());
+            }
+        }
+        encode_into(&u128::MAX, &mut out).unwrap();
+        want.extend(postcard::to_allocvec(&u128::MAX).unwrap());
+        for n in 0..40 {
+            let text: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            encode_into(&text, &mut out).unwrap();
+            want.extend(postcard::to_allocvec(&text).unwrap());
+            let bytes = Blob(text.into_bytes());
+            encode_into(&bytes, &mut out).unwrap();
+            want.extend(postcard::to_allocvec(&bytes).unwrap());
+        }
+        assert_eq!(out, want);
+        for k in 0..=16usize {
+            let piece: Vec<u8> = (1..=k as u8).collect();
+            let mut v = vec![9u8; 3];
+            append_small(&mut v, &piece);
+            assert_eq!(v[..3], [9, 9, 9]);
+            assert_eq!(v[3..], piece[..], "{k} bytes");
+        }
+    }
 
     #[test]
     fn pack_le_is_the_bytes_zero_padded() {
