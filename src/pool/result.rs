@@ -4,7 +4,7 @@
 //! Owns: waiting (condvar), decoding values, the callbacks' invocation. Must not: talk
 //! to workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -483,13 +483,13 @@ impl CState {
     }
 }
 
-/// The values of a segment's `count` results.
+/// Append the values of a segment's `count` results to `v`.
 fn decode_run<T: DeserializeOwned>(
     d: &SegmentData,
     count: usize,
     json: bool,
-) -> Result<Vec<T>, PoolError> {
-    let mut v = Vec::with_capacity(count);
+    v: &mut Vec<T>,
+) -> Result<(), PoolError> {
     let mut start = 0usize;
     for k in 0..count {
         let end = super::protocol::end_at(&d.ends, k) as usize;
@@ -497,7 +497,7 @@ fn decode_run<T: DeserializeOwned>(
         v.push(decode_value(b, json)?);
         start = end;
     }
-    Ok(v)
+    Ok(())
 }
 
 #[inline]
@@ -685,8 +685,12 @@ impl Collector {
         timeout: Option<Duration>,
     ) -> Result<Vec<T>, PoolError> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        // Decoded runs, by their first item.
-        let mut pieces: BTreeMap<usize, Vec<T>> = BTreeMap::new();
+        // The values of items `0..out.len()`, decoded; runs that arrived ahead of the
+        // prefix wait in `ahead` (by first item); `decoded`: the first item of every
+        // segment decoded (into either).
+        let mut out: Vec<T> = Vec::new();
+        let mut ahead: BTreeMap<usize, Vec<T>> = BTreeMap::new();
+        let mut decoded: HashSet<usize> = HashSet::new();
         let mut decoding = true;
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let step = (s.n / 16).max(256);
@@ -697,23 +701,33 @@ impl Collector {
             let todo: Vec<(usize, usize, Arc<SegmentData>, bool)> = if decoding {
                 s.segments
                     .iter()
-                    .filter(|g| !pieces.contains_key(&g.first))
+                    .filter(|g| !decoded.contains(&g.first))
                     .map(|g| (g.first, g.count, g.data.clone(), g.json))
                     .collect()
             } else {
                 Vec::new()
             };
             if !todo.is_empty() {
+                if out.capacity() == 0 {
+                    out.reserve_exact(s.n);
+                }
                 drop(s);
                 for (first, count, data, json) in todo {
-                    match decode_run::<T>(&data, count, json) {
-                        Ok(v) => {
-                            pieces.insert(first, v);
-                        }
-                        Err(_) => {
-                            decoding = false; // `values` reports it, in item order
-                            break;
-                        }
+                    decoded.insert(first);
+                    let r = if first == out.len() {
+                        decode_run(&data, count, json, &mut out)
+                    } else {
+                        let mut v = Vec::with_capacity(count);
+                        let r = decode_run(&data, count, json, &mut v);
+                        ahead.insert(first, v);
+                        r
+                    };
+                    if r.is_err() {
+                        decoding = false; // `values` reports it, in item order
+                        break;
+                    }
+                    while let Some(v) = ahead.remove(&out.len()) {
+                        out.extend(v);
                     }
                 }
                 s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -744,21 +758,14 @@ impl Collector {
         if let Some(message) = &s.callback_panic {
             return Err(PoolError::Callback { task: self.task.to_string(), message: message.clone() });
         }
+        // Every item succeeded, came in a segment, and was decoded exactly once, in order.
         let complete = decoding
             && s.outcomes.is_empty()
-            && pieces.len() == s.segments.len()
-            && s.segments.iter().all(|g| pieces.get(&g.first).is_some_and(|v| v.len() == g.count));
+            && decoded.len() == s.segments.len()
+            && ahead.is_empty()
+            && out.len() == s.n;
         if !complete {
             return s.values();
-        }
-        drop(s);
-        let mut out = Vec::with_capacity(pieces.values().map(Vec::len).sum());
-        for (first, v) in pieces {
-            if first != out.len() {
-                // Not contiguous: cannot happen, but never guess.
-                return self.values();
-            }
-            out.extend(v);
         }
         Ok(out)
     }
