@@ -11,7 +11,8 @@
 //!
 //! Profiling aids (environment): `POOL_BENCH_RUNS=N` repetitions; `POOL_BENCH_PHASES=1`
 //! prints phase timings to stderr; `POOL_BENCH_MAP_ONLY=K` runs only the map K times
-//! (`POOL_BENCH_CHUNK=C` with a fixed chunk size); `POOL_BENCH_START_ONLY=K` runs only
+//! (`POOL_BENCH_CHUNK=C` with a fixed chunk size, `POOL_BENCH_EACH=1` prints every
+//! time); `POOL_BENCH_START_ONLY=K` runs only
 //! start + join K times; `POOL_BENCH_APPLY_ONLY=K` runs only the 20,000 one-by-one
 //! `apply_async` calls K times.
 
@@ -63,6 +64,10 @@ fn main() {
             let v: Vec<i64> = pool.map_async("noop", 0..n).unwrap().get(None).unwrap();
             assert_eq!(v.len(), n as usize);
             times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if std::env::var_os("POOL_BENCH_EACH").is_some() {
+            let each: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+            eprintln!("map ms each: {}", each.join(" "));
         }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         eprintln!("map ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
