@@ -81,7 +81,9 @@ fn registry() -> Registry {
     r.register("fussy", |Fussy(x): Fussy| Ok::<_, TaskError>(x));
     r.register(
         "picky_if",
-        |(x, bad): (i64, i64)| if x == bad { Err(format!("item {x} is bad")) } else { Ok(Picky(x)) },
+        |(x, bad): (i64, i64)| {
+            if x == bad { Err(format!("item {x} is bad")) } else { Ok(Picky(x)) }
+        },
     );
     r.register_with_context("ctx", |ctx: &TaskContext, (): ()| {
         let n = ctx.cached(|c| c.len());

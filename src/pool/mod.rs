@@ -421,7 +421,8 @@ impl Pool {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
         };
-        let parcel = Parcel::single(shared_name(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
+        let parcel =
+            Parcel::single(shared_name(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
         self.submit_one(parcel)?;
         Ok(AsyncResult { c, _t: PhantomData })
     }

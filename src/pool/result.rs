@@ -756,7 +756,10 @@ impl Collector {
             s.wake_at = 0;
         }
         if let Some(message) = &s.callback_panic {
-            return Err(PoolError::Callback { task: self.task.to_string(), message: message.clone() });
+            return Err(PoolError::Callback {
+                task: self.task.to_string(),
+                message: message.clone(),
+            });
         }
         // Every item succeeded, came in a segment, and was decoded exactly once, in order.
         let complete = decoding
