@@ -314,8 +314,11 @@ impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
     }
 }
 
-/// Append up to 16 bytes with two fixed-size (overlapping) copies: no `memcpy` call and
-/// no capacity check per byte (a varint is 1 to 10 bytes; this runs once per value).
+/// Append up to 16 bytes without a `memcpy` call and without a capacity check per byte
+/// (a varint is 1 to 10 bytes; this runs once per value). Up to 4 bytes go one at a
+/// time: postcard writes a varint byte by byte, and a wider load of those bytes would
+/// wait for them (a failed store forwarding costs more than the copy). Longer pieces go
+/// as two fixed-size, overlapping copies.
 #[inline(always)]
 fn append_small(v: &mut Vec<u8>, b: &[u8]) {
     let n = b.len();
@@ -323,22 +326,37 @@ fn append_small(v: &mut Vec<u8>, b: &[u8]) {
     v.reserve(16);
     let len = v.len();
     // SAFETY: `reserve(16)` leaves room for 16 more bytes after `len`, and `n <= 16`.
-    // Every read is inside `b`: each pair of copies covers `b` from both ends (they
-    // overlap when `n` is not twice their size), and only when `n` is at least their
-    // size. The `n` bytes after `len` are initialized before `set_len`.
+    // Every read is inside `b`: single bytes below `n`; each pair of copies covers `b`
+    // from both ends (they overlap when `n` is not twice their size), and only when `n`
+    // is at least their size. The `n` bytes after `len` are initialized before `set_len`.
     unsafe {
         let (src, dst) = (b.as_ptr(), v.as_mut_ptr().add(len));
-        if n >= 8 {
-            std::ptr::copy_nonoverlapping(src, dst, 8);
-            std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
-        } else if n >= 4 {
-            std::ptr::copy_nonoverlapping(src, dst, 4);
-            std::ptr::copy_nonoverlapping(src.add(n - 4), dst.add(n - 4), 4);
-        } else if n >= 2 {
-            std::ptr::copy_nonoverlapping(src, dst, 2);
-            std::ptr::copy_nonoverlapping(src.add(n - 2), dst.add(n - 2), 2);
-        } else if n == 1 {
-            *dst = *src;
+        match n {
+            0 => {}
+            1 => *dst = *src,
+            2 => {
+                *dst = *src;
+                *dst.add(1) = *src.add(1);
+            }
+            3 => {
+                *dst = *src;
+                *dst.add(1) = *src.add(1);
+                *dst.add(2) = *src.add(2);
+            }
+            4 => {
+                *dst = *src;
+                *dst.add(1) = *src.add(1);
+                *dst.add(2) = *src.add(2);
+                *dst.add(3) = *src.add(3);
+            }
+            5..8 => {
+                std::ptr::copy_nonoverlapping(src, dst, 4);
+                std::ptr::copy_nonoverlapping(src.add(n - 4), dst.add(n - 4), 4);
+            }
+            _ => {
+                std::ptr::copy_nonoverlapping(src, dst, 8);
+                std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
+            }
         }
         v.set_len(len + n);
     }
