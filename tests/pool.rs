@@ -79,6 +79,12 @@ fn registry() -> Registry {
     r.register("sqr", |(x,): (u64,)| Ok::<_, TaskError>(x * x));
     r.register("point", |(): ()| Ok::<_, TaskError>(Point { x: 1, y: 2 }));
     r.register("fussy", |Fussy(x): Fussy| Ok::<_, TaskError>(x));
+    r.register(
+        "picky_if",
+        |(x, bad): (i64, i64)| {
+            if x == bad { Err(format!("item {x} is bad")) } else { Ok(Picky(x)) }
+        },
+    );
     r.register_with_context("ctx", |ctx: &TaskContext, (): ()| {
         let n = ctx.cached(|c| c.len());
         Ok::<_, TaskError>((
@@ -121,6 +127,20 @@ impl serde::Serialize for Fussy {
             return Err(serde::ser::Error::custom("3 cannot be sent"));
         }
         s.serialize_newtype_struct("Fussy", &self.0)
+    }
+}
+
+/// A value that cannot be received when it is 7 (it is sent like an `i64`).
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Picky(i64);
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = <i64 as serde::Deserialize>::deserialize(d)?;
+        if x == 7 {
+            return Err(serde::de::Error::custom("7 cannot be received"));
+        }
+        Ok(Picky(x))
     }
 }
 
@@ -462,6 +482,49 @@ fn map_failure_keeps_other_items() {
         matches!(r.get(None), Err(PoolError::Task { message, .. }) if message == "item 13 is bad")
     );
     assert_eq!(r.successful(), Some(false));
+}
+
+/// `MapResult::get` decodes the results that arrive while it waits: the answer is the
+/// same as decoding them all at the end, for every way a map can end.
+fn map_get_while_running_is_the_same_answer() {
+    let p = pool(2).chunk_size(500).build().unwrap();
+    let n = 30_000i64;
+    // All succeed: every value, in order.
+    let v: Vec<i64> = p.map_async("square", 0..n).unwrap().get(None).unwrap();
+    assert_eq!(v, (0..n).map(|x| x * x).collect::<Vec<_>>());
+    // A value that does not decode, late in the map: that item's decoding error.
+    let late = (0..n).map(|x| (if x == 25_000 { 7 } else { x + 8 }, -1i64));
+    let r = p.map_async::<_, Picky>("picky_if", late).unwrap();
+    let got = r.get(None);
+    assert!(matches!(got, Err(PoolError::Decode(_))), "{got:?}");
+    // A task error before it in item order wins; one after it does not.
+    let bad_first = (0..n).map(|x| (if x == 25_000 { 7 } else { x + 8 }, 20_008i64));
+    let r = p.map_async::<_, Picky>("picky_if", bad_first).unwrap();
+    assert!(
+        matches!(r.get(None), Err(PoolError::Task { message, .. }) if message == "item 20008 is bad")
+    );
+    let bad_after = (0..n).map(|x| (if x == 25_000 { 7 } else { x + 8 }, 29_008i64));
+    let r = p.map_async::<_, Picky>("picky_if", bad_after).unwrap();
+    assert!(matches!(r.get(None), Err(PoolError::Decode(_))));
+    let items = r.items(None).unwrap();
+    assert_eq!(items.iter().filter(|x| x.is_ok()).count(), n as usize - 2);
+    // A `get` that times out half-way (having decoded what arrived) and a later one.
+    let slow = (0..2_000i64).map(|i| (if i == 1_999 { 400u64 } else { 0 }, i));
+    let r = p.map_async::<_, i64>("sleep_ms", slow).unwrap();
+    assert_eq!(r.get(Some(Duration::from_millis(100))), Err(PoolError::WaitTimeout));
+    assert_eq!(r.get(None).unwrap(), (0..2_000i64).collect::<Vec<_>>());
+    // Two threads waiting in `get`, and one asking for every outcome meanwhile.
+    let r = p.map_async::<_, i64>("square", 0..n).unwrap();
+    std::thread::scope(|s| {
+        let a = s.spawn(|| r.get(None).unwrap());
+        let b = s.spawn(|| r.get(None).unwrap());
+        let c = s.spawn(|| r.items(None).unwrap().len());
+        let want: Vec<i64> = (0..n).map(|x| x * x).collect();
+        assert_eq!(a.join().unwrap(), want);
+        assert_eq!(b.join().unwrap(), want);
+        assert_eq!(c.join().unwrap(), n as usize);
+        assert_eq!(r.get(None).unwrap(), want);
+    });
 }
 
 fn callbacks() {
@@ -1087,6 +1150,7 @@ fn main() {
         ("grandchild_killed_with_worker", grandchild_killed_with_worker),
         ("ordering_under_random_durations", ordering_under_random_durations),
         ("map_failure_keeps_other_items", map_failure_keeps_other_items),
+        ("map_get_while_running_is_the_same_answer", map_get_while_running_is_the_same_answer),
         ("callbacks", callbacks),
         ("get_timeout_on_long_task", get_timeout_on_long_task),
         ("recycling_after_max_tasks", recycling_after_max_tasks),

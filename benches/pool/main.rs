@@ -11,8 +11,10 @@
 //!
 //! Profiling aids (environment): `POOL_BENCH_RUNS=N` repetitions; `POOL_BENCH_PHASES=1`
 //! prints phase timings to stderr; `POOL_BENCH_MAP_ONLY=K` runs only the map K times
-//! (`POOL_BENCH_CHUNK=C` with a fixed chunk size); `POOL_BENCH_START_ONLY=K` runs only
-//! start + join K times.
+//! (`POOL_BENCH_CHUNK=C` with a fixed chunk size, `POOL_BENCH_EACH=1` prints every
+//! time); `POOL_BENCH_START_ONLY=K` runs only
+//! start + join K times; `POOL_BENCH_APPLY_ONLY=K` runs only the 20,000 one-by-one
+//! `apply_async` calls K times.
 
 use std::time::{Duration, Instant};
 
@@ -63,8 +65,29 @@ fn main() {
             assert_eq!(v.len(), n as usize);
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
+        if std::env::var_os("POOL_BENCH_EACH").is_some() {
+            let each: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+            eprintln!("map ms each: {}", each.join(" "));
+        }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         eprintln!("map ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
+        return;
+    }
+    if let Some(k) =
+        std::env::var("POOL_BENCH_APPLY_ONLY").ok().and_then(|s| s.parse::<usize>().ok())
+    {
+        // Profiling aid: only the one-by-one apply measurement, k times.
+        let mut times = Vec::new();
+        for _ in 0..k {
+            let t0 = Instant::now();
+            let rs: Vec<_> =
+                (0..20_000i64).map(|i| pool.apply_async::<_, i64>("noop", i).unwrap()).collect();
+            let sum: i64 = rs.iter().map(|r| r.get(None).unwrap()).sum();
+            assert_eq!(sum, (1..=20_000i64).sum::<i64>());
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        eprintln!("apply ms: min {:.2} median {:.2}", times[0], times[times.len() / 2]);
         return;
     }
     if std::env::var_os("POOL_BENCH_PHASES").is_some() {
@@ -80,13 +103,14 @@ fn main() {
             eprintln!("threads backend map: {:?} ({})", t0.elapsed(), v.len());
         }
         for (w, chunk) in [(1, 0), (1, 100_000), (2, 50_000)] {
-            let tp = Pool::builder()
+            let mut b = Pool::builder()
                 .workers(w)
-                .chunk_size(chunk)
                 .worker_kind(jobpool::pool::WorkerKind::Threads)
-                .registry(registry.clone())
-                .build()
-                .unwrap();
+                .registry(registry.clone());
+            if chunk > 0 {
+                b = b.chunk_size(chunk); // 0: automatic
+            }
+            let tp = b.build().unwrap();
             let t0 = Instant::now();
             let v: Vec<i64> = tp.map("noop", 0..n).unwrap();
             eprintln!("threads w={w} chunk={chunk}: {:?} ({})", t0.elapsed(), v.len());

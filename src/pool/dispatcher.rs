@@ -43,7 +43,7 @@ const STEAL_AFTER: Duration = Duration::from_millis(1);
 /// batches sized by the tasks queued; slower ones in small batches.
 const FAST_TASK_NS: u64 = 50_000;
 /// Largest automatic batch.
-pub(crate) const MAX_AUTO_CHUNK: usize = 1024;
+pub(crate) const MAX_AUTO_CHUNK: usize = 4096;
 /// Give up on a worker that has not finished its handshake in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A process worker that runs nothing for this long while it has tasks to run, or after
@@ -181,6 +181,8 @@ impl Parcel {
 
 pub(crate) enum Event {
     Submit(Vec<Parcel>),
+    /// One parcel (a one-by-one call): no vector to allocate here and free there.
+    SubmitOne(Parcel),
     Ready {
         wid: u64,
         sender: IpcSender<ToWorker>,
@@ -589,21 +591,23 @@ impl Dispatcher {
         (self.joining || self.terminating) && self.workers.is_empty() && self.pending.is_empty()
     }
 
+    /// A submitted parcel: queued, or failed at once when its run or the pool stopped.
+    fn accept(&mut self, parcel: Parcel) {
+        if self.terminating {
+            fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
+        } else if self.cancelled_runs.contains(&parcel.run) {
+            fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
+        } else if self.not_submitting.contains(&parcel.run) {
+            fail_parcel(parcel, Status::Skipped, "submitting stopped");
+        } else {
+            self.pending.push_back(parcel);
+        }
+    }
+
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Submit(parcels) => {
-                for parcel in parcels {
-                    if self.terminating {
-                        fail_parcel(parcel, Status::Cancelled, "the pool was terminated");
-                    } else if self.cancelled_runs.contains(&parcel.run) {
-                        fail_parcel(parcel, Status::Cancelled, "the run was cancelled");
-                    } else if self.not_submitting.contains(&parcel.run) {
-                        fail_parcel(parcel, Status::Skipped, "submitting stopped");
-                    } else {
-                        self.pending.push_back(parcel);
-                    }
-                }
-            }
+            Event::Submit(parcels) => parcels.into_iter().for_each(|p| self.accept(p)),
+            Event::SubmitOne(parcel) => self.accept(parcel),
             Event::Ready { wid, sender } => self.on_ready(wid, sender),
             Event::StartFailed { wid, error } => {
                 self.last_start_error = match &error {

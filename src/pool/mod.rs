@@ -115,7 +115,7 @@ impl PoolBuilder {
     }
 
     /// Tasks sent to a worker at once (Python's `chunksize`); at least 1 (`build`
-    /// refuses 0). Unset = automatic: `ceil(n / (4 * workers))` capped at 1024 for `map`,
+    /// refuses 0). Unset = automatic: `ceil(n / (4 * workers))` capped at 4096 for `map`,
     /// and for one-by-one calls as many as are waiting, shared between workers.
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = Some(n);
@@ -278,6 +278,18 @@ pub struct Pool {
     callbacks: Mutex<Option<Sender<result::QueuedCallback>>>,
 }
 
+/// `name` as a shared string, without an allocation when this thread asked for the same
+/// name last time (one-by-one calls repeat it; the dispatcher frees what we allocate).
+fn shared_name(name: &str) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(a) if &**a == name => a.clone(),
+        _ => last.insert(Arc::from(name)).clone(),
+    })
+}
+
 fn auto_chunk(n: usize, workers: usize) -> usize {
     n.div_ceil(4 * workers.max(1)).clamp(1, MAX_AUTO_CHUNK)
 }
@@ -307,11 +319,11 @@ impl Pool {
         self.cfg.workers
     }
 
-    fn submit(&self, parcels: Vec<Parcel>) -> Result<(), PoolError> {
+    fn submit_one(&self, parcel: Parcel) -> Result<(), PoolError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(PoolError::Closed);
         }
-        self.tx.send(Event::Submit(parcels)).map_err(|_| PoolError::Closed)
+        self.tx.send(Event::SubmitOne(parcel)).map_err(|_| PoolError::Closed)
     }
 
     /// The callback thread's queue. Callbacks run there, one at a time in the order their
@@ -409,8 +421,9 @@ impl Pool {
             Payload::Json(s) => (true, s.into_bytes()),
             Payload::Bytes(b) => (false, b),
         };
-        let parcel = Parcel::single(Arc::from(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
-        self.submit(vec![parcel])?;
+        let parcel =
+            Parcel::single(shared_name(func), json, 0, 0, Reply::Collect(c.clone()), bytes);
+        self.submit_one(parcel)?;
         Ok(AsyncResult { c, _t: PhantomData })
     }
 

@@ -252,6 +252,13 @@ impl ResultBatch {
     }
 }
 
+/// Decode one postcard value, inlined where it is called (`postcard::from_bytes` is not
+/// inlined: a call per item costs as much as decoding a small value).
+#[inline]
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> postcard::Result<T> {
+    T::deserialize(&mut postcard::Deserializer::from_bytes(bytes))
+}
+
 /// Append `v`'s postcard encoding to `out`.
 ///
 /// `postcard::to_extend` copies each varint with a `memcpy` call, which costs more than
@@ -295,10 +302,7 @@ impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
     #[inline(always)]
     fn try_extend(&mut self, b: &[u8]) -> postcard::Result<()> {
         if b.len() <= 16 {
-            self.0.reserve(b.len());
-            for &x in b {
-                self.0.push(x);
-            }
+            append_small(self.0, b);
         } else {
             self.0.extend_from_slice(b);
         }
@@ -310,7 +314,56 @@ impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
     }
 }
 
+/// Append up to 16 bytes without a `memcpy` call and without a capacity check per byte
+/// (a varint is 1 to 10 bytes; this runs once per value). Up to 4 bytes go one at a
+/// time: postcard writes a varint byte by byte, and a wider load of those bytes would
+/// wait for them (a failed store forwarding costs more than the copy). Longer pieces go
+/// as two fixed-size, overlapping copies.
+#[inline(always)]
+fn append_small(v: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    debug_assert!(n <= 16);
+    v.reserve(16);
+    let len = v.len();
+    // SAFETY: `reserve(16)` leaves room for 16 more bytes after `len`, and `n <= 16`.
+    // Every read is inside `b`: single bytes below `n`; each pair of copies covers `b`
+    // from both ends (they overlap when `n` is not twice their size), and only when `n`
+    // is at least their size. The `n` bytes after `len` are initialized before `set_len`.
+    unsafe {
+        let (src, dst) = (b.as_ptr(), v.as_mut_ptr().add(len));
+        match n {
+            0 => {}
+            1 => *dst = *src,
+            2 => {
+                *dst = *src;
+                *dst.add(1) = *src.add(1);
+            }
+            3 => {
+                *dst = *src;
+                *dst.add(1) = *src.add(1);
+                *dst.add(2) = *src.add(2);
+            }
+            4 => {
+                *dst = *src;
+                *dst.add(1) = *src.add(1);
+                *dst.add(2) = *src.add(2);
+                *dst.add(3) = *src.add(3);
+            }
+            5..8 => {
+                std::ptr::copy_nonoverlapping(src, dst, 4);
+                std::ptr::copy_nonoverlapping(src.add(n - 4), dst.add(n - 4), 4);
+            }
+            _ => {
+                std::ptr::copy_nonoverlapping(src, dst, 8);
+                std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
+            }
+        }
+        v.set_len(len + n);
+    }
+}
+
 /// End offset k of a little-endian `u32` ends string.
+#[inline]
 pub(crate) fn end_at(ends: &[u8], k: usize) -> u32 {
     let e = &ends[4 * k..4 * k + 4];
     u32::from_le_bytes([e[0], e[1], e[2], e[3]])
@@ -404,11 +457,18 @@ impl Slot {
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
+        &self.words()[i]
+    }
+
+    /// All the slot's words.
+    fn words(&self) -> &[AtomicU64] {
         match &*self.backing {
             // SAFETY: mmap'd memory is page aligned, at least WORDS * 8 bytes long, and
             // shared (MAP_SHARED); it is only accessed atomically.
-            Backing::Shm(s) => unsafe { &*(s.as_ptr() as *const AtomicU64).add(i) },
-            Backing::Local(w) => &w[i],
+            Backing::Shm(s) => unsafe {
+                std::slice::from_raw_parts(s.as_ptr() as *const AtomicU64, WORDS)
+            },
+            Backing::Local(w) => &w[..WORDS],
         }
     }
 
@@ -530,26 +590,27 @@ impl Slot {
         {
             return false;
         }
+        // One lookup of the mapping for the whole entry (this runs after every task).
+        let words = self.words();
         if cur.count == 0 {
-            self.word(W_LOG_BASE).store(id, Ordering::Relaxed);
-            self.word(W_LOG_STARTED).store(started_ns, Ordering::Relaxed);
+            words[W_LOG_BASE].store(id, Ordering::Relaxed);
+            words[W_LOG_STARTED].store(started_ns, Ordering::Relaxed);
         }
         let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
-        let mut at = HEADER_WORDS + cur.used;
-        self.word(at).store(head, Ordering::Relaxed);
-        at += 1;
+        let at = HEADER_WORDS + cur.used;
+        let entry = &words[at..at + need];
+        entry[0].store(head, Ordering::Relaxed);
+        let mut k = 1;
         for bytes in [payload, data] {
             for chunk in bytes.chunks(8) {
-                let mut w = [0u8; 8];
-                w[..chunk.len()].copy_from_slice(chunk);
-                self.word(at).store(u64::from_le_bytes(w), Ordering::Relaxed);
-                at += 1;
+                entry[k].store(pack_le(chunk), Ordering::Relaxed);
+                k += 1;
             }
         }
         cur.used += need;
         cur.count += 1;
-        self.word(W_LOG_UNTIL).store(until_ns, Ordering::Relaxed);
-        self.word(W_LOG_COUNT).store(cur.count, Ordering::Release);
+        words[W_LOG_UNTIL].store(until_ns, Ordering::Relaxed);
+        words[W_LOG_COUNT].store(cur.count, Ordering::Release);
         true
     }
 
@@ -618,6 +679,16 @@ impl Slot {
     }
 }
 
+/// Up to 8 bytes as a little-endian word, the missing high bytes zero. (Not a copy into
+/// a `[u8; 8]`: that is a `memcpy` call and a stalled load, per result, in the worker.)
+#[inline]
+fn pack_le(bytes: &[u8]) -> u64 {
+    if let Ok(w) = <[u8; 8]>::try_from(bytes) {
+        return u64::from_le_bytes(w);
+    }
+    bytes.iter().rev().fold(0u64, |w, &b| w << 8 | b as u64)
+}
+
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
@@ -629,6 +700,49 @@ pub(crate) fn ns_to_time(ns: u64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_is_postcard_byte_for_byte() {
+        // Every length of small piece (varints of every size, short strings) and more.
+        let mut out = Vec::new();
+        let mut want = Vec::new();
+        for shift in 0..64 {
+            for v in [1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift] {
+                encode_into(&v, &mut out).unwrap();
+                want.extend(postcard::to_allocvec(&v).unwrap());
+                encode_into(&(v as i64).wrapping_neg(), &mut out).unwrap();
+                want.extend(postcard::to_allocvec(&(v as i64).wrapping_neg()).unwrap());
+            }
+        }
+        encode_into(&u128::MAX, &mut out).unwrap();
+        want.extend(postcard::to_allocvec(&u128::MAX).unwrap());
+        for n in 0..40 {
+            let text: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            encode_into(&text, &mut out).unwrap();
+            want.extend(postcard::to_allocvec(&text).unwrap());
+            let bytes = Blob(text.into_bytes());
+            encode_into(&bytes, &mut out).unwrap();
+            want.extend(postcard::to_allocvec(&bytes).unwrap());
+        }
+        assert_eq!(out, want);
+        for k in 0..=16usize {
+            let piece: Vec<u8> = (1..=k as u8).collect();
+            let mut v = vec![9u8; 3];
+            append_small(&mut v, &piece);
+            assert_eq!(v[..3], [9, 9, 9]);
+            assert_eq!(v[3..], piece[..], "{k} bytes");
+        }
+    }
+
+    #[test]
+    fn pack_le_is_the_bytes_zero_padded() {
+        for n in 0..=8usize {
+            let bytes: Vec<u8> = (1..=n as u8).map(|b| b * 17).collect();
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(&bytes);
+            assert_eq!(pack_le(&bytes), u64::from_le_bytes(w), "{n} bytes");
+        }
+    }
 
     #[test]
     fn slot_words_are_shared_between_mappings() {

@@ -638,7 +638,7 @@ impl Registry {
         let fname = name.to_string();
         let typed =
             move |ctx: &TaskContext, bytes: &[u8], out: &mut Vec<u8>| -> Result<(), TaskError> {
-                let a: A = postcard::from_bytes(bytes)
+                let a: A = super::protocol::decode(bytes)
                     .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
                 let r = f(ctx, a).map_err(Into::into)?;
                 super::protocol::encode_into(&r, out)

@@ -4,7 +4,7 @@
 //! Owns: waiting (condvar), decoding values, the callbacks' invocation. Must not: talk
 //! to workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -377,6 +377,21 @@ struct CState {
     callback_panic: Option<String>,
     /// Runs of successes not yet written into `outcomes` (see [`Segment`]).
     segments: Vec<Segment>,
+    /// Threads waiting on the condition variable: a notification is a system call, and
+    /// most calls complete with nobody waiting (one-by-one `apply_async`, then `get`).
+    waiters: usize,
+    /// Wake the waiters once `remaining` is down to this (0: only when all are in). A
+    /// `MapResult::get` decodes what arrived while the rest is still running.
+    wake_at: usize,
+}
+
+impl CState {
+    /// Wake the waiters, if there are any (call with the lock held).
+    fn notify(&self, cv: &Condvar) {
+        if self.waiters > 0 {
+            cv.notify_all();
+        }
+    }
 }
 
 /// A worker's result message, shared by the outcomes that point into it.
@@ -468,11 +483,29 @@ impl CState {
     }
 }
 
+/// Append the values of a segment's `count` results to `v`.
+fn decode_run<T: DeserializeOwned>(
+    d: &SegmentData,
+    count: usize,
+    json: bool,
+    v: &mut Vec<T>,
+) -> Result<(), PoolError> {
+    let mut start = 0usize;
+    for k in 0..count {
+        let end = super::protocol::end_at(&d.ends, k) as usize;
+        let b = d.blob.get(start..end).ok_or_else(|| PoolError::Decode("bad segment".into()))?;
+        v.push(decode_value(b, json)?);
+        start = end;
+    }
+    Ok(())
+}
+
+#[inline]
 fn decode_value<T: DeserializeOwned>(b: &[u8], json: bool) -> Result<T, PoolError> {
     if json {
         serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
     } else {
-        postcard::from_bytes(b).map_err(|e| PoolError::Decode(e.to_string()))
+        super::protocol::decode(b).map_err(|e| PoolError::Decode(e.to_string()))
     }
 }
 
@@ -495,13 +528,17 @@ impl Collector {
             task,
             state: Mutex::new(CState {
                 n,
-                outcomes: Vec::new(),
+                // A one-item call (apply) always ends up with its table: built here, it is
+                // allocated by the thread that frees it (not by the dispatcher).
+                outcomes: if n == 1 { vec![None] } else { Vec::new() },
                 remaining: n,
                 callback_pending: done.is_some(),
                 done,
                 runner,
                 callback_panic: None,
                 segments: Vec::new(),
+                waiters: 0,
+                wake_at: 0,
             }),
             cv: Condvar::new(),
         })
@@ -518,8 +555,8 @@ impl Collector {
                 s.outcomes[index] = Some(outcome);
                 s.remaining -= 1;
             }
-            if s.remaining == 0 {
-                self.cv.notify_all();
+            if s.remaining <= s.wake_at {
+                s.notify(&self.cv);
             }
             if s.remaining == 0 { s.done.take() } else { None }
         };
@@ -537,8 +574,8 @@ impl Collector {
             }
             s.remaining -= seg.count;
             s.segments.push(seg);
-            if s.remaining == 0 {
-                self.cv.notify_all();
+            if s.remaining <= s.wake_at {
+                s.notify(&self.cv);
             }
             if s.remaining == 0 { s.done.take() } else { None }
         };
@@ -555,16 +592,22 @@ impl Collector {
             if pred(&s) {
                 return true;
             }
-            match deadline {
-                None => s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+            let left = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return false;
                     }
-                    s = self.cv.wait_timeout(s, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    Some(d - now)
                 }
-            }
+            };
+            s.waiters += 1;
+            s = match left {
+                None => self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => self.cv.wait_timeout(s, t).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            s.waiters -= 1;
         }
     }
 
@@ -581,7 +624,7 @@ impl Collector {
             if let Err(p) = r {
                 s.callback_panic = Some(super::worker::panic_message(&*p));
             }
-            c.cv.notify_all();
+            s.notify(&c.cv);
         });
         match runner {
             Some(tx) => {
@@ -629,6 +672,105 @@ impl Collector {
     /// Every value in item order, or the first failing item's error (call when ready).
     pub(crate) fn values<T: DeserializeOwned>(&self) -> Result<Vec<T>, PoolError> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).values()
+    }
+
+    /// Wait (at most `timeout`), then the callback's panic, or every value in item order,
+    /// or the first failing item's error: `wait_all`, `callback_error` and `values`, with
+    /// the values of the segments that arrive while waiting decoded as they arrive (a
+    /// few wake-ups per call), so that decoding overlaps the run instead of following
+    /// it. Anything but all successes in segments falls back to `values`, for the very
+    /// same answer.
+    pub(crate) fn wait_values<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<T>, PoolError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // The values of items `0..out.len()`, decoded; runs that arrived ahead of the
+        // prefix wait in `ahead` (by first item); `decoded`: the first item of every
+        // segment decoded (into either).
+        let mut out: Vec<T> = Vec::new();
+        let mut ahead: BTreeMap<usize, Vec<T>> = BTreeMap::new();
+        let mut decoded: HashSet<usize> = HashSet::new();
+        let mut decoding = true;
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let step = (s.n / 16).max(256);
+        loop {
+            // Segments are only ever added, until `materialize` moves them into the
+            // table (then `values` decides).
+            decoding &= s.outcomes.is_empty();
+            let todo: Vec<(usize, usize, Arc<SegmentData>, bool)> = if decoding {
+                s.segments
+                    .iter()
+                    .filter(|g| !decoded.contains(&g.first))
+                    .map(|g| (g.first, g.count, g.data.clone(), g.json))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !todo.is_empty() {
+                if out.capacity() == 0 {
+                    out.reserve_exact(s.n);
+                }
+                drop(s);
+                for (first, count, data, json) in todo {
+                    decoded.insert(first);
+                    let r = if first == out.len() {
+                        decode_run(&data, count, json, &mut out)
+                    } else {
+                        let mut v = Vec::with_capacity(count);
+                        let r = decode_run(&data, count, json, &mut v);
+                        ahead.insert(first, v);
+                        r
+                    };
+                    if r.is_err() {
+                        decoding = false; // `values` reports it, in item order
+                        break;
+                    }
+                    while let Some(v) = ahead.remove(&out.len()) {
+                        out.extend(v);
+                    }
+                }
+                s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if s.remaining == 0 && !s.callback_pending {
+                break;
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(PoolError::WaitTimeout);
+                    }
+                    Some(d - now)
+                }
+            };
+            s.wake_at = if decoding { s.remaining.saturating_sub(step) } else { 0 };
+            s.waiters += 1;
+            s = match left {
+                None => self.cv.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => self.cv.wait_timeout(s, t).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            s.waiters -= 1;
+            s.wake_at = 0;
+        }
+        if let Some(message) = &s.callback_panic {
+            return Err(PoolError::Callback {
+                task: self.task.to_string(),
+                message: message.clone(),
+            });
+        }
+        // Every item succeeded, came in a segment, and was decoded exactly once, in order.
+        let complete = decoding
+            && s.outcomes.is_empty()
+            && decoded.len() == s.segments.len()
+            && ahead.is_empty()
+            && out.len() == s.n;
+        if !complete {
+            return s.values();
+        }
+        Ok(out)
     }
 }
 
@@ -684,11 +826,7 @@ pub struct MapResult<T> {
 impl<T: DeserializeOwned> MapResult<T> {
     /// Every value in item order, or the first failing item's error.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<T>, PoolError> {
-        if !self.c.wait_all(timeout) {
-            return Err(PoolError::WaitTimeout);
-        }
-        self.c.callback_error()?;
-        self.c.values()
+        self.c.wait_values(timeout)
     }
 
     /// Every item's result, in item order.

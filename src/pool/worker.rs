@@ -127,6 +127,8 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         stop.clone(),
         slot.clone(),
     );
+    // Mutated only by the test-only worker (debug builds).
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut to_parent = Some(to_parent);
     let mut send = |results: ResultBatch| {
         #[cfg(debug_assertions)]
