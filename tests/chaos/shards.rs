@@ -29,6 +29,7 @@ fn jobpool(job_dir: &Path, args: &[String], mark: &str, log: &str) -> Child {
     let mut cmd = Command::new(bin());
     cmd.args(args).arg("job.toml").current_dir(job_dir);
     cmd.env("NO_COLOR", "1").env(procs::MARK_VAR, mark).stdin(Stdio::null());
+    cmd.env("TMPDIR", crate::trial::private_tmp(job_dir));
     cmd.stdout(fs::File::create(job_dir.join(format!("logs/{log}.stdout"))).unwrap());
     cmd.stderr(fs::File::create(job_dir.join(format!("logs/{log}.stderr"))).unwrap());
     // SAFETY: as in `trial::run`: PR_SET_PDEATHSIG only sets a flag of the child.

@@ -88,6 +88,16 @@ pub struct Outcome {
     pub log: String,
 }
 
+/// The `TMPDIR` of the trial's jobpool runs, inside the trial's folder: a jobpool killed
+/// while a worker was connecting leaves the handshake's socket folder behind (ipc-channel
+/// makes it under `TMPDIR`), and it must go with the trial, not stay in `/tmp`. Short, as
+/// a socket path must be.
+pub fn private_tmp(job_dir: &Path) -> PathBuf {
+    let tmp = job_dir.join("tmp");
+    fs::create_dir_all(&tmp).expect("the trial's TMPDIR");
+    tmp
+}
+
 pub fn run(trial: &Trial, failures: &Path) -> Outcome {
     if trial.shards.is_some() {
         return crate::shards::run_sharded(trial, failures);
@@ -163,6 +173,7 @@ pub fn run(trial: &Trial, failures: &Path) -> Outcome {
         }
         cmd.arg("job.toml").current_dir(&job_dir);
         cmd.env("NO_COLOR", "1").env(procs::MARK_VAR, &mark).stdin(Stdio::null());
+        cmd.env("TMPDIR", private_tmp(&job_dir));
         cmd.stdout(fs::File::create(job_dir.join(format!("logs/round-{k}.stdout"))).unwrap());
         let stderr_path = job_dir.join(format!("logs/round-{k}.stderr"));
         cmd.stderr(fs::File::create(&stderr_path).unwrap());
