@@ -62,6 +62,8 @@
 //!   `setsid` included). Every round is under a hard timeout ([`trial::HARD_TIMEOUT`],
 //!   120 s); after it, whatever carries the mark is SIGKILLed, the mounts are undone, and
 //!   the temporary folder is removed, so a trial leaves nothing behind even when it fails.
+//!   jobpool runs with `TMPDIR` inside that folder: the handshake socket folder a
+//!   SIGKILLed jobpool leaves (ipc-channel makes it under `TMPDIR`) goes with the trial.
 //! - **Failures** print the seed and save the trial under `target/chaos-failures/<seed>/`:
 //!   `schedule.txt` (the trial, its schedule, and what was injected when, with targets),
 //!   `violations.txt`, and `job/` (the job file, `side.log`, each round's stdout and
