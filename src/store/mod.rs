@@ -887,16 +887,22 @@ mod tests {
         crate::validate::load_str(&dir.join("job.toml"), text, &opts).expect("a valid job")
     }
 
+    /// A run store of a job of two submissions, in a folder of its own.
+    fn two_submission_store() -> (tempfile::TempDir, RunStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let job = two_submission_job(dir.path());
+        let meta = RunMeta { submissions: Some(2), ..Default::default() };
+        let store = RunStore::create(&job, meta).unwrap();
+        (dir, store)
+    }
+
     fn record(index: u64) -> TaskRecord {
         TaskRecord::new(index, format!("k{index}"), Default::default(), crate::record::Status::Ok)
     }
 
     #[test]
     fn the_journal_fsync_starts_once_the_last_expected_record_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let job = two_submission_job(dir.path());
-        let meta = RunMeta { submissions: Some(2), ..Default::default() };
-        let mut store = RunStore::create(&job, meta).unwrap();
+        let (dir, mut store) = two_submission_store();
         store.push(&record(0)).unwrap();
         store.flush().unwrap();
         assert!(store.early_sync.is_none(), "not before the last record");
@@ -922,10 +928,7 @@ mod tests {
 
     #[test]
     fn a_run_with_fewer_records_than_expected_still_ends_durably() {
-        let dir = tempfile::tempdir().unwrap();
-        let job = two_submission_job(dir.path());
-        let meta = RunMeta { submissions: Some(2), ..Default::default() };
-        let mut store = RunStore::create(&job, meta).unwrap();
+        let (dir, mut store) = two_submission_store();
         store.append(&record(0)).unwrap();
         assert!(store.early_sync.is_none());
         let info =
