@@ -94,6 +94,13 @@ fn registry() -> Registry {
             ctx.task_timeout().map(|d| d.as_millis() as u64),
         ))
     });
+    // What a worker's start hook made, or says it did not run.
+    r.on_worker_start(|ctx| {
+        ctx.cached::<String>(|c| format!("made at the start, from {c:?}"));
+    });
+    r.register_with_context("start_hook", |ctx: &TaskContext, (): ()| {
+        Ok::<_, TaskError>(ctx.cached::<String>(|_| "made by the first task".into()).to_string())
+    });
     r.register_with_context("until_stopped", |ctx: &TaskContext, (): ()| {
         while !ctx.should_stop() {
             std::thread::sleep(Duration::from_millis(2));
@@ -625,6 +632,9 @@ fn context_and_cache() {
             assert_eq!((c.as_str(), n, t), ("hello", 5, Some(9000)));
             assert!(w < 2);
         }
+        // The registry's start hook ran in the worker before its first task.
+        let made: String = p.apply("start_hook", ()).unwrap();
+        assert_eq!(made, "made at the start, from \"hello\"", "{kind:?}");
     }
 }
 

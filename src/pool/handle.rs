@@ -411,6 +411,7 @@ fn thread_worker(
     ev: Sender<Event>,
     wid: u64,
 ) {
+    cfg.registry.worker_started(&ctx);
     let ev2 = ev.clone();
     let mut send = move |results: ResultBatch| ev2.send(Event::Results { wid, results }).is_ok();
     while let Ok(ThreadMsg::Batch(batch)) = rx.recv() {

@@ -524,6 +524,24 @@ fn shown(t: &str) -> &str {
 #[derive(Default, Clone)]
 pub struct Registry {
     entries: HashMap<String, Entry>,
+    /// Run by every worker once it has its context, before its first task.
+    on_start: Vec<Arc<dyn Fn(&TaskContext) + Send + Sync>>,
+}
+
+impl Registry {
+    /// Run `f` in every worker (process or thread) as soon as it has its task context,
+    /// before it waits for its first task: to build what [`TaskContext::cached`] would otherwise
+    /// build on the first task (a compiled script), while the pool is still sending it.
+    pub fn on_worker_start(&mut self, f: impl Fn(&TaskContext) + Send + Sync + 'static) {
+        self.on_start.push(Arc::new(f));
+    }
+
+    /// Run the [`Registry::on_worker_start`] functions (the worker's start).
+    pub(crate) fn worker_started(&self, ctx: &TaskContext) {
+        for f in &self.on_start {
+            f(ctx);
+        }
+    }
 }
 
 impl Registry {

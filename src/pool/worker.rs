@@ -127,6 +127,7 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
         stop.clone(),
         slot.clone(),
     );
+    registry.worker_started(&ctx);
     // Mutated only by the test-only worker (debug builds).
     #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut to_parent = Some(to_parent);

@@ -138,6 +138,11 @@ pub fn builtins() -> Registry {
 pub fn register_builtins(registry: &mut Registry) {
     registry.register_json("command", run_command_task);
     registry.register_json("script", run_script_task);
+    // A script is compiled when the worker starts, not when its first task arrives (an
+    // error is kept and reported by that task, as before).
+    registry.on_worker_start(|tc| {
+        let _ = prepared(tc);
+    });
 }
 
 fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
