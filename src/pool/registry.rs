@@ -516,6 +516,9 @@ fn shown(t: &str) -> &str {
     if t.is_empty() { "JSON" } else { t }
 }
 
+/// A function run by every worker at its start ([`Registry::on_worker_start`]).
+type StartHook = Arc<dyn Fn(&TaskContext) + Send + Sync>;
+
 /// Named task functions a worker can run.
 ///
 /// Each function is callable two ways: with its argument encoded compactly (postcard;
@@ -525,7 +528,7 @@ fn shown(t: &str) -> &str {
 pub struct Registry {
     entries: HashMap<String, Entry>,
     /// Run by every worker once it has its context, before its first task.
-    on_start: Vec<Arc<dyn Fn(&TaskContext) + Send + Sync>>,
+    on_start: Vec<StartHook>,
 }
 
 impl Registry {
