@@ -70,13 +70,13 @@ pub fn kill_group(pgid: i32, signal: i32) {
 
 /// Wait (at most `timeout`, then SIGKILL it and wait again) until our child has exited,
 /// without reaping it: its pid, which may also be its process group's id, stays ours.
-pub fn wait_exit(child: &Child, pidfd: Option<&OwnedFd>, timeout: Duration) {
+pub fn wait_exit(pid: u32, pidfd: Option<&OwnedFd>, timeout: Duration) {
     let dead = || match pidfd {
         Some(fd) => exited(fd, timeout),
         None => {
             let deadline = Instant::now() + timeout;
             loop {
-                if has_exited(child.id()) {
+                if has_exited(pid) {
                     break true;
                 }
                 if Instant::now() >= deadline {
@@ -87,7 +87,7 @@ pub fn wait_exit(child: &Child, pidfd: Option<&OwnedFd>, timeout: Duration) {
         }
     };
     if !dead() {
-        kill_process(child.id(), libc::SIGKILL);
+        kill_process(pid, libc::SIGKILL);
         dead();
     }
 }
@@ -319,6 +319,10 @@ extern "C" fn kill_own_group(_: libc::c_int) {
 /// Both are killed before either is waited for, so their exits overlap, and each wait
 /// wakes the moment the process is gone (on its pidfd) rather than on a sleep's tick.
 pub fn end_group_leader(pid: i32) {
+    if pid <= 0 {
+        // Not a leader of ours (`waitpid(0, ...)` would reap any child of our group).
+        return;
+    }
     kill_group(pid, libc::SIGKILL);
     // Its guard: no longer needed (the group is gone), ended and reaped.
     let guard = {
@@ -392,7 +396,7 @@ mod tests {
     fn a_child_is_seen_to_exit_then_reaped_with_its_status() {
         let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
         let fd = pidfd_open(child.id());
-        wait_exit(&child, fd.as_ref(), Duration::from_secs(5));
+        wait_exit(child.id(), fd.as_ref(), Duration::from_secs(5));
         assert!(has_exited(child.id()), "exited, and still waitable");
         let (status, usage) = reap_with_usage(&mut child);
         assert_eq!(status.and_then(|s| s.code()), Some(3));

@@ -75,6 +75,9 @@ fn registry() -> Registry {
     });
     r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
     r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
+    r.register_with_context("has_group", |tc: &TaskContext, (): ()| {
+        Ok::<_, TaskError>(tc.command_group().is_some())
+    });
     r.register("square_u64", |x: u64| Ok::<_, TaskError>(x * x));
     r.register("sqr", |(x,): (u64,)| Ok::<_, TaskError>(x * x));
     r.register("point", |(): ()| Ok::<_, TaskError>(Point { x: 1, y: 2 }));
@@ -638,6 +641,18 @@ fn context_and_cache() {
     }
 }
 
+/// A worker has a command group unless the pool is built without them; then a command
+/// a task starts gets a group of its own (`command_group()` is `None`).
+fn command_groups_can_be_turned_off() {
+    for kind in [WorkerKind::Processes, WorkerKind::Threads] {
+        for on in [true, false] {
+            let p = pool(1).worker_kind(kind).command_groups(on).build().unwrap();
+            let has: bool = p.apply("has_group", ()).unwrap();
+            assert_eq!(has, on, "{kind:?}, command_groups({on})");
+        }
+    }
+}
+
 fn stream_all_items_bounded() {
     let p = pool(2).stream_capacity(64).build().unwrap();
     let pulled = Arc::new(AtomicUsize::new(0));
@@ -1166,6 +1181,7 @@ fn main() {
         ("recycling_after_max_tasks", recycling_after_max_tasks),
         ("threads_backend_parity", threads_backend_parity),
         ("context_and_cache", context_and_cache),
+        ("command_groups_can_be_turned_off", command_groups_can_be_turned_off),
         ("stream_all_items_bounded", stream_all_items_bounded),
         ("stream_cancel", stream_cancel),
         ("stream_stop_submitting", stream_stop_submitting),

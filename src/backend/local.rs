@@ -69,6 +69,9 @@ fn pool_for(registry: &Registry, job: &Job, workers: usize) -> Result<Pool, Back
         .context(context)
         // Stdout carries the records; whatever a task prints there goes to stderr.
         .worker_stdout_to_stderr(true)
+        // A script cannot start a process (Rhai has no such function): its workers need
+        // no command group.
+        .command_groups(!matches!(job.task, TaskTemplate::Script(_)))
         .registry(registry.clone())
         .worker_kind(match job.backend {
             model::Backend::Threads => pool::WorkerKind::Threads,

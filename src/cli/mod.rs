@@ -91,6 +91,10 @@ pub fn main_with(registry: Registry) -> ExitCode {
         }
     };
     diag::set_color(cli.color);
+    if matches!(cli.command, Command::Run(_) | Command::Exec(_) | Command::Watch(_)) {
+        // Before any thread starts: workers are then forked from it, not exec'd.
+        crate::pool::zygote::start(&registry);
+    }
     let code = match cli.command {
         Command::Run(args) => run::run(args, &registry),
         Command::Check(args) => check::run(args, &registry),

@@ -12,7 +12,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -26,6 +26,7 @@ use super::protocol::{
 };
 use super::registry::TaskContext;
 use super::result::WorkerExit;
+use super::zygote::{self, Zygote};
 use super::{Config, PoolError};
 use crate::process;
 
@@ -41,13 +42,14 @@ pub(crate) enum ThreadMsg {
 /// One worker as the dispatcher holds it.
 pub(crate) enum Handle {
     Process {
-        child: Child,
+        child: Proc,
         /// A pidfd of the child (opened before anyone could reap it), to learn that it
         /// exited without `wait4`, whose global lock is slow to get while processes
         /// exit; `None` on kernels without pidfds.
         pidfd: Option<OwnedFd>,
         /// The process group the worker's commands join: its leader is a child of this
-        /// process (see [`process::command_group_leader`]), ended after the worker.
+        /// process (see [`process::command_group_leader`]), ended after the worker; 0
+        /// when the pool makes none (`Config::command_groups`).
         group: i32,
         server: String,
         tx: Option<IpcSender<ToWorker>>,
@@ -70,7 +72,58 @@ pub(crate) struct Launch {
     pub wid: u64,
     server: String,
     #[allow(clippy::type_complexity)]
-    child: Receiver<Result<(Child, Option<OwnedFd>, i32), String>>,
+    child: Receiver<Result<(Proc, Option<OwnedFd>, i32), String>>,
+}
+
+/// A worker process: `exec`'d by this process (a [`Child`]), or forked by the zygote (a
+/// child of the zygote, which reaps it when asked; see [`zygote`]).
+pub(crate) enum Proc {
+    Spawned(Child),
+    Forked { pid: u32, zygote: &'static Zygote },
+}
+
+impl Proc {
+    fn id(&self) -> u32 {
+        match self {
+            Proc::Spawned(c) => c.id(),
+            Proc::Forked { pid, .. } => *pid,
+        }
+    }
+
+    /// SIGKILL it (a forked worker, unreaped until [`Proc::reap`], keeps its pid).
+    fn kill(&mut self) {
+        match self {
+            Proc::Spawned(c) => {
+                let _ = c.kill();
+            }
+            Proc::Forked { pid, .. } => process::kill_process(*pid, libc::SIGKILL),
+        }
+    }
+
+    /// Whether it exited (a forked worker always has a pidfd: see `launch_process`).
+    fn has_exited(&mut self, pidfd: Option<&OwnedFd>) -> bool {
+        match (self, pidfd) {
+            (_, Some(fd)) => process::exited(fd, Duration::ZERO),
+            (Proc::Spawned(c), None) => !matches!(c.try_wait(), Ok(None)),
+            (Proc::Forked { .. }, None) => false,
+        }
+    }
+
+    /// Reap it, giving it at most `timeout` to exit before it is SIGKILLed.
+    fn reap(&mut self, pidfd: Option<&OwnedFd>, timeout: Duration) -> Option<ExitStatus> {
+        match self {
+            Proc::Spawned(c) => process::reap_within(c, pidfd, timeout),
+            Proc::Forked { pid, zygote } => {
+                if let Some(fd) = pidfd
+                    && !process::exited(fd, timeout)
+                {
+                    process::kill_process(*pid, libc::SIGKILL);
+                    process::exited(fd, timeout);
+                }
+                zygote.reap(*pid, timeout)
+            }
+        }
+    }
 }
 
 /// Create the handshake socket and the reader thread that spawns the worker.
@@ -96,27 +149,37 @@ pub(crate) fn launch_process(
     }
     let program = cfg.program.display().to_string();
     let (ctx, crx) = mpsc::channel();
+    let name2 = name.clone();
     let ev = ev.clone();
     let cfg = cfg.clone();
     std::thread::Builder::new()
         .name(format!("jobpool-reader-{index}"))
         .spawn(move || {
+            let name = name2;
             // The worker first, then its command group's leader, while the worker is
             // still loading: the worker starts no command before its `Init`, which is
             // sent after `collect` has the group.
-            let mut child = match cmd.spawn() {
-                Ok(child) => child,
-                Err(e) => {
-                    let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
-                    return;
-                }
+            let forked = zygote::for_program(&cfg.program)
+                .and_then(|z| fork_worker(z, &name, cfg.stdout_to_stderr));
+            let (mut child, pidfd) = match forked {
+                Some(forked) => forked,
+                None => match cmd.spawn() {
+                    Ok(child) => {
+                        let pidfd = process::pidfd_open(child.id());
+                        (Proc::Spawned(child), pidfd)
+                    }
+                    Err(e) => {
+                        let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
+                        return;
+                    }
+                },
             };
-            let pidfd = process::pidfd_open(child.id());
-            let group = match process::command_group_leader() {
+            let leader = if cfg.command_groups { process::command_group_leader() } else { Ok(0) };
+            let group = match leader {
                 Ok(g) => g,
                 Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    child.kill();
+                    child.reap(pidfd.as_ref(), EXIT_WAIT);
                     let _ = ctx.send(Err(format!("cannot create a process group: {e}")));
                     return;
                 }
@@ -128,6 +191,26 @@ pub(crate) fn launch_process(
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
     Ok(Launch { index, wid, server: name, child: crx })
+}
+
+/// A worker forked by the zygote, with its pidfd; `None` (start it with `exec`) when the
+/// zygote cannot make one.
+fn fork_worker(
+    z: &'static Zygote,
+    server: &str,
+    stdout_to_stderr: bool,
+) -> Option<(Proc, Option<OwnedFd>)> {
+    let pid = z.spawn(server, stdout_to_stderr).ok()?;
+    let mut child = Proc::Forked { pid, zygote: z };
+    // Without a pidfd the pool could not tell when a worker that is not its child exits.
+    match process::pidfd_open(pid) {
+        Some(fd) => Some((child, Some(fd))),
+        None => {
+            child.kill();
+            z.reap(pid, EXIT_WAIT);
+            None
+        }
+    }
 }
 
 impl Launch {
@@ -154,7 +237,7 @@ pub(crate) fn spawn_thread(
 ) -> Result<(Handle, Slot), PoolError> {
     let cfg = cfg.clone();
     let slot = Slot::local();
-    let group = process::command_group_leader().ok();
+    let group = if cfg.command_groups { process::command_group_leader().ok() } else { None };
     if let Some(g) = group {
         slot.set_group(g);
     }
@@ -232,10 +315,7 @@ impl Handle {
     /// Whether a starting process worker already died.
     pub(crate) fn died_starting(&mut self) -> bool {
         match self {
-            Handle::Process { child, pidfd, .. } => match pidfd {
-                Some(fd) => process::exited(fd, Duration::ZERO),
-                None => !matches!(child.try_wait(), Ok(None)),
-            },
+            Handle::Process { child, pidfd, .. } => child.has_exited(pidfd.as_ref()),
             Handle::Thread { .. } => false,
         }
     }
@@ -244,7 +324,7 @@ impl Handle {
     /// `accept()`, which then reports `StartFailed`.
     pub(crate) fn abort_start(&mut self) {
         if let Handle::Process { child, server, .. } = self {
-            let _ = child.kill();
+            child.kill();
             let _ = IpcSender::<FromWorker>::connect(server.clone());
         }
     }
@@ -305,13 +385,15 @@ impl Handle {
         let Handle::Process { child, pidfd, group, .. } = self else {
             return ("the worker thread stopped".into(), None);
         };
-        process::wait_exit(child, pidfd.as_ref(), EXIT_WAIT);
+        process::wait_exit(child.id(), pidfd.as_ref(), EXIT_WAIT);
         process::kill_group(child.id() as i32, libc::SIGKILL);
         process::kill_group(*group, libc::SIGKILL);
         // The process group the worker registered.
         process::kill_group(slot.pgid(), libc::SIGKILL);
-        let status = process::reap_within(child, pidfd.as_ref(), EXIT_WAIT);
-        process::end_group_leader(*group);
+        let status = child.reap(pidfd.as_ref(), EXIT_WAIT);
+        if *group > 0 {
+            process::end_group_leader(*group);
+        }
         describe_exit(status)
     }
 }

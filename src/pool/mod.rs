@@ -39,6 +39,7 @@ pub mod result;
 mod retry;
 pub mod stream;
 pub mod worker;
+pub mod zygote;
 
 use delivery::Reply;
 use dispatcher::{Event, Item, MAX_AUTO_CHUNK, Parcel};
@@ -86,6 +87,7 @@ pub(crate) struct Config {
     pub program: PathBuf,
     pub stream_capacity: usize,
     pub stdout_to_stderr: bool,
+    pub command_groups: bool,
 }
 
 /// Configures a [`Pool`]; from [`Pool::builder`].
@@ -104,6 +106,7 @@ pub struct PoolBuilder {
     program: Option<PathBuf>,
     stream_capacity: usize,
     stdout_to_stderr: bool,
+    command_groups: bool,
 }
 
 impl PoolBuilder {
@@ -202,6 +205,17 @@ impl PoolBuilder {
         self
     }
 
+    /// Give each worker a command group (default: on): a process group, made before the
+    /// worker runs anything, that the commands its tasks start join
+    /// ([`TaskContext::command_group`]), so the pool kills them with their task and
+    /// nothing outlives the pool. It costs two small processes per worker. Turn it off
+    /// for task functions that never start a process; a task that does start one then
+    /// gets a group of its own, tracked while it runs, as on thread workers.
+    pub fn command_groups(mut self, yes: bool) -> Self {
+        self.command_groups = yes;
+        self
+    }
+
     /// Start the workers; returns when all finished their handshake. A worker that
     /// dies or fails before is an error, never a hang.
     ///
@@ -251,6 +265,7 @@ impl PoolBuilder {
             program,
             stream_capacity: self.stream_capacity,
             stdout_to_stderr: self.stdout_to_stderr,
+            command_groups: self.command_groups,
         });
         let (tx, thread) = dispatcher::start(cfg.clone())?;
         Ok(Pool {
@@ -311,6 +326,7 @@ impl Pool {
             program: None,
             stream_capacity: 4096,
             stdout_to_stderr: false,
+            command_groups: true,
         }
     }
 

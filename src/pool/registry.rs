@@ -519,6 +519,9 @@ fn shown(t: &str) -> &str {
 /// A function run by every worker at its start ([`Registry::on_worker_start`]).
 type StartHook = Arc<dyn Fn(&TaskContext) + Send + Sync>;
 
+/// A function run once by the worker zygote ([`Registry::on_zygote_start`]).
+type ZygoteHook = Arc<dyn Fn() + Send + Sync>;
+
 /// Named task functions a worker can run.
 ///
 /// Each function is callable two ways: with its argument encoded compactly (postcard;
@@ -529,6 +532,8 @@ pub struct Registry {
     entries: HashMap<String, Entry>,
     /// Run by every worker once it has its context, before its first task.
     on_start: Vec<StartHook>,
+    /// Run once by the worker zygote, before it forks workers.
+    on_zygote: Vec<ZygoteHook>,
 }
 
 impl Registry {
@@ -543,6 +548,22 @@ impl Registry {
     pub(crate) fn worker_started(&self, ctx: &TaskContext) {
         for f in &self.on_start {
             f(ctx);
+        }
+    }
+
+    /// Run `f` once in the worker zygote (see [`zygote`](super::zygote)), right after it
+    /// is forked and before it forks any worker: to build what every worker of any job
+    /// would build first (a shared library of functions), so that each forked worker
+    /// starts with it in its memory. Workers started with `exec` (no zygote) build it
+    /// themselves as before, so `f` must only warm a cache, never be needed.
+    pub fn on_zygote_start(&mut self, f: impl Fn() + Send + Sync + 'static) {
+        self.on_zygote.push(Arc::new(f));
+    }
+
+    /// Run the [`Registry::on_zygote_start`] functions (the zygote's start).
+    pub(crate) fn zygote_started(&self) {
+        for f in &self.on_zygote {
+            f();
         }
     }
 }

@@ -44,8 +44,18 @@ pub fn run_if_worker(registry: &Registry) {
         eprintln!("jobpool worker: missing server name");
         std::process::exit(EXIT_WORKER_FAILED);
     };
+    serve_and_exit(registry, name, None)
+}
+
+/// A worker forked by the zygote (`super::zygote`), whose parent is `zygote`: serve as
+/// an exec'd worker does, then exit.
+pub(crate) fn serve_forked(registry: &Registry, name: String, zygote: i32) -> ! {
+    serve_and_exit(registry, name, Some(zygote))
+}
+
+fn serve_and_exit(registry: &Registry, name: String, parent: Option<i32>) -> ! {
     SERVING.store(true, Ordering::SeqCst);
-    let code = match serve(registry, name) {
+    let code = match serve(registry, name, parent) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("jobpool worker: {e}");
@@ -75,7 +85,9 @@ pub(crate) fn refuse_if_unhooked() {
     std::process::exit(EXIT_WORKER_FAILED);
 }
 
-fn serve(registry: &Registry, name: String) -> Result<(), String> {
+/// `parent`: the parent a forked worker must still have (an exec'd worker only checks
+/// that it was not orphaned).
+fn serve(registry: &Registry, name: String, parent: Option<i32>) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
         .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
@@ -83,7 +95,9 @@ fn serve(registry: &Registry, name: String) -> Result<(), String> {
     // sends us SIGTERM, which stops the running task like a TERM from the pool does.
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
-    if unsafe { libc::getppid() } == 1 {
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    if ppid == 1 || parent.is_some_and(|p| p != ppid) {
         return Ok(()); // the parent died before we could ask
     }
     let to_parent: IpcSender<FromWorker> =

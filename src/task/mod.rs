@@ -143,6 +143,8 @@ pub fn register_builtins(registry: &mut Registry) {
     registry.on_worker_start(|tc| {
         let _ = prepared(tc);
     });
+    // Rhai's standard library, built once in the zygote, is in every forked worker.
+    registry.on_zygote_start(script::warm_up);
 }
 
 fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {

@@ -67,12 +67,21 @@ pub fn marked(mark: &str) -> Vec<Proc> {
         .collect()
 }
 
-/// The `__jobpool-worker` children of `parent`, by pid.
+/// Whether `p` is a worker of the jobpool `parent`: its `__jobpool-worker` child
+/// (exec'd), or a child of its `__jobpool-zygote` child (forked); `all` is every process.
+fn is_worker_of(p: &Proc, parent: i32, all: &[Proc]) -> bool {
+    let arg1 = |p: &Proc, a: &str| p.cmdline.get(1).is_some_and(|x| x == a);
+    arg1(p, "__jobpool-worker")
+        && (p.ppid == parent
+            || all
+                .iter()
+                .any(|z| z.pid == p.ppid && z.ppid == parent && arg1(z, "__jobpool-zygote")))
+}
+
+/// The workers of `parent` (see `is_worker_of`), by pid.
 pub fn workers(parent: i32, mark: &str) -> Vec<Proc> {
-    let mut w: Vec<Proc> = marked(mark)
-        .into_iter()
-        .filter(|p| p.ppid == parent && p.cmdline.get(1).is_some_and(|a| a == "__jobpool-worker"))
-        .collect();
+    let all = marked(mark);
+    let mut w: Vec<Proc> = all.iter().filter(|p| is_worker_of(p, parent, &all)).cloned().collect();
     w.sort_by_key(|p| p.pid);
     w
 }
@@ -80,11 +89,8 @@ pub fn workers(parent: i32, mark: &str) -> Vec<Proc> {
 /// Task processes (the `sh -c SCRIPT sh i b s` a worker started) and their index `i`.
 pub fn tasks(parent: i32, mark: &str) -> Vec<(Proc, usize)> {
     let all = marked(mark);
-    let worker_pids: Vec<i32> = all
-        .iter()
-        .filter(|p| p.ppid == parent && p.cmdline.get(1).is_some_and(|a| a == "__jobpool-worker"))
-        .map(|p| p.pid)
-        .collect();
+    let worker_pids: Vec<i32> =
+        all.iter().filter(|p| is_worker_of(p, parent, &all)).map(|p| p.pid).collect();
     let mut t: Vec<(Proc, usize)> = all
         .into_iter()
         .filter(|p| worker_pids.contains(&p.ppid) && p.cmdline.first().is_some_and(|a| a == "sh"))

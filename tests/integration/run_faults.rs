@@ -1301,8 +1301,16 @@ format = "jsonl"
     }
 }
 
-/// Pids of the `__jobpool-worker` children of `parent`.
+/// Pids of the workers of the jobpool `parent`: its `__jobpool-worker` children (exec'd)
+/// and those of its `__jobpool-zygote` child (forked).
 fn worker_children(parent: u32) -> Vec<i32> {
+    let mut parents = vec![parent as i32];
+    parents.extend(children_named(parent as i32, "__jobpool-zygote"));
+    parents.into_iter().flat_map(|p| children_named(p, "__jobpool-worker")).collect()
+}
+
+/// Pids of the children of `parent` whose command line contains `needle`.
+fn children_named(parent: i32, needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
@@ -1312,7 +1320,7 @@ fn worker_children(parent: u32) -> Vec<i32> {
             continue;
         }
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("__jobpool-worker") {
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
             out.push(pid);
         }
     }
@@ -1588,4 +1596,49 @@ fn a_journal_that_cannot_be_written_fails_the_run_even_at_the_last_write() {
     assert!(stderr(&out).contains("cannot write the journal"), "{}", stderr(&out));
     // Every record reached stdout all the same (the sinks are not the journal).
     assert_eq!(stdout(&out).lines().count(), 1, "{}", stderr(&out));
+}
+
+/// Workers of `jobpool run` are forked by its zygote, a one-thread copy of jobpool made
+/// before any thread starts, and named like exec'd workers (`jobpool __jobpool-worker`,
+/// comm `jobpool-worker`) for `ps` and tools; a SIGKILLed jobpool takes its zygote and
+/// every worker with it. A script job's workers have no command group: the zygote
+/// (jobpool's only other child) is all there is besides them.
+#[test]
+fn workers_are_forked_by_the_zygote_and_die_with_jobpool() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = "sleep(30.0); i"
+[args]
+i = [0, 1]
+"#,
+    );
+    let mut child = job.spawn(&[]);
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let workers = loop {
+        let w = worker_children(pid);
+        if w.len() == 2 || Instant::now() > deadline {
+            break w;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(workers.len(), 2, "two workers");
+    let zygotes = children_named(pid as i32, "__jobpool-zygote");
+    assert_eq!(zygotes.len(), 1, "one zygote");
+    for &w in &workers {
+        let stat = fs::read_to_string(format!("/proc/{w}/stat")).unwrap();
+        let ppid: i32 =
+            stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(ppid, zygotes[0], "worker {w} is the zygote's child");
+        assert_eq!(fs::read_to_string(format!("/proc/{w}/comm")).unwrap().trim(), "jobpool-worker");
+    }
+    assert_eq!(children_named(pid as i32, "").len(), 1, "no command group for a script job");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut all = workers.clone();
+    all.extend(&zygotes);
+    assert_eq!(survivors(&all), Vec::<i32>::new(), "zygote and workers outlived jobpool");
 }

@@ -1,0 +1,259 @@
+//! The worker zygote: a copy of this program, forked while it was still one thread, that
+//! forks process workers on request instead of `exec`ing the program again.
+//!
+//! Owns: starting the zygote ([`start`], called by the command line before it starts any
+//! thread), its request loop (fork a worker; reap one), and the parent's side of it
+//! ([`Zygote::spawn`], [`Zygote::reap`]).
+//! Must not: decide when a worker starts or ends (the pool's handle and dispatcher do),
+//! or run anything but the worker's own code in a forked worker.
+//!
+//! Why: a fresh `exec` of this program costs about 1.6 ms here (the loader, relocations,
+//! the C library's start-up, `cpuid` exits of the virtual machine), and a pool's workers
+//! start in series on two cores. A fork of a small one-thread process costs about
+//! 0.1 ms, and the worker it makes runs exactly the code an exec'd worker runs
+//! ([`worker::serve_forked`](super::worker)), with the same registry.
+//!
+//! Why a zygote and not a fork of the pool's own process: the pool runs threads, and a
+//! fork of a process with threads may copy a lock another thread holds (the allocator's,
+//! stdout's, the environment's). The zygote is forked before any thread exists and stays
+//! one thread, so each of its forks is an ordinary single-threaded fork.
+//!
+//! Lifetime: the zygote dies with this process (its parent-death signal, and end of file
+//! on its socket), and every worker it forked dies with it (theirs). A worker is a child
+//! of the zygote, which reaps it only when the pool asks ([`Zygote::reap`]), after the
+//! pool has seen it exit on its pidfd: until then the worker's pid (and process group id)
+//! stays reserved, as an unreaped child of the pool's own process would.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::Registry;
+
+/// Request codes on the zygote's socket.
+const SPAWN: u8 = 1;
+const REAP: u8 = 2;
+/// Flag of a spawn request: the worker's stdout goes to stderr.
+const STDOUT_TO_STDERR: u8 = 1;
+
+/// The parent's handle on its zygote.
+pub(crate) struct Zygote {
+    /// The program the zygote is a copy of: only pools that start this program use it.
+    exe: PathBuf,
+    sock: Mutex<UnixStream>,
+}
+
+static ZYGOTE: OnceLock<Zygote> = OnceLock::new();
+
+/// Fork the zygote, if this process is still one thread (else do nothing: workers are
+/// then `exec`'d as before). Call it early in `main`, before anything starts a thread,
+/// with the registry a worker of this program serves; at most one zygote is started.
+pub fn start(registry: &Registry) {
+    if ZYGOTE.get().is_some() || !single_threaded() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok((ours, theirs)) = UnixStream::pair() else { return };
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: this process has one thread (checked above), so the child is a complete
+    // copy of it: no lock can be held by a thread that does not exist there.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return;
+    }
+    if pid == 0 {
+        drop(ours);
+        zygote_main(theirs, registry, parent);
+    }
+    drop(theirs);
+    // SAFETY: setpgid on our own child (as it does itself; whichever runs first makes the
+    // group): out of the terminal's process group, so a Ctrl-C for jobpool does not kill
+    // it, as exec'd workers are.
+    unsafe { libc::setpgid(pid, pid) };
+    let _ = ZYGOTE.set(Zygote { exe, sock: Mutex::new(ours) });
+}
+
+/// The zygote of this process, when it has one and `program` is what it is a copy of.
+pub(crate) fn for_program(program: &std::path::Path) -> Option<&'static Zygote> {
+    ZYGOTE.get().filter(|z| z.exe == program)
+}
+
+/// Whether this process has exactly one thread (`/proc/self/stat`, field 20).
+fn single_threaded() -> bool {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return false };
+    // The command name (field 2) is in parentheses and may hold spaces: count from the
+    // last `)`. Field 3 is the first after it; the thread count is field 20.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
+    rest.split_whitespace().nth(17) == Some("1")
+}
+
+impl Zygote {
+    /// Fork a worker that connects to the pool's handshake socket `server`; its pid.
+    pub(crate) fn spawn(&self, server: &str, stdout_to_stderr: bool) -> io::Result<u32> {
+        let name = server.as_bytes();
+        let len = u16::try_from(name.len()).map_err(|_| io::Error::other("name too long"))?;
+        let mut req = Vec::with_capacity(4 + name.len());
+        req.push(SPAWN);
+        req.push(if stdout_to_stderr { STDOUT_TO_STDERR } else { 0 });
+        req.extend_from_slice(&len.to_le_bytes());
+        req.extend_from_slice(name);
+        let reply = self.ask(&req)?;
+        match reply[0] {
+            pid if pid > 0 => Ok(pid as u32),
+            err => Err(io::Error::from_raw_os_error(-err)),
+        }
+    }
+
+    /// Reap a worker this zygote forked, which has exited (the caller saw it on its
+    /// pidfd, or killed it); its exit status. Waits at most `timeout` for it to become
+    /// reapable; `None` when its status cannot be had.
+    pub(crate) fn reap(&self, pid: u32, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut req = [0u8; 8];
+        req[0] = REAP;
+        req[4..].copy_from_slice(&(pid as i32).to_le_bytes());
+        loop {
+            let reply = self.ask(&req).ok()?;
+            match reply[0] {
+                r if r == pid as i32 => return Some(ExitStatus::from_raw(reply[1])),
+                0 if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// One request, one reply of two `i32`s.
+    fn ask(&self, req: &[u8]) -> io::Result<[i32; 2]> {
+        let mut sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        sock.write_all(req)?;
+        let mut buf = [0u8; 8];
+        sock.read_exact(&mut buf)?;
+        let word = |i: usize| i32::from_le_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
+        Ok([word(0), word(4)])
+    }
+}
+
+/// The zygote's life: serve requests until the parent is gone, then exit.
+fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
+    // SAFETY: prctl, getppid, setpgid and _exit only concern this process.
+    unsafe {
+        libc::setpgid(0, 0);
+        // Die with the parent, even a SIGKILLed one; the workers die with us (theirs).
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
+    }
+    name_process(c"jobpool-zygote", &["jobpool", "__jobpool-zygote"]);
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    // While the parent is still loading the job: what every worker builds first.
+    registry.zygote_started();
+    loop {
+        let mut head = [0u8; 4];
+        if sock.read_exact(&mut head).is_err() {
+            // The parent closed its end: it is exiting. Workers still running get their
+            // parent-death signal when we go.
+            // SAFETY: _exit ends this process without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        let reply: [i32; 2] = match head[0] {
+            SPAWN => {
+                let len = u16::from_le_bytes([head[2], head[3]]) as usize;
+                let mut name = vec![0u8; len];
+                if sock.read_exact(&mut name).is_err() {
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(0) };
+                }
+                let name = String::from_utf8_lossy(&name).into_owned();
+                // SAFETY: this process has one thread.
+                match unsafe { libc::fork() } {
+                    -1 => [-io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN), 0],
+                    0 => {
+                        worker_main(sock.as_raw_fd(), registry, name, head[1], me);
+                    }
+                    pid => {
+                        // SAFETY: setpgid on our own child, which has not exec'd.
+                        unsafe { libc::setpgid(pid, pid) };
+                        [pid, 0]
+                    }
+                }
+            }
+            REAP => {
+                let mut rest = [0u8; 4];
+                if sock.read_exact(&mut rest).is_err() {
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(0) };
+                }
+                let pid = i32::from_le_bytes(rest);
+                let mut status = 0;
+                // SAFETY: waitpid on a child of ours, with a valid out-pointer.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                [r, status]
+            }
+            // SAFETY: as above (a request this program never sends).
+            _ => unsafe { libc::_exit(70) },
+        };
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&reply[0].to_le_bytes());
+        out[4..].copy_from_slice(&reply[1].to_le_bytes());
+        if sock.write_all(&out).is_err() {
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+/// A forked worker: set up as an exec'd worker would be (its own process group, stdin
+/// from `/dev/null`, stdout where the pool wants it, no zygote socket), then serve.
+fn worker_main(zygote_sock: i32, registry: &Registry, name: String, flags: u8, zygote: i32) -> ! {
+    // SAFETY: close, setpgid, open and dup2 only concern this process's descriptors.
+    unsafe {
+        libc::close(zygote_sock);
+        libc::setpgid(0, 0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null > 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+        if flags & STDOUT_TO_STDERR != 0 {
+            libc::dup2(2, 1);
+        }
+    }
+    name_process(c"jobpool-worker", &["jobpool", super::protocol::WORKER_ARG]);
+    super::worker::serve_forked(registry, name, zygote)
+}
+
+/// Name this forked process as an exec'd one would be named, for `ps`, `top` and tools
+/// that look for workers: its `comm` (`/proc/self/comm`, 15 bytes at most) and, where the
+/// original command line is long enough to hold them, its arguments
+/// (`/proc/self/cmdline`), overwritten in place as `setproctitle` does.
+fn name_process(comm: &std::ffi::CStr, args: &[&str]) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of ours.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
+    let Some((start, end)) = arg_area() else { return };
+    let mut text: Vec<u8> = args.join("\0").into_bytes();
+    text.push(0);
+    let Some(len) = end.checked_sub(start).filter(|&len| len >= text.len()) else { return };
+    text.resize(len, 0);
+    // SAFETY: [start, end) is this process's argument strings (the kernel's `arg_start`
+    // and `arg_end`), writable memory on the initial stack that only the strings use;
+    // nothing in a forked worker reads them back but `/proc`.
+    unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), start as *mut u8, len) };
+}
+
+/// Where this process's argument strings are (fields 48 and 49 of `/proc/self/stat`).
+fn arg_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(48 - 3);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (start > 0 && end > start).then_some((start, end))
+}
