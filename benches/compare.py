@@ -10,14 +10,16 @@ Groups (ONLY=, comma-separated): library, script, command, startup, tutorial, sc
 
 How it measures: every command of a workload runs once per round, the order rotating
 from round to round (so a burst of load from elsewhere hits every tool alike), after
-one warm-up round; RUNS rounds. Each command runs under `/usr/bin/time -f %M` (no
-shell): its wall time is taken here around the whole launch (so GNU time's own ~1 ms
-start is in every figure alike; the "launch floor" row shows it), and its peak memory
-is what GNU time prints: the largest resident set of the process or of any descendant
-it waited for (not a sum over the workers). Ratios are jobpool's median cost / the peer's median cost (below 1: jobpool
-is faster); a spread is min-max over the rounds.
+one warm-up round; RUNS rounds. Each command is started directly (no shell, no wrapper):
+its wall time is taken here around the whole launch (Python's own fork and exec of it
+included, for every tool alike; the "launch floor" row shows that cost), and its CPU
+time and peak memory come from `wait4`'s rusage: the process and every descendant it
+waited for; the peak is the largest resident set of any one of them, what GNU time's %M
+prints, not a sum over the workers. The start-up rows are also timed by hyperfine (`-N`,
+no shell) as a cross-check. Ratios are jobpool's median cost / the peer's median cost
+(below 1: jobpool is faster); a spread is min-max over the rounds.
 
-It installs what it lacks: GNU time and GNU parallel (apt-get), rust-parallel (`cargo install
+It installs what it lacks: hyperfine and GNU parallel (apt-get), rust-parallel (`cargo install
 --locked` into target/bench-tools, once, ~2 min; SKIP_RUST_PARALLEL=1 to skip), and it
 builds jobpool in release mode. Python is the real interpreter (sys.executable), never a
 version-manager shim, which adds ~0.1 s to every start.
@@ -26,6 +28,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -43,7 +46,6 @@ for g in ONLY:
         sys.exit(f"ONLY: unknown group `{g}`; use any of {', '.join(GROUPS)}")
 PY = sys.executable
 TOOLS = os.path.join(ROOT, "target", "bench-tools")
-TIME = "/usr/bin/time"
 
 
 def log(msg):
@@ -101,32 +103,30 @@ class Sample:
 
 
 def run_once(argv, stdin=None, cwd=None, pipe_to=None, env=None):
-    """Run argv (no shell) under `/usr/bin/time -f %M`: wall seconds (taken here, around
-    the whole launch), peak RSS in KiB, and stdout (unless it is piped to `pipe_to`)."""
-    with tempfile.NamedTemporaryFile("r", prefix="jobpool-compare-time-") as mem:
-        full = [TIME, "-f", "%M", "-o", mem.name, *argv]
-        stdin_f = open(stdin) if stdin else subprocess.DEVNULL
-        try:
-            t = time.perf_counter()
-            p = subprocess.Popen(full, stdin=stdin_f, stdout=subprocess.PIPE, cwd=cwd, env=env)
-            if pipe_to:
-                q = subprocess.Popen(pipe_to, stdin=p.stdout, stdout=subprocess.PIPE)
-                p.stdout.close()
-                out = q.communicate()[0]
-            else:
-                out = p.stdout.read()
-                p.stdout.close()
-            # wait4 on GNU time: its rusage covers the command and everything it waited for.
-            _, status, ru = os.wait4(p.pid, 0)
-            wall = time.perf_counter() - t
-            p.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            if stdin:
-                stdin_f.close()
-        if p.returncode != 0:
-            sys.exit(f"failed (exit {p.returncode}): {' '.join(argv)}")
-        rss = int(mem.read().strip().splitlines()[-1])
-    return Sample(wall, ru.ru_utime + ru.ru_stime, rss, out.decode())
+    """Run argv (no shell): wall seconds (taken here, around the whole launch), CPU
+    seconds and peak RSS in KiB (from `wait4`'s rusage: the process and every descendant
+    it waited for; the peak is the largest single process, as GNU time's %M), and stdout
+    (unless it is piped to `pipe_to`)."""
+    stdin_f = open(stdin) if stdin else subprocess.DEVNULL
+    try:
+        t = time.perf_counter()
+        p = subprocess.Popen(argv, stdin=stdin_f, stdout=subprocess.PIPE, cwd=cwd, env=env)
+        if pipe_to:
+            q = subprocess.Popen(pipe_to, stdin=p.stdout, stdout=subprocess.PIPE)
+            p.stdout.close()
+            out = q.communicate()[0]
+        else:
+            out = p.stdout.read()
+            p.stdout.close()
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t
+        p.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if stdin:
+            stdin_f.close()
+    if p.returncode != 0:
+        sys.exit(f"failed (exit {p.returncode}): {' '.join(argv)}")
+    return Sample(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, out.decode())
 
 
 def rounds(cmds):
@@ -298,10 +298,10 @@ def command(jp, work, floor, rust_parallel):
                / median_wall(res, "rust-parallel -j2"), "≤", 1.0, "×")
 
 
-def startup(jp, work):
+def startup(jp, work, hyperfine):
+    job = os.path.join(work, "jobs/one.toml")
     res = rounds({
-        "jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never",
-                                     os.path.join(work, "jobs/one.toml")]),
+        "jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never", job]),
         "python Pool(2) + apply_async": lambda: run_once([PY, os.path.join(HERE, "py/one.py")]),
         "launch floor (/bin/true)": lambda: run_once(["/bin/true"]),
     })
@@ -309,6 +309,19 @@ def startup(jp, work):
               ["python Pool(2) + apply_async", "launch floor (/bin/true)"])
     target("one-submission job: whole process", median_wall(res, "jobpool") * 1e3, "≤", 5,
            "ms")
+    if hyperfine:
+        # The same, timed by hyperfine (no shell), as a cross-check of the figures above.
+        out = os.path.join(work, "hyperfine.json")
+        subprocess.run(["hyperfine", "-N", "--style", "none", "--warmup", "5", "--runs",
+                        str(max(20, 10 * RUNS)), "--export-json", out,
+                        shlex.join([jp, "run", "-q", "--progress", "never", job]),
+                        shlex.join([PY, os.path.join(HERE, "py/one.py")])],
+                       check=True, stdout=subprocess.DEVNULL)
+        runs = [r["times"] for r in json.load(open(out))["results"]]
+        w = "one-submission job, whole process (hyperfine -N)"
+        a = add(w, "jobpool", runs[0], fmt_time)
+        add(w, "python Pool(2) + apply_async", runs[1], fmt_time,
+            ratio=a / statistics.median(runs[1]))
 
 
 def tutorial(jp, work):
@@ -392,8 +405,7 @@ def main():
     if RUNS < 1:
         sys.exit("RUNS must be at least 1")
     log(f"python: {PY}")
-    if not ensure_apt(TIME, "time"):
-        sys.exit("cannot install GNU time (Debian package `time`), which measures peak memory")
+    hyperfine = ensure_apt("hyperfine", "hyperfine") if "startup" in ONLY else False
     rust_parallel = None
     if "command" in ONLY:
         ensure_apt("parallel", "parallel")
@@ -424,7 +436,7 @@ def main():
             {"library": lambda: library(pool_bin),
              "script": lambda: script(jp, work),
              "command": lambda: command(jp, work, floor, rust_parallel),
-             "startup": lambda: startup(jp, work),
+             "startup": lambda: startup(jp, work, hyperfine),
              "tutorial": lambda: tutorial(jp, work),
              "scale": lambda: scale(jp, work)}[group]()
     finally:

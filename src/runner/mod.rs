@@ -20,6 +20,8 @@
 //!
 //! Threads: the backend's own, one forwarder per run (it blocks on the execution and
 //! joins it at the end), and the caller's, which runs every policy and the callback.
+//! Once the execution delivered its last record, the run finishes (`RunFinished`) while
+//! the forwarder joins the execution (its workers stop); the run returns after both.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -117,8 +119,9 @@ enum Internal {
     },
     /// [`Control::cancel`] was called: look at the reason.
     Cancel,
-    /// The execution is over and joined.
-    BackendDone,
+    /// The execution delivered its last event: every record is in. (It is joined, its
+    /// workers stopped and reaped, after that, while the run finishes.)
+    StreamEnded,
 }
 
 /// Steers one run from any thread: cancel it with a reason, or kill it. Cheap to clone.
@@ -381,8 +384,8 @@ impl<'b> Runner<'b> {
                         break;
                     }
                 }
+                let _ = tx.send(Internal::StreamEnded);
                 execution.join();
-                let _ = tx.send(Internal::BackendDone);
             })
         };
         drop(tx);
@@ -469,10 +472,12 @@ impl<'b> Runner<'b> {
                     run.emit(RunEvent::Waiting { queued, running, reason });
                 }
                 Internal::Cancel => run.announce(),
-                Internal::BackendDone => break,
+                Internal::StreamEnded => break,
             }
         }
-        let _ = forwarder.join();
+        // The workers stop while the run finishes (its last records, its summary, the
+        // front end's end of run: `run.json` made durable); joined before returning.
+        let forwarder = JoinOnDrop(Some(forwarder));
         control.detach();
         run.execution = None;
         run.announce();
@@ -530,7 +535,20 @@ impl<'b> Runner<'b> {
             front_end_error: run.front_end_error.take(),
         };
         run.emit(RunEvent::RunFinished(summary.clone()));
+        drop(forwarder);
         Ok(summary)
+    }
+}
+
+/// Joins its thread when dropped (also when a front end's handler panics), so that no
+/// run returns with its backend still stopping.
+struct JoinOnDrop(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
     }
 }
 
