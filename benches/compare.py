@@ -10,16 +10,17 @@ Groups (ONLY=, comma-separated): library, script, command, startup, tutorial, sc
 
 How it measures: every command of a workload runs once per round, the order rotating
 from round to round (so a burst of load from elsewhere hits every tool alike), after
-one warm-up round; RUNS rounds. Each command is started directly (no shell, no wrapper):
-its wall time is taken here around the whole launch (Python's own fork and exec of it
-included, for every tool alike; the "launch floor" row shows that cost), and its CPU
-time and peak memory come from `wait4`'s rusage: the process and every descendant it
-waited for; the peak is the largest resident set of any one of them, what GNU time's %M
-prints, not a sum over the workers. The start-up rows are also timed by hyperfine (`-N`,
-no shell) as a cross-check. Ratios are jobpool's median cost / the peer's median cost
+one warm-up round; RUNS rounds. The warm-up round runs each command under GNU time
+(`/usr/bin/time -f %M`) for its peak memory: the largest resident set of the process or
+of any descendant it waited for (not a sum over the workers). The timed rounds start
+each command directly (no shell, no wrapper): its wall time is taken here around the
+whole launch (Python's own fork and exec of it included, for every tool alike; the
+"launch floor" row shows that cost), its CPU time is `wait4`'s (the process and every
+descendant it waited for). The start-up rows are also timed by hyperfine (`-N`, no
+shell) as a cross-check. Ratios are jobpool's median cost / the peer's median cost
 (below 1: jobpool is faster); a spread is min-max over the rounds.
 
-It installs what it lacks: hyperfine and GNU parallel (apt-get), rust-parallel (`cargo install
+It installs what it lacks: GNU time, hyperfine and GNU parallel (apt-get), rust-parallel (`cargo install
 --locked` into target/bench-tools, once, ~2 min; SKIP_RUST_PARALLEL=1 to skip), and it
 builds jobpool in release mode. Python is the real interpreter (sys.executable), never a
 version-manager shim, which adds ~0.1 s to every start.
@@ -38,6 +39,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "benches", "compare")
+TIME = "/usr/bin/time"
 RUNS = int(os.environ.get("RUNS", "5"))
 GROUPS = ["library", "script", "command", "startup", "tutorial", "scale"]
 ONLY = [g for g in os.environ.get("ONLY", ",".join(GROUPS)).split(",") if g]
@@ -102,15 +104,25 @@ class Sample:
         self.wall, self.cpu, self.rss_kib, self.out = wall, cpu, rss_kib, out
 
 
+# How run_once measures peak memory: under GNU time (its %M), or not at all (wall and
+# CPU only, with nothing between this script and the command). `rounds` takes the
+# memory in its warm-up round and the times, unwrapped, in the timed rounds.
+WITH_GNU_TIME = True
+
+
 def run_once(argv, stdin=None, cwd=None, pipe_to=None, env=None):
     """Run argv (no shell): wall seconds (taken here, around the whole launch), CPU
-    seconds and peak RSS in KiB (from `wait4`'s rusage: the process and every descendant
-    it waited for; the peak is the largest single process, as GNU time's %M), and stdout
-    (unless it is piped to `pipe_to`)."""
+    seconds (`wait4`'s rusage: the process and every descendant it waited for), peak RSS
+    in KiB (GNU time's %M: the largest resident set of the process or of any descendant
+    it waited for; None when WITH_GNU_TIME is off), and stdout (unless it is piped to
+    `pipe_to`). (The rusage's own peak is useless here: a child forked from this Python
+    process starts with Python's resident set on its books.)"""
     stdin_f = open(stdin) if stdin else subprocess.DEVNULL
+    mem = tempfile.NamedTemporaryFile("r", prefix="jobpool-compare-time-") if WITH_GNU_TIME else None
+    full = [TIME, "-f", "%M", "-o", mem.name, *argv] if mem else argv
     try:
         t = time.perf_counter()
-        p = subprocess.Popen(argv, stdin=stdin_f, stdout=subprocess.PIPE, cwd=cwd, env=env)
+        p = subprocess.Popen(full, stdin=stdin_f, stdout=subprocess.PIPE, cwd=cwd, env=env)
         if pipe_to:
             q = subprocess.Popen(pipe_to, stdin=p.stdout, stdout=subprocess.PIPE)
             p.stdout.close()
@@ -121,25 +133,39 @@ def run_once(argv, stdin=None, cwd=None, pipe_to=None, env=None):
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t
         p.returncode = os.waitstatus_to_exitcode(status)
+        rss = int(mem.read().strip().splitlines()[-1]) if mem and p.returncode == 0 else None
     finally:
         if stdin:
             stdin_f.close()
+        if mem:
+            mem.close()
     if p.returncode != 0:
         sys.exit(f"failed (exit {p.returncode}): {' '.join(argv)}")
-    return Sample(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, out.decode())
+    return Sample(wall, ru.ru_utime + ru.ru_stime, rss, out.decode())
 
 
 def rounds(cmds):
-    """cmds: {label: callable() -> Sample}. One warm-up round, then RUNS rounds with a
-    rotating order. Returns {label: [Sample]}."""
+    """cmds: {label: callable() -> Sample}. One warm-up round (under GNU time, for the
+    peak memory), then RUNS rounds with a rotating order, each command started directly
+    (so GNU time's own start, about a millisecond, is in no time). Returns
+    {label: [Sample]}, each sample with the warm-up's peak memory."""
+    global WITH_GNU_TIME
     labels = list(cmds)
     res = {k: [] for k in labels}
-    for r in range(RUNS + 1):
-        k = r % len(labels)
-        for label in labels[k:] + labels[:k]:
-            s = cmds[label]()
-            if r > 0:
-                res[label].append(s)
+    peak = {}
+    try:
+        for r in range(RUNS + 1):
+            WITH_GNU_TIME = r == 0
+            k = r % len(labels)
+            for label in labels[k:] + labels[:k]:
+                s = cmds[label]()
+                if r == 0:
+                    peak[label] = s.rss_kib
+                else:
+                    s.rss_kib = peak[label]
+                    res[label].append(s)
+    finally:
+        WITH_GNU_TIME = True
     return res
 
 
@@ -405,6 +431,8 @@ def main():
     if RUNS < 1:
         sys.exit("RUNS must be at least 1")
     log(f"python: {PY}")
+    if not ensure_apt(TIME, "time"):
+        sys.exit("cannot install GNU time (Debian package `time`), which measures peak memory")
     hyperfine = ensure_apt("hyperfine", "hyperfine") if "startup" in ONLY else False
     rust_parallel = None
     if "command" in ONLY:
