@@ -3,7 +3,7 @@
 //!
 //! Owns: starting the zygote ([`start`], called by the command line before it starts any
 //! thread), its request loop (fork a worker; reap one), and the parent's side of it
-//! ([`Zygote::spawn`], [`Zygote::reap`]).
+//! (`Zygote::spawn`, `Zygote::reap`).
 //! Must not: decide when a worker starts or ends (the pool's handle and dispatcher do),
 //! or run anything but the worker's own code in a forked worker.
 //!
@@ -20,7 +20,7 @@
 //!
 //! Lifetime: the zygote dies with this process (its parent-death signal, and end of file
 //! on its socket), and every worker it forked dies with it (theirs). A worker is a child
-//! of the zygote, which reaps it only when the pool asks ([`Zygote::reap`]), after the
+//! of the zygote, which reaps it only when the pool asks (`Zygote::reap`), after the
 //! pool has seen it exit on its pidfd: until then the worker's pid (and process group id)
 //! stays reserved, as an unreaped child of the pool's own process would.
 
