@@ -135,6 +135,10 @@ impl Backend for LocalBackend {
         let stream = pool
             .run_stream(feed)
             .map_err(|e| BackendError::new(format!("cannot start the run: {e}")))?;
+        // This pool runs this stream only: closed now, its workers exit as soon as there
+        // is nothing left for them (the last tasks still running elsewhere), not all
+        // together at the end.
+        pool.close();
         let control = Arc::new(LocalControl { run: stream.control(), pool: pool.clone() });
         Ok(Box::new(LocalExecution {
             pool,

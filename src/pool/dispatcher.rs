@@ -211,6 +211,10 @@ pub(crate) enum Event {
     StopSubmitting {
         run: u64,
     },
+    /// A [`RunStream`](super::RunStream)'s feeder started (`open`) or ended.
+    Feeding {
+        open: bool,
+    },
     Close,
     Join,
     Terminate,
@@ -410,6 +414,8 @@ pub(crate) struct Dispatcher {
     joining: bool,
     /// `close` was called: no new calls; idle workers exit once the queue is empty.
     closed: bool,
+    /// Run streams whose feeder is still handing over submissions.
+    feeds: usize,
     terminating: bool,
     /// Thread workers: slots of stopped threads whose task may still run a process
     /// group (a thread cannot be killed), with when to kill that group.
@@ -445,6 +451,7 @@ pub(crate) fn start(
         ever_ready: false,
         joining: false,
         closed: false,
+        feeds: 0,
         terminating: false,
         orphaned_groups: Vec::new(),
         thread_groups: Vec::new(),
@@ -643,6 +650,8 @@ impl Dispatcher {
             Event::Broken { wid, why } => self.protocol_error(wid, why),
             Event::Cancel { run } => self.cancel_run(run),
             Event::StopSubmitting { run } => self.stop_submitting(run),
+            Event::Feeding { open: true } => self.feeds += 1,
+            Event::Feeding { open: false } => self.feeds = self.feeds.saturating_sub(1),
             Event::Close => self.closed = true,
             Event::Join => {
                 self.closed = true;
@@ -1566,9 +1575,19 @@ impl Dispatcher {
 
 impl Dispatcher {
     /// Called each loop: once closed and the queue is empty, shut idle workers down
-    /// (as Python's workers exit after `close`, without waiting for `join`).
+    /// (as Python's workers exit after `close`, without waiting for `join`), so that
+    /// their exit overlaps the last tasks. Not while a run stream is still feeding (more
+    /// is coming), nor while some worker holds a task besides the one it runs (an idle
+    /// worker may have to take it: see `steal`).
     fn join_step(&mut self) {
-        if self.closed && self.pending.is_empty() {
+        let loaded = || {
+            self.workers.iter().any(|w| {
+                w.phase == Phase::Ready
+                    && (w.inflight.len() > 1
+                        || w.inflight.front().is_some_and(|p| p.unfinished().len() > 1))
+            })
+        };
+        if self.closed && self.pending.is_empty() && self.feeds == 0 && !loaded() {
             for w in &mut self.workers {
                 if w.phase == Phase::Ready && w.inflight.is_empty() {
                     w.phase = Phase::Retiring;

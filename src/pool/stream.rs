@@ -164,6 +164,19 @@ impl Drop for RunStream {
 /// Most submissions handed to the dispatcher in one message.
 const FEED_BATCH: usize = 256;
 
+/// Tells the dispatcher that a run's feed is over when dropped: when its feeder ends
+/// (every submission handed over, or the run halted), or with the closure of a feeder
+/// thread that could not start.
+struct FeedDone {
+    tx: Sender<Event>,
+}
+
+impl Drop for FeedDone {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Event::Feeding { open: false });
+    }
+}
+
 pub(crate) fn start<I>(
     tx: Sender<Event>,
     run: u64,
@@ -183,7 +196,12 @@ where
     let otx = Arc::new(otx);
     let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
     let feeder_shared = shared.clone();
+    // Sent before this returns, so before any `close` of the caller's: while a feed is
+    // open, a closed pool keeps its idle workers for the submissions still to come.
+    let _ = tx.send(Event::Feeding { open: true });
+    let feed_done = FeedDone { tx: tx.clone() };
     let spawned = std::thread::Builder::new().name("jobpool-feeder".into()).spawn(move || {
+        let _feed_done = feed_done;
         let shared = feeder_shared;
         loop {
             let take = {
