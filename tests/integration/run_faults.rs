@@ -1642,3 +1642,41 @@ i = [0, 1]
     all.extend(&zygotes);
     assert_eq!(survivors(&all), Vec::<i32>::new(), "zygote and workers outlived jobpool");
 }
+
+/// A worker with nothing left to do exits while the last task still runs on another
+/// (its exit overlaps that task instead of adding to the end of the run), and the run is
+/// whole.
+#[test]
+fn an_idle_worker_exits_while_the_last_task_runs() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = "sleep(if i == 0 { 4.0 } else { 0.5 }); i"
+[args]
+i = [0, 1]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let mut child = job.spawn(&[]);
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut most = 0;
+    let left = loop {
+        let n = worker_children(pid).len();
+        most = most.max(n);
+        if (most == 2 && n == 1) || Instant::now() > deadline || child.try_wait().unwrap().is_some()
+        {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!((most, left), (2, 1), "two workers, then one while task 0 sleeps");
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before the check");
+    let out = wait_output(child);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(statuses(&job.jsonl("out.jsonl")), vec!["ok"; 2]);
+}
