@@ -10,7 +10,8 @@ Groups (ONLY=, comma-separated): library, script, command, startup, tutorial, sc
 
 How it measures: every command of a workload runs once per round, the order rotating
 from round to round (so a burst of load from elsewhere hits every tool alike), after
-one warm-up round; RUNS rounds. The warm-up round runs each command under GNU time
+one warm-up round; RUNS rounds; before each command, `sync` (what the one before wrote
+goes to disk first, not during it). The warm-up round runs each command under GNU time
 (`/usr/bin/time -f %M`) for its peak memory: the largest resident set of the process or
 of any descendant it waited for (not a sum over the workers). The timed rounds start
 each command directly (no shell, no wrapper): its wall time is taken here around the
@@ -158,6 +159,9 @@ def rounds(cmds):
             WITH_GNU_TIME = r == 0
             k = r % len(labels)
             for label in labels[k:] + labels[:k]:
+                # The previous command's files go to disk now, not during this one (as
+                # hyperfine's --prepare 'sync'): a 1 M job writes some 200 MB.
+                os.sync()
                 s = cmds[label]()
                 if r == 0:
                     peak[label] = s.rss_kib
