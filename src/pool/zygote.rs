@@ -69,7 +69,7 @@ pub fn start(registry: &Registry) {
     }
     if pid == 0 {
         drop(ours);
-        zygote_main(theirs, registry, parent);
+        never_return(|| zygote_main(theirs, registry, parent));
     }
     drop(theirs);
     // SAFETY: setpgid on our own child (as it does itself; whichever runs first makes the
@@ -176,7 +176,8 @@ fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
                 match unsafe { libc::fork() } {
                     -1 => [-io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN), 0],
                     0 => {
-                        worker_main(sock.as_raw_fd(), registry, name, head[1], me);
+                        let fd = sock.as_raw_fd();
+                        never_return(|| worker_main(fd, registry, name, head[1], me));
                     }
                     pid => {
                         // SAFETY: setpgid on our own child, which has not exec'd.
@@ -208,6 +209,15 @@ fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
             unsafe { libc::_exit(0) };
         }
     }
+}
+
+/// Run the life of a forked process (the zygote, a worker), which must end inside it: a
+/// panic that unwound out of it would return into the copy of `main` it was forked in,
+/// and run the command line a second time. So a panic ends the process (code 70).
+fn never_return(life: impl FnOnce() -> std::convert::Infallible) -> ! {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(life));
+    // SAFETY: _exit ends this process without running the parent's destructors.
+    unsafe { libc::_exit(70) }
 }
 
 /// A forked worker: set up as an exec'd worker would be (its own process group, stdin
