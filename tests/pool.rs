@@ -75,6 +75,7 @@ fn registry() -> Registry {
     });
     r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
     r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
+    r.register("ppid", |(): ()| Ok::<_, TaskError>(std::os::unix::process::parent_id()));
     r.register_with_context("has_group", |tc: &TaskContext, (): ()| {
         Ok::<_, TaskError>(tc.command_group().is_some())
     });
@@ -653,6 +654,49 @@ fn command_groups_can_be_turned_off() {
     }
 }
 
+/// This test binary run as a program that starts a zygote first thing in `main` (with a
+/// zygote hook that panics when `panic`), then maps over a pool of 2: prints `main` and
+/// its pid once, then the squares, then the pids of its workers' parents.
+fn zygote_program(panic: bool) {
+    let mut r = registry();
+    if panic {
+        r.on_zygote_start(|| panic!("a zygote hook that panics"));
+    }
+    jobpool::pool::zygote::start(&r);
+    println!("main {}", std::process::id());
+    let p = pool(2).build().unwrap();
+    let v: Vec<u64> = p.map("square_u64", vec![1u64, 2, 3]).unwrap();
+    println!("{v:?}");
+    let pids: Vec<u32> = p.map("ppid", vec![(); 2]).unwrap();
+    println!("{pids:?}");
+    p.join();
+}
+
+/// A program that starts a zygote gets forked workers (their parent is the zygote, not
+/// the program); a zygote whose hook panics ends (it never returns into the program's
+/// `main`, which would run twice) and the pool starts exec'd workers instead.
+fn a_program_with_a_zygote() {
+    for mode in ["ok", "panic"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("POOL_TEST_ZYGOTE", mode)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{mode}: main ran once: {stdout}");
+        let program: u32 = lines[0].strip_prefix("main ").unwrap().parse().unwrap();
+        assert_eq!(lines[1], "[1, 4, 9]", "{mode}");
+        let parents: Vec<u32> = serde_json::from_str(lines[2]).unwrap();
+        let forked = parents.iter().all(|&p| p != program);
+        let execd = parents.iter().all(|&p| p == program);
+        assert!(if mode == "ok" { forked } else { execd }, "{mode}: {program} {parents:?}");
+        if mode == "panic" {
+            assert!(String::from_utf8_lossy(&out.stderr).contains("a zygote hook that panics"));
+        }
+    }
+}
+
 fn stream_all_items_bounded() {
     let p = pool(2).stream_capacity(64).build().unwrap();
     let pulled = Arc::new(AtomicUsize::new(0));
@@ -1151,6 +1195,10 @@ fn main() {
         worker::run_if_worker(&other_registry());
     }
     worker::run_if_worker(&registry());
+    if std::env::var_os("POOL_TEST_ZYGOTE").is_some() {
+        zygote_program(std::env::var("POOL_TEST_ZYGOTE").unwrap() == "panic");
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("--print-probe") {
         print_probe();
         return;
@@ -1182,6 +1230,7 @@ fn main() {
         ("threads_backend_parity", threads_backend_parity),
         ("context_and_cache", context_and_cache),
         ("command_groups_can_be_turned_off", command_groups_can_be_turned_off),
+        ("a_program_with_a_zygote", a_program_with_a_zygote),
         ("stream_all_items_bounded", stream_all_items_bounded),
         ("stream_cancel", stream_cancel),
         ("stream_stop_submitting", stream_stop_submitting),
