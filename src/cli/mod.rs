@@ -111,6 +111,8 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Kinds(args) => kinds::run(args, &registry),
     };
+    // Its workers' CPU time and memory are then counted in ours.
+    crate::pool::zygote::stop();
     ExitCode::from(code)
 }
 

@@ -65,14 +65,13 @@ pub(crate) enum Handle {
     },
 }
 
-/// A process worker being started: its reader thread spawns it and hands the child
-/// back on `child`.
+/// A process worker being started: its reader thread starts it and hands back the
+/// child, its pidfd, its command group and its handshake socket's name on `child`.
 pub(crate) struct Launch {
     pub index: u32,
     pub wid: u64,
-    server: String,
     #[allow(clippy::type_complexity)]
-    child: Receiver<Result<(Proc, Option<OwnedFd>, i32), String>>,
+    child: Receiver<Result<(Proc, Option<OwnedFd>, i32, String), String>>,
 }
 
 /// A worker process: `exec`'d by this process (a [`Child`]), or forked by the zygote (a
@@ -126,36 +125,32 @@ impl Proc {
     }
 }
 
-/// Create the handshake socket and the reader thread that spawns the worker.
+/// Start the reader thread that creates the handshake socket and starts the worker.
 ///
-/// Process workers start concurrently: each is spawned by its own reader thread (which
+/// Process workers start concurrently: each is started by its own reader thread (which
 /// lives as long as the worker's channel, so the worker's parent-death signal, tied to
-/// the spawning thread, only fires when the pool is really gone); the dispatcher then
-/// collects the children with [`Launch::collect`].
+/// the spawning thread, only fires when the pool is really gone), from making its socket
+/// to forking or spawning it; the dispatcher then collects the children with
+/// [`Launch::collect`].
 pub(crate) fn launch_process(
     cfg: &Arc<Config>,
     ev: &Sender<Event>,
     wid: u64,
     index: u32,
 ) -> Result<Launch, PoolError> {
-    let (server, name) = IpcOneShotServer::<FromWorker>::new()
-        .map_err(|e| PoolError::Start(format!("cannot create the handshake socket: {e}")))?;
-    let mut cmd = Command::new(&cfg.program);
-    cmd.arg(WORKER_ARG).arg(&name).stdin(Stdio::null()).process_group(0);
-    if cfg.stdout_to_stderr
-        && let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned()
-    {
-        cmd.stdout(Stdio::from(fd));
-    }
-    let program = cfg.program.display().to_string();
     let (ctx, crx) = mpsc::channel();
-    let name2 = name.clone();
     let ev = ev.clone();
     let cfg = cfg.clone();
     std::thread::Builder::new()
         .name(format!("jobpool-reader-{index}"))
         .spawn(move || {
-            let name = name2;
+            let (server, name) = match IpcOneShotServer::<FromWorker>::new() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ctx.send(Err(format!("cannot create the handshake socket: {e}")));
+                    return;
+                }
+            };
             // The worker first, then its command group's leader, while the worker is
             // still loading: the worker starts no command before its `Init`, which is
             // sent after `collect` has the group.
@@ -163,12 +158,13 @@ pub(crate) fn launch_process(
                 .and_then(|z| fork_worker(z, &name, cfg.stdout_to_stderr));
             let (mut child, pidfd) = match forked {
                 Some(forked) => forked,
-                None => match cmd.spawn() {
+                None => match spawn_worker(&cfg, &name) {
                     Ok(child) => {
                         let pidfd = process::pidfd_open(child.id());
                         (Proc::Spawned(child), pidfd)
                     }
                     Err(e) => {
+                        let program = cfg.program.display();
                         let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
                         return;
                     }
@@ -184,13 +180,25 @@ pub(crate) fn launch_process(
                     return;
                 }
             };
-            if ctx.send(Ok((child, pidfd, group))).is_err() {
+            if ctx.send(Ok((child, pidfd, group, name))).is_err() {
                 return;
             }
             reader(server, ev, wid, cfg)
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
-    Ok(Launch { index, wid, server: name, child: crx })
+    Ok(Launch { index, wid, child: crx })
+}
+
+/// Start the program again as a worker for the handshake socket `server` (`exec`).
+fn spawn_worker(cfg: &Config, server: &str) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&cfg.program);
+    cmd.arg(WORKER_ARG).arg(server).stdin(Stdio::null()).process_group(0);
+    if cfg.stdout_to_stderr
+        && let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned()
+    {
+        cmd.stdout(Stdio::from(fd));
+    }
+    cmd.spawn()
 }
 
 /// A worker forked by the zygote, with its pidfd; `None` (start it with `exec`) when the
@@ -217,14 +225,14 @@ impl Launch {
     /// Wait for the reader to have spawned the worker: its handle and its shared slot
     /// (which names the worker's command group).
     pub(crate) fn collect(self) -> Result<(Handle, Slot), PoolError> {
-        let (child, pidfd, group) = match self.child.recv() {
+        let (child, pidfd, group, server) = match self.child.recv() {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(PoolError::Start(e)),
             Err(_) => return Err(PoolError::Start("the reader thread stopped".into())),
         };
         let slot = Slot::shared();
         slot.set_group(group);
-        Ok((Handle::Process { child, pidfd, group, server: self.server, tx: None }, slot))
+        Ok((Handle::Process { child, pidfd, group, server, tx: None }, slot))
     }
 }
 

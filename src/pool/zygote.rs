@@ -43,6 +43,7 @@ const STDOUT_TO_STDERR: u8 = 1;
 
 /// The parent's handle on its zygote.
 pub(crate) struct Zygote {
+    pid: i32,
     /// The program the zygote is a copy of: only pools that start this program use it.
     exe: PathBuf,
     sock: Mutex<UnixStream>,
@@ -76,7 +77,25 @@ pub fn start(registry: &Registry) {
     // group): out of the terminal's process group, so a Ctrl-C for jobpool does not kill
     // it, as exec'd workers are.
     unsafe { libc::setpgid(pid, pid) };
-    let _ = ZYGOTE.set(Zygote { exe, sock: Mutex::new(ours) });
+    let _ = ZYGOTE.set(Zygote { pid, exe, sock: Mutex::new(ours) });
+}
+
+/// End the zygote, if this process started one, and reap it: call it when no pool will
+/// start workers any more (the command line does, before it exits). The zygote has
+/// reaped the workers it forked, so their CPU time and peak memory are then counted in
+/// this process's children, as an exec'd worker's are (`time`, `wait4`, hyperfine). A
+/// zygote left running ends by itself when this process exits, uncounted.
+pub fn stop() {
+    let Some(z) = ZYGOTE.get() else { return };
+    let sock = z.sock.lock().unwrap_or_else(|e| e.into_inner());
+    // End of file on its socket: it exits (at once, unless it is forking a worker).
+    if sock.shutdown(std::net::Shutdown::Both).is_ok() {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child, with a valid out-pointer.
+        while unsafe { libc::waitpid(z.pid, &mut status, 0) } < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
 }
 
 /// The zygote of this process, when it has one and `program` is what it is a copy of.

@@ -1680,3 +1680,32 @@ format = "jsonl"
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(statuses(&job.jsonl("out.jsonl")), vec!["ok"; 2]);
 }
+
+/// The CPU time of the workers is counted in jobpool's own children (what `time`,
+/// `wait4` and hyperfine report): forked workers are the zygote's children, and the
+/// zygote is reaped before jobpool exits.
+#[test]
+fn the_workers_cpu_time_is_counted_in_jobpool_s() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = "let s = 0; for k in 0..100000 { s += k } s"
+[args]
+i = { range = [0, 4] }
+"#,
+    );
+    let child = job.spawn(&[]);
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
+    let cpu = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6;
+    // Four tasks of 100,000 loop turns each are well over 50 ms of CPU (an unoptimised
+    // build runs them in about 0.4 s); jobpool itself uses a few milliseconds.
+    assert!(cpu > 0.05, "only {cpu:.3} s of user CPU counted: the workers' is missing");
+    drop(child);
+}
