@@ -511,8 +511,30 @@ impl Pool {
     ) -> Result<Arc<Collector>, PoolError> {
         self.check_open()?;
         self.check_types::<A, T>(func)?;
-        let items: Vec<A> = items.into_iter().collect();
-        let n = items.len();
+        let items = items.into_iter();
+        // An iterator that knows its exact length is encoded as it goes (no copy of the
+        // items first); any other is collected to learn it.
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.map_encode::<A>(func, items, lo, done),
+            _ => {
+                let items: Vec<A> = items.collect();
+                let n = items.len();
+                self.map_encode::<A>(func, items.into_iter(), n, done)
+            }
+        }
+    }
+
+    /// [`map_inner`](Self::map_inner) once the number of items, `n`, is known. An
+    /// iterator that yields more or fewer than the exact length its `size_hint` announced
+    /// is an error, like an item that cannot be encoded (the chunks sent before run,
+    /// their results are dropped).
+    fn map_encode<A: Serialize>(
+        &self,
+        func: &str,
+        mut items: impl Iterator<Item = A>,
+        n: usize,
+        done: Option<Done>,
+    ) -> Result<Arc<Collector>, PoolError> {
         let chunk = self.cfg.chunk_size.unwrap_or_else(|| auto_chunk(n, self.cfg.workers));
         let f: Arc<str> = Arc::from(func);
         let runner = done.as_ref().map(|_| self.callback_runner());
@@ -522,27 +544,15 @@ impl Pool {
             return Ok(c);
         }
         let reply = Reply::Collect(c.clone());
-        // One parcel per chunk, its items encoded into one buffer, each sent as soon as it
-        // is encoded (the workers start while the rest is being encoded).
-        for (ci, part) in items.chunks(chunk).enumerate() {
-            let mut buf = Vec::with_capacity(part.len() * 4);
-            let mut its = Vec::with_capacity(part.len());
-            let mut enc = protocol::Encoder::new(&mut buf);
-            let mut start = 0;
-            for (k, a) in part.iter().enumerate() {
-                let end = enc.push(a).map_err(|e| PoolError::Encode(e.to_string()))?;
-                its.push(Item { user_id: (ci * chunk + k) as u64, start, end, attempts: 0 });
-                start = end;
-            }
-            let parcel = Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
-            // Not `submit`: a `close` racing with this call must not drop half a map.
-            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![parcel])) {
-                // The dispatcher is gone (terminated): nothing may wait for these items.
-                if let Event::Submit(parcels) = ev {
-                    parcels.into_iter().for_each(delivery::cancel_parcel);
-                }
-                let first_unsent = (ci + 1) * chunk;
-                let rest: Vec<Item> = (first_unsent..n)
+        let miscounted = |got: &str| {
+            PoolError::Encode(format!(
+                "the items' iterator announced exactly {n} items (size_hint) and yielded {got}"
+            ))
+        };
+        // Items `from..n` will never be sent: they end cancelled (nothing may wait for them).
+        let cancel_rest = |from: usize| {
+            if from < n {
+                let rest: Vec<Item> = (from..n)
                     .map(|i| Item { user_id: i as u64, start: 0, end: 0, attempts: 0 })
                     .collect();
                 delivery::cancel_parcel(Parcel::new(
@@ -554,8 +564,43 @@ impl Pool {
                     Arc::new(Vec::new()),
                     rest,
                 ));
+            }
+        };
+        // One parcel per chunk, its items encoded into one buffer, each sent as soon as it
+        // is encoded (the workers start while the rest is being encoded).
+        let mut first = 0usize;
+        while first < n {
+            let len = chunk.min(n - first);
+            let mut buf = Vec::with_capacity(len * 4);
+            let mut its = Vec::with_capacity(len);
+            let mut enc = protocol::Encoder::new(&mut buf);
+            let mut start = 0;
+            for (k, a) in items.by_ref().take(len).enumerate() {
+                let end = match enc.push(&a) {
+                    Ok(end) => end,
+                    Err(e) => return Err(PoolError::Encode(e.to_string())),
+                };
+                its.push(Item { user_id: (first + k) as u64, start, end, attempts: 0 });
+                start = end;
+            }
+            let got = its.len();
+            if got < len {
+                return Err(miscounted(&(first + got).to_string()));
+            }
+            let parcel = Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            // Not `submit`: a `close` racing with this call must not drop half a map.
+            if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![parcel])) {
+                // The dispatcher is gone (terminated): nothing may wait for these items.
+                if let Event::Submit(parcels) = ev {
+                    parcels.into_iter().for_each(delivery::cancel_parcel);
+                }
+                cancel_rest(first + got);
                 return Err(PoolError::Closed);
             }
+            first += got;
+        }
+        if items.next().is_some() {
+            return Err(miscounted("more"));
         }
         Ok(c)
     }

@@ -429,6 +429,8 @@ unsafe impl Sync for Slot {}
 pub(crate) struct LogCursor {
     used: usize,
     count: u64,
+    /// The last `W_LOG_UNTIL` stored.
+    until: u64,
 }
 
 impl Slot {
@@ -461,21 +463,24 @@ impl Slot {
     }
 
     /// All the slot's words.
-    fn words(&self) -> &[AtomicU64] {
+    fn words(&self) -> &[AtomicU64; WORDS] {
         match &*self.backing {
             // SAFETY: mmap'd memory is page aligned, at least WORDS * 8 bytes long, and
             // shared (MAP_SHARED); it is only accessed atomically.
-            Backing::Shm(s) => unsafe {
-                std::slice::from_raw_parts(s.as_ptr() as *const AtomicU64, WORDS)
-            },
-            Backing::Local(w) => &w[..WORDS],
+            Backing::Shm(s) => unsafe { &*(s.as_ptr() as *const [AtomicU64; WORDS]) },
+            Backing::Local(w) => w[..WORDS].try_into().expect("WORDS words"),
         }
     }
 
+    /// The slot's words, resolved once: what the worker's batch loop uses per task.
+    #[inline]
+    pub fn view(&self) -> SlotView<'_> {
+        SlotView { w: self.words() }
+    }
+
+    #[cfg(test)]
     pub fn set_running(&self, id: u64, started_ns: u64) {
-        self.word(W_STARTED).store(started_ns, Ordering::Relaxed);
-        self.word(W_LAST).store(id + 1, Ordering::Relaxed);
-        self.word(W_RUNNING).store(id + 1, Ordering::Release);
+        self.view().set_running(id, started_ns)
     }
 
     /// The last task started and when, whether or not it is still running.
@@ -485,8 +490,9 @@ impl Slot {
         (r != 0).then(|| (r - 1, s))
     }
 
+    #[cfg(test)]
     pub fn clear_running(&self) {
-        self.word(W_RUNNING).store(0, Ordering::Release);
+        self.view().clear_running()
     }
 
     /// The running task and when it started (unix ns).
@@ -521,8 +527,9 @@ impl Slot {
         self.word(W_SKIP).fetch_max(below, Ordering::SeqCst);
     }
 
+    #[cfg(test)]
     pub fn should_skip(&self, id: u64) -> bool {
-        id < self.word(W_SKIP).load(Ordering::Relaxed)
+        self.view().should_skip(id)
     }
 
     /// Take back (pool side) every task with id >= `from` that the worker has not
@@ -558,22 +565,13 @@ impl Slot {
     /// Claim (worker side) the tasks with id < `upto`, then look for a steal (see
     /// [`Slot::steal_from`]); returns whether task `id` (the next one) was taken back.
     /// Called before starting a task at or past the last claim.
+    #[cfg(test)]
     pub fn claim(&self, id: u64, upto: u64) -> bool {
-        self.word(W_CLAIM).store(upto, Ordering::SeqCst);
-        let s = self.word(W_STEAL).load(Ordering::SeqCst);
-        s != 0 && id + 1 >= s
+        self.view().claim(id, upto)
     }
 
-    /// Whether the pool took task `id` back (worker side, after [`Slot::claim`]).
-    pub fn stolen(&self, id: u64) -> bool {
-        let s = self.word(W_STEAL).load(Ordering::Relaxed);
-        s != 0 && id + 1 >= s
-    }
-
-    /// Commit a result to the log: `span` is when the first result of the log started
-    /// (used when the log was empty) and the last clock reading, in unix ns. Returns
-    /// false when the entry does not fit: the caller must then send its results before
-    /// the next task starts (and reset the log).
+    /// Commit a result to the log: see [`SlotView::log_push`].
+    #[cfg(test)]
     pub fn log_push(
         &self,
         cur: &mut LogCursor,
@@ -583,45 +581,13 @@ impl Slot {
         data: Option<&str>,
         span: (u64, u64),
     ) -> bool {
-        let (started_ns, until_ns) = span;
-        let data = data.unwrap_or("").as_bytes();
-        let need = 1 + payload.len().div_ceil(8) + data.len().div_ceil(8);
-        if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 24
-        {
-            return false;
-        }
-        // One lookup of the mapping for the whole entry (this runs after every task).
-        let words = self.words();
-        if cur.count == 0 {
-            words[W_LOG_BASE].store(id, Ordering::Relaxed);
-            words[W_LOG_STARTED].store(started_ns, Ordering::Relaxed);
-        }
-        let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
-        let at = HEADER_WORDS + cur.used;
-        let entry = &words[at..at + need];
-        entry[0].store(head, Ordering::Relaxed);
-        let mut k = 1;
-        for bytes in [payload, data] {
-            for chunk in bytes.chunks(8) {
-                entry[k].store(pack_le(chunk), Ordering::Relaxed);
-                k += 1;
-            }
-        }
-        cur.used += need;
-        cur.count += 1;
-        words[W_LOG_UNTIL].store(until_ns, Ordering::Relaxed);
-        words[W_LOG_COUNT].store(cur.count, Ordering::Release);
-        true
+        self.view().log_push(cur, id, code, payload, data.unwrap_or("").as_bytes(), span)
     }
 
     /// Empty the log (its results were sent).
+    #[cfg(test)]
     pub fn log_reset(&self, cur: &mut LogCursor) {
-        if cur.count == 0 {
-            return;
-        }
-        self.word(W_LOG_GEN).fetch_add(1, Ordering::AcqRel);
-        self.word(W_LOG_COUNT).store(0, Ordering::Release);
-        *cur = LogCursor::default();
+        self.view().log_reset(cur)
     }
 
     /// Empty the log without the worker's cursor (a test-only worker that throws its
@@ -679,14 +645,146 @@ impl Slot {
     }
 }
 
-/// Up to 8 bytes as a little-endian word, the missing high bytes zero. (Not a copy into
-/// a `[u8; 8]`: that is a `memcpy` call and a stalled load, per result, in the worker.)
+/// A slot's words, looked up once (the worker's batch loop runs through this: a lookup of
+/// the mapping per access costs as much as a trivial task's bookkeeping).
+#[derive(Clone, Copy)]
+pub(crate) struct SlotView<'a> {
+    w: &'a [AtomicU64; WORDS],
+}
+
+impl SlotView<'_> {
+    #[inline]
+    pub fn set_running(self, id: u64, started_ns: u64) {
+        self.w[W_STARTED].store(started_ns, Ordering::Relaxed);
+        self.w[W_LAST].store(id + 1, Ordering::Relaxed);
+        self.w[W_RUNNING].store(id + 1, Ordering::Release);
+    }
+
+    #[inline]
+    pub fn clear_running(self) {
+        self.w[W_RUNNING].store(0, Ordering::Release);
+    }
+
+    /// See [`Slot::skip_below`].
+    #[inline]
+    pub fn should_skip(self, id: u64) -> bool {
+        id < self.w[W_SKIP].load(Ordering::Relaxed)
+    }
+
+    /// See [`Slot::claim`].
+    #[inline]
+    pub fn claim(self, id: u64, upto: u64) -> bool {
+        self.w[W_CLAIM].store(upto, Ordering::SeqCst);
+        let s = self.w[W_STEAL].load(Ordering::SeqCst);
+        s != 0 && id + 1 >= s
+    }
+
+    /// Whether the pool took task `id` back (worker side, after [`Slot::claim`]).
+    #[inline]
+    pub fn stolen(self, id: u64) -> bool {
+        let s = self.w[W_STEAL].load(Ordering::Relaxed);
+        s != 0 && id + 1 >= s
+    }
+
+    /// Commit a result to the log (`data`: its error data, empty for none): `span` is
+    /// when the first result of the log started (used when the log was empty) and the
+    /// last clock reading, in unix ns. Returns false when the entry does not fit: the
+    /// caller must then send its results before the next task starts (and reset the
+    /// log).
+    ///
+    /// One entry is a head word (payload length, code, data length) and the payload's
+    /// and the data's bytes in whole words; then the count is advanced (release): the
+    /// one store a reader synchronizes on.
+    #[inline]
+    pub fn log_push(
+        self,
+        cur: &mut LogCursor,
+        id: u64,
+        code: u8,
+        payload: &[u8],
+        data: &[u8],
+        span: (u64, u64),
+    ) -> bool {
+        let (started_ns, until_ns) = span;
+        let need = 1 + payload.len().div_ceil(8) + data.len().div_ceil(8);
+        if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 24
+        {
+            return false;
+        }
+        let w = self.w;
+        if cur.count == 0 {
+            w[W_LOG_BASE].store(id, Ordering::Relaxed);
+            w[W_LOG_STARTED].store(started_ns, Ordering::Relaxed);
+            w[W_LOG_UNTIL].store(until_ns, Ordering::Relaxed);
+            cur.until = until_ns;
+        } else if cur.until != until_ns {
+            // The clock is read every few tasks: most entries leave it as it is.
+            w[W_LOG_UNTIL].store(until_ns, Ordering::Relaxed);
+            cur.until = until_ns;
+        }
+        let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
+        let at = HEADER_WORDS + cur.used;
+        let entry = &w[at..at + need];
+        entry[0].store(head, Ordering::Relaxed);
+        let mut k = 1;
+        k = store_bytes(&entry[k..], payload, k);
+        if !data.is_empty() {
+            store_bytes(&entry[k..], data, k);
+        }
+        cur.used += need;
+        cur.count += 1;
+        w[W_LOG_COUNT].store(cur.count, Ordering::Release);
+        true
+    }
+
+    /// Empty the log (its results were sent).
+    #[inline]
+    pub fn log_reset(self, cur: &mut LogCursor) {
+        if cur.count == 0 {
+            return;
+        }
+        self.w[W_LOG_GEN].fetch_add(1, Ordering::AcqRel);
+        self.w[W_LOG_COUNT].store(0, Ordering::Release);
+        *cur = LogCursor::default();
+    }
+}
+
+/// Store `bytes` into the first words of `to` (the last one zero-padded); returns `k`
+/// plus the words stored.
+#[inline(always)]
+fn store_bytes(to: &[AtomicU64], bytes: &[u8], k: usize) -> usize {
+    let chunks = bytes.chunks_exact(8);
+    let rest = chunks.remainder();
+    let mut i = 0;
+    for (c, word) in chunks.zip(to) {
+        word.store(u64::from_le_bytes(c.try_into().expect("8 bytes")), Ordering::Relaxed);
+        i += 1;
+    }
+    if !rest.is_empty() {
+        to[i].store(pack_le(rest), Ordering::Relaxed);
+        i += 1;
+    }
+    k + i
+}
+
+/// Up to 8 bytes as a little-endian word, the missing high bytes zero.
+///
+/// Fewer than 8 are read one byte at a time, each read volatile: LLVM otherwise turns
+/// the loop into a `memcpy` call into a zeroed word and a load of that word, and that
+/// load stalls (the bytes were just stored one at a time): half of the log's cost per
+/// result in the worker, measured. The bytes themselves were usually just written one at
+/// a time by the task's encoder, so a wider load of them would stall too.
 #[inline]
 fn pack_le(bytes: &[u8]) -> u64 {
     if let Ok(w) = <[u8; 8]>::try_from(bytes) {
         return u64::from_le_bytes(w);
     }
-    bytes.iter().rev().fold(0u64, |w, &b| w << 8 | b as u64)
+    let mut w = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(7) {
+        // SAFETY: `b` is a reference to a byte of `bytes`.
+        w |= (unsafe { std::ptr::read_volatile(b) } as u64) << (8 * i);
+    }
+    w
 }
 
 pub(crate) fn now_ns() -> u64 {

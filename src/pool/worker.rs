@@ -16,7 +16,7 @@ use ipc_channel::ipc::{self, IpcSender};
 use super::Registry;
 use super::protocol::{
     Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_STOLEN, FromWorker, LogCursor, PROTOCOL_VERSION,
-    ResultBatch, Slot, ToWorker, WORKER_ARG, error_code, now_ns,
+    ResultBatch, Slot, SlotView, ToWorker, WORKER_ARG, error_code, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
 
@@ -229,6 +229,7 @@ pub(crate) fn run_batch(
 ) -> bool {
     let entry = registry.entry(&batch.func);
     let base_mono = mono_ns();
+    let view = slot.view();
     let mut o = Out {
         out: ResultBatch::with_capacity(batch.base, batch.len()),
         msg_start: base_mono,
@@ -239,7 +240,7 @@ pub(crate) fn run_batch(
         stride: 1,
         base_mono,
         base_ns: now_ns(),
-        slot,
+        slot: view,
         log: LogCursor::default(),
         send,
     };
@@ -255,29 +256,29 @@ pub(crate) fn run_batch(
         if o.out.is_empty() {
             o.out.base = id;
         }
-        if slot.should_skip(id) {
+        let mark = o.out.blob.0.len();
+        if view.should_skip(id) {
             o.out.push(id, CODE_SKIPPED, &[], None);
-            if !o.commit(id) {
+            if !o.commit(id, mark, CODE_SKIPPED) {
                 return false;
             }
             continue;
         }
         let taken_back = if id >= claimed {
             claimed = (id + o.stride as u64).min(end);
-            slot.claim(id, claimed)
+            view.claim(id, claimed)
         } else {
-            slot.stolen(id)
+            view.stolen(id)
         };
         if taken_back {
             // The pool gave it to another worker: report it as not started.
             o.out.push(id, CODE_STOLEN, &[], None);
-            if !o.commit(id) {
+            if !o.commit(id, mark, CODE_STOLEN) {
                 return false;
             }
             continue;
         }
-        slot.set_running(id, o.wall(o.t_read));
-        let mark = o.out.blob.0.len();
+        view.set_running(id, o.wall(o.t_read));
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
             None => Err(unknown_function(&batch.func)),
             Some(e) if batch.json => match std::str::from_utf8(payload) {
@@ -288,26 +289,32 @@ pub(crate) fn run_batch(
         }));
         if stop.load(Ordering::Acquire) {
             // The pool stopped this task (timeout or cancel): it reports it; exit.
-            slot.clear_running();
+            view.clear_running();
             o.out.blob.0.truncate(mark);
             o.finish();
             return false;
         }
-        match r {
-            Ok(Ok(())) => o.out.push_written(CODE_OK),
+        let code = match r {
+            Ok(Ok(())) => {
+                o.out.push_written(CODE_OK);
+                CODE_OK
+            }
             Ok(Err(e)) => {
                 o.out.blob.0.truncate(mark);
-                o.out.push(id, error_code(e.kind), e.message.as_bytes(), e.data)
+                let code = error_code(e.kind);
+                o.out.push(id, code, e.message.as_bytes(), e.data);
+                code
             }
             Err(p) => {
                 o.out.blob.0.truncate(mark);
-                o.out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None)
+                o.out.push(id, CODE_PANIC, panic_message(&*p).as_bytes(), None);
+                CODE_PANIC
             }
-        }
+        };
         // Committed (or sent) before the task counts as ended: a worker that dies from
         // here on leaves its result to the pool.
-        let sent = o.commit(id);
-        slot.clear_running();
+        let sent = o.commit(id, mark, code);
+        view.clear_running();
         if !sent {
             return false;
         }
@@ -341,7 +348,7 @@ struct Out<'a> {
     stride: usize,
     base_mono: u64,
     base_ns: u64,
-    slot: &'a Slot,
+    slot: SlotView<'a>,
     /// Where the next result goes in the slot's log (mirrors `out`).
     log: LogCursor,
     send: &'a mut dyn FnMut(ResultBatch) -> bool,
@@ -352,14 +359,16 @@ impl Out<'_> {
         self.base_ns + mono.saturating_sub(self.base_mono)
     }
 
-    /// Commit the result just pushed for task `id` to the slot's log; when it does not
-    /// fit, send everything gathered now instead. False when the parent is gone.
-    fn commit(&mut self, id: u64) -> bool {
-        let k = self.out.len() - 1;
-        let start = if k == 0 { 0 } else { self.out.end(k - 1) as usize };
-        let payload = &self.out.blob.0[start..self.out.end(k) as usize];
-        let code = self.out.codes.0.get(k).copied().unwrap_or(CODE_OK);
-        let data = self.out.data.last().filter(|d| d.0 == id).map(|d| d.1.as_str());
+    /// Commit the result just pushed for task `id` (its payload from `mark` on in the
+    /// blob, its code `code`) to the slot's log; when it does not fit, send everything
+    /// gathered now instead. False when the parent is gone.
+    #[inline]
+    fn commit(&mut self, id: u64, mark: usize, code: u8) -> bool {
+        let payload = &self.out.blob.0[mark..];
+        let data = match self.out.data.last() {
+            Some((d, text)) if code != CODE_OK && *d == id => text.as_bytes(),
+            _ => &[],
+        };
         let span = (self.wall(self.msg_start), self.wall(self.t_read));
         if self.slot.log_push(&mut self.log, id, code, payload, data, span) {
             return true;
