@@ -1336,6 +1336,10 @@ impl Dispatcher {
                 }
                 let mut fit = 0;
                 let mut bytes = batch.blob.0.len();
+                if byte_cap == usize::MAX {
+                    // No byte limit (an idle worker): no need to look at every item.
+                    fit = j.items.len().min(limit - taken);
+                }
                 while fit < j.items.len() && fit < limit - taken {
                     let size = j.items[fit].end - j.items[fit].start;
                     if bytes.saturating_add(size) > byte_cap {
@@ -1359,16 +1363,26 @@ impl Dispatcher {
                 self.next_seq += parcel.items.len() as u64;
                 taken += parcel.items.len();
                 let (first, last) = (parcel.items[0], parcel.items[parcel.items.len() - 1]);
-                if parcel.items.windows(2).all(|p| p[0].end == p[1].start) {
-                    // The usual case (a map chunk): one copy for the whole run.
-                    let off = batch.blob.0.len();
-                    batch.blob.0.extend_from_slice(&parcel.buf[first.start..last.end]);
-                    batch.ends.0.reserve(4 * parcel.items.len());
-                    for item in &parcel.items {
-                        let end = (off + item.end - first.start) as u32;
-                        batch.ends.0.extend_from_slice(&end.to_le_bytes());
+                // The usual case (a map chunk): the items' arguments follow each other in
+                // the buffer: one copy for the whole run, the ends written as they are
+                // checked (one pass).
+                let off = batch.blob.0.len();
+                let ends0 = batch.ends.0.len();
+                batch.ends.0.reserve(4 * parcel.items.len());
+                let mut at = first.start;
+                let contiguous = parcel.items.iter().all(|item| {
+                    if item.start != at {
+                        return false;
                     }
+                    at = item.end;
+                    let end = (off + item.end - first.start) as u32;
+                    batch.ends.0.extend_from_slice(&end.to_le_bytes());
+                    true
+                });
+                if contiguous {
+                    batch.blob.0.extend_from_slice(&parcel.buf[first.start..last.end]);
                 } else {
+                    batch.ends.0.truncate(ends0);
                     for item in &parcel.items {
                         batch.blob.0.extend_from_slice(parcel.arg(item));
                         batch.push_end();

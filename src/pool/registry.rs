@@ -213,10 +213,13 @@ impl TaskContext {
     }
 }
 
-/// Decode the argument, run, append the encoded value to the output buffer.
-type TypedFn = dyn Fn(&TaskContext, &[u8], &mut Vec<u8>) -> Result<(), TaskError> + Send + Sync;
+/// Decode the argument, run, append the encoded value to the output buffer. The error
+/// is boxed: the result is then one register wide (a `TaskError` returned by value goes
+/// through memory, a copy and a stalled load per task in the worker's loop, measured).
+type TypedFn =
+    dyn Fn(&TaskContext, &[u8], &mut Vec<u8>) -> Result<(), Box<TaskError>> + Send + Sync;
 /// The same with JSON text in and out.
-type JsonFn = dyn Fn(&TaskContext, &str, &mut Vec<u8>) -> Result<(), TaskError> + Send + Sync;
+type JsonFn = dyn Fn(&TaskContext, &str, &mut Vec<u8>) -> Result<(), Box<TaskError>> + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) struct Entry {
@@ -679,22 +682,25 @@ impl Registry {
         let g = f.clone();
         let fname = name.to_string();
         let typed =
-            move |ctx: &TaskContext, bytes: &[u8], out: &mut Vec<u8>| -> Result<(), TaskError> {
-                let a: A = super::protocol::decode(bytes)
-                    .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
-                let r = f(ctx, a).map_err(Into::into)?;
-                super::protocol::encode_into(&r, out)
-                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
+            move |ctx: &TaskContext, bytes: &[u8], out: &mut Vec<u8>| -> Result<(), Box<TaskError>> {
+                let a: A = super::protocol::decode(bytes).map_err(|e| {
+                    Box::new(TaskError::new(format!("bad arguments for `{fname}`: {e}")))
+                })?;
+                let r = f(ctx, a).map_err(|e| Box::new(e.into()))?;
+                super::protocol::encode_into(&r, out).map_err(|e| {
+                    Box::new(TaskError::new(format!("cannot encode the result: {e}")))
+                })
             };
         let fname = name.to_string();
         let json =
-            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
-                let a: A = binding
-                    .decode(&fname, text)
-                    .map_err(|e| TaskError::new(format!("bad arguments for `{fname}`: {e}")))?;
-                let r = g(ctx, a).map_err(Into::into)?;
-                serde_json::to_writer(out, &r)
-                    .map_err(|e| TaskError::new(format!("cannot encode the result: {e}")))
+            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), Box<TaskError>> {
+                let a: A = binding.decode(&fname, text).map_err(|e| {
+                    Box::new(TaskError::new(format!("bad arguments for `{fname}`: {e}")))
+                })?;
+                let r = g(ctx, a).map_err(|e| Box::new(e.into()))?;
+                serde_json::to_writer(out, &r).map_err(|e| {
+                    Box::new(TaskError::new(format!("cannot encode the result: {e}")))
+                })
             };
         let types = Some((std::any::type_name::<A>(), std::any::type_name::<R>()));
         self.entries.insert(
@@ -711,11 +717,12 @@ impl Registry {
         F: Fn(&TaskContext, &str) -> Result<String, TaskError> + Send + Sync + 'static,
     {
         let fname = name.to_string();
-        let typed = move |_: &TaskContext, _: &[u8], _: &mut Vec<u8>| -> Result<(), TaskError> {
-            Err(TaskError::new(format!("`{fname}` takes JSON arguments only")))
-        };
+        let typed =
+            move |_: &TaskContext, _: &[u8], _: &mut Vec<u8>| -> Result<(), Box<TaskError>> {
+                Err(Box::new(TaskError::new(format!("`{fname}` takes JSON arguments only"))))
+            };
         let json =
-            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), TaskError> {
+            move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), Box<TaskError>> {
                 out.extend_from_slice(f(ctx, text)?.as_bytes());
                 Ok(())
             };
@@ -771,7 +778,7 @@ impl Registry {
     ) -> Result<String, TaskError> {
         let Some(e) = self.entries.get(name) else { return Err(unknown_function(name)) };
         let mut out = Vec::new();
-        (e.json)(ctx, args, &mut out)?;
+        (e.json)(ctx, args, &mut out).map_err(|e| *e)?;
         String::from_utf8(out).map_err(|e| TaskError::new(format!("the result is not UTF-8: {e}")))
     }
 }

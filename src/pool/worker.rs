@@ -280,10 +280,10 @@ pub(crate) fn run_batch(
         }
         view.set_running(id, o.wall(o.t_read));
         let r = catch_unwind(AssertUnwindSafe(|| match entry {
-            None => Err(unknown_function(&batch.func)),
+            None => Err(Box::new(unknown_function(&batch.func))),
             Some(e) if batch.json => match std::str::from_utf8(payload) {
                 Ok(text) => (e.json)(ctx, text, &mut o.out.blob.0),
-                Err(_) => Err(super::TaskError::new("arguments are not UTF-8 JSON text")),
+                Err(_) => Err(Box::new(super::TaskError::new("arguments are not UTF-8 JSON text"))),
             },
             Some(e) => (e.typed)(ctx, payload, &mut o.out.blob.0),
         }));
@@ -301,6 +301,7 @@ pub(crate) fn run_batch(
             }
             Ok(Err(e)) => {
                 o.out.blob.0.truncate(mark);
+                let e = *e;
                 let code = error_code(e.kind);
                 o.out.push(id, code, e.message.as_bytes(), e.data);
                 code
