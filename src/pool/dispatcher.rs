@@ -90,6 +90,12 @@ pub(crate) struct Parcel {
     /// The last failed attempt of items queued to run again: what they end as if they
     /// never start again (submitting stopped), since they did run.
     failed: Vec<Outcome>,
+    /// Set by `map` ([`Parcel::set_dense`]): the items are consecutive ids, none started
+    /// before, their arguments one after the other in `buf` from its start, and item k's
+    /// end is the little-endian `u32` at `4 * k` here. Kept while the parcel holds a
+    /// prefix of its items (dropped from a tail or a copy): then a batch takes the ends
+    /// as they are and results are checked without a look at the items.
+    dense: Option<Arc<Vec<u8>>>,
 }
 
 impl Parcel {
@@ -115,7 +121,24 @@ impl Parcel {
             seq: 0,
             done: 0,
             failed: Vec::new(),
+            dense: None,
         }
+    }
+
+    /// Describe the items by their ends in the buffer (see [`Parcel::dense`]): for a
+    /// parcel whose items are consecutive ids, never started, with contiguous arguments
+    /// from the buffer's start; `ends` holds one little-endian `u32` per item.
+    pub(crate) fn set_dense(&mut self, ends: Arc<Vec<u8>>) {
+        debug_assert!(
+            ends.len() == 4 * self.items.len()
+                && self.items.first().is_none_or(|i| i.start == 0)
+                && self.items.iter().enumerate().all(|(k, i)| end_at(&ends, k) as usize == i.end)
+                && self.items.windows(2).all(|p| p[0].end == p[1].start)
+                && self.items.windows(2).all(|p| p[0].user_id + 1 == p[1].user_id)
+                && self.items.iter().all(|i| i.attempts == 0),
+            "a dense parcel's items"
+        );
+        self.dense = Some(ends);
     }
 
     /// A parcel of one item with its own buffer.
@@ -151,6 +174,7 @@ impl Parcel {
             items,
             seq: 0,
             done: 0,
+            dense: None,
         }
     }
 
@@ -947,6 +971,9 @@ impl Dispatcher {
         {
             return false;
         }
+        if j.dense.is_some() {
+            return true; // consecutive ids, all never started before
+        }
         let its = &j.items[j.done..j.done + n];
         let a = its[0].attempts;
         its[n - 1].user_id - its[0].user_id == n as u64 - 1 && its.iter().all(|i| i.attempts == a)
@@ -1334,27 +1361,39 @@ impl Dispatcher {
                 if j.json != json || j.func != func {
                     break;
                 }
-                let mut fit = 0;
-                let mut bytes = batch.blob.0.len();
-                if byte_cap == usize::MAX {
+                let most = j.items.len().min(limit - taken);
+                let bytes = batch.blob.0.len();
+                let fit = if byte_cap == usize::MAX {
                     // No byte limit (an idle worker): no need to look at every item.
-                    fit = j.items.len().min(limit - taken);
-                }
-                while fit < j.items.len() && fit < limit - taken {
-                    let size = j.items[fit].end - j.items[fit].start;
-                    if bytes.saturating_add(size) > byte_cap {
-                        break;
+                    most
+                } else if let Some(ends) = &j.dense {
+                    // The ends say the sizes (4 bytes an item to read, not 32).
+                    (0..most)
+                        .find(|&k| bytes.saturating_add(end_at(ends, k) as usize) > byte_cap)
+                        .unwrap_or(most)
+                } else {
+                    let mut bytes = bytes;
+                    let mut fit = 0;
+                    while fit < most {
+                        let size = j.items[fit].end - j.items[fit].start;
+                        if bytes.saturating_add(size) > byte_cap {
+                            break;
+                        }
+                        bytes += size;
+                        fit += 1;
                     }
-                    bytes += size;
-                    fit += 1;
-                }
+                    fit
+                };
                 if fit == 0 {
                     break;
                 }
                 let mut parcel = if j.items.len() > fit {
                     let rest = j.items.split_off(fit);
                     let head = std::mem::replace(&mut j.items, rest);
-                    j.with_items(head)
+                    let mut head = j.with_items(head);
+                    // The head is a prefix: its ends are still the first ones; the rest's are not.
+                    head.dense = j.dense.take();
+                    head
                 } else {
                     self.pending.pop_front().expect("checked")
                 };
@@ -1369,16 +1408,30 @@ impl Dispatcher {
                 let off = batch.blob.0.len();
                 let ends0 = batch.ends.0.len();
                 batch.ends.0.reserve(4 * parcel.items.len());
+                let dense = parcel.dense.as_ref().and_then(|e| e.get(..4 * parcel.items.len()));
                 let mut at = first.start;
-                let contiguous = parcel.items.iter().all(|item| {
-                    if item.start != at {
-                        return false;
+                let contiguous = if let Some(ends) = dense {
+                    // A map chunk: its ends as they are, or shifted by what is before.
+                    if off == 0 {
+                        batch.ends.0.extend_from_slice(ends);
+                    } else {
+                        for e in ends.chunks_exact(4) {
+                            let end = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) + off as u32;
+                            batch.ends.0.extend_from_slice(&end.to_le_bytes());
+                        }
                     }
-                    at = item.end;
-                    let end = (off + item.end - first.start) as u32;
-                    batch.ends.0.extend_from_slice(&end.to_le_bytes());
                     true
-                });
+                } else {
+                    parcel.items.iter().all(|item| {
+                        if item.start != at {
+                            return false;
+                        }
+                        at = item.end;
+                        let end = (off + item.end - first.start) as u32;
+                        batch.ends.0.extend_from_slice(&end.to_le_bytes());
+                        true
+                    })
+                };
                 if contiguous {
                     batch.blob.0.extend_from_slice(&parcel.buf[first.start..last.end]);
                 } else {
@@ -1502,6 +1555,7 @@ impl Dispatcher {
             if p.seq >= cut {
                 back.push(p.with_items(p.items[p.done..].to_vec()));
             } else if p.seq + (p.items.len() as u64) > cut {
+                // `p` keeps a prefix (its ends stay right); the tail is a copy without.
                 let tail = p.items.split_off((cut - p.seq) as usize);
                 back.push(p.with_items(tail));
                 kept.push_back(p);

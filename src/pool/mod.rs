@@ -573,6 +573,8 @@ impl Pool {
             let len = chunk.min(n - first);
             let mut buf = Vec::with_capacity(len * 4);
             let mut its = Vec::with_capacity(len);
+            // The items' ends once more, as the wire has them (see `Parcel::set_dense`).
+            let mut ends = Vec::with_capacity(len * 4);
             let mut enc = protocol::Encoder::new(&mut buf);
             let mut start = 0;
             for (k, a) in items.by_ref().take(len).enumerate() {
@@ -581,13 +583,16 @@ impl Pool {
                     Err(e) => return Err(PoolError::Encode(e.to_string())),
                 };
                 its.push(Item { user_id: (first + k) as u64, start, end, attempts: 0 });
+                ends.extend_from_slice(&(end as u32).to_le_bytes());
                 start = end;
             }
             let got = its.len();
             if got < len {
                 return Err(miscounted(&(first + got).to_string()));
             }
-            let parcel = Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            let mut parcel =
+                Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
+            parcel.set_dense(Arc::new(ends));
             // Not `submit`: a `close` racing with this call must not drop half a map.
             if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![parcel])) {
                 // The dispatcher is gone (terminated): nothing may wait for these items.

@@ -681,16 +681,17 @@ impl Registry {
         let f = Arc::new(f);
         let g = f.clone();
         let fname = name.to_string();
-        let typed =
-            move |ctx: &TaskContext, bytes: &[u8], out: &mut Vec<u8>| -> Result<(), Box<TaskError>> {
-                let a: A = super::protocol::decode(bytes).map_err(|e| {
-                    Box::new(TaskError::new(format!("bad arguments for `{fname}`: {e}")))
-                })?;
-                let r = f(ctx, a).map_err(|e| Box::new(e.into()))?;
-                super::protocol::encode_into(&r, out).map_err(|e| {
-                    Box::new(TaskError::new(format!("cannot encode the result: {e}")))
-                })
-            };
+        let typed = move |ctx: &TaskContext,
+                          bytes: &[u8],
+                          out: &mut Vec<u8>|
+              -> Result<(), Box<TaskError>> {
+            let a: A = super::protocol::decode(bytes).map_err(|e| {
+                Box::new(TaskError::new(format!("bad arguments for `{fname}`: {e}")))
+            })?;
+            let r = f(ctx, a).map_err(|e| Box::new(e.into()))?;
+            super::protocol::encode_into(&r, out)
+                .map_err(|e| Box::new(TaskError::new(format!("cannot encode the result: {e}"))))
+        };
         let fname = name.to_string();
         let json =
             move |ctx: &TaskContext, text: &str, out: &mut Vec<u8>| -> Result<(), Box<TaskError>> {
@@ -698,9 +699,8 @@ impl Registry {
                     Box::new(TaskError::new(format!("bad arguments for `{fname}`: {e}")))
                 })?;
                 let r = g(ctx, a).map_err(|e| Box::new(e.into()))?;
-                serde_json::to_writer(out, &r).map_err(|e| {
-                    Box::new(TaskError::new(format!("cannot encode the result: {e}")))
-                })
+                serde_json::to_writer(out, &r)
+                    .map_err(|e| Box::new(TaskError::new(format!("cannot encode the result: {e}"))))
             };
         let types = Some((std::any::type_name::<A>(), std::any::type_name::<R>()));
         self.entries.insert(
