@@ -73,6 +73,19 @@ fn registry() -> Registry {
         std::thread::sleep(Duration::from_millis(ms));
         Ok::<_, TaskError>(tag)
     });
+    // `x + 1`, except: mode 1 fails, mode 2 aborts the worker the first time (it leaves
+    // the file `mark` behind), mode 3 sleeps 20 s.
+    r.register("chunk_probe", |(x, mode, mark): (i64, u8, String)| match mode {
+        1 => Err(format!("item {x} is bad")),
+        2 if std::fs::OpenOptions::new().write(true).create_new(true).open(&mark).is_ok() => {
+            std::process::abort()
+        }
+        3 => {
+            std::thread::sleep(Duration::from_secs(20));
+            Ok(x + 1)
+        }
+        _ => Ok(x + 1),
+    });
     r.register("panic", |(): ()| -> Result<(), TaskError> { panic!("boom") });
     r.register("pid", |(): ()| Ok::<_, TaskError>(std::process::id()));
     r.register("ppid", |(): ()| Ok::<_, TaskError>(std::os::unix::process::parent_id()));
@@ -482,6 +495,61 @@ fn stolen_tasks_run_exactly_once() {
         }
         p.join();
     }
+}
+
+/// Big map chunks (the automatic size, thousands of items each, described by their ends)
+/// with a crash, an error and a timeout inside: every other item keeps its value, in
+/// order; `get` answers the first failure in item order, or every value when the retry
+/// succeeded (values from the per-item table and from whole result messages, mixed).
+fn big_chunks_keep_every_other_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(2)
+        .retries(1)
+        .task_timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let n = 12_000i64;
+    let mark = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    // A crash mid-chunk, retried once: every value, in order.
+    let m = mark("a");
+    let items = (0..n).map(|x| (x, if x == 7_000 { 2u8 } else { 0 }, m.clone()));
+    let r = p.map_async::<_, i64>("chunk_probe", items).unwrap();
+    assert_eq!(r.get(Some(Duration::from_secs(60))).unwrap(), (1..=n).collect::<Vec<_>>());
+    let outs = r.outcomes().unwrap();
+    assert_eq!((outs[7_000].status, outs[7_000].attempts), (Status::Ok, 2));
+    assert!(outs.iter().enumerate().all(|(i, o)| i == 7_000 || o.attempts == 1));
+    // An error, a crash and a timeout: the error (first in item order) is the answer, and
+    // nothing else is lost.
+    let m = mark("b");
+    let mode = |x: i64| match x {
+        3_001 => 3u8,
+        5_000 => 1,
+        9_999 => 2,
+        _ => 0,
+    };
+    let items = (0..n).map(|x| (x, mode(x), m.clone()));
+    let r = p.map_async::<_, i64>("chunk_probe", items).unwrap();
+    let got = r.get(Some(Duration::from_secs(60)));
+    assert!(
+        matches!(&got, Err(PoolError::TaskTimeout { .. })),
+        "the timeout of item 3001 comes first: {got:?}"
+    );
+    let items = r.items(None).unwrap();
+    for (x, v) in items.iter().enumerate() {
+        match x {
+            3_001 => assert!(matches!(v, Err(PoolError::TaskTimeout { .. })), "{v:?}"),
+            5_000 => assert!(
+                matches!(v, Err(PoolError::Task { message, .. }) if message == "item 5000 is bad"),
+                "{v:?}"
+            ),
+            _ => assert_eq!(v.as_ref().ok(), Some(&(x as i64 + 1)), "item {x}"),
+        }
+    }
+    let outs = r.outcomes().unwrap();
+    assert_eq!(outs[9_999].attempts, 2, "crashed once, then ran: {:?}", outs[9_999]);
+    assert_eq!(outs[3_001].status, Status::Timeout);
+    p.join();
 }
 
 fn map_failure_keeps_other_items() {
@@ -1223,6 +1291,7 @@ fn main() {
         ("grandchild_killed_with_worker", grandchild_killed_with_worker),
         ("ordering_under_random_durations", ordering_under_random_durations),
         ("map_failure_keeps_other_items", map_failure_keeps_other_items),
+        ("big_chunks_keep_every_other_item", big_chunks_keep_every_other_item),
         ("map_get_while_running_is_the_same_answer", map_get_while_running_is_the_same_answer),
         ("callbacks", callbacks),
         ("get_timeout_on_long_task", get_timeout_on_long_task),

@@ -855,6 +855,38 @@ mod tests {
     }
 
     #[test]
+    fn map_trusts_an_exact_length_only_as_far_as_it_is_true() {
+        // Announces exactly `.1` items, yields what its range has.
+        struct Announces(std::ops::Range<i64>, usize);
+        impl Iterator for Announces {
+            type Item = i64;
+            fn next(&mut self) -> Option<i64> {
+                self.0.next()
+            }
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                (self.1, Some(self.1))
+            }
+        }
+        let p = pool();
+        let twice: Vec<i64> = (0..10).map(|x| 2 * x).collect();
+        assert_eq!(p.map::<_, i64>("double", Announces(0..10, 10)).unwrap(), twice);
+        for announced in [5, 20] {
+            let e = p.map::<_, i64>("double", Announces(0..10, announced)).unwrap_err();
+            assert!(
+                matches!(&e, PoolError::Encode(m) if m.contains(&format!("exactly {announced}"))),
+                "{e:?}"
+            );
+        }
+        // No exact length: collected first.
+        let evens = (0..20i64).filter(|x| x % 2 == 0);
+        assert_eq!(
+            p.map::<_, i64>("double", evens).unwrap(),
+            (0..10).map(|x| 4 * x).collect::<Vec<_>>()
+        );
+        p.join();
+    }
+
+    #[test]
     fn threads_timeout_is_reported_and_pool_goes_on() {
         let p = pool();
         let r = p.apply_async::<_, u64>("sleep_ms", 5_000u64).unwrap();

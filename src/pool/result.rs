@@ -457,6 +457,12 @@ impl CState {
 
     /// Every value in item order, or the first failing item's error.
     fn values<T: DeserializeOwned>(&mut self) -> Result<Vec<T>, PoolError> {
+        if !self.outcomes.is_empty()
+            && self.remaining == 0
+            && let Some(r) = self.values_mixed()
+        {
+            return r;
+        }
         if !self.outcomes.is_empty() || self.remaining != 0 {
             self.materialize();
             return self.outcomes.iter().map(stored_result).collect();
@@ -480,6 +486,48 @@ impl CState {
             return self.outcomes.iter().map(stored_result).collect();
         }
         Ok(v)
+    }
+}
+
+impl CState {
+    /// [`values`](Self::values) when some items are in the table (a failure, a retry, a
+    /// task taken back from a busy worker) and the rest in segments: each value decoded
+    /// from where it is, in item order, without first building an outcome per item from
+    /// the segments (a table entry for each of 100,000 items, to be dropped right after).
+    /// `None` when the segments are not what they always are (ordered, apart, within the
+    /// call): then `values` decides.
+    fn values_mixed<T: DeserializeOwned>(&mut self) -> Option<Result<Vec<T>, PoolError>> {
+        if self.outcomes.len() != self.n {
+            return None;
+        }
+        self.segments.sort_unstable_by_key(|g| g.first);
+        let mut v = Vec::with_capacity(self.n);
+        let mut segs = self.segments.iter().peekable();
+        while v.len() < self.n {
+            let i = v.len();
+            match segs.peek() {
+                // A segment's items are never in the table too; if they were, the segment
+                // would win (as in `materialize`).
+                Some(g) if g.first == i => {
+                    if g.first + g.count > self.n {
+                        return None;
+                    }
+                    if let Err(e) = decode_run(&g.data, g.count, g.json, &mut v) {
+                        return Some(Err(e));
+                    }
+                    segs.next();
+                }
+                Some(g) if g.first < i => return None,
+                _ => match stored_result(&self.outcomes[i]) {
+                    Ok(x) => v.push(x),
+                    Err(e) => return Some(Err(e)),
+                },
+            }
+        }
+        if segs.next().is_some() {
+            return None;
+        }
+        Some(Ok(v))
     }
 }
 
