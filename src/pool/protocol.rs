@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::registry::{KindSig, TaskErrorKind};
 
 /// Bumped whenever a message changes; both sides check it in the handshake.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The `argv[1]` that turns a program into a pool worker.
 pub const WORKER_ARG: &str = "__jobpool-worker";
@@ -390,8 +390,10 @@ const W_LOG_UNTIL: usize = 10; // unix ns of the last clock reading when one was
 const W_STEAL: usize = 11; // taken back by the pool: do not start tasks with id + 1 >= this (0 = none)
 const W_CLAIM: usize = 12; // the worker may start tasks with id < this without looking at W_STEAL again
 const HEADER_WORDS: usize = 13;
-/// The whole slot: 64 KiB, most of it the log of results not yet sent.
-const WORDS: usize = 8 * 1024;
+/// The whole slot: 128 KiB, most of it the log of results not yet sent. An entry of a
+/// small value takes two words: a map chunk of 4096 (the largest automatic one) fits,
+/// so it is sent as one message, not two when the log fills just before its end.
+const WORDS: usize = 16 * 1024;
 const LOG_WORDS: usize = WORDS - HEADER_WORDS;
 
 enum Backing {
@@ -830,6 +832,22 @@ mod tests {
             assert_eq!(v[..3], [9, 9, 9]);
             assert_eq!(v[3..], piece[..], "{k} bytes");
         }
+    }
+
+    #[test]
+    fn the_log_holds_a_whole_automatic_chunk_of_small_values() {
+        // Otherwise a worker sends such a chunk's results in two messages, not one.
+        let chunk = super::super::dispatcher::MAX_AUTO_CHUNK as u64;
+        let slot = Slot::local();
+        let mut cur = LogCursor::default();
+        for id in 0..chunk {
+            let v = (id as u32).to_le_bytes();
+            assert!(slot.log_push(&mut cur, id, CODE_OK, &v[..3], None, (1, 2)), "result {id}");
+        }
+        let got = slot.log_read().unwrap();
+        assert_eq!((got.base, got.len()), (0, chunk as usize));
+        let k = chunk as usize - 1;
+        assert_eq!(&got.blob.0[got.end(k - 1) as usize..], &(k as u32).to_le_bytes()[..3]);
     }
 
     #[test]

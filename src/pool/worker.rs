@@ -363,7 +363,7 @@ impl Out<'_> {
     /// Commit the result just pushed for task `id` (its payload from `mark` on in the
     /// blob, its code `code`) to the slot's log; when it does not fit, send everything
     /// gathered now instead. False when the parent is gone.
-    #[inline]
+    #[inline(always)]
     fn commit(&mut self, id: u64, mark: usize, code: u8) -> bool {
         let payload = &self.out.blob.0[mark..];
         let data = match self.out.data.last() {
@@ -374,6 +374,13 @@ impl Out<'_> {
         if self.slot.log_push(&mut self.log, id, code, payload, data, span) {
             return true;
         }
+        self.log_full()
+    }
+
+    /// The log is full: send everything gathered (then the log is empty again).
+    #[cold]
+    #[inline(never)]
+    fn log_full(&mut self) -> bool {
         let ok = self.send_out(mono_ns());
         self.slot.log_reset(&mut self.log);
         self.mark = 0;
