@@ -564,14 +564,6 @@ impl Slot {
         self.word(W_STEAL).store(0, Ordering::SeqCst);
     }
 
-    /// Claim (worker side) the tasks with id < `upto`, then look for a steal (see
-    /// [`Slot::steal_from`]); returns whether task `id` (the next one) was taken back.
-    /// Called before starting a task at or past the last claim.
-    #[cfg(test)]
-    pub fn claim(&self, id: u64, upto: u64) -> bool {
-        self.view().claim(id, upto)
-    }
-
     /// Commit a result to the log: see [`SlotView::log_push`].
     #[cfg(test)]
     pub fn log_push(
@@ -673,7 +665,9 @@ impl SlotView<'_> {
         id < self.w[W_SKIP].load(Ordering::Relaxed)
     }
 
-    /// See [`Slot::claim`].
+    /// Claim (worker side) the tasks with id < `upto`, then look for a steal (see
+    /// [`Slot::steal_from`]); returns whether task `id` (the next one) was taken back.
+    /// Called before starting a task at or past the last claim.
     #[inline]
     pub fn claim(self, id: u64, upto: u64) -> bool {
         self.w[W_CLAIM].store(upto, Ordering::SeqCst);
@@ -681,7 +675,7 @@ impl SlotView<'_> {
         s != 0 && id + 1 >= s
     }
 
-    /// Whether the pool took task `id` back (worker side, after [`Slot::claim`]).
+    /// Whether the pool took task `id` back (worker side, after [`SlotView::claim`]).
     #[inline]
     pub fn stolen(self, id: u64) -> bool {
         let s = self.w[W_STEAL].load(Ordering::Relaxed);

@@ -213,7 +213,7 @@ fn outlive_guard(stop: Arc<AtomicBool>, slot: Slot, grace: Duration) {
 /// faster tasks are batched. Every result is committed to the slot's log before the next
 /// task starts (or, if it does not fit there, sent first), so none is lost when the
 /// worker dies holding a batch: the pool reads the log of a dead worker (see
-/// [`Slot::log_push`]).
+/// [`SlotView::log_push`]).
 ///
 /// The clock (≈ 45 ns a read here, more than a trivial task) is read after every task
 /// while tasks are slow, and only every `stride` tasks (up to [`MAX_STRIDE`]) while a
@@ -246,7 +246,7 @@ pub(crate) fn run_batch(
     };
     let end = batch.base + batch.len() as u64;
     // Tasks with id < `claimed` may start without looking for a steal again: claiming
-    // costs a full barrier, so fast tasks claim a stride at a time (see `Slot::claim`).
+    // costs a full barrier, so fast tasks claim a stride at a time (see `SlotView::claim`).
     let mut claimed = 0u64;
     for (id, payload) in batch.tasks() {
         if stop.load(Ordering::Acquire) {
