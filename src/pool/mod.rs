@@ -611,6 +611,10 @@ impl Pool {
     }
 
     /// Run `func` on every item (Python's `map_async`); results keep the items' order.
+    ///
+    /// Items are encoded as they are taken from an iterator whose `size_hint` gives an
+    /// exact length (ranges, vectors, their maps); one that then yields another number of
+    /// items is an error ([`PoolError::Encode`]), like an item that cannot be encoded.
     pub fn map_async<A: Serialize, T: DeserializeOwned>(
         &self,
         func: &str,

@@ -390,10 +390,13 @@ const W_LOG_UNTIL: usize = 10; // unix ns of the last clock reading when one was
 const W_STEAL: usize = 11; // taken back by the pool: do not start tasks with id + 1 >= this (0 = none)
 const W_CLAIM: usize = 12; // the worker may start tasks with id < this without looking at W_STEAL again
 const HEADER_WORDS: usize = 13;
-/// The whole slot: 128 KiB, most of it the log of results not yet sent. An entry of a
-/// small value takes two words: a map chunk of 4096 (the largest automatic one) fits,
-/// so it is sent as one message, not two when the log fills just before its end.
-const WORDS: usize = 16 * 1024;
+/// The whole slot: 64 KiB, most of it the log of results not yet sent. (It is a file:
+/// it counts against `ulimit -f`; a test runs jobpool under an 80 KiB limit.)
+const WORDS: usize = 8 * 1024;
+/// A log entry of one word: a success without error data whose payload has at most
+/// [`SHORT_MAX`] bytes (the flag, the length in the low byte, the payload above).
+const SHORT: u64 = 1 << 63;
+const SHORT_MAX: usize = 6;
 const LOG_WORDS: usize = WORDS - HEADER_WORDS;
 
 enum Backing {
@@ -627,6 +630,11 @@ impl Slot {
             }
             let head = self.word(at).load(Ordering::Relaxed);
             at += 1;
+            if head & SHORT != 0 {
+                let len = ((head & 0xff) as usize).min(SHORT_MAX);
+                out.push(base + k as u64, CODE_OK, &(head >> 8).to_le_bytes()[..len], None);
+                continue;
+            }
             let (len, code, dlen) =
                 ((head & 0xffff_ffff) as usize, (head >> 32) as u8, (head >> 40) as usize);
             let payload = bytes(&mut at, len)?;
@@ -688,9 +696,11 @@ impl SlotView<'_> {
     /// caller must then send its results before the next task starts (and reset the
     /// log).
     ///
-    /// One entry is a head word (payload length, code, data length) and the payload's
-    /// and the data's bytes in whole words; then the count is advanced (release): the
-    /// one store a reader synchronizes on.
+    /// A small success is one word ([`SHORT`]): a chunk of 4096 such results (the largest
+    /// automatic one) fits the log, and travels as one message. Any other entry is a
+    /// head word (payload length, code, data length) and the payload's and the data's
+    /// bytes in whole words. Then the count is advanced (release): the one store a reader
+    /// synchronizes on.
     #[inline]
     pub fn log_push(
         self,
@@ -702,8 +712,9 @@ impl SlotView<'_> {
         span: (u64, u64),
     ) -> bool {
         let (started_ns, until_ns) = span;
-        let need = 1 + payload.len().div_ceil(8) + data.len().div_ceil(8);
-        if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 24
+        let short = code == CODE_OK && data.is_empty() && payload.len() <= SHORT_MAX;
+        let need = if short { 1 } else { 1 + payload.len().div_ceil(8) + data.len().div_ceil(8) };
+        if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 23
         {
             return false;
         }
@@ -718,14 +729,19 @@ impl SlotView<'_> {
             w[W_LOG_UNTIL].store(until_ns, Ordering::Relaxed);
             cur.until = until_ns;
         }
-        let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
         let at = HEADER_WORDS + cur.used;
-        let entry = &w[at..at + need];
-        entry[0].store(head, Ordering::Relaxed);
-        let mut k = 1;
-        k = store_bytes(&entry[k..], payload, k);
-        if !data.is_empty() {
-            store_bytes(&entry[k..], data, k);
+        if short {
+            let word = SHORT | payload.len() as u64 | pack_le(payload) << 8;
+            w[at].store(word, Ordering::Relaxed);
+        } else {
+            // `data.len() < 2^23`: the flag bit stays clear.
+            let head = payload.len() as u64 | (code as u64) << 32 | (data.len() as u64) << 40;
+            let entry = &w[at..at + need];
+            entry[0].store(head, Ordering::Relaxed);
+            let k = store_bytes(&entry[1..], payload, 1);
+            if !data.is_empty() {
+                store_bytes(&entry[k..], data, k);
+            }
         }
         cur.used += need;
         cur.count += 1;
@@ -826,6 +842,33 @@ mod tests {
             assert_eq!(v[..3], [9, 9, 9]);
             assert_eq!(v[3..], piece[..], "{k} bytes");
         }
+    }
+
+    #[test]
+    fn short_and_long_log_entries_read_back_the_same() {
+        // Up to 6 bytes of a success without data: one word; anything else: a head word
+        // and the bytes.
+        let slot = Slot::local();
+        let mut cur = LogCursor::default();
+        let mut want = ResultBatch::with_capacity(0, 0);
+        let mut id = 0;
+        for n in 0..=9usize {
+            for (code, data) in [(CODE_OK, None), (CODE_ERROR, None), (CODE_OK, Some("{}"))] {
+                let payload: Vec<u8> = (0..n as u8).map(|b| 0xf0 | b).collect();
+                assert!(slot.log_push(&mut cur, id, code, &payload, data, (5, 9)));
+                want.push(id, code, &payload, data.map(String::from));
+                id += 1;
+            }
+        }
+        let got = slot.log_read().unwrap();
+        assert_eq!((got.base, got.len(), got.started_ns, got.duration_ns), (0, want.len(), 5, 4));
+        assert_eq!(
+            (&got.ends, &got.blob, &got.codes, &got.data),
+            (&want.ends, &want.blob, &want.codes, &want.data)
+        );
+        // Successes: 7 short (0..=6 bytes), 2 + 2 + 3 long; errors: 10 heads and 10 words
+        // of bytes; successes with data: the same and 10 words of data.
+        assert_eq!(cur.used, 14 + 20 + 30, "words used");
     }
 
     #[test]
