@@ -572,7 +572,7 @@ impl Pool {
         while first < n {
             let len = chunk.min(n - first);
             let mut buf = Vec::with_capacity(len * 4);
-            let mut its = Vec::with_capacity(len);
+            let mut its = dispatcher::spare_items(len);
             // The items' ends once more, as the wire has them (see `Parcel::set_dense`).
             let mut ends = Vec::with_capacity(len * 4);
             let mut enc = protocol::Encoder::new(&mut buf);
