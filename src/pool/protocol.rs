@@ -781,11 +781,12 @@ fn store_bytes(to: &[AtomicU64], bytes: &[u8], k: usize) -> usize {
 
 /// Up to 8 bytes as a little-endian word, the missing high bytes zero.
 ///
-/// Fewer than 8 are read one byte at a time, each read volatile: LLVM otherwise turns
+/// Fewer than 8 are read one byte at a time, each read volatile: LLVM may otherwise turn
 /// the loop into a `memcpy` call into a zeroed word and a load of that word, and that
 /// load stalls (the bytes were just stored one at a time): half of the log's cost per
-/// result in the worker, measured. The bytes themselves were usually just written one at
-/// a time by the task's encoder, so a wider load of them would stall too.
+/// result in the worker, in an LTO build where it did. The bytes themselves were usually
+/// just written one at a time by the task's encoder, so a wider load of them would stall
+/// too.
 #[inline]
 fn pack_le(bytes: &[u8]) -> u64 {
     if let Ok(w) = <[u8; 8]>::try_from(bytes) {
