@@ -725,10 +725,12 @@ fn command_groups_can_be_turned_off() {
 /// This test binary run as a program that starts a zygote first thing in `main` (with a
 /// zygote hook that panics when `panic`), then maps over a pool of 2: prints `main` and
 /// its pid once, then the squares, then the pids of its workers' parents.
-fn zygote_program(panic: bool) {
+fn zygote_program(mode: &str) {
     let mut r = registry();
-    if panic {
-        r.on_zygote_start(|| panic!("a zygote hook that panics"));
+    match mode {
+        "panic" => r.on_zygote_start(|| panic!("a zygote hook that panics")),
+        "hang" => r.on_zygote_start(|| std::thread::sleep(Duration::from_secs(60))),
+        _ => {}
     }
     jobpool::pool::zygote::start(&r);
     println!("main {}", std::process::id());
@@ -738,13 +740,17 @@ fn zygote_program(panic: bool) {
     let pids: Vec<u32> = p.map("ppid", vec![(); 2]).unwrap();
     println!("{pids:?}");
     p.join();
+    jobpool::pool::zygote::stop();
 }
 
 /// A program that starts a zygote gets forked workers (their parent is the zygote, not
 /// the program); a zygote whose hook panics ends (it never returns into the program's
-/// `main`, which would run twice) and the pool starts exec'd workers instead.
+/// `main`, which would run twice) and the pool starts exec'd workers instead; so does a
+/// zygote that does not answer (a hook that hangs), which `stop` then kills: nothing
+/// hangs.
 fn a_program_with_a_zygote() {
-    for mode in ["ok", "panic"] {
+    for mode in ["ok", "panic", "hang"] {
+        let t0 = Instant::now();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .env("POOL_TEST_ZYGOTE", mode)
             .output()
@@ -759,6 +765,10 @@ fn a_program_with_a_zygote() {
         let forked = parents.iter().all(|&p| p != program);
         let execd = parents.iter().all(|&p| p == program);
         assert!(if mode == "ok" { forked } else { execd }, "{mode}: {program} {parents:?}");
+        if mode == "hang" {
+            // Given up after 10 s to answer, then killed after 10 s more at the end.
+            assert!(t0.elapsed() < Duration::from_secs(40), "{mode}: {:?}", t0.elapsed());
+        }
         if mode == "panic" {
             assert!(String::from_utf8_lossy(&out.stderr).contains("a zygote hook that panics"));
         }
@@ -1264,7 +1274,7 @@ fn main() {
     }
     worker::run_if_worker(&registry());
     if std::env::var_os("POOL_TEST_ZYGOTE").is_some() {
-        zygote_program(std::env::var("POOL_TEST_ZYGOTE").unwrap() == "panic");
+        zygote_program(&std::env::var("POOL_TEST_ZYGOTE").unwrap());
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("--print-probe") {

@@ -40,6 +40,9 @@ const SPAWN: u8 = 1;
 const REAP: u8 = 2;
 /// Flag of a spawn request: the worker's stdout goes to stderr.
 const STDOUT_TO_STDERR: u8 = 1;
+/// How long the zygote may take to answer a request (its start-up hooks included), and
+/// to exit when it is ended.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// The parent's handle on its zygote.
 pub(crate) struct Zygote {
@@ -73,6 +76,9 @@ pub fn start(registry: &Registry) {
         never_return(|| zygote_main(theirs, registry, parent));
     }
     drop(theirs);
+    // A zygote that does not answer (a hook of the registry's that never returns) must not
+    // hang the pool: after this long, it is given up (see `ask`).
+    let _ = ours.set_read_timeout(Some(ANSWER_WITHIN));
     // SAFETY: setpgid on our own child (as it does itself; whichever runs first makes the
     // group): out of the terminal's process group, so a Ctrl-C for jobpool does not kill
     // it, as exec'd workers are.
@@ -88,14 +94,20 @@ pub fn start(registry: &Registry) {
 pub fn stop() {
     let Some(z) = ZYGOTE.get() else { return };
     let sock = z.sock.lock().unwrap_or_else(|e| e.into_inner());
-    // End of file on its socket: it exits (at once, unless it is forking a worker).
-    if sock.shutdown(std::net::Shutdown::Both).is_ok() {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child, with a valid out-pointer.
-        while unsafe { libc::waitpid(z.pid, &mut status, 0) } < 0
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
+    // End of file on its socket: it exits (at once, unless it is still running a hook).
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+    let exited = match crate::process::pidfd_open(z.pid as u32) {
+        Some(fd) => crate::process::exited(&fd, ANSWER_WITHIN),
+        None => false,
+    };
+    if !exited {
+        crate::process::kill_process(z.pid as u32, libc::SIGKILL);
     }
+    let mut status = 0;
+    // SAFETY: waitpid on our own child (reaped only here), with a valid out-pointer.
+    while unsafe { libc::waitpid(z.pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
 }
 
 /// The zygote of this process, when it has one and `program` is what it is a copy of.
@@ -147,12 +159,18 @@ impl Zygote {
         }
     }
 
-    /// One request, one reply of two `i32`s.
+    /// One request, one reply of two `i32`s. A zygote that fails one (gone, or no answer
+    /// within [`ANSWER_WITHIN`]) is given up for good: its socket is shut, so that every
+    /// later request fails at once (workers are then exec'd) and no late answer is read
+    /// as the answer to another request.
     fn ask(&self, req: &[u8]) -> io::Result<[i32; 2]> {
         let mut sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
-        sock.write_all(req)?;
         let mut buf = [0u8; 8];
-        sock.read_exact(&mut buf)?;
+        let r = sock.write_all(req).and_then(|()| sock.read_exact(&mut buf));
+        if let Err(e) = r {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+            return Err(e);
+        }
         let word = |i: usize| i32::from_le_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
         Ok([word(0), word(4)])
     }
