@@ -70,6 +70,8 @@ pub fn kill_group(pgid: i32, signal: i32) {
 
 /// Wait (at most `timeout`, then SIGKILL it and wait again) until our child has exited,
 /// without reaping it: its pid, which may also be its process group's id, stays ours.
+/// (With a pidfd, `pid` may also be a process another one keeps unreaped for us: a
+/// worker forked by the zygote.)
 pub fn wait_exit(pid: u32, pidfd: Option<&OwnedFd>, timeout: Duration) {
     let dead = || match pidfd {
         Some(fd) => exited(fd, timeout),

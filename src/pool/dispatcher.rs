@@ -1526,14 +1526,17 @@ impl Dispatcher {
                 && w.steal_until.is_none()
                 && w.assigned < max_tasks
         })?;
-        // Some worker has a task besides the one it may be running (no sum over parcels:
-        // this is asked on every turn of the loop).
-        let loaded = self.workers.iter().any(|w| {
+        self.any_loaded().then_some(idle)
+    }
+
+    /// Whether some worker holds a task besides the one it may be running: one an idle
+    /// worker could take (no sum over parcels: this is asked on every turn of the loop).
+    fn any_loaded(&self) -> bool {
+        self.workers.iter().any(|w| {
             w.phase == Phase::Ready
                 && (w.inflight.len() > 1
                     || w.inflight.front().is_some_and(|p| p.unfinished().len() > 1))
-        });
-        loaded.then_some(idle)
+        })
     }
 
     /// Work stealing: when a worker is idle and nothing is queued, take back from the
@@ -1690,14 +1693,7 @@ impl Dispatcher {
     /// is coming), nor while some worker holds a task besides the one it runs (an idle
     /// worker may have to take it: see `steal`).
     fn join_step(&mut self) {
-        let loaded = || {
-            self.workers.iter().any(|w| {
-                w.phase == Phase::Ready
-                    && (w.inflight.len() > 1
-                        || w.inflight.front().is_some_and(|p| p.unfinished().len() > 1))
-            })
-        };
-        if self.closed && self.pending.is_empty() && self.feeds == 0 && !loaded() {
+        if self.closed && self.pending.is_empty() && self.feeds == 0 && !self.any_loaded() {
             for w in &mut self.workers {
                 if w.phase == Phase::Ready && w.inflight.is_empty() {
                     w.phase = Phase::Retiring;

@@ -113,12 +113,7 @@ impl Proc {
         match self {
             Proc::Spawned(c) => process::reap_within(c, pidfd, timeout),
             Proc::Forked { pid, zygote } => {
-                if let Some(fd) = pidfd
-                    && !process::exited(fd, timeout)
-                {
-                    process::kill_process(*pid, libc::SIGKILL);
-                    process::exited(fd, timeout);
-                }
+                process::wait_exit(*pid, pidfd, timeout);
                 zygote.reap(*pid, timeout)
             }
         }
@@ -399,9 +394,7 @@ impl Handle {
         // The process group the worker registered.
         process::kill_group(slot.pgid(), libc::SIGKILL);
         let status = child.reap(pidfd.as_ref(), EXIT_WAIT);
-        if *group > 0 {
-            process::end_group_leader(*group);
-        }
+        process::end_group_leader(*group);
         describe_exit(status)
     }
 }

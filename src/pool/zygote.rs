@@ -96,13 +96,8 @@ pub fn stop() {
     let sock = z.sock.lock().unwrap_or_else(|e| e.into_inner());
     // End of file on its socket: it exits (at once, unless it is still running a hook).
     let _ = sock.shutdown(std::net::Shutdown::Both);
-    let exited = match crate::process::pidfd_open(z.pid as u32) {
-        Some(fd) => crate::process::exited(&fd, ANSWER_WITHIN),
-        None => false,
-    };
-    if !exited {
-        crate::process::kill_process(z.pid as u32, libc::SIGKILL);
-    }
+    let pid = z.pid as u32;
+    crate::process::wait_exit(pid, crate::process::pidfd_open(pid).as_ref(), ANSWER_WITHIN);
     let mut status = 0;
     // SAFETY: waitpid on our own child (reaped only here), with a valid out-pointer.
     while unsafe { libc::waitpid(z.pid, &mut status, 0) } < 0
@@ -117,11 +112,19 @@ pub(crate) fn for_program(program: &std::path::Path) -> Option<&'static Zygote> 
 
 /// Whether this process has exactly one thread (`/proc/self/stat`, field 20).
 fn single_threaded() -> bool {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return false };
+    stat_fields(20, 1).is_some_and(|f| f[0] == 1)
+}
+
+/// `count` numeric fields of `/proc/self/stat` from field number `first` (1-based, as
+/// `proc(5)` numbers them; `first` > 2).
+fn stat_fields(first: usize, count: usize) -> Option<Vec<usize>> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: count from the
-    // last `)`. Field 3 is the first after it; the thread count is field 20.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return false };
-    rest.split_whitespace().nth(17) == Some("1")
+    // last `)`, after which comes field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<usize> =
+        rest.split_whitespace().skip(first - 3).take(count).map_while(|f| f.parse().ok()).collect();
+    (fields.len() == count).then_some(fields)
 }
 
 impl Zygote {
@@ -297,10 +300,6 @@ fn name_process(comm: &std::ffi::CStr, args: &[&str]) {
 
 /// Where this process's argument strings are (fields 48 and 49 of `/proc/self/stat`).
 fn arg_area() -> Option<(usize, usize)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace().skip(48 - 3);
-    let start = fields.next()?.parse().ok()?;
-    let end = fields.next()?.parse().ok()?;
-    (start > 0 && end > start).then_some((start, end))
+    let f = stat_fields(48, 2)?;
+    (f[0] > 0 && f[1] > f[0]).then_some((f[0], f[1]))
 }

@@ -426,9 +426,14 @@ static STANDARD: OnceLock<Shared<Module>> = OnceLock::new();
 /// does not export).
 const MAX_STRINGS_INTERNED: usize = 256;
 
+/// Rhai's standard library, built on first use.
+fn standard_library() -> &'static Shared<Module> {
+    STANDARD.get_or_init(|| StandardPackage::new().as_shared_module())
+}
+
 /// Build Rhai's standard library now (the worker zygote does, so forked workers have it).
 pub fn warm_up() {
-    STANDARD.get_or_init(|| StandardPackage::new().as_shared_module());
+    standard_library();
 }
 
 /// A Rhai engine with the sandbox limits and jobpool's extra functions.
@@ -437,8 +442,7 @@ fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
     // print/debug to stdout (replaced below); with `no_module` it sets no module resolver.
     let mut engine = Engine::new_raw();
     engine.set_max_strings_interned(MAX_STRINGS_INTERNED);
-    warm_up();
-    engine.register_global_module(STANDARD.get().expect("built above").clone());
+    engine.register_global_module(standard_library().clone());
     // What `jobpool check` accepts is what a worker compiles.
     for symbol in ScriptTask::DISABLED_SYMBOLS {
         engine.disable_symbol(*symbol);
