@@ -221,7 +221,7 @@ impl<'j> Frontends<'j> {
         }
         if let Some(s) = &self.sinks {
             // Sinks that only take JSON lines need no copy of the record.
-            let record = (line.is_none() || !s.lines_only()).then(|| rec.clone());
+            let record = (line.is_none() || !s.lines_only()).then(|| Box::new(rec.clone()));
             self.unsunk.push(Unsunk { index: rec.index, record, line });
         }
         if let Some(b) = &mut self.report {
@@ -374,7 +374,7 @@ fn to_sinks(
     for u in records.drain(..) {
         written += match (u.line.and_then(|r| bytes.get(r)), u.record) {
             (Some(line), record) => s.push_line(u.index, record, line)?,
-            (None, Some(record)) => s.push(record)?,
+            (None, Some(record)) => s.push(*record)?,
             // Not reachable: a record without a journal line is always kept.
             (None, None) => 0,
         };
@@ -385,8 +385,9 @@ fn to_sinks(
 /// A record journalled and not yet given to the sinks.
 struct Unsunk {
     index: u64,
-    /// The record, unless every sink takes JSON lines and it has one.
-    record: Option<TaskRecord>,
+    /// The record, unless every sink takes JSON lines and it has one. Boxed: a burst
+    /// of these is pushed and drained once per record, and most carry none.
+    record: Option<Box<TaskRecord>>,
     /// Its line's place in the journal's buffer (`None`: not journalled).
     line: Option<std::ops::Range<usize>>,
 }

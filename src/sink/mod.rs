@@ -383,23 +383,27 @@ impl OrderedSinks {
     /// included) is `line`, as the journal wrote it: sinks that take lines write these
     /// bytes instead of serialising the record again. `record` may be `None` when
     /// [`OrderedSinks::lines_only`] (otherwise writing it fails).
-    pub fn push_line(
+    pub fn push_line<R>(
         &mut self,
         index: u64,
-        record: Option<TaskRecord>,
+        record: Option<R>,
         line: &[u8],
-    ) -> Result<usize, SinkError> {
+    ) -> Result<usize, SinkError>
+    where
+        R: std::borrow::Borrow<TaskRecord> + Into<Box<TaskRecord>>,
+    {
         if self.buffer.pass(index) {
             // Due now and nothing waits behind it: written straight from the journal's
             // buffer, without a copy into the reorder buffer.
             let record = record.filter(|_| !self.lines_only);
-            self.sinks.write_parts(self.lines_used.then_some(line), record.as_ref())?;
+            let record = record.as_ref().map(|r| r.borrow());
+            self.sinks.write_parts(self.lines_used.then_some(line), record)?;
             self.written += 1;
             return Ok(1);
         }
         let o = Outgoing {
             index,
-            record: record.filter(|_| !self.lines_only).map(Box::new),
+            record: record.filter(|_| !self.lines_only).map(Into::into),
             line: self.lines_used.then(|| line.into()),
         };
         self.push_outgoing(o)
