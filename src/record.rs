@@ -214,8 +214,10 @@ impl TaskRecord {
 
     /// Append the record's compact JSON (exactly `serde_json::to_writer`'s bytes: the
     /// same fields, order and number forms) to `out`: the journal's and a jsonl sink's
-    /// line, written without serde's per-field machinery (this runs once per record).
+    /// line, written without serde's per-field machinery (this runs once per record;
+    /// see [`crate::text::json`]).
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        use crate::text::json;
         fn put<T: Serialize + ?Sized>(
             out: &mut Vec<u8>,
             key: &[u8],
@@ -234,18 +236,33 @@ impl TaskRecord {
                 None => Ok(()),
             }
         }
-        put(out, b"{\"index\":", &self.index)?;
-        put(out, b",\"key\":", self.key.as_str())?;
+        out.extend_from_slice(b"{\"index\":");
+        json::push_u64(out, self.index);
+        out.extend_from_slice(b",\"key\":");
+        json::push_str(out, &self.key);
         out.extend_from_slice(b",\"args\":");
         self.args.write_json(out)?;
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(self.status.as_str().as_bytes());
         out.push(b'"');
-        opt(out, b",\"value\":", &self.value)?;
-        opt(out, b",\"error\":", &self.error)?;
-        put(out, b",\"attempts\":", &self.attempts)?;
-        opt(out, b",\"worker\":", &self.worker)?;
-        opt(out, b",\"started_at\":", &self.started_at.as_deref())?;
+        if let Some(v) = &self.value {
+            out.extend_from_slice(b",\"value\":");
+            json::push_value(out, v)?;
+        }
+        if let Some(e) = &self.error {
+            out.extend_from_slice(b",\"error\":");
+            json::push_str(out, e);
+        }
+        out.extend_from_slice(b",\"attempts\":");
+        json::push_u64(out, u64::from(self.attempts));
+        if let Some(w) = self.worker {
+            out.extend_from_slice(b",\"worker\":");
+            json::push_u64(out, u64::from(w));
+        }
+        if let Some(t) = &self.started_at {
+            out.extend_from_slice(b",\"started_at\":");
+            json::push_str(out, t);
+        }
         put(out, b",\"duration_ms\":", &self.duration_ms)?;
         opt(out, b",\"exit_code\":", &self.exit_code)?;
         opt(out, b",\"signal\":", &self.signal)?;
@@ -406,6 +423,9 @@ mod tests {
         let mut cases = vec![r.clone()];
         r.args.insert("name \"quoted\"\n".into(), json!([1.5, -0.0, 1e300, "é\u{1}"]));
         r.args.insert("n".into(), json!(u64::MAX));
+        r.args.insert("m".into(), json!(i64::MIN));
+        r.args.insert("s".into(), json!("plain"));
+        r.args.insert("o".into(), json!({"a": [true, null, 2.5]}));
         r.value = None;
         r.error = Some("tab\there".into());
         r.worker = Some(3);
@@ -423,6 +443,12 @@ mod tests {
         r.value = Some(json!(null));
         r.resumed = false;
         cases.push(r.clone());
+        for v in [json!(0), json!(-3), json!(u64::MAX), json!(2.5), json!("a\"b"), json!("ok")] {
+            r.value = Some(v);
+            r.error = Some("plain".into());
+            r.key = "0123456789abcdef0123456789abcdef".into();
+            cases.push(r.clone());
+        }
         for s in Status::ALL {
             let mut x = TaskRecord::new(u64::MAX, "k", Args::default(), s);
             x.duration_ms = 12345.678;

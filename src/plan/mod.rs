@@ -288,8 +288,8 @@ impl Plan {
                 Some(enc) => self
                     .buf
                     .extend_from_slice(enc.get(self.picked[*pos]).map_or(&[], Vec::as_slice)),
-                // Writing JSON into a Vec cannot fail.
-                None => drop(serde_json::to_writer(&mut self.buf, &args[*pos])),
+                // Writing JSON into a Vec cannot fail; the bytes are serde's.
+                None => drop(crate::text::json::push_value(&mut self.buf, &args[*pos])),
             }
             self.buf.push(0);
         }

@@ -79,9 +79,9 @@ impl Args {
             if i > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut *out, n.as_str())?;
+            crate::text::json::push_str(out, n);
             out.push(b':');
-            serde_json::to_writer(&mut *out, v)?;
+            crate::text::json::push_value(out, v)?;
         }
         out.push(b'}');
         Ok(())

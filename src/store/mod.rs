@@ -176,8 +176,8 @@ impl Rfc3339Micros {
         let mut out = *b"0000-00-00T00:00:00.000000Z";
         out[..19].copy_from_slice(&head);
         put_digits(&mut out[20..26], u64::from(micros));
-        // Only ASCII digits and separators were written.
-        std::str::from_utf8(&out).unwrap_or_default().into()
+        // Only ASCII digits and separators were written, 27 of them.
+        crate::text::SmallText::from_ascii(&out).unwrap_or_default()
     }
 }
 
