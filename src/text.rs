@@ -366,6 +366,7 @@ mod tests {
             json!(null),
             json!(""),
             json!("plain text é ✓"),
+            json!("del \u{7f} and no other"),
             json!("quote \" backslash \\ tab \t nul \u{0} del \u{7f}"),
             json!([1, "a", [null]]),
             json!({"k": [1.5, {"x": "\n"}], "a": 1}),
