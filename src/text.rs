@@ -222,51 +222,14 @@ impl<'de> serde::Deserialize<'de> for SmallText {
 pub mod json {
     use serde_json::Value;
 
-    /// `00` to `99`.
-    const PAIRS: [[u8; 2]; 100] = {
-        let mut pairs = [[0u8; 2]; 100];
-        let mut i = 0;
-        while i < 100 {
-            pairs[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-            i += 1;
-        }
-        pairs
-    };
-
-    /// `v` in decimal.
-    pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-        let n = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-        // The digits, left-aligned, two at a time as `itoa` does.
-        let mut digits = [0u8; 20];
-        let mut at = n;
-        while v >= 100 {
-            at -= 2;
-            digits[at..at + 2].copy_from_slice(&PAIRS[(v % 100) as usize]);
-            v /= 100;
-        }
-        if v >= 10 {
-            digits[..2].copy_from_slice(&PAIRS[v as usize]);
-        } else {
-            digits[0] = b'0' + v as u8;
-        }
-        // All 20 bytes are copied (a fixed-size copy is a few moves, where one of `n`
-        // bytes is a call to `memcpy`), and the first `n` kept.
-        out.reserve(digits.len());
-        let len = out.len();
-        for (slot, d) in out.spare_capacity_mut()[..digits.len()].iter_mut().zip(digits) {
-            slot.write(d);
-        }
-        // SAFETY: `reserve` made room for 20 more bytes, and the first `n <= 20` of them
-        // were just written.
-        unsafe { out.set_len(len + n) };
+    /// `v` in decimal (`itoa`, the formatter serde_json itself uses).
+    pub fn push_u64(out: &mut Vec<u8>, v: u64) {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
     /// `v` in decimal.
     pub fn push_i64(out: &mut Vec<u8>, v: i64) {
-        if v < 0 {
-            out.push(b'-');
-        }
-        push_u64(out, v.unsigned_abs());
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
     /// `s` as a JSON string.
