@@ -1,12 +1,16 @@
-//! The dispatcher: one thread, the single source of truth of a pool, and the scheduling
-//! state machine only.
+//! The dispatcher: the single source of truth of a pool, and the scheduling state
+//! machine only. Its state ([`Shared`]) is changed under one lock by its own thread
+//! (calls, starts, exits, ticks) and by the workers' reader threads, which apply the
+//! result messages they receive in place (no hand-over to another thread per message).
 //!
 //! Owns: the queue of waiting tasks, each worker's in-flight tasks (in the order the
 //! worker runs them) and phase, batching, the credit window, taking unstarted tasks
 //! back from a busy worker for an idle one ([`Dispatcher::rebalance`]), task timeouts (TERM,
 //! grace, KILL), crash attribution through the shared slot, retries, respawning,
-//! close / join / terminate. Workers and callers only talk to it through [`Event`]s.
-//! Must not: block on anything but its event channel (sends to workers are bounded by
+//! close / join / terminate. Callers talk to it through [`Event`]s; workers through
+//! their readers ([`results_from_reader`], and events for the rest).
+//! Must not: block on anything but its event channel, nor wait for anything while it
+//! holds the lock but a worker's exit (sends to workers are bounded by
 //! the credit window, so they never block for long); touch a process or a thread
 //! itself (starting, signalling, reaping a worker is [`Handle`]'s, in `handle.rs`, and
 //! OS calls are `crate::process`'s); hand outcomes to callers other than through
@@ -14,7 +18,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::IpcSender;
@@ -274,6 +278,10 @@ pub(crate) enum Event {
     Close,
     Join,
     Terminate,
+    /// Nothing to do but look again: a reader changed the state in place (see
+    /// [`Shared`]) in a way that needs the dispatcher thread sooner than it planned to
+    /// wake, or that may have finished the pool.
+    Wake,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -458,10 +466,20 @@ fn malformed(r: &ResultBatch) -> Result<(), String> {
     Ok(())
 }
 
+/// The dispatcher's state, shared by its thread and the workers' readers: a reader
+/// applies the results it received itself, under the lock, instead of handing them to
+/// the dispatcher thread (one thread hand-over fewer per result message); the thread
+/// handles everything else (calls, starts, exits, ticks).
+pub(crate) type Shared = Mutex<Dispatcher>;
+
 pub(crate) struct Dispatcher {
     cfg: Arc<Config>,
     tx: Sender<Event>,
-    rx: Receiver<Event>,
+    /// This state, for the readers of the workers it starts.
+    me: Weak<Shared>,
+    /// When the dispatcher thread, waiting for events, wakes next by itself (a reader
+    /// that needs it sooner sends [`Event::Wake`]).
+    wake_by: Option<Instant>,
     pending: VecDeque<Parcel>,
     workers: Vec<Worker>,
     next_wid: u64,
@@ -501,31 +519,34 @@ pub(crate) fn start(
 ) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
     let (tx, rx) = mpsc::channel();
     let (stx, srx) = mpsc::sync_channel(1);
-    let mut d = Dispatcher {
-        cfg,
-        tx: tx.clone(),
-        rx,
-        pending: VecDeque::new(),
-        workers: Vec::new(),
-        next_wid: 0,
-        next_seq: 0,
-        cancelled_runs: HashSet::new(),
-        not_submitting: HashSet::new(),
-        startup: Some(stx),
-        start_failures: 0,
-        last_start_error: String::new(),
-        ever_ready: false,
-        joining: false,
-        closed: false,
-        feeds: 0,
-        terminating: false,
-        orphaned_groups: Vec::new(),
-        thread_groups: Vec::new(),
-        task_ns: u64::MAX,
-    };
+    let shared = Arc::new_cyclic(|me| {
+        Mutex::new(Dispatcher {
+            cfg,
+            tx: tx.clone(),
+            me: me.clone(),
+            wake_by: None,
+            pending: VecDeque::new(),
+            workers: Vec::new(),
+            next_wid: 0,
+            next_seq: 0,
+            cancelled_runs: HashSet::new(),
+            not_submitting: HashSet::new(),
+            startup: Some(stx),
+            start_failures: 0,
+            last_start_error: String::new(),
+            ever_ready: false,
+            joining: false,
+            closed: false,
+            feeds: 0,
+            terminating: false,
+            orphaned_groups: Vec::new(),
+            thread_groups: Vec::new(),
+            task_ns: u64::MAX,
+        })
+    });
     let handle = std::thread::Builder::new()
         .name("jobpool-dispatcher".into())
-        .spawn(move || d.run())
+        .spawn(move || run(&shared, &rx))
         .map_err(|e| PoolError::Start(e.to_string()))?;
     match srx.recv() {
         Ok(Ok(())) => Ok((tx, handle)),
@@ -540,41 +561,102 @@ pub(crate) fn start(
     }
 }
 
-impl Dispatcher {
-    fn run(&mut self) {
-        let all: Vec<u32> = (0..self.cfg.workers as u32).collect();
-        if let Err(e) = self.spawn_many(&all) {
-            self.fail_startup(e);
-            self.terminate_all();
-            self.drain_until_empty();
+fn lock(shared: &Shared) -> MutexGuard<'_, Dispatcher> {
+    shared.lock().expect("the dispatcher's state (a panic while it was held)")
+}
+
+/// The dispatcher thread: waits for events (never holding the lock while it waits),
+/// handles them, and ticks.
+fn run(shared: &Shared, rx: &Receiver<Event>) {
+    {
+        let mut d = lock(shared);
+        let all: Vec<u32> = (0..d.cfg.workers as u32).collect();
+        if let Err(e) = d.spawn_many(&all) {
+            d.fail_startup(e);
+            d.terminate_all();
+            drop(d);
+            drain_until_empty(shared, rx);
             return;
         }
-        self.check_startup();
-        loop {
-            let wait = self.tick_interval();
-            match self.rx.recv_timeout(wait) {
-                Ok(ev) => self.handle(ev),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.begin_terminate(),
-            }
-            for _ in 0..100_000 {
-                match self.rx.try_recv() {
-                    Ok(ev) => self.handle(ev),
-                    Err(_) => break,
-                }
-            }
-            self.tick();
-            self.pump();
-            if self.rebalance() {
-                self.pump();
-            }
-            self.join_step();
-            if self.finished() {
-                break;
+        d.check_startup();
+    }
+    loop {
+        let wait = {
+            let mut d = lock(shared);
+            let wait = d.tick_interval();
+            d.wake_by = Some(Instant::now() + wait);
+            wait
+        };
+        let first = rx.recv_timeout(wait);
+        let mut d = lock(shared);
+        d.wake_by = None;
+        match first {
+            Ok(ev) => d.handle(ev),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => d.begin_terminate(),
+        }
+        for _ in 0..100_000 {
+            match rx.try_recv() {
+                Ok(ev) => d.handle(ev),
+                Err(_) => break,
             }
         }
-        self.settle_orphaned_groups();
-        self.fail_startup(PoolError::Closed);
+        d.tick();
+        d.after_events();
+        if d.finished() {
+            break;
+        }
+    }
+    let mut d = lock(shared);
+    d.settle_orphaned_groups();
+    d.fail_startup(PoolError::Closed);
+}
+
+/// After a startup failure: wait for every worker to be gone (the lock is free while
+/// this waits, so a reader can finish what it is doing and report its worker gone).
+fn drain_until_empty(shared: &Shared, rx: &Receiver<Event>) {
+    while !lock(shared).workers.is_empty() {
+        let ev = rx.recv_timeout(Duration::from_millis(5));
+        let mut d = lock(shared);
+        match ev {
+            Ok(
+                Event::Gone { wid } | Event::StartFailed { wid, .. } | Event::Broken { wid, .. },
+            ) => {
+                d.remove_worker(wid);
+            }
+            Ok(Event::Ready { wid, .. }) => d.kill_worker(wid),
+            _ => {}
+        }
+        d.tick();
+    }
+}
+
+/// What a worker's reader does with a result message: apply it here, under the lock,
+/// then wake the dispatcher thread if it now has to look sooner than it planned (a
+/// task timeout, a steal to consider) or the pool may be finished. False when the
+/// pool is gone.
+pub(crate) fn results_from_reader(shared: &Weak<Shared>, wid: u64, results: ResultBatch) -> bool {
+    let Some(shared) = shared.upgrade() else { return false };
+    let Ok(mut d) = shared.lock() else { return false };
+    d.on_message(wid, results);
+    d.after_events();
+    let sooner = d.wake_by.is_some_and(|at| Instant::now() + d.tick_interval() < at);
+    if sooner || d.finished() {
+        d.wake_by = None;
+        let _ = d.tx.send(Event::Wake);
+    }
+    true
+}
+
+impl Dispatcher {
+    /// What follows every batch of events: send what can be sent, take back what an
+    /// idle worker should run, let idle workers go once the pool is closed.
+    fn after_events(&mut self) {
+        self.pump();
+        if self.rebalance() {
+            self.pump();
+        }
+        self.join_step();
     }
 
     /// Kill the process groups of stopped threads once their grace period is over (at
@@ -627,24 +709,6 @@ impl Dispatcher {
             && (given_up || self.workers.iter().all(|w| w.phase == Phase::Ready))
         {
             let _ = self.startup.take().map(|s| s.send(Ok(())));
-        }
-    }
-
-    /// After a startup failure: wait for every worker to be gone.
-    fn drain_until_empty(&mut self) {
-        while !self.workers.is_empty() {
-            match self.rx.recv_timeout(Duration::from_millis(5)) {
-                Ok(
-                    Event::Gone { wid }
-                    | Event::StartFailed { wid, .. }
-                    | Event::Broken { wid, .. },
-                ) => {
-                    self.remove_worker(wid);
-                }
-                Ok(Event::Ready { wid, .. }) => self.kill_worker(wid),
-                _ => {}
-            }
-            self.tick();
         }
     }
 
@@ -724,6 +788,7 @@ impl Dispatcher {
                 self.joining = true;
             }
             Event::Terminate => self.begin_terminate(),
+            Event::Wake => {}
         }
     }
 
@@ -748,7 +813,7 @@ impl Dispatcher {
         let mut first_err = None;
         for &index in indices {
             let wid = self.next_wid();
-            match handle::launch_process(&self.cfg, &self.tx, wid, index) {
+            match handle::launch_process(&self.cfg, &self.tx, &self.me, wid, index) {
                 Ok(l) => launched.push(l),
                 Err(e) => {
                     first_err.get_or_insert(e);

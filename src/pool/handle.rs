@@ -3,24 +3,25 @@
 //! Owns: [`Handle`] (a child process with its pidfd, command group and channel, or a
 //! thread with its channel and stop flag), starting workers ([`launch_process`] and its
 //! reader thread, [`spawn_thread`]), the handshake checks (protocol version, registry),
-//! forwarding a worker's results to the dispatcher as [`Event`]s, sending batches and
+//! reading a worker's messages (results applied through the dispatcher's lock, the rest
+//! reported as [`Event`]s), sending batches and
 //! shutdowns, signalling a worker and its process groups, and reaping it (the OS calls
 //! themselves are in `crate::process`).
 //! Must not: decide anything: which task goes where, timeouts, retries, when a worker
 //! is stopped or replaced. The dispatcher decides and calls these; the handle only
-//! reports back through the dispatcher's event channel.
+//! reports back (through the dispatcher's event channel, or its lock for results).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 
-use super::dispatcher::Event;
+use super::dispatcher::{self, Event, Shared};
 use super::protocol::{
     Batch, FromWorker, Init, PROTOCOL_VERSION, ResultBatch, Slot, ToWorker, WORKER_ARG,
 };
@@ -130,12 +131,14 @@ impl Proc {
 pub(crate) fn launch_process(
     cfg: &Arc<Config>,
     ev: &Sender<Event>,
+    shared: &Weak<Shared>,
     wid: u64,
     index: u32,
 ) -> Result<Launch, PoolError> {
     let (ctx, crx) = mpsc::channel();
     let ev = ev.clone();
     let cfg = cfg.clone();
+    let shared = shared.clone();
     std::thread::Builder::new()
         .name(format!("jobpool-reader-{index}"))
         .spawn(move || {
@@ -178,7 +181,7 @@ pub(crate) fn launch_process(
             if ctx.send(Ok((child, pidfd, group, name))).is_err() {
                 return;
             }
-            reader(server, ev, wid, cfg)
+            reader(server, ev, &shared, wid, cfg)
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
     Ok(Launch { index, wid, child: crx })
@@ -419,8 +422,17 @@ fn describe_exit(status: Option<std::process::ExitStatus>) -> (String, Option<Wo
     }
 }
 
-/// A process worker's reader: finishes the handshake, then forwards results.
-fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64, cfg: Arc<Config>) {
+/// A process worker's reader: finishes the handshake, then applies the worker's results
+/// to the dispatcher's state itself ([`dispatcher::results_from_reader`]) and reports
+/// the rest (ready, gone, broken) as events. One reader per worker, reading in order:
+/// every result message the worker sent is applied before its `Gone`.
+fn reader(
+    server: IpcOneShotServer<FromWorker>,
+    ev: Sender<Event>,
+    shared: &Weak<Shared>,
+    wid: u64,
+    cfg: Arc<Config>,
+) {
     let program = || cfg.program.display().to_string();
     let (rx, first) = match server.accept() {
         Ok(x) => x,
@@ -465,7 +477,7 @@ fn reader(server: IpcOneShotServer<FromWorker>, ev: Sender<Event>, wid: u64, cfg
     loop {
         let why = match rx.recv() {
             Ok(FromWorker::Results(results)) => {
-                if ev.send(Event::Results { wid, results }).is_err() {
+                if !dispatcher::results_from_reader(shared, wid, results) {
                     return;
                 }
                 continue;
