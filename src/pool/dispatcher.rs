@@ -1,7 +1,8 @@
 //! The dispatcher: the single source of truth of a pool, and the scheduling state
 //! machine only. Its state ([`Shared`]) is changed under one lock by its own thread
 //! (calls, starts, exits, ticks) and by the workers' reader threads, which apply the
-//! result messages they receive in place (no hand-over to another thread per message).
+//! result messages they receive in place while the dispatcher thread waits (no
+//! hand-over to another thread per message; see [`results_from_reader`]).
 //!
 //! Owns: the queue of waiting tasks, each worker's in-flight tasks (in the order the
 //! worker runs them) and phase, batching, the credit window, taking unstarted tasks
@@ -17,8 +18,9 @@
 //! `delivery.rs`.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::IpcSender;
@@ -467,9 +469,9 @@ fn malformed(r: &ResultBatch) -> Result<(), String> {
 }
 
 /// The dispatcher's state, shared by its thread and the workers' readers: a reader
-/// applies the results it received itself, under the lock, instead of handing them to
-/// the dispatcher thread (one thread hand-over fewer per result message); the thread
-/// handles everything else (calls, starts, exits, ticks).
+/// applies the results it received itself, under the lock, while the dispatcher thread
+/// waits (one thread hand-over fewer per result message); the thread handles everything
+/// else (calls, starts, exits, ticks) and the results handed to it.
 pub(crate) type Shared = Mutex<Dispatcher>;
 
 pub(crate) struct Dispatcher {
@@ -631,13 +633,36 @@ fn drain_until_empty(shared: &Shared, rx: &Receiver<Event>) {
     }
 }
 
-/// What a worker's reader does with a result message: apply it here, under the lock,
-/// then wake the dispatcher thread if it now has to look sooner than it planned (a
-/// task timeout, a steal to consider) or the pool may be finished. False when the
-/// pool is gone.
-pub(crate) fn results_from_reader(shared: &Weak<Shared>, wid: u64, results: ResultBatch) -> bool {
-    let Some(shared) = shared.upgrade() else { return false };
-    let Ok(mut d) = shared.lock() else { return false };
+/// What a worker's reader does with a result message: apply it on its own thread, under
+/// the lock, when the dispatcher thread is waiting (the usual case when tasks take time:
+/// no hand-over then) and none of the reader's earlier messages waits for that thread;
+/// then wake it if it has to look sooner than it planned, or if the pool may be
+/// finished. `Ok(false)` when the pool is gone. Otherwise — the lock is held, or the
+/// dispatcher thread is up and about to look anyway — the message comes back (`Err`)
+/// and the reader hands it to the dispatcher thread, counted in `queued`, as before:
+/// with many small messages (one-by-one calls) the readers and the dispatcher thread
+/// would otherwise take turns on the lock at every message (measured: 20,000 calls
+/// 14–19 → 18–21 ms). A worker's messages are applied in the order it sent them
+/// either way.
+pub(crate) fn results_from_reader(
+    shared: &Weak<Shared>,
+    wid: u64,
+    results: ResultBatch,
+    queued: &AtomicUsize,
+) -> Result<bool, ResultBatch> {
+    if queued.load(Ordering::Acquire) != 0 {
+        return Err(results);
+    }
+    let Some(shared) = shared.upgrade() else { return Ok(false) };
+    let mut d = match shared.try_lock() {
+        Ok(d) => d,
+        Err(TryLockError::WouldBlock) => return Err(results),
+        Err(TryLockError::Poisoned(_)) => return Ok(false),
+    };
+    if d.wake_by.is_none() {
+        // The dispatcher thread is up (not waiting): it is about to look anyway.
+        return Err(results);
+    }
     d.on_message(wid, results);
     d.after_events();
     let sooner = d.wake_by.is_some_and(|at| Instant::now() + d.tick_interval() < at);
@@ -645,7 +670,7 @@ pub(crate) fn results_from_reader(shared: &Weak<Shared>, wid: u64, results: Resu
         d.wake_by = None;
         let _ = d.tx.send(Event::Wake);
     }
-    true
+    Ok(true)
 }
 
 impl Dispatcher {
@@ -775,7 +800,12 @@ impl Dispatcher {
                 }
                 self.check_startup();
             }
-            Event::Results { wid, results } => self.on_message(wid, results),
+            Event::Results { wid, results } => {
+                self.on_message(wid, results);
+                if let Some(w) = self.find(wid) {
+                    w.handle.applied_queued();
+                }
+            }
             Event::Gone { wid } => self.on_gone(wid),
             Event::Broken { wid, why } => self.protocol_error(wid, why),
             Event::Cancel { run } => self.cancel_run(run),

@@ -14,7 +14,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -54,6 +54,9 @@ pub(crate) enum Handle {
         group: i32,
         server: String,
         tx: Option<IpcSender<ToWorker>>,
+        /// Result messages its reader handed to the dispatcher thread that it has not
+        /// applied yet (see [`dispatcher::results_from_reader`]).
+        queued: Arc<AtomicUsize>,
     },
     Thread {
         tx: Sender<ThreadMsg>,
@@ -73,6 +76,7 @@ pub(crate) struct Launch {
     pub wid: u64,
     #[allow(clippy::type_complexity)]
     child: Receiver<Result<(Proc, Option<OwnedFd>, i32, String), String>>,
+    queued: Arc<AtomicUsize>,
 }
 
 /// A worker process: `exec`'d by this process (a [`Child`]), or forked by the zygote (a
@@ -139,6 +143,8 @@ pub(crate) fn launch_process(
     let ev = ev.clone();
     let cfg = cfg.clone();
     let shared = shared.clone();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let q = queued.clone();
     std::thread::Builder::new()
         .name(format!("jobpool-reader-{index}"))
         .spawn(move || {
@@ -181,10 +187,10 @@ pub(crate) fn launch_process(
             if ctx.send(Ok((child, pidfd, group, name))).is_err() {
                 return;
             }
-            reader(server, ev, &shared, wid, cfg)
+            reader(server, ev, &shared, &q, wid, cfg)
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
-    Ok(Launch { index, wid, child: crx })
+    Ok(Launch { index, wid, child: crx, queued })
 }
 
 /// Start the program again as a worker for the handshake socket `server` (`exec`).
@@ -230,7 +236,8 @@ impl Launch {
         };
         let slot = Slot::shared();
         slot.set_group(group);
-        Ok((Handle::Process { child, pidfd, group, server, tx: None }, slot))
+        let queued = self.queued;
+        Ok((Handle::Process { child, pidfd, group, server, tx: None, queued }, slot))
     }
 }
 
@@ -316,6 +323,13 @@ impl Handle {
             *tx = Some(sender);
         }
         true
+    }
+
+    /// The dispatcher thread applied a result message this worker's reader handed it.
+    pub(crate) fn applied_queued(&self) {
+        if let Handle::Process { queued, .. } = self {
+            queued.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Whether a starting process worker already died.
@@ -430,6 +444,7 @@ fn reader(
     server: IpcOneShotServer<FromWorker>,
     ev: Sender<Event>,
     shared: &Weak<Shared>,
+    queued: &AtomicUsize,
     wid: u64,
     cfg: Arc<Config>,
 ) {
@@ -477,8 +492,16 @@ fn reader(
     loop {
         let why = match rx.recv() {
             Ok(FromWorker::Results(results)) => {
-                if !dispatcher::results_from_reader(shared, wid, results) {
-                    return;
+                match dispatcher::results_from_reader(shared, wid, results, queued) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // The dispatcher's state is busy: its thread applies them, in order.
+                    Err(results) => {
+                        queued.fetch_add(1, Ordering::AcqRel);
+                        if ev.send(Event::Results { wid, results }).is_err() {
+                            return;
+                        }
+                    }
                 }
                 continue;
             }
