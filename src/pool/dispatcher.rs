@@ -659,14 +659,12 @@ pub(crate) fn results_from_reader(
         Err(TryLockError::WouldBlock) => return Err(results),
         Err(TryLockError::Poisoned(_)) => return Ok(false),
     };
-    if d.wake_by.is_none() {
-        // The dispatcher thread is up (not waiting): it is about to look anyway.
-        return Err(results);
-    }
+    // The dispatcher thread is up (not waiting) when it has no time to wake at: it is
+    // about to look anyway.
+    let Some(wake_at) = d.wake_by else { return Err(results) };
     d.on_message(wid, results);
     d.after_events();
-    let sooner = d.wake_by.is_some_and(|at| Instant::now() + d.tick_interval() < at);
-    if sooner || d.finished() {
+    if Instant::now() + d.tick_interval() < wake_at || d.finished() {
         d.wake_by = None;
         let _ = d.tx.send(Event::Wake);
     }

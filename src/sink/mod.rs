@@ -383,27 +383,23 @@ impl OrderedSinks {
     /// included) is `line`, as the journal wrote it: sinks that take lines write these
     /// bytes instead of serialising the record again. `record` may be `None` when
     /// [`OrderedSinks::lines_only`] (otherwise writing it fails).
-    pub fn push_line<R>(
+    pub fn push_line(
         &mut self,
         index: u64,
-        record: Option<R>,
+        record: Option<Box<TaskRecord>>,
         line: &[u8],
-    ) -> Result<usize, SinkError>
-    where
-        R: std::borrow::Borrow<TaskRecord> + Into<Box<TaskRecord>>,
-    {
+    ) -> Result<usize, SinkError> {
         if self.buffer.pass(index) {
             // Due now and nothing waits behind it: written straight from the journal's
             // buffer, without a copy into the reorder buffer.
             let record = record.filter(|_| !self.lines_only);
-            let record = record.as_ref().map(|r| r.borrow());
-            self.sinks.write_parts(self.lines_used.then_some(line), record)?;
+            self.sinks.write_parts(self.lines_used.then_some(line), record.as_deref())?;
             self.written += 1;
             return Ok(1);
         }
         let o = Outgoing {
             index,
-            record: record.filter(|_| !self.lines_only).map(Into::into),
+            record: record.filter(|_| !self.lines_only),
             line: self.lines_used.then(|| line.into()),
         };
         self.push_outgoing(o)

@@ -231,7 +231,7 @@ proptest! {
             let mut line = Vec::new();
             rec.write_json(&mut line).unwrap();
             line.push(b'\n');
-            let record = (!ordered.lines_only()).then_some(rec);
+            let record = (!ordered.lines_only()).then(|| Box::new(rec));
             ordered.push_line(i, record, &line).unwrap();
         }
         prop_assert_eq!(ordered.buffer().held(), 0);
