@@ -219,6 +219,51 @@ fn alive(pid: u32) -> bool {
 
 // ---------------------------------------------------------------- tests
 
+/// `build` returns once one worker is ready, and tasks run on it while another is still
+/// starting (here held before its handshake until the test lets it go): a pool on a busy
+/// machine does not keep its first task waiting for its slowest worker.
+fn build_returns_when_one_worker_is_ready() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The worker program: the first to start runs this binary at once; the second waits
+    // until `open` exists (8 s at most: within the pool's 10 s for a handshake, so that a
+    // `build` waiting for every worker gets both), then says so and runs it.
+    let wrapper = d.join("worker.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif mkdir '{d}/first' 2>/dev/null; then exec '{bin}' \"$@\"; fi\n\
+             i=0; while [ ! -e '{d}/open' ] && [ $i -lt 800 ]; do sleep 0.01; i=$((i+1)); done\n\
+             touch '{d}/second-started'\nexec '{bin}' \"$@\"\n",
+            d = d.display(),
+            bin = std::env::current_exe().unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pool =
+        Pool::builder().workers(2).registry(registry()).worker_program(&wrapper).build().unwrap();
+    for x in 0..3 {
+        assert_eq!(pool.apply::<_, i64>("square", x).unwrap(), x * x);
+    }
+    assert!(
+        !d.join("second-started").exists(),
+        "build waited for the second worker, which starts only when the test says so"
+    );
+    std::fs::write(d.join("open"), "").unwrap();
+    // The second worker comes up and takes its share.
+    type Ctx = (String, usize, u32, Option<u64>);
+    let since = Instant::now();
+    let mut seen = HashSet::new();
+    while seen.len() < 2 && since.elapsed() < Duration::from_secs(30) {
+        let got: Vec<Ctx> = pool.map("ctx", vec![(); 8]).unwrap();
+        seen.extend(got.into_iter().map(|(_, _, w, _)| w));
+    }
+    assert_eq!(seen, HashSet::from([0, 1]), "both workers run tasks once the second is up");
+    assert!(d.join("second-started").exists());
+}
+
 fn apply_and_error_message() {
     let p = pool(2).build().unwrap();
     assert_eq!(p.apply::<_, i64>("square", 7i64).unwrap(), 49);
@@ -1283,6 +1328,7 @@ fn main() {
     }
     let tests: &[(&str, fn())] = &[
         ("apply_and_error_message", apply_and_error_message),
+        ("build_returns_when_one_worker_is_ready", build_returns_when_one_worker_is_ready),
         ("json_calls", json_calls),
         ("sigkill_mid_task", sigkill_mid_task),
         (

@@ -514,11 +514,34 @@ pub(crate) struct Dispatcher {
     task_ns: u64,
 }
 
-/// Start the dispatcher thread and its workers; returns once every worker finished its
-/// handshake (or with the first start error, after cleaning up).
-pub(crate) fn start(
-    cfg: Arc<Config>,
-) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
+/// A dispatcher thread starting its workers ([`start`]).
+pub(crate) struct Starting {
+    tx: Sender<Event>,
+    thread: std::thread::JoinHandle<()>,
+    startup: Receiver<Result<(), PoolError>>,
+}
+
+impl Starting {
+    /// Wait until one worker finished its handshake; or the first start error, after
+    /// the dispatcher cleaned up.
+    pub(crate) fn wait(self) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
+        match self.startup.recv() {
+            Ok(Ok(())) => Ok((self.tx, self.thread)),
+            Ok(Err(e)) => {
+                let _ = self.thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = self.thread.join();
+                Err(PoolError::Start("the dispatcher stopped".into()))
+            }
+        }
+    }
+}
+
+/// Start the dispatcher thread, which starts the workers; returns at once ([`Starting::wait`]
+/// waits for the first worker).
+pub(crate) fn start(cfg: Arc<Config>) -> Result<Starting, PoolError> {
     let (tx, rx) = mpsc::channel();
     let (stx, srx) = mpsc::sync_channel(1);
     let shared = Arc::new_cyclic(|me| {
@@ -546,21 +569,11 @@ pub(crate) fn start(
             task_ns: u64::MAX,
         })
     });
-    let handle = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("jobpool-dispatcher".into())
         .spawn(move || run(&shared, &rx))
         .map_err(|e| PoolError::Start(e.to_string()))?;
-    match srx.recv() {
-        Ok(Ok(())) => Ok((tx, handle)),
-        Ok(Err(e)) => {
-            let _ = handle.join();
-            Err(e)
-        }
-        Err(_) => {
-            let _ = handle.join();
-            Err(PoolError::Start("the dispatcher stopped".into()))
-        }
-    }
+    Ok(Starting { tx, thread, startup: srx })
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Dispatcher> {
@@ -724,12 +737,13 @@ impl Dispatcher {
         }
     }
 
-    /// Start-up is over once every worker is ready (the failed ones were replaced), or
-    /// once starts keep failing but some worker is up: the pool runs with those.
+    /// Start-up is over once one worker is ready: the pool can run tasks, and the other
+    /// workers go on with their handshakes meanwhile (a 4-worker pool on 2 cores would
+    /// otherwise keep its first task waiting some 0.7 ms for the last one). A worker
+    /// that fails after that is replaced as at any other time (`pump`).
     fn check_startup(&mut self) {
-        let given_up = self.start_failures >= MAX_START_FAILURES && self.ever_ready;
         if self.startup.is_some()
-            && (given_up || self.workers.iter().all(|w| w.phase == Phase::Ready))
+            && (self.ever_ready || self.workers.iter().any(|w| w.phase == Phase::Ready))
         {
             let _ = self.startup.take().map(|s| s.send(Ok(())));
         }
@@ -1454,7 +1468,15 @@ impl Dispatcher {
             if self.pending.is_empty() {
                 return;
             }
-            let ready = self.workers.iter().filter(|w| w.phase == Phase::Ready).count().max(1);
+            // The workers still starting count: they take tasks within a millisecond,
+            // and a batch sized for the first ready worker alone would hold back tasks
+            // they could start.
+            let ready = self
+                .workers
+                .iter()
+                .filter(|w| matches!(w.phase, Phase::Ready | Phase::Starting(_)))
+                .count()
+                .max(1);
             let pick = self
                 .workers
                 .iter_mut()

@@ -216,14 +216,22 @@ impl PoolBuilder {
         self
     }
 
-    /// Start the workers; returns when all finished their handshake. A worker that
-    /// dies or fails before is an error, never a hang.
+    /// Start the workers; returns as soon as one finished its handshake, while the
+    /// others finish theirs (tasks wait for no worker but the first). A program that
+    /// cannot start any worker is an error, never a hang; a worker that fails later
+    /// is replaced.
     ///
     /// In a process started as a worker whose `main` did not call
     /// [`run_if_worker`](worker::run_if_worker), this exits the process at once (the
     /// pool that started it then fails with [`PoolError::WorkerHookMissing`]) instead of
     /// starting workers that would do the same, without end.
     pub fn build(self) -> Result<Pool, PoolError> {
+        self.start()?.wait()
+    }
+
+    /// Start the workers and return at once; [`StartingPool::wait`] is
+    /// [`PoolBuilder::build`]'s wait. For a caller with its own work to do meanwhile.
+    pub(crate) fn start(self) -> Result<StartingPool, PoolError> {
         worker::refuse_if_unhooked();
         if self.workers == Some(0) {
             let reason = "a pool needs at least one worker".into();
@@ -267,12 +275,25 @@ impl PoolBuilder {
             stdout_to_stderr: self.stdout_to_stderr,
             command_groups: self.command_groups,
         });
-        let (tx, thread) = dispatcher::start(cfg.clone())?;
+        Ok(StartingPool { starting: dispatcher::start(cfg.clone())?, cfg })
+    }
+}
+
+/// A pool whose workers are starting ([`PoolBuilder::start`]).
+pub(crate) struct StartingPool {
+    starting: dispatcher::Starting,
+    cfg: Arc<Config>,
+}
+
+impl StartingPool {
+    /// The pool, once one worker finished its handshake; or why none could.
+    pub(crate) fn wait(self) -> Result<Pool, PoolError> {
+        let (tx, thread) = self.starting.wait()?;
         Ok(Pool {
             tx,
             thread: Mutex::new(Some(thread)),
             closed: AtomicBool::new(false),
-            cfg,
+            cfg: self.cfg,
             next_run: AtomicU64::new(1),
             callbacks: Mutex::new(None),
         })
