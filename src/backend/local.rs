@@ -22,37 +22,91 @@ type Inflight = rustc_hash::FxHashMap<u64, (crate::plan::Key, Vec<Value>)>;
 /// The process or thread pool of this machine, with the task kinds of `registry`.
 pub struct LocalBackend {
     registry: Registry,
-    /// A pool started ahead of its run by [`LocalBackend::prestart`]: the address of the
-    /// job it was started for (the same loaded job, not only the same file), the worker
-    /// count, and the pool.
-    warm: Mutex<Option<(usize, usize, Arc<Pool>)>>,
+    /// A pool being started ahead of its run by [`LocalBackend::prestart`].
+    warm: Mutex<Option<Warm>>,
+    /// The address of the job whose execution, once joined, ends this process's worker
+    /// zygote ([`LocalBackend::last_job`]).
+    last_job: std::sync::atomic::AtomicUsize,
+    /// Whether the last start took the prestarted pool (for the tests).
+    #[cfg(test)]
+    took_warm: std::sync::atomic::AtomicBool,
+}
+
+/// A pool started ahead of its run: the address of the job it was started for (the same
+/// loaded job, not only the same file), the worker count, and the pool, starting.
+struct Warm {
+    job: usize,
+    workers: usize,
+    pool: Result<pool::StartingPool, BackendError>,
+}
+
+impl Warm {
+    /// The pool, once one worker is ready.
+    fn take_pool(self) -> Result<Pool, BackendError> {
+        self.pool.and_then(|p| p.wait().map_err(start_error))
+    }
 }
 
 impl LocalBackend {
     /// A backend running the kinds of `registry`.
     pub fn new(registry: Registry) -> LocalBackend {
-        LocalBackend { registry, warm: Mutex::new(None) }
+        LocalBackend {
+            registry,
+            warm: Mutex::new(None),
+            last_job: Default::default(),
+            #[cfg(test)]
+            took_warm: Default::default(),
+        }
     }
 
-    /// Start the pool of `job` with `workers` now, for the next [`Backend::start`] of the
-    /// same `job` (the same value) with the same worker count to take: the workers then load while the
-    /// caller prepares the run (its run folder, its sinks) instead of after. A start
-    /// with other settings builds its own pool and this one is dropped (its workers
-    /// stopped). Errors are left for that start to report.
+    /// Start the pool of `job` with `workers` now, without waiting for it, for the next
+    /// [`Backend::start`] of the same `job` (the same value) with the same worker count
+    /// to take: the workers then load while the caller prepares the run (its run folder,
+    /// its sinks) instead of after. That start reports the pool's start error, if any.
+    /// A start with other settings builds its own pool and this one is dropped (its
+    /// workers stopped).
     pub fn prestart(&self, job: &Job, workers: usize) {
-        let pool = pool_for(&self.registry, job, workers).ok().map(Arc::new);
-        *self.warm.lock().unwrap_or_else(|e| e.into_inner()) =
-            pool.map(|p| (std::ptr::from_ref(job) as usize, workers, p));
+        let pool =
+            builder_for(&self.registry, job, workers).and_then(|b| b.start().map_err(start_error));
+        let warm = Warm { job: std::ptr::from_ref(job) as usize, workers, pool };
+        let old = self.warm.lock().unwrap_or_else(|e| e.into_inner()).replace(warm);
+        drop(old.map(Warm::take_pool));
     }
 
     /// Stop a pool [`LocalBackend::prestart`] started that no run took.
     pub fn discard_prestarted(&self) {
-        self.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(old) = self.warm.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            drop(old.take_pool());
+        }
+    }
+
+    /// Say that `job` is the last this process runs: once its execution is joined (its
+    /// workers gone), the worker zygote ends too, while the run's files are made durable,
+    /// rather than after ([`crate::pool::zygote::release`]).
+    pub fn last_job(&self, job: &Job) {
+        self.last_job.store(std::ptr::from_ref(job) as usize, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 /// The pool that runs `job` on `workers` workers.
 fn pool_for(registry: &Registry, job: &Job, workers: usize) -> Result<Pool, BackendError> {
+    builder_for(registry, job, workers).and_then(build)
+}
+
+fn build(builder: pool::PoolBuilder) -> Result<Pool, BackendError> {
+    builder.build().map_err(start_error)
+}
+
+fn start_error(e: pool::PoolError) -> BackendError {
+    BackendError::new(format!("cannot start the workers: {e}"))
+}
+
+/// The settings of the pool that runs `job` on `workers` workers.
+fn builder_for(
+    registry: &Registry,
+    job: &Job,
+    workers: usize,
+) -> Result<pool::PoolBuilder, BackendError> {
     let builtin = is_builtin(&job.task);
     let context = serde_json::to_string(&BuiltinContext::new(job))
         .map_err(|e| BackendError::new(format!("cannot encode the task: {e}")))?;
@@ -88,7 +142,7 @@ fn pool_for(registry: &Registry, job: &Job, workers: usize) -> Result<Pool, Back
             if builtin { t + job.limits.grace_period + Duration::from_secs(2) } else { t };
         builder = builder.task_timeout(backstop);
     }
-    builder.build().map_err(|e| BackendError::new(format!("cannot start the workers: {e}")))
+    Ok(builder)
 }
 
 fn is_builtin(task: &TaskTemplate) -> bool {
@@ -104,14 +158,21 @@ impl Backend for LocalBackend {
         let job = request.job;
         let builtin = is_builtin(&job.task);
         let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let pool = match warm {
-            Some((addr, workers, pool))
-                if addr == std::ptr::from_ref(job) as usize && workers == request.workers =>
-            {
-                pool
+        let this_job = std::ptr::from_ref(job) as usize;
+        #[cfg(test)]
+        self.took_warm.store(false, std::sync::atomic::Ordering::Relaxed);
+        let pool = Arc::new(match warm {
+            Some(w) if w.job == this_job && w.workers == request.workers => {
+                #[cfg(test)]
+                self.took_warm.store(true, std::sync::atomic::Ordering::Relaxed);
+                w.take_pool()?
             }
-            _ => Arc::new(pool_for(&self.registry, job, request.workers)?),
-        };
+            other => {
+                drop(other.map(Warm::take_pool));
+                pool_for(&self.registry, job, request.workers)?
+            }
+        });
+        let last = self.last_job.load(std::sync::atomic::Ordering::Relaxed) == this_job;
 
         let names: Arc<[String]> = job.args.names.clone().into();
         let func: Arc<str> = job.task.kind().into();
@@ -149,6 +210,7 @@ impl Backend for LocalBackend {
             task: job.task.clone(),
             task_timeout: job.limits.task_timeout,
             times: Default::default(),
+            last,
         }))
     }
 }
@@ -163,6 +225,8 @@ struct LocalExecution {
     task_timeout: Option<Duration>,
     /// Formats the records' start times.
     times: crate::store::Rfc3339Micros,
+    /// The last job of this process ([`LocalBackend::last_job`]).
+    last: bool,
 }
 
 impl Execution for LocalExecution {
@@ -207,6 +271,9 @@ impl Execution for LocalExecution {
         // thread workers too: `join` settles the groups of threads it stopped).
         drop(self.stream);
         self.pool.join();
+        if self.last {
+            crate::pool::zygote::release();
+        }
     }
 }
 
@@ -322,12 +389,11 @@ mod tests {
     }
 
     /// Start `job` on `workers` and run it through: its values, and whether the start
-    /// took the pool that was prestarted (it was still in use during the run).
+    /// took the pool that was prestarted.
     fn run(backend: &LocalBackend, job: &Job, workers: usize) -> (Vec<Value>, bool) {
-        let prestarted = backend.warm.lock().unwrap().as_ref().map(|(_, _, p)| p.clone());
         let work: super::super::Work = Box::new(Plan::new(job).collect::<Vec<_>>().into_iter());
         let mut ex = backend.start(StartRequest { job, workers, work }).unwrap();
-        let taken = prestarted.is_some_and(|p| Arc::strong_count(&p) > 1);
+        let taken = backend.took_warm.load(std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::new();
         while let Some(ev) = ex.next_event() {
             match ev {

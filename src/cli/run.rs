@@ -225,6 +225,9 @@ pub fn run_jobs(jobs: &[Job], settings: &RunSettings, registry: &Registry) -> u8
         }
     };
     let backend = LocalBackend::new(registry.clone());
+    if let Some(last) = jobs.last() {
+        backend.last_job(last);
+    }
     let mut worst = OK;
     for (n, job) in jobs.iter().enumerate() {
         let control = Control::new();

@@ -58,9 +58,17 @@ static ZYGOTE: OnceLock<Zygote> = OnceLock::new();
 /// then `exec`'d as before). Call it early in `main`, before anything starts a thread,
 /// with the registry a worker of this program serves; at most one zygote is started.
 pub fn start(registry: &Registry) {
-    if ZYGOTE.get().is_some() || !single_threaded() {
+    if ZYGOTE.get().is_some() {
         return;
     }
+    // One read of `/proc/self/stat` for the thread count and the argument strings'
+    // place, which the zygote and its workers (copies: the same addresses) then know
+    // without reading it again (a worker names itself before it connects).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    if stat_fields(&stat, 20, 1).is_none_or(|f| f[0] != 1) {
+        return;
+    }
+    let _ = ARG_AREA.set(arg_area_in(&stat));
     let Ok(exe) = std::env::current_exe() else { return };
     let Ok((ours, theirs)) = UnixStream::pair() else { return };
     // SAFETY: getpid has no preconditions.
@@ -93,9 +101,7 @@ pub fn start(registry: &Registry) {
 /// zygote left running ends by itself when this process exits, uncounted.
 pub fn stop() {
     let Some(z) = ZYGOTE.get() else { return };
-    let sock = z.sock.lock().unwrap_or_else(|e| e.into_inner());
-    // End of file on its socket: it exits (at once, unless it is still running a hook).
-    let _ = sock.shutdown(std::net::Shutdown::Both);
+    release();
     let pid = z.pid as u32;
     crate::process::wait_exit(pid, crate::process::pidfd_open(pid).as_ref(), ANSWER_WITHIN);
     let mut status = 0;
@@ -105,20 +111,25 @@ pub fn stop() {
     {}
 }
 
+/// Tell the zygote, if this process started one, to exit, without waiting: call it once
+/// no pool will start workers any more, so that it exits while this process finishes
+/// its own work; [`stop`] then only reaps it. A pool that asks it for a worker later
+/// gets an error (and starts its workers without it).
+pub fn release() {
+    let Some(z) = ZYGOTE.get() else { return };
+    let sock = z.sock.lock().unwrap_or_else(|e| e.into_inner());
+    // End of file on its socket: it exits (at once, unless it is still running a hook).
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+}
+
 /// The zygote of this process, when it has one and `program` is what it is a copy of.
 pub(crate) fn for_program(program: &std::path::Path) -> Option<&'static Zygote> {
     ZYGOTE.get().filter(|z| z.exe == program)
 }
 
-/// Whether this process has exactly one thread (`/proc/self/stat`, field 20).
-fn single_threaded() -> bool {
-    stat_fields(20, 1).is_some_and(|f| f[0] == 1)
-}
-
-/// `count` numeric fields of `/proc/self/stat` from field number `first` (1-based, as
-/// `proc(5)` numbers them; `first` > 2).
-fn stat_fields(first: usize, count: usize) -> Option<Vec<usize>> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// `count` numeric fields of `stat` (the text of `/proc/self/stat`) from field number
+/// `first` (1-based, as `proc(5)` numbers them; `first` > 2; field 20 is the thread count).
+fn stat_fields(stat: &str, first: usize, count: usize) -> Option<Vec<usize>> {
     // The command name (field 2) is in parentheses and may hold spaces: count from the
     // last `)`, after which comes field 3.
     let rest = stat.rsplit_once(')')?.1;
@@ -298,8 +309,15 @@ fn name_process(comm: &std::ffi::CStr, args: &[&str]) {
     unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), start as *mut u8, len) };
 }
 
-/// Where this process's argument strings are (fields 48 and 49 of `/proc/self/stat`).
+/// Where this process's argument strings are, as [`start`] read it before it forked.
+static ARG_AREA: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+
 fn arg_area() -> Option<(usize, usize)> {
-    let f = stat_fields(48, 2)?;
+    *ARG_AREA.get_or_init(|| arg_area_in(&std::fs::read_to_string("/proc/self/stat").ok()?))
+}
+
+/// Where the argument strings are: fields 48 and 49 of `stat`.
+fn arg_area_in(stat: &str) -> Option<(usize, usize)> {
+    let f = stat_fields(stat, 48, 2)?;
     (f[0] > 0 && f[1] > f[0]).then_some((f[0], f[1]))
 }

@@ -1643,6 +1643,49 @@ i = [0, 1]
     assert_eq!(survivors(&all), Vec::<i32>::new(), "zygote and workers outlived jobpool");
 }
 
+/// With several job files, every job's workers are forked by the zygote: it is told to
+/// end only once the last job's workers are gone, not after the first job.
+#[test]
+fn every_job_of_a_run_gets_forked_workers() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "script"
+script = "sleep(30.0); i"
+[args]
+i = [0, 1]
+"#,
+    );
+    job.write("first.toml", "[task]\nkind = \"script\"\nscript = \"i\"\n[args]\ni = [0, 1, 2]\n");
+    let mut child = job.spawn(&[job.path("first.toml").to_str().unwrap()]);
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The second job's workers: its run folder exists once it started, and the first
+    // job's workers are gone by then (a run ends after its workers).
+    let workers = loop {
+        let w = worker_children(pid);
+        if (job.path(".jobpool/runs/job").exists() && w.len() == 2) || Instant::now() > deadline {
+            break w;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(workers.len(), 2, "the second job's two workers");
+    let zygotes = children_named(pid as i32, "__jobpool-zygote");
+    assert_eq!(zygotes.len(), 1, "one zygote, still serving");
+    for &w in &workers {
+        let stat = fs::read_to_string(format!("/proc/{w}/stat")).unwrap();
+        let ppid: i32 =
+            stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(ppid, zygotes[0], "worker {w} of the second job is the zygote's child");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut all = workers.clone();
+    all.extend(&zygotes);
+    assert_eq!(survivors(&all), Vec::<i32>::new(), "zygote and workers outlived jobpool");
+}
+
 /// A worker with nothing left to do exits while the last task still runs on another
 /// (its exit overlaps that task instead of adding to the end of the run), and the run is
 /// whole.
