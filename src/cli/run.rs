@@ -290,10 +290,13 @@ pub(super) fn run_job_with(
     if job.backend == Backend::Slurm && args.shard.is_none() {
         return super::slurm::submit_and_follow(job, args, resume, control);
     }
+    // A run id the user gave, or a shard's (shared by its shards); otherwise the store
+    // makes a new one, and another if that one is taken (runs started within the same
+    // second share the time stamp, and then differ by their random suffix only).
     let run_id = match (&args.run_id, args.shard) {
-        (Some(id), _) => id.clone(),
-        (None, Some(shard)) => shard_run_id(job, shard.count),
-        (None, None) => store::new_run_id(),
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(shard)) => Some(shard_run_id(job, shard.count)),
+        (None, None) => None,
     };
     let plan_len = Plan::new(job).len();
     let to_run = args.shard.map_or(plan_len, |s| {
@@ -317,11 +320,11 @@ fn prepare_and_drive(
     resume: Option<store::ResumeIndex>,
     backend: &LocalBackend,
     control: &Control,
-    run_id: String,
+    run_id: Option<String>,
     to_run: u64,
 ) -> u8 {
     let meta = RunMeta {
-        run_id: Some(run_id.clone()),
+        run_id,
         argv: std::env::args().collect(),
         submissions: Some(to_run),
         workers: None,
@@ -345,7 +348,7 @@ fn prepare_and_drive(
             }
         },
     };
-    let options = RunOptions { run_id, resume, shard: args.shard };
+    let options = RunOptions { run_id: journal.run_id().to_string(), resume, shard: args.shard };
     drive(job, args, backend, journal, sinks, options, control)
 }
 
