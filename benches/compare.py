@@ -445,13 +445,19 @@ def main():
         if not rust_parallel:
             log("rust-parallel is not available; its row is left out")
     log("building (release)...")
-    jp = os.environ.get("JOBPOOL") or cargo_artifact(
-        ["build", "--release", "--quiet", "--bin", "jobpool"], "jobpool", "bin")
     pool_bin = None
     if "library" in ONLY:
         pool_bin = cargo_artifact(["bench", "--quiet", "--bench", "pool", "--no-run"], "pool", "bench")
+    # After the bench: `cargo bench` links `target/release/jobpool` again, with the
+    # features its dev-dependencies turn on in shared crates (a bigger, slower-starting
+    # program than `cargo build --release` makes); the program measured is the latter,
+    # copied out of `target/` so that no later cargo command replaces it mid-run.
+    jp = os.environ.get("JOBPOOL") or cargo_artifact(
+        ["build", "--release", "--quiet", "--bin", "jobpool"], "jobpool", "bin")
     work = tempfile.mkdtemp(prefix="jobpool-compare-")
     try:
+        if not os.environ.get("JOBPOOL"):
+            jp = shutil.copy2(jp, os.path.join(work, "jobpool"))
         shutil.copytree(os.path.join(HERE, "jobs"), os.path.join(work, "jobs"))
         src = open(os.path.join(work, "jobs/square-100k.toml")).read()
         open(os.path.join(work, "jobs/square-1m.toml"), "w").write(
