@@ -219,31 +219,39 @@ fn alive(pid: u32) -> bool {
 
 // ---------------------------------------------------------------- tests
 
-/// `build` returns once one worker is ready, and tasks run on it while another is still
-/// starting (here held before its handshake until the test lets it go): a pool on a busy
-/// machine does not keep its first task waiting for its slowest worker.
-fn build_returns_when_one_worker_is_ready() {
+/// A worker program for `dir` that holds every worker but the first before its handshake
+/// until `dir/open` exists (8 s at most: within the pool's 10 s for a handshake, so that
+/// a `build` waiting for every worker gets them all), then leaves `dir/second-started`.
+fn held_worker_program(dir: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // The worker program: the first to start runs this binary at once; the second waits
-    // until `open` exists (8 s at most: within the pool's 10 s for a handshake, so that a
-    // `build` waiting for every worker gets both), then says so and runs it.
-    let wrapper = d.join("worker.sh");
+    let wrapper = dir.join("worker.sh");
     std::fs::write(
         &wrapper,
         format!(
             "#!/bin/sh\nif mkdir '{d}/first' 2>/dev/null; then exec '{bin}' \"$@\"; fi\n\
              i=0; while [ ! -e '{d}/open' ] && [ $i -lt 800 ]; do sleep 0.01; i=$((i+1)); done\n\
              touch '{d}/second-started'\nexec '{bin}' \"$@\"\n",
-            d = d.display(),
+            d = dir.display(),
             bin = std::env::current_exe().unwrap().display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let pool =
-        Pool::builder().workers(2).registry(registry()).worker_program(&wrapper).build().unwrap();
+    wrapper
+}
+
+/// `build` returns once one worker is ready, and tasks run on it while another is still
+/// starting (here held before its handshake until the test lets it go): a pool on a busy
+/// machine does not keep its first task waiting for its slowest worker.
+fn build_returns_when_one_worker_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pool = Pool::builder()
+        .workers(2)
+        .registry(registry())
+        .worker_program(held_worker_program(d))
+        .build()
+        .unwrap();
     for x in 0..3 {
         assert_eq!(pool.apply::<_, i64>("square", x).unwrap(), x * x);
     }
@@ -262,6 +270,38 @@ fn build_returns_when_one_worker_is_ready() {
     }
     assert_eq!(seen, HashSet::from([0, 1]), "both workers run tasks once the second is up");
     assert!(d.join("second-started").exists());
+}
+
+/// While a worker is still starting, slow tasks (or tasks of unknown length) are not
+/// queued on the busy first worker ahead of time: the starting one takes the next task
+/// as soon as it is up, in submission order. (Sent ahead, tasks 1 and 2 waited behind
+/// task 0; the idle newcomer then took back only the later one, task 2, and task 1 ran
+/// after task 0.)
+fn a_starting_worker_gets_the_next_task_not_a_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = d.join("log");
+    let pool = Pool::builder()
+        .workers(2)
+        .registry(registry())
+        .worker_program(held_worker_program(d))
+        .build()
+        .unwrap();
+    let log_s = log.display().to_string();
+    let r = pool
+        .map_async::<_, i64>("log_sleep", (0..3i64).map(|i| (400u64, i, log_s.clone())))
+        .unwrap();
+    let since = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains('0')
+        && since.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(d.join("open"), "").unwrap();
+    assert_eq!(r.get(None).unwrap(), vec![0, 1, 2]);
+    let starts: Vec<String> =
+        std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    assert_eq!(starts, ["0", "1", "2"], "tasks started in this order");
 }
 
 fn apply_and_error_message() {
@@ -1329,6 +1369,10 @@ fn main() {
     let tests: &[(&str, fn())] = &[
         ("apply_and_error_message", apply_and_error_message),
         ("build_returns_when_one_worker_is_ready", build_returns_when_one_worker_is_ready),
+        (
+            "a_starting_worker_gets_the_next_task_not_a_later_one",
+            a_starting_worker_gets_the_next_task_not_a_later_one,
+        ),
         ("json_calls", json_calls),
         ("sigkill_mid_task", sigkill_mid_task),
         (

@@ -1471,12 +1471,15 @@ impl Dispatcher {
             // The workers still starting count: they take tasks within a millisecond,
             // and a batch sized for the first ready worker alone would hold back tasks
             // they could start.
-            let ready = self
-                .workers
-                .iter()
-                .filter(|w| matches!(w.phase, Phase::Ready | Phase::Starting(_)))
-                .count()
-                .max(1);
+            let starting = self.workers.iter().filter(|w| matches!(w.phase, Phase::Starting(_)));
+            let starting = starting.count();
+            let ready = self.workers.iter().filter(|w| w.phase == Phase::Ready).count();
+            let ready = (ready + starting).max(1);
+            // Nor are slow tasks (or tasks not yet timed) sent ahead to a busy worker
+            // while another is starting: the next task goes to whichever is free first,
+            // the newcomer included, rather than waiting behind a running one until
+            // work stealing takes back a later one.
+            let window = if starting > 0 && self.task_ns >= FAST_TASK_NS { 1 } else { WINDOW };
             let pick = self
                 .workers
                 .iter_mut()
@@ -1484,7 +1487,7 @@ impl Dispatcher {
                 .filter(|(i, w)| {
                     w.phase == Phase::Ready
                         && w.steal_until.is_none()
-                        && w.batches.len() < WINDOW
+                        && w.batches.len() < window
                         && w.assigned < max_tasks
                         && !excluded.contains(i)
                 })
