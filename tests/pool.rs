@@ -240,18 +240,19 @@ fn held_worker_program(dir: &std::path::Path) -> std::path::PathBuf {
     wrapper
 }
 
+/// A pool of two workers, the second held before its handshake ([`held_worker_program`]).
+fn held_pool(dir: &std::path::Path) -> Pool {
+    let program = held_worker_program(dir);
+    Pool::builder().workers(2).registry(registry()).worker_program(program).build().unwrap()
+}
+
 /// `build` returns once one worker is ready, and tasks run on it while another is still
 /// starting (here held before its handshake until the test lets it go): a pool on a busy
 /// machine does not keep its first task waiting for its slowest worker.
 fn build_returns_when_one_worker_is_ready() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pool = Pool::builder()
-        .workers(2)
-        .registry(registry())
-        .worker_program(held_worker_program(d))
-        .build()
-        .unwrap();
+    let pool = held_pool(d);
     for x in 0..3 {
         assert_eq!(pool.apply::<_, i64>("square", x).unwrap(), x * x);
     }
@@ -281,12 +282,7 @@ fn a_starting_worker_gets_the_next_task_not_a_later_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let log = d.join("log");
-    let pool = Pool::builder()
-        .workers(2)
-        .registry(registry())
-        .worker_program(held_worker_program(d))
-        .build()
-        .unwrap();
+    let pool = held_pool(d);
     let log_s = log.display().to_string();
     let r = pool
         .map_async::<_, i64>("log_sleep", (0..3i64).map(|i| (400u64, i, log_s.clone())))

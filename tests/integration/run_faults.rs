@@ -1598,6 +1598,16 @@ fn a_journal_that_cannot_be_written_fails_the_run_even_at_the_last_write() {
     assert_eq!(stdout(&out).lines().count(), 1, "{}", stderr(&out));
 }
 
+/// Two workers, each with a task that sleeps 30 s.
+const TWO_SLEEPING_TASKS: &str = r#"
+workers = 2
+[task]
+kind = "script"
+script = "sleep(30.0); i"
+[args]
+i = [0, 1]
+"#;
+
 /// Workers of `jobpool run` are forked by its zygote, a one-thread copy of jobpool made
 /// before any thread starts, and named like exec'd workers (`jobpool __jobpool-worker`,
 /// comm `jobpool-worker`) for `ps` and tools; a SIGKILLed jobpool takes its zygote and
@@ -1605,17 +1615,8 @@ fn a_journal_that_cannot_be_written_fails_the_run_even_at_the_last_write() {
 /// (jobpool's only other child) is all there is besides them.
 #[test]
 fn workers_are_forked_by_the_zygote_and_die_with_jobpool() {
-    let job = Job::new(
-        r#"
-workers = 2
-[task]
-kind = "script"
-script = "sleep(30.0); i"
-[args]
-i = [0, 1]
-"#,
-    );
-    let mut child = job.spawn(&[]);
+    let job = Job::new(TWO_SLEEPING_TASKS);
+    let child = job.spawn(&[]);
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     let workers = loop {
@@ -1626,20 +1627,33 @@ i = [0, 1]
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(workers.len(), 2, "two workers");
+    let zygote = the_zygote_of_its_workers(pid, &workers);
+    for &w in &workers {
+        assert_eq!(fs::read_to_string(format!("/proc/{w}/comm")).unwrap().trim(), "jobpool-worker");
+    }
+    assert_eq!(children_named(pid as i32, "").len(), 1, "no command group for a script job");
+    kill_and_expect_gone(child, &workers, zygote);
+}
+
+/// The one zygote of jobpool `pid`, after checking that each of `workers` is its child.
+fn the_zygote_of_its_workers(pid: u32, workers: &[i32]) -> i32 {
     let zygotes = children_named(pid as i32, "__jobpool-zygote");
     assert_eq!(zygotes.len(), 1, "one zygote");
-    for &w in &workers {
+    for &w in workers {
         let stat = fs::read_to_string(format!("/proc/{w}/stat")).unwrap();
         let ppid: i32 =
             stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
         assert_eq!(ppid, zygotes[0], "worker {w} is the zygote's child");
-        assert_eq!(fs::read_to_string(format!("/proc/{w}/comm")).unwrap().trim(), "jobpool-worker");
     }
-    assert_eq!(children_named(pid as i32, "").len(), 1, "no command group for a script job");
+    zygotes[0]
+}
+
+/// SIGKILL jobpool, then check that its workers and zygote died with it.
+fn kill_and_expect_gone(mut child: std::process::Child, workers: &[i32], zygote: i32) {
     child.kill().unwrap();
     child.wait().unwrap();
-    let mut all = workers.clone();
-    all.extend(&zygotes);
+    let mut all = workers.to_vec();
+    all.push(zygote);
     assert_eq!(survivors(&all), Vec::<i32>::new(), "zygote and workers outlived jobpool");
 }
 
@@ -1647,18 +1661,9 @@ i = [0, 1]
 /// end only once the last job's workers are gone, not after the first job.
 #[test]
 fn every_job_of_a_run_gets_forked_workers() {
-    let job = Job::new(
-        r#"
-workers = 2
-[task]
-kind = "script"
-script = "sleep(30.0); i"
-[args]
-i = [0, 1]
-"#,
-    );
+    let job = Job::new(TWO_SLEEPING_TASKS);
     job.write("first.toml", "[task]\nkind = \"script\"\nscript = \"i\"\n[args]\ni = [0, 1, 2]\n");
-    let mut child = job.spawn(&[job.path("first.toml").to_str().unwrap()]);
+    let child = job.spawn(&[job.path("first.toml").to_str().unwrap()]);
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     // The second job's workers: its run folder exists once it started, and the first
@@ -1671,19 +1676,8 @@ i = [0, 1]
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(workers.len(), 2, "the second job's two workers");
-    let zygotes = children_named(pid as i32, "__jobpool-zygote");
-    assert_eq!(zygotes.len(), 1, "one zygote, still serving");
-    for &w in &workers {
-        let stat = fs::read_to_string(format!("/proc/{w}/stat")).unwrap();
-        let ppid: i32 =
-            stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-        assert_eq!(ppid, zygotes[0], "worker {w} of the second job is the zygote's child");
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut all = workers.clone();
-    all.extend(&zygotes);
-    assert_eq!(survivors(&all), Vec::<i32>::new(), "zygote and workers outlived jobpool");
+    let zygote = the_zygote_of_its_workers(pid, &workers);
+    kill_and_expect_gone(child, &workers, zygote);
 }
 
 /// A worker with nothing left to do exits while the last task still runs on another
