@@ -1471,10 +1471,10 @@ impl Dispatcher {
             // The workers still starting count: they take tasks within a millisecond,
             // and a batch sized for the first ready worker alone would hold back tasks
             // they could start.
-            let starting = self.workers.iter().filter(|w| matches!(w.phase, Phase::Starting(_)));
-            let starting = starting.count();
-            let ready = self.workers.iter().filter(|w| w.phase == Phase::Ready).count();
-            let ready = (ready + starting).max(1);
+            let starting =
+                self.workers.iter().filter(|w| matches!(w.phase, Phase::Starting(_))).count();
+            let ready =
+                (self.workers.iter().filter(|w| w.phase == Phase::Ready).count() + starting).max(1);
             // Nor are slow tasks (or tasks not yet timed) sent ahead to a busy worker
             // while another is starting: the next task goes to whichever is free first,
             // the newcomer included, rather than waiting behind a running one until
