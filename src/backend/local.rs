@@ -477,4 +477,27 @@ mod tests {
         backend.discard_prestarted();
         assert!(backend.warm.lock().unwrap().is_none());
     }
+
+    /// A prestarted pool that cannot start: the start that takes it reports why, as a
+    /// start that built the pool itself would. (No worker count is a start error that
+    /// needs no process; the pool's own tests cover workers that fail their handshake.)
+    #[test]
+    fn a_prestarted_pool_that_cannot_start_is_the_start_s_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path());
+        let backend = LocalBackend::new(task::builtins());
+        backend.prestart(&job, 0);
+        let work: super::super::Work = Box::new(Plan::new(&job).collect::<Vec<_>>().into_iter());
+        let err = match backend.start(StartRequest { job: &job, workers: 0, work }) {
+            Ok(_) => panic!("a pool of no workers started"),
+            Err(e) => e.message,
+        };
+        assert!(err.starts_with("cannot start the workers: "), "{err}");
+        assert!(err.contains("at least one worker"), "{err}");
+        assert!(
+            backend.took_warm.load(std::sync::atomic::Ordering::Relaxed),
+            "the prestarted pool"
+        );
+        assert!(backend.warm.lock().unwrap().is_none());
+    }
 }
