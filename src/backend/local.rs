@@ -90,11 +90,7 @@ impl LocalBackend {
 
 /// The pool that runs `job` on `workers` workers.
 fn pool_for(registry: &Registry, job: &Job, workers: usize) -> Result<Pool, BackendError> {
-    builder_for(registry, job, workers).and_then(build)
-}
-
-fn build(builder: pool::PoolBuilder) -> Result<Pool, BackendError> {
-    builder.build().map_err(start_error)
+    builder_for(registry, job, workers)?.build().map_err(start_error)
 }
 
 fn start_error(e: pool::PoolError) -> BackendError {

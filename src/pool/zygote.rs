@@ -309,11 +309,12 @@ fn name_process(comm: &std::ffi::CStr, args: &[&str]) {
     unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), start as *mut u8, len) };
 }
 
-/// Where this process's argument strings are, as [`start`] read it before it forked.
+/// Where this process's argument strings are, as [`start`] read it before it forked
+/// (the zygote and its workers, the only processes that rename themselves, are copies).
 static ARG_AREA: OnceLock<Option<(usize, usize)>> = OnceLock::new();
 
 fn arg_area() -> Option<(usize, usize)> {
-    *ARG_AREA.get_or_init(|| arg_area_in(&std::fs::read_to_string("/proc/self/stat").ok()?))
+    ARG_AREA.get().copied().flatten()
 }
 
 /// Where the argument strings are: fields 48 and 49 of `stat`.
