@@ -88,11 +88,6 @@ impl LocalBackend {
     }
 }
 
-/// The pool that runs `job` on `workers` workers.
-fn pool_for(registry: &Registry, job: &Job, workers: usize) -> Result<Pool, BackendError> {
-    builder_for(registry, job, workers)?.build().map_err(start_error)
-}
-
 fn start_error(e: pool::PoolError) -> BackendError {
     BackendError::new(format!("cannot start the workers: {e}"))
 }
@@ -157,17 +152,17 @@ impl Backend for LocalBackend {
         let this_job = std::ptr::from_ref(job) as usize;
         #[cfg(test)]
         self.took_warm.store(false, std::sync::atomic::Ordering::Relaxed);
-        let pool = Arc::new(match warm {
+        let starting = match warm {
             Some(w) if w.job == this_job && w.workers == request.workers => {
                 #[cfg(test)]
                 self.took_warm.store(true, std::sync::atomic::Ordering::Relaxed);
-                w.take_pool()?
+                w.pool?
             }
             other => {
                 drop(other.map(Warm::take_pool));
-                pool_for(&self.registry, job, request.workers)?
+                builder_for(&self.registry, job, request.workers)?.start().map_err(start_error)?
             }
-        });
+        };
         let last = self.last_job.load(std::sync::atomic::Ordering::Relaxed) == this_job;
 
         let names: Arc<[String]> = job.args.names.clone().into();
@@ -189,13 +184,18 @@ impl Backend for LocalBackend {
                 pool::Submission { id: sub.index, func: func.clone(), args: Payload::Json(payload) }
             })
         };
-        let stream = pool
+        // Submitted while the workers start: the first tasks are queued when the first
+        // worker is ready, and go to it at once. This pool runs this stream only: closed
+        // now, its workers exit as soon as there is nothing left for them (the last tasks
+        // still running elsewhere), not all together at the end.
+        let stream = starting
+            .pool()
             .run_stream(feed)
             .map_err(|e| BackendError::new(format!("cannot start the run: {e}")))?;
-        // This pool runs this stream only: closed now, its workers exit as soon as there
-        // is nothing left for them (the last tasks still running elsewhere), not all
-        // together at the end.
-        pool.close();
+        starting.pool().close();
+        // A pool that cannot start is the start's error; the stream, dropped with it,
+        // has delivered nothing.
+        let pool = Arc::new(starting.wait().map_err(start_error)?);
         let control = Arc::new(LocalControl { run: stream.control(), pool: pool.clone() });
         Ok(Box::new(LocalExecution {
             pool,
@@ -495,5 +495,37 @@ mod tests {
             "the prestarted pool"
         );
         assert!(backend.warm.lock().unwrap().is_none());
+    }
+
+    /// Submissions go to the pool while its workers start (the first task waits for the
+    /// first worker, not for this start to return); a pool whose workers all fail their
+    /// handshake is still the start's error, with nothing delivered and nothing left
+    /// running. (This test program is no worker: run as one, it exits at once.)
+    #[test]
+    fn a_pool_that_fails_to_start_with_submissions_queued_is_the_start_s_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[task]\nkind = \"script\"\nscript = \"x * 2\"\n[args]\nx = [1, 2, 3]\n";
+        let opts = crate::validate::LoadOptions::default();
+        let job = crate::validate::load_str(&dir.path().join("job.toml"), text, &opts).unwrap();
+        let backend = LocalBackend::new(task::builtins());
+        for prestart in [true, false] {
+            if prestart {
+                backend.prestart(&job, 2);
+            }
+            let seen = Arc::new(Mutex::new(0));
+            let count = seen.clone();
+            let plan = Plan::new(&job).collect::<Vec<_>>().into_iter().inspect(move |_| {
+                *count.lock().unwrap() += 1;
+            });
+            let work: super::super::Work = Box::new(plan);
+            let err = match backend.start(StartRequest { job: &job, workers: 2, work }) {
+                Ok(_) => panic!("a pool of workers that cannot start started"),
+                Err(e) => e.message,
+            };
+            assert!(err.starts_with("cannot start the workers: "), "{err}");
+            assert!(err.contains("handshake"), "{err}");
+            // The submissions were handed to the pool before it failed.
+            assert!(*seen.lock().unwrap() > 0, "nothing was submitted early");
+        }
     }
 }

@@ -242,6 +242,12 @@ impl Parcel {
 }
 
 pub(crate) enum Event {
+    /// A process worker's reader started it (or could not): its first event, before
+    /// its `Ready`, `StartFailed` or `Gone`.
+    Launched {
+        wid: u64,
+        result: Result<handle::Launched, String>,
+    },
     Submit(Vec<Parcel>),
     /// One parcel (a one-by-one call): no vector to allocate here and free there.
     SubmitOne(Parcel),
@@ -484,6 +490,9 @@ pub(crate) struct Dispatcher {
     wake_by: Option<Instant>,
     pending: VecDeque<Parcel>,
     workers: Vec<Worker>,
+    /// Process workers whose reader has not reported them started yet
+    /// ([`Event::Launched`]): not in `workers` until then.
+    launching: Vec<handle::Launch>,
     next_wid: u64,
     next_seq: u64,
     /// Runs cancelled: their running tasks were stopped, everything else of theirs
@@ -516,31 +525,15 @@ pub(crate) struct Dispatcher {
 
 /// A dispatcher thread starting its workers ([`start`]).
 pub(crate) struct Starting {
-    tx: Sender<Event>,
-    thread: std::thread::JoinHandle<()>,
-    startup: Receiver<Result<(), PoolError>>,
+    pub(crate) tx: Sender<Event>,
+    pub(crate) thread: std::thread::JoinHandle<()>,
+    /// One message: `Ok` once one worker finished its handshake; or the first start
+    /// error, sent once the dispatcher has cleaned up (its thread then ends by itself).
+    pub(crate) startup: Receiver<Result<(), PoolError>>,
 }
 
-impl Starting {
-    /// Wait until one worker finished its handshake; or the first start error, after
-    /// the dispatcher cleaned up.
-    pub(crate) fn wait(self) -> Result<(Sender<Event>, std::thread::JoinHandle<()>), PoolError> {
-        match self.startup.recv() {
-            Ok(Ok(())) => Ok((self.tx, self.thread)),
-            Ok(Err(e)) => {
-                let _ = self.thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = self.thread.join();
-                Err(PoolError::Start("the dispatcher stopped".into()))
-            }
-        }
-    }
-}
-
-/// Start the dispatcher thread, which starts the workers; returns at once ([`Starting::wait`]
-/// waits for the first worker).
+/// Start the dispatcher thread, which starts the workers; returns at once (see
+/// [`Starting::startup`]).
 pub(crate) fn start(cfg: Arc<Config>) -> Result<Starting, PoolError> {
     let (tx, rx) = mpsc::channel();
     let (stx, srx) = mpsc::sync_channel(1);
@@ -552,6 +545,7 @@ pub(crate) fn start(cfg: Arc<Config>) -> Result<Starting, PoolError> {
             wake_by: None,
             pending: VecDeque::new(),
             workers: Vec::new(),
+            launching: Vec::new(),
             next_wid: 0,
             next_seq: 0,
             cancelled_runs: HashSet::new(),
@@ -630,10 +624,20 @@ fn run(shared: &Shared, rx: &Receiver<Event>) {
 /// After a startup failure: wait for every worker to be gone (the lock is free while
 /// this waits, so a reader can finish what it is doing and report its worker gone).
 fn drain_until_empty(shared: &Shared, rx: &Receiver<Event>) {
-    while !lock(shared).workers.is_empty() {
+    while {
+        let d = lock(shared);
+        !d.workers.is_empty() || !d.launching.is_empty()
+    } {
         let ev = rx.recv_timeout(Duration::from_millis(5));
         let mut d = lock(shared);
         match ev {
+            Ok(Event::Launched { wid, result }) => {
+                d.on_launched(wid, result);
+                let grace = d.cfg.grace_period;
+                if let Some(w) = d.find(wid) {
+                    Dispatcher::stop_worker(w, Why::Terminate, grace);
+                }
+            }
             Ok(
                 Event::Gone { wid } | Event::StartFailed { wid, .. } | Event::Broken { wid, .. },
             ) => {
@@ -750,10 +754,11 @@ impl Dispatcher {
     }
 
     fn tick_interval(&self) -> Duration {
-        let busy = self.workers.iter().any(|w| {
-            matches!(w.phase, Phase::Starting(_) | Phase::Stopping { .. })
-                || (self.cfg.task_timeout.is_some() && !w.inflight.is_empty())
-        });
+        let busy = !self.launching.is_empty()
+            || self.workers.iter().any(|w| {
+                matches!(w.phase, Phase::Starting(_) | Phase::Stopping { .. })
+                    || (self.cfg.task_timeout.is_some() && !w.inflight.is_empty())
+            });
         if self.steal_candidate().is_some() {
             // Look again soon: a task may pass `STEAL_AFTER` while a worker waits.
             return Duration::from_millis(1);
@@ -762,7 +767,10 @@ impl Dispatcher {
     }
 
     fn finished(&self) -> bool {
-        (self.joining || self.terminating) && self.workers.is_empty() && self.pending.is_empty()
+        (self.joining || self.terminating)
+            && self.workers.is_empty()
+            && self.launching.is_empty()
+            && self.pending.is_empty()
     }
 
     /// A submitted parcel: queued, or failed at once when its run or the pool stopped.
@@ -780,6 +788,7 @@ impl Dispatcher {
 
     fn handle(&mut self, ev: Event) {
         match ev {
+            Event::Launched { wid, result } => self.on_launched(wid, result),
             Event::Submit(parcels) => parcels.into_iter().for_each(|p| self.accept(p)),
             Event::SubmitOne(parcel) => self.accept(parcel),
             Event::Ready { wid, sender } => self.on_ready(wid, sender),
@@ -839,36 +848,20 @@ impl Dispatcher {
     }
 
     /// Start workers for these slots. Process workers start concurrently (see
-    /// [`handle::launch_process`]): every launch first, then this thread collects the
-    /// children. On an error, the workers that did start are kept (the caller
-    /// terminates them).
+    /// [`handle::launch_process`]): each joins `workers` when its reader reports it
+    /// started ([`Event::Launched`]). On an error, the workers that did start are kept
+    /// (the caller terminates them).
     fn spawn_many(&mut self, indices: &[u32]) -> Result<(), PoolError> {
-        if self.cfg.worker_kind == WorkerKind::Threads {
-            for &index in indices {
-                let wid = self.next_wid();
-                let (handle, slot) = handle::spawn_thread(&self.cfg, &self.tx, wid, index)?;
-                self.workers.push(Worker::new(wid, index, Phase::Ready, slot, handle));
-            }
-            return Ok(());
-        }
-        let mut launched = Vec::new();
         let mut first_err = None;
         for &index in indices {
             let wid = self.next_wid();
-            match handle::launch_process(&self.cfg, &self.tx, &self.me, wid, index) {
-                Ok(l) => launched.push(l),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
+            if self.cfg.worker_kind == WorkerKind::Threads {
+                let (handle, slot) = handle::spawn_thread(&self.cfg, &self.tx, wid, index)?;
+                self.workers.push(Worker::new(wid, index, Phase::Ready, slot, handle));
+                continue;
             }
-        }
-        for launch in launched {
-            let (index, wid) = (launch.index, launch.wid);
-            match launch.collect() {
-                Ok((handle, slot)) => {
-                    let phase = Phase::Starting(Instant::now());
-                    self.workers.push(Worker::new(wid, index, phase, slot, handle));
-                }
+            match handle::launch_process(&self.cfg, &self.tx, &self.me, wid, index) {
+                Ok(launch) => self.launching.push(launch),
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -877,6 +870,40 @@ impl Dispatcher {
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// A reader reported its worker started (it joins the workers, starting) or not.
+    fn on_launched(&mut self, wid: u64, result: Result<handle::Launched, String>) {
+        let Some(at) = self.launching.iter().position(|l| l.wid == wid) else {
+            // Not one of ours (cannot happen): nobody else would end it.
+            if let Ok(launched) = result {
+                launched.discard();
+            }
+            return;
+        };
+        let launch = self.launching.swap_remove(at);
+        match result {
+            Ok(launched) => {
+                let index = launch.index;
+                let (handle, slot) = launch.collect(launched);
+                let mut w = Worker::new(wid, index, Phase::Starting(Instant::now()), slot, handle);
+                if self.terminating {
+                    Self::stop_worker(&mut w, Why::Terminate, self.cfg.grace_period);
+                }
+                self.workers.push(w);
+            }
+            Err(e) => {
+                self.last_start_error = e.clone();
+                self.start_failures += 1;
+                if self.startup.is_some() && !self.ever_ready {
+                    // Before any worker was ready, as when starting it failed at once:
+                    // the pool cannot start.
+                    self.fail_startup(PoolError::Start(e));
+                    self.begin_terminate();
+                }
+                // Otherwise `pump` starts another in its place.
+            }
         }
     }
 
@@ -1447,13 +1474,15 @@ impl Dispatcher {
         }
         // Refill missing workers: after failed respawns, and for a queue whose workers
         // retired (recycled or idle after `close`) without a replacement.
-        let live = self.workers.iter().filter(|w| w.phase != Phase::Retiring).count();
+        let live = self.workers.iter().filter(|w| w.phase != Phase::Retiring).count()
+            + self.launching.len();
         if self.start_failures < MAX_START_FAILURES && live < self.cfg.workers {
             let have: HashSet<u32> = self
                 .workers
                 .iter()
                 .filter(|w| w.phase != Phase::Retiring)
                 .map(|w| w.index)
+                .chain(self.launching.iter().map(|l| l.index))
                 .collect();
             for i in 0..self.cfg.workers as u32 {
                 if !have.contains(&i) && self.spawn(i).is_err() {
@@ -1471,8 +1500,8 @@ impl Dispatcher {
             // The workers still starting count: they take tasks within a millisecond,
             // and a batch sized for the first ready worker alone would hold back tasks
             // they could start.
-            let starting =
-                self.workers.iter().filter(|w| matches!(w.phase, Phase::Starting(_))).count();
+            let starting = self.launching.len()
+                + self.workers.iter().filter(|w| matches!(w.phase, Phase::Starting(_))).count();
             let ready =
                 (self.workers.iter().filter(|w| w.phase == Phase::Ready).count() + starting).max(1);
             // Nor are slow tasks (or tasks not yet timed) sent ahead to a busy worker

@@ -69,14 +69,31 @@ pub(crate) enum Handle {
     },
 }
 
-/// A process worker being started: its reader thread starts it and hands back the
-/// child, its pidfd, its command group and its handshake socket's name on `child`.
+/// A process worker being started: its reader thread starts it and reports the result
+/// as [`Event::Launched`], before any other event of the worker; the dispatcher then
+/// makes its [`Handle`] with [`Launch::collect`].
 pub(crate) struct Launch {
     pub index: u32,
     pub wid: u64,
-    #[allow(clippy::type_complexity)]
-    child: Receiver<Result<(Proc, Option<OwnedFd>, i32, String), String>>,
     queued: Arc<AtomicUsize>,
+}
+
+/// A started worker process as its reader thread hands it over: the child, its pidfd,
+/// its command group and its handshake socket's name.
+pub(crate) struct Launched {
+    child: Proc,
+    pidfd: Option<OwnedFd>,
+    group: i32,
+    server: String,
+}
+
+impl Launched {
+    /// End it and its command group (the dispatcher is gone: nobody else will).
+    pub(crate) fn discard(mut self) {
+        self.child.kill();
+        self.child.reap(self.pidfd.as_ref(), EXIT_WAIT);
+        process::end_group_leader(self.group);
+    }
 }
 
 /// A worker process: `exec`'d by this process (a [`Child`]), or forked by the zygote (a
@@ -130,8 +147,9 @@ impl Proc {
 /// Process workers start concurrently: each is started by its own reader thread (which
 /// lives as long as the worker's channel, so the worker's parent-death signal, tied to
 /// the spawning thread, only fires when the pool is really gone), from making its socket
-/// to forking or spawning it; the dispatcher then collects the children with
-/// [`Launch::collect`].
+/// to forking or spawning it, and reports it with [`Event::Launched`]: the dispatcher
+/// goes on with its other events meanwhile (the first worker's handshake, its first
+/// tasks), rather than waiting for each worker in turn.
 pub(crate) fn launch_process(
     cfg: &Arc<Config>,
     ev: &Sender<Event>,
@@ -139,7 +157,6 @@ pub(crate) fn launch_process(
     wid: u64,
     index: u32,
 ) -> Result<Launch, PoolError> {
-    let (ctx, crx) = mpsc::channel();
     let ev = ev.clone();
     let cfg = cfg.clone();
     let shared = shared.clone();
@@ -151,7 +168,8 @@ pub(crate) fn launch_process(
             let (server, name) = match IpcOneShotServer::<FromWorker>::new() {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = ctx.send(Err(format!("cannot create the handshake socket: {e}")));
+                    let error = format!("cannot create the handshake socket: {e}");
+                    let _ = ev.send(Event::Launched { wid, result: Err(error) });
                     return;
                 }
             };
@@ -169,7 +187,8 @@ pub(crate) fn launch_process(
                     }
                     Err(e) => {
                         let program = cfg.program.display();
-                        let _ = ctx.send(Err(format!("cannot run {program}: {e}")));
+                        let error = format!("cannot run {program}: {e}");
+                        let _ = ev.send(Event::Launched { wid, result: Err(error) });
                         return;
                     }
                 },
@@ -180,17 +199,22 @@ pub(crate) fn launch_process(
                 Err(e) => {
                     child.kill();
                     child.reap(pidfd.as_ref(), EXIT_WAIT);
-                    let _ = ctx.send(Err(format!("cannot create a process group: {e}")));
+                    let error = format!("cannot create a process group: {e}");
+                    let _ = ev.send(Event::Launched { wid, result: Err(error) });
                     return;
                 }
             };
-            if ctx.send(Ok((child, pidfd, group, name))).is_err() {
+            let launched = Launched { child, pidfd, group, server: name };
+            if let Err(mpsc::SendError(Event::Launched { result: Ok(l), .. })) =
+                ev.send(Event::Launched { wid, result: Ok(launched) })
+            {
+                l.discard();
                 return;
             }
             reader(server, ev, &shared, &q, wid, cfg)
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
-    Ok(Launch { index, wid, child: crx, queued })
+    Ok(Launch { index, wid, queued })
 }
 
 /// Start the program again as a worker for the handshake socket `server` (`exec`).
@@ -226,18 +250,14 @@ fn fork_worker(
 }
 
 impl Launch {
-    /// Wait for the reader to have spawned the worker: its handle and its shared slot
-    /// (which names the worker's command group).
-    pub(crate) fn collect(self) -> Result<(Handle, Slot), PoolError> {
-        let (child, pidfd, group, server) = match self.child.recv() {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(PoolError::Start(e)),
-            Err(_) => return Err(PoolError::Start("the reader thread stopped".into())),
-        };
+    /// The worker's handle and its shared slot (which names the worker's command group),
+    /// from what its reader reported.
+    pub(crate) fn collect(self, launched: Launched) -> (Handle, Slot) {
+        let Launched { child, pidfd, group, server } = launched;
         let slot = Slot::shared();
         slot.set_group(group);
         let queued = self.queued;
-        Ok((Handle::Process { child, pidfd, group, server, tx: None, queued }, slot))
+        (Handle::Process { child, pidfd, group, server, tx: None, queued }, slot)
     }
 }
 

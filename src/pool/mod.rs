@@ -275,28 +275,43 @@ impl PoolBuilder {
             stdout_to_stderr: self.stdout_to_stderr,
             command_groups: self.command_groups,
         });
-        Ok(StartingPool { starting: dispatcher::start(cfg.clone())?, cfg })
+        let dispatcher::Starting { tx, thread, startup } = dispatcher::start(cfg.clone())?;
+        let pool = Pool {
+            tx,
+            thread: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+            cfg,
+            next_run: AtomicU64::new(1),
+            callbacks: Mutex::new(None),
+        };
+        Ok(StartingPool { pool, startup })
     }
 }
 
 /// A pool whose workers are starting ([`PoolBuilder::start`]).
 pub(crate) struct StartingPool {
-    starting: dispatcher::Starting,
-    cfg: Arc<Config>,
+    pool: Pool,
+    startup: std::sync::mpsc::Receiver<Result<(), PoolError>>,
 }
 
 impl StartingPool {
-    /// The pool, once one worker finished its handshake; or why none could.
+    /// The pool, to submit to before any worker is ready: its tasks wait in the queue
+    /// and go to the first worker the moment it finished its handshake (not after the
+    /// caller heard of it and submitted). If the pool cannot start, [`wait`](Self::wait)
+    /// says so and what was submitted ends `cancelled`.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The pool, once one worker finished its handshake; or the first start error,
+    /// after the dispatcher cleaned up.
     pub(crate) fn wait(self) -> Result<Pool, PoolError> {
-        let (tx, thread) = self.starting.wait()?;
-        Ok(Pool {
-            tx,
-            thread: Mutex::new(Some(thread)),
-            closed: AtomicBool::new(false),
-            cfg: self.cfg,
-            next_run: AtomicU64::new(1),
-            callbacks: Mutex::new(None),
-        })
+        match self.startup.recv() {
+            Ok(Ok(())) => Ok(self.pool),
+            // The dispatcher stopped by itself; dropping the pool joins its thread.
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(PoolError::Start("the dispatcher stopped".into())),
+        }
     }
 }
 
