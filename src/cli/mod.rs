@@ -83,10 +83,20 @@ pub fn main() -> ExitCode {
 /// it was started as one.
 pub fn main_with(registry: Registry) -> ExitCode {
     crate::pool::worker::run_if_worker(&registry);
+    // The worker zygote, for the commands that run jobs: forked first thing (it then
+    // builds what workers need while the command line is parsed and the job loaded),
+    // and again below for a command line that names its command later.
+    if matches!(
+        std::env::args_os().nth(1).as_deref().and_then(|a| a.to_str()),
+        Some("run" | "exec" | "watch")
+    ) {
+        crate::pool::zygote::start(&registry);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            crate::pool::zygote::stop();
             return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { EXIT_OK });
         }
     };

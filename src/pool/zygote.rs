@@ -71,6 +71,7 @@ pub fn start(registry: &Registry) {
     let _ = ARG_AREA.set(arg_area_in(&stat));
     let Ok(exe) = std::env::current_exe() else { return };
     let Ok((ours, theirs)) = UnixStream::pair() else { return };
+    crate::process::remember_cpus();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: this process has one thread (checked above), so the child is a complete
@@ -83,6 +84,8 @@ pub fn start(registry: &Registry) {
         drop(ours);
         never_return(|| zygote_main(theirs, registry, parent));
     }
+    // It builds what every worker needs while we load the job: on another CPU.
+    crate::process::start_elsewhere(pid);
     drop(theirs);
     // A zygote that does not answer (a hook of the registry's that never returns) must not
     // hang the pool: after this long, it is given up (see `ask`).
@@ -206,6 +209,8 @@ fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
     let me = unsafe { libc::getpid() };
     // While the parent is still loading the job: what every worker builds first.
     registry.zygote_started();
+    // Whether the CPUs the parent placed us on were given back.
+    let mut placed = false;
     loop {
         let mut head = [0u8; 4];
         if sock.read_exact(&mut head).is_err() {
@@ -223,6 +228,12 @@ fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
                     unsafe { libc::_exit(0) };
                 }
                 let name = String::from_utf8_lossy(&name).into_owned();
+                if !placed {
+                    // The parent placed us before it could send this: every CPU again,
+                    // for the workers to inherit.
+                    crate::process::run_anywhere();
+                    placed = true;
+                }
                 // SAFETY: this process has one thread.
                 match unsafe { libc::fork() } {
                     -1 => [-io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN), 0],

@@ -1680,6 +1680,33 @@ fn every_job_of_a_run_gets_forked_workers() {
     kill_and_expect_gone(child, &workers, zygote);
 }
 
+/// The worker zygote starts on another CPU than the one that forks it (so that it
+/// prepares the workers beside the job's loading), then gives that back: its workers,
+/// and the commands they start, may run on every CPU the run itself may.
+#[test]
+fn forked_workers_and_their_commands_may_run_on_every_cpu() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+program = ["grep", "Cpus_allowed_list", "/proc/self/status"]
+[args]
+i = { range = [0, 4] }
+[[sink]]
+to = "stdout"
+format = "text"
+template = "{value}"
+"#,
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ours = status.lines().find(|l| l.starts_with("Cpus_allowed_list")).unwrap();
+    let out = job.run(&["--progress", "never"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines, vec![ours.to_string(); 4]);
+}
+
 /// A worker with nothing left to do exits while the last task still runs on another
 /// (its exit overlaps that task instead of adding to the end of the run), and the run is
 /// whole.
