@@ -500,7 +500,8 @@ mod tests {
     /// Submissions go to the pool while its workers start (the first task waits for the
     /// first worker, not for this start to return); a pool whose workers all fail their
     /// handshake is still the start's error, with nothing delivered and nothing left
-    /// running. (This test program is no worker: run as one, it exits at once.)
+    /// running. (This test program is no worker: run as one, it runs no test, prints
+    /// libtest's empty summary and exits.)
     #[test]
     fn a_pool_that_fails_to_start_with_submissions_queued_is_the_start_s_error() {
         let dir = tempfile::tempdir().unwrap();

@@ -917,12 +917,8 @@ impl Dispatcher {
     }
 
     fn on_ready(&mut self, wid: u64, sender: IpcSender<ToWorker>) {
-        let cfg = self.cfg.clone();
         let Some(w) = self.find(wid) else { return };
-        if !w.handle.finish_handshake(sender, &cfg, w.index, &w.slot) {
-            // It died; its reader reports Gone.
-            return;
-        }
+        w.handle.finish_handshake(sender);
         if matches!(w.phase, Phase::Starting(_)) {
             w.phase = Phase::Ready;
         }

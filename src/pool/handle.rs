@@ -85,6 +85,8 @@ pub(crate) struct Launched {
     pidfd: Option<OwnedFd>,
     group: i32,
     server: String,
+    /// Its shared slot, which names its command group (the reader sends it in `Init`).
+    slot: Slot,
 }
 
 impl Launched {
@@ -204,14 +206,16 @@ pub(crate) fn launch_process(
                     return;
                 }
             };
-            let launched = Launched { child, pidfd, group, server: name };
+            let slot = Slot::shared();
+            slot.set_group(group);
+            let launched = Launched { child, pidfd, group, server: name, slot: slot.clone() };
             if let Err(mpsc::SendError(Event::Launched { result: Ok(l), .. })) =
                 ev.send(Event::Launched { wid, result: Ok(launched) })
             {
                 l.discard();
                 return;
             }
-            reader(server, ev, &shared, &q, wid, cfg)
+            reader(server, ev, &shared, &q, Hands { wid, index, slot }, cfg)
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
     Ok(Launch { index, wid, queued })
@@ -253,9 +257,7 @@ impl Launch {
     /// The worker's handle and its shared slot (which names the worker's command group),
     /// from what its reader reported.
     pub(crate) fn collect(self, launched: Launched) -> (Handle, Slot) {
-        let Launched { child, pidfd, group, server } = launched;
-        let slot = Slot::shared();
-        slot.set_group(group);
+        let Launched { child, pidfd, group, server, slot } = launched;
         let queued = self.queued;
         (Handle::Process { child, pidfd, group, server, tx: None, queued }, slot)
     }
@@ -319,30 +321,12 @@ impl Handle {
         }
     }
 
-    /// The worker said hello: send it its `Init` and keep its channel. False when it
-    /// died meanwhile (its reader reports `Gone`).
-    pub(crate) fn finish_handshake(
-        &mut self,
-        sender: IpcSender<ToWorker>,
-        cfg: &Config,
-        index: u32,
-        slot: &Slot,
-    ) -> bool {
-        let init = Init {
-            version: PROTOCOL_VERSION,
-            worker: index,
-            context: cfg.context.to_string(),
-            task_timeout_ns: cfg.task_timeout.map(|d| d.as_nanos() as u64),
-            grace_ns: cfg.grace_period.as_nanos() as u64,
-            slot: slot.shm_for_worker().expect("process workers have shared slots"),
-        };
-        if sender.send(ToWorker::Init(init)).is_err() {
-            return false;
-        }
+    /// The worker finished its handshake (its reader sent it its `Init`): keep its
+    /// channel.
+    pub(crate) fn finish_handshake(&mut self, sender: IpcSender<ToWorker>) {
         if let Handle::Process { tx, .. } = self {
             *tx = Some(sender);
         }
-        true
     }
 
     /// The dispatcher thread applied a result message this worker's reader handed it.
@@ -460,14 +444,23 @@ fn describe_exit(status: Option<std::process::ExitStatus>) -> (String, Option<Wo
 /// to the dispatcher's state itself ([`dispatcher::results_from_reader`]) and reports
 /// the rest (ready, gone, broken) as events. One reader per worker, reading in order:
 /// every result message the worker sent is applied before its `Gone`.
+/// What a reader needs to finish its worker's handshake: which worker it is, in which
+/// slot of the pool, and its shared slot.
+struct Hands {
+    wid: u64,
+    index: u32,
+    slot: Slot,
+}
+
 fn reader(
     server: IpcOneShotServer<FromWorker>,
     ev: Sender<Event>,
     shared: &Weak<Shared>,
     queued: &AtomicUsize,
-    wid: u64,
+    hands: Hands,
     cfg: Arc<Config>,
 ) {
+    let Hands { wid, index, slot } = hands;
     let program = || cfg.program.display().to_string();
     let (rx, first) = match server.accept() {
         Ok(x) => x,
@@ -495,7 +488,20 @@ fn reader(
                     differences,
                 });
             }
-            let _ = ev.send(Event::Ready { wid, sender: tasks });
+            // Its `Init` from here, not from the dispatcher thread: the worker gets on
+            // with its set-up while the dispatcher hears of it (one hand-over fewer
+            // before its first task). One that died meanwhile is reported gone below.
+            let init = Init {
+                version: PROTOCOL_VERSION,
+                worker: index,
+                context: cfg.context.to_string(),
+                task_timeout_ns: cfg.task_timeout.map(|d| d.as_nanos() as u64),
+                grace_ns: cfg.grace_period.as_nanos() as u64,
+                slot: slot.shm_for_worker().expect("process workers have shared slots"),
+            };
+            if tasks.send(ToWorker::Init(init)).is_ok() {
+                let _ = ev.send(Event::Ready { wid, sender: tasks });
+            }
         }
         FromWorker::Hello { version, .. } => {
             return start_failed(PoolError::Start(format!(
