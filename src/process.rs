@@ -415,24 +415,20 @@ pub fn remember_cpus() {
 /// by a busy parent first ran 0.4-2 ms later (usually when the parent blocked); moved to
 /// the other CPU, 0.05 ms later.
 pub fn start_elsewhere(pid: i32) {
-    if let Some(others) = other_cpus() {
-        // SAFETY: the size and pointer describe `others`; `pid` is our own child.
-        unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &others) };
-    }
-}
-
-/// The CPUs this process may use but the caller's; `None` when there are none.
-fn other_cpus() -> Option<libc::cpu_set_t> {
-    let all = CPUS.get()?;
+    let Some(mut others) = CPUS.get().copied() else { return };
     // SAFETY: sched_getcpu has no preconditions.
     let here = unsafe { libc::sched_getcpu() };
-    let mut others = *all;
     if here >= 0 {
         // SAFETY: `here` is a CPU number below CPU_SETSIZE (the kernel gave it).
         unsafe { libc::CPU_CLR(here as usize, &mut others) };
     }
-    // SAFETY: CPU_COUNT reads the set.
-    (unsafe { libc::CPU_COUNT(&others) } > 0).then_some(others)
+    // SAFETY: CPU_COUNT reads the set; the size and pointer describe `others`, and `pid`
+    // is our own child.
+    unsafe {
+        if libc::CPU_COUNT(&others) > 0 {
+            libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &others);
+        }
+    }
 }
 
 /// Let this process run on every CPU it could before [`start_elsewhere`] placed it
