@@ -305,7 +305,7 @@ name = "job"
 backend = "slurm"
 [task]
 kind = "command"
-program = ["sh", "-c", "sleep {s}; echo done"]
+program = ["sleep", "{s}"]
 [args]
 s = [0, 600]
 [slurm]
@@ -418,7 +418,7 @@ name = "job"
 backend = "slurm"
 [task]
 kind = "command"
-program = ["sh", "-c", "sleep {s}; echo done"]
+program = ["sleep", "{s}"]
 [args]
 s = [0, 600]
 [slurm]
