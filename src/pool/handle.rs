@@ -440,10 +440,6 @@ fn describe_exit(status: Option<std::process::ExitStatus>) -> (String, Option<Wo
     }
 }
 
-/// A process worker's reader: finishes the handshake, then applies the worker's results
-/// to the dispatcher's state itself ([`dispatcher::results_from_reader`]) and reports
-/// the rest (ready, gone, broken) as events. One reader per worker, reading in order:
-/// every result message the worker sent is applied before its `Gone`.
 /// What a reader needs to finish its worker's handshake: which worker it is, in which
 /// slot of the pool, and its shared slot.
 struct Hands {
@@ -452,6 +448,11 @@ struct Hands {
     slot: Slot,
 }
 
+/// A process worker's reader: finishes the handshake (checks the hello, sends the
+/// `Init`), then applies the worker's results to the dispatcher's state itself
+/// ([`dispatcher::results_from_reader`]) and reports the rest (ready, gone, broken) as
+/// events. One reader per worker, reading in order: every result message the worker
+/// sent is applied before its `Gone`.
 fn reader(
     server: IpcOneShotServer<FromWorker>,
     ev: Sender<Event>,
