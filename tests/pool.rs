@@ -916,6 +916,53 @@ fn stream_cancel() {
     assert_eq!(outs.iter().filter(|o| o.attempts == 1).count(), 2, "two were running");
 }
 
+/// Outcomes that come quickly one after another are taken together when the caller
+/// lingers; the end of the run ends the wait at once (the last outcome is never held
+/// for the whole `linger`).
+fn stream_linger_gathers_outcomes_and_never_holds_the_last() {
+    let p = pool(2).chunk_size(1).build().unwrap();
+    let items = (0..40u64).map(|i| Submission {
+        id: i,
+        func: "sleep_ms".into(),
+        args: Payload::Json(format!("[2, {i}]")),
+    });
+    let mut s = p.run_stream(items).unwrap();
+    let t0 = Instant::now();
+    let mut batches = Vec::new();
+    while let Some(b) = s.next_batch_within(Duration::from_secs(20)) {
+        batches.push(b.iter().map(|o| o.id).collect::<Vec<_>>());
+    }
+    // The first batch is not held (nothing came before it); the second waits for
+    // everything else, until the stream ends.
+    assert!(t0.elapsed() < Duration::from_secs(10), "held for {:?}", t0.elapsed());
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    let ids: BTreeSet<u64> = batches.concat().into_iter().collect();
+    assert_eq!(ids, (0..40).collect());
+}
+
+/// A lingering caller stops waiting once many outcomes wait: it does not hold the
+/// stream's credits (and so the feed) for the whole `linger`.
+fn stream_linger_ends_when_many_wait() {
+    let p = pool(2).stream_capacity(64).build().unwrap();
+    let items = (0..20_000u64).map(|i| Submission {
+        id: i,
+        func: "square".into(),
+        args: Payload::Json(i.to_string()),
+    });
+    let mut s = p.run_stream(items).unwrap();
+    let mut n = s.next_batch_within(Duration::from_secs(20)).unwrap().len();
+    // Outcomes came just now: this one lingers, until half the capacity waits.
+    let t0 = Instant::now();
+    let second = s.next_batch_within(Duration::from_secs(20)).unwrap().len();
+    assert!(t0.elapsed() < Duration::from_secs(10), "held for {:?}", t0.elapsed());
+    assert!(second >= 32, "{second}");
+    n += second;
+    while let Some(b) = s.next_batch() {
+        n += b.len();
+    }
+    assert_eq!(n, 20_000);
+}
+
 fn stream_stop_submitting() {
     let p = pool(2).chunk_size(4).stream_capacity(32).build().unwrap();
     let items = (0..1000u64).map(|i| Submission {
@@ -1399,6 +1446,11 @@ fn main() {
         ("stream_all_items_bounded", stream_all_items_bounded),
         ("stream_cancel", stream_cancel),
         ("stream_stop_submitting", stream_stop_submitting),
+        (
+            "stream_linger_gathers_outcomes_and_never_holds_the_last",
+            stream_linger_gathers_outcomes_and_never_holds_the_last,
+        ),
+        ("stream_linger_ends_when_many_wait", stream_linger_ends_when_many_wait),
         ("dead_worker_program_is_an_error", dead_worker_program_is_an_error),
         ("terminate_and_close", terminate_and_close),
         ("drop_leaves_no_process", drop_leaves_no_process),

@@ -28,7 +28,7 @@ pub(crate) enum Reply {
 }
 
 /// The sending end of a streaming run's channel of batches (shared by its parcels).
-pub(crate) type BatchSender = Arc<Sender<Vec<Outcome>>>;
+pub(crate) type BatchSender = Arc<super::stream::BatchChannel>;
 
 impl Clone for Reply {
     fn clone(&self) -> Self {
@@ -105,7 +105,7 @@ impl Deliveries {
         if let Some((tx, out)) = self.batch.take()
             && !out.is_empty()
         {
-            let _ = tx.send(out);
+            tx.send(out);
         }
     }
 }

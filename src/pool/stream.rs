@@ -21,10 +21,11 @@
 //! The stream ends (returns `None`) once every taken submission has its outcome and the
 //! feeder has stopped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use super::delivery::Reply;
 use super::dispatcher::{Event, Item, Parcel};
@@ -41,6 +42,63 @@ pub struct Submission {
     /// Its argument: JSON text (the value comes back as JSON text) or postcard bytes.
     pub args: Payload,
 }
+
+/// The sending end of a streaming run's channel of batches, shared by the run's feeder
+/// and parcels: the stream is over when the last of them drops it, and that rings the
+/// [`Bell`] of a caller waiting in [`RunStream::next_batch_within`].
+pub(crate) struct BatchChannel {
+    tx: Sender<Vec<Outcome>>,
+    bell: Arc<Bell>,
+}
+
+impl BatchChannel {
+    pub(crate) fn send(&self, batch: Vec<Outcome>) {
+        // Counted before it is sent, so that the receiver's count never goes below zero.
+        let n = batch.len();
+        let queued = self.bell.queued.fetch_add(n, Ordering::SeqCst) + n;
+        if self.tx.send(batch).is_ok() && queued >= self.bell.full {
+            self.bell.ring();
+        }
+    }
+}
+
+impl Drop for BatchChannel {
+    fn drop(&mut self) {
+        self.bell.closed.store(true, Ordering::SeqCst);
+        self.bell.ring();
+    }
+}
+
+/// Wakes a caller lingering in [`RunStream::next_batch_within`] early: when the stream
+/// ends, or when many outcomes wait.
+pub(crate) struct Bell {
+    /// How many waiting outcomes are many: at most half the stream's capacity, so that
+    /// the feeder, which waits for the caller to take outcomes, never waits for long.
+    full: usize,
+    /// Outcomes sent and not yet received.
+    queued: AtomicUsize,
+    /// The last sender is gone: no outcome is coming.
+    closed: AtomicBool,
+    /// The thread lingering, if one is.
+    lingering: Mutex<Option<Thread>>,
+}
+
+impl Bell {
+    fn ring(&self) {
+        if let Some(t) = &*self.lingering.lock().unwrap_or_else(|e| e.into_inner()) {
+            t.unpark();
+        }
+    }
+
+    /// Whether a lingering caller should stop waiting.
+    fn rung(&self) -> bool {
+        self.closed.load(Ordering::SeqCst) || self.queued.load(Ordering::SeqCst) >= self.full
+    }
+}
+
+/// A caller lingering for more outcomes stops once this many wait (or half the stream's
+/// capacity); a first batch this big is not held at all.
+const LINGER_FULL: usize = 256;
 
 pub(crate) struct RunShared {
     credits: Mutex<usize>,
@@ -83,6 +141,9 @@ impl RunControl {
 /// [`Iterator`]) or as they arrived, a batch at a time ([`RunStream::next_batch`]).
 pub struct RunStream {
     rx: Receiver<Vec<Outcome>>,
+    bell: Arc<Bell>,
+    /// When [`next_batch_within`](Self::next_batch_within) last received outcomes.
+    last_batch: Option<Instant>,
     /// The rest of the last batch received, when taken one at a time.
     held: std::vec::IntoIter<Outcome>,
     /// Outcomes of `held`'s batch handed back and not yet released to the feeder.
@@ -102,7 +163,7 @@ impl RunStream {
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Outcome>, ()> {
         if self.held.len() == 0 {
             match self.rx.recv_timeout(timeout) {
-                Ok(batch) => self.held = batch.into_iter(),
+                Ok(batch) => self.held = self.received(batch).into_iter(),
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err(()),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
             }
@@ -110,18 +171,59 @@ impl RunStream {
         Ok(self.take_one())
     }
 
-    /// Every outcome that arrived together (those of one result message of a worker, or
-    /// what is left of it after [`next`](Iterator::next)), waiting for them; `None` when
-    /// the run is over. Never empty.
+    /// Every outcome that has arrived (or what is left of the last batch after
+    /// [`next`](Iterator::next)), waiting for the first; `None` when the run is over.
+    /// Never empty.
     pub fn next_batch(&mut self) -> Option<Vec<Outcome>> {
-        let batch = if self.held.len() > 0 {
+        self.next_batch_within(Duration::ZERO)
+    }
+
+    /// Like [`next_batch`](Self::next_batch), but when outcomes have been coming less
+    /// than `linger` apart, waits up to `linger` after the first for more, unless the run
+    /// ends (or many outcomes wait) first. For a caller that pays for every wake-up and
+    /// can take outcomes a little late: tasks that each take about a millisecond then
+    /// come back a few at a time, not one by one. The last outcome is never held back,
+    /// and outcomes that come far apart are not held at all.
+    pub fn next_batch_within(&mut self, linger: Duration) -> Option<Vec<Outcome>> {
+        let mut batch: Vec<Outcome> = if self.held.len() > 0 {
             std::mem::take(&mut self.held).collect()
         } else {
-            self.rx.recv().ok()?
+            let batch = self.rx.recv().ok()?;
+            self.received(batch)
         };
+        if !linger.is_zero() && batch.len() < self.bell.full {
+            let now = Instant::now();
+            if self.last_batch.is_some_and(|t| now.duration_since(t) < linger) {
+                self.linger(now + linger);
+            }
+            self.last_batch = Some(now);
+        }
+        while let Ok(more) = self.rx.try_recv() {
+            batch.extend(self.received(more));
+        }
         self.handed += batch.len();
         self.release();
         Some(batch)
+    }
+
+    /// Wait until `until`, less when the bell rings.
+    fn linger(&self, until: Instant) {
+        // Registered before `rung` is checked: a sender that rings after this sees the
+        // thread; one that rang before set what `rung` reads.
+        *self.bell.lingering.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread::current());
+        while !self.bell.rung() {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            thread::park_timeout(until - now);
+        }
+        *self.bell.lingering.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn received(&self, batch: Vec<Outcome>) -> Vec<Outcome> {
+        self.bell.queued.fetch_sub(batch.len(), Ordering::SeqCst);
+        batch
     }
 
     fn take_one(&mut self) -> Option<Outcome> {
@@ -148,7 +250,8 @@ impl Iterator for RunStream {
     fn next(&mut self) -> Option<Outcome> {
         while self.held.len() == 0 {
             // Batches are never empty; a loop costs nothing and guards the invariant.
-            self.held = self.rx.recv().ok()?.into_iter();
+            let batch = self.rx.recv().ok()?;
+            self.held = self.received(batch).into_iter();
         }
         self.take_one()
     }
@@ -193,7 +296,13 @@ where
         halted: AtomicBool::new(false),
     });
     let (otx, orx) = mpsc::channel::<Vec<Outcome>>();
-    let otx = Arc::new(otx);
+    let bell = Arc::new(Bell {
+        full: (capacity / 2).clamp(1, LINGER_FULL),
+        queued: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+        lingering: Mutex::new(None),
+    });
+    let otx = Arc::new(BatchChannel { tx: otx, bell: bell.clone() });
     let control = RunControl { shared: shared.clone(), tx: tx.clone(), run };
     let feeder_shared = shared.clone();
     // Sent before this returns, so before any `close` of the caller's: while a feed is
@@ -270,7 +379,7 @@ where
     if spawned.is_err() {
         // No feeder: the stream is empty (its sender was dropped with the closure).
     }
-    RunStream { rx: orx, held: Vec::new().into_iter(), handed: 0, control }
+    RunStream { rx: orx, bell, last_batch: None, held: Vec::new().into_iter(), handed: 0, control }
 }
 
 /// Encodes the next input item of a lazy call (`imap`) into a buffer; `None` at the end.
