@@ -209,8 +209,9 @@ pub(crate) fn launch_process(
             let slot = Slot::shared();
             slot.set_group(group);
             let launched = Launched { child, pidfd, group, server: name, slot: slot.clone() };
-            if let Err(mpsc::SendError(Event::Launched { result: Ok(l), .. })) =
-                ev.send(Event::Launched { wid, result: Ok(launched) })
+            let launched = Event::Launched { wid, result: Ok(launched) };
+            if let Err(event) = dispatcher::event_from_reader(&shared, launched)
+                && let Err(mpsc::SendError(Event::Launched { result: Ok(l), .. })) = ev.send(event)
             {
                 l.discard();
                 return;
@@ -500,8 +501,11 @@ fn reader(
                 grace_ns: cfg.grace_period.as_nanos() as u64,
                 slot: slot.shm_for_worker().expect("process workers have shared slots"),
             };
-            if tasks.send(ToWorker::Init(init)).is_ok() {
-                let _ = ev.send(Event::Ready { wid, sender: tasks });
+            if tasks.send(ToWorker::Init(init)).is_ok()
+                && let Err(event) =
+                    dispatcher::event_from_reader(shared, Event::Ready { wid, sender: tasks })
+            {
+                let _ = ev.send(event);
             }
         }
         FromWorker::Hello { version, .. } => {
