@@ -694,6 +694,8 @@ pub(crate) fn results_from_reader(
 /// worker's first tasks then go out from here, without a hand-over to the dispatcher
 /// thread first, which cost each worker 0.2–0.5 ms while it waited for them. Otherwise
 /// the event comes back (`Err`) for the reader to send.
+// The event comes back as it came, to go on the channel as any event does.
+#[allow(clippy::result_large_err)]
 pub(crate) fn event_from_reader(shared: &Weak<Shared>, event: Event) -> Result<(), Event> {
     // The pool is gone: the reader's send fails too, and it cleans up (a worker that
     // started is discarded).
