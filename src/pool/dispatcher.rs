@@ -680,11 +680,7 @@ pub(crate) fn results_from_reader(
     // about to look anyway.
     let Some(wake_at) = d.wake_by else { return Err(results) };
     d.on_message(wid, results);
-    d.after_events();
-    if Instant::now() + d.tick_interval() < wake_at || d.finished() {
-        d.wake_by = None;
-        let _ = d.tx.send(Event::Wake);
-    }
+    d.after_reader(wake_at);
     Ok(true)
 }
 
@@ -708,15 +704,22 @@ pub(crate) fn event_from_reader(shared: &Weak<Shared>, event: Event) -> Result<(
         _ => return Err(event),
     }
     d.handle(event);
-    d.after_events();
-    if Instant::now() + d.tick_interval() < wake_at || d.finished() {
-        d.wake_by = None;
-        let _ = d.tx.send(Event::Wake);
-    }
+    d.after_reader(wake_at);
     Ok(())
 }
 
 impl Dispatcher {
+    /// What follows an event a reader applied itself while the dispatcher thread waits
+    /// until `wake_at`: [`after_events`](Self::after_events), then wake that thread if it
+    /// must look sooner, or if the pool may be finished.
+    fn after_reader(&mut self, wake_at: Instant) {
+        self.after_events();
+        if Instant::now() + self.tick_interval() < wake_at || self.finished() {
+            self.wake_by = None;
+            let _ = self.tx.send(Event::Wake);
+        }
+    }
+
     /// What follows every batch of events: send what can be sent, take back what an
     /// idle worker should run, let idle workers go once the pool is closed.
     fn after_events(&mut self) {
