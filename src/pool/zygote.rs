@@ -131,20 +131,11 @@ pub fn start(registry: &Registry) {
     // group): out of the terminal's process group, so a Ctrl-C for jobpool does not kill
     // it, as exec'd workers are.
     unsafe { libc::setpgid(pid, pid) };
-    let Ok(replies) = ours.try_clone() else {
-        // No zygote after all: it exits at the end of file on its socket.
-        return;
-    };
-    let link = Link {
-        sock: ours,
-        next: 0,
-        waiting: VecDeque::new(),
-        answered: Vec::new(),
-        reading: false,
-        broken: false,
-    };
-    let _ =
-        ZYGOTE.set(Zygote { pid, exe, link: Mutex::new(link), replies, replied: Condvar::new() });
+    // No second handle on the socket to read replies from: no zygote after all (it exits
+    // at the end of file on its socket).
+    if let Ok(z) = Zygote::new(pid, exe, ours) {
+        let _ = ZYGOTE.set(z);
+    }
 }
 
 /// End the zygote, if this process started one, and reap it: call it when no pool will
@@ -192,6 +183,21 @@ fn stat_fields(stat: &str, first: usize, count: usize) -> Option<Vec<usize>> {
 }
 
 impl Zygote {
+    /// The parent's handle on the zygote `pid`, a copy of `exe`, on our end `sock` of its
+    /// socket.
+    fn new(pid: i32, exe: PathBuf, sock: UnixStream) -> io::Result<Zygote> {
+        let replies = sock.try_clone()?;
+        let link = Link {
+            sock,
+            next: 0,
+            waiting: VecDeque::new(),
+            answered: Vec::new(),
+            reading: false,
+            broken: false,
+        };
+        Ok(Zygote { pid, exe, link: Mutex::new(link), replies, replied: Condvar::new() })
+    }
+
     /// Fork a worker that connects to the pool's handshake socket `server`; its pid.
     pub(crate) fn spawn(&self, server: &str, stdout_to_stderr: bool) -> io::Result<u32> {
         let name = server.as_bytes();
@@ -442,22 +448,7 @@ mod tests {
                 }
             }
         });
-        let link = Link {
-            sock: ours.try_clone().unwrap(),
-            next: 0,
-            waiting: VecDeque::new(),
-            answered: Vec::new(),
-            reading: false,
-            broken: false,
-        };
-        let z = Zygote {
-            pid: 0,
-            exe: PathBuf::new(),
-            link: Mutex::new(link),
-            replies: ours,
-            replied: Condvar::new(),
-        };
-        (z, server)
+        (Zygote::new(0, PathBuf::new(), ours).unwrap(), server)
     }
 
     fn request(x: i32) -> [u8; 8] {
