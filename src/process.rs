@@ -2,8 +2,8 @@
 //!
 //! Owns: every raw `libc` call about child processes that `pool` and `task` share:
 //! pidfds ([`pidfd_open`], [`exited`]), asking whether a child exited without reaping it
-//! ([`has_exited`], [`wait_exit`]), reaping ([`reap_within`], [`reap_with_usage`],
-//! [`reap_if_exited`]), signalling a process or a whole group ([`kill_process`],
+//! ([`has_exited`], [`wait_exit`]), reaping ([`reap_within`], [`reap_with_usage`]),
+//! signalling a process or a whole group ([`kill_process`],
 //! [`kill_group`]), signal names ([`signal_name`]), and the group leader that keeps a
 //! command group's id valid ([`command_group_leader`]).
 //! Must not: use any other module of the crate, decide when to kill or wait (its callers
@@ -14,6 +14,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
+
+mod sentinel;
 
 /// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own);
 /// `None` on kernels without pidfds (Linux < 5.3).
@@ -157,13 +159,6 @@ pub fn reap_with_usage(child: &mut Child) -> (Option<ExitStatus>, Option<Usage>)
     }
 }
 
-/// Reap our child `pid` (a command group's leader) if it exited.
-pub fn reap_if_exited(pid: i32) {
-    let mut status = 0;
-    // SAFETY: waitpid on our own child.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-}
-
 /// Create the process group a worker's commands will join, before it runs any.
 ///
 /// A command cannot be given a group of its own race-free: with `process_group(0)` its
@@ -183,18 +178,7 @@ pub fn reap_if_exited(pid: i32) {
 /// (no other process then knows the group) nor a pool that lost its worker. Returns the
 /// group id (the child's pid).
 pub fn command_group_leader() -> io::Result<i32> {
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the child only calls async-signal-safe functions (setpgid, close_range or
-    // close, signal, sigprocmask, prctl, getppid, kill, pause).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the child of fork.
-        unsafe { wait_for_parent_death(parent, kill_own_group) }
-    }
+    let pid = sentinel::start(sentinel::OnDeath::KillOwnGroup)?;
     // Put it in its group from here too (as shells do: whichever of the two calls runs
     // first makes the group, the other changes nothing), so the group exists when this
     // returns instead of when the child gets to run; the wait below then ends at once.
@@ -206,12 +190,23 @@ pub fn command_group_leader() -> io::Result<i32> {
     while unsafe { libc::getpgid(pid) } != pid && !has_exited(pid as u32) {
         if Instant::now() >= deadline {
             kill_process(pid as u32, libc::SIGKILL);
-            reap_if_exited(pid);
+            if reap_within_1s(pid) {
+                sentinel::reaped(pid);
+            }
             return Err(io::Error::other("the process group leader did not start"));
         }
         std::thread::yield_now();
     }
-    match group_guard(pid, parent) {
+    // A command group's guard: a child of this thread in a group of its own, which kills
+    // the command group when the thread that created it ends, however this process ends.
+    //
+    // The leader alone cannot be that guard for long: it is a member of its group, so
+    // the first task whose leftovers are killed with the group (`kill(-group, SIGKILL)`
+    // after every task, and on every timeout) kills the leader too — a zombie still holds
+    // the group id, but nothing would kill a later task's processes if the worker and
+    // jobpool died at once. The guard stays outside the group, out of reach of those
+    // kills and of signals to the terminal's process group.
+    match sentinel::start(sentinel::OnDeath::KillGroup(pid)) {
         Ok(guard) => {
             GUARDS.lock().unwrap_or_else(|e| e.into_inner()).push((pid, guard));
             Ok(pid)
@@ -225,95 +220,6 @@ pub fn command_group_leader() -> io::Result<i32> {
 
 /// The guards of command groups, by leader: `(leader, guard)`.
 static GUARDS: std::sync::Mutex<Vec<(i32, i32)>> = std::sync::Mutex::new(Vec::new());
-
-/// The group a guard kills when its parent thread ends; set just before the guard is
-/// forked (under [`GUARD_FORK`]), so the guard's copy of memory holds its own group.
-static GUARDED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-static GUARD_FORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A command group's guard: a child of this thread in a group of its own, which kills
-/// the command group `group` when the thread that created it ends (its parent-death
-/// signal), however this process ends.
-///
-/// The leader alone cannot be that guard for long: it is a member of its group, so the
-/// first task whose leftovers are killed with the group (`kill(-group, SIGKILL)` after
-/// every task, and on every timeout) kills the leader too — a zombie still holds the
-/// group id, but nothing would kill a later task's processes if the worker and jobpool
-/// died at once. The guard stays outside the group, out of reach of those kills and of
-/// signals to the terminal's process group.
-fn group_guard(group: i32, parent: i32) -> io::Result<i32> {
-    let _one_at_a_time = GUARD_FORK.lock().unwrap_or_else(|e| e.into_inner());
-    GUARDED.store(group, std::sync::atomic::Ordering::SeqCst);
-    // SAFETY: the child only calls async-signal-safe functions (setpgid, close_range or
-    // close, signal, sigprocmask, prctl, getppid, kill, pause).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the child of fork.
-        unsafe { wait_for_parent_death(parent, kill_guarded_group) }
-    }
-    Ok(pid)
-}
-
-/// A guard's parent-death signal: kill the group it guards, then exit.
-extern "C" fn kill_guarded_group(_: libc::c_int) {
-    let group = GUARDED.load(std::sync::atomic::Ordering::SeqCst);
-    // SAFETY: kill(2) and _exit(2) are async-signal-safe.
-    unsafe {
-        if group > 0 {
-            libc::kill(-group, libc::SIGKILL);
-        }
-        libc::_exit(0);
-    }
-}
-
-/// The rest of the life of a child of `fork` (of `parent`) that waits for its parent
-/// thread to end: it puts itself in a group of its own, holds no file, takes signals the
-/// default way, and when its parent-death signal (SIGUSR1) comes — or if the parent is
-/// gone already — runs `on_parent_death`.
-///
-/// # Safety
-/// Call only in the child of `fork`, at once: it makes async-signal-safe calls only
-/// (setpgid, close_range or close, signal, sigprocmask, prctl, getppid, pause).
-unsafe fn wait_for_parent_death(parent: i32, on_parent_death: extern "C" fn(libc::c_int)) -> ! {
-    // SAFETY: see the function's contract.
-    unsafe {
-        libc::setpgid(0, 0);
-        // It needs no file: holding copies of the parent's (its journal, sinks, channels,
-        // pipes, locks) would keep them open as long as the worker lives.
-        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-            for fd in 0..1024 {
-                libc::close(fd);
-            }
-        }
-        // The parent's handlers (signal-hook's, which would write to the parent's pipes)
-        // must not run here: default dispositions, nothing blocked.
-        for sig in 1..32 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        libc::signal(libc::SIGUSR1, on_parent_death as *const () as libc::sighandler_t);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR1);
-        if libc::getppid() != parent {
-            on_parent_death(0);
-        }
-        loop {
-            libc::pause();
-        }
-    }
-}
-
-/// A command group leader's parent-death signal: kill the whole group (itself included).
-extern "C" fn kill_own_group(_: libc::c_int) {
-    // SAFETY: kill(2) is async-signal-safe.
-    unsafe { libc::kill(0, libc::SIGKILL) };
-}
 
 /// End a command group leader made by [`command_group_leader`]: kill its group (it is
 /// in it) and its guard, then reap both (waiting for each at most 1 s).
@@ -335,32 +241,39 @@ pub fn end_group_leader(pid: i32) {
     if let Some(guard) = guard {
         kill_process(guard as u32, libc::SIGKILL);
     }
-    reap_within_1s(pid);
-    if let Some(guard) = guard {
-        reap_within_1s(guard);
+    if reap_within_1s(pid) {
+        sentinel::reaped(pid);
+    }
+    if let Some(guard) = guard
+        && reap_within_1s(guard)
+    {
+        sentinel::reaped(guard);
     }
 }
 
-/// Reap our child `pid`, waiting for it at most 1 s.
-fn reap_within_1s(pid: i32) {
+/// Reap our child `pid`, waiting for it at most 1 s; whether it was reaped.
+fn reap_within_1s(pid: i32) -> bool {
     let reaped = || {
         let mut status = 0;
         // SAFETY: waitpid on our own child.
-        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) != 0 }
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) == pid }
     };
     if reaped() {
-        return;
+        return true;
     }
     // Not yet gone: wait on a pidfd (the child is unreaped, so the pid is still its own).
     if let Some(fd) = pidfd_open(pid as u32) {
         exited(&fd, Duration::from_secs(1));
-        reaped();
-        return;
+        return reaped();
     }
     let deadline = Instant::now() + Duration::from_secs(1);
-    while !reaped() && Instant::now() < deadline {
+    while Instant::now() < deadline {
+        if reaped() {
+            return true;
+        }
         std::thread::sleep(Duration::from_micros(200));
     }
+    false
 }
 
 /// The conventional name of a signal number.
@@ -502,6 +415,48 @@ mod tests {
         t.join().unwrap();
         let st = child.wait().unwrap();
         assert_eq!(st.signal(), Some(libc::SIGKILL), "the command died with its group");
+        end_group_leader(leader);
+    }
+
+    #[test]
+    fn the_guard_kills_the_group_when_its_thread_ends_after_the_leader_died() {
+        // A task's leftovers were killed with the group, the leader with them (a zombie
+        // now); then the worker's thread ends: the guard, outside the group, kills it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(command_group_leader().unwrap()).unwrap();
+            let _ = wait.recv();
+        });
+        let leader = rx.recv().unwrap();
+        let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
+        kill_process(leader as u32, libc::SIGKILL);
+        let fd = pidfd_open(leader as u32).unwrap();
+        assert!(exited(&fd, Duration::from_secs(5)), "the leader is dead");
+        assert!(child.try_wait().unwrap().is_none(), "the command still runs");
+        drop(go);
+        t.join().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL), "the guard killed it");
+        end_group_leader(leader);
+    }
+
+    #[test]
+    fn a_sentinel_holds_no_file_of_ours_and_runs_none_of_our_signal_handlers() {
+        // The sentinels share this process's memory: a handler of ours run in one would
+        // set this very flag.
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        signal_hook::flag::register(libc::SIGUSR2, flag.clone()).unwrap();
+        let leader = command_group_leader().unwrap();
+        let fds = || std::fs::read_dir(format!("/proc/{leader}/fd")).map(|d| d.count());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fds().unwrap() != 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(fds().unwrap(), 0, "no file descriptor of ours");
+        kill_process(leader as u32, libc::SIGUSR2);
+        let fd = pidfd_open(leader as u32).unwrap();
+        assert!(exited(&fd, Duration::from_secs(5)), "SIGUSR2 ends it the default way");
+        assert!(!flag.load(std::sync::atomic::Ordering::SeqCst), "our handler did not run");
         end_group_leader(leader);
     }
 
