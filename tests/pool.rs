@@ -93,6 +93,12 @@ fn registry() -> Registry {
         Ok::<_, TaskError>(tc.command_group().is_some())
     });
     r.register("square_u64", |x: u64| Ok::<_, TaskError>(x * x));
+    // The number a zero-padded text spells.
+    r.register("number_in", |text: String| {
+        text.trim_start_matches('0')
+            .parse::<u64>()
+            .or_else(|e| if text.chars().all(|c| c == '0') { Ok(0) } else { Err(e.to_string()) })
+    });
     r.register("sqr", |(x,): (u64,)| Ok::<_, TaskError>(x * x));
     r.register("point", |(): ()| Ok::<_, TaskError>(Point { x: 1, y: 2 }));
     r.register("fussy", |Fussy(x): Fussy| Ok::<_, TaskError>(x));
@@ -582,6 +588,34 @@ fn stolen_tasks_run_exactly_once() {
 /// with a crash, an error and a timeout inside: every other item keeps its value, in
 /// order; `get` answers the first failure in item order, or every value when the retry
 /// succeeded (values from the per-item table and from whole result messages, mixed).
+/// Items of 41 bytes in chunks of 1,000: a chunk is more than a busy worker's batch
+/// takes (32 KiB), so a batch holds the rest of one chunk and the start of the next —
+/// of the same call, or of the next call. Each chunk's share of a result message is
+/// delivered on its own: every value, in order, to the right call, and every outcome
+/// with its worker, one attempt and a share of its message's time.
+fn big_items_split_across_batches_keep_every_value_and_outcome() {
+    let p = pool(2).chunk_size(1_000).build().unwrap();
+    let texts = |n: u64, add: u64| (0..n).map(move |i| format!("{:0>40}", i + add));
+    let t0 = std::time::Instant::now();
+    let a = p.map_async::<_, u64>("number_in", texts(30_000, 0)).unwrap();
+    let b = p.map_async::<_, u64>("number_in", texts(10_001, 1_000_000)).unwrap();
+    assert_eq!(a.get(Some(Duration::from_secs(60))).unwrap(), (0..30_000).collect::<Vec<_>>());
+    let want_b: Vec<u64> = (1_000_000..1_010_001).collect();
+    assert_eq!(b.get(Some(Duration::from_secs(60))).unwrap(), want_b);
+    let wall = t0.elapsed();
+    for (r, n) in [(&a, 30_000), (&b, 10_001)] {
+        let outs = r.outcomes().unwrap();
+        assert_eq!(outs.len(), n);
+        let mut busy = Duration::ZERO;
+        for (i, o) in outs.iter().enumerate() {
+            assert_eq!((o.id, o.status, o.attempts), (i as u64, Status::Ok, 1));
+            assert!(o.worker.is_some_and(|w| w < 2) && o.started_at.is_some());
+            busy += o.duration;
+        }
+        assert!(busy <= 2 * wall, "{busy:?} of work in {wall:?} on 2 workers");
+    }
+}
+
 fn big_chunks_keep_every_other_item() {
     let dir = tempfile::tempdir().unwrap();
     let p = pool(2)
@@ -1435,6 +1469,10 @@ fn main() {
         ("ordering_under_random_durations", ordering_under_random_durations),
         ("map_failure_keeps_other_items", map_failure_keeps_other_items),
         ("big_chunks_keep_every_other_item", big_chunks_keep_every_other_item),
+        (
+            "big_items_split_across_batches_keep_every_value_and_outcome",
+            big_items_split_across_batches_keep_every_value_and_outcome,
+        ),
         ("map_get_while_running_is_the_same_answer", map_get_while_running_is_the_same_answer),
         ("callbacks", callbacks),
         ("get_timeout_on_long_task", get_timeout_on_long_task),

@@ -1154,9 +1154,11 @@ impl Dispatcher {
         self.maybe_retire(wi);
     }
 
-    /// Whether `results` are all successes of consecutive items of the worker's first
-    /// parcel, a `map`-like call whose items all had the same number of attempts: then they
-    /// are delivered as one [`Segment`], without per-item work on this thread.
+    /// Whether `results` are all successes of the next items of the worker's first
+    /// parcels (one, or several when its batch took the rest of one `map` chunk and the
+    /// start of the next), each a `map`-like call's whose items, in these results, are
+    /// consecutive and had the same number of attempts: then they are delivered as one
+    /// [`Segment`] a parcel, without per-item work on this thread.
     fn on_results_fast(&self, wid: u64, results: &ResultBatch) -> bool {
         let Some(w) = self.workers.iter().find(|w| w.wid == wid) else { return false };
         let n = results.len();
@@ -1167,19 +1169,29 @@ impl Dispatcher {
         {
             return false;
         }
-        let Some(j) = w.inflight.front() else { return false };
-        if !matches!(j.reply, Reply::Collect(_))
-            || results.base != j.seq + j.done as u64
-            || j.done + n > j.items.len()
-        {
-            return false;
+        let (mut next, mut left) = (results.base, n);
+        for j in &w.inflight {
+            let m = (j.items.len() - j.done).min(left);
+            if m == 0 || !matches!(j.reply, Reply::Collect(_)) || next != j.seq + j.done as u64 {
+                return false;
+            }
+            // A dense parcel's ids are consecutive, none started before.
+            if j.dense.is_none() {
+                let its = &j.items[j.done..j.done + m];
+                let a = its[0].attempts;
+                if its[m - 1].user_id - its[0].user_id != m as u64 - 1
+                    || its.iter().any(|i| i.attempts != a)
+                {
+                    return false;
+                }
+            }
+            next += m as u64;
+            left -= m;
+            if left == 0 {
+                return true;
+            }
         }
-        if j.dense.is_some() {
-            return true; // consecutive ids, all never started before
-        }
-        let its = &j.items[j.done..j.done + n];
-        let a = its[0].attempts;
-        its[n - 1].user_id - its[0].user_id == n as u64 - 1 && its.iter().all(|i| i.attempts == a)
+        false
     }
 
     /// Results arrived for every task before `next`: a steal from this worker is
@@ -1195,21 +1207,39 @@ impl Dispatcher {
         }
     }
 
-    fn deliver_fast(&mut self, wi: usize, results: ResultBatch) {
+    fn deliver_fast(&mut self, wi: usize, mut results: ResultBatch) {
         self.note_reported(wi, results.base + results.len() as u64);
         let w = &mut self.workers[wi];
-        let n = results.len();
-        let last_id = results.base + n as u64 - 1;
-        let j = w.inflight.front_mut().expect("checked");
-        let (c, seg) = delivery::segment(j, results, w.index);
-        j.done += n;
-        if j.done == j.items.len() {
-            w.inflight.pop_front();
-        }
+        let last_id = results.base + results.len() as u64 - 1;
         while w.batches.front().is_some_and(|b| b.1 <= last_id) {
             w.batches.pop_front();
         }
-        c.deliver_segment(seg);
+        loop {
+            let j = w.inflight.front_mut().expect("checked");
+            let n = results.len();
+            let m = j.items.len() - j.done;
+            // The results past this parcel's: the next parcel's (checked), with their
+            // share of the message's span.
+            let rest = (n > m).then(|| {
+                let mut rest = results.split_off_last(n - m);
+                let each = results.duration_ns / n as u64;
+                rest.started_ns = results.started_ns + each * m as u64;
+                rest.duration_ns = results.duration_ns - each * m as u64;
+                results.duration_ns = each * m as u64;
+                rest
+            });
+            let k = results.len();
+            let (c, seg) = delivery::segment(j, results, w.index);
+            j.done += k;
+            if j.done == j.items.len() {
+                w.inflight.pop_front();
+            }
+            c.deliver_segment(seg);
+            match rest {
+                Some(r) => results = r,
+                None => break,
+            }
+        }
     }
 
     /// Recycle a worker that reached `max_tasks_per_worker` once its tasks are done.
