@@ -41,6 +41,9 @@ use crate::record::Status;
 const WINDOW: usize = 4;
 /// Largest batch (argument bytes) sent to a worker that is still busy.
 const BUSY_BATCH_BYTES: usize = 32 * 1024;
+/// Results spanning several parcels are delivered as one segment a parcel only when
+/// the parcels take this many results each on average.
+const MIN_SEGMENT: usize = 16;
 /// A worker whose task has run this long while another worker is idle with nothing
 /// queued gives up half of the tasks it was sent and has not started (see
 /// [`Dispatcher::rebalance`]). Far above a trivial task, so fast work is never moved.
@@ -1170,8 +1173,13 @@ impl Dispatcher {
             return false;
         }
         let (mut next, mut left) = (results.base, n);
-        for j in &w.inflight {
+        for (parts, j) in w.inflight.iter().enumerate() {
             let m = (j.items.len() - j.done).min(left);
+            // One segment a parcel: for parcels of a few items (`apply`s sent together),
+            // the per-item path costs less.
+            if parts > 0 && n < MIN_SEGMENT * (parts + 1) {
+                return false;
+            }
             if m == 0 || !matches!(j.reply, Reply::Collect(_)) || next != j.seq + j.done as u64 {
                 return false;
             }
@@ -1214,31 +1222,44 @@ impl Dispatcher {
         while w.batches.front().is_some_and(|b| b.1 <= last_id) {
             w.batches.pop_front();
         }
-        loop {
+        // How many results each parcel takes (checked by `on_results_fast`).
+        let mut counts = Vec::new();
+        let mut left = results.len();
+        for j in &w.inflight {
+            if left == 0 {
+                break;
+            }
+            let m = (j.items.len() - j.done).min(left);
+            counts.push(m);
+            left -= m;
+        }
+        // Split from the end (each result is copied once), each part with its share of
+        // the message's span.
+        let n = results.len();
+        let each = results.duration_ns / n as u64;
+        let mut parts = Vec::with_capacity(counts.len());
+        let mut end = n;
+        for &m in counts[1..].iter().rev() {
+            end -= m;
+            let mut part = results.split_off_last(m);
+            part.started_ns = results.started_ns + each * end as u64;
+            part.duration_ns = each * m as u64;
+            parts.push(part);
+        }
+        if !parts.is_empty() {
+            results.duration_ns = each * end as u64;
+        }
+        parts.push(results);
+        for part in parts.into_iter().rev() {
             let j = w.inflight.front_mut().expect("checked");
-            let n = results.len();
-            let m = j.items.len() - j.done;
-            // The results past this parcel's: the next parcel's (checked), with their
-            // share of the message's span.
-            let rest = (n > m).then(|| {
-                let mut rest = results.split_off_last(n - m);
-                let each = results.duration_ns / n as u64;
-                rest.started_ns = results.started_ns + each * m as u64;
-                rest.duration_ns = results.duration_ns - each * m as u64;
-                results.duration_ns = each * m as u64;
-                rest
-            });
-            let k = results.len();
-            let (c, seg) = delivery::segment(j, results, w.index);
+            debug_assert_eq!(part.base, j.seq + j.done as u64, "results of another parcel");
+            let k = part.len();
+            let (c, seg) = delivery::segment(j, part, w.index);
             j.done += k;
             if j.done == j.items.len() {
                 w.inflight.pop_front();
             }
             c.deliver_segment(seg);
-            match rest {
-                Some(r) => results = r,
-                None => break,
-            }
         }
     }
 
