@@ -279,6 +279,11 @@ def library(pool_bin):
             ratio=statistics.median(b) / statistics.median(a))
         target(f"{key}: throughput × Python's", statistics.median(a) / statistics.median(b),
                "≥", bound, "×")
+    a = [d["map_async_text"] for d in ours]
+    b = [d["map_async_text"] for d in theirs]
+    w = "library: map_async, 100,000 short texts"
+    add(w, "jobpool", a, rate(""), peak_a)
+    add(w, "python Pool(2)", b, rate(""), peak_b, ratio=statistics.median(b) / statistics.median(a))
     a = [d["start_shutdown"] / 1e3 for d in ours]
     b = [d["start_shutdown"] / 1e3 for d in theirs]
     add("library: pool start + shutdown, in process", "jobpool", a, fmt_time)
@@ -326,6 +331,25 @@ def command(jp, work, floor, rust_parallel):
     if "rust-parallel -j2" in res:
         target("true × 2000: time ÷ rust-parallel's", median_wall(res, "jobpool")
                / median_wall(res, "rust-parallel -j2"), "≤", 1.0, "×")
+    # Few long commands on many workers: what starting 8 workers costs (not a target).
+    sleeps = os.path.join(work, "sleep-8")
+    with open(sleeps, "w") as f:
+        f.writelines("0.05\n" for _ in range(8))
+    cmds = {
+        "jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never",
+                                     os.path.join(work, "jobs/sleep-8.toml")]),
+        "xargs -P8": lambda: run_once(["xargs", "-P8", "-n1", "sleep"], stdin=sleeps),
+    }
+    if shutil.which("parallel"):
+        cmds["GNU parallel -j8"] = lambda: run_once(["parallel", "-j8", "sleep"], stdin=sleeps)
+    if rust_parallel:
+        cmds["rust-parallel -j8"] = lambda: run_once([rust_parallel, "-j8", "sleep"],
+                                                     stdin=sleeps)
+    res = rounds(cmds)
+    if res["jobpool"][0].out.count("ok") != 8:
+        sys.exit("the sleep job did not report 8 ok records")
+    add_timed("command kind, sleep 0.05 × 8, 8 workers", res, "jobpool",
+              [k for k in cmds if k != "jobpool"])
 
 
 def startup(jp, work, hyperfine):

@@ -8,6 +8,10 @@ def noop(x):
     return x + 1
 
 
+def length(s):
+    return len(s)
+
+
 def median(v):
     v = sorted(v)
     return v[len(v) // 2]
@@ -25,6 +29,14 @@ def main():
             rates.append(n / (time.perf_counter() - t0))
             assert v[-1] == n
         print(f"map_async {median(rates):.0f} items/s")
+        rates = []
+        for _ in range(runs):
+            texts = [f"item number {i}" for i in range(n)]
+            t0 = time.perf_counter()
+            v = pool.map_async(length, texts).get()
+            rates.append(n / (time.perf_counter() - t0))
+            assert v[-1] == 17
+        print(f"map_async_text {median(rates):.0f} items/s")
         n = 20_000
         rates = []
         for _ in range(runs):

@@ -3,6 +3,8 @@
 //! `multiprocessing.Pool` in `bench.py` and prints ratios).
 //!
 //! - `map_async`: 100,000 trivial items, automatic chunk size, 2 workers (items/s);
+//! - `map_async_text`: the same with 100,000 short texts (`"item number {i}"`, their
+//!   length; the texts are made before the clock starts, and dropped by the map);
 //! - `apply_async`: 20,000 one-by-one `apply_async` calls, then every `get` (tasks/s);
 //! - `start_shutdown`: build a 2-worker pool and `join` it (ms, median).
 //!
@@ -28,6 +30,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let mut registry = Registry::new();
     registry.register("noop", |x: i64| Ok::<_, TaskError>(x + 1));
+    registry.register("length", |s: String| Ok::<_, TaskError>(s.len() as i64));
     worker::run_if_worker(&registry);
     let runs: usize =
         std::env::var("POOL_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
@@ -138,6 +141,18 @@ fn main() {
         rates.push(n as f64 / dt);
     }
     println!("map_async {:.0} items/s", median(rates));
+
+    // Items of 17-22 bytes (text): a map chunk is more than a busy worker's batch.
+    let mut rates = Vec::new();
+    for _ in 0..runs {
+        let texts: Vec<String> = (0..n).map(|i| format!("item number {i}")).collect();
+        let t0 = Instant::now();
+        let v: Vec<i64> = pool.map_async("length", texts).unwrap().get(None).unwrap();
+        let dt = t0.elapsed().as_secs_f64();
+        assert_eq!(v[99_999], 17);
+        rates.push(n as f64 / dt);
+    }
+    println!("map_async_text {:.0} items/s", median(rates));
 
     let n = 20_000i64;
     let mut rates = Vec::new();
