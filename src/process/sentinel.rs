@@ -6,12 +6,13 @@
 //! pool's whole memory is wasted on it. Here a fork of the pool's process costs about
 //! 0.25 ms, and afterwards each page the pool writes costs it a copy-on-write fault
 //! (some 140 faults a fork): a pool of 8 command workers spent about 10 ms of CPU time
-//! on its 16 sentinels before its first command started. So on x86-64 and AArch64 a
+//! on its 16 sentinels before its first command started. So on x86-64 a
 //! sentinel is a `clone` that shares our memory (`CLONE_VM`, as `posix_spawn` does),
 //! runs on a stack of its own and makes its system calls directly (no C library call:
 //! that could write `errno` in the thread-local storage it shares with the thread that
-//! made it). Elsewhere it is a `clone` without `CLONE_VM` (a fork), running the same
-//! code.
+//! made it). Elsewhere (where that system-call path is not tested) it is a `clone`
+//! without `CLONE_VM` (a fork), running the same code through the C library's
+//! `syscall`, which is safe in a copy of our memory.
 //!
 //! A sentinel touches no memory but its stack (its arguments are copied there first),
 //! so sharing our memory is safe; the stack is kept until the sentinel is reaped
@@ -150,9 +151,9 @@ fn give_back(base: usize) {
     STACKS.lock().unwrap_or_else(|e| e.into_inner()).free.push(base);
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(target_arch = "x86_64")]
 const CLONE_FLAGS: libc::c_int = libc::CLONE_VM;
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(not(target_arch = "x86_64"))]
 const CLONE_FLAGS: libc::c_int = 0;
 
 /// A system call, made directly (never through the C library, which may set `errno`).
@@ -177,27 +178,8 @@ unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize 
     ret
 }
 
-#[cfg(target_arch = "aarch64")]
-#[inline(always)]
-unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the caller's.
-    unsafe {
-        std::arch::asm!(
-            "svc 0",
-            in("x8") n,
-            inlateout("x0") a as isize => ret,
-            in("x1") b,
-            in("x2") c,
-            in("x3") d,
-            options(nostack),
-        );
-    }
-    ret
-}
-
 /// Elsewhere the sentinel is a fork (its memory is its own copy): the C library's call.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
     // SAFETY: the caller's.
