@@ -306,26 +306,38 @@ def script(jp, work):
            / median_wall(res, "python Pool(2).map_async"), "≤", 0.33, "×")
 
 
+def line_runners(jobs, program, lines, rust_parallel):
+    """xargs, GNU parallel (when installed) and rust-parallel (when built), each running
+    `program` once per line of the file `lines` (the line its argument), `jobs` at a time."""
+    cmds = {f"xargs -P{jobs}": lambda: run_once(["xargs", f"-P{jobs}", "-n1", program],
+                                                stdin=lines)}
+    if shutil.which("parallel"):
+        cmds[f"GNU parallel -j{jobs}"] = lambda: run_once(["parallel", f"-j{jobs}", program],
+                                                          stdin=lines)
+    if rust_parallel:
+        cmds[f"rust-parallel -j{jobs}"] = lambda: run_once([rust_parallel, f"-j{jobs}", program],
+                                                           stdin=lines)
+    return cmds
+
+
+def command_rows(workload, jp, job, ok, cmds):
+    """Run jobpool's `job` against `cmds`; it must report `ok` ok records."""
+    res = rounds({"jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never", job]),
+                  **cmds})
+    if res["jobpool"][0].out.count("ok") != ok:
+        sys.exit(f"{job}: jobpool did not report {ok} ok records")
+    add_timed(workload, res, "jobpool", list(cmds))
+    return res
+
+
 def command(jp, work, floor, rust_parallel):
     seq = os.path.join(work, "seq-2000")
     with open(seq, "w") as f:
         f.writelines(f"{i}\n" for i in range(1, 2001))
-    cmds = {
-        "jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never",
-                                     os.path.join(work, "jobs/true-2000.toml")]),
-        "floor (Rust spawn loop)": lambda: run_once([floor, "2000"]),
-        "xargs -P2": lambda: run_once(["xargs", "-P2", "-n1", "/bin/true"], stdin=seq),
-    }
-    if shutil.which("parallel"):
-        cmds["GNU parallel -j2"] = lambda: run_once(["parallel", "-j2", "/bin/true"], stdin=seq)
-    if rust_parallel:
-        cmds["rust-parallel -j2"] = lambda: run_once([rust_parallel, "-j2", "/bin/true"],
-                                                     stdin=seq)
-    res = rounds(cmds)
-    if res["jobpool"][0].out.count("ok") != 2000:
-        sys.exit("the command job did not report 2000 ok records")
-    add_timed("command kind, true × 2000, 2 workers", res, "jobpool",
-              [k for k in cmds if k != "jobpool"])
+    cmds = {"floor (Rust spawn loop)": lambda: run_once([floor, "2000"]),
+            **line_runners(2, "/bin/true", seq, rust_parallel)}
+    res = command_rows("command kind, true × 2000, 2 workers", jp,
+                       os.path.join(work, "jobs/true-2000.toml"), 2000, cmds)
     target("true × 2000: time ÷ the floor", median_wall(res, "jobpool")
            / median_wall(res, "floor (Rust spawn loop)"), "≤", 1.1, "×")
     if "rust-parallel -j2" in res:
@@ -335,21 +347,9 @@ def command(jp, work, floor, rust_parallel):
     sleeps = os.path.join(work, "sleep-8")
     with open(sleeps, "w") as f:
         f.writelines("0.05\n" for _ in range(8))
-    cmds = {
-        "jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never",
-                                     os.path.join(work, "jobs/sleep-8.toml")]),
-        "xargs -P8": lambda: run_once(["xargs", "-P8", "-n1", "sleep"], stdin=sleeps),
-    }
-    if shutil.which("parallel"):
-        cmds["GNU parallel -j8"] = lambda: run_once(["parallel", "-j8", "sleep"], stdin=sleeps)
-    if rust_parallel:
-        cmds["rust-parallel -j8"] = lambda: run_once([rust_parallel, "-j8", "sleep"],
-                                                     stdin=sleeps)
-    res = rounds(cmds)
-    if res["jobpool"][0].out.count("ok") != 8:
-        sys.exit("the sleep job did not report 8 ok records")
-    add_timed("command kind, sleep 0.05 × 8, 8 workers", res, "jobpool",
-              [k for k in cmds if k != "jobpool"])
+    command_rows("command kind, sleep 0.05 × 8, 8 workers", jp,
+                 os.path.join(work, "jobs/sleep-8.toml"), 8,
+                 line_runners(8, "sleep", sleeps, rust_parallel))
 
 
 def startup(jp, work, hyperfine):

@@ -399,20 +399,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_command_group_leader_kills_its_group_when_its_thread_ends() {
-        // The thread that made the leader ends (as the pool's reader does with its
-        // worker, or the whole pool when it is SIGKILLed): the group dies with it.
+    /// A command group leader made by a thread that ends when `end` is called.
+    fn leader_of_a_thread() -> (i32, impl FnOnce()) {
         let (tx, rx) = std::sync::mpsc::channel();
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || {
             tx.send(command_group_leader().unwrap()).unwrap();
             let _ = wait.recv();
         });
-        let leader = rx.recv().unwrap();
+        let end = move || {
+            drop(go);
+            t.join().unwrap();
+        };
+        (rx.recv().unwrap(), end)
+    }
+
+    #[test]
+    fn a_command_group_leader_kills_its_group_when_its_thread_ends() {
+        // The thread that made the leader ends (as the pool's reader does with its
+        // worker, or the whole pool when it is SIGKILLed): the group dies with it.
+        let (leader, end_thread) = leader_of_a_thread();
         let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
-        drop(go);
-        t.join().unwrap();
+        end_thread();
         let st = child.wait().unwrap();
         assert_eq!(st.signal(), Some(libc::SIGKILL), "the command died with its group");
         end_group_leader(leader);
@@ -422,20 +430,13 @@ mod tests {
     fn the_guard_kills_the_group_when_its_thread_ends_after_the_leader_died() {
         // A task's leftovers were killed with the group, the leader with them (a zombie
         // now); then the worker's thread ends: the guard, outside the group, kills it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || {
-            tx.send(command_group_leader().unwrap()).unwrap();
-            let _ = wait.recv();
-        });
-        let leader = rx.recv().unwrap();
+        let (leader, end_thread) = leader_of_a_thread();
         let mut child = Command::new("sleep").arg("30").process_group(leader).spawn().unwrap();
         kill_process(leader as u32, libc::SIGKILL);
         let fd = pidfd_open(leader as u32).unwrap();
         assert!(exited(&fd, Duration::from_secs(5)), "the leader is dead");
         assert!(child.try_wait().unwrap().is_none(), "the command still runs");
-        drop(go);
-        t.join().unwrap();
+        end_thread();
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL), "the guard killed it");
         end_group_leader(leader);
     }
