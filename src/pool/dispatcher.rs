@@ -1222,6 +1222,11 @@ impl Dispatcher {
         while w.batches.front().is_some_and(|b| b.1 <= last_id) {
             w.batches.pop_front();
         }
+        let j = w.inflight.front().expect("checked");
+        if results.len() <= j.items.len() - j.done {
+            // The usual case: one parcel's.
+            return deliver_to_front(w, results);
+        }
         // How many results each parcel takes (checked by `on_results_fast`).
         let mut counts = Vec::new();
         let mut left = results.len();
@@ -1251,15 +1256,7 @@ impl Dispatcher {
         }
         parts.push(results);
         for part in parts.into_iter().rev() {
-            let j = w.inflight.front_mut().expect("checked");
-            debug_assert_eq!(part.base, j.seq + j.done as u64, "results of another parcel");
-            let k = part.len();
-            let (c, seg) = delivery::segment(j, part, w.index);
-            j.done += k;
-            if j.done == j.items.len() {
-                w.inflight.pop_front();
-            }
-            c.deliver_segment(seg);
+            deliver_to_front(w, part);
         }
     }
 
@@ -1927,6 +1924,20 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Deliver `part`, successes of the next items of worker `w`'s first parcel (checked by
+/// `Dispatcher::on_results_fast`), as one segment.
+fn deliver_to_front(w: &mut Worker, part: ResultBatch) {
+    let j = w.inflight.front_mut().expect("checked");
+    debug_assert_eq!(part.base, j.seq + j.done as u64, "results of another parcel");
+    let k = part.len();
+    let (c, seg) = delivery::segment(j, part, w.index);
+    j.done += k;
+    if j.done == j.items.len() {
+        w.inflight.pop_front();
+    }
+    c.deliver_segment(seg);
 }
 
 #[cfg(test)]
