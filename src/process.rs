@@ -190,9 +190,7 @@ pub fn command_group_leader() -> io::Result<i32> {
     while unsafe { libc::getpgid(pid) } != pid && !has_exited(pid as u32) {
         if Instant::now() >= deadline {
             kill_process(pid as u32, libc::SIGKILL);
-            if reap_within_1s(pid) {
-                sentinel::reaped(pid);
-            }
+            reap_sentinel(pid);
             return Err(io::Error::other("the process group leader did not start"));
         }
         std::thread::yield_now();
@@ -241,13 +239,17 @@ pub fn end_group_leader(pid: i32) {
     if let Some(guard) = guard {
         kill_process(guard as u32, libc::SIGKILL);
     }
+    reap_sentinel(pid);
+    if let Some(guard) = guard {
+        reap_sentinel(guard);
+    }
+}
+
+/// Reap the sentinel `pid` (a leader or a guard, killed), waiting for it at most 1 s;
+/// once it is reaped its stack is used again (never while it might still run).
+fn reap_sentinel(pid: i32) {
     if reap_within_1s(pid) {
         sentinel::reaped(pid);
-    }
-    if let Some(guard) = guard
-        && reap_within_1s(guard)
-    {
-        sentinel::reaped(guard);
     }
 }
 
