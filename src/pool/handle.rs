@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 
 use super::dispatcher::{self, Event, Shared};
 use super::protocol::{
@@ -27,7 +27,7 @@ use super::protocol::{
 };
 use super::registry::TaskContext;
 use super::result::WorkerExit;
-use super::zygote::{self, Zygote};
+use super::zygote::{self, Ticket, Zygote};
 use super::{Config, PoolError};
 use crate::process;
 
@@ -52,7 +52,8 @@ pub(crate) enum Handle {
         /// process (see [`process::command_group_leader`]), ended after the worker; 0
         /// when the pool makes none (`Config::command_groups`).
         group: i32,
-        server: String,
+        /// The name of its handshake socket (an exec'd worker's; a forked one has none).
+        server: Option<String>,
         tx: Option<IpcSender<ToWorker>>,
         /// Result messages its reader handed to the dispatcher thread that it has not
         /// applied yet (see [`dispatcher::results_from_reader`]).
@@ -79,12 +80,12 @@ pub(crate) struct Launch {
 }
 
 /// A started worker process as its reader thread hands it over: the child, its pidfd,
-/// its command group and its handshake socket's name.
+/// its command group and its handshake socket's name (an exec'd worker's).
 pub(crate) struct Launched {
     child: Proc,
     pidfd: Option<OwnedFd>,
     group: i32,
-    server: String,
+    server: Option<String>,
     /// Its shared slot, which names its command group (the reader sends it in `Init`).
     slot: Slot,
 }
@@ -151,7 +152,8 @@ impl Proc {
 /// the spawning thread, only fires when the pool is really gone), from making its socket
 /// to forking or spawning it, and reports it with [`Event::Launched`]: the dispatcher
 /// goes on with its other events meanwhile (the first worker's handshake, its first
-/// tasks), rather than waiting for each worker in turn.
+/// tasks), rather than waiting for each worker in turn. A worker the zygote forks is
+/// asked for before its thread starts: the zygote forks it while the thread is made.
 pub(crate) fn launch_process(
     cfg: &Arc<Config>,
     ev: &Sender<Event>,
@@ -164,13 +166,17 @@ pub(crate) fn launch_process(
     let shared = shared.clone();
     let queued = Arc::new(AtomicUsize::new(0));
     let q = queued.clone();
+    let asked = zygote::for_program(&cfg.program).and_then(|z| Asked::new(z, &cfg));
     std::thread::Builder::new()
         .name(format!("jobpool-reader-{index}"))
         .spawn(move || {
-            let (server, name) = match IpcOneShotServer::<FromWorker>::new() {
-                Ok(s) => s,
-                Err(e) => {
-                    let error = format!("cannot create the handshake socket: {e}");
+            let started = match asked.and_then(Asked::forked) {
+                Some(forked) => Ok(forked),
+                None => exec_worker(&cfg),
+            };
+            let (handshake, mut child, pidfd) = match started {
+                Ok(started) => started,
+                Err(error) => {
                     let _ = ev.send(Event::Launched { wid, result: Err(error) });
                     return;
                 }
@@ -178,23 +184,6 @@ pub(crate) fn launch_process(
             // The worker first, then its command group's leader, while the worker is
             // still loading: the worker starts no command before its `Init`, which is
             // sent after `collect` has the group.
-            let forked = zygote::for_program(&cfg.program)
-                .and_then(|z| fork_worker(z, &name, cfg.stdout_to_stderr));
-            let (mut child, pidfd) = match forked {
-                Some(forked) => forked,
-                None => match spawn_worker(&cfg, &name) {
-                    Ok(child) => {
-                        let pidfd = process::pidfd_open(child.id());
-                        (Proc::Spawned(child), pidfd)
-                    }
-                    Err(e) => {
-                        let program = cfg.program.display();
-                        let error = format!("cannot run {program}: {e}");
-                        let _ = ev.send(Event::Launched { wid, result: Err(error) });
-                        return;
-                    }
-                },
-            };
             let leader = if cfg.command_groups { process::command_group_leader() } else { Ok(0) };
             let group = match leader {
                 Ok(g) => g,
@@ -208,7 +197,11 @@ pub(crate) fn launch_process(
             };
             let slot = Slot::shared();
             slot.set_group(group);
-            let launched = Launched { child, pidfd, group, server: name, slot: slot.clone() };
+            let server = match &handshake {
+                Handshake::Server(_, name) => Some(name.clone()),
+                Handshake::Inherited(_) => None,
+            };
+            let launched = Launched { child, pidfd, group, server, slot: slot.clone() };
             let launched = Event::Launched { wid, result: Ok(launched) };
             if let Err(event) = dispatcher::event_from_reader(&shared, launched)
                 && let Err(mpsc::SendError(Event::Launched { result: Ok(l), .. })) = ev.send(event)
@@ -216,10 +209,28 @@ pub(crate) fn launch_process(
                 l.discard();
                 return;
             }
-            reader(server, ev, &shared, &q, Hands { wid, index, slot }, cfg)
+            reader(handshake, ev, &shared, &q, Hands { wid, index, slot }, cfg)
         })
         .map_err(|e| PoolError::Start(e.to_string()))?;
     Ok(Launch { index, wid, queued })
+}
+
+/// How a starting worker's reader gets its first message, and the channel after it.
+enum Handshake {
+    /// An exec'd worker connects to this socket (its name beside it).
+    Server(IpcOneShotServer<FromWorker>, String),
+    /// A forked worker inherited the sending end of this channel.
+    Inherited(IpcReceiver<FromWorker>),
+}
+
+/// Make a handshake socket and start the program again as a worker for it (`exec`).
+fn exec_worker(cfg: &Config) -> Result<(Handshake, Proc, Option<OwnedFd>), String> {
+    let (server, name) = IpcOneShotServer::<FromWorker>::new()
+        .map_err(|e| format!("cannot create the handshake socket: {e}"))?;
+    let child = spawn_worker(cfg, &name)
+        .map_err(|e| format!("cannot run {}: {e}", cfg.program.display()))?;
+    let pidfd = process::pidfd_open(child.id());
+    Ok((Handshake::Server(server, name), Proc::Spawned(child), pidfd))
 }
 
 /// Start the program again as a worker for the handshake socket `server` (`exec`).
@@ -234,22 +245,48 @@ fn spawn_worker(cfg: &Config, server: &str) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-/// A worker forked by the zygote, with its pidfd; `None` (start it with `exec`) when the
-/// zygote cannot make one.
-fn fork_worker(
+/// A worker asked of the zygote, with the receiving end of the channel it was handed.
+/// Dropped without [`Asked::forked`] (its reader thread could not start), the worker the
+/// zygote forked is ended and reaped.
+struct Asked {
     z: &'static Zygote,
-    server: &str,
-    stdout_to_stderr: bool,
-) -> Option<(Proc, Option<OwnedFd>)> {
-    let pid = z.spawn(server, stdout_to_stderr).ok()?;
-    let mut child = Proc::Forked { pid, zygote: z };
-    // Without a pidfd the pool could not tell when a worker that is not its child exits.
-    match process::pidfd_open(pid) {
-        Some(fd) => Some((child, Some(fd))),
-        None => {
-            child.kill();
-            z.reap(pid, EXIT_WAIT);
-            None
+    ticket: Option<Ticket>,
+    rx: Option<IpcReceiver<FromWorker>>,
+}
+
+impl Asked {
+    /// Ask `z` for a worker; `None` when it cannot be asked (start it with `exec`).
+    fn new(z: &'static Zygote, cfg: &Config) -> Option<Asked> {
+        let (tx, rx) = ipc::channel::<FromWorker>().ok()?;
+        let ticket = z.spawn(tx, &cfg.context, cfg.stdout_to_stderr).ok()?;
+        Some(Asked { z, ticket: Some(ticket), rx: Some(rx) })
+    }
+
+    /// The worker the zygote forked, with its pidfd; `None` when it made none, or when
+    /// it has no pidfd (without one the pool could not tell when a worker that is not
+    /// its child exits): start it with `exec` then.
+    fn forked(mut self) -> Option<(Handshake, Proc, Option<OwnedFd>)> {
+        let (ticket, rx) = (self.ticket.take()?, self.rx.take()?);
+        let pid = self.z.spawned(ticket).ok()?;
+        let mut child = Proc::Forked { pid, zygote: self.z };
+        match process::pidfd_open(pid) {
+            Some(fd) => Some((Handshake::Inherited(rx), child, Some(fd))),
+            None => {
+                child.kill();
+                self.z.reap(pid, EXIT_WAIT);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Asked {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take()
+            && let Ok(pid) = self.z.spawned(ticket)
+        {
+            Proc::Forked { pid, zygote: self.z }.kill();
+            self.z.reap(pid, EXIT_WAIT);
         }
     }
 }
@@ -346,11 +383,14 @@ impl Handle {
     }
 
     /// Give up on a starting process worker: kill it and unblock its reader's
-    /// `accept()`, which then reports `StartFailed`.
+    /// `accept()` or first `recv()`, which then reports `StartFailed`.
     pub(crate) fn abort_start(&mut self) {
         if let Handle::Process { child, server, .. } = self {
             child.kill();
-            let _ = IpcSender::<FromWorker>::connect(server.clone());
+            // A forked worker's reader hears of its end on its channel.
+            if let Some(server) = server {
+                let _ = IpcSender::<FromWorker>::connect(server.clone());
+            }
         }
     }
 
@@ -455,7 +495,7 @@ struct Hands {
 /// events. One reader per worker, reading in order: every result message the worker
 /// sent is applied before its `Gone`.
 fn reader(
-    server: IpcOneShotServer<FromWorker>,
+    handshake: Handshake,
     ev: Sender<Event>,
     shared: &Weak<Shared>,
     queued: &AtomicUsize,
@@ -464,14 +504,23 @@ fn reader(
 ) {
     let Hands { wid, index, slot } = hands;
     let program = || cfg.program.display().to_string();
-    let (rx, first) = match server.accept() {
+    let (exec, shook) = match handshake {
+        Handshake::Server(server, _) => (true, server.accept()),
+        Handshake::Inherited(rx) => (false, rx.recv().map(|first| (rx, first))),
+    };
+    let (rx, first) = match shook {
         Ok(x) => x,
         Err(e) => {
-            let error = PoolError::Start(format!(
-                "the worker died during the handshake ({e:?}); does {} call \
-                 jobpool::pool::worker::run_if_worker(&registry) first thing in main?",
-                program()
-            ));
+            // Only an exec'd worker runs the program's `main` before it serves.
+            let error = PoolError::Start(if exec {
+                format!(
+                    "the worker died during the handshake ({e:?}); does {} call \
+                     jobpool::pool::worker::run_if_worker(&registry) first thing in main?",
+                    program()
+                )
+            } else {
+                format!("the worker died during the handshake ({e:?})")
+            });
             let _ = ev.send(Event::StartFailed { wid, error });
             return;
         }

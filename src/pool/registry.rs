@@ -525,6 +525,10 @@ type StartHook = Arc<dyn Fn(&TaskContext) + Send + Sync>;
 /// A function run once by the worker zygote ([`Registry::on_zygote_start`]).
 type ZygoteHook = Arc<dyn Fn() + Send + Sync>;
 
+/// A function run by the worker zygote with a pool's context
+/// ([`Registry::on_zygote_context`]).
+type ContextHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Named task functions a worker can run.
 ///
 /// Each function is callable two ways: with its argument encoded compactly (postcard;
@@ -537,6 +541,8 @@ pub struct Registry {
     on_start: Vec<StartHook>,
     /// Run once by the worker zygote, before it forks workers.
     on_zygote: Vec<ZygoteHook>,
+    /// Run by the worker zygote with each new pool context, before it forks its workers.
+    on_zygote_context: Vec<ContextHook>,
 }
 
 impl Registry {
@@ -567,6 +573,23 @@ impl Registry {
     pub(crate) fn zygote_started(&self) {
         for f in &self.on_zygote {
             f();
+        }
+    }
+
+    /// Run `f` in the worker zygote with the context of a pool whose workers it is about
+    /// to fork (once per context, before the first of them): to build once what each of
+    /// them would build from it at its start (a compiled script), so that they start
+    /// with it in their memory. `f` must only warm a cache that
+    /// [`TaskContext::cached`]'s `init` then reads, never be needed: workers started
+    /// with `exec`, and thread workers, never see it.
+    pub fn on_zygote_context(&mut self, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.on_zygote_context.push(Arc::new(f));
+    }
+
+    /// Run the [`Registry::on_zygote_context`] functions (a new pool's context).
+    pub(crate) fn zygote_context(&self, context: &str) {
+        for f in &self.on_zygote_context {
+            f(context);
         }
     }
 }

@@ -44,18 +44,26 @@ pub fn run_if_worker(registry: &Registry) {
         eprintln!("jobpool worker: missing server name");
         std::process::exit(EXIT_WORKER_FAILED);
     };
-    serve_and_exit(registry, name, None)
+    serve_and_exit(registry, ToPool::Connect(name), None)
 }
 
-/// A worker forked by the zygote (`super::zygote`), whose parent is `zygote`: serve as
-/// an exec'd worker does, then exit.
-pub(crate) fn serve_forked(registry: &Registry, name: String, zygote: i32) -> ! {
-    serve_and_exit(registry, name, Some(zygote))
+/// A worker forked by the zygote (`super::zygote`), whose parent is `zygote`, with its
+/// channel to the pool: serve as an exec'd worker does, then exit.
+pub(crate) fn serve_forked(registry: &Registry, to_pool: IpcSender<FromWorker>, zygote: i32) -> ! {
+    serve_and_exit(registry, ToPool::Given(to_pool), Some(zygote))
 }
 
-fn serve_and_exit(registry: &Registry, name: String, parent: Option<i32>) -> ! {
+/// How a worker reaches its pool.
+enum ToPool {
+    /// Connect to the pool's handshake socket of this name (an exec'd worker).
+    Connect(String),
+    /// This channel, inherited (a forked worker).
+    Given(IpcSender<FromWorker>),
+}
+
+fn serve_and_exit(registry: &Registry, to_pool: ToPool, parent: Option<i32>) -> ! {
     SERVING.store(true, Ordering::SeqCst);
-    let code = match serve(registry, name, parent) {
+    let code = match serve(registry, to_pool, parent) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("jobpool worker: {e}");
@@ -87,7 +95,7 @@ pub(crate) fn refuse_if_unhooked() {
 
 /// `parent`: the parent a forked worker must still have (an exec'd worker only checks
 /// that it was not orphaned).
-fn serve(registry: &Registry, name: String, parent: Option<i32>) -> Result<(), String> {
+fn serve(registry: &Registry, to_pool: ToPool, parent: Option<i32>) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
         .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
@@ -100,8 +108,12 @@ fn serve(registry: &Registry, name: String, parent: Option<i32>) -> Result<(), S
     if ppid == 1 || parent.is_some_and(|p| p != ppid) {
         return Ok(()); // the parent died before we could ask
     }
-    let to_parent: IpcSender<FromWorker> =
-        IpcSender::connect(name).map_err(|e| format!("cannot connect to the pool: {e}"))?;
+    let to_parent: IpcSender<FromWorker> = match to_pool {
+        ToPool::Connect(name) => {
+            IpcSender::connect(name).map_err(|e| format!("cannot connect to the pool: {e}"))?
+        }
+        ToPool::Given(sender) => sender,
+    };
     let (tx, rx) =
         ipc::channel::<ToWorker>().map_err(|e| format!("cannot create a channel: {e}"))?;
     // A test-only worker that breaks the protocol on purpose (debug builds only).

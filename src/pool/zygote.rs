@@ -31,10 +31,14 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use serde::{Deserialize, Serialize};
+
 use super::Registry;
+use super::protocol::FromWorker;
 
 /// Request codes on the zygote's socket.
 const SPAWN: u8 = 1;
@@ -44,6 +48,21 @@ const STDOUT_TO_STDERR: u8 = 1;
 /// How long the zygote may take to answer a request (its start-up hooks included), and
 /// to exit when it is ended.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// What a spawn request hands the zygote, on its channel ([`Link::hands`]): the sending
+/// end of the new worker's channel to its pool, which the forked worker inherits. So no
+/// handshake socket is made for it (a folder and a socket file in the temporary
+/// directory, `bind`, `listen`, `connect`, `accept`, all undone after: 80 µs of CPU a
+/// worker here, on the disk's file system).
+///
+/// With it, the pool's context when it is not the one the zygote had last: the zygote
+/// runs the registry's [`Registry::on_zygote_context`] functions with it before it forks,
+/// so each worker starts with what they build (a compiled script).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Hand {
+    to_pool: IpcSender<FromWorker>,
+    context: Option<String>,
+}
 
 /// The parent's handle on its zygote.
 pub(crate) struct Zygote {
@@ -66,6 +85,11 @@ pub(crate) struct Zygote {
 /// workers the fourth was forked some 2 ms after the first).
 struct Link {
     sock: UnixStream,
+    /// Each spawn request's [`Hand`], sent just before the request itself (under the same
+    /// lock, so the zygote takes them in the same order).
+    hands: IpcSender<Hand>,
+    /// The last context a [`Hand`] carried.
+    context: Option<Arc<str>>,
     /// The ticket of the next request.
     next: u64,
     /// Tickets of the requests written and not answered yet, oldest first.
@@ -77,6 +101,10 @@ struct Link {
     /// The zygote failed a request (gone, or no answer in time): every later one fails.
     broken: bool,
 }
+
+/// A request sent to the zygote, whose reply is still to be taken ([`Zygote::spawned`]).
+#[must_use = "the reply of every request must be taken"]
+pub(crate) struct Ticket(u64);
 
 impl Link {
     /// Give the zygote up for good: its socket is shut, so that every later request fails
@@ -108,6 +136,7 @@ pub fn start(registry: &Registry) {
     let _ = ARG_AREA.set(arg_area_in(&stat));
     let Ok(exe) = std::env::current_exe() else { return };
     let Ok((ours, theirs)) = UnixStream::pair() else { return };
+    let Ok((hands, handed)) = ipc::channel::<Hand>() else { return };
     crate::process::remember_cpus();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
@@ -118,12 +147,12 @@ pub fn start(registry: &Registry) {
         return;
     }
     if pid == 0 {
-        drop(ours);
-        never_return(|| zygote_main(theirs, registry, parent));
+        drop((ours, hands));
+        never_return(|| zygote_main(theirs, handed, registry, parent));
     }
     // It builds what every worker needs while we load the job: on another CPU.
     crate::process::start_elsewhere(pid);
-    drop(theirs);
+    drop((theirs, handed));
     // A zygote that does not answer (a hook of the registry's that never returns) must not
     // hang the pool: after this long, it is given up (see `ask`).
     let _ = ours.set_read_timeout(Some(ANSWER_WITHIN));
@@ -133,7 +162,7 @@ pub fn start(registry: &Registry) {
     unsafe { libc::setpgid(pid, pid) };
     // No second handle on the socket to read replies from: no zygote after all (it exits
     // at the end of file on its socket).
-    if let Ok(z) = Zygote::new(pid, exe, ours) {
+    if let Ok(z) = Zygote::new(pid, exe, ours, hands) {
         let _ = ZYGOTE.set(z);
     }
 }
@@ -184,11 +213,13 @@ fn stat_fields(stat: &str, first: usize, count: usize) -> Option<Vec<usize>> {
 
 impl Zygote {
     /// The parent's handle on the zygote `pid`, a copy of `exe`, on our end `sock` of its
-    /// socket.
-    fn new(pid: i32, exe: PathBuf, sock: UnixStream) -> io::Result<Zygote> {
+    /// socket and the sending end `hands` of its channel.
+    fn new(pid: i32, exe: PathBuf, sock: UnixStream, hands: IpcSender<Hand>) -> io::Result<Zygote> {
         let replies = sock.try_clone()?;
         let link = Link {
             sock,
+            hands,
+            context: None,
             next: 0,
             waiting: VecDeque::new(),
             answered: Vec::new(),
@@ -198,17 +229,22 @@ impl Zygote {
         Ok(Zygote { pid, exe, link: Mutex::new(link), replies, replied: Condvar::new() })
     }
 
-    /// Fork a worker that connects to the pool's handshake socket `server`; its pid.
-    pub(crate) fn spawn(&self, server: &str, stdout_to_stderr: bool) -> io::Result<u32> {
-        let name = server.as_bytes();
-        let len = u16::try_from(name.len()).map_err(|_| io::Error::other("name too long"))?;
-        let mut req = Vec::with_capacity(4 + name.len());
-        req.push(SPAWN);
-        req.push(if stdout_to_stderr { STDOUT_TO_STDERR } else { 0 });
-        req.extend_from_slice(&len.to_le_bytes());
-        req.extend_from_slice(name);
-        let reply = self.ask(&req)?;
-        match reply[0] {
+    /// Ask for a worker that sends to its pool on `to_pool`, without waiting for it: the
+    /// ticket to wait for its pid with ([`Zygote::spawned`]). A pool asks for all its
+    /// workers at once, before it starts the threads that wait for them.
+    pub(crate) fn spawn(
+        &self,
+        to_pool: IpcSender<FromWorker>,
+        context: &Arc<str>,
+        stdout_to_stderr: bool,
+    ) -> io::Result<Ticket> {
+        let flags = if stdout_to_stderr { STDOUT_TO_STDERR } else { 0 };
+        self.request(&[SPAWN, flags, 0, 0], Some((to_pool, context)))
+    }
+
+    /// The pid of the worker asked for with `ticket`.
+    pub(crate) fn spawned(&self, ticket: Ticket) -> io::Result<u32> {
+        match self.answer(ticket)?[0] {
             pid if pid > 0 => Ok(pid as u32),
             err => Err(io::Error::from_raw_os_error(-err)),
         }
@@ -232,16 +268,34 @@ impl Zygote {
         }
     }
 
-    /// One request, one reply of two `i32`s, from any thread: see [`Link`]. A zygote that
-    /// fails one (gone, or no answer within [`ANSWER_WITHIN`]) is given up for good
-    /// ([`Link::give_up`]); every request waiting then fails too.
+    /// One request, one reply of two `i32`s, from any thread: see [`Link`].
     fn ask(&self, req: &[u8]) -> io::Result<[i32; 2]> {
-        let lock = || self.link.lock().unwrap_or_else(|e| e.into_inner());
-        let mut link = lock();
+        self.answer(self.request(req, None)?)
+    }
+
+    /// Send a request (after the [`Hand`] of a spawn request); the ticket of its reply.
+    fn request(
+        &self,
+        req: &[u8],
+        hand: Option<(IpcSender<FromWorker>, &Arc<str>)>,
+    ) -> io::Result<Ticket> {
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
         if link.broken {
             return Err(io::Error::other("the zygote was given up"));
         }
-        if let Err(e) = link.sock.write_all(req) {
+        let handed = match hand {
+            Some((to_pool, context)) => {
+                let new = link.context.as_deref() != Some(&**context);
+                let hand = Hand { to_pool, context: new.then(|| context.to_string()) };
+                let sent = link.hands.send(hand).map_err(|e| io::Error::other(format!("{e:?}")));
+                if new && sent.is_ok() {
+                    link.context = Some(context.clone());
+                }
+                sent
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = handed.and_then(|()| link.sock.write_all(req)) {
             link.give_up();
             self.replied.notify_all();
             return Err(e);
@@ -249,6 +303,15 @@ impl Zygote {
         let ticket = link.next;
         link.next += 1;
         link.waiting.push_back(ticket);
+        Ok(Ticket(ticket))
+    }
+
+    /// Wait for the reply to `ticket`. A zygote that fails a request (gone, or no answer
+    /// within [`ANSWER_WITHIN`]) is given up for good ([`Link::give_up`]); every request
+    /// waiting then fails too.
+    fn answer(&self, Ticket(ticket): Ticket) -> io::Result<[i32; 2]> {
+        let lock = || self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let mut link = lock();
         loop {
             if let Some(at) = link.answered.iter().position(|(t, _)| *t == ticket) {
                 return Ok(link.answered.swap_remove(at).1);
@@ -281,7 +344,12 @@ impl Zygote {
 }
 
 /// The zygote's life: serve requests until the parent is gone, then exit.
-fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
+fn zygote_main(
+    mut sock: UnixStream,
+    handed: IpcReceiver<Hand>,
+    registry: &Registry,
+    parent: i32,
+) -> ! {
     // SAFETY: prctl, getppid, setpgid and _exit only concern this process.
     unsafe {
         libc::setpgid(0, 0);
@@ -308,13 +376,14 @@ fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
         }
         let reply: [i32; 2] = match head[0] {
             SPAWN => {
-                let len = u16::from_le_bytes([head[2], head[3]]) as usize;
-                let mut name = vec![0u8; len];
-                if sock.read_exact(&mut name).is_err() {
+                // Sent before the request: here already, unless the parent is gone.
+                let Ok(mut hand) = handed.recv() else {
                     // SAFETY: as above.
-                    unsafe { libc::_exit(0) };
+                    unsafe { libc::_exit(0) }
+                };
+                if let Some(context) = hand.context.take() {
+                    registry.zygote_context(&context);
                 }
-                let name = String::from_utf8_lossy(&name).into_owned();
                 if !placed {
                     // The parent placed us before it could send this: every CPU again,
                     // for the workers to inherit.
@@ -326,11 +395,15 @@ fn zygote_main(mut sock: UnixStream, registry: &Registry, parent: i32) -> ! {
                     -1 => [-io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN), 0],
                     0 => {
                         let fd = sock.as_raw_fd();
-                        never_return(|| worker_main(fd, registry, name, head[1], me));
+                        // The zygote's channel is not the worker's to hold open.
+                        drop(handed);
+                        never_return(|| worker_main(fd, registry, hand.to_pool, head[1], me));
                     }
                     pid => {
                         // SAFETY: setpgid on our own child, which has not exec'd.
                         unsafe { libc::setpgid(pid, pid) };
+                        // The worker's end now: its pool sees it gone when it is.
+                        drop(hand);
                         [pid, 0]
                     }
                 }
@@ -371,7 +444,13 @@ fn never_return(life: impl FnOnce() -> std::convert::Infallible) -> ! {
 
 /// A forked worker: set up as an exec'd worker would be (its own process group, stdin
 /// from `/dev/null`, stdout where the pool wants it, no zygote socket), then serve.
-fn worker_main(zygote_sock: i32, registry: &Registry, name: String, flags: u8, zygote: i32) -> ! {
+fn worker_main(
+    zygote_sock: i32,
+    registry: &Registry,
+    to_pool: IpcSender<FromWorker>,
+    flags: u8,
+    zygote: i32,
+) -> ! {
     // SAFETY: close, setpgid, open and dup2 only concern this process's descriptors.
     unsafe {
         libc::close(zygote_sock);
@@ -386,7 +465,7 @@ fn worker_main(zygote_sock: i32, registry: &Registry, name: String, flags: u8, z
         }
     }
     name_process(c"jobpool-worker", &["jobpool", super::protocol::WORKER_ARG]);
-    super::worker::serve_forked(registry, name, zygote)
+    super::worker::serve_forked(registry, to_pool, zygote)
 }
 
 /// Name this forked process as an exec'd one would be named, for `ps`, `top` and tools
@@ -448,7 +527,8 @@ mod tests {
                 }
             }
         });
-        (Zygote::new(0, PathBuf::new(), ours).unwrap(), server)
+        let (hands, _) = ipc::channel().unwrap();
+        (Zygote::new(0, PathBuf::new(), ours, hands).unwrap(), server)
     }
 
     fn request(x: i32) -> [u8; 8] {
@@ -472,6 +552,41 @@ mod tests {
             }
         });
         server.join().unwrap();
+    }
+
+    #[test]
+    fn each_worker_gets_its_channel_and_a_pool_context_goes_once() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (hands, handed) = ipc::channel::<Hand>().unwrap();
+        let z = Zygote::new(0, PathBuf::new(), ours, hands).unwrap();
+        // The stand-in answers each spawn with a "pid" and hands the channel it was given
+        // and the context, if any, back to the test.
+        let stand_in = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for pid in 1..=4 {
+                let mut head = [0u8; 4];
+                theirs.read_exact(&mut head).unwrap();
+                assert_eq!(head[0], SPAWN);
+                let hand = handed.recv().unwrap();
+                hand.to_pool.send(FromWorker::Refused { pid }).unwrap();
+                seen.push(hand.context);
+                let mut out = [0u8; 8];
+                out[..4].copy_from_slice(&(pid as i32).to_le_bytes());
+                theirs.write_all(&out).unwrap();
+            }
+            seen
+        });
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("pool a"), Arc::from("pool b"));
+        for (pid, context) in [(1, &a), (2, &a), (3, &b), (4, &b)] {
+            let (tx, rx) = ipc::channel::<FromWorker>().unwrap();
+            let ticket = z.spawn(tx, context, false).unwrap();
+            assert_eq!(z.spawned(ticket).unwrap(), pid);
+            // The channel the worker got is this pool's.
+            assert!(matches!(rx.recv().unwrap(), FromWorker::Refused { pid: p } if p == pid));
+        }
+        let seen = stand_in.join().unwrap();
+        assert_eq!(seen, [Some("pool a".into()), None, Some("pool b".into()), None]);
     }
 
     #[test]

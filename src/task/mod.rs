@@ -18,7 +18,7 @@ pub mod quote;
 pub mod script;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -100,19 +100,34 @@ struct Prepared {
     script: Option<Result<ScriptEngine, String>>,
 }
 
+/// What the worker zygote prepared for the context of the pool whose workers it forks
+/// (see [`Registry::on_zygote_context`]), with that context: a forked worker of that
+/// pool finds it in its memory.
+type ZygotePrepared = Option<(String, Result<Arc<Prepared>, String>)>;
+static ZYGOTE_PREPARED: Mutex<ZygotePrepared> = Mutex::new(None);
+
 fn prepared(tc: &TaskContext) -> Result<Arc<Prepared>, TaskError> {
     let p = tc.cached::<Result<Arc<Prepared>, String>>(|text| {
-        let ctx: BuiltinContext = serde_json::from_str(text)
-            .map_err(|e| format!("this worker got no valid task definition: {e}"))?;
-        let script = match &ctx.task {
-            TaskTemplate::Script(s) => {
-                Some(ScriptEngine::from_task(s, &ctx.names).map_err(|e| e.to_string()))
-            }
-            _ => None,
-        };
-        Ok(Arc::new(Prepared { ctx, script }))
+        let zygote = ZYGOTE_PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+        match zygote.as_ref() {
+            Some((context, p)) if context == text => p.clone(),
+            _ => prepare(text),
+        }
     });
     p.as_ref().clone().map_err(TaskError::new)
+}
+
+/// Parse a worker's context and compile its script.
+fn prepare(text: &str) -> Result<Arc<Prepared>, String> {
+    let ctx: BuiltinContext = serde_json::from_str(text)
+        .map_err(|e| format!("this worker got no valid task definition: {e}"))?;
+    let script = match &ctx.task {
+        TaskTemplate::Script(s) => {
+            Some(ScriptEngine::from_task(s, &ctx.names).map_err(|e| e.to_string()))
+        }
+        _ => None,
+    };
+    Ok(Arc::new(Prepared { ctx, script }))
 }
 
 fn values(args: &str) -> Result<Vec<Value>, TaskError> {
@@ -143,8 +158,13 @@ pub fn register_builtins(registry: &mut Registry) {
     registry.on_worker_start(|tc| {
         let _ = prepared(tc);
     });
-    // Rhai's standard library, built once in the zygote, is in every forked worker.
+    // Rhai's standard library, built once in the zygote, is in every forked worker, and
+    // so is a pool's compiled script.
     registry.on_zygote_start(script::warm_up);
+    registry.on_zygote_context(|context| {
+        let p = prepare(context);
+        *ZYGOTE_PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = Some((context.into(), p));
+    });
 }
 
 fn run_command_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
@@ -229,5 +249,23 @@ fn run_script_task(tc: &TaskContext, args: &str) -> Result<String, TaskError> {
             };
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_takes_what_the_zygote_prepared_for_its_own_context_only() {
+        // What the zygote would have prepared: marked, so that its use shows.
+        let ours = r#"{"zygote-prepared": "a context no other test uses"}"#;
+        *ZYGOTE_PREPARED.lock().unwrap() = Some((ours.into(), Err("from the zygote".into())));
+        let err = prepared(&TaskContext::detached(ours)).err().expect("the zygote's");
+        assert_eq!(err.message, "from the zygote");
+        // Another pool's context is prepared by the worker itself.
+        let other = TaskContext::detached(r#"{"zygote-prepared": "another"}"#);
+        let err = prepared(&other).err().expect("not a task definition");
+        assert!(err.message.starts_with("this worker got no valid task definition"), "{err:?}");
     }
 }
