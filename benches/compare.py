@@ -304,6 +304,19 @@ def script(jp, work):
     add_timed("script job, 100,000 × x*x → jsonl", res, "jobpool", ["python Pool(2).map_async"])
     target("100 k script job: time ÷ Python's", median_wall(res, "jobpool")
            / median_wall(res, "python Pool(2).map_async"), "≤", 0.33, "×")
+    # Work inside the script: Rhai's interpreter against Python's (not a target).
+    out = os.path.join(work, "loop-py.jsonl")
+    res = rounds({
+        "jobpool": lambda: run_once([jp, "run", "-q", "--progress", "never",
+                                     os.path.join(work, "jobs/loop-10k.toml")]),
+        "python Pool(2).map_async": lambda: run_once([PY, os.path.join(HERE, "py/loop.py"), out]),
+    })
+    ours = [json.loads(ln)["value"] for ln in open(os.path.join(work, "jobs/out/loop-10k.jsonl"))]
+    theirs = [json.loads(ln)["value"] for ln in open(out)]
+    if ours != theirs:
+        sys.exit("loop-10k: jobpool's values differ from Python's")
+    add_timed("script job, 10,000 × a 1,000-step loop → jsonl", res, "jobpool",
+              ["python Pool(2).map_async"])
 
 
 def line_runners(jobs, program, lines, rust_parallel):
