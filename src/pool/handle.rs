@@ -27,7 +27,7 @@ use super::protocol::{
 };
 use super::registry::TaskContext;
 use super::result::WorkerExit;
-use super::zygote::{self, Ticket, Zygote};
+use super::zygote::{self, Zygote};
 use super::{Config, PoolError};
 use crate::process;
 
@@ -199,7 +199,7 @@ pub(crate) fn launch_process(
             slot.set_group(group);
             let server = match &handshake {
                 Handshake::Server(_, name) => Some(name.clone()),
-                Handshake::Inherited(_) => None,
+                Handshake::Inherited(..) => None,
             };
             let launched = Launched { child, pidfd, group, server, slot: slot.clone() };
             let launched = Event::Launched { wid, result: Ok(launched) };
@@ -219,8 +219,9 @@ pub(crate) fn launch_process(
 enum Handshake {
     /// An exec'd worker connects to this socket (its name beside it).
     Server(IpcOneShotServer<FromWorker>, String),
-    /// A forked worker inherited the sending end of this channel.
-    Inherited(IpcReceiver<FromWorker>),
+    /// A forked worker inherited the sending end of this channel; its first message, if
+    /// it came before the zygote's word.
+    Inherited(IpcReceiver<FromWorker>, Option<FromWorker>),
 }
 
 /// Make a handshake socket and start the program again as a worker for it (`exec`).
@@ -250,7 +251,6 @@ fn spawn_worker(cfg: &Config, server: &str) -> std::io::Result<Child> {
 /// zygote forked is ended and reaped.
 struct Asked {
     z: &'static Zygote,
-    ticket: Option<Ticket>,
     rx: Option<IpcReceiver<FromWorker>>,
 }
 
@@ -258,19 +258,19 @@ impl Asked {
     /// Ask `z` for a worker; `None` when it cannot be asked (start it with `exec`).
     fn new(z: &'static Zygote, cfg: &Config) -> Option<Asked> {
         let (tx, rx) = ipc::channel::<FromWorker>().ok()?;
-        let ticket = z.spawn(tx, &cfg.context, cfg.stdout_to_stderr).ok()?;
-        Some(Asked { z, ticket: Some(ticket), rx: Some(rx) })
+        z.spawn(tx, &cfg.context, cfg.stdout_to_stderr).ok()?;
+        Some(Asked { z, rx: Some(rx) })
     }
 
     /// The worker the zygote forked, with its pidfd; `None` when it made none, or when
     /// it has no pidfd (without one the pool could not tell when a worker that is not
     /// its child exits): start it with `exec` then.
     fn forked(mut self) -> Option<(Handshake, Proc, Option<OwnedFd>)> {
-        let (ticket, rx) = (self.ticket.take()?, self.rx.take()?);
-        let pid = self.z.spawned(ticket).ok()?;
+        let rx = self.rx.take()?;
+        let (pid, early) = zygote::forked(self.z, &rx)?;
         let mut child = Proc::Forked { pid, zygote: self.z };
         match process::pidfd_open(pid) {
-            Some(fd) => Some((Handshake::Inherited(rx), child, Some(fd))),
+            Some(fd) => Some((Handshake::Inherited(rx, early), child, Some(fd))),
             None => {
                 child.kill();
                 self.z.reap(pid, EXIT_WAIT);
@@ -282,8 +282,8 @@ impl Asked {
 
 impl Drop for Asked {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take()
-            && let Ok(pid) = self.z.spawned(ticket)
+        if let Some(rx) = self.rx.take()
+            && let Some((pid, _)) = zygote::forked(self.z, &rx)
         {
             Proc::Forked { pid, zygote: self.z }.kill();
             self.z.reap(pid, EXIT_WAIT);
@@ -506,7 +506,8 @@ fn reader(
     let program = || cfg.program.display().to_string();
     let (exec, shook) = match handshake {
         Handshake::Server(server, _) => (true, server.accept()),
-        Handshake::Inherited(rx) => (false, rx.recv().map(|first| (rx, first))),
+        Handshake::Inherited(rx, Some(first)) => (false, Ok((rx, first))),
+        Handshake::Inherited(rx, None) => (false, rx.recv().map(|first| (rx, first))),
     };
     let (rx, first) = match shook {
         Ok(x) => x,
@@ -565,7 +566,7 @@ fn reader(
         FromWorker::Refused { .. } => {
             return start_failed(PoolError::WorkerHookMissing { program: program() });
         }
-        FromWorker::Results(_) => {
+        FromWorker::Results(_) | FromWorker::Forked { .. } => {
             return start_failed(PoolError::Start("protocol error: no hello".into()));
         }
     }
@@ -587,6 +588,7 @@ fn reader(
             }
             Ok(FromWorker::Hello { .. }) => "a second hello".to_string(),
             Ok(FromWorker::Refused { .. }) => "a refusal after its hello".to_string(),
+            Ok(FromWorker::Forked { .. }) => "a message only the zygote sends".to_string(),
             Err(ipc_channel::IpcError::Disconnected) => {
                 let _ = ev.send(Event::Gone { wid });
                 return;

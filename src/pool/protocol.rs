@@ -128,6 +128,11 @@ pub(crate) enum FromWorker {
     Refused {
         pid: u32,
     },
+    /// Sent by the worker zygote, not the worker, on a forked worker's channel: the
+    /// worker's pid, as soon as it is forked (before or after the worker's `Hello`).
+    Forked {
+        pid: u32,
+    },
 }
 
 /// How a task ended on the worker.
