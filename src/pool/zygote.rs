@@ -47,7 +47,7 @@ const REAP: u8 = 2;
 const STDOUT_TO_STDERR: u8 = 1;
 /// How long the zygote may take to answer a request (its start-up hooks included), and
 /// to exit when it is ended.
-pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// What a spawn request hands the zygote, on its channel ([`Link::hands`]): the sending
 /// end of the new worker's channel to its pool, which the forked worker inherits. So no
@@ -77,12 +77,11 @@ pub(crate) struct Zygote {
 }
 
 /// The parent's end of the zygote's socket. Requests are written under the lock, one
-/// after the other, and the zygote answers them in order: each reply goes to the oldest
-/// request still waiting, read by whichever requester's turn it is. So the requests of a
-/// pool's readers, each starting its worker, are pipelined: the zygote forks the next
-/// worker as soon as it answered the last, instead of after one thread woke up, read its
-/// answer and let the next one write its request (0.4–0.7 ms a worker here, with four
-/// workers the fourth was forked some 2 ms after the first).
+/// after the other, so a pool's spawn requests are pipelined: the zygote forks the next
+/// worker as soon as it is done with the last (the answer to a spawn request goes on the
+/// worker's channel, see [`Zygote::spawn`]). The zygote answers reap requests on the
+/// socket, in order: each reply goes to the oldest reap request still waiting, read by
+/// whichever requester's turn it is.
 struct Link {
     sock: UnixStream,
     /// Each spawn request's [`Hand`], sent just before the request itself (under the same
