@@ -19,6 +19,7 @@
 //! | `bad-ends` | the message, its last result claiming 4 GiB of payload |
 //! | `bad-codes` | the message, with a code no result has |
 //! | `bad-value` | the message, every value replaced by bytes that decode to nothing |
+//! | `forked` | a `Forked` message (which only the zygote sends), naming pid 1 |
 //! | `close` | nothing: the channel is closed; the worker goes on running its tasks |
 //! | `exit` | nothing: the worker exits with code 0 in the middle of its batch |
 //!
@@ -44,6 +45,7 @@ enum Mode {
     BadEnds,
     BadCodes,
     BadValue,
+    Forked,
     Close,
     Exit,
 }
@@ -68,6 +70,7 @@ impl Abuse {
             "bad-ends" => Mode::BadEnds,
             "bad-codes" => Mode::BadCodes,
             "bad-value" => Mode::BadValue,
+            "forked" => Mode::Forked,
             "close" => Mode::Close,
             "exit" => Mode::Exit,
             other => {
@@ -127,6 +130,7 @@ impl Abuse {
                 let bytes = postcard::to_stdvec(&FromWorker::Results(results)).unwrap_or_default();
                 return raw(t, bytes.clone()) && raw(t, bytes);
             }
+            Mode::Forked => return t.send(FromWorker::Forked { pid: 1 }).is_ok(),
             Mode::Close => {
                 *tx = None;
                 return true;

@@ -428,7 +428,15 @@ pub(crate) fn forked(
     z: &Zygote,
     rx: &IpcReceiver<FromWorker>,
 ) -> Option<(u32, Option<FromWorker>)> {
-    let deadline = Instant::now() + ANSWER_WITHIN;
+    forked_within(z, rx, ANSWER_WITHIN)
+}
+
+fn forked_within(
+    z: &Zygote,
+    rx: &IpcReceiver<FromWorker>,
+    within: Duration,
+) -> Option<(u32, Option<FromWorker>)> {
+    let deadline = Instant::now() + within;
     let mut early = None;
     loop {
         match rx.try_recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -607,6 +615,21 @@ mod tests {
         let (tx, rx) = ipc::channel::<FromWorker>().unwrap();
         drop(tx);
         assert!(forked(&z, &rx).is_none());
+    }
+
+    #[test]
+    fn a_zygote_that_sends_no_pid_in_time_is_given_up() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let (hands, handed) = ipc::channel::<Hand>().unwrap();
+        let z = Zygote::new(0, PathBuf::new(), ours, hands).unwrap();
+        let (tx, rx) = ipc::channel::<FromWorker>().unwrap();
+        z.spawn(tx, &Arc::from("pool"), false).unwrap();
+        // The zygote holds the channel (it got the hand) and says nothing.
+        let _held = handed.recv().unwrap();
+        assert!(forked_within(&z, &rx, Duration::from_millis(50)).is_none());
+        // Given up: the next pool starts its workers without it.
+        let (tx, _rx) = ipc::channel::<FromWorker>().unwrap();
+        assert!(z.spawn(tx, &Arc::from("pool"), false).is_err());
     }
 
     #[test]

@@ -210,6 +210,8 @@ fn results_for_tasks_never_sent_skipped_or_malformed_are_a_protocol_error() {
         ("gap", "when task"),
         ("bad-ends", "payload ends at byte 4294967295, outside the message"),
         ("bad-codes", "unknown result code 200"),
+        // Only the zygote says a worker's pid, before the handshake: never acted on later.
+        ("forked", "a message only the zygote sends"),
     ] {
         let (code, recs, err) = abused(mode, 1, 0);
         assert_eq!(code, 1, "{mode}: {err}");
