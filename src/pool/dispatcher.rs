@@ -1251,9 +1251,9 @@ impl Dispatcher {
             part.duration_ns = each * m as u64;
             parts.push(part);
         }
-        if !parts.is_empty() {
-            results.duration_ns = each * end as u64;
-        }
+        // Several parcels here (the one-parcel case returned above): the first keeps the
+        // head of the span.
+        results.duration_ns = each * end as u64;
         parts.push(results);
         for part in parts.into_iter().rev() {
             deliver_to_front(w, part);

@@ -2,8 +2,8 @@
 //! forks process workers on request instead of `exec`ing the program again.
 //!
 //! Owns: starting the zygote ([`start`], called by the command line before it starts any
-//! thread), its request loop (fork a worker; reap one), and the parent's side of it
-//! (`Zygote::spawn`, `Zygote::reap`).
+//! thread), its request loop (fork a worker, handing it its channel to the pool; reap
+//! one), and the parent's side of it (`Zygote::spawn` and `forked`, `Zygote::reap`).
 //! Must not: decide when a worker starts or ends (the pool's handle and dispatcher do),
 //! or run anything but the worker's own code in a forked worker.
 //!
