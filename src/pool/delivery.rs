@@ -119,7 +119,7 @@ pub(crate) fn segment(
     worker: u32,
 ) -> (Arc<Collector>, Segment) {
     let Reply::Collect(c) = &parcel.reply else { unreachable!("checked by the dispatcher") };
-    let first = parcel.unfinished()[0];
+    let first = parcel.first_unfinished();
     let count = results.len();
     let seg = Segment {
         data: Arc::new(SegmentData {
@@ -143,11 +143,11 @@ pub(crate) fn cancel_parcel(parcel: Parcel) {
 }
 
 /// Finish every item of a parcel that never ran (again) with `status`.
-pub(crate) fn fail_parcel(parcel: Parcel, status: Status, msg: &str) {
+pub(crate) fn fail_parcel(mut parcel: Parcel, status: Status, msg: &str) {
     let mut out = Deliveries::default();
-    for item in parcel.unfinished() {
+    for item in parcel.unfinished().to_vec() {
         let o = if status == Status::Skipped {
-            parcel.skipped(item)
+            parcel.skipped(&item)
         } else {
             Outcome::failed(item.user_id, status, msg, item.attempts)
         };

@@ -91,7 +91,15 @@ pub(crate) struct Parcel {
     pub run: u64,
     pub reply: Reply,
     pub buf: Arc<Vec<u8>>,
-    pub items: Vec<Item>,
+    /// The items, once built: see `lazy`. (Private: read them with [`Parcel::len`] and
+    /// [`Parcel::item`], which need no built list.)
+    items: Vec<Item>,
+    /// A `map` chunk's items, not built (`items` is empty): `(first id, count)`. Item k
+    /// is `first + k`, never started, its argument between the ends `k - 1` and `k` of
+    /// `dense` (from 0). Most chunks are sent and finished whole, and never need their
+    /// items one by one; a path that does (a split, a steal, a retry, a crash) builds
+    /// them first ([`Parcel::items_mut`]).
+    lazy: Option<(u64, usize)>,
     /// Sequence number of `items[0]` once sent (item k has `seq + k`).
     seq: u64,
     /// Items whose result arrived (a prefix: results come in order).
@@ -99,7 +107,7 @@ pub(crate) struct Parcel {
     /// The last failed attempt of items queued to run again: what they end as if they
     /// never start again (submitting stopped), since they did run.
     failed: Vec<Outcome>,
-    /// Set by `map` ([`Parcel::set_dense`]): the items are consecutive ids, none started
+    /// Set by `map` ([`Parcel::map_chunk`]): the items are consecutive ids, none started
     /// before, their arguments one after the other in `buf` from its start, and item k's
     /// end is the little-endian `u32` at `4 * k` here. Kept while the parcel holds a
     /// prefix of its items (dropped from a tail or a copy): then a batch takes the ends
@@ -107,9 +115,10 @@ pub(crate) struct Parcel {
     dense: Option<Arc<Vec<u8>>>,
 }
 
-/// The item vectors of finished map chunks, kept for the next map's chunks: fresh
-/// memory costs a page fault per 4 KiB (a map of 100,000 items writes 3 MB of items),
-/// more than filling it; freed memory is soon given back to the system.
+/// The item vectors of finished map chunks that had to build them (see
+/// [`Parcel::lazy`]: a chunk split for a busy worker does), kept for the next ones: fresh
+/// memory costs a page fault per 4 KiB (32 bytes an item), more than filling it; freed
+/// memory is soon given back to the system.
 static SPARE_ITEMS: Mutex<Vec<Vec<Item>>> = Mutex::new(Vec::new());
 /// At most this many spare vectors (of up to 2 × [`MAX_AUTO_CHUNK`] items: 4 MiB).
 const SPARE_MAX: usize = 16;
@@ -125,8 +134,11 @@ pub(crate) fn spare_items(len: usize) -> Vec<Item> {
 
 impl Drop for Parcel {
     fn drop(&mut self) {
-        // A map chunk's items (a parcel made by `map`) go back for the next map.
-        if self.dense.is_none() || self.items.capacity() > 2 * MAX_AUTO_CHUNK {
+        // A map chunk's built items go back for the next chunk that builds them.
+        if self.dense.is_none()
+            || self.items.capacity() == 0
+            || self.items.capacity() > 2 * MAX_AUTO_CHUNK
+        {
             return;
         }
         let mut items = std::mem::take(&mut self.items);
@@ -159,6 +171,7 @@ impl Parcel {
             reply,
             buf,
             items,
+            lazy: None,
             seq: 0,
             done: 0,
             failed: Vec::new(),
@@ -166,20 +179,62 @@ impl Parcel {
         }
     }
 
-    /// Describe the items by their ends in the buffer (see [`Parcel::dense`]): for a
-    /// parcel whose items are consecutive ids, never started, with contiguous arguments
-    /// from the buffer's start; `ends` holds one little-endian `u32` per item.
-    pub(crate) fn set_dense(&mut self, ends: Arc<Vec<u8>>) {
+    /// A `map` chunk of `count` items with consecutive ids from `first`, never started,
+    /// their arguments one after the other in `buf` from its start; `ends` holds item k's
+    /// end as the little-endian `u32` at `4 * k`. Its items are built only if needed
+    /// (see [`Parcel::lazy`]).
+    pub(crate) fn map_chunk(
+        func: Arc<str>,
+        chunk: usize,
+        reply: Reply,
+        buf: Arc<Vec<u8>>,
+        first: u64,
+        ends: Arc<Vec<u8>>,
+    ) -> Self {
+        let count = ends.len() / 4;
         debug_assert!(
-            ends.len() == 4 * self.items.len()
-                && self.items.first().is_none_or(|i| i.start == 0)
-                && self.items.iter().enumerate().all(|(k, i)| end_at(&ends, k) as usize == i.end)
-                && self.items.windows(2).all(|p| p[0].end == p[1].start)
-                && self.items.windows(2).all(|p| p[0].user_id + 1 == p[1].user_id)
-                && self.items.iter().all(|i| i.attempts == 0),
-            "a dense parcel's items"
+            ends.len().is_multiple_of(4)
+                && (0..count).all(|k| k == 0 || end_at(&ends, k - 1) <= end_at(&ends, k))
+                && (count == 0 || end_at(&ends, count - 1) as usize <= buf.len()),
+            "a map chunk's ends"
         );
-        self.dense = Some(ends);
+        let mut p = Parcel::new(func, false, chunk, 0, reply, buf, Vec::new());
+        p.lazy = Some((first, count));
+        p.dense = Some(ends);
+        p
+    }
+
+    /// How many items the parcel holds (finished ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.lazy.map_or(self.items.len(), |(_, n)| n)
+    }
+
+    /// Item `k`.
+    pub(crate) fn item(&self, k: usize) -> Item {
+        match (self.lazy, &self.dense) {
+            (Some((first, n)), Some(ends)) => {
+                assert!(k < n, "item {k} of a chunk of {n}");
+                let start = if k == 0 { 0 } else { end_at(ends, k - 1) as usize };
+                Item {
+                    user_id: first + k as u64,
+                    start,
+                    end: end_at(ends, k) as usize,
+                    attempts: 0,
+                }
+            }
+            _ => self.items[k],
+        }
+    }
+
+    /// The items, built first if they were not (see [`Parcel::lazy`]).
+    pub(crate) fn items_mut(&mut self) -> &mut Vec<Item> {
+        if let Some((_, n)) = self.lazy {
+            let mut items = spare_items(n);
+            items.extend((0..n).map(|k| self.item(k)));
+            self.items = items;
+            self.lazy = None;
+        }
+        &mut self.items
     }
 
     /// A parcel of one item with its own buffer.
@@ -213,6 +268,7 @@ impl Parcel {
                 .cloned()
                 .collect(),
             items,
+            lazy: None,
             seq: 0,
             done: 0,
             dense: None,
@@ -239,8 +295,19 @@ impl Parcel {
     }
 
     /// The items whose result has not arrived yet.
-    pub(crate) fn unfinished(&self) -> &[Item] {
-        &self.items[self.done..]
+    pub(crate) fn unfinished(&mut self) -> &[Item] {
+        let done = self.done;
+        &self.items_mut()[done..]
+    }
+
+    /// The first item with no result yet (there is one).
+    pub(crate) fn first_unfinished(&self) -> Item {
+        self.item(self.done)
+    }
+
+    /// How many items have no result yet.
+    pub(crate) fn left(&self) -> usize {
+        self.len() - self.done
     }
 }
 
@@ -1038,7 +1105,7 @@ impl Dispatcher {
                 let timed_out =
                     matches!(w.phase, Phase::Stopping { why: Why::Timeout(t), .. } if t == id);
                 let code = if timed_out { CODE_TIMED_OUT } else { code };
-                let contains = |j: &Parcel| id >= j.seq && id < j.seq + j.items.len() as u64;
+                let contains = |j: &Parcel| id >= j.seq && id < j.seq + j.len() as u64;
                 let ji = if w.inflight.front().is_some_and(contains) {
                     0
                 } else {
@@ -1051,7 +1118,7 @@ impl Dispatcher {
                     continue; // already resolved
                 }
                 parcel.done = ki + 1;
-                let mut item = parcel.items[ki];
+                let mut item = parcel.item(ki);
                 let worker = Some(w.index);
                 let started_at = Some(ns_to_time(t_start));
                 let duration = Duration::from_nanos(t_dur);
@@ -1143,7 +1210,7 @@ impl Dispatcher {
                         out.push(parcel, o);
                     }
                 }
-                if parcel.done == parcel.items.len() {
+                if parcel.done == parcel.len() {
                     w.inflight.remove(ji);
                 }
             }
@@ -1174,7 +1241,7 @@ impl Dispatcher {
         }
         let (mut next, mut left) = (results.base, n);
         for (parts, j) in w.inflight.iter().enumerate() {
-            let m = (j.items.len() - j.done).min(left);
+            let m = j.left().min(left);
             // One segment a parcel: for parcels of a few items (`apply`s sent together),
             // the per-item path costs less.
             if parts > 0 && n < MIN_SEGMENT * (parts + 1) {
@@ -1223,7 +1290,7 @@ impl Dispatcher {
             w.batches.pop_front();
         }
         let j = w.inflight.front().expect("checked");
-        if results.len() <= j.items.len() - j.done {
+        if results.len() <= j.left() {
             // The usual case: one parcel's.
             return deliver_to_front(w, results);
         }
@@ -1234,7 +1301,7 @@ impl Dispatcher {
             if left == 0 {
                 break;
             }
-            let m = (j.items.len() - j.done).min(left);
+            let m = j.left().min(left);
             counts.push(m);
             left -= m;
         }
@@ -1359,7 +1426,8 @@ impl Dispatcher {
         let retry_on = self.cfg.retry_on;
         let mut back = Vec::new();
         let mut out = Deliveries::default();
-        for parcel in w.inflight.drain(..) {
+        for mut parcel in w.inflight.drain(..) {
+            parcel.items_mut(); // one by one from here
             let cancelled = self.cancelled_runs.contains(&parcel.run) || self.terminating;
             let not_submitting = self.not_submitting.contains(&parcel.run);
             let mut again = Vec::new();
@@ -1492,9 +1560,7 @@ impl Dispatcher {
                     if let (Some(limit), Some((seq, started))) =
                         (self.cfg.task_timeout, w.slot.running())
                         && now_ns().saturating_sub(started) > limit.as_nanos() as u64
-                        && w.inflight
-                            .iter()
-                            .any(|j| seq >= j.seq && seq < j.seq + j.items.len() as u64)
+                        && w.inflight.iter().any(|j| seq >= j.seq && seq < j.seq + j.len() as u64)
                     {
                         Self::stop_worker(w, Why::Timeout(seq), grace);
                     }
@@ -1625,7 +1691,7 @@ impl Dispatcher {
                 if j.json != json || j.func != func {
                     break;
                 }
-                let most = j.items.len().min(limit - taken);
+                let most = j.len().min(limit - taken);
                 let bytes = batch.blob.0.len();
                 let fit = if byte_cap == usize::MAX {
                     // No byte limit (an idle worker): no need to look at every item.
@@ -1651,8 +1717,8 @@ impl Dispatcher {
                 if fit == 0 {
                     break;
                 }
-                let mut parcel = if j.items.len() > fit {
-                    let rest = j.items.split_off(fit);
+                let mut parcel = if j.len() > fit {
+                    let rest = j.items_mut().split_off(fit);
                     let head = std::mem::replace(&mut j.items, rest);
                     let mut head = j.with_items(head);
                     // The head is a prefix: its ends are still the first ones; the rest's are not.
@@ -1663,16 +1729,17 @@ impl Dispatcher {
                 };
                 parcel.seq = self.next_seq;
                 parcel.done = 0;
-                self.next_seq += parcel.items.len() as u64;
-                taken += parcel.items.len();
-                let (first, last) = (parcel.items[0], parcel.items[parcel.items.len() - 1]);
+                let len = parcel.len();
+                self.next_seq += len as u64;
+                taken += len;
+                let (first, last) = (parcel.item(0), parcel.item(len - 1));
                 // The usual case (a map chunk): the items' arguments follow each other in
                 // the buffer: one copy for the whole run, the ends written as they are
                 // checked (one pass).
                 let off = batch.blob.0.len();
                 let ends0 = batch.ends.0.len();
-                batch.ends.0.reserve(4 * parcel.items.len());
-                let dense = parcel.dense.as_ref().and_then(|e| e.get(..4 * parcel.items.len()));
+                batch.ends.0.reserve(4 * len);
+                let dense = parcel.dense.as_ref().and_then(|e| e.get(..4 * len));
                 let mut at = first.start;
                 let contiguous = if let Some(ends) = dense {
                     // A map chunk: its ends as they are, or shifted by what is before.
@@ -1731,7 +1798,7 @@ impl Dispatcher {
     /// of parcels otherwise (one-by-one calls: a task each), without a walk of a long
     /// queue on every turn.
     fn queued_tasks(&self) -> usize {
-        let first: usize = self.pending.iter().take(64).map(|p| p.items.len()).sum();
+        let first: usize = self.pending.iter().take(64).map(|p| p.len()).sum();
         first.max(self.pending.len())
     }
 
@@ -1756,8 +1823,7 @@ impl Dispatcher {
     fn any_loaded(&self) -> bool {
         self.workers.iter().any(|w| {
             w.phase == Phase::Ready
-                && (w.inflight.len() > 1
-                    || w.inflight.front().is_some_and(|p| p.unfinished().len() > 1))
+                && (w.inflight.len() > 1 || w.inflight.front().is_some_and(|p| p.left() > 1))
         })
     }
 
@@ -1797,7 +1863,7 @@ impl Dispatcher {
             let first = (running + 1).max(w.slot.claimed());
             let mut ids = Vec::new();
             for p in &w.inflight {
-                for k in p.done..p.items.len() {
+                for k in p.done..p.len() {
                     let seq = p.seq + k as u64;
                     if seq >= first {
                         ids.push(seq);
@@ -1820,10 +1886,12 @@ impl Dispatcher {
         let mut kept = VecDeque::with_capacity(w.inflight.len());
         for mut p in w.inflight.drain(..) {
             if p.seq >= cut {
-                back.push(p.with_items(p.items[p.done..].to_vec()));
-            } else if p.seq + (p.items.len() as u64) > cut {
+                let rest = p.unfinished().to_vec();
+                back.push(p.with_items(rest));
+            } else if p.seq + (p.len() as u64) > cut {
                 // `p` keeps a prefix (its ends stay right); the tail is a copy without.
-                let tail = p.items.split_off((cut - p.seq) as usize);
+                let at = (cut - p.seq) as usize;
+                let tail = p.items_mut().split_off(at);
                 back.push(p.with_items(tail));
                 kept.push_back(p);
             } else {
@@ -1831,7 +1899,7 @@ impl Dispatcher {
             }
         }
         w.inflight = kept;
-        let moved: usize = back.iter().map(|p| p.items.len()).sum();
+        let moved: usize = back.iter().map(|p| p.len()).sum();
         w.assigned = w.assigned.saturating_sub(moved);
         let mut queued = false;
         for parcel in back.into_iter().rev() {
@@ -1934,7 +2002,7 @@ fn deliver_to_front(w: &mut Worker, part: ResultBatch) {
     let k = part.len();
     let (c, seg) = delivery::segment(j, part, w.index);
     j.done += k;
-    if j.done == j.items.len() {
+    if j.done == j.len() {
         w.inflight.pop_front();
     }
     c.deliver_segment(seg);
@@ -1952,16 +2020,38 @@ mod tests {
         r
     }
 
+    /// A map chunk of three arguments of 1, 2 and 0 bytes, ids from 10.
+    fn chunk_of_three() -> Parcel {
+        let (tx, _rx) = mpsc::channel();
+        let ends: Vec<u8> = [1u32, 3, 3].iter().flat_map(|e| e.to_le_bytes()).collect();
+        let buf = Arc::new(vec![7, 8, 9]);
+        Parcel::map_chunk("f".into(), 3, Reply::Stream(tx), buf, 10, Arc::new(ends))
+    }
+
+    #[test]
+    fn a_map_chunk_tells_its_items_without_building_them_and_builds_them_alike() {
+        let mut p = chunk_of_three();
+        assert_eq!(p.len(), 3);
+        assert!(p.items.is_empty(), "not built");
+        let told: Vec<(u64, usize, usize, u32)> =
+            (0..3).map(|k| p.item(k)).map(|i| (i.user_id, i.start, i.end, i.attempts)).collect();
+        assert_eq!(told, [(10, 0, 1, 0), (11, 1, 3, 0), (12, 3, 3, 0)]);
+        assert_eq!(p.arg(&p.item(1)), &[8, 9]);
+        p.done = 1;
+        assert_eq!((p.left(), p.first_unfinished().user_id), (2, 11));
+        let built: Vec<(u64, usize, usize, u32)> =
+            p.unfinished().iter().map(|i| (i.user_id, i.start, i.end, i.attempts)).collect();
+        assert_eq!(built, told[1..]);
+        // Built once: from here on the list is the truth (a retry may count attempts).
+        assert_eq!(p.len(), 3);
+        p.items_mut()[2].attempts = 1;
+        assert_eq!(p.item(2).attempts, 1);
+    }
+
     #[test]
     fn a_finished_map_chunk_gives_back_its_items_empty() {
-        let (tx, _rx) = mpsc::channel();
-        let reply = Reply::Stream(tx);
-        let items: Vec<Item> = (0..3)
-            .map(|k| Item { user_id: k, start: k as usize, end: k as usize + 1, attempts: 0 })
-            .collect();
-        let ends: Vec<u8> = (1..=3u32).flat_map(|e| e.to_le_bytes()).collect();
-        let mut p = Parcel::new("f".into(), false, 3, 1, reply, Arc::new(vec![7, 8, 9]), items);
-        p.set_dense(Arc::new(ends));
+        let mut p = chunk_of_three();
+        p.items_mut(); // built (a split, a steal, a retry or a crash would)
         drop(p);
         // Other tests may take it first: whatever comes back is empty, with room.
         for _ in 0..SPARE_MAX + 1 {

@@ -608,27 +608,35 @@ impl Pool {
         while first < n {
             let len = chunk.min(n - first);
             let mut buf = Vec::with_capacity(len * 4);
-            let mut its = dispatcher::spare_items(len);
-            // The items' ends once more, as the wire has them (see `Parcel::set_dense`).
+            // Each item's end in `buf`, as the wire has them: the chunk's items are not
+            // built one by one (see `Parcel::map_chunk`).
             let mut ends = Vec::with_capacity(len * 4);
             let mut enc = protocol::Encoder::new(&mut buf);
-            let mut start = 0;
-            for (k, a) in items.by_ref().take(len).enumerate() {
+            for a in items.by_ref().take(len) {
                 let end = match enc.push(&a) {
                     Ok(end) => end,
                     Err(e) => return Err(PoolError::Encode(e.to_string())),
                 };
-                its.push(Item { user_id: (first + k) as u64, start, end, attempts: 0 });
-                ends.extend_from_slice(&(end as u32).to_le_bytes());
-                start = end;
+                let Ok(end) = u32::try_from(end) else {
+                    return Err(PoolError::Encode(format!(
+                        "a chunk's arguments take over 4 GiB (item {}); use a smaller chunk_size",
+                        first + ends.len() / 4
+                    )));
+                };
+                ends.extend_from_slice(&end.to_le_bytes());
             }
-            let got = its.len();
+            let got = ends.len() / 4;
             if got < len {
                 return Err(miscounted(&(first + got).to_string()));
             }
-            let mut parcel =
-                Parcel::new(f.clone(), false, chunk, 0, reply.clone(), Arc::new(buf), its);
-            parcel.set_dense(Arc::new(ends));
+            let parcel = Parcel::map_chunk(
+                f.clone(),
+                chunk,
+                reply.clone(),
+                Arc::new(buf),
+                first as u64,
+                Arc::new(ends),
+            );
             // Not `submit`: a `close` racing with this call must not drop half a map.
             if let Err(mpsc::SendError(ev)) = self.tx.send(Event::Submit(vec![parcel])) {
                 // The dispatcher is gone (terminated): nothing may wait for these items.

@@ -361,7 +361,8 @@ where
                 let buf = Arc::get_mut(&mut j.buf).expect("not shared yet");
                 let start = buf.len();
                 buf.extend_from_slice(&bytes);
-                j.items.push(Item { user_id: s.id, start, end: buf.len(), attempts: 0 });
+                let end = buf.len();
+                j.items_mut().push(Item { user_id: s.id, start, end, attempts: 0 });
             }
             let unused = take - taken;
             if unused > 0 {
