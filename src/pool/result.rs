@@ -538,11 +538,33 @@ fn decode_run<T: DeserializeOwned>(
     json: bool,
     v: &mut Vec<T>,
 ) -> Result<(), PoolError> {
+    // One loop per encoding: the choice is not made again for every value.
+    if json {
+        decode_each(d, count, v, |b| {
+            serde_json::from_slice(b).map_err(|e| PoolError::Decode(e.to_string()))
+        })
+    } else {
+        decode_each(d, count, v, |b| {
+            super::protocol::decode(b).map_err(|e| PoolError::Decode(e.to_string()))
+        })
+    }
+}
+
+/// Decode the first `count` values of a segment with `decode`, appending them to `v`.
+#[inline(always)]
+fn decode_each<T>(
+    d: &SegmentData,
+    count: usize,
+    v: &mut Vec<T>,
+    decode: impl Fn(&[u8]) -> Result<T, PoolError>,
+) -> Result<(), PoolError> {
+    let bad = || PoolError::Decode("bad segment".into());
+    let ends = d.ends.get(..4 * count).ok_or_else(bad)?;
+    v.reserve(count);
     let mut start = 0usize;
-    for k in 0..count {
-        let end = super::protocol::end_at(&d.ends, k) as usize;
-        let b = d.blob.get(start..end).ok_or_else(|| PoolError::Decode("bad segment".into()))?;
-        v.push(decode_value(b, json)?);
+    for e in ends.chunks_exact(4) {
+        let end = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+        v.push(decode(d.blob.get(start..end).ok_or_else(bad)?)?);
         start = end;
     }
     Ok(())
