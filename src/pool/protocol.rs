@@ -706,8 +706,40 @@ impl SlotView<'_> {
     /// head word (payload length, code, data length) and the payload's and the data's
     /// bytes in whole words. Then the count is advanced (release): the one store a reader
     /// synchronizes on.
-    #[inline]
+    ///
+    /// The usual entry — a small success, in a log that has results and room, with the
+    /// clock as the last entry left it — is written here, inline in the worker's loop;
+    /// every other goes through [`SlotView::log_push_entry`].
+    #[inline(always)]
     pub fn log_push(
+        self,
+        cur: &mut LogCursor,
+        id: u64,
+        code: u8,
+        payload: &[u8],
+        data: &[u8],
+        span: (u64, u64),
+    ) -> bool {
+        if code == CODE_OK
+            && data.is_empty()
+            && payload.len() <= SHORT_MAX
+            && cur.count != 0
+            && cur.until == span.1
+            && cur.used < LOG_WORDS
+        {
+            let word = SHORT | payload.len() as u64 | pack_le(payload) << 8;
+            self.w[HEADER_WORDS + cur.used].store(word, Ordering::Relaxed);
+            cur.used += 1;
+            cur.count += 1;
+            self.w[W_LOG_COUNT].store(cur.count, Ordering::Release);
+            return true;
+        }
+        self.log_push_entry(cur, id, code, payload, data, span)
+    }
+
+    /// [`SlotView::log_push`] for any entry.
+    #[inline(never)]
+    fn log_push_entry(
         self,
         cur: &mut LogCursor,
         id: u64,
