@@ -341,6 +341,16 @@ fn shared_name(name: &str) -> Arc<str> {
     })
 }
 
+/// Where item `item`'s argument ends in its chunk's buffer, as the wire's `u32`: an
+/// error past 4 GiB (never a wrapped offset).
+fn chunk_end(end: usize, item: usize) -> Result<u32, PoolError> {
+    u32::try_from(end).map_err(|_| {
+        PoolError::Encode(format!(
+            "a chunk's arguments take over 4 GiB (at item {item}); use a smaller chunk_size"
+        ))
+    })
+}
+
 fn auto_chunk(n: usize, workers: usize) -> usize {
     n.div_ceil(4 * workers.max(1)).clamp(1, MAX_AUTO_CHUNK)
 }
@@ -617,13 +627,7 @@ impl Pool {
                     Ok(end) => end,
                     Err(e) => return Err(PoolError::Encode(e.to_string())),
                 };
-                let Ok(end) = u32::try_from(end) else {
-                    return Err(PoolError::Encode(format!(
-                        "a chunk's arguments take over 4 GiB (item {}); use a smaller chunk_size",
-                        first + ends.len() / 4
-                    )));
-                };
-                ends.extend_from_slice(&end.to_le_bytes());
+                ends.extend_from_slice(&chunk_end(end, first + ends.len() / 4)?.to_le_bytes());
             }
             let got = ends.len() / 4;
             if got < len {
@@ -868,6 +872,17 @@ mod tests {
             .registry(r)
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn a_chunk_past_4_gib_is_an_error_not_a_wrapped_offset() {
+        assert_eq!(chunk_end(0, 0).unwrap(), 0);
+        assert_eq!(chunk_end(u32::MAX as usize, 7).unwrap(), u32::MAX);
+        let e = chunk_end(u32::MAX as usize + 1, 7).unwrap_err();
+        assert!(
+            matches!(&e, PoolError::Encode(m) if m.contains("over 4 GiB (at item 7)") && m.contains("chunk_size")),
+            "{e:?}"
+        );
     }
 
     #[test]
