@@ -434,6 +434,19 @@ pub(crate) struct Slot {
 unsafe impl Send for Slot {}
 unsafe impl Sync for Slot {}
 
+/// One result for the slot's log ([`SlotView::log_push`]).
+#[derive(Clone, Copy)]
+pub(crate) struct LogEntry<'a> {
+    pub id: u64,
+    pub code: u8,
+    pub payload: &'a [u8],
+    /// Its error data; empty for none.
+    pub data: &'a [u8],
+    /// When the log's first result started (used when the log is empty) and the last
+    /// clock reading, in unix ns.
+    pub span: (u64, u64),
+}
+
 /// The worker's side of the log: where the next entry goes.
 #[derive(Default)]
 pub(crate) struct LogCursor {
@@ -583,7 +596,8 @@ impl Slot {
         data: Option<&str>,
         span: (u64, u64),
     ) -> bool {
-        self.view().log_push(cur, id, code, payload, data.unwrap_or("").as_bytes(), span)
+        let data = data.unwrap_or("").as_bytes();
+        self.view().log_push(cur, LogEntry { id, code, payload, data, span })
     }
 
     /// Empty the log (its results were sent).
@@ -711,44 +725,28 @@ impl SlotView<'_> {
     /// clock as the last entry left it — is written here, inline in the worker's loop;
     /// every other goes through [`SlotView::log_push_entry`].
     #[inline(always)]
-    pub fn log_push(
-        self,
-        cur: &mut LogCursor,
-        id: u64,
-        code: u8,
-        payload: &[u8],
-        data: &[u8],
-        span: (u64, u64),
-    ) -> bool {
-        if code == CODE_OK
-            && data.is_empty()
-            && payload.len() <= SHORT_MAX
+    pub fn log_push(self, cur: &mut LogCursor, e: LogEntry<'_>) -> bool {
+        if e.code == CODE_OK
+            && e.data.is_empty()
+            && e.payload.len() <= SHORT_MAX
             && cur.count != 0
-            && cur.until == span.1
+            && cur.until == e.span.1
             && cur.used < LOG_WORDS
         {
-            let word = SHORT | payload.len() as u64 | pack_le(payload) << 8;
+            let word = SHORT | e.payload.len() as u64 | pack_le(e.payload) << 8;
             self.w[HEADER_WORDS + cur.used].store(word, Ordering::Relaxed);
             cur.used += 1;
             cur.count += 1;
             self.w[W_LOG_COUNT].store(cur.count, Ordering::Release);
             return true;
         }
-        self.log_push_entry(cur, id, code, payload, data, span)
+        self.log_push_entry(cur, e)
     }
 
     /// [`SlotView::log_push`] for any entry.
     #[inline(never)]
-    fn log_push_entry(
-        self,
-        cur: &mut LogCursor,
-        id: u64,
-        code: u8,
-        payload: &[u8],
-        data: &[u8],
-        span: (u64, u64),
-    ) -> bool {
-        let (started_ns, until_ns) = span;
+    fn log_push_entry(self, cur: &mut LogCursor, e: LogEntry<'_>) -> bool {
+        let LogEntry { id, code, payload, data, span: (started_ns, until_ns) } = e;
         let short = code == CODE_OK && data.is_empty() && payload.len() <= SHORT_MAX;
         let need = if short { 1 } else { 1 + payload.len().div_ceil(8) + data.len().div_ceil(8) };
         if cur.used + need > LOG_WORDS || payload.len() > u32::MAX as usize || data.len() >= 1 << 23

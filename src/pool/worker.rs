@@ -15,8 +15,8 @@ use ipc_channel::ipc::{self, IpcSender};
 
 use super::Registry;
 use super::protocol::{
-    Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_STOLEN, FromWorker, LogCursor, PROTOCOL_VERSION,
-    ResultBatch, Slot, SlotView, ToWorker, WORKER_ARG, error_code, now_ns,
+    Batch, CODE_OK, CODE_PANIC, CODE_SKIPPED, CODE_STOLEN, FromWorker, LogCursor, LogEntry,
+    PROTOCOL_VERSION, ResultBatch, Slot, SlotView, ToWorker, WORKER_ARG, error_code, now_ns,
 };
 use super::registry::{TaskContext, unknown_function};
 
@@ -383,7 +383,7 @@ impl Out<'_> {
             _ => &[],
         };
         let span = (self.wall(self.msg_start), self.wall(self.t_read));
-        if self.slot.log_push(&mut self.log, id, code, payload, data, span) {
+        if self.slot.log_push(&mut self.log, LogEntry { id, code, payload, data, span }) {
             return true;
         }
         self.log_full()
