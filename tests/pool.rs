@@ -1054,6 +1054,24 @@ fn terminate_and_close() {
     assert_eq!(a.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
     assert_eq!(b.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
     assert!(matches!(p.apply_async::<_, i64>("square", 1i64), Err(PoolError::Closed)));
+    // A map terminated half-way (chunks of 4 on one worker: some finished, some sent,
+    // some still queued): the finished keep their values, every other item ends
+    // cancelled, and nothing waits.
+    let m = pool(1).chunk_size(4).build().unwrap();
+    let r = m.map_async::<_, i64>("sleep_ms", (0..40i64).map(|i| (40u64, i))).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    m.terminate();
+    assert_eq!(r.get(Some(Duration::from_secs(5))), Err(PoolError::Cancelled));
+    let items = r.items(Some(Duration::from_secs(5))).unwrap();
+    let done = items.iter().take_while(|x| x.is_ok()).count();
+    assert!((1..40).contains(&done), "{items:?}");
+    for (i, x) in items.iter().enumerate() {
+        if i < done {
+            assert_eq!(x.as_ref().ok(), Some(&(i as i64)));
+        } else {
+            assert!(matches!(x, Err(PoolError::Cancelled)), "item {i}: {x:?}");
+        }
+    }
     let q = pool(2).build().unwrap();
     let r = q.map_async::<_, i64>("square", 0..100i64).unwrap();
     q.close();
