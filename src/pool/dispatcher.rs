@@ -124,7 +124,7 @@ static SPARE_ITEMS: Mutex<Vec<Vec<Item>>> = Mutex::new(Vec::new());
 const SPARE_MAX: usize = 16;
 
 /// An empty item vector with room for `len` items: a spare one when there is one.
-pub(crate) fn spare_items(len: usize) -> Vec<Item> {
+fn spare_items(len: usize) -> Vec<Item> {
     let spare = SPARE_ITEMS.lock().ok().and_then(|mut s| s.pop());
     match spare {
         Some(v) if v.capacity() >= len => v,
