@@ -77,8 +77,9 @@ def ensure_rust_parallel():
     if os.environ.get("SKIP_RUST_PARALLEL"):
         return None
     log("installing rust-parallel into target/bench-tools (cargo install --locked, ~2 min)...")
+    # From outside the repository: its .cargo/config.toml (a static link) is for jobpool.
     r = subprocess.run(["cargo", "install", "--locked", "--quiet", "rust-parallel",
-                        "--root", TOOLS])
+                        "--root", TOOLS], cwd=tempfile.gettempdir())
     return exe if r.returncode == 0 and os.path.exists(exe) else None
 
 
@@ -485,7 +486,7 @@ def main():
     pool_bin = None
     if "library" in ONLY:
         pool_bin = cargo_artifact(["bench", "--quiet", "--bench", "pool", "--no-run"], "pool", "bench")
-    # After the bench: `cargo bench` links `target/release/jobpool` again, with the
+    # After the bench: `cargo bench` links the `jobpool` program again, with the
     # features its dev-dependencies turn on in shared crates (a bigger, slower-starting
     # program than `cargo build --release` makes); the program measured is the latter,
     # copied out of `target/` so that no later cargo command replaces it mid-run.

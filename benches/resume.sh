@@ -3,14 +3,20 @@
 # then RESUMES (default 10) fully resumed runs; prints each run's wall time and the disk
 # use of .jobpool/ after it. Give a second binary to run the same side by side (for
 # example a build of an earlier commit):
-#   bash benches/resume.sh                       # target/release/jobpool (built here)
+#   bash benches/resume.sh                       # the release build (built here)
 #   bash benches/resume.sh path/to/old/jobpool   # old first, then this one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESUMES=${RESUMES:-10}
 N=${N:-100000}
-cargo build --release --quiet
-BINS=("$@" "$PWD/target/release/jobpool")
+# Where cargo put it (`target/<host tuple>/release/`, see .cargo/config.toml).
+BUILT=$(cargo build --release --quiet --bin jobpool --message-format=json |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "jobpool":
+        print(m["executable"])')
+BINS=("$@" "$BUILT")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 for bin in "${BINS[@]}"; do
