@@ -188,10 +188,17 @@ impl Backend for LocalBackend {
         // worker is ready, and go to it at once. This pool runs this stream only: closed
         // now, its workers exit as soon as there is nothing left for them (the last tasks
         // still running elsewhere), not all together at the end.
-        let stream = starting
-            .pool()
-            .run_stream(feed)
-            .map_err(|e| BackendError::new(format!("cannot start the run: {e}")))?;
+        // A plan small enough for one round of the feed is made here, on the caller's
+        // thread, and handed over at once (no feeding thread; see `run_stream_made`):
+        // making it cannot wait, as a resumed record can make a larger plan wait for
+        // the caller (the runner's backlog holds 16,384).
+        let small = feed.size_hint().1.is_some_and(|n| n <= pool::stream::FEED_BATCH);
+        let stream = if small {
+            starting.pool().run_stream_made(feed.collect())
+        } else {
+            starting.pool().run_stream(feed)
+        };
+        let stream = stream.map_err(|e| BackendError::new(format!("cannot start the run: {e}")))?;
         starting.pool().close();
         // A pool that cannot start is the start's error; the stream, dropped with it,
         // has delivered nothing.

@@ -792,6 +792,9 @@ impl Pool {
     }
 
     /// Stream submissions through the pool with bounded memory; see [`stream`].
+    ///
+    /// A thread of the pool's pulls them from `items`, which may wait (a channel's
+    /// receiver, say) for what the caller does after this returns.
     pub fn run_stream<I>(&self, items: I) -> Result<RunStream, PoolError>
     where
         I: IntoIterator<Item = Submission>,
@@ -805,6 +808,23 @@ impl Pool {
             self.cfg.stream_capacity,
             self.cfg.chunk_size.unwrap_or(0),
             items.into_iter(),
+            false,
+        ))
+    }
+
+    /// [`Pool::run_stream`] of submissions already made: the first of them (as many as
+    /// one round of the feed takes) are handed to the pool before this returns, and a
+    /// feeding thread starts only for the rest, if any.
+    pub(crate) fn run_stream_made(&self, items: Vec<Submission>) -> Result<RunStream, PoolError> {
+        self.check_open()?;
+        let run = self.next_run.fetch_add(1, Ordering::SeqCst);
+        Ok(stream::start(
+            self.tx.clone(),
+            run,
+            self.cfg.stream_capacity,
+            self.cfg.chunk_size.unwrap_or(0),
+            items.into_iter(),
+            true,
         ))
     }
 
@@ -946,6 +966,70 @@ mod tests {
             p.map::<_, i64>("double", evens).unwrap(),
             (0..10).map(|x| 4 * x).collect::<Vec<_>>()
         );
+        p.join();
+    }
+
+    fn doubles(ids: std::ops::Range<u64>) -> impl Iterator<Item = Submission> {
+        ids.map(|i| Submission { id: i, func: "double".into(), args: Payload::Json(i.to_string()) })
+    }
+
+    fn values(stream: RunStream) -> Vec<(u64, String)> {
+        let mut got: Vec<(u64, String)> = stream
+            .map(|o| match o.value {
+                Some(Payload::Json(v)) => (o.id, v),
+                other => panic!("{:?}: {other:?}", o.status),
+            })
+            .collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn a_stream_of_made_submissions_delivers_every_one_fed_here_or_by_a_thread() {
+        let p = pool();
+        // Fewer than one round (fed before `run_stream_made` returns), exactly one
+        // round, and more (the rest fed by a thread), with credits for fewer than that.
+        for n in [1, 5, stream::FEED_BATCH as u64, 3 * stream::FEED_BATCH as u64 + 7] {
+            let got = values(p.run_stream_made(doubles(0..n).collect()).unwrap());
+            let want: Vec<(u64, String)> = (0..n).map(|i| (i, (2 * i).to_string())).collect();
+            assert_eq!(got, want, "n = {n}");
+        }
+        let small = Pool::builder()
+            .workers(1)
+            .worker_kind(WorkerKind::Threads)
+            .stream_capacity(3)
+            .registry((*p.cfg.registry).clone())
+            .build()
+            .unwrap();
+        assert_eq!(values(small.run_stream_made(doubles(0..10).collect()).unwrap()).len(), 10);
+        small.join();
+        p.join();
+    }
+
+    #[test]
+    fn run_stream_pulls_a_lazy_iterator_on_its_own_thread_never_the_callers() {
+        // Items the caller sends only after `run_stream` returned (a bounded iterator,
+        // so its length is known): pulling them in `run_stream` would wait forever.
+        let p = pool();
+        let (tx, rx) = std::sync::mpsc::channel::<Submission>();
+        let (returned_tx, returned) = std::sync::mpsc::channel();
+        let got = std::thread::scope(|s| {
+            let caller = s.spawn(|| {
+                let stream = p.run_stream(rx.into_iter().take(3)).unwrap();
+                let _ = returned_tx.send(());
+                values(stream)
+            });
+            if returned.recv_timeout(Duration::from_secs(10)).is_err() {
+                // Ends the iterator (and so a `run_stream` stuck pulling it) first.
+                drop(tx);
+                panic!("run_stream waited for items its caller had not sent yet");
+            }
+            for sub in doubles(0..3) {
+                tx.send(sub).unwrap();
+            }
+            caller.join().unwrap()
+        });
+        assert_eq!(got, [(0, "0".into()), (1, "2".into()), (2, "4".into())]);
         p.join();
     }
 
