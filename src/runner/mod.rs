@@ -474,6 +474,14 @@ impl<'b> Runner<'b> {
                 Internal::Cancel => run.announce(),
                 Internal::StreamEnded => break,
             }
+            // Every submission has its record: the run is over now, not when the
+            // forwarder has heard the backend's stream end (one more thread woken, on a
+            // CPU that may be asleep, before `run.json` is made durable). The front ends
+            // flush first, as before any wait: this one joins the backend.
+            if run.counts.total() >= total {
+                run.emit(RunEvent::Flush);
+                break;
+            }
         }
         // The workers stop while the run finishes (its last records, its summary, the
         // front end's end of run: `run.json` made durable); joined before returning.

@@ -133,6 +133,38 @@ fn a_flush_comes_before_the_runner_waits() {
 }
 
 #[test]
+fn the_run_finishes_with_its_last_record_not_when_the_backend_has_stopped() {
+    // The fake ends its stream only once its last record is acknowledged, which this
+    // front end does at the end of the run: a runner that waited for the stream's end
+    // before finishing would wait for the fake's 10-second fallback.
+    let backend = FakeBackend::new(1, ok_step);
+    let mut log = Vec::new();
+    let options = RunOptions { run_id: "r1".into(), resume: None, shard: None };
+    let started = std::time::Instant::now();
+    let summary = Runner::new(&backend)
+        .run(&job("", 3), options, &Control::new(), |e| {
+            match e {
+                RunEvent::TaskFinished(r) => {
+                    log.push(format!("record {}", r.index));
+                    if r.index < 2 {
+                        backend.ack();
+                    }
+                }
+                RunEvent::RunFinished(_) => {
+                    log.push("finished".into());
+                    backend.ack();
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .expect("the run starts");
+    assert_eq!(summary.counts.ok, 3, "{log:?}");
+    assert_eq!(log, ["record 0", "record 1", "record 2", "finished"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+}
+
+#[test]
 fn workers_never_exceed_the_work() {
     let backend = FakeBackend::new(1, ok_step);
     let (events, _) = run_events(&backend, &job("workers = 8", 3), &Control::new());
