@@ -24,6 +24,13 @@ use super::registry::{TaskContext, unknown_function};
 /// a nested pool, not a program that forgot the hook.
 static SERVING: AtomicBool = AtomicBool::new(false);
 
+/// Whether this process is a pool's process worker (it serves, and never returns to its
+/// program's `main`): what it does to itself (its working folder, say) touches no one
+/// else's threads.
+pub(crate) fn is_process_worker() -> bool {
+    SERVING.load(Ordering::Relaxed)
+}
+
 /// The exit code of a worker that failed (bad handshake, refused).
 const EXIT_WORKER_FAILED: i32 = 70;
 

@@ -1117,6 +1117,42 @@ format = "jsonl"
 }
 
 #[test]
+fn one_worker_runs_each_command_in_its_own_folder_as_the_folders_change() {
+    // One worker, started from the folder above the job's: the submissions' folders
+    // change from one to the next (a worker moves into a command's folder, so that it
+    // starts without `current_dir`), one is missing, and the last runs in the job's
+    // folder again; each relative folder is the job's, not the one the worker was in.
+    let job = Job::new(
+        r#"
+workers = 1
+[task]
+kind = "command"
+program = ["pwd"]
+cwd = "{d}"
+[args]
+d = ["a", "b", "a/inner", "missing", "a", "."]
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    fs::create_dir_all(job.path("a/inner")).unwrap();
+    fs::create_dir(job.path("b")).unwrap();
+    let out = run_from_parent(&job, &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    let dir = |d: &str| fs::canonicalize(job.path(d)).unwrap().to_string_lossy().into_owned();
+    for (i, d) in ["a", "b", "a/inner"].iter().enumerate() {
+        assert_eq!(recs[i]["value"], dir(d).as_str(), "{d}: {}", recs[i]);
+    }
+    assert_eq!(recs[3]["status"], "error", "{}", recs[3]);
+    let error = recs[3]["error"].as_str().unwrap();
+    assert!(error.contains(r#"/missing" is not a folder"#), "{error}");
+    assert_eq!(recs[4]["value"], dir("a").as_str(), "{}", recs[4]);
+    assert_eq!(recs[5]["value"], dir(".").as_str(), "{}", recs[5]);
+}
+
+#[test]
 fn glob_values_do_not_depend_on_where_jobpool_is_started() {
     let job = Job::new(
         r#"
