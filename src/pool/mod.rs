@@ -800,32 +800,24 @@ impl Pool {
         I: IntoIterator<Item = Submission>,
         I::IntoIter: Send + 'static,
     {
-        self.check_open()?;
-        let run = self.next_run.fetch_add(1, Ordering::SeqCst);
-        Ok(stream::start(
-            self.tx.clone(),
-            run,
-            self.cfg.stream_capacity,
-            self.cfg.chunk_size.unwrap_or(0),
-            items.into_iter(),
-            false,
-        ))
+        self.start_stream(items.into_iter(), false)
     }
 
     /// [`Pool::run_stream`] of submissions already made: the first of them (as many as
     /// one round of the feed takes) are handed to the pool before this returns, and a
     /// feeding thread starts only for the rest, if any.
     pub(crate) fn run_stream_made(&self, items: Vec<Submission>) -> Result<RunStream, PoolError> {
+        self.start_stream(items.into_iter(), true)
+    }
+
+    fn start_stream<I>(&self, items: I, first_here: bool) -> Result<RunStream, PoolError>
+    where
+        I: Iterator<Item = Submission> + Send + 'static,
+    {
         self.check_open()?;
         let run = self.next_run.fetch_add(1, Ordering::SeqCst);
-        Ok(stream::start(
-            self.tx.clone(),
-            run,
-            self.cfg.stream_capacity,
-            self.cfg.chunk_size.unwrap_or(0),
-            items.into_iter(),
-            true,
-        ))
+        let (capacity, chunk) = (self.cfg.stream_capacity, self.cfg.chunk_size.unwrap_or(0));
+        Ok(stream::start(self.tx.clone(), run, capacity, chunk, items, first_here))
     }
 
     /// Take no more tasks (Python's `close`); submitted ones go on, and the workers exit
