@@ -229,7 +229,7 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     // the search would try `execve` in every PATH folder before it, each time.
     let found =
         if rendered.env.iter().any(|(k, _)| k == "PATH") { None } else { program_on_path(program) };
-    // Where it runs, from this process's first working folder (a worker may have moved).
+    // Where it runs (a worker may have moved since its first command: see `enter_dir`).
     let cwd = rendered.cwd.as_deref().map(from_first_dir);
     let in_cwd = enter_dir(cwd.as_deref());
     let command = |path: Option<&Path>| {
@@ -344,10 +344,14 @@ fn search_path(program: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf>
     None
 }
 
-/// `dir` (relative to the job's folder, or absolute) from the working folder this process
-/// started in: what a relative path meant before [`enter_dir`] moved it.
+/// `dir` as a command's folder: in a process worker, from the working folder it started
+/// in (what a relative path meant before [`enter_dir`] moved it); elsewhere as it is,
+/// from the process's working folder at the spawn, as the standard library takes it.
 fn from_first_dir(dir: &Path) -> PathBuf {
     static FIRST: OnceLock<Option<PathBuf>> = OnceLock::new();
+    if !crate::pool::worker::is_process_worker() {
+        return dir.to_path_buf();
+    }
     match FIRST.get_or_init(|| std::env::current_dir().ok()) {
         Some(first) if dir.is_relative() => first.join(dir),
         _ => dir.to_path_buf(),
