@@ -133,6 +133,12 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// What stderr says: its words one space apart, without miette's `│` gutter, however the
+/// 100-column plain rendering wrapped them (a job's path under `target/` is long).
+fn words(out: &Output) -> String {
+    stderr(out).split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ")
+}
+
 /// What must agree between backends: index, args, status, value.
 fn essence(records: &[Value]) -> Vec<(u64, Value, String, Value)> {
     records
@@ -340,7 +346,7 @@ partition = "no-such-partition"
     );
     let out = job.run(&[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = words(&out);
     assert!(err.contains("sbatch refused the submission"), "{err}");
     assert!(err.to_lowercase().contains("partition"), "Slurm's own words: {err}");
 }
@@ -359,7 +365,7 @@ fn detach_then_attach() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let run_id = stdout(&out).trim().to_string();
     assert!(
-        stderr(&out).contains(&format!("jobpool run --attach {run_id} ")),
+        words(&out).contains(&format!("jobpool run --attach {run_id} ")),
         "says how to attach: {}",
         stderr(&out)
     );
@@ -384,13 +390,13 @@ fn detach_then_attach() {
 
     let out = job.run(&["--attach", "no-such-run"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("job has no run no-such-run"), "{}", stderr(&out));
+    assert!(words(&out).contains("job has no run no-such-run"), "{}", stderr(&out));
 
     // An edit that keeps the plan's size but changes an argument is a different plan.
     fs::write(job.path("job.toml"), SAME.replace(r#"["a", "b"]"#, r#"["a", "c"]"#)).unwrap();
     let out = job.run(&["--attach", &run_id]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("changed since run"), "{}", stderr(&out));
+    assert!(words(&out).contains("changed since run"), "{}", stderr(&out));
 }
 
 /// Attaching after `squeue` forgot the array: the element states come from `sacct`

@@ -76,7 +76,14 @@ pub fn render_with(diag: &dyn Diagnostic, style: Style) -> String {
         Style::Terminal { width } => (GraphicalTheme::unicode(), width),
         Style::Plain => (GraphicalTheme::unicode_nocolor(), PLAIN_WIDTH),
     };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+    // Lines break at spaces only: a path or a name with hyphens stays whole, even when
+    // it is wider than the line, so that it can be copied from the message.
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(width)
+        .with_links(false)
+        .with_break_words(false)
+        .with_word_separator(textwrap::WordSeparator::AsciiSpace)
+        .with_word_splitter(textwrap::WordSplitter::NoHyphenation);
     let mut out = String::new();
     if handler.render_report(&mut out, diag).is_err() {
         out = format!("error: {diag}\n");
@@ -93,4 +100,34 @@ pub fn render(diag: &dyn Diagnostic) -> String {
 /// `run` print it on stderr, so that no file is passed over unseen).
 pub fn skipped_note(path: &std::path::Path) -> String {
     format!("note: skipped {}: not a job file (no `[task]` or other job key)", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error, Diagnostic)]
+    #[error("{0} changed since run 20261201-051045-ab12 was submitted")]
+    #[diagnostic(help("attach with the job file as it was: jobpool run --attach 20261201 {0}"))]
+    struct Long(String);
+
+    /// A path wider than the line stays whole (no break at its hyphens or slashes), and
+    /// the words around it wrap only at spaces.
+    #[test]
+    fn paths_are_never_broken() {
+        let path = "/home/someone/a-rather-long-checkout-name/target/tmp/jp-slurm-Xy12Ab/with-\
+                    hyphenated-parts/and-yet-another-level/job.toml";
+        let text = render_with(&Long(path.into()), Style::Plain);
+        assert_eq!(text.matches(path).count(), 2, "{text}");
+        let words: Vec<&str> =
+            text.split_whitespace().filter(|w| !matches!(*w, "×" | "│" | "help:")).collect();
+        let expected = format!(
+            "{path} changed since run 20261201-051045-ab12 was submitted attach with the job \
+             file as it was: jobpool run --attach 20261201 {path}"
+        );
+        assert_eq!(words.join(" "), expected, "{text}");
+        for line in text.lines().filter(|l| !l.contains(path)) {
+            assert!(line.chars().count() <= PLAIN_WIDTH, "{line:?} in {text}");
+        }
+    }
 }
