@@ -76,19 +76,52 @@ pub fn render_with(diag: &dyn Diagnostic, style: Style) -> String {
         Style::Terminal { width } => (GraphicalTheme::unicode(), width),
         Style::Plain => (GraphicalTheme::unicode_nocolor(), PLAIN_WIDTH),
     };
-    // Lines break at spaces only: a path or a name with hyphens stays whole, even when
-    // it is wider than the line, so that it can be copied from the message.
+    // Lines break at spaces only (see `words`): a path or a name with hyphens stays
+    // whole, even when it is wider than the line, so that it can be copied.
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(width)
         .with_links(false)
         .with_break_words(false)
-        .with_word_separator(textwrap::WordSeparator::AsciiSpace)
+        .with_word_separator(textwrap::WordSeparator::Custom(words))
         .with_word_splitter(textwrap::WordSplitter::NoHyphenation);
     let mut out = String::new();
     if handler.render_report(&mut out, diag).is_err() {
         out = format!("error: {diag}\n");
     }
     out
+}
+
+/// Where a line of a message may break: at a run of spaces, except right after an opening
+/// bracket (`{ value = ... }` never leaves a lone `{` at a line's end). Nowhere else: not
+/// at a path's `/` or a name's `-`.
+fn words(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    let bytes = line.as_bytes();
+    let (mut start, mut at) = (0, 0);
+    Box::new(std::iter::from_fn(move || {
+        while at < bytes.len() {
+            if bytes[at] != b' ' {
+                at += 1;
+                continue;
+            }
+            let word_end = at;
+            while at < bytes.len() && bytes[at] == b' ' {
+                at += 1;
+            }
+            let after_opening =
+                word_end > start && matches!(bytes[word_end - 1], b'{' | b'[' | b'(');
+            if !after_opening {
+                // (Spaces and brackets are ASCII: these are char boundaries.)
+                let word = textwrap::core::Word::from(&line[start..at]);
+                start = at;
+                return Some(word);
+            }
+        }
+        (start < bytes.len()).then(|| {
+            let word = textwrap::core::Word::from(&line[start..]);
+            start = bytes.len();
+            word
+        })
+    }))
 }
 
 /// Render `diag` for stderr ([`Style::for_stderr`]).
@@ -110,6 +143,24 @@ mod tests {
     #[error("{0} changed since run 20261201-051045-ab12 was submitted")]
     #[diagnostic(help("attach with the job file as it was: jobpool run --attach 20261201 {0}"))]
     struct Long(String);
+
+    #[test]
+    fn lines_break_at_spaces_but_not_after_an_opening_bracket() {
+        let split = |line: &str| -> Vec<String> {
+            words(line).map(|w| format!("{}|{}", w.word, w.whitespace)).collect()
+        };
+        assert_eq!(split("a b  c"), ["a| ", "b|  ", "c|"]);
+        assert_eq!(
+            split("one of: { value = ... }, [ 1, 2 ]"),
+            ["one| ", "of:| ", "{ value| ", "=| ", "...| ", "},| ", "[ 1,| ", "2| ", "]|"]
+        );
+        assert_eq!(
+            split("  lead /a-b/c-d.toml trail  "),
+            ["|  ", "lead| ", "/a-b/c-d.toml| ", "trail|  "]
+        );
+        assert_eq!(split(""), Vec::<String>::new());
+        assert_eq!(split("é {  ü"), ["é| ", "{  ü|"]);
+    }
 
     /// A path wider than the line stays whole (no break at its hyphens or slashes), and
     /// the words around it wrap only at spaces.
