@@ -248,9 +248,9 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
         for (k, v) in &rendered.env {
             cmd.env(k, v);
         }
-        cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { null_stdin() });
         cmd.stdout(if req.task.output == OutputMode::None {
-            Stdio::null()
+            null_output()
         } else {
             Stdio::piped()
         });
@@ -388,6 +388,43 @@ fn enter_dir(dir: Option<&Path>) -> bool {
     }
     *here = Some(target);
     true
+}
+
+/// The null device as a command's stdin: in a process worker whose own stdin is the
+/// null device (the pool starts them so), its own, inherited; elsewhere (the pool's
+/// process, whose stdin is the user's) opened for the command. An inherited one costs
+/// the spawn no `open`, `close` and `dup2`: 2,000 × `true` spend a few ms less.
+fn null_stdin() -> Stdio {
+    static NULL: OnceLock<bool> = OnceLock::new();
+    let inherit = crate::pool::worker::is_process_worker()
+        && *NULL.get_or_init(|| is_null_device(libc::STDIN_FILENO));
+    if inherit { Stdio::inherit() } else { Stdio::null() }
+}
+
+/// The null device as a command's stdout (`output = "none"`): in a process worker, a
+/// copy of one it opened once (`fcntl` instead of `open` walking a path, per command);
+/// elsewhere, opened for the command.
+fn null_output() -> Stdio {
+    static NULL: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    if !crate::pool::worker::is_process_worker() {
+        return Stdio::null();
+    }
+    let copy = NULL
+        .get_or_init(|| std::fs::OpenOptions::new().write(true).open("/dev/null").ok())
+        .as_ref()
+        .and_then(|f| f.try_clone().ok());
+    copy.map_or_else(Stdio::null, Stdio::from)
+}
+
+/// Whether `fd` is the null device (the character device `/dev/null` is).
+fn is_null_device(fd: RawFd) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: fstat only writes into `st`; a closed `fd` gives an error.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+        return false;
+    }
+    std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == st.st_rdev)
 }
 
 fn spawn_error(

@@ -1152,6 +1152,49 @@ format = "jsonl"
     assert_eq!(recs[5]["value"], dir(".").as_str(), "{}", recs[5]);
 }
 
+/// A command given no stdin reads nothing, even when jobpool's own stdin has data (its
+/// process workers pass theirs on: the null device); with `output = "none"` what it
+/// prints goes nowhere: not to jobpool's stdout, nor its stderr, where a worker's own
+/// stray output goes. Checked with and without a stdin in the same run.
+#[test]
+fn a_command_without_stdin_reads_nothing_and_none_output_goes_nowhere() {
+    let job = Job::new(
+        r#"
+workers = 2
+[task]
+kind = "command"
+program = ["sh", "-c", "n=$(wc -c); echo read $n bytes > read-{i}; echo printed-{i}; echo to-stderr-{i} >&2"]
+output = "none"
+[args]
+i = { range = [0, 6] }
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#,
+    );
+    let mut c = Command::new(BIN);
+    c.args(["run", "-q", "--progress", "never"]).arg(job.path("job.toml"));
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"data on jobpool's stdin\n").unwrap();
+    }
+    let out = wait_output(child);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stdout(&out).contains("printed"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("printed"), "{}", stderr(&out));
+    let recs = job.jsonl("out.jsonl");
+    assert_eq!(recs.len(), 6);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["value"], Value::Null, "{r}");
+        let read = fs::read_to_string(job.path(&format!("read-{i}"))).unwrap();
+        assert_eq!(read.split_whitespace().collect::<Vec<_>>(), ["read", "0", "bytes"]);
+    }
+}
+
 #[test]
 fn glob_values_do_not_depend_on_where_jobpool_is_started() {
     let job = Job::new(
