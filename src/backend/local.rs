@@ -287,9 +287,10 @@ impl Execution for LocalExecution {
 /// How long the outcomes of quick tasks may wait for each other before the run takes
 /// them: each batch that reaches the run wakes two of its threads (the one making
 /// records, the one writing them), some 15–25 µs of CPU each on a busy machine, and
-/// 2,000 one-millisecond commands on 2 workers otherwise send 2,000 of them. A record
-/// then reaches its sinks up to this late; the last one is not held back.
-const LINGER: Duration = Duration::from_millis(3);
+/// 2,000 short commands on 2 workers otherwise send hundreds of them (at 3 ms, 600
+/// wake-ups of each; at 10 ms, under 200). A record then reaches its sinks up to this
+/// late; the last one is not held back.
+const LINGER: Duration = Duration::from_millis(10);
 
 /// [`LINGER`], or none when a failure must stop the run promptly (`max-failures`,
 /// `on-failure = "stop"`): a failure held back would let more submissions start.
