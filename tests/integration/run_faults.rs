@@ -1155,7 +1155,7 @@ format = "jsonl"
 /// A command given no stdin reads nothing, even when jobpool's own stdin has data (its
 /// process workers pass theirs on: the null device); with `output = "none"` what it
 /// prints goes nowhere: not to jobpool's stdout, nor its stderr, where a worker's own
-/// stray output goes. Checked with and without a stdin in the same run.
+/// stray output goes.
 #[test]
 fn a_command_without_stdin_reads_nothing_and_none_output_goes_nowhere() {
     let job = Job::new(
