@@ -1682,7 +1682,6 @@ impl Dispatcher {
             };
             let w = &mut self.workers[wi];
             let limit = chunk.min(max_tasks - w.assigned).max(1);
-
             // A message bigger than ~200 KB makes `send` wait until the worker reads it,
             // which a busy worker does only after its current batch: big batches go to
             // idle workers only, so the dispatcher never waits on a running task.

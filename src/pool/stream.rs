@@ -396,16 +396,14 @@ where
     // CPU here) competed with the workers' own start for the two CPUs (a job of five
     // short sleeps on 4 workers: 4.9 → 4.3 ms beyond the ideal schedule, medians of 40).
     if !first_here || feed.round(&mut items, false) {
-        let spawned = std::thread::Builder::new().name("jobpool-feeder".into()).spawn(move || {
+        // Should no thread start, the stream ends after what was fed (its sender is
+        // dropped with the closure).
+        let _ = std::thread::Builder::new().name("jobpool-feeder".into()).spawn(move || {
             let _feed_done = feed_done;
             while feed.round(&mut items, true) {}
             // The outcomes' sender first, then the word that the feed is over.
             drop(feed);
         });
-        if spawned.is_err() {
-            // No feeder: the stream ends after the first round (its sender was dropped
-            // with the closure).
-        }
     } else {
         drop((feed, feed_done));
     }
