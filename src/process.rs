@@ -15,7 +15,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+mod raw;
 mod sentinel;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod spawn;
 
 /// A pidfd for our child `pid`, which nobody reaped yet (so the pid is still its own);
 /// `None` on kernels without pidfds (Linux < 5.3).
@@ -136,7 +139,16 @@ pub struct Usage {
 /// Reap our child with `wait4` (blocking), which also gives its resource usage (its
 /// own, plus that of the descendants it waited for).
 pub fn reap_with_usage(child: &mut Child) -> (Option<ExitStatus>, Option<Usage>) {
-    let pid = child.id() as libc::pid_t;
+    match reap_pid_with_usage(child.id()) {
+        // Someone else reaped it (ECHILD): std may know its status.
+        (None, _) => (child.try_wait().ok().flatten(), None),
+        reaped => reaped,
+    }
+}
+
+/// [`reap_with_usage`] for the child `pid`; `(None, None)` when someone else reaped it.
+pub fn reap_pid_with_usage(pid: u32) -> (Option<ExitStatus>, Option<Usage>) {
+    let pid = pid as libc::pid_t;
     loop {
         let mut status = 0;
         // SAFETY: a zeroed rusage is a valid out-parameter.
@@ -154,8 +166,7 @@ pub fn reap_with_usage(child: &mut Child) -> (Option<ExitStatus>, Option<Usage>)
         if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
             continue;
         }
-        // Someone else reaped it (ECHILD): std may know its status.
-        return (child.try_wait().ok().flatten(), None);
+        return (None, None);
     }
 }
 

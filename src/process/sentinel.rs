@@ -21,6 +21,8 @@
 use std::io;
 use std::sync::Mutex;
 
+use super::raw::{DEFAULT_ACTION, SIGSET, sys};
+
 /// What a sentinel does when the thread that made it ends.
 #[derive(Clone, Copy)]
 pub(super) enum OnDeath {
@@ -155,42 +157,6 @@ fn give_back(base: usize) {
 const CLONE_FLAGS: libc::c_int = libc::CLONE_VM;
 #[cfg(not(target_arch = "x86_64"))]
 const CLONE_FLAGS: libc::c_int = 0;
-
-/// A system call, made directly (never through the C library, which may set `errno`).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the caller's; `syscall` clobbers rcx and r11 only.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n as isize => ret,
-            in("rdi") a,
-            in("rsi") b,
-            in("rdx") c,
-            in("r10") d,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// Elsewhere the sentinel is a fork (its memory is its own copy): the C library's call.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
-    // SAFETY: the caller's.
-    unsafe { libc::syscall(n, a, b, c, d) as isize }
-}
-
-/// The kernel's `struct sigaction` (handler, flags, restorer, mask), all zero: the
-/// default disposition. Zeroes read the same whatever the architecture's layout.
-const DEFAULT_ACTION: [usize; 4] = [0; 4];
-/// The size of the kernel's signal set.
-const SIGSET: usize = 8;
 
 /// The sentinel's whole life. Only raw system calls, on its own stack.
 extern "C" fn sentinel_main(arg: *mut libc::c_void) -> libc::c_int {

@@ -12,6 +12,12 @@
 //! every [`STOP_CHECK_INTERVAL`] to ask `should_stop`. Without pidfd support the loop
 //! falls back to checking `waitid(WNOWAIT)` every few milliseconds.
 //!
+//! Starting: on x86-64 with [`process::spawn`] (what `posix_spawn` does, with fewer system
+//! calls: see there), for a program given by its path or found on PATH before; otherwise
+//! (a program the system must search for, a NUL byte in a string, another architecture)
+//! with the standard library's `Command`. Both start it the same way: in its process
+//! group, in its folder, with the null device or pipes as its standard streams.
+//!
 //! Process groups: the child is started in the group the caller gives (a process
 //! worker's command group, created by the pool before the worker and held by it, so the
 //! pool can always kill it), or else with `process_group(0)`, so that its pid is its
@@ -22,12 +28,13 @@
 //! reach.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -232,49 +239,20 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     // Where it runs (a worker may have moved since its first command: see `enter_dir`).
     let cwd = rendered.cwd.as_deref().map(from_first_dir);
     let in_cwd = enter_dir(cwd.as_deref());
-    let command = |path: Option<&Path>| {
-        let mut cmd = match path {
-            Some(path) => {
-                let mut cmd = Command::new(path);
-                cmd.arg0(program);
-                cmd
+    let stdin_data = rendered.stdin.is_some();
+    let dir = cwd.as_deref().filter(|_| !in_cwd);
+    let started =
+        match start(&rendered, found.as_deref(), dir, stdin_data, req.task.output, req.group) {
+            // The program found earlier is gone (or changed): search PATH again, as if it had
+            // never been found.
+            Err(_) if found.is_some() => {
+                forget_program(program);
+                start(&rendered, None, dir, stdin_data, req.task.output, req.group)
             }
-            None => Command::new(program),
+            r => r,
         };
-        cmd.args(&rendered.argv[1..]).process_group(req.group.unwrap_or(0)).stderr(Stdio::piped());
-        if let Some(dir) = cwd.as_deref().filter(|_| !in_cwd) {
-            cmd.current_dir(dir);
-        }
-        for (k, v) in &rendered.env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(if rendered.stdin.is_some() { Stdio::piped() } else { null_stdin() });
-        cmd.stdout(if req.task.output == OutputMode::None {
-            null_output()
-        } else {
-            Stdio::piped()
-        });
-        cmd
-    };
-    let spawn = |mut cmd: Command| match cmd.spawn() {
-        // The caller's group is gone (its leader was reaped by someone else, e.g. a
-        // program that reaps every child): a group of its own, reported to `on_spawn`.
-        Err(e) if req.group.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
-            cmd.process_group(0).spawn().map(|c| (c, None))
-        }
-        r => r.map(|c| (c, req.group)),
-    };
-    let spawned = match spawn(command(found.as_deref())) {
-        // The program found earlier is gone (or changed): search PATH again, as if it had
-        // never been found.
-        Err(_) if found.is_some() => {
-            forget_program(program);
-            spawn(command(None))
-        }
-        r => r,
-    };
-    let (mut child, group) = match spawned {
-        Ok(x) => x,
+    let mut started = match started {
+        Ok(s) => s,
         Err(err) => {
             return CommandOutcome::failed(
                 CommandStatus::Error,
@@ -282,20 +260,203 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
             );
         }
     };
-    let pgid = group.unwrap_or(child.id() as i32);
+    let pid = started.pid;
+    let pgid = started.group.unwrap_or(pid as i32);
     (req.on_spawn)(pgid);
 
-    let started = Instant::now();
-    let deadline = req.timeout.and_then(|t| started.checked_add(t));
-    let mut io = ChildIo::new(&mut child, rendered.stdin.map(String::into_bytes), use_pidfd);
+    let begun = Instant::now();
+    let deadline = req.timeout.and_then(|t| begun.checked_add(t));
+    let mut io = ChildIo::new(&mut started, rendered.stdin.map(String::into_bytes), use_pidfd);
     let stop = io.run(pgid, deadline, req.grace, req.should_stop);
-    let (status, usage) = process::reap_with_usage(&mut child);
+    let (status, usage) = process::reap_pid_with_usage(pid);
     let mut outcome = finish(req.task, req.timeout, stop, status, io);
     if let Some(u) = usage {
         outcome.cpu_ms = Some(u.cpu_ms);
         outcome.max_rss_kb = Some(u.max_rss_kb);
     }
     outcome
+}
+
+/// A started command: its pid, the group it joined (`None`: a group of its own, whose id
+/// is its pid) and our ends of its pipes.
+struct Started {
+    pid: u32,
+    group: Option<i32>,
+    stdin: Option<File>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+}
+
+/// Start the rendered command: from `path` (`None`: the program by its name, searched on
+/// PATH by the system), in `dir` (`None`: this process's folder), in `group` (`None`: a
+/// new one), with its stdin a pipe when `stdin_data`, else the null device; its stdout a
+/// pipe, or the null device for `output = "none"`; its stderr a pipe.
+fn start(
+    rendered: &RenderedCommand,
+    path: Option<&Path>,
+    dir: Option<&Path>,
+    stdin_data: bool,
+    output: OutputMode,
+    group: Option<i32>,
+) -> io::Result<Started> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(started) = start_fast(rendered, path, dir, stdin_data, output, group) {
+        return started;
+    }
+    let program = &rendered.argv[0];
+    let mut cmd = match path {
+        Some(path) => {
+            let mut cmd = Command::new(path);
+            cmd.arg0(program);
+            cmd
+        }
+        None => Command::new(program),
+    };
+    cmd.args(&rendered.argv[1..]).process_group(group.unwrap_or(0)).stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    for (k, v) in &rendered.env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(if stdin_data { Stdio::piped() } else { null_stdin() });
+    cmd.stdout(if output == OutputMode::None { null_output() } else { Stdio::piped() });
+    let (mut child, group) = match cmd.spawn() {
+        // The caller's group is gone (its leader was reaped by someone else, e.g. a
+        // program that reaps every child): a group of its own, reported to `on_spawn`.
+        Err(e) if group.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
+            (cmd.process_group(0).spawn()?, None)
+        }
+        r => (r?, group),
+    };
+    let file = |fd: Option<OwnedFd>| fd.map(File::from);
+    Ok(Started {
+        pid: child.id(),
+        group,
+        stdin: file(child.stdin.take().map(OwnedFd::from)),
+        stdout: file(child.stdout.take().map(OwnedFd::from)),
+        stderr: file(child.stderr.take().map(OwnedFd::from)),
+    })
+}
+
+/// [`start`] with [`process::spawn`] (see there why); `None` where that does not apply:
+/// a program to search on PATH (the system's search and its errors stay the standard
+/// library's), or a NUL byte in a string (the standard library reports it).
+#[cfg(target_arch = "x86_64")]
+fn start_fast(
+    rendered: &RenderedCommand,
+    path: Option<&Path>,
+    dir: Option<&Path>,
+    stdin_data: bool,
+    output: OutputMode,
+    group: Option<i32>,
+) -> Option<io::Result<Started>> {
+    use process::spawn::{Spawn, SpawnError, spawn};
+    use std::ffi::CString;
+    let c = |s: &[u8]| CString::new(s).ok();
+    let program = &rendered.argv[0];
+    let path = match path {
+        Some(p) => c(p.as_os_str().as_bytes())?,
+        None if program.contains('/') => c(program.as_bytes())?,
+        None => return None,
+    };
+    let argv = rendered.argv.iter().map(|a| c(a.as_bytes())).collect::<Option<Vec<_>>>()?;
+    let env = if rendered.env.is_empty() {
+        None
+    } else {
+        let set = |k: &std::ffi::OsStr| rendered.env.iter().any(|(n, _)| k == n.as_str());
+        let inherited = std::env::vars_os().filter(|(k, _)| !set(k));
+        let given = rendered.env.iter().map(|(k, v)| (k.into(), v.into()));
+        let pair = |(k, v): (std::ffi::OsString, std::ffi::OsString)| {
+            c(&[k.as_bytes(), b"=", v.as_bytes()].concat())
+        };
+        Some(inherited.chain(given).map(pair).collect::<Option<Vec<_>>>()?)
+    };
+    let dir = match dir {
+        Some(d) => Some(c(d.as_os_str().as_bytes())?),
+        None => None,
+    };
+    let null = null_device()?;
+    let (err_read, err_write) = match pipe() {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    let (out_read, out_write) = match output {
+        OutputMode::None => (None, None),
+        _ => match pipe() {
+            Ok((r, w)) => (Some(r), Some(w)),
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    let (in_write, in_read) = if stdin_data {
+        match pipe() {
+            Ok((r, w)) => (Some(w), Some(r)),
+            Err(e) => return Some(Err(e)),
+        }
+    } else {
+        (None, None)
+    };
+    let stdin_fd = match &in_read {
+        Some(r) => Some(r.as_raw_fd()),
+        // A process worker's own stdin is the null device already (see `null_stdin`).
+        None if crate::pool::worker::is_process_worker() && is_null_device(libc::STDIN_FILENO) => {
+            None
+        }
+        None => Some(null),
+    };
+    let stdout_fd = out_write.as_ref().map_or(null, |w| w.as_raw_fd());
+    let mut spec = Spawn {
+        path: &path,
+        argv: &argv,
+        env: env.as_deref(),
+        dir: dir.as_deref(),
+        group: group.unwrap_or(0),
+        stdio: [stdin_fd, Some(stdout_fd), Some(err_write.as_raw_fd())],
+    };
+    let (pid, group) = match spawn(&spec) {
+        Ok(pid) => (pid, group),
+        // The caller's group is gone: a group of its own (as in `start`).
+        Err(SpawnError::Group(e)) if group.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
+            spec.group = 0;
+            match spawn(&spec) {
+                Ok(pid) => (pid, None),
+                Err(SpawnError::Group(e) | SpawnError::Other(e)) => return Some(Err(e)),
+            }
+        }
+        Err(SpawnError::Group(e) | SpawnError::Other(e)) => return Some(Err(e)),
+    };
+    // Our copies of the child's ends go now, so that its exit closes the pipes.
+    drop((err_write, out_write, in_read));
+    Some(Ok(Started {
+        pid: pid as u32,
+        group,
+        stdin: in_write.map(File::from),
+        stdout: out_read.map(File::from),
+        stderr: Some(File::from(err_read)),
+    }))
+}
+
+/// A pipe (read end, write end), both close-on-exec.
+#[cfg(target_arch = "x86_64")]
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The null device, opened once (read and write, close-on-exec) and kept: a command's
+/// stdin or stdout is a copy the child makes (`dup2`) as it starts.
+#[cfg(target_arch = "x86_64")]
+fn null_device() -> Option<RawFd> {
+    static NULL: OnceLock<Option<File>> = OnceLock::new();
+    NULL.get_or_init(|| std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok())
+        .as_ref()
+        .map(|f| f.as_raw_fd())
 }
 
 /// Where `execvp` would find `program` on this process's `PATH`, looked up once per
@@ -464,9 +625,9 @@ enum StopReason {
 
 /// The child's pipes and exit notification, driven by one poll loop.
 struct ChildIo {
-    stdout: Option<std::process::ChildStdout>,
-    stderr: Option<std::process::ChildStderr>,
-    stdin: Option<ChildStdin>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    stdin: Option<File>,
     stdin_data: Vec<u8>,
     stdin_pos: usize,
     pidfd: Option<OwnedFd>,
@@ -476,8 +637,8 @@ struct ChildIo {
 }
 
 impl ChildIo {
-    fn new(child: &mut Child, stdin_data: Option<Vec<u8>>, use_pidfd: bool) -> Self {
-        let pid = child.id();
+    fn new(child: &mut Started, stdin_data: Option<Vec<u8>>, use_pidfd: bool) -> Self {
+        let pid = child.pid;
         let mut io = ChildIo {
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),

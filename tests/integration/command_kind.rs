@@ -241,6 +241,11 @@ fn env_is_added_to_the_inherited_environment() {
     o.names = &["x"];
     o.args = vec![json!("a b")];
     assert_eq!(run(&t, o).value, Some(json!("v=a b has-path")));
+
+    // A variable the environment has already is replaced, not given twice.
+    let mut t = shell("env | grep '^HOME='");
+    t.env = vec![("HOME".to_string(), tpl("/elsewhere"))];
+    assert_eq!(run(&t, Opts::new(dir.path())).value, Some(json!("HOME=/elsewhere")));
 }
 
 #[test]

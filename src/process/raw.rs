@@ -1,0 +1,40 @@
+//! Raw system calls for code that runs in a child sharing this process's memory (a
+//! sentinel, a command between `clone` and `execve`): no C library call there, which
+//! could write `errno` in the thread-local storage the child shares with its parent
+//! thread, or take a lock another thread of ours holds.
+
+/// A system call, made directly (never through the C library, which may set `errno`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller's; `syscall` clobbers rcx and r11 only.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            in("r10") d,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Elsewhere the sentinel is a fork (its memory is its own copy): the C library's call.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(super) unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
+    // SAFETY: the caller's.
+    unsafe { libc::syscall(n, a, b, c, d) as isize }
+}
+
+/// The kernel's `struct sigaction` (handler, flags, restorer, mask), all zero: the
+/// default disposition. Zeroes read the same whatever the architecture's layout.
+pub(super) const DEFAULT_ACTION: [usize; 4] = [0; 4];
+/// The size of the kernel's signal set.
+pub(super) const SIGSET: usize = 8;
