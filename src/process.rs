@@ -4,8 +4,9 @@
 //! pidfds ([`pidfd_open`], [`exited`]), asking whether a child exited without reaping it
 //! ([`has_exited`], [`wait_exit`]), reaping ([`reap_within`], [`reap_with_usage`]),
 //! signalling a process or a whole group ([`kill_process`],
-//! [`kill_group`]), signal names ([`signal_name`]), and the group leader that keeps a
-//! command group's id valid ([`command_group_leader`]).
+//! [`kill_group`]), signal names ([`signal_name`]), the group leader that keeps a
+//! command group's id valid ([`command_group_leader`]), and starting a command on x86-64
+//! (`spawn`).
 //! Must not: use any other module of the crate, decide when to kill or wait (its callers
 //! do), start threads, or print.
 

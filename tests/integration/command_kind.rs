@@ -12,6 +12,8 @@ use jobpool::task::command::{
 };
 use serde_json::{Value, json};
 
+use crate::run_support::{LIST_FDS, SHOW_STATUS, check_fds, check_signals};
+
 /// Parse `{name}` placeholders (no `{{` escapes needed in these tests).
 fn tpl(text: &str) -> Template {
     let mut parts = Vec::new();
@@ -230,6 +232,17 @@ fn cwd_defaults_to_the_job_folder_and_is_relative_to_it() {
     let err = out.error.unwrap();
     assert!(err.starts_with("cannot start \"pwd\": working folder"), "{err}");
     assert!(err.contains("missing"), "{err}");
+}
+
+/// A command started by this (many-threaded) process, as a thread worker starts one (see
+/// `check_fds`, `check_signals`): this process ignores SIGPIPE, as every Rust program does.
+#[test]
+fn a_command_starts_with_three_streams_and_default_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    for (argv, check) in [(LIST_FDS, check_fds as fn(&str)), (SHOW_STATUS, check_signals)] {
+        let out = run(&program(&argv), Opts::new(dir.path()));
+        check(out.value.as_ref().and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{out:?}")));
+    }
 }
 
 #[test]

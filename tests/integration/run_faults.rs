@@ -1195,6 +1195,37 @@ format = "jsonl"
     }
 }
 
+/// What a command starts with in a worker of `jobpool run`: its three streams and no
+/// other descriptor of jobpool's (its journal, sinks, channels, pipes), no signal blocked,
+/// SIGPIPE not ignored (see `check_fds`, `check_signals`; in a thread worker:
+/// `command_kind.rs`).
+#[test]
+fn a_command_starts_with_three_streams_and_default_signals() {
+    for (program, check) in [(LIST_FDS, check_fds as fn(&str)), (SHOW_STATUS, check_signals)] {
+        let job = Job::new(&format!(
+            r#"
+workers = 2
+[task]
+kind = "command"
+program = {program:?}
+output = "text"
+[args]
+i = {{ range = [0, 4] }}
+[[sink]]
+to = "out.jsonl"
+format = "jsonl"
+"#
+        ));
+        let out = job.run(&[]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let recs = job.jsonl("out.jsonl");
+        assert_eq!(recs.len(), 4);
+        for r in &recs {
+            check(r["value"].as_str().unwrap_or_else(|| panic!("{r}")));
+        }
+    }
+}
+
 #[test]
 fn glob_values_do_not_depend_on_where_jobpool_is_started() {
     let job = Job::new(

@@ -178,3 +178,46 @@ pub fn survivors(pids: &[i32]) -> Vec<i32> {
 pub fn statuses(records: &[Value]) -> Vec<String> {
     records.iter().map(|r| r["status"].as_str().unwrap().to_string()).collect()
 }
+
+/// The programs that show what a command started with: its open descriptors (`ls` of
+/// its own, which adds the one `ls` reads them with), and its signal mask, ignored and
+/// handled signals (`cat` of its own `/proc/<pid>/status`). No shell: a shell holds
+/// descriptors of its own (a pipeline's ends, saved streams).
+pub const LIST_FDS: [&str; 2] = ["ls", "/proc/self/fd"];
+pub const SHOW_STATUS: [&str; 2] = ["cat", "/proc/self/status"];
+
+/// Check [`LIST_FDS`]'s output: the three streams, those this test process was given open
+/// by whatever started it (which anything passes on), and `ls`'s own (the lowest free
+/// one), nothing else.
+pub fn check_fds(listing: &str) {
+    let mut fds: Vec<i32> = listing.split_whitespace().map(|w| w.parse().unwrap()).collect();
+    fds.sort();
+    let mut expected = vec![0, 1, 2];
+    expected.extend(inherited_fds());
+    let own = (3..).find(|fd| !expected.contains(fd)).unwrap();
+    expected.push(own);
+    expected.sort();
+    assert_eq!(fds, expected, "{listing}");
+}
+
+/// Check [`SHOW_STATUS`]'s output: no signal blocked, SIGPIPE not ignored.
+pub fn check_signals(status: &str) {
+    let mask = |field: &str| {
+        let line = status.lines().find(|l| l.starts_with(field));
+        let hex = line.and_then(|l| l.split_whitespace().nth(1));
+        u64::from_str_radix(hex.unwrap_or_else(|| panic!("{status}")), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{status}");
+    assert_eq!(mask("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{status}");
+}
+
+/// This process's descriptors above 2 without close-on-exec: those it was started with.
+fn inherited_fds() -> Vec<i32> {
+    let listed: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // SAFETY: F_GETFD only reads a descriptor's flags (an error for one closed since).
+    let kept = |fd: &i32| unsafe { libc::fcntl(*fd, libc::F_GETFD) } == 0;
+    listed.into_iter().filter(|fd| *fd > 2).filter(kept).collect()
+}
