@@ -693,37 +693,28 @@ fast_compound! {
     SerializeMap { serialize_key, serialize_value }
 }
 
-impl serde::ser::SerializeStruct for &mut Fast<'_> {
-    type Ok = ();
-    type Error = postcard::Error;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _key: &'static str,
-        value: &T,
-    ) -> postcard::Result<()> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> postcard::Result<()> {
-        Ok(())
-    }
+/// The fields of a struct (their names are not written), as postcard writes them.
+macro_rules! fast_fields {
+    ($($trait:ident),*) => {$(
+        impl serde::ser::$trait for &mut Fast<'_> {
+            type Ok = ();
+            type Error = postcard::Error;
+            #[inline]
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _key: &'static str,
+                value: &T,
+            ) -> postcard::Result<()> {
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> postcard::Result<()> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl serde::ser::SerializeStructVariant for &mut Fast<'_> {
-    type Ok = ();
-    type Error = postcard::Error;
-    #[inline]
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _key: &'static str,
-        value: &T,
-    ) -> postcard::Result<()> {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
+fast_fields!(SerializeStruct, SerializeStructVariant);
 
 struct VecFlavor<'a>(&'a mut Vec<u8>);
 

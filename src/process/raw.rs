@@ -38,3 +38,29 @@ pub(super) unsafe fn sys(n: libc::c_long, a: usize, b: usize, c: usize, d: usize
 pub(super) const DEFAULT_ACTION: [usize; 4] = [0; 4];
 /// The size of the kernel's signal set.
 pub(super) const SIGSET: usize = 8;
+
+/// A child's stack: plenty for the few calls a child of ours makes (glibc's `clone`
+/// wrapper included), with a guard page below it.
+pub(super) const STACK: usize = 64 * 1024;
+/// A stack's lowest page: its guard.
+pub(super) const PAGE: usize = 4096;
+
+/// Map a fresh [`STACK`] for a child, its lowest page inaccessible (a guard); its base.
+pub(super) fn map_stack() -> std::io::Result<usize> {
+    // SAFETY: a fresh anonymous mapping; its lowest page is made inaccessible.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::mprotect(p, PAGE, libc::PROT_NONE);
+        Ok(p as usize)
+    }
+}

@@ -21,7 +21,7 @@
 use std::io;
 use std::sync::Mutex;
 
-use super::raw::{DEFAULT_ACTION, SIGSET, sys};
+use super::raw::{DEFAULT_ACTION, PAGE, SIGSET, STACK, map_stack, sys};
 
 /// What a sentinel does when the thread that made it ends.
 #[derive(Clone, Copy)]
@@ -42,11 +42,6 @@ struct Args {
     /// The group to kill; 0 for its own.
     group: i32,
 }
-
-/// A sentinel's stack: plenty for a few system calls (glibc's `clone` wrapper included),
-/// with a guard page below it.
-const STACK: usize = 64 * 1024;
-const PAGE: usize = 4096;
 
 /// The stacks of living sentinels, by pid (as addresses: a stack is not shared with Rust
 /// code), and free stacks to use again.
@@ -130,22 +125,7 @@ fn take_stack() -> io::Result<usize> {
     if let Some(base) = STACKS.lock().unwrap_or_else(|e| e.into_inner()).free.pop() {
         return Ok(base);
     }
-    // SAFETY: a fresh anonymous mapping; its lowest page is made inaccessible (a guard).
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        libc::mprotect(p, PAGE, libc::PROT_NONE);
-        Ok(p as usize)
-    }
+    map_stack()
 }
 
 /// A stack whose clone failed goes back to the free list.

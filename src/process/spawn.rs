@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::ptr;
 
-use super::raw::{DEFAULT_ACTION, SIGSET, sys};
+use super::raw::{DEFAULT_ACTION, SIGSET, STACK, map_stack, sys};
 
 /// One program to start.
 pub struct Spawn<'a> {
@@ -78,10 +78,6 @@ struct Args {
     failure: Failure,
 }
 
-/// The child's stack: plenty for the few calls it makes, with a guard page below it.
-const STACK: usize = 64 * 1024;
-const PAGE: usize = 4096;
-
 /// The calling thread's child stack, mapped at its first start, unmapped when it ends.
 struct Stack(Cell<usize>);
 
@@ -103,23 +99,7 @@ thread_local! {
 fn stack_top() -> io::Result<usize> {
     STACK_OF_THREAD.with(|s| {
         if s.0.get() == 0 {
-            // SAFETY: a fresh anonymous mapping; its lowest page is made inaccessible.
-            let p = unsafe {
-                libc::mmap(
-                    ptr::null_mut(),
-                    STACK,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: the first page of the mapping above.
-            unsafe { libc::mprotect(p, PAGE, libc::PROT_NONE) };
-            s.0.set(p as usize);
+            s.0.set(map_stack()?);
         }
         Ok(s.0.get() + STACK)
     })

@@ -239,18 +239,24 @@ fn run_command_with(req: CommandRequest<'_>, use_pidfd: bool) -> CommandOutcome 
     // Where it runs (a worker may have moved since its first command: see `enter_dir`).
     let cwd = rendered.cwd.as_deref().map(from_first_dir);
     let in_cwd = enter_dir(cwd.as_deref());
-    let stdin_data = rendered.stdin.is_some();
-    let dir = cwd.as_deref().filter(|_| !in_cwd);
-    let started =
-        match start(&rendered, found.as_deref(), dir, stdin_data, req.task.output, req.group) {
-            // The program found earlier is gone (or changed): search PATH again, as if it had
-            // never been found.
-            Err(_) if found.is_some() => {
-                forget_program(program);
-                start(&rendered, None, dir, stdin_data, req.task.output, req.group)
-            }
-            r => r,
-        };
+    let mut how = Launch {
+        rendered: &rendered,
+        path: found.as_deref(),
+        dir: cwd.as_deref().filter(|_| !in_cwd),
+        stdin_data: rendered.stdin.is_some(),
+        output: req.task.output,
+        group: req.group,
+    };
+    let started = match start(&how) {
+        // The program found earlier is gone (or changed): search PATH again, as if it had
+        // never been found.
+        Err(_) if found.is_some() => {
+            forget_program(program);
+            how.path = None;
+            start(&how)
+        }
+        r => r,
+    };
     let mut started = match started {
         Ok(s) => s,
         Err(err) => {
@@ -287,22 +293,27 @@ struct Started {
     stderr: Option<File>,
 }
 
-/// Start the rendered command: from `path` (`None`: the program by its name, searched on
-/// PATH by the system), in `dir` (`None`: this process's folder), in `group` (`None`: a
-/// new one), with its stdin a pipe when `stdin_data`, else the null device; its stdout a
-/// pipe, or the null device for `output = "none"`; its stderr a pipe.
-fn start(
-    rendered: &RenderedCommand,
-    path: Option<&Path>,
-    dir: Option<&Path>,
+/// How to start a rendered command: from `path` (`None`: the program by its name,
+/// searched on PATH by the system), in `dir` (`None`: this process's folder), in `group`
+/// (`None`: a new one), with its stdin a pipe when `stdin_data`, else the null device;
+/// its stdout a pipe, or the null device for `output = "none"`; its stderr a pipe.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    rendered: &'a RenderedCommand,
+    path: Option<&'a Path>,
+    dir: Option<&'a Path>,
     stdin_data: bool,
     output: OutputMode,
     group: Option<i32>,
-) -> io::Result<Started> {
+}
+
+/// Start a command as `how` says.
+fn start(how: &Launch<'_>) -> io::Result<Started> {
     #[cfg(target_arch = "x86_64")]
-    if let Some(started) = start_fast(rendered, path, dir, stdin_data, output, group) {
+    if let Some(started) = start_fast(how) {
         return started;
     }
+    let Launch { rendered, path, dir, stdin_data, output, group } = *how;
     let program = &rendered.argv[0];
     let mut cmd = match path {
         Some(path) => {
@@ -343,14 +354,8 @@ fn start(
 /// a program to search on PATH (the system's search and its errors stay the standard
 /// library's), or a NUL byte in a string (the standard library reports it).
 #[cfg(target_arch = "x86_64")]
-fn start_fast(
-    rendered: &RenderedCommand,
-    path: Option<&Path>,
-    dir: Option<&Path>,
-    stdin_data: bool,
-    output: OutputMode,
-    group: Option<i32>,
-) -> Option<io::Result<Started>> {
+fn start_fast(how: &Launch<'_>) -> Option<io::Result<Started>> {
+    let Launch { rendered, path, dir, stdin_data, output, group } = *how;
     use process::spawn::{Spawn, SpawnError, spawn};
     use std::ffi::CString;
     let c = |s: &[u8]| CString::new(s).ok();
