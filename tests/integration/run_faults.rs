@@ -423,6 +423,8 @@ format = "jsonl"
 fn runaway_scripts_end_at_the_task_timeout() {
     // A busy loop, a loop of short sleeps, and an array growing by `push` (whose size
     // checks the operation limit does not see) all end promptly at the task timeout.
+    // The busy loop does some work in each turn: an empty `loop { }` reaches the
+    // operation limit (an `error`) in about 0.2 s in a release build.
     let job = Job::new(
         r#"
 workers = 3
@@ -431,7 +433,7 @@ task-timeout = "400ms"
 kind = "script"
 script = '''
 switch i {
-  0 => { loop { } },
+  0 => { let s = 0; loop { s += 1; } },
   1 => { loop { sleep(0.001); } },
   _ => { let a = []; loop { a.push(1); } },
 }
@@ -1865,7 +1867,7 @@ fn the_workers_cpu_time_is_counted_in_jobpool_s() {
 workers = 2
 [task]
 kind = "script"
-script = "let s = 0; for k in 0..100000 { s += k } s"
+script = "let t = timestamp(); let s = 0; while t.elapsed < 0.1 { s += 1 } s"
 [args]
 i = { range = [0, 4] }
 "#,
@@ -1878,8 +1880,9 @@ i = { range = [0, 4] }
     assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
     let cpu = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6;
-    // Four tasks of 100,000 loop turns each are well over 50 ms of CPU (an unoptimised
-    // build runs them in about 0.4 s); jobpool itself uses a few milliseconds.
+    // Four tasks each busy for 0.1 s are 0.4 s of CPU in either build profile (a fixed
+    // number of loop turns is not: an optimised build runs 100,000 in a few ms);
+    // jobpool itself uses a few milliseconds.
     assert!(cpu > 0.05, "only {cpu:.3} s of user CPU counted: the workers' is missing");
     drop(child);
 }
