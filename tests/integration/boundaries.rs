@@ -184,6 +184,7 @@ fn crashed(recs: &[Value]) -> Vec<&Value> {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn a_worker_that_writes_garbage_or_a_truncated_message_is_killed_and_replaced() {
     for mode in ["garbage", "truncated"] {
         let (code, recs, err) = abused(mode, 1, 0);
@@ -204,6 +205,7 @@ fn a_worker_that_writes_garbage_or_a_truncated_message_is_killed_and_replaced() 
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn results_for_tasks_never_sent_skipped_or_malformed_are_a_protocol_error() {
     for (mode, says) in [
         ("unknown-id", "when task"),
@@ -225,6 +227,7 @@ fn results_for_tasks_never_sent_skipped_or_malformed_are_a_protocol_error() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn a_duplicated_result_message_never_makes_a_second_record() {
     // The copy is either refused (the worker is killed: a crash) or, when the worker is
     // already gone, ignored; never a second record, never another task's value.
@@ -236,6 +239,7 @@ fn a_duplicated_result_message_never_makes_a_second_record() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn protocol_crashes_are_retried_like_any_crash() {
     let (code, recs, err) = abused("garbage", 0, 2);
     assert_eq!(code, 0, "the replacement worker ran the retries: {err}");
@@ -244,6 +248,7 @@ fn protocol_crashes_are_retried_like_any_crash() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn a_value_that_cannot_be_read_is_a_crash_not_a_null() {
     let (code, recs, err) = abused("bad-value", 0, 0);
     assert_eq!(code, 1, "{err}");
@@ -256,6 +261,7 @@ fn a_value_that_cannot_be_read_is_a_crash_not_a_null() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn a_worker_that_closes_its_channel_or_exits_mid_batch_loses_no_finished_result() {
     // Closed channel: what it ran afterwards never reached the pool, so those tasks
     // crashed (they started: an attempt each); the worker is killed and replaced.
@@ -269,6 +275,7 @@ fn a_worker_that_closes_its_channel_or_exits_mid_batch_loses_no_finished_result(
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "the worker abuse hooks exist in debug builds only")]
 fn a_worker_with_another_protocol_version_is_refused_with_a_clear_error() {
     // The first worker only: it is replaced, the job runs.
     let (status, recs, err) = abused("version", 0, 0);
